@@ -1,0 +1,48 @@
+"""The ``sockworks`` command line: one sub-command module each.
+
+Every module here exposes ``register(subparsers)``; the parser it adds sets
+``func`` to a callable taking the parsed arguments and returning an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from sockworks import __version__
+
+#: Sub-command modules, in the order ``sockworks --help`` lists them.
+COMMAND_MODULES = (
+    "sockworks.cli.serve",
+    "sockworks.cli.client",
+    "sockworks.cli.udp_client",
+    "sockworks.cli.mcast",
+    "sockworks.cli.bench",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sockworks",
+        description="Production-quality network services: one server core, every concurrency model.",
+    )
+    parser.add_argument("--version", action="version", version=f"sockworks {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # Output piped into `head` and closed: not an error worth a traceback.
+        sys.stderr.close()
+        return 0

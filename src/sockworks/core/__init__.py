@@ -1,0 +1,1 @@
+"""The server core shared by every concurrency model."""

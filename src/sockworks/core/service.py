@@ -1,0 +1,106 @@
+"""The contract between a service and the concurrency model that runs it.
+
+A *service* (echo, key-value, ...) never touches a socket. For every accepted
+connection the model asks the service for a :class:`Session` and then drives it
+with three calls, in the style of h11's sans-IO connection object:
+
+* ``on_connect()`` once, right after accept: the greeting to send, if any;
+* ``on_data(data)`` for every chunk received (any size, any split);
+* ``on_eof()`` when the peer half-closes its sending side.
+
+Each call returns an :class:`Output`: bytes to send, whether to close after
+sending them, and optionally a :class:`Barrier` the model must wait on before
+sending (a durability point: with ``--fsync always`` a write may only be
+acknowledged after the log is on disk).
+
+Threading contract: the model makes the calls for one session from one thread
+at a time, in order, and never concurrently. Different sessions may be driven
+from different threads at once, so a service's shared state (its store) must be
+thread-safe. ``on_data`` must not block on the network; a service whose
+backend blocks (Redis) says so through :attr:`Service.blocking`, and the
+event-loop models then run its calls in a thread pool.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+__all__ = ["Barrier", "Output", "Session", "Service", "NOTHING", "CLOSE"]
+
+
+class Barrier(Protocol):
+    """Something the model waits for before it sends an Output's bytes.
+
+    ``wait`` blocks the calling thread; ``add_done_callback`` registers a
+    function called exactly once (from any thread) when the barrier resolves.
+    The result is True when the guarded writes are durable and False when they
+    failed, in which case the model closes the connection without sending the
+    acknowledgement.
+    """
+
+    def wait(self, timeout: float | None = None) -> bool: ...
+
+    def add_done_callback(self, fn: Callable[[bool], None]) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """What a session wants the model to do next."""
+
+    data: bytes = b""
+    close: bool = False
+    barrier: Barrier | None = None
+
+
+NOTHING = Output()
+CLOSE = Output(close=True)
+
+
+class Session(abc.ABC):
+    """One connection's protocol state machine (see the module docstring)."""
+
+    def on_connect(self) -> Output:
+        return NOTHING
+
+    @abc.abstractmethod
+    def on_data(self, data: bytes) -> Output:
+        """Consume ``data`` (never empty) and return the replies it produced."""
+
+    def on_eof(self) -> Output:
+        """The peer will send no more. Default: close once replies are out."""
+        return CLOSE
+
+    def on_close(self) -> None:
+        """The connection is gone (any reason). Release per-connection state."""
+
+    @property
+    def busy(self) -> bool:
+        """True while a request is partly received.
+
+        Graceful shutdown closes connections that are not busy at once and
+        gives busy ones until the grace period ends to complete their request.
+        """
+        return False
+
+
+class Service(abc.ABC):
+    """A TCP service: a factory of sessions plus its shared resources."""
+
+    #: Name used in logs ("echo", "kv", "resp").
+    name: str = "service"
+    #: True when on_data may block (network-backed store): event-loop models
+    #: then hand each call to a worker thread instead of running it inline.
+    blocking: bool = False
+
+    @abc.abstractmethod
+    def new_session(self, peer: str) -> Session:
+        """A session for a connection from ``peer`` ("host:port")."""
+
+    def busy_reply(self) -> bytes:
+        """Sent to a connection refused by admission control, then closed."""
+        return b"ERROR: server busy\n"
+
+    def close(self) -> None:
+        """Flush and release shared resources; called once after shutdown."""

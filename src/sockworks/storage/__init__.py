@@ -1,0 +1,1 @@
+"""The key-value store layer: one interface, an embedded and a Redis backend."""

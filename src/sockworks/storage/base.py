@@ -1,0 +1,163 @@
+"""The store interface every backend implements, and its errors.
+
+Thread-safety contract (every backend): each method is atomic with respect to
+every other method, and may be called from any thread (and, for backends that
+say ``shared_across_processes``, from any process). ``atomic()`` runs a group of
+calls as one unit (MULTI/EXEC). Keys and values are ``bytes``; no backend
+requires UTF-8.
+
+Durability contract: a write method returns only after the write is in the
+backend's log (or the backend itself); ``durability_barrier()`` then returns a
+barrier the caller waits on before acknowledging the write to a client, or
+None when the fsync policy in force needs no wait. A write that cannot be
+logged (disk full) raises :class:`StoreWriteError` and changes nothing.
+
+Times are milliseconds. TTL queries follow Redis: -2 the key does not exist,
+-1 it exists with no expiry.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sockworks.core.service import Barrier
+
+__all__ = [
+    "Store",
+    "StoreError",
+    "StoreWriteError",
+    "StoreUnavailable",
+    "NotAnInteger",
+    "IntegerOverflow",
+    "SetResult",
+]
+
+
+class StoreError(Exception):
+    """Base class: the message is safe to show to a client after 'ERROR: '."""
+
+
+class StoreWriteError(StoreError):
+    """The write could not be made durable (disk full, I/O error); nothing changed."""
+
+
+class StoreUnavailable(StoreError):
+    """The backend cannot be reached right now (Redis down); retry later."""
+
+
+class NotAnInteger(StoreError):
+    """INCR on a value that is not a base-10 signed 64-bit integer."""
+
+    def __init__(self) -> None:
+        super().__init__("value is not an integer or out of range")
+
+
+class IntegerOverflow(StoreError):
+    """INCR would leave the signed 64-bit range."""
+
+    def __init__(self) -> None:
+        super().__init__("increment or decrement would overflow")
+
+
+@dataclass(frozen=True, slots=True)
+class SetResult:
+    """``written`` is False when NX/XX prevented the write; ``old`` is the
+    previous value when ``get=True`` was asked (None if there was none)."""
+
+    written: bool
+    old: bytes | None = None
+
+
+class Store(abc.ABC):
+    #: True when several processes (fork, prefork models) can share it.
+    shared_across_processes: bool = False
+
+    # -- reads ---------------------------------------------------------
+    @abc.abstractmethod
+    def get(self, key: bytes) -> bytes | None: ...
+
+    @abc.abstractmethod
+    def mget(self, keys: Sequence[bytes]) -> list[bytes | None]: ...
+
+    @abc.abstractmethod
+    def exists(self, keys: Sequence[bytes]) -> int:
+        """How many of ``keys`` exist (a key named twice counts twice, as Redis)."""
+
+    @abc.abstractmethod
+    def pttl(self, key: bytes) -> int:
+        """Milliseconds to live; -2 no such key; -1 no expiry."""
+
+    @abc.abstractmethod
+    def dbsize(self) -> int: ...
+
+    @abc.abstractmethod
+    def keys(self, pattern: bytes) -> list[bytes]:
+        """Keys matching a Redis glob pattern (``*``, ``?``, ``[a-z]``, ``\\``)."""
+
+    @abc.abstractmethod
+    def scan(self, cursor: int, match: bytes | None, count: int) -> tuple[int, list[bytes]]:
+        """Redis SCAN semantics: returns (next cursor, keys); cursor 0 ends.
+        Every key present for the whole scan is returned at least once."""
+
+    # -- writes --------------------------------------------------------
+    @abc.abstractmethod
+    def set(
+        self,
+        key: bytes,
+        value: bytes,
+        *,
+        px: int | None = None,
+        nx: bool = False,
+        xx: bool = False,
+        get: bool = False,
+        keepttl: bool = False,
+    ) -> SetResult:
+        """SET with Redis's options; ``px`` is a relative TTL in milliseconds."""
+
+    @abc.abstractmethod
+    def mset(self, pairs: Sequence[tuple[bytes, bytes]]) -> None: ...
+
+    @abc.abstractmethod
+    def delete(self, keys: Sequence[bytes]) -> int:
+        """Number of keys removed."""
+
+    @abc.abstractmethod
+    def incrby(self, key: bytes, delta: int) -> int:
+        """Atomic add; a missing key counts as 0. Raises NotAnInteger/IntegerOverflow."""
+
+    @abc.abstractmethod
+    def pexpire(self, key: bytes, ms: int) -> bool:
+        """Set a relative TTL; ms <= 0 deletes the key. False if no such key."""
+
+    @abc.abstractmethod
+    def persist(self, key: bytes) -> bool:
+        """Remove the TTL; False if no such key or it had none."""
+
+    @abc.abstractmethod
+    def flushdb(self) -> None: ...
+
+    # -- administration -------------------------------------------------
+    def durability_barrier(self) -> Barrier | None:
+        """See the module docstring. Default: nothing to wait for."""
+        return None
+
+    def compact(self) -> str:
+        """Rewrite the log from live data now; returns a short status text."""
+        return "nothing to compact"
+
+    def info(self) -> dict[str, Any]:
+        """Counters and persistence state for STATS/INFO (flat, str keys)."""
+        return {}
+
+    @contextlib.contextmanager
+    def atomic(self) -> Iterator[None]:
+        """Run the calls in the block as one unit (no other client sees a
+        partial state). Backends override; nesting is allowed."""
+        yield
+
+    def close(self) -> None:
+        """Flush and close; later calls are errors."""

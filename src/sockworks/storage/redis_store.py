@@ -1,0 +1,629 @@
+"""The Redis backend: every Store call is one atomic Redis command (redis-py).
+
+URLs (see :func:`sockworks.storage.factory.open_store`):
+
+* ``redis://[user:password@]HOST:PORT/DB`` — one Redis server;
+* ``rediss://...`` — the same over TLS; redis-py's ``from_url`` query options
+  pass through (``?ssl_cert_reqs=required&ssl_ca_certs=/path/ca.pem``);
+* ``redis+cluster://HOST:PORT`` (and ``rediss+cluster://``) — Redis Cluster,
+  HOST:PORT being one startup node; the database must be 0 (Redis Cluster has
+  only database 0).
+
+Mapping. ``get`` GET, ``mget`` MGET, ``exists`` EXISTS k..., ``pttl`` PTTL,
+``dbsize`` DBSIZE, ``keys`` KEYS, ``scan`` SCAN, ``set`` SET with
+PX/NX/XX/GET/KEEPTTL (SET ... GET needs Redis >= 6.2, NX together with GET
+>= 7.0), ``mset`` MSET, ``delete`` DEL, ``incrby`` INCRBY, ``pexpire``
+PEXPIRE, ``persist`` PERSIST, ``flushdb`` FLUSHDB. Each is one command, so
+each is atomic across every sockworks server sharing the Redis, and expiry is
+Redis's own.
+
+Redis Cluster. Single-key calls go to the key's primary. Multi-key calls are
+split by hash slot, as Redis Cluster requires: MGET/MSET/EXISTS/DEL run as one
+command per slot — atomic within a slot, **not** across slots (use hash tags,
+``{user1}:a`` and ``{user1}:b``, to keep keys in one slot). DBSIZE, KEYS and
+FLUSHDB run on every primary (DBSIZE is the sum). SCAN walks the primaries one
+after another, sorted by ``host:port``; its cursor packs both positions::
+
+    cursor = node_cursor * CLUSTER_SCAN_FANOUT + node_index
+
+so cursor 0 still means "start" and "done", node 0's cursor 0 is the start,
+and moving to node ``i > 0`` yields the non-zero cursor ``i``. The guarantee
+"a key present for the whole scan is returned" holds while the set of
+primaries is unchanged; a resharding during a scan can skip keys that moved.
+
+Transactions. :meth:`RedisStore.atomic` cannot be honoured (inside MULTI,
+Redis answers QUEUED, so the calls in a ``with`` block would have no results);
+it raises. A RESP ``MULTI ... EXEC`` runs through
+:meth:`RedisStore.execute_batch` (see also
+:func:`sockworks.storage.factory.execute_batch`, which works for every
+backend): the queued calls go out as one MULTI/EXEC, and each call's result
+or :class:`StoreError` comes back in order. On Redis Cluster every key of the
+batch must be in one slot (CROSSSLOT otherwise, as in Redis Cluster itself).
+
+Failures. Connect and read timeouts (:data:`DEFAULT_SOCKET_TIMEOUT`) bound
+every call; a refused connection, a timeout or an exhausted pool raise
+:class:`StoreUnavailable` ("redis unavailable: ..."). Nothing is retried: a
+retried INCR whose first reply was lost would count twice, so every command is
+sent at most once. Service resumes by itself: the pool drops dead connections
+when it hands them out and opens new ones, so the first call after Redis comes
+back succeeds.
+
+Fork safety. The fork and prefork models fork after the store exists. redis-py
+pools record the pid that created them and, when used from another pid, drop
+the inherited connections (without shutting down the parent's sockets) and
+connect afresh, so parent and children never share a socket. Fork only from a
+thread that is not in the middle of a store call (the models fork from their
+main thread before serving, or per connection from the accept loop).
+
+Thread-safety: redis-py clients with a connection pool are thread-safe; a
+:class:`~redis.BlockingConnectionPool` of ``max_connections`` makes a burst
+wait up to :data:`DEFAULT_POOL_TIMEOUT` for a free connection instead of
+failing at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import urllib.parse
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sockworks.storage.base import (
+    IntegerOverflow,
+    NotAnInteger,
+    SetResult,
+    Store,
+    StoreError,
+    StoreUnavailable,
+    StoreWriteError,
+)
+
+if TYPE_CHECKING:
+    import types
+
+    from sockworks.storage.factory import StoreCall
+
+__all__ = ["CLUSTER_SCHEMES", "REDIS_SCHEMES", "RedisStore"]
+
+logger = logging.getLogger(__name__)
+
+#: Schemes of a single Redis server (plain and TLS).
+REDIS_SCHEMES = ("redis", "rediss")
+#: Schemes of a Redis Cluster (plain and TLS).
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
+
+#: Connect and read timeout per command. Redis answers these O(1) commands in
+#: microseconds; 2 s is far beyond a healthy round trip even across a WAN and
+#: short enough that an outage never looks like a hang to a client.
+DEFAULT_SOCKET_TIMEOUT = 2.0
+#: How long a call waits for a free pooled connection before giving up. A
+#: burst of more clients than connections queues instead of failing; past
+#: this, Redis is too slow to keep up and the caller gets StoreUnavailable.
+DEFAULT_POOL_TIMEOUT = 5.0
+#: Pool size when the caller does not size it to its concurrency (the thread
+#: pool model's default of 50 workers, plus headroom for admin calls).
+DEFAULT_MAX_CONNECTIONS = 64
+#: SCAN over a cluster: node index multiplier in the packed cursor. Redis
+#: Cluster's documented upper bound is 1000 primaries.
+CLUSTER_SCAN_FANOUT = 1024
+
+INSTALL_HINT = "the Redis backend needs redis-py: pip install 'sockworks[redis]'"
+
+
+def _import_redis() -> types.ModuleType:
+    """redis-py, imported on first use so the core runs without the extra."""
+    try:
+        import redis
+        import redis.backoff
+        import redis.cluster
+        import redis.exceptions
+        import redis.retry
+    except ImportError as exc:
+        raise StoreError(INSTALL_HINT) from exc
+    return redis
+
+
+def redact_url(url: str) -> str:
+    """The URL without its password and query (which may hold secrets)."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host + (f":{parts.port}" if parts.port else "")
+    if parts.username:
+        netloc = f"{parts.username}:***@{netloc}"
+    elif parts.password:
+        netloc = f":***@{netloc}"
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+# -- error mapping -----------------------------------------------------------
+
+def translate_error(exc: BaseException) -> StoreError:
+    """The StoreError a redis-py exception means to a sockworks client."""
+    if isinstance(exc, StoreError):
+        return exc
+    redis = _import_redis()
+    errors = redis.exceptions
+    text = str(exc)
+    if isinstance(exc, errors.CrossSlotTransactionError | errors.ClusterCrossSlotError):
+        return StoreError("CROSSSLOT Keys in request don't hash to the same slot")
+    if isinstance(exc, errors.ConnectionError | errors.TimeoutError | errors.ClusterDownError
+                  | errors.TryAgainError | errors.RedisClusterException):
+        if text == "No connection available.":
+            text = "no free connection in the pool (all busy); Redis is not keeping up"
+        return StoreUnavailable(f"redis unavailable: {text or type(exc).__name__}")
+    if isinstance(exc, errors.OutOfMemoryError | errors.ReadOnlyError):
+        # Redis refused the write and changed nothing, like a full disk.
+        code = getattr(exc, "status_code", None) or ""
+        return StoreWriteError(f"redis refused the write: {code} {text}".replace("  ", " "))
+    if isinstance(exc, errors.ResponseError):
+        if text.startswith("value is not an integer or out of range"):
+            return NotAnInteger()
+        if text.startswith("increment or decrement would overflow"):
+            return IntegerOverflow()
+        return StoreError(text)
+    if isinstance(exc, errors.RedisError):
+        return StoreError(f"redis error: {text}")
+    raise exc
+
+
+# -- one Redis command per Store method -------------------------------------
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+def _to_int(value: Any) -> int:
+    return int(value)
+
+
+def _to_bool(value: Any) -> bool:
+    return bool(int(value))
+
+
+def _to_none(value: Any) -> None:
+    return None
+
+
+def _to_list(value: Any) -> list[Any]:
+    return list(value)
+
+
+def _to_scan(value: Any) -> tuple[int, list[bytes]]:
+    cursor, keys = value
+    return int(cursor), list(keys)
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """A Store call as a Redis command: ``args`` and redis-py options for
+    ``execute_command`` (on a client or a pipeline) and how to turn the reply
+    into the Store method's result. ``args`` empty: nothing to send (DEL of no
+    keys), the result is ``convert(None)``."""
+
+    args: tuple[Any, ...]
+    convert: Callable[[Any], Any] = _identity
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def _set_written(nx: bool, xx: bool) -> Callable[[Any], SetResult]:
+    def convert(reply: Any) -> SetResult:
+        # SET ... GET returns the old value whether or not NX/XX let it write:
+        # NX wrote iff there was no old value, XX wrote iff there was one.
+        if nx:
+            return SetResult(reply is None, reply)
+        if xx:
+            return SetResult(reply is not None, reply)
+        return SetResult(True, reply)
+    return convert
+
+
+def plan_call(method: str, args: Sequence[Any], kwargs: dict[str, Any]) -> _Plan:
+    """The Redis command for ``Store.<method>(*args, **kwargs)``."""
+    if method == "get":
+        (key,) = args
+        return _Plan(("GET", key))
+    if method == "mget":
+        (keys,) = args
+        return _Plan(("MGET", *keys), _to_list) if keys else _Plan((), lambda _: [])
+    if method == "exists":
+        (keys,) = args
+        return _Plan(("EXISTS", *keys), _to_int) if keys else _Plan((), lambda _: 0)
+    if method == "pttl":
+        (key,) = args
+        return _Plan(("PTTL", key), _to_int)
+    if method == "dbsize":
+        return _Plan(("DBSIZE",), _to_int)
+    if method == "keys":
+        (pattern,) = args
+        return _Plan(("KEYS", pattern), _to_list)
+    if method == "scan":
+        cursor, match, count = args
+        extra: tuple[Any, ...] = ("MATCH", match) if match is not None else ()
+        return _Plan(("SCAN", cursor, *extra, "COUNT", count), _to_scan)
+    if method == "set":
+        return _plan_set(*args, **kwargs)
+    if method == "mset":
+        (pairs,) = args
+        flat = [part for pair in pairs for part in pair]
+        return _Plan(("MSET", *flat), _to_none) if flat else _Plan((), _to_none)
+    if method == "delete":
+        (keys,) = args
+        return _Plan(("DEL", *keys), _to_int) if keys else _Plan((), lambda _: 0)
+    if method == "incrby":
+        key, delta = args
+        return _Plan(("INCRBY", key, delta), _to_int)
+    if method == "pexpire":
+        key, ms = args
+        return _Plan(("PEXPIRE", key, ms), _to_bool)
+    if method == "persist":
+        (key,) = args
+        return _Plan(("PERSIST", key), _to_bool)
+    if method == "flushdb":
+        return _Plan(("FLUSHDB",), _to_none)
+    raise ValueError(f"not a Store call: {method!r}")
+
+
+def _plan_set(key: bytes, value: bytes, *, px: int | None = None, nx: bool = False,
+              xx: bool = False, get: bool = False, keepttl: bool = False) -> _Plan:
+    args: list[Any] = ["SET", key, value]
+    if px is not None:
+        args += ["PX", px]
+    if nx:
+        args.append("NX")
+    if xx:
+        args.append("XX")
+    if keepttl:
+        args.append("KEEPTTL")
+    if get:
+        args.append("GET")
+        # ``get=True`` tells redis-py's SET reply callback to pass the value on.
+        return _Plan(tuple(args), _set_written(nx, xx), {"get": True})
+    return _Plan(tuple(args), lambda reply: SetResult(reply not in (None, False)))
+
+
+# -- the store ---------------------------------------------------------------
+
+class RedisStore(Store):
+    """A Store on a Redis server or Redis Cluster (see the module docstring)."""
+
+    shared_across_processes = True
+    #: Calls wait on the network: event-loop models must run them in threads.
+    blocking = True
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        max_connections: int | None = None,
+        socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
+        pool_timeout: float = DEFAULT_POOL_TIMEOUT,
+    ) -> None:
+        redis = _import_redis()
+        self._redis = redis
+        self.url = url
+        self.max_connections = max_connections or DEFAULT_MAX_CONNECTIONS
+        self._socket_timeout = socket_timeout
+        self._pool_timeout = pool_timeout
+        self._closed = False
+        self._lock = threading.Lock()
+        self._healthy = True
+        self._client: Any = None        # redis.Redis (single server)
+        self._cluster: Any = None       # redis.RedisCluster, made on first use
+        parts = urllib.parse.urlsplit(url)
+        scheme = parts.scheme.lower()
+        if scheme in CLUSTER_SCHEMES:
+            self.is_cluster = True
+            db = parts.path.strip("/")
+            if db not in ("", "0"):
+                raise StoreError(f"Redis Cluster has only database 0, not {db!r}: {redact_url(url)}")
+            # redis-py parses the rest of the URL as redis:// or rediss://.
+            self._redis_url = urllib.parse.urlunsplit(
+                (scheme.split("+")[0], parts.netloc, "", parts.query, ""))
+            self._connect_cluster(quiet=True)
+        elif scheme in REDIS_SCHEMES:
+            self.is_cluster = False
+            self._redis_url = url
+            try:
+                pool = redis.BlockingConnectionPool.from_url(
+                    url, **self._connection_options(), timeout=pool_timeout)
+            except ValueError as exc:
+                raise StoreError(f"bad Redis URL {redact_url(url)}: {exc}") from None
+            self._client = redis.Redis(connection_pool=pool)
+        else:
+            raise StoreError(f"not a Redis URL: {redact_url(url)}")
+
+    def _connection_options(self) -> dict[str, Any]:
+        redis = self._redis
+        return {
+            "max_connections": self.max_connections,
+            "socket_timeout": self._socket_timeout,
+            "socket_connect_timeout": self._socket_timeout,
+            # RESP2: plain replies, and the pool's check for dead connections
+            # stays on (redis-py skips it when RESP3 push notifications are on).
+            "protocol": 2,
+            # Never resend: a lost INCR reply must not become two increments.
+            "retry": redis.retry.Retry(redis.backoff.NoBackoff(), 0),
+        }
+
+    def _connect_cluster(self, quiet: bool = False) -> Any:
+        """The cluster client; made on first use so the server can start
+        before the cluster is reachable (it then answers 'unavailable')."""
+        with self._lock:
+            if self._cluster is not None:
+                return self._cluster
+            redis = self._redis
+            options = self._connection_options()
+            retry = options.pop("retry")
+            try:
+                self._cluster = redis.RedisCluster.from_url(
+                    self._redis_url, **options, retry=retry,
+                    connection_pool_class=redis.BlockingConnectionPool,
+                    timeout=self._pool_timeout)
+            except ValueError as exc:
+                raise StoreError(f"bad Redis URL {redact_url(self.url)}: {exc}") from None
+            except (redis.exceptions.RedisError, redis.exceptions.RedisClusterException) as exc:
+                error = translate_error(exc)
+                if not quiet:
+                    raise error from None
+                logger.warning("%s (%s); will retry on first use", error, redact_url(self.url))
+                return None
+            return self._cluster
+
+    # -- plumbing ------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError("store is closed")
+
+    @contextlib.contextmanager
+    def _translated(self) -> Iterator[None]:
+        """Map redis-py errors to StoreErrors; log outages once, and recovery."""
+        redis = self._redis
+        try:
+            yield
+        except (redis.exceptions.RedisError, redis.exceptions.RedisClusterException) as exc:
+            error = translate_error(exc)
+            if isinstance(error, StoreUnavailable):
+                self._mark(False, error)
+            raise error from None
+        self._mark(True)
+
+    def _mark(self, healthy: bool, error: StoreError | None = None) -> None:
+        if healthy == self._healthy:
+            return
+        self._healthy = healthy
+        if healthy:
+            logger.info("redis reachable again at %s", redact_url(self.url))
+        else:
+            logger.warning("%s (%s)", error, redact_url(self.url))
+
+    def _target(self) -> Any:
+        self._check_open()
+        if not self.is_cluster:
+            return self._client
+        cluster = self._cluster if self._cluster is not None else self._connect_cluster()
+        return cluster
+
+    def _run(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        plan = plan_call(method, args, kwargs)
+        target = self._target()
+        if not plan.args:
+            return plan.convert(None)
+        with self._translated():
+            return plan.convert(target.execute_command(*plan.args, **plan.options))
+
+    def _primaries(self) -> list[Any]:
+        """Cluster: one redis.Redis per primary, sorted by host:port."""
+        cluster = self._target()
+        nodes = sorted(cluster.get_primaries(), key=lambda node: node.name)
+        return [cluster.get_redis_connection(node) for node in nodes]
+
+    # -- reads ---------------------------------------------------------------
+
+    def get(self, key: bytes) -> bytes | None:
+        result: bytes | None = self._run("get", key)
+        return result
+
+    def mget(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        if self.is_cluster and keys:
+            target = self._target()
+            with self._translated():
+                return list(target.mget_nonatomic(list(keys)))
+        result: list[bytes | None] = self._run("mget", keys)
+        return result
+
+    def exists(self, keys: Sequence[bytes]) -> int:
+        if self.is_cluster and keys:
+            target = self._target()
+            with self._translated():
+                return int(target.exists(*keys))     # one EXISTS per slot, summed
+        result: int = self._run("exists", keys)
+        return result
+
+    def pttl(self, key: bytes) -> int:
+        result: int = self._run("pttl", key)
+        return result
+
+    def dbsize(self) -> int:
+        if self.is_cluster:
+            with self._translated():
+                return sum(int(node.dbsize()) for node in self._primaries())
+        result: int = self._run("dbsize")
+        return result
+
+    def keys(self, pattern: bytes) -> list[bytes]:
+        if self.is_cluster:
+            with self._translated():
+                return [key for node in self._primaries() for key in node.keys(pattern)]
+        result: list[bytes] = self._run("keys", pattern)
+        return result
+
+    def scan(self, cursor: int, match: bytes | None, count: int) -> tuple[int, list[bytes]]:
+        if not self.is_cluster:
+            result: tuple[int, list[bytes]] = self._run("scan", cursor, match, count)
+            return result
+        node_cursor, index = divmod(cursor, CLUSTER_SCAN_FANOUT)
+        with self._translated():
+            nodes = self._primaries()
+            if index >= len(nodes):     # the cluster shrank under the scan
+                return 0, []
+            plan = plan_call("scan", (node_cursor, match, count), {})
+            next_cursor, keys = plan.convert(nodes[index].execute_command(*plan.args))
+        if next_cursor != 0:
+            return next_cursor * CLUSTER_SCAN_FANOUT + index, keys
+        if index + 1 < len(nodes):
+            return index + 1, keys
+        return 0, keys
+
+    # -- writes --------------------------------------------------------------
+
+    def set(self, key: bytes, value: bytes, *, px: int | None = None, nx: bool = False,
+            xx: bool = False, get: bool = False, keepttl: bool = False) -> SetResult:
+        result: SetResult = self._run("set", key, value, px=px, nx=nx, xx=xx, get=get,
+                                      keepttl=keepttl)
+        return result
+
+    def mset(self, pairs: Sequence[tuple[bytes, bytes]]) -> None:
+        if self.is_cluster and pairs:
+            target = self._target()
+            with self._translated():
+                # One MSET per hash slot: atomic within a slot only. A dict
+                # keeps the last value of a repeated key, as MSET does.
+                target.mset_nonatomic(dict(pairs))
+            return
+        self._run("mset", pairs)
+
+    def delete(self, keys: Sequence[bytes]) -> int:
+        if self.is_cluster and keys:
+            target = self._target()
+            with self._translated():
+                # DEL a a removes one key: count distinct keys, per slot.
+                return int(target.delete(*dict.fromkeys(keys)))
+        result: int = self._run("delete", keys)
+        return result
+
+    def incrby(self, key: bytes, delta: int) -> int:
+        result: int = self._run("incrby", key, delta)
+        return result
+
+    def pexpire(self, key: bytes, ms: int) -> bool:
+        result: bool = self._run("pexpire", key, ms)
+        return result
+
+    def persist(self, key: bytes) -> bool:
+        result: bool = self._run("persist", key)
+        return result
+
+    def flushdb(self) -> None:
+        if self.is_cluster:
+            with self._translated():
+                for node in self._primaries():
+                    node.flushdb()
+            return
+        self._run("flushdb")
+
+    # -- transactions ----------------------------------------------------------
+
+    @contextlib.contextmanager
+    def atomic(self) -> Iterator[None]:
+        """Not available: see the module docstring; use :meth:`execute_batch`."""
+        raise StoreError("the Redis backend runs MULTI/EXEC through execute_batch(), "
+                         "not atomic()")
+        yield  # pragma: no cover  (makes this a generator)
+
+    def execute_batch(self, calls: Sequence[StoreCall]) -> list[Any]:
+        """Run ``calls`` as one MULTI/EXEC; each result or StoreError in order.
+
+        Raises StoreUnavailable when Redis cannot be reached (then none or all
+        of the calls ran: EXEC is all or nothing), and StoreError for a batch
+        Redis Cluster cannot run atomically (keys in several slots, or a
+        call without keys such as DBSIZE).
+        """
+        plans = [plan_call(call.method, call.args, dict(call.kwargs)) for call in calls]
+        sent = [plan for plan in plans if plan.args]
+        target = self._target()
+        if self.is_cluster and any(plan.args[0] in _KEYLESS for plan in sent):
+            raise StoreError("on Redis Cluster, MULTI/EXEC cannot run DBSIZE, KEYS, SCAN "
+                             "or FLUSHDB")
+        replies: list[Any] = []
+        if sent:
+            with self._translated(), target.pipeline(transaction=True) as pipe:
+                for plan in sent:
+                    pipe.execute_command(*plan.args, **plan.options)
+                replies = pipe.execute(raise_on_error=False)
+        results: list[Any] = []
+        reply_iter = iter(replies)
+        for plan in plans:
+            reply = next(reply_iter) if plan.args else None
+            if isinstance(reply, Exception):
+                results.append(self._reply_error(reply))
+            else:
+                results.append(plan.convert(reply))
+        return results
+
+    def _reply_error(self, exc: Exception) -> StoreError:
+        error = translate_error(exc)
+        if isinstance(error, StoreUnavailable):
+            self._mark(False, error)
+            raise error
+        return error
+
+    # -- administration ------------------------------------------------------
+
+    def info(self) -> dict[str, Any]:
+        """Backend, URL (no password) and Redis's keyspace figures; when Redis
+        is down, ``store_status`` says so instead of raising."""
+        info: dict[str, Any] = {
+            "store_backend": "redis-cluster" if self.is_cluster else "redis",
+            "store_url": redact_url(self.url),
+            "store_max_connections": self.max_connections,
+        }
+        try:
+            with self._translated():
+                nodes = self._primaries() if self.is_cluster else [self._target()]
+                keys = expires = 0
+                version = ""
+                for node in nodes:
+                    section = node.info("keyspace")
+                    server = node.info("server")
+                    version = str(server.get("redis_version", ""))
+                    for name, figures in section.items():
+                        if str(name) == f"db{self._db_index(node)}" and isinstance(figures, dict):
+                            keys += int(figures.get("keys", 0))
+                            expires += int(figures.get("expires", 0))
+        except StoreError as exc:
+            info["store_status"] = str(exc)
+            return info
+        info.update(store_status="ok", store_keys=keys, store_expires=expires,
+                    store_redis_version=version, store_nodes=len(nodes))
+        return info
+
+    @staticmethod
+    def _db_index(node: Any) -> int:
+        return int(node.connection_pool.connection_kwargs.get("db", 0) or 0)
+
+    def compact(self) -> str:
+        return "nothing to compact: Redis manages its own persistence"
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        redis = self._redis
+        # Closing only drops sockets; a Redis that is down cannot make it fail
+        # in a way the caller could act on.
+        with contextlib.suppress(redis.exceptions.RedisError, OSError):
+            if self._client is not None:
+                self._client.close()
+                self._client.connection_pool.disconnect()
+            if self._cluster is not None:
+                self._cluster.close()
+
+
+#: Commands with no key: they cannot be routed inside a cluster transaction.
+_KEYLESS = frozenset({"DBSIZE", "KEYS", "SCAN", "FLUSHDB"})

@@ -1,0 +1,282 @@
+"""Real ``redis-server`` processes for tests: one server, or a 3-master cluster.
+
+Every server runs in its own temporary directory with persistence off
+(``--save '' --appendonly no``), bound to 127.0.0.1 only, and is killed when
+the test (or session) that started it ends. Nothing here ever talks to a
+system-wide Redis.
+
+Choosing the port. The rest of the suite never guesses a free port: servers
+bind port 0 and report the real one. redis-server cannot do that (``--port 0``
+means "no TCP listener at all", and it takes no inherited socket), so for
+Redis alone we ask the kernel for a free port by binding port 0, close that
+socket and start redis-server on the number. Another process could take the
+port in between; redis-server then exits at start-up ("Address already in
+use") and we try again with a new port, a bounded number of times
+(:data:`START_ATTEMPTS`). Readiness is the server's own "Ready to accept
+connections" log line, never a sleep.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from conftest import require_binary
+
+#: Attempts at starting a server when the probed port was taken meanwhile.
+START_ATTEMPTS = 5
+#: How long a server may take to log "Ready to accept connections".
+READY_TIMEOUT = 15.0
+#: How long a freshly created cluster may take to report cluster_state:ok
+#: (gossip between three local nodes converges in well under a second).
+CLUSTER_OK_TIMEOUT = 20.0
+
+READY_LINE = b"Ready to accept connections"
+
+
+def probe_free_port() -> int:
+    """A loopback port that was free a moment ago (see the module docstring)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class RedisServer:
+    """One redis-server process; :meth:`stop` and :meth:`start` keep the port."""
+
+    binary: str
+    workdir: Path
+    port: int = 0
+    extra_args: list[str] = field(default_factory=list)
+    proc: subprocess.Popen[bytes] | None = None
+    output: bytearray = field(default_factory=bytearray)
+    _cond: threading.Condition = field(default_factory=threading.Condition)
+    _reader: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return ("127.0.0.1", self.port)
+
+    def argv(self) -> list[str]:
+        return [
+            self.binary,
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--save", "",
+            "--appendonly", "no",
+            "--dir", str(self.workdir),
+            "--logfile", "",          # log to stdout, which we read
+            "--daemonize", "no",
+            "--protected-mode", "yes",
+            *self.extra_args,
+        ]
+
+    def start(self) -> None:
+        """Start on ``self.port`` (which must already be chosen) and wait for
+        the ready line; raises if the server exits first."""
+        assert self.proc is None or self.proc.poll() is not None, "already running"
+        with self._cond:
+            self.output = bytearray()
+        self.proc = subprocess.Popen(
+            self.argv(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, cwd=self.workdir,
+        )
+        # Drain stdout on a thread: redis-server must never block on a full
+        # pipe, and waiting for a log line needs no polling.
+        self._reader = threading.Thread(target=self._drain, args=(self.proc,), daemon=True)
+        self._reader.start()
+        if not self.wait_for_log(READY_LINE, READY_TIMEOUT):
+            self.kill()
+            raise RuntimeError(f"redis-server on port {self.port} did not start:\n"
+                               + self.output.decode(errors="replace"))
+
+    def _drain(self, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stdout is not None
+        fd = proc.stdout.fileno()
+        while True:
+            chunk = os.read(fd, 65536)
+            with self._cond:
+                if chunk:
+                    self.output += chunk
+                else:
+                    self._cond.notify_all()
+                    break
+                self._cond.notify_all()
+        proc.stdout.close()
+
+    def wait_for_log(self, pattern: bytes, timeout: float) -> bool:
+        """True once ``pattern`` was logged; False if the server exited or
+        ``timeout`` passed first."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while pattern not in self.output:
+                remaining = deadline - time.monotonic()
+                reader_done = self._reader is not None and not self._reader.is_alive()
+                if remaining <= 0 or reader_done:
+                    return pattern in self.output
+                self._cond.wait(min(remaining, 0.5))
+            return True
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def kill(self) -> None:
+        """Stop the server at once (SIGKILL: an outage, not a clean shutdown)."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)   # in case a test paused it
+            self.proc.kill()
+        self.proc.wait(10)
+        if self._reader is not None:
+            self._reader.join(10)
+
+    stop = kill
+
+    def restart(self) -> None:
+        """Start again on the same port (Redis sets SO_REUSEADDR)."""
+        self.kill()
+        self.start()
+
+
+def start_redis(binary: str, workdir: Path, extra_args: list[str] | None = None,
+                ports_needed: int = 1) -> RedisServer:
+    """Start a server on a probed port, retrying on a lost race (bounded).
+
+    With ``ports_needed=2`` a second probed port is passed as
+    ``--cluster-port`` (the cluster bus), so the default port+10000 (which may
+    be taken, or beyond 65535) is never used.
+    """
+    last_error: Exception | None = None
+    for _ in range(START_ATTEMPTS):
+        port = probe_free_port()
+        args = list(extra_args or [])
+        if ports_needed == 2:
+            args += ["--cluster-port", str(probe_free_port())]
+        server = RedisServer(binary, workdir, port, args)
+        try:
+            server.start()
+            return server
+        except RuntimeError as exc:
+            last_error = exc
+    raise RuntimeError(f"could not start redis-server in {START_ATTEMPTS} attempts") from last_error
+
+
+@dataclass
+class RedisCluster:
+    servers: list[RedisServer]
+
+    @property
+    def url(self) -> str:
+        return f"redis+cluster://127.0.0.1:{self.servers[0].port}"
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.kill()
+
+
+def cluster_info(port: int) -> dict[str, str]:
+    import redis
+
+    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=2,
+                         socket_connect_timeout=2, protocol=2)
+    try:
+        text = client.execute_command("CLUSTER", "INFO")
+    finally:
+        client.close()
+    if isinstance(text, bytes):
+        text = text.decode()
+    if isinstance(text, dict):        # some redis-py versions parse it already
+        return {str(k): str(v) for k, v in text.items()}
+    fields = (line.split(":", 1) for line in str(text).splitlines() if ":" in line)
+    return {k: v.strip() for k, v in fields}
+
+
+def start_cluster(redis_server: str, redis_cli: str, workdir: Path, masters: int = 3) -> RedisCluster:
+    servers: list[RedisServer] = []
+    try:
+        for i in range(masters):
+            node_dir = workdir / f"node{i}"
+            node_dir.mkdir()
+            servers.append(start_redis(
+                redis_server, node_dir, ports_needed=2,
+                extra_args=["--cluster-enabled", "yes",
+                            "--cluster-config-file", str(node_dir / "nodes.conf"),
+                            "--cluster-node-timeout", "5000"]))
+        subprocess.run(
+            [redis_cli, "--cluster", "create",
+             *(f"127.0.0.1:{s.port}" for s in servers),
+             "--cluster-replicas", "0", "--cluster-yes"],
+            check=True, stdin=subprocess.DEVNULL, capture_output=True, timeout=60,
+        )
+        # The nodes learn about each other by gossip; like Redis's own
+        # tests (wait_for_cluster_state), poll until every node says ok.
+        deadline = time.monotonic() + CLUSTER_OK_TIMEOUT
+        while True:
+            states = [cluster_info(s.port).get("cluster_state") for s in servers]
+            if all(state == "ok" for state in states):
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"cluster did not reach cluster_state:ok: {states}")
+            time.sleep(0.05)
+    except BaseException:
+        for server in servers:
+            server.kill()
+        raise
+    return RedisCluster(servers)
+
+
+# -- fixtures ------------------------------------------------------------------
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A fresh redis-server of the test's own (stop/restart it freely)."""
+    binary = require_binary("redis-server")
+    with tempfile.TemporaryDirectory(prefix="sockworks-redis-") as tmp:
+        server = start_redis(binary, Path(tmp))
+        try:
+            yield server
+        finally:
+            server.kill()
+
+
+@pytest.fixture(scope="session")
+def shared_redis_server() -> Iterator[RedisServer]:
+    """One redis-server for tests that only read and write (flush it first)."""
+    binary = require_binary("redis-server")
+    with tempfile.TemporaryDirectory(prefix="sockworks-redis-") as tmp:
+        server = start_redis(binary, Path(tmp))
+        try:
+            yield server
+        finally:
+            server.kill()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisCluster]:
+    """A 3-master Redis Cluster (no replicas), shared by the session."""
+    server_bin = require_binary("redis-server")
+    cli_bin = require_binary("redis-cli")
+    with tempfile.TemporaryDirectory(prefix="sockworks-cluster-") as tmp:
+        cluster = start_cluster(server_bin, cli_bin, Path(tmp))
+        try:
+            yield cluster
+        finally:
+            cluster.stop()

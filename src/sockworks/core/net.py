@@ -1,0 +1,92 @@
+"""Socket plumbing shared by the models: listening sockets, addresses, errors."""
+
+from __future__ import annotations
+
+import errno
+import socket
+
+__all__ = [
+    "open_listener",
+    "format_address",
+    "peer_name",
+    "DISCONNECT_ERRORS",
+    "ACCEPT_RESOURCE_ERRNOS",
+    "ACCEPT_RETRY_DELAY",
+    "RECV_SIZE",
+    "send_nowait",
+]
+
+#: Errors that mean "the peer went away": logged at DEBUG, never as tracebacks.
+DISCONNECT_ERRORS = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
+
+#: accept() failing with these means the process or system is out of a
+#: resource; the listener is healthy. Log (rate-limited), wait, retry — as
+#: trio's serve_listeners does (errno list and the 100 ms delay are theirs).
+ACCEPT_RESOURCE_ERRNOS = frozenset(
+    {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
+)
+ACCEPT_RETRY_DELAY = 0.1
+
+#: Bytes asked of one recv(): large enough to take a full pipeline of small
+#: requests in one call, small enough not to matter per connection.
+RECV_SIZE = 65536
+
+
+def open_listener(host: str, port: int, *, backlog: int, reuse_port: bool = False,
+                  listen: bool = True) -> socket.socket:
+    """Bind a TCP listening socket for ``host``/``port`` through getaddrinfo.
+
+    ``::`` is bound dual-stack (IPV6_V6ONLY off) so one socket takes IPv4 and
+    IPv6 clients; any other address is bound as given. Raises OSError with a
+    message that names the address.
+    """
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise OSError(f"cannot resolve {host!r}: {exc.strerror}") from None
+    family, socktype, proto, _, sockaddr = infos[0]
+    sock = socket.socket(family, socktype, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6 and host in ("::", ""):
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        try:
+            sock.bind(sockaddr)
+        except OSError as exc:
+            raise OSError(exc.errno, f"cannot listen on {format_address(sockaddr)}: "
+                                     f"{exc.strerror}") from None
+        if listen:
+            sock.listen(backlog)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def format_address(sockaddr: tuple[object, ...] | str) -> str:
+    """``127.0.0.1:9000`` or ``[::1]:9000``."""
+    if isinstance(sockaddr, str):
+        return sockaddr
+    host, port = str(sockaddr[0]), sockaddr[1]
+    if ":" in host:
+        return f"[{host}]:{port}"
+    return f"{host}:{port}"
+
+
+def peer_name(sock: socket.socket) -> str:
+    try:
+        return format_address(sock.getpeername())
+    except OSError:
+        return "?"
+
+
+def send_nowait(sock: socket.socket, data: bytes) -> None:
+    """Best-effort send that never blocks (refusal replies): the kernel buffer
+    of a fresh connection always has room for one short line."""
+    try:
+        sock.send(data, socket.MSG_DONTWAIT)
+    except OSError:
+        pass

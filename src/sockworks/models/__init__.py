@@ -1,0 +1,37 @@
+"""The concurrency models: one small module each, one interface (:class:`Model`).
+
+    thread               a thread per connection (the chapter's first server)
+    pool                 a fixed pool of worker threads; idle connections wait
+                         in a selector, not in a worker
+    socketserver-thread  socketserver.ThreadingMixIn + StreamRequestHandler
+    socketserver-fork    socketserver.ForkingMixIn + StreamRequestHandler
+    asyncio              one event loop (uvloop when installed), asyncio.Protocol
+    prefork              N processes on one port (SO_REUSEPORT), each asyncio
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from sockworks.models.base import Model
+
+__all__ = ["Model", "MODELS", "get_model", "SHARED_MEMORY_MODELS"]
+
+#: model name -> "module:Class"
+MODELS = {
+    "thread": "sockworks.models.thread:ThreadModel",
+    "pool": "sockworks.models.pool:PoolModel",
+    "socketserver-thread": "sockworks.models.socketserver_models:SocketServerThreadModel",
+    "socketserver-fork": "sockworks.models.socketserver_models:SocketServerForkModel",
+    "asyncio": "sockworks.models.asyncio_model:AsyncioModel",
+    "prefork": "sockworks.models.prefork:PreforkModel",
+}
+
+#: Models whose connections share one address space (an in-memory store works).
+SHARED_MEMORY_MODELS = ("thread", "pool", "socketserver-thread", "asyncio")
+
+
+def get_model(name: str) -> type[Model]:
+    module_name, _, class_name = MODELS[name].partition(":")
+    cls: type[Model] = getattr(importlib.import_module(module_name), class_name)
+    return cls

@@ -1,0 +1,367 @@
+"""One event loop for every connection: asyncio.Protocol, uvloop when installed.
+
+Callbacks, not coroutines, on the hot path: ``data_received`` hands the bytes
+to the session and writes its replies in the same call, so a request costs no
+task creation and no await (this is how uvicorn's fast path and Redis-like
+servers in Python get their speed). Flow control is honoured both ways: when
+the peer stops reading and our write buffer passes the high-water mark we stop
+reading from it too, so a client cannot make us buffer without bound.
+
+Idle timeouts use one timer per connection that re-arms itself lazily (no
+timer churn per request). Shutdown closes the listeners, closes idle
+connections, lets busy ones finish, and force-closes after the grace period;
+it never calls ``Server.wait_closed()``, which on Python 3.12+ waits for idle
+clients forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+from collections.abc import Callable, Sequence
+from typing import Any, cast
+
+from sockworks.core.admission import Admission
+from sockworks.core.config import Endpoint, ServerSettings
+from sockworks.core.logs import RateLimitedLog
+from sockworks.core.net import format_address, open_listener
+from sockworks.core.service import Output, Service, Session
+from sockworks.core.stats import ServerStats
+from sockworks.models.base import STOP_SIGNALS, Model, exit_now
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["AsyncioModel", "new_event_loop", "loop_name"]
+
+#: Pause reading from a peer whose replies pile up past this (bytes).
+WRITE_HIGH_WATER = 1024 * 1024
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's loop when installed (2-4x faster I/O), else the standard one."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+def loop_name(loop: asyncio.AbstractEventLoop) -> str:
+    return "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio"
+
+
+class _Connection(asyncio.Protocol):
+    __slots__ = ("model", "service", "session", "transport", "peer", "last_active",
+                 "timer", "pauses", "pending", "closing", "admitted")
+
+    def __init__(self, model: "AsyncioModel", service: Service) -> None:
+        self.model = model
+        self.service = service
+        self.session: Session | None = None
+        self.transport: asyncio.Transport | None = None
+        self.peer = "?"
+        self.last_active = 0.0
+        self.timer: asyncio.TimerHandle | None = None
+        self.pauses: set[str] = set()
+        self.pending = 0          # outputs waiting on a barrier or a worker thread
+        self.closing = False
+        self.admitted = False
+
+    # -- asyncio.Protocol ---------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement the interface without subclassing it.
+        self.transport = transport = cast(asyncio.Transport, transport)
+        peername = transport.get_extra_info("peername")
+        self.peer = format_address(peername) if peername else "?"
+        model = self.model
+        if model.stopping or not model.admission.try_admit(self.peer):
+            transport.write(self.service.busy_reply())
+            transport.close()
+            return
+        self.admitted = True
+        model.connections.add(self)
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+        self.session = self.service.new_session(self.peer)
+        if model.idle_timeout:
+            self.last_active = model.loop.time()
+            self.timer = model.loop.call_later(model.idle_timeout, self._check_idle)
+        self._run(self.session.on_connect)
+
+    def data_received(self, data: bytes) -> None:
+        if self.session is None or self.closing:
+            return
+        self.last_active = self.model.loop.time()
+        session = self.session
+        if self.service.blocking or self.pending:
+            self._run(lambda: session.on_data(data))
+            return
+        # Fast path: run the session inline and write its replies now.
+        try:
+            out = session.on_data(data)
+        except Exception:
+            logger.exception("unexpected error on connection from %s", self.peer)
+            self._abort()
+            return
+        if out.barrier is None:
+            if out.data:
+                self.transport.write(out.data)  # type: ignore[union-attr]
+            if out.close:
+                self._close()
+            elif self.model.stopping and not session.busy:
+                self._close()
+        else:
+            self._wait_barrier(out)
+
+    def eof_received(self) -> bool | None:
+        logger.debug("%s closed its side", self.peer)
+        if self.session is not None and not self.closing:
+            session = self.session
+            self._run(lambda: _closing(session.on_eof()))
+        return True  # keep the transport open until our replies are written
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if exc is not None:
+            logger.debug("%s disconnected: %s", self.peer, exc)
+        if self.timer is not None:
+            self.timer.cancel()
+        if self.admitted:
+            self.admitted = False
+            self.model.connections.discard(self)
+            self.model.admission.release()
+            if self.session is not None:
+                self.session.on_close()
+            self.model.connection_gone()
+
+    def pause_writing(self) -> None:
+        self._pause("flow")
+
+    def resume_writing(self) -> None:
+        self._resume("flow")
+
+    # -- helpers ------------------------------------------------------------
+    @property
+    def busy(self) -> bool:
+        return bool(self.pending) or (self.session is not None and self.session.busy)
+
+    def _pause(self, reason: str) -> None:
+        if not self.pauses and self.transport is not None and not self.transport.is_closing():
+            self.transport.pause_reading()
+        self.pauses.add(reason)
+
+    def _resume(self, reason: str) -> None:
+        self.pauses.discard(reason)
+        if not self.pauses and self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    def _run(self, step: Callable[[], Output]) -> None:
+        """Run a session call; in a worker thread when the service blocks or
+        when an earlier output is still pending (keeps replies in order)."""
+        if not self.service.blocking and not self.pending:
+            try:
+                out = step()
+            except Exception:
+                logger.exception("unexpected error on connection from %s", self.peer)
+                self._abort()
+                return
+            self._deliver(out)
+            return
+        self.pending += 1
+        self._pause("pending")
+        future = self.model.loop.run_in_executor(None, step)
+        future.add_done_callback(self._step_done)
+
+    def _step_done(self, future: "asyncio.Future[Output]") -> None:
+        self.pending -= 1
+        if not self.pending:
+            self._resume("pending")
+        if future.cancelled():
+            return
+        exc = future.exception()
+        if exc is not None:
+            logger.error("unexpected error on connection from %s", self.peer, exc_info=exc)
+            self._abort()
+            return
+        self._deliver(future.result())
+
+    def _wait_barrier(self, out: Output) -> None:
+        assert out.barrier is not None
+        self.pending += 1
+        self._pause("pending")
+        loop = self.model.loop
+
+        def done(ok: bool) -> None:
+            loop.call_soon_threadsafe(self._barrier_done, out, ok)
+
+        out.barrier.add_done_callback(done)
+
+    def _barrier_done(self, out: Output, ok: bool) -> None:
+        self.pending -= 1
+        if not self.pending:
+            self._resume("pending")
+        if not ok:
+            logger.error("write to storage failed; closing %s without acknowledging", self.peer)
+            self._abort()
+            return
+        self._deliver(Output(out.data, out.close))
+
+    def _deliver(self, out: Output) -> None:
+        if out.barrier is not None:
+            self._wait_barrier(out)
+            return
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if out.data:
+            transport.write(out.data)
+        if out.close or (self.model.stopping and not self.busy):
+            self._close()
+
+    def _check_idle(self) -> None:
+        self.timer = None
+        idle = self.model.idle_timeout
+        remaining = self.last_active + idle - self.model.loop.time()
+        if remaining > 0 or self.busy:
+            self.timer = self.model.loop.call_later(max(remaining, 0.01), self._check_idle)
+            return
+        self.model.stats.idle_timeout()
+        logger.info("closing %s: idle for %gs", self.peer, idle)
+        self._close()
+
+    def _close(self) -> None:
+        """Close after what is queued has been written."""
+        self.closing = True
+        if self.transport is not None:
+            self.transport.close()
+
+    def _abort(self) -> None:
+        self.closing = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    def close_if_idle(self) -> None:
+        if not self.busy:
+            self._close()
+
+
+def _closing(out: Output) -> Output:
+    return Output(out.data, True, out.barrier)
+
+
+class AsyncioModel(Model):
+    name = "asyncio"
+
+    def __init__(self, endpoints: Sequence[Endpoint], settings: ServerSettings,
+                 stats: ServerStats, *, admission: Admission | None = None,
+                 reuse_port: bool = False, supervised: bool = False) -> None:
+        super().__init__(endpoints, settings, stats)
+        #: A prefork worker: its parent owns the signals. Ctrl-C reaches the
+        #: whole process group, so the worker ignores SIGINT and waits for the
+        #: parent's SIGTERM; a repeated SIGTERM is not an escalation (the
+        #: parent escalates with SIGKILL).
+        self.supervised = supervised
+        self.admission = admission or Admission(settings.max_connections, stats)
+        self.reuse_port = reuse_port
+        self.idle_timeout = settings.idle_timeout
+        self.listeners: list[socket.socket] = []
+        self.connections: set[_Connection] = set()
+        self.stopping = False
+        self.loop = new_event_loop()
+        self._servers: list[asyncio.AbstractServer] = []
+        self._stopped: asyncio.Event | None = None
+        self._all_gone: asyncio.Event | None = None
+        self._log_loop_error = RateLimitedLog(logger, logging.ERROR)
+
+    def bind(self) -> list[tuple[object, ...]]:
+        for ep in self.endpoints:
+            self.listeners.append(open_listener(ep.host, ep.port, backlog=self.settings.backlog,
+                                                reuse_port=self.reuse_port))
+        return [sock.getsockname() for sock in self.listeners]
+
+    def request_stop(self) -> None:
+        loop = self.loop
+        if self._stopped is not None:
+            loop.call_soon_threadsafe(self._stopped.set)
+
+    def serve_forever(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_until_complete(self._serve())
+        finally:
+            self.loop.run_until_complete(self.loop.shutdown_default_executor())
+            self.loop.close()
+            asyncio.set_event_loop(None)
+        logger.info("server stopped")
+
+    def connection_gone(self) -> None:
+        if self.stopping and not self.connections and self._all_gone is not None:
+            self._all_gone.set()
+
+    async def _serve(self) -> None:
+        loop = self.loop
+        loop.set_exception_handler(self._on_loop_error)
+        self._stopped = asyncio.Event()
+        self._all_gone = asyncio.Event()
+        received: list[int] = []
+
+        def on_signal(signum: int) -> None:
+            if received:
+                if self.supervised:
+                    return
+                exit_now(signum)
+            received.append(signum)
+            logger.info("received %s: shutting down gracefully", signal.Signals(signum).name)
+            assert self._stopped is not None
+            self._stopped.set()
+
+        if self.supervised:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            loop.add_signal_handler(signal.SIGTERM, on_signal, signal.SIGTERM)
+        else:
+            for sig in STOP_SIGNALS:
+                loop.add_signal_handler(sig, on_signal, sig)
+        for sock, ep in zip(self.listeners, self.endpoints):
+            service = ep.service
+            server = await loop.create_server(
+                lambda service=service: _Connection(self, service),  # type: ignore[misc]
+                sock=sock, backlog=self.settings.backlog)
+            self._servers.append(server)
+        logger.debug("event loop: %s", loop_name(loop))
+        await self._stopped.wait()
+        await self._shutdown()
+
+    async def _shutdown(self) -> None:
+        self.stopping = True
+        for server in self._servers:
+            server.close()  # stop accepting; do not await wait_closed()
+        if self.connections:
+            logger.info("waiting up to %gs for %d connection(s)", self.settings.grace,
+                        len(self.connections))
+        for conn in list(self.connections):
+            conn.close_if_idle()
+        assert self._all_gone is not None
+        if self.connections:
+            try:
+                await asyncio.wait_for(self._all_gone.wait(), self.settings.grace)
+            except TimeoutError:
+                logger.warning("grace period over: force-closing %d connection(s)",
+                               len(self.connections))
+                for conn in list(self.connections):
+                    conn._abort()
+                await asyncio.sleep(0)  # let connection_lost callbacks run
+
+    def _on_loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        # accept() out of descriptors lands here (asyncio retries after 1 s).
+        exc = context.get("exception")
+        message = context.get("message", "event loop error")
+        if isinstance(exc, OSError):
+            self._log_loop_error("%s: %s", message, exc)
+        else:
+            logger.error("%s", message, exc_info=exc)

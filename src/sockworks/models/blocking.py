@@ -1,0 +1,357 @@
+"""What the blocking (thread and process) models share.
+
+* :class:`Waker` — a socketpair that wakes a selector from a signal handler or
+  another thread: shutdown never depends on a polling timeout.
+* :class:`BlockingModel` — listeners, the accept loop (with admission control
+  and EMFILE back-off), and the graceful shutdown order; subclasses say what
+  to do with an admitted connection.
+* :class:`ConnectionRegistry` and :func:`drive_connection` — the per-connection
+  loop (recv -> session -> send) and how shutdown reaches a connection that is
+  blocked in recv(): ``shutdown(SHUT_RD)`` makes that recv return b"" at once.
+"""
+
+from __future__ import annotations
+
+import abc
+import errno
+import logging
+import selectors
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+from sockworks.core.admission import Admission
+from sockworks.core.config import Endpoint, ServerSettings
+from sockworks.core.logs import RateLimitedLog
+from sockworks.core.net import (
+    ACCEPT_RESOURCE_ERRNOS,
+    ACCEPT_RETRY_DELAY,
+    DISCONNECT_ERRORS,
+    RECV_SIZE,
+    open_listener,
+    send_nowait,
+)
+from sockworks.core.service import Output, Session
+from sockworks.core.stats import ServerStats
+from sockworks.models.base import Model, install_stop_signals
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Waker", "BlockingModel", "ConnectionRegistry", "Tracked", "drive_connection"]
+
+
+class Waker:
+    """Self-pipe (socketpair) to wake a selector; wake() is signal-safe."""
+
+    def __init__(self) -> None:
+        self._r, self._w = socket.socketpair()
+        self._r.setblocking(False)
+        self._w.setblocking(False)
+
+    def fileno(self) -> int:
+        return self._r.fileno()
+
+    def wake(self) -> None:
+        try:
+            self._w.send(b"\0")
+        except (BlockingIOError, OSError):
+            pass  # already awake (buffer full) or closing
+
+    def drain(self) -> None:
+        try:
+            while self._r.recv(4096):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+
+    def close(self) -> None:
+        self._r.close()
+        self._w.close()
+
+
+class Tracked:
+    """A live connection as the shutdown logic sees it."""
+
+    __slots__ = ("sock", "session", "peer", "active", "__weakref__")
+
+    def __init__(self, sock: socket.socket, session: Session, peer: str) -> None:
+        self.sock = sock
+        self.session = session
+        self.peer = peer
+        #: True from "bytes received" until "reply sent".
+        self.active = False
+
+    @property
+    def busy(self) -> bool:
+        return self.active or self.session.busy
+
+
+class ConnectionRegistry:
+    """The set of live connections, for graceful and forced shutdown."""
+
+    def __init__(self) -> None:
+        self._conns: set[Tracked] = set()
+        self._cond = threading.Condition()
+        self.stopping = False
+
+    def __len__(self) -> int:
+        return len(self._conns)
+
+    def add(self, conn: Tracked) -> None:
+        with self._cond:
+            self._conns.add(conn)
+
+    def remove(self, conn: Tracked) -> None:
+        with self._cond:
+            self._conns.discard(conn)
+            if not self._conns:
+                self._cond.notify_all()
+
+    def close_idle(self) -> None:
+        """Wake every idle connection's recv() with EOF so it closes itself;
+        busy ones close themselves after their reply (they see ``stopping``)."""
+        with self._cond:
+            self.stopping = True
+            conns = list(self._conns)
+        for conn in conns:
+            if not conn.busy:
+                _shutdown(conn.sock, socket.SHUT_RD)
+
+    def wait_empty(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._conns:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+        return True
+
+    def force_close(self) -> int:
+        with self._cond:
+            conns = list(self._conns)
+        for conn in conns:
+            _shutdown(conn.sock, socket.SHUT_RDWR)
+        return len(conns)
+
+
+def _shutdown(sock: socket.socket, how: int) -> None:
+    try:
+        sock.shutdown(how)
+    except OSError:
+        pass  # already closed or never connected
+
+
+def drive_connection(
+    conn: Tracked,
+    registry: ConnectionRegistry,
+    recv: Callable[[], bytes],
+    send: Callable[[bytes], None],
+    idle_timeout: float,
+    stats: ServerStats,
+) -> None:
+    """Run one connection to its end. Never raises for network errors.
+
+    ``recv``/``send`` are the blocking primitives (a socket's, or a
+    StreamRequestHandler's rfile/wfile); the socket's timeout is the idle
+    timeout, so a silent peer ends in TimeoutError here.
+    """
+    session, peer = conn.session, conn.peer
+
+    def deliver(out: Output) -> bool:
+        if out.barrier is not None and not out.barrier.wait():
+            logger.error("write to storage failed; closing %s without acknowledging", peer)
+            return False
+        if out.data:
+            send(out.data)
+        return not out.close
+
+    try:
+        if not deliver(session.on_connect()):
+            return
+        while True:
+            try:
+                data = recv()
+            except TimeoutError:
+                if conn.active:
+                    raise
+                stats.idle_timeout()
+                logger.info("closing %s: idle for %gs", peer, idle_timeout)
+                return
+            if not data:
+                logger.debug("%s closed its side", peer)
+                deliver(session.on_eof())
+                return
+            conn.active = True
+            keep = deliver(session.on_data(data))
+            conn.active = False
+            if not keep:
+                return
+            if registry.stopping and not session.busy:
+                return
+    except TimeoutError:
+        logger.info("closing %s: send timed out (peer not reading)", peer)
+    except DISCONNECT_ERRORS as exc:
+        logger.debug("%s disconnected: %s", peer, exc)
+    except OSError as exc:
+        if exc.errno in (errno.EBADF, errno.ENOTCONN):
+            logger.debug("%s: connection closed during shutdown", peer)
+        else:
+            logger.warning("%s: socket error: %s", peer, exc)
+    except Exception:
+        # The one place that keeps the server alive after a bug in a service.
+        logger.exception("unexpected error on connection from %s", peer)
+    finally:
+        conn.active = False
+
+
+class BlockingModel(Model):
+    """Listeners + accept loop + graceful shutdown for thread/process models."""
+
+    def __init__(self, endpoints: Sequence[Endpoint], settings: ServerSettings,
+                 stats: ServerStats) -> None:
+        super().__init__(endpoints, settings, stats)
+        self.listeners: list[socket.socket] = []
+        self.admission = Admission(settings.max_connections, stats)
+        self.registry = ConnectionRegistry()
+        self.waker = Waker()
+        self._stop = threading.Event()
+        self._log_accept_error = RateLimitedLog(logger, logging.ERROR)
+
+    # -- Model API -------------------------------------------------------
+    def bind(self) -> list[tuple[object, ...]]:
+        for ep in self.endpoints:
+            self.listeners.append(
+                open_listener(ep.host, ep.port, backlog=self.settings.backlog))
+        return [sock.getsockname() for sock in self.listeners]
+
+    def request_stop(self) -> None:
+        self._stop.set()
+        self.waker.wake()
+
+    def serve_forever(self) -> None:
+        install_stop_signals(self.request_stop, self.on_second_signal)
+        try:
+            self.accept_loop()
+        finally:
+            self.shutdown()
+
+    # -- hooks -----------------------------------------------------------
+    @abc.abstractmethod
+    def handle(self, sock: socket.socket, peer: str, endpoint: Endpoint) -> None:
+        """Serve an admitted connection (must not block the accept loop)."""
+
+    def on_second_signal(self) -> None:
+        """Last words before an immediate exit (kill children)."""
+
+    def on_wake(self) -> None:
+        """Called in the accept loop after the waker fired (e.g. SIGCHLD)."""
+
+    def stop_accepting(self) -> None:
+        for sock in self.listeners:
+            sock.close()
+
+    def drain(self, grace: float) -> None:
+        """Close idle connections, wait for busy ones, force-close the rest."""
+        self.registry.close_idle()
+        if not self.registry.wait_empty(grace):
+            forced = self.registry.force_close()
+            logger.warning("grace period over: force-closed %d connection(s)", forced)
+            self.registry.wait_empty(5.0)
+
+    def join(self) -> None:
+        """Wait for the model's threads/processes after connections are gone."""
+
+    # -- the accept loop ---------------------------------------------------
+    def accept_loop(self) -> None:
+        sel = selectors.DefaultSelector()
+        try:
+            for index, sock in enumerate(self.listeners):
+                sock.setblocking(False)
+                sel.register(sock, selectors.EVENT_READ, index)
+            sel.register(self.waker, selectors.EVENT_READ, None)
+            while not self._stop.is_set():
+                backoff = False
+                for key, _ in sel.select():
+                    if key.data is None:
+                        self.waker.drain()
+                        self.on_wake()
+                        continue
+                    backoff |= self._accept_ready(key.fileobj, self.endpoints[key.data])  # type: ignore[arg-type]
+                if backoff and not self._stop.is_set():
+                    # Out of descriptors: give closing connections time to free
+                    # some instead of spinning on a listener that stays readable.
+                    self._stop.wait(ACCEPT_RETRY_DELAY)
+        finally:
+            sel.close()
+
+    def _accept_ready(self, listener: socket.socket, endpoint: Endpoint) -> bool:
+        """Accept what is queued (bounded batch). True means back off."""
+        for _ in range(64):
+            try:
+                sock, addr = listener.accept()
+            except BlockingIOError:
+                return False
+            except OSError as exc:
+                if exc.errno in ACCEPT_RESOURCE_ERRNOS:
+                    self._log_accept_error("accept() failed: %s; retrying in %.0f ms",
+                                           exc.strerror, ACCEPT_RETRY_DELAY * 1000)
+                    return True
+                if exc.errno in (errno.ECONNABORTED, errno.EPROTO):
+                    continue
+                raise
+            sock.setblocking(True)
+            peer = _peer(addr)
+            if not self.admission.try_admit(peer):
+                send_nowait(sock, endpoint.service.busy_reply())
+                sock.close()
+                continue
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                self.handle(sock, peer, endpoint)
+            except Exception:
+                # Could not even start serving it (thread limit, fork failure).
+                logger.exception("cannot serve connection from %s", peer)
+                self.admission.release()
+                sock.close()
+        return False
+
+    def shutdown(self) -> None:
+        self.stop_accepting()
+        active = self.admission.active
+        if active:
+            logger.info("waiting up to %gs for %d connection(s)", self.settings.grace, active)
+        self.drain(self.settings.grace)
+        self.join()
+        self.waker.close()
+        logger.info("server stopped")
+
+
+def _peer(addr: object) -> str:
+    if isinstance(addr, tuple) and len(addr) >= 2:
+        host = str(addr[0])
+        return f"[{host}]:{addr[1]}" if ":" in host else f"{host}:{addr[1]}"
+    return str(addr)
+
+
+def serve_socket(model: BlockingModel, sock: socket.socket, peer: str,
+                 endpoint: Endpoint) -> None:
+    """Thread body for one connection on a plain socket (thread model)."""
+    timeout = model.settings.idle_timeout or None
+    session = endpoint.service.new_session(peer)
+    conn = Tracked(sock, session, peer)
+    model.registry.add(conn)
+    try:
+        sock.settimeout(timeout)
+        if model.registry.stopping:
+            return
+        drive_connection(conn, model.registry, lambda: sock.recv(RECV_SIZE), sock.sendall,
+                         model.settings.idle_timeout, model.stats)
+    finally:
+        model.registry.remove(conn)
+        try:
+            session.on_close()
+        finally:
+            sock.close()
+            model.admission.release()

@@ -1,0 +1,1 @@
+"""The services: echo, key-value (text and RESP), UDP JSON, multicast."""

@@ -1,0 +1,433 @@
+"""The append-only log file: load (with torn-tail repair), append, fsync, rewrite.
+
+Record format: records.py and docs/storage.md. This module owns the file
+descriptor and the durability machinery; the store (embedded.py) owns the
+lock that orders writes. Lock order: store lock -> ``_fsync_lock`` ->
+``_cond``; the flusher threads never take the store lock.
+
+fsync policies, with Redis's meanings (appendfsync):
+
+* ``always``: a write is acknowledged only once fsynced. Writers append under
+  the store lock and take a :class:`DurabilityBarrier` for the log position
+  they reached; one flusher thread fsyncs everything appended so far and
+  resolves every barrier up to that point (group commit: 50 concurrent
+  writers share fsyncs instead of paying 50).
+* ``everysec``: a background thread fsyncs once a second if anything is new.
+* ``no``: the kernel writes back when it likes.
+
+A failed write() is undone (the file is cut back to the last whole record,
+so no torn record is left in the middle for a later write to bury) and
+raises StoreWriteError; the next write tries again, so a disk that frees up
+recovers by itself. A failed fsync is sticky: after it the kernel may have
+dropped the dirty pages and cleared the error ("fsyncgate", PostgreSQL
+2018), so a retry that succeeds proves nothing. Every pending barrier
+resolves False and every later write raises StoreWriteError until the
+process is restarted and replays what is really on disk.
+"""
+
+from __future__ import annotations
+
+import collections
+import errno
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterable
+
+from sockworks.storage import records
+from sockworks.storage.base import StoreError, StoreWriteError
+
+__all__ = [
+    "FSYNC_POLICIES",
+    "AppendOnlyLog",
+    "CorruptLogError",
+    "DurabilityBarrier",
+    "LoadedLog",
+    "load_log",
+]
+
+logger = logging.getLogger(__name__)
+
+FSYNC_POLICIES = ("always", "everysec", "no")
+#: Period of the everysec flusher (Redis: once per second).
+EVERYSEC_INTERVAL = 1.0
+#: Buffer for writing a compacted log: large sequential writes.
+REWRITE_BUFFER_BYTES = 1 << 20
+
+
+class CorruptLogError(StoreError):
+    """The log is damaged before its end: valid records follow a bad one.
+
+    This is not a crash-torn tail, so the store refuses to start rather than
+    drop the records after the damage; the file is left exactly as it was.
+    """
+
+    def __init__(self, path: str, offset: int, reason: str) -> None:
+        super().__init__(
+            f"{path}: corrupt record at byte {offset} ({reason}); valid records follow it, "
+            "so this is not a torn tail from a crash. Refusing to start; the file was "
+            "not modified (restore it from a backup or cut it at that offset by hand)"
+        )
+        self.path = path
+        self.offset = offset
+
+
+class DurabilityBarrier:
+    """Resolves True once the log is fsynced up to ``seq`` (False if it failed).
+
+    Implements core.service.Barrier.
+    """
+
+    __slots__ = ("_callbacks", "_event", "_lock", "_ok", "seq")
+
+    def __init__(self, seq: int) -> None:
+        self.seq = seq
+        self._event = threading.Event()
+        self._ok = False
+        self._callbacks: list[Callable[[bool], None]] = []
+        self._lock = threading.Lock()
+
+    def resolve(self, ok: bool) -> None:
+        with self._lock:
+            if self._event.is_set():
+                return
+            self._ok = ok
+            self._event.set()
+            callbacks, self._callbacks = self._callbacks, []
+        for fn in callbacks:
+            fn(ok)
+
+    @property
+    def done(self) -> bool:
+        return self._event.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if not self._event.wait(timeout):
+            return False
+        return self._ok
+
+    def add_done_callback(self, fn: Callable[[bool], None]) -> None:
+        with self._lock:
+            if not self._event.is_set():
+                self._callbacks.append(fn)
+                return
+        fn(self._ok)
+
+
+def _resolved(ok: bool) -> DurabilityBarrier:
+    barrier = DurabilityBarrier(0)
+    barrier.resolve(ok)
+    return barrier
+
+
+def fsync_dir(path: str) -> None:
+    """Make a rename or create in ``path`` durable (POSIX needs the dir fsynced)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class LoadedLog:
+    """A log file read at start-up: its bytes and where its records are."""
+
+    def __init__(self, path: str, image: bytes, spans: list[tuple[int, int]], end: int,
+                 truncated: int) -> None:
+        self.path = path
+        self.image = image
+        self.spans = spans
+        self.end = end
+        self.truncated = truncated
+
+
+def load_log(path: str) -> LoadedLog:
+    """Read the log at ``path`` (creating it if missing) and repair a torn tail.
+
+    Raises CorruptLogError, without touching the file, when damage is
+    followed by valid records.
+    """
+    magic = records.MAGIC
+    try:
+        with open(path, "rb") as f:
+            image = f.read()
+    except FileNotFoundError:
+        image = b""
+    if len(image) < len(magic) and magic.startswith(image):
+        # New, or a crash while creating it: nothing was ever logged.
+        _create(path)
+        return LoadedLog(path, magic, [], len(magic), 0)
+    if not image.startswith(magic):
+        raise CorruptLogError(path, 0, "not a sockworks log: bad signature")
+    scan = records.scan_log(image)
+    if scan.corrupt_at is not None:
+        raise CorruptLogError(path, scan.corrupt_at, "bad length or checksum")
+    truncated = 0
+    if scan.torn:
+        truncated = len(image) - scan.good_end
+        logger.warning(
+            "%s: torn last record at byte %d (%d bytes, a crash mid-write?): cutting it off "
+            "and starting with the %d complete records before it",
+            path, scan.good_end, truncated, len(scan.records),
+        )
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            os.ftruncate(fd, scan.good_end)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    return LoadedLog(path, image, scan.records, scan.good_end, truncated)
+
+
+def _create(path: str) -> None:
+    tmp = path + ".new"
+    with open(tmp, "wb") as f:
+        f.write(records.MAGIC)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(os.path.dirname(os.path.abspath(path)))
+
+
+class AppendOnlyLog:
+    """An open log: append records, fsync by policy, resolve barriers, rewrite."""
+
+    def __init__(self, path: str, size: int, fsync: str) -> None:
+        if fsync not in FSYNC_POLICIES:
+            raise ValueError(f"fsync policy must be one of {', '.join(FSYNC_POLICIES)}")
+        self.path = path
+        self.policy = fsync
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        self._size = size
+        self._base_size = size
+        self._cond = threading.Condition(threading.Lock())
+        self._fsync_lock = threading.Lock()
+        # Sequence numbers are bytes ever appended in this process, so they
+        # keep growing across a rewrite that shrinks the file.
+        self._appended = 0
+        self._synced = 0
+        self._waiters: collections.deque[DurabilityBarrier] = collections.deque()
+        self._failed: str | None = None
+        self._last_error: str = ""
+        self._fsyncs = 0
+        self._rewrite_buf: list[bytes] | None = None
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        if fsync == "always":
+            self._thread = threading.Thread(target=self._flush_always, name="sockworks-aof-fsync",
+                                            daemon=True)
+        elif fsync == "everysec":
+            self._thread = threading.Thread(target=self._flush_everysec,
+                                            name="sockworks-aof-fsync", daemon=True)
+        if self._thread is not None:
+            self._thread.start()
+
+    # -- appending (store lock held) --------------------------------------
+    def append(self, payload: bytes) -> None:
+        if self._failed is not None:
+            raise StoreWriteError(f"writes disabled: {self._failed}; restart to recover")
+        if self._fd < 0:
+            raise StoreWriteError("the log is closed")
+        record = records.frame(payload)
+        written = 0
+        try:
+            while written < len(record):
+                written += os.write(self._fd, record[written:] if written else record)
+        except OSError as exc:
+            self._undo_partial(written)
+            self._last_error = f"{exc.strerror or exc} (errno {exc.errno})"
+            logger.error("%s: write failed: %s", self.path, self._last_error)
+            raise StoreWriteError(f"cannot write to the log: {exc.strerror or exc}") from None
+        self._size += len(record)
+        if self._rewrite_buf is not None:
+            self._rewrite_buf.append(record)
+        with self._cond:
+            self._appended += len(record)
+            self._last_error = ""
+
+    def _undo_partial(self, written: int) -> None:
+        """Cut off a partly written record so the file ends on a record
+        boundary (RLIMIT_FSIZE and ENOSPC both allow a short write first)."""
+        if not written:
+            return
+        try:
+            os.ftruncate(self._fd, self._size)
+        except OSError as exc:
+            self._failed = f"cannot cut a partial record off the log: {exc.strerror}"
+            logger.error("%s: %s", self.path, self._failed)
+
+    # -- durability ------------------------------------------------------------
+    def barrier(self) -> DurabilityBarrier | None:
+        """A barrier for everything appended so far (``always`` only)."""
+        if self.policy != "always":
+            return None
+        with self._cond:
+            if self._failed is not None:
+                return _resolved(False)
+            if self._appended <= self._synced:
+                return _resolved(True)
+            barrier = DurabilityBarrier(self._appended)
+            self._waiters.append(barrier)
+            self._cond.notify()
+            return barrier
+
+    def _fsync_upto(self, target: int) -> None:
+        """fsync, then resolve every barrier the fsync covered."""
+        with self._fsync_lock:
+            ok = self._failed is None and self._fd >= 0
+            if ok:
+                try:
+                    os.fsync(self._fd)
+                except OSError as exc:
+                    ok = False
+                    self._failed = f"fsync failed: {exc.strerror or exc}"
+                    self._last_error = self._failed
+                    logger.error("%s: %s; refusing further writes", self.path, self._failed)
+            with self._cond:
+                self._fsyncs += ok
+                if ok:
+                    self._synced = max(self._synced, target)
+                done: list[DurabilityBarrier] = []
+                while self._waiters and (not ok or self._waiters[0].seq <= self._synced):
+                    done.append(self._waiters.popleft())
+        for barrier in done:
+            barrier.resolve(ok)
+
+    def _flush_always(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stopping and not self._waiters:
+                    self._cond.wait()
+                if self._stopping and not self._waiters:
+                    return
+                target = self._appended
+            self._fsync_upto(target)
+
+    def _flush_everysec(self) -> None:
+        while True:
+            with self._cond:
+                if not self._stopping:
+                    self._cond.wait(EVERYSEC_INTERVAL)
+                if self._stopping:
+                    return
+                target = self._appended
+                if target <= self._synced:
+                    continue
+            self._fsync_upto(target)
+
+    # -- rewrite (compaction) ---------------------------------------------------
+    def begin_rewrite(self) -> None:
+        """Start collecting appended records (store lock held, same moment as
+        the snapshot is taken)."""
+        self._rewrite_buf = []
+
+    def write_snapshot(self, items: Iterable[tuple[bytes, bytes, int]]) -> tuple[str, int]:
+        """Write a new log from ``(key, value, expire_at)`` items to a temp
+        file in the same directory, fsynced. Runs without the store lock.
+        Returns (temp path, number of keys)."""
+        tmp = f"{self.path}.rewrite-{os.getpid()}"
+        count = 0
+        try:
+            with open(tmp, "wb", buffering=REWRITE_BUFFER_BYTES) as f:
+                f.write(records.MAGIC)
+                write, frame, encode = f.write, records.frame, records.encode_set
+                for key, value, at in items:
+                    write(frame(encode(key, value, at)))
+                    count += 1
+                f.flush()
+                os.fsync(f.fileno())
+        except BaseException:
+            _unlink_quietly(tmp)
+            raise
+        return tmp, count
+
+    def finish_rewrite(self, tmp: str) -> int:
+        """Append what was written meanwhile, then atomically replace the log
+        (store lock held). Returns the new size."""
+        buffered = self._rewrite_buf or []
+        self._rewrite_buf = None
+        fd = os.open(tmp, os.O_WRONLY | os.O_APPEND)
+        try:
+            tail = b"".join(buffered)
+            written = 0
+            while written < len(tail):
+                written += os.write(fd, tail[written:])
+            os.fsync(fd)
+            size = os.fstat(fd).st_size
+            os.replace(tmp, self.path)
+        except BaseException:
+            os.close(fd)
+            _unlink_quietly(tmp)
+            raise
+        try:
+            fsync_dir(os.path.dirname(os.path.abspath(self.path)))
+        except OSError as exc:  # the rename happened; only its durability is unsure
+            logger.warning("%s: fsync of the directory failed: %s", self.path, exc)
+        with self._fsync_lock:
+            old, self._fd = self._fd, fd
+            os.close(old)
+            self._size = self._base_size = size
+            with self._cond:
+                # The new file holds everything appended so far and is fsynced.
+                self._synced = self._appended
+                done = list(self._waiters)
+                self._waiters.clear()
+        for barrier in done:
+            barrier.resolve(True)
+        return size
+
+    def abort_rewrite(self) -> None:
+        self._rewrite_buf = None
+
+    # -- state ---------------------------------------------------------------------
+    @property
+    def size(self) -> int:
+        return self._size
+
+    @property
+    def base_size(self) -> int:
+        return self._base_size
+
+    def info(self) -> dict[str, object]:
+        with self._cond:
+            return {
+                "aof_path": self.path,
+                "aof_fsync": self.policy,
+                "aof_size": self._size,
+                "aof_base_size": self._base_size,
+                "aof_fsyncs": self._fsyncs,
+                "aof_pending_fsync_bytes": self._appended - self._synced,
+                "aof_pending_barriers": len(self._waiters),
+                "aof_last_write_status": "err" if (self._failed or self._last_error) else "ok",
+                "aof_last_write_error": self._failed or self._last_error,
+                "aof_writes_disabled": int(self._failed is not None),
+            }
+
+    def close(self) -> None:
+        """Stop the flusher, fsync what is left, close the file."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._fd >= 0:
+            with self._cond:
+                target = self._appended
+            self._fsync_upto(target)
+            with self._fsync_lock:
+                os.close(self._fd)
+                self._fd = -1
+        with self._cond:
+            leftover = list(self._waiters)
+            self._waiters.clear()
+        for barrier in leftover:
+            barrier.resolve(False)
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError as exc:
+        if exc.errno != errno.ENOENT:
+            logger.warning("cannot remove %s: %s", path, exc)

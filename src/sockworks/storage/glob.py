@@ -1,0 +1,123 @@
+"""Redis glob patterns (KEYS, SCAN MATCH) compiled to a byte matcher.
+
+Sans-IO and pure: :func:`compile_glob` turns a pattern into a function
+``bytes -> bool``. The syntax and its corner cases follow Redis's
+``stringmatchlen`` (util.c), so a pattern means the same thing on the embedded
+store and on a Redis backend:
+
+* ``*`` any run of bytes (also empty), ``?`` exactly one byte;
+* ``[abc]`` one of the listed bytes, ``[^abc]`` any other byte, ``[a-z]`` a
+  range (a reversed range ``[z-a]`` is swapped, as Redis does);
+* ``\\x`` the byte ``x`` literally, outside and inside brackets; a trailing
+  lone ``\\`` matches a backslash;
+* quirks kept on purpose: ``]`` right after ``[`` closes an empty class (which
+  matches nothing; ``[^]`` matches any byte); an unclosed ``[`` extends the
+  class to the end of the pattern.
+
+The pattern is translated into a ``re`` bytes pattern where every bracket
+class is rendered as an explicit set of byte values, so no regex syntax from
+the glob can leak through.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from functools import lru_cache
+
+__all__ = ["compile_glob", "glob_match"]
+
+#: Compiled patterns kept: clients repeat the same few MATCH patterns.
+GLOB_CACHE_SIZE = 256
+
+_ALL_BYTES = frozenset(range(256))
+
+
+def _byte_class(members: set[int]) -> bytes:
+    """A regex atom matching exactly one byte from ``members``."""
+    if not members:
+        return rb"(?!)"  # matches nothing, like Redis's empty class
+    if len(members) == 256:
+        return rb"."  # compiled with DOTALL: any byte
+    return b"[" + b"".join(re.escape(bytes([b])) for b in sorted(members)) + b"]"
+
+
+def _parse_class(pattern: bytes, i: int) -> tuple[set[int], int]:
+    """Parse a bracket class whose ``[`` is at ``i - 1``.
+
+    Returns the matching byte set and the index just past the class. Mirrors
+    the loop in Redis's stringmatchlen so every quirk agrees.
+    """
+    n = len(pattern)
+    negate = i < n and pattern[i] == 0x5E  # '^'
+    if negate:
+        i += 1
+    members: set[int] = set()
+    while i < n:
+        c = pattern[i]
+        if c == 0x5C and i + 1 < n:  # '\\' escapes the next byte
+            members.add(pattern[i + 1])
+            i += 2
+        elif c == 0x5D:  # ']'
+            i += 1
+            break
+        elif i + 2 < n and pattern[i + 1] == 0x2D:  # 'a-z'
+            start, end = c, pattern[i + 2]
+            if start > end:
+                start, end = end, start
+            members.update(range(start, end + 1))
+            i += 3
+        else:
+            members.add(c)
+            i += 1
+    if negate:
+        members = set(_ALL_BYTES - members)
+    return members, i
+
+
+def _translate(pattern: bytes) -> bytes:
+    out: list[bytes] = []
+    i, n = 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        if c == 0x2A:  # '*' (a run of stars is one star)
+            while i < n and pattern[i] == 0x2A:
+                i += 1
+            out.append(rb".*")
+            continue
+        if c == 0x3F:  # '?'
+            out.append(rb".")
+            i += 1
+        elif c == 0x5B:  # '['
+            members, i = _parse_class(pattern, i + 1)
+            out.append(_byte_class(members))
+        elif c == 0x5C and i + 1 < n:  # '\\x'
+            out.append(re.escape(pattern[i + 1 : i + 2]))
+            i += 2
+        else:
+            out.append(re.escape(bytes([c])))
+            i += 1
+    return b"".join(out)
+
+
+@lru_cache(maxsize=GLOB_CACHE_SIZE)
+def compile_glob(pattern: bytes) -> Callable[[bytes], bool]:
+    """Compile ``pattern``; the result tells whether a whole key matches."""
+    if pattern == b"*":
+        return _match_all
+    regex = re.compile(_translate(pattern), re.DOTALL)
+    fullmatch = regex.fullmatch
+
+    def match(key: bytes) -> bool:
+        return fullmatch(key) is not None
+
+    return match
+
+
+def _match_all(key: bytes) -> bool:
+    return True
+
+
+def glob_match(pattern: bytes, key: bytes) -> bool:
+    """One-off convenience: does ``key`` match ``pattern``?"""
+    return compile_glob(pattern)(key)

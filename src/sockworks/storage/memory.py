@@ -1,0 +1,529 @@
+"""The embedded store: a dict of bytes, expiry, SCAN, counters, one lock.
+
+Thread-safety: one ``threading.RLock`` guards all state; every public method
+takes it for its whole duration, so each call is atomic, and :meth:`atomic`
+holds it across a block (MULTI/EXEC). It is re-entrant so a service may call
+store methods inside ``atomic()``.
+
+Expiry: ``_expires`` maps a key to its absolute wall-clock expiry in ms (wall
+clock, not monotonic, because persisted expiry must survive a restart). A key
+past its time is never returned: every access checks it (lazy expiry, like
+Redis's expireIfNeeded). Memory is reclaimed by :meth:`expire_cycle`, run by a
+background sweeper thread (:meth:`start_expiry`; stopped by :meth:`close`).
+Instead of Redis's random sampling it pops a min-heap of (expire_at, key)
+entries, so it finds every due key without scanning; stale heap entries (TTL
+changed or key gone) are skipped, and the heap is rebuilt when they pile up.
+Each cycle does bounded work (``EXPIRE_BATCH`` keys per lock hold,
+``EXPIRE_CYCLE_BUDGET`` seconds in all) so clients are never starved.
+
+SCAN guarantee: every key created gets the next number of a global sequence
+and a slot in a list ordered by it; the cursor is the sequence number of the
+last slot examined. A key that exists for the whole scan keeps its slot, so
+it is returned at least once, whatever else is added or deleted meanwhile. A
+key deleted and re-created gets a new slot and may be returned twice (Redis
+allows duplicates too). Dead slots are dropped when they outnumber live keys,
+keeping sequence numbers, so outstanding cursors stay valid.
+
+Persistence hook: a subclass that sets ``_persistent`` receives every write as
+a log payload (records.py format) through :meth:`_log` *before* the change is
+applied, under the lock; if ``_log`` raises, nothing changes.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import heapq
+import logging
+import re
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from sockworks.storage import records
+from sockworks.storage.base import (
+    IntegerOverflow,
+    NotAnInteger,
+    SetResult,
+    Store,
+    StoreError,
+)
+from sockworks.storage.glob import compile_glob
+
+__all__ = ["MemoryStore", "parse_int64", "wall_clock_ms"]
+
+logger = logging.getLogger(__name__)
+
+I64_MIN = -(1 << 63)
+I64_MAX = (1 << 63) - 1
+
+#: Sweeper period: Redis runs activeExpireCycle at hz=10.
+EXPIRE_INTERVAL = 0.1
+#: Keys expired per lock hold; bounds the pause a cycle causes a client.
+EXPIRE_BATCH = 1000
+#: Wall time one cycle may spend (Redis: 25% of a 100 ms tick).
+EXPIRE_CYCLE_BUDGET = 0.025
+#: Rebuild the heap / SCAN slots when dead entries exceed live ones by this
+#: factor plus a floor (so small stores do not rebuild constantly).
+REBUILD_FACTOR = 2
+REBUILD_FLOOR = 1024
+
+# Redis's string2ll accepts exactly this: optional '-', no leading zeros,
+# no '+', no spaces; "-0" is refused too.
+_CANONICAL_INT = re.compile(rb"-?(?:0|[1-9][0-9]{0,19})")
+_SET_HEAD = struct.Struct("<BI")
+_U32 = struct.Struct("<I")
+_I64 = struct.Struct("<q")
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def parse_int64(value: bytes) -> int:
+    """Parse a canonical base-10 signed 64-bit integer, as Redis does."""
+    if _CANONICAL_INT.fullmatch(value) is None or value == b"-0":
+        raise NotAnInteger()
+    number = int(value)
+    if not I64_MIN <= number <= I64_MAX:
+        raise NotAnInteger()
+    return number
+
+
+class MemoryStore(Store):
+    """In-memory store; see the module docstring for the contracts."""
+
+    def __init__(self, *, clock: Callable[[], int] = wall_clock_ms) -> None:
+        self._lock = threading.RLock()
+        self._clock = clock
+        self._data: dict[bytes, bytes] = {}
+        self._expires: dict[bytes, int] = {}
+        self._heap: list[tuple[int, bytes]] = []
+        self._slot_keys: list[bytes] = []
+        self._slot_seqs: list[int] = []
+        self._next_seq = 1
+        self._hits = 0
+        self._misses = 0
+        self._expired = 0
+        self._closed = False
+        self._persistent = False
+        self._sweeper: threading.Thread | None = None
+        self._sweeper_stop = threading.Event()
+
+    # -- hooks for the persistent subclass -------------------------------
+    def _log(self, payload: bytes) -> None:
+        """Make ``payload`` durable-as-configured before it is applied."""
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError("store is closed")
+
+    # -- internal state changes (lock held) ------------------------------
+    def _live(self, key: bytes, now: int) -> bytes | None:
+        value = self._data.get(key)
+        if value is not None and self._expires:
+            at = self._expires.get(key)
+            if at is not None and at <= now:
+                del self._data[key]
+                del self._expires[key]
+                self._expired += 1
+                return None
+        return value
+
+    def _add_slot(self, key: bytes) -> None:
+        self._slot_keys.append(key)
+        self._slot_seqs.append(self._next_seq)
+        self._next_seq += 1
+        if len(self._slot_keys) > REBUILD_FACTOR * len(self._data) + REBUILD_FLOOR:
+            self._compact_slots()
+
+    def _compact_slots(self) -> None:
+        """Drop dead slots, keeping each live key's newest one and every
+        surviving slot's sequence number (outstanding cursors stay valid)."""
+        seen: set[bytes] = set()
+        keys: list[bytes] = []
+        seqs: list[int] = []
+        data = self._data
+        for i in range(len(self._slot_keys) - 1, -1, -1):
+            key = self._slot_keys[i]
+            if key in data and key not in seen:
+                seen.add(key)
+                keys.append(key)
+                seqs.append(self._slot_seqs[i])
+        keys.reverse()
+        seqs.reverse()
+        self._slot_keys, self._slot_seqs = keys, seqs
+
+    def _set_expiry(self, key: bytes, at: int) -> None:
+        if self._expires.get(key) == at:
+            return
+        self._expires[key] = at
+        heapq.heappush(self._heap, (at, key))
+        if len(self._heap) > REBUILD_FACTOR * len(self._expires) + REBUILD_FLOOR:
+            self._heap = [(t, k) for k, t in self._expires.items()]
+            heapq.heapify(self._heap)
+
+    def _put(self, key: bytes, value: bytes, at: int) -> None:
+        if key not in self._data:
+            self._add_slot(key)
+        self._data[key] = value
+        if at:
+            self._set_expiry(key, at)
+        elif self._expires:
+            self._expires.pop(key, None)
+
+    def _remove(self, key: bytes) -> None:
+        del self._data[key]
+        if self._expires:
+            self._expires.pop(key, None)
+
+    def _expire_due(self, now: int, limit: int) -> tuple[int, bool]:
+        """Reclaim up to ``limit`` due heap entries; (expired, more due)."""
+        heap, expires = self._heap, self._expires
+        done = 0
+        steps = 0
+        while heap and heap[0][0] <= now and steps < limit:
+            at, key = heapq.heappop(heap)
+            steps += 1
+            if expires.get(key) == at:
+                del expires[key]
+                del self._data[key]
+                self._expired += 1
+                done += 1
+        return done, bool(heap) and heap[0][0] <= now
+
+    # -- reads -------------------------------------------------------------
+    def get(self, key: bytes) -> bytes | None:
+        with self._lock:
+            self._check_open()
+            value = self._live(key, self._clock())
+            if value is None:
+                self._misses += 1
+            else:
+                self._hits += 1
+            return value
+
+    def mget(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        with self._lock:
+            self._check_open()
+            now = self._clock()
+            values = [self._live(k, now) for k in keys]
+            found = sum(v is not None for v in values)
+            self._hits += found
+            self._misses += len(values) - found
+            return values
+
+    def exists(self, keys: Sequence[bytes]) -> int:
+        with self._lock:
+            self._check_open()
+            now = self._clock()
+            return sum(self._live(k, now) is not None for k in keys)
+
+    def pttl(self, key: bytes) -> int:
+        with self._lock:
+            self._check_open()
+            now = self._clock()
+            if self._live(key, now) is None:
+                return -2
+            at = self._expires.get(key)
+            return -1 if at is None else at - now
+
+    def dbsize(self) -> int:
+        with self._lock:
+            self._check_open()
+            # Reclaim every due key first so the count is exact (Redis's
+            # DBSIZE may count expired keys not yet reclaimed; ours does not).
+            now = self._clock()
+            while self._expire_due(now, EXPIRE_BATCH)[1]:
+                pass
+            return len(self._data)
+
+    def keys(self, pattern: bytes) -> list[bytes]:
+        match = compile_glob(pattern)
+        with self._lock:
+            self._check_open()
+            now = self._clock()
+            expires = self._expires
+            return [
+                k for k in self._data if match(k) and not (k in expires and expires[k] <= now)
+            ]
+
+    def scan(self, cursor: int, match: bytes | None, count: int) -> tuple[int, list[bytes]]:
+        if cursor < 0:
+            raise StoreError("invalid cursor")
+        if count < 1:
+            raise StoreError("syntax error")
+        matcher = compile_glob(match) if match is not None else None
+        with self._lock:
+            self._check_open()
+            now = self._clock()
+            start = bisect.bisect_right(self._slot_seqs, cursor)
+            end = min(start + count, len(self._slot_seqs))
+            data, expires = self._data, self._expires
+            found: list[bytes] = []
+            for i in range(start, end):
+                key = self._slot_keys[i]
+                if key not in data or (key in expires and expires[key] <= now):
+                    continue
+                if matcher is None or matcher(key):
+                    found.append(key)
+            next_cursor = self._slot_seqs[end - 1] if end < len(self._slot_seqs) else 0
+            return next_cursor, found
+
+    # -- writes ------------------------------------------------------------
+    def set(
+        self,
+        key: bytes,
+        value: bytes,
+        *,
+        px: int | None = None,
+        nx: bool = False,
+        xx: bool = False,
+        get: bool = False,
+        keepttl: bool = False,
+    ) -> SetResult:
+        if (nx and xx) or (px is not None and keepttl):
+            raise StoreError("syntax error")
+        if px is not None and px <= 0:
+            raise StoreError("invalid expire time in 'set' command")
+        with self._lock:
+            self._check_open()
+            now = self._clock()
+            old = self._live(key, now)
+            shown = old if get else None
+            if (nx and old is not None) or (xx and old is None):
+                return SetResult(False, shown)
+            if px is not None:
+                at = now + px
+                if at > I64_MAX:
+                    raise StoreError("invalid expire time in 'set' command")
+            elif keepttl and old is not None:
+                at = self._expires.get(key, 0)
+            else:
+                at = 0
+            if self._persistent:
+                self._log(records.encode_set(key, value, at))
+            self._put(key, value, at)
+            return SetResult(True, shown)
+
+    def mset(self, pairs: Sequence[tuple[bytes, bytes]]) -> None:
+        with self._lock:
+            self._check_open()
+            if not pairs:
+                return
+            if self._persistent:
+                self._log(records.encode_sets(list(pairs)))
+            for key, value in pairs:
+                self._put(key, value, 0)
+
+    def delete(self, keys: Sequence[bytes]) -> int:
+        with self._lock:
+            self._check_open()
+            now = self._clock()
+            found = [k for k in dict.fromkeys(keys) if self._live(k, now) is not None]
+            if found:
+                if self._persistent:
+                    self._log(records.encode_del(found))
+                for key in found:
+                    self._remove(key)
+            return len(found)
+
+    def incrby(self, key: bytes, delta: int) -> int:
+        if not I64_MIN <= delta <= I64_MAX:
+            raise NotAnInteger()
+        with self._lock:
+            self._check_open()
+            old = self._live(key, self._clock())
+            result = (0 if old is None else parse_int64(old)) + delta
+            if not I64_MIN <= result <= I64_MAX:
+                raise IntegerOverflow()
+            value = b"%d" % result
+            at = self._expires.get(key, 0) if old is not None else 0
+            if self._persistent:
+                self._log(records.encode_set(key, value, at))
+            self._put(key, value, at)
+            return result
+
+    def pexpire(self, key: bytes, ms: int) -> bool:
+        with self._lock:
+            self._check_open()
+            now = self._clock()
+            if self._live(key, now) is None:
+                return False
+            if ms <= 0:
+                if self._persistent:
+                    self._log(records.encode_del([key]))
+                self._remove(key)
+                return True
+            at = now + ms
+            if at > I64_MAX:
+                raise StoreError("invalid expire time in 'expire' command")
+            if self._persistent:
+                self._log(records.encode_expireat(key, at))
+            self._set_expiry(key, at)
+            return True
+
+    def persist(self, key: bytes) -> bool:
+        with self._lock:
+            self._check_open()
+            if self._live(key, self._clock()) is None or key not in self._expires:
+                return False
+            if self._persistent:
+                self._log(records.encode_persist(key))
+            del self._expires[key]
+            return True
+
+    def flushdb(self) -> None:
+        with self._lock:
+            self._check_open()
+            if self._persistent:
+                self._log(records.encode_flush())
+            self._clear()
+
+    def _clear(self) -> None:
+        self._data.clear()
+        self._expires.clear()
+        self._heap.clear()
+        self._slot_keys.clear()
+        self._slot_seqs.clear()
+
+    # -- administration -------------------------------------------------------
+    def info(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "keys": len(self._data),
+                "expires": len(self._expires),
+                "expired_keys": self._expired,
+                "keyspace_hits": self._hits,
+                "keyspace_misses": self._misses,
+                "persistence": "off",
+            }
+
+    @contextlib.contextmanager
+    def atomic(self) -> Iterator[None]:
+        with self._lock:
+            yield
+
+    def close(self) -> None:
+        self.stop_expiry()
+        with self._lock:
+            self._closed = True
+
+    # -- active expiry ----------------------------------------------------------
+    def expire_cycle(self, budget: float = EXPIRE_CYCLE_BUDGET) -> int:
+        """Reclaim due keys for up to ``budget`` seconds; returns how many."""
+        deadline = time.monotonic() + budget
+        total = 0
+        while True:
+            with self._lock:
+                if self._closed:
+                    return total
+                done, more = self._expire_due(self._clock(), EXPIRE_BATCH)
+            total += done
+            if not more or time.monotonic() >= deadline:
+                return total
+
+    def start_expiry(self, interval: float = EXPIRE_INTERVAL) -> None:
+        """Start the background sweeper (idempotent)."""
+        with self._lock:
+            self._check_open()
+            if self._sweeper is not None:
+                return
+            self._sweeper_stop.clear()
+            self._sweeper = threading.Thread(
+                target=self._sweep, args=(interval,), name="sockworks-expiry", daemon=True
+            )
+            self._sweeper.start()
+
+    def stop_expiry(self) -> None:
+        with self._lock:
+            sweeper, self._sweeper = self._sweeper, None
+        if sweeper is not None:
+            self._sweeper_stop.set()
+            sweeper.join()
+
+    def _sweep(self, interval: float) -> None:
+        while not self._sweeper_stop.wait(interval):
+            expired = self.expire_cycle()
+            if expired:
+                logger.debug("expired %d keys", expired)
+
+    # -- bulk load (replay) -----------------------------------------------------
+    def _replay(self, image: bytes, spans: list[tuple[int, int]]) -> None:
+        """Apply logged records (payload offset, length) from ``image``.
+
+        The loop is kept tight because a restart replays the whole log: the
+        common record (one SET) is decoded inline; anything else goes
+        through records.iter_ops. Raises records.RecordError (with the
+        record's offset as ``args[1]``) for a payload that does not parse.
+        """
+        now = self._clock()
+        data, expires = self._data, self._expires
+        head, u32, i64 = _SET_HEAD.unpack_from, _U32.unpack_from, _I64.unpack_from
+        op_set = records.OP_SET
+        for p, length in spans:
+            if image[p] == op_set:
+                try:
+                    _, klen = head(image, p)
+                    ke = p + 5 + klen
+                    (vlen,) = u32(image, ke)
+                    ve = ke + 4 + vlen
+                    if ve + 8 == p + length:
+                        (at,) = i64(image, ve)
+                        key = image[p + 5 : ke]
+                        if at and at <= now:
+                            if key in data:
+                                del data[key]
+                            expires.pop(key, None)
+                            continue
+                        data[key] = image[ke + 4 : ve]
+                        if at:
+                            expires[key] = at
+                        elif key in expires:
+                            del expires[key]
+                        continue
+                except struct.error:
+                    pass  # let iter_ops give the precise error
+            try:
+                self._apply_ops(image[p : p + length], now)
+            except records.RecordError as exc:
+                raise records.RecordError(str(exc), p - records.HEADER.size) from None
+        self._rebuild_indexes()
+
+    def _apply_ops(self, payload: bytes, now: int) -> None:
+        data, expires = self._data, self._expires
+        for op, key, value, at in records.iter_ops(payload):
+            if op == records.OP_SET:
+                if at and at <= now:
+                    data.pop(key, None)
+                    expires.pop(key, None)
+                else:
+                    data[key] = value
+                    if at:
+                        expires[key] = at
+                    else:
+                        expires.pop(key, None)
+            elif op == records.OP_DEL:
+                data.pop(key, None)
+                expires.pop(key, None)
+            elif op == records.OP_EXPIREAT:
+                if key in data:
+                    if at <= now:
+                        del data[key]
+                        expires.pop(key, None)
+                    else:
+                        expires[key] = at
+            elif op == records.OP_PERSIST:
+                expires.pop(key, None)
+            else:  # OP_FLUSH
+                data.clear()
+                expires.clear()
+
+    def _rebuild_indexes(self) -> None:
+        self._slot_keys = list(self._data)
+        self._slot_seqs = list(range(self._next_seq, self._next_seq + len(self._slot_keys)))
+        self._next_seq += len(self._slot_keys)
+        self._heap = [(t, k) for k, t in self._expires.items()]
+        heapq.heapify(self._heap)

@@ -1,0 +1,738 @@
+"""The load generator: closed-loop client connections on asyncio (uvloop).
+
+Each busy connection keeps ``pipeline`` requests in flight: it sends a batch,
+waits for every reply, records their latency (reply read time minus batch
+send time) and sends the next batch from the same ``data_received`` callback,
+so a request costs the client one parse and one write, no task switch.
+Idle connections (``idle``) are opened first, greeted, and held open.
+
+Connections are opened before the clock starts, at most
+:data:`CONNECT_CONCURRENCY` at a time. A connection that fails (refused,
+reset, closed, timed out, a protocol mismatch, a "server busy" refusal) is
+counted under its error kind and reopened with a backoff while the run lasts.
+
+With ``procs`` > 1 the connections are split across client processes (spawned,
+not forked: the parent may hold threads), which set up, report ready, start
+together, and send back their counts and histogram for merging.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import queue
+import random
+import resource
+import socket
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TextIO, cast
+
+from sockworks.bench.histogram import Histogram
+from sockworks.bench.workloads import (
+    BenchError,
+    ServerBusy,
+    TcpConversation,
+    UdpConversation,
+    WorkloadSpec,
+    new_tcp_conversation,
+)
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["BenchConfig", "BenchResult", "run_bench", "ERROR_KINDS", "new_event_loop"]
+
+#: Connections opened at once during set-up: enough to open 10,000 in a few
+#: seconds, few enough not to overflow a listen backlog of 128 (lineload uses 64).
+CONNECT_CONCURRENCY = 64
+
+#: How often the reply-timeout check and the progress counters run. A scan of
+#: every connection each 0.25 s costs far less than a timer per request.
+TICK_SECONDS = 0.25
+
+#: How long a client process waits for the others to be set up (and its
+#: parent to say go) before giving up: 10,000 connections open in seconds.
+START_WAIT_SECONDS = 300.0
+
+#: Reconnect backoff after a failure: doubles from the first to the last value.
+BACKOFF_FIRST = 0.01
+BACKOFF_MAX = 1.0
+
+#: Error kinds, in the order reports list them.
+CONNECT_REFUSED = "connect_refused"
+CONNECT_TIMEOUT = "connect_timeout"
+CONNECT_FAILED = "connect_failed"
+RESET = "reset"
+CLOSED = "closed"
+TIMEOUT = "timeout"
+PROTOCOL_MISMATCH = "protocol_mismatch"
+SERVER_BUSY = "server_busy"
+ERROR_REPLY = "error_reply"
+IDLE_CLOSED = "idle_closed"
+ERROR_KINDS = (CONNECT_REFUSED, CONNECT_TIMEOUT, CONNECT_FAILED, RESET, CLOSED, TIMEOUT,
+               PROTOCOL_MISMATCH, SERVER_BUSY, ERROR_REPLY, IDLE_CLOSED)
+
+
+@dataclass(frozen=True, slots=True)
+class BenchConfig:
+    """One run: where, what, how hard, how long."""
+
+    host: str = "127.0.0.1"
+    port: int = 9000
+    workload: WorkloadSpec = field(default_factory=WorkloadSpec)
+    connections: int = 50
+    duration: float = 5.0
+    pipeline: int = 1
+    idle: int = 0
+    procs: int = 1
+    timeout: float = 10.0          # reply timeout (UDP: resend after it)
+    connect_timeout: float = 5.0   # connect + greeting
+    warmup: float = 0.0            # run this long first, recording nothing
+
+    def __post_init__(self) -> None:
+        if self.connections < 1:
+            raise ValueError("connections must be >= 1")
+        if self.pipeline < 1:
+            raise ValueError("pipeline must be >= 1")
+        if self.duration <= 0:
+            raise ValueError("duration must be > 0")
+        if self.idle < 0:
+            raise ValueError("idle must be >= 0")
+        if not 1 <= self.procs <= self.connections:
+            raise ValueError("procs must be between 1 and the number of connections")
+        if self.timeout <= 0 or self.connect_timeout <= 0 or self.warmup < 0:
+            raise ValueError("timeouts must be > 0 and warmup >= 0")
+
+
+@dataclass(slots=True)
+class BenchResult:
+    """What a run measured; results of several processes merge."""
+
+    requests: int = 0
+    elapsed: float = 0.0
+    errors: Counter[str] = field(default_factory=Counter)
+    histogram: Histogram = field(default_factory=Histogram)
+    connected: int = 0          # busy connections open when the clock started
+    idle_connected: int = 0     # idle connections open when the clock started
+
+    @property
+    def requests_per_second(self) -> float:
+        return self.requests / self.elapsed if self.elapsed > 0 else 0.0
+
+    def merge(self, other: BenchResult) -> None:
+        self.requests += other.requests
+        # Processes run side by side: the run lasted as long as the longest.
+        self.elapsed = max(self.elapsed, other.elapsed)
+        self.errors.update(other.errors)
+        self.histogram.merge(other.histogram)
+        self.connected += other.connected
+        self.idle_connected += other.idle_connected
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"requests": self.requests, "elapsed": self.elapsed, "errors": dict(self.errors),
+                "histogram": self.histogram.to_dict(), "connected": self.connected,
+                "idle_connected": self.idle_connected}
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> BenchResult:
+        return cls(int(data["requests"]), float(data["elapsed"]), Counter(data["errors"]),
+                   Histogram.from_dict(data["histogram"]), int(data["connected"]),
+                   int(data["idle_connected"]))
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's loop when it is installed (several times faster here), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+def _raise_fd_limit(wanted: int) -> None:
+    """Lift the soft RLIMIT_NOFILE towards the hard one for ``wanted`` sockets."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = wanted + 64
+    if soft != resource.RLIM_INFINITY and soft < need:
+        target = need if hard == resource.RLIM_INFINITY else min(need, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError) as exc:  # pragma: no cover - depends on the host
+            logger.warning("cannot raise the open-file limit to %d: %s", target, exc)
+
+
+def _error_kind(exc: BaseException | None) -> str:
+    if exc is None:
+        return CLOSED
+    if isinstance(exc, ConnectionRefusedError):
+        return CONNECT_REFUSED
+    if isinstance(exc, ConnectionResetError | BrokenPipeError | ConnectionAbortedError):
+        return RESET
+    if isinstance(exc, ServerBusy):
+        return SERVER_BUSY
+    if isinstance(exc, BenchError):
+        return PROTOCOL_MISMATCH
+    if isinstance(exc, TimeoutError):
+        return TIMEOUT
+    return RESET
+
+
+class _Worker:
+    """The connections of one client process, on one event loop."""
+
+    def __init__(self, config: BenchConfig, busy: int, idle: int, seed: int) -> None:
+        self.config = config
+        self.busy = busy
+        self.idle = idle
+        self.rng = random.Random(seed)
+        self.loop = asyncio.get_running_loop()
+        self.histogram = Histogram()
+        self.errors: Counter[str] = Counter()
+        self.completed = 0          # replies completed while recording
+        self.recording = False
+        self.running = False        # busy connections send while this is set
+        self.connections: list[_Connection] = []
+        self.idle_connections: list[_IdleConnection] = []
+        self.udp: list[_UdpClient] = []
+        self._semaphore = asyncio.Semaphore(CONNECT_CONCURRENCY)
+        self._reconnects: set[asyncio.Task[None]] = set()
+        self.is_udp = config.workload.name == "udp"
+
+    # -- set-up ----------------------------------------------------------
+
+    async def open_all(self) -> None:
+        idle_tasks = [self._open_idle() for _ in range(self.idle)]
+        await asyncio.gather(*idle_tasks)
+        if self.is_udp:
+            busy_tasks = [self._open_udp() for _ in range(self.busy)]
+        else:
+            busy_tasks = [self._open_busy(None) for _ in range(self.busy)]
+        await asyncio.gather(*busy_tasks)
+
+    async def _open_idle(self) -> None:
+        async with self._semaphore:
+            conversation = new_tcp_conversation(self.config.workload, self.rng)
+            protocol = _IdleConnection(self, conversation)
+            try:
+                await asyncio.wait_for(self._connect(protocol), self.config.connect_timeout)
+            except TimeoutError:
+                protocol.abort()
+                self.errors[CONNECT_TIMEOUT] += 1
+            except OSError as exc:
+                self.errors[_connect_error_kind(exc)] += 1
+            except BenchError as exc:
+                self.errors[_error_kind(exc)] += 1
+            else:
+                self.idle_connections.append(protocol)
+
+    async def _open_busy(self, connection: _Connection | None) -> bool:
+        async with self._semaphore:
+            conversation = new_tcp_conversation(self.config.workload, self.rng)
+            protocol = _Connection(self, conversation) if connection is None else connection
+            protocol.reset(conversation)
+            try:
+                await asyncio.wait_for(self._connect(protocol), self.config.connect_timeout)
+            except TimeoutError:
+                protocol.abort()
+                self.errors[CONNECT_TIMEOUT] += 1
+            except OSError as exc:
+                self.errors[_connect_error_kind(exc)] += 1
+            except BenchError as exc:
+                self.errors[_error_kind(exc)] += 1
+            else:
+                if connection is None:
+                    self.connections.append(protocol)
+                return True
+            if connection is None:
+                # Kept, closed: the run reopens it with a backoff.
+                self.connections.append(protocol)
+            return False
+
+    async def _connect(self, protocol: _BaseConnection) -> None:
+        await self.loop.create_connection(lambda: protocol, self.config.host, self.config.port)
+        await protocol.greeted
+
+    async def _open_udp(self) -> None:
+        client = _UdpClient(self, UdpConversation(self.config.workload, self.rng))
+        try:
+            await self.loop.create_datagram_endpoint(
+                lambda: client, remote_addr=(self.config.host, self.config.port))
+        except OSError as exc:
+            self.errors[_connect_error_kind(exc)] += 1
+            return
+        self.udp.append(client)
+
+    # -- the run ---------------------------------------------------------
+
+    async def run(self, duration: float, warmup: float,
+                  progress: Callable[[int, int], None] | None) -> float:
+        self.running = True
+        for connection in self.connections:
+            if connection.transport is not None:
+                connection.send_batch()
+            else:
+                self.schedule_reconnect(connection)
+        for client in self.udp:
+            client.send_batch()
+        ticker = self.loop.create_task(self._tick(progress))
+        try:
+            if warmup > 0:
+                await asyncio.sleep(warmup)
+                self.errors.clear()
+            self.recording = True
+            started = time.perf_counter()
+            await asyncio.sleep(duration)
+            self.recording = False
+            elapsed = time.perf_counter() - started
+        finally:
+            self.running = False
+            self.recording = False
+            ticker.cancel()
+        return elapsed
+
+    async def _tick(self, progress: Callable[[int, int], None] | None) -> None:
+        timeout_ns = int(self.config.timeout * 1e9)
+        while True:
+            await asyncio.sleep(TICK_SECONDS)
+            now = time.perf_counter_ns()
+            for connection in self.connections:
+                if (connection.transport is not None and connection.waiting
+                        and now - connection.sent_at > timeout_ns):
+                    connection.fail(TIMEOUT)
+            for client in self.udp:
+                if client.waiting and now - client.sent_at > timeout_ns:
+                    self.count_error(TIMEOUT)
+                    client.send_batch()
+            if progress is not None:
+                progress(self.completed, sum(self.errors.values()))
+
+    def count_error(self, kind: str) -> None:
+        self.errors[kind] += 1
+
+    def schedule_reconnect(self, connection: _Connection) -> None:
+        if not self.running:
+            return
+        delay = connection.backoff
+        connection.backoff = min(BACKOFF_MAX, delay * 2)
+        self.loop.call_later(delay, self._reconnect, connection)
+
+    def _reconnect(self, connection: _Connection) -> None:
+        if not self.running:
+            return
+        task = self.loop.create_task(self._reopen(connection))
+        self._reconnects.add(task)
+        task.add_done_callback(self._reconnects.discard)
+
+    async def _reopen(self, connection: _Connection) -> None:
+        if await self._open_busy(connection):
+            if self.running:
+                connection.send_batch()
+        else:
+            self.schedule_reconnect(connection)
+
+    async def close_all(self) -> None:
+        for task in list(self._reconnects):
+            task.cancel()
+        if self._reconnects:
+            await asyncio.gather(*self._reconnects, return_exceptions=True)
+        closing: list[_BaseConnection] = [*self.connections, *self.idle_connections]
+        for connection in closing:
+            connection.close()
+        for client in self.udp:
+            client.close()
+        # Let the loop run the connection_lost callbacks (closes the sockets).
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+
+    def result(self, elapsed: float) -> BenchResult:
+        connected = sum(1 for c in self.connections if c.ever_connected) + len(self.udp)
+        return BenchResult(self.completed, elapsed, Counter(self.errors), self.histogram,
+                           connected, len(self.idle_connections))
+
+
+def _connect_error_kind(exc: OSError) -> str:
+    if isinstance(exc, ConnectionRefusedError):
+        return CONNECT_REFUSED
+    if isinstance(exc, TimeoutError):
+        return CONNECT_TIMEOUT
+    if isinstance(exc, ConnectionResetError | BrokenPipeError):
+        return RESET
+    return CONNECT_FAILED
+
+
+class _BaseConnection(asyncio.Protocol):
+    transport: asyncio.Transport | None
+
+    def __init__(self, worker: _Worker, conversation: TcpConversation) -> None:
+        self.worker = worker
+        self.conversation = conversation
+        self.transport = None
+        self.greeted: asyncio.Future[None] = worker.loop.create_future()
+        self.ever_connected = False
+        self.live = False   # connected and greeted: failures from now on are the run's
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement the interface without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            # asyncio and uvloop already set it; say so rather than rely on it:
+            # a pipelined batch must not wait for Nagle.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if not self.conversation.awaiting_greeting:
+            self._greeted()
+
+    def _greeted(self) -> None:
+        self.ever_connected = True
+        self.live = True
+        if not self.greeted.done():
+            self.greeted.set_result(None)
+
+    def _fail_greeting(self, exc: BaseException) -> None:
+        if not self.greeted.done():
+            self.greeted.set_exception(exc)
+            # Retrieved by the awaiting set-up task; avoid "never retrieved".
+            self.greeted.exception()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+            self.transport = None
+
+
+class _IdleConnection(_BaseConnection):
+    """Opened, greeted, then silent until the end of the run."""
+
+    def data_received(self, data: bytes) -> None:
+        if self.conversation.awaiting_greeting:
+            try:
+                self.conversation.feed(data)
+            except BenchError as exc:
+                self._fail_greeting(exc)
+                self.abort()
+                return
+            if not self.conversation.awaiting_greeting:
+                self._greeted()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.live:
+            self._fail_greeting(exc or ConnectionResetError("closed before the greeting"))
+        elif self.transport is not None:
+            self.worker.count_error(IDLE_CLOSED)
+        self.live = False
+        self.transport = None
+
+
+class _Connection(_BaseConnection):
+    """A busy connection: send a batch, read its replies, repeat."""
+
+    def __init__(self, worker: _Worker, conversation: TcpConversation) -> None:
+        super().__init__(worker, conversation)
+        self.depth = worker.config.pipeline
+        self.histogram = worker.histogram
+        self.sent_at = 0
+        self.waiting = False
+        self.backoff = BACKOFF_FIRST
+        self._failure: str | None = None
+
+    def reset(self, conversation: TcpConversation) -> None:
+        """Ready to be opened again, with a fresh conversation."""
+        self.conversation = conversation
+        self.greeted = self.worker.loop.create_future()
+        self.live = False
+        self.waiting = False
+        self._failure = None
+
+    def send_batch(self) -> None:
+        transport = self.transport
+        if transport is None:
+            return
+        self.waiting = True
+        data = self.conversation.next_batch(self.depth)
+        self.sent_at = time.perf_counter_ns()
+        transport.write(data)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            done = self.conversation.feed(data)
+        except BenchError as exc:
+            if not self.greeted.done():
+                self._fail_greeting(exc)
+                self.abort()
+            else:
+                self.fail(_error_kind(exc))
+            return
+        if not self.greeted.done():
+            if not self.conversation.awaiting_greeting:
+                self._greeted()
+            return
+        if done:
+            worker = self.worker
+            if worker.recording:
+                self.histogram.record(time.perf_counter_ns() - self.sent_at, done)
+                worker.completed += done
+            if self.conversation.outstanding() == 0:
+                self.waiting = False
+                self.backoff = BACKOFF_FIRST
+                if worker.running:
+                    self.send_batch()
+
+    def fail(self, kind: str) -> None:
+        """Count the failure once, drop the connection, reopen it later."""
+        if self._failure is None:
+            self._failure = kind
+            if self.worker.running:
+                self.worker.count_error(kind)
+            self.flush_error_replies()
+        self.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        transport, self.transport = self.transport, None
+        if not self.live:
+            # Set-up failed: the task opening it counts the error and retries.
+            self._fail_greeting(exc or ConnectionResetError("closed before the greeting"))
+            return
+        self.live = False
+        if transport is None:
+            return  # closed by close_all
+        if self._failure is None and self.worker.running:
+            self.fail(_error_kind(exc))
+        self.worker.schedule_reconnect(self)
+
+    def flush_error_replies(self) -> None:
+        errors = self.conversation.error_replies
+        if errors:
+            self.worker.errors[ERROR_REPLY] += errors
+            self.conversation.error_replies = 0
+
+
+class _UdpClient(asyncio.DatagramProtocol):
+    """A UDP socket with ``pipeline`` requests in flight."""
+
+    def __init__(self, worker: _Worker, conversation: UdpConversation) -> None:
+        self.worker = worker
+        self.conversation = conversation
+        self.depth = worker.config.pipeline
+        self.transport: asyncio.DatagramTransport | None = None
+        self.sent_at = 0
+        self.waiting = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def send_batch(self) -> None:
+        if self.transport is None:
+            return
+        self.waiting = True
+        datagrams = self.conversation.next_batch(self.depth)
+        self.sent_at = time.perf_counter_ns()
+        for datagram in datagrams:
+            self.transport.sendto(datagram)
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        try:
+            done = self.conversation.feed(data)
+        except BenchError as exc:
+            self.worker.count_error(_error_kind(exc))
+            return
+        if done:
+            worker = self.worker
+            if worker.recording:
+                worker.histogram.record(time.perf_counter_ns() - self.sent_at, done)
+                worker.completed += done
+            if self.conversation.outstanding() == 0:
+                self.waiting = False
+                if worker.running:
+                    self.send_batch()
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP port unreachable arrives as ECONNREFUSED on a connected socket.
+        self.worker.count_error(_connect_error_kind(exc) if isinstance(exc, OSError) else RESET)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+# -- one process -----------------------------------------------------------
+
+async def _run_worker(config: BenchConfig, busy: int, idle: int, seed: int,
+                      ready: Callable[[], None] | None,
+                      progress: Callable[[int, int], None] | None) -> BenchResult:
+    worker = _Worker(config, busy, idle, seed)
+    try:
+        await worker.open_all()
+        if ready is not None:
+            # Blocks the loop on purpose: every connection is open and quiet,
+            # and all processes must start their clocks together.
+            ready()
+        elapsed = await worker.run(config.duration, config.warmup, progress)
+    finally:
+        for connection in worker.connections:
+            connection.flush_error_replies()
+        await worker.close_all()
+    result = worker.result(elapsed)
+    result.errors[ERROR_REPLY] += sum(c.conversation.error_replies for c in worker.udp)
+    result.errors = +result.errors  # drop the kinds that stayed at zero
+    return result
+
+
+def _run_in_loop(config: BenchConfig, busy: int, idle: int, seed: int,
+                 ready: Callable[[], None] | None,
+                 progress: Callable[[int, int], None] | None) -> BenchResult:
+    _raise_fd_limit(busy + idle)
+    loop = new_event_loop()
+    try:
+        return loop.run_until_complete(_run_worker(config, busy, idle, seed, ready, progress))
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+
+
+def _split(total: int, parts: int, index: int) -> int:
+    return total // parts + (1 if index < total % parts else 0)
+
+
+def _process_main(config: BenchConfig, index: int, seed: int, results: Any, start: Any,
+                  counters: Any) -> None:
+    """Entry point of a client process (spawned)."""
+    busy = _split(config.connections, config.procs, index)
+    idle = _split(config.idle, config.procs, index)
+
+    def ready() -> None:
+        results.put(("ready", index, None))
+        if not start.wait(START_WAIT_SECONDS):
+            raise RuntimeError("the parent never started the run")
+
+    def progress(completed: int, errors: int) -> None:
+        counters[2 * index] = completed
+        counters[2 * index + 1] = errors
+
+    try:
+        result = _run_in_loop(config, busy, idle, seed, ready, progress)
+    except BaseException as exc:  # report, whatever it is, so the parent does not hang
+        results.put(("failed", index, f"{type(exc).__name__}: {exc}"))
+        raise
+    results.put(("done", index, result.to_wire()))
+
+
+class _Progress:
+    """The live line on stderr: only on a terminal, never into a pipe or file."""
+
+    def __init__(self, stream: TextIO | None) -> None:
+        self.stream = stream if stream is not None and stream.isatty() else None
+        self._last_time = time.monotonic()
+        self._last_count = 0
+        self._shown = False
+
+    def update(self, completed: int, errors: int) -> None:
+        if self.stream is None:
+            return
+        now = time.monotonic()
+        if now - self._last_time < 1.0 and self._shown:
+            return
+        rate = (completed - self._last_count) / max(now - self._last_time, 1e-9)
+        if completed < self._last_count:
+            rate = 0.0
+        self._last_time, self._last_count = now, completed
+        self.stream.write(f"\r{rate:12,.0f} req/s  {completed:12,} requests  {errors:6,} errors ")
+        self.stream.flush()
+        self._shown = True
+
+    def finish(self) -> None:
+        if self.stream is not None and self._shown:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+
+
+def run_bench(config: BenchConfig, progress_stream: TextIO | None = sys.stderr) -> BenchResult:
+    """Run the benchmark ``config`` describes and return the merged result."""
+    seed = config.workload.seed if config.workload.seed is not None else random.randrange(1 << 62)
+    progress = _Progress(progress_stream)
+    try:
+        if config.procs == 1:
+            return _run_in_loop(config, config.connections, config.idle, seed, None,
+                                progress.update)
+        return _run_processes(config, seed, progress)
+    finally:
+        progress.finish()
+
+
+def _run_processes(config: BenchConfig, seed: int, progress: _Progress) -> BenchResult:
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    start = context.Event()
+    counters = context.Array("q", 2 * config.procs, lock=False)
+    setup_deadline = time.monotonic() + config.connect_timeout * 4 + 30 + (
+        (config.connections + config.idle) / CONNECT_CONCURRENCY / config.procs)
+    processes = [
+        context.Process(target=_process_main, name=f"sockworks-bench-{i}", daemon=True,
+                        args=(config, i, seed + i, results, start, counters))
+        for i in range(config.procs)
+    ]
+    for process in processes:
+        process.start()
+    merged = BenchResult()
+    try:
+        ready = 0
+        finished = 0
+        run_deadline: float | None = None
+        while finished < config.procs:
+            now = time.monotonic()
+            deadline = setup_deadline if run_deadline is None else run_deadline
+            if now > deadline:
+                raise RuntimeError("client processes did not finish in time")
+            try:
+                kind, index, payload = results.get(timeout=min(0.5, deadline - now))
+            except queue.Empty:
+                if run_deadline is not None:
+                    total = sum(counters[i] for i in range(0, 2 * config.procs, 2))
+                    errors = sum(counters[i] for i in range(1, 2 * config.procs, 2))
+                    progress.update(total, errors)
+                if any(p.exitcode not in (None, 0) for p in processes):
+                    raise RuntimeError("a client process died") from None
+                continue
+            if kind == "failed":
+                raise RuntimeError(f"client process {index} failed: {payload}")
+            if kind == "ready":
+                ready += 1
+                if ready == config.procs:
+                    start.set()
+                    run_deadline = (time.monotonic() + config.warmup + config.duration
+                                    + config.connect_timeout + 30)
+            elif kind == "done":
+                merged.merge(BenchResult.from_wire(payload))
+                finished += 1
+    finally:
+        start.set()  # never leave a child blocked on it
+        for process in processes:
+            process.join(10)
+            if process.is_alive():  # pragma: no cover - only when a child hangs
+                process.kill()
+                process.join(5)
+        results.close()
+        results.join_thread()
+    return merged
+
+
+def describe_host() -> dict[str, Any]:
+    """Facts that make numbers comparable: CPUs, Python, event loop."""
+    try:
+        import uvloop
+        loop_name = f"uvloop {uvloop.__version__}"
+    except ImportError:
+        loop_name = "asyncio"
+    return {"cpus": os.cpu_count(), "python": sys.version.split()[0], "loop": loop_name,
+            "affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None}

@@ -1,0 +1,148 @@
+"""``sockworks client``: talk to the KV server, one command or interactively.
+
+One-shot: ``sockworks client SET greeting hello world`` prints the reply and
+exits 0, or 1 when the reply is an ``ERROR:`` line. With no command it reads
+commands from the terminal (with line editing and history in
+~/.sockworks_history) or, when stdin is not a terminal, one per line from
+stdin. Exit codes: 0 ok, 1 an ERROR reply, 2 cannot connect / connection lost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+from sockworks.cli.serve import port_number, positive_float
+from sockworks.client import ConnectionClosed, KvClient, KvClientError
+
+__all__ = ["HISTORY_FILE", "main", "register"]
+
+EXIT_OK = 0
+EXIT_ERROR_REPLY = 1
+EXIT_CONNECTION = 2
+
+#: Readline history, kept to the last HISTORY_LENGTH commands.
+HISTORY_FILE = "~/.sockworks_history"
+HISTORY_LENGTH = 1000
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser(
+        "client", help="talk to the KV server (one command, or interactive)",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="server address (default 127.0.0.1)")
+    parser.add_argument("--port", type=port_number, default=9000,
+                        help="server port (default 9000)")
+    parser.add_argument("--timeout", type=positive_float, default=10.0, metavar="SECONDS",
+                        help="connect and reply timeout (default 10; 0 waits forever)")
+    # REMAINDER so that "INCRBY n -5" is a command, not an unknown option.
+    parser.add_argument("words", nargs=argparse.REMAINDER, metavar="COMMAND ...",
+                        help="the command and its arguments, e.g. GET key")
+    parser.set_defaults(func=main)
+
+
+def _fail(message: str) -> None:
+    sys.stderr.write(f"sockworks client: {message}\n")
+    sys.stderr.flush()
+
+
+def _write_reply(reply: bytes) -> None:
+    # Values are bytes: write them as they are, not decoded and re-encoded.
+    sys.stdout.buffer.write(reply + b"\n")
+    sys.stdout.buffer.flush()
+
+
+def _is_error(reply: bytes) -> bool:
+    return reply.startswith(b"ERROR:")
+
+
+def main(args: argparse.Namespace) -> int:
+    words: list[str] = args.words
+    # argv arrives decoded with surrogateescape: fsencode gives back the exact
+    # bytes typed, so non-UTF-8 keys and values survive.
+    line = b" ".join(os.fsencode(word) for word in words)
+    if b"\n" in line or b"\r" in line:
+        _fail("a command cannot contain a newline (the protocol is one command per line)")
+        return EXIT_CONNECTION
+    timeout = args.timeout or None
+    try:
+        client = KvClient(args.host, args.port, timeout=timeout)
+    except KvClientError as exc:
+        _fail(f"{args.host}:{args.port} refused the session: {exc}")
+        return EXIT_CONNECTION
+    except TimeoutError:
+        _fail(f"no greeting from {args.host}:{args.port} within {args.timeout} s")
+        return EXIT_CONNECTION
+    except OSError as exc:
+        _fail(f"cannot connect to {args.host}:{args.port}: {exc.strerror or exc}")
+        return EXIT_CONNECTION
+    with client:
+        try:
+            if line:
+                reply = client.execute(line)
+                _write_reply(reply)
+                return EXIT_ERROR_REPLY if _is_error(reply) else EXIT_OK
+            return _interactive(client, f"{args.host}:{args.port}> ")
+        except ConnectionClosed:
+            _fail("the server closed the connection")
+            return EXIT_CONNECTION
+        except TimeoutError:
+            _fail(f"no reply within {args.timeout} s")
+            return EXIT_CONNECTION
+        except (KvClientError, OSError) as exc:
+            _fail(f"connection lost: {exc}")
+            return EXIT_CONNECTION
+
+
+@contextlib.contextmanager
+def _history() -> Iterator[None]:
+    """Line editing and persistent history, when readline is available."""
+    try:
+        import readline
+    except ImportError:  # e.g. a Python built without it: plain input() still works
+        yield
+        return
+    path = os.path.expanduser(HISTORY_FILE)
+    with contextlib.suppress(OSError):
+        readline.read_history_file(path)
+    readline.set_history_length(HISTORY_LENGTH)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            readline.write_history_file(path)
+
+
+def _lines(prompt: str) -> Iterator[bytes]:
+    """Commands typed at a terminal, or read from a pipe (no prompt)."""
+    if sys.stdin.isatty():
+        with _history():
+            while True:
+                try:
+                    text = input(prompt)
+                except EOFError:
+                    sys.stdout.write("\n")
+                    return
+                yield text.encode("utf-8", "surrogateescape")
+    else:
+        for raw in sys.stdin.buffer:
+            yield raw.rstrip(b"\r\n")
+
+
+def _interactive(client: KvClient, prompt: str) -> int:
+    status = EXIT_OK
+    for line in _lines(prompt):
+        if not line.strip():
+            continue
+        reply = client.execute(line)
+        _write_reply(reply)
+        if _is_error(reply):
+            status = EXIT_ERROR_REPLY
+        if reply == b"BYE":
+            break
+    return status

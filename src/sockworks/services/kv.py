@@ -1,0 +1,374 @@
+"""Serve the key-value store over the chapter's text protocol (port 9000 by default).
+
+On connect the server says READY; then one request per line, one reply line
+per request, pipelining allowed:
+
+  SET key value   -> OK                GET key      -> value | NOT_FOUND
+  DEL key         -> DELETED|NOT_FOUND QUIT         -> BYE, then close
+  PING -> PONG    EXISTS key...  INCR key  INCRBY key n  EXPIRE key seconds
+  TTL key  PERSIST key  DBSIZE  STATS  COMPACT
+
+Every command, reply, error and limit is in docs/protocol.md. Data lives in
+memory; with --data-dir DIR every write is also appended to a log in DIR that
+is replayed on start (--fsync always|everysec|no, as Redis's appendfsync).
+
+Examples:
+  sockworks serve kv --data-dir ./data
+  sockworks client SET greeting hello world
+"""
+
+# Implementation notes (not shown in --help): KvService is the Service;
+# KvSession drives a sans-IO KvTextConnection (protocols/kvtext.py) and runs
+# its events against the Store. add_arguments()/main() are the hooks
+# `sockworks serve kv` calls (cli/serve.py).
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+import threading
+from typing import TYPE_CHECKING
+
+from sockworks import __version__
+from sockworks.cli.serve import add_tcp_arguments, port_number, positive_int
+from sockworks.core.config import DEFAULT_MAX_LINE, Endpoint, ServerSettings
+from sockworks.core.logs import RateLimitedLog, configure_logging
+from sockworks.core.service import CLOSE, NOTHING, Output, Service, Session
+from sockworks.core.stats import ServerStats
+from sockworks.protocols import kvtext
+from sockworks.storage.base import Store, StoreError
+
+if TYPE_CHECKING:
+    from sockworks.core.service import Barrier
+
+__all__ = ["HELP", "KvService", "KvSession", "add_arguments", "main"]
+
+logger = logging.getLogger(__name__)
+
+HELP = "the key-value store server (text protocol, embedded durable store)"
+
+#: Models that run connections in separate processes: they cannot share the
+#: embedded store's in-memory dict, so each child would see its own data.
+FORKING_MODELS = ("socketserver-fork", "prefork")
+MODELS = ("thread", "pool", "socketserver-thread", "socketserver-fork", "asyncio", "prefork")
+#: asyncio by default: one thread multiplexes thousands of connections (the
+#: thread-per-connection model needs a thread, and its stack, per client, and
+#: the pool model queues clients beyond its workers), and the embedded store's
+#: calls are in-memory and never block, so running them inline on the event
+#: loop costs nothing (uvloop is used when installed).
+DEFAULT_MODEL = "asyncio"
+DEFAULT_PORT = 9000
+FSYNC_POLICIES = ("always", "everysec", "no")
+
+#: STATS names of the service's own counters.
+_COUNTERS = ("commands_processed", "get_hits", "get_misses", "protocol_errors",
+             "http_requests_refused", "lines_too_long")
+
+
+class KvService(Service):
+    """The text-protocol front end of a :class:`Store` (shared by all sessions).
+
+    Counters for STATS are kept here and updated once per received chunk under
+    a lock, so they are exact under every model at negligible cost.
+    """
+
+    name = "kv"
+
+    def __init__(self, store: Store, stats: ServerStats, *, max_line: int = DEFAULT_MAX_LINE,
+                 blocking: bool | None = None) -> None:
+        self.store = store
+        self.stats = stats
+        self.max_line = max_line
+        # A store shared across processes lives behind a network hop (Redis):
+        # its calls block, so event-loop models must run sessions in threads.
+        self.blocking = store.shared_across_processes if blocking is None else blocking
+        self._lock = threading.Lock()
+        self._counters = dict.fromkeys(_COUNTERS, 0)
+        self._closed = False
+        self._compactor: threading.Thread | None = None
+        self.http_log = RateLimitedLog(logger, logging.WARNING)
+
+    def new_session(self, peer: str) -> KvSession:
+        return KvSession(self, peer)
+
+    def count(self, commands: int, hits: int, misses: int, errors: int) -> None:
+        with self._lock:
+            counters = self._counters
+            counters["commands_processed"] += commands
+            counters["get_hits"] += hits
+            counters["get_misses"] += misses
+            counters["protocol_errors"] += errors
+
+    def bump(self, counter: str) -> None:
+        with self._lock:
+            self._counters[counter] += 1
+
+    def snapshot(self) -> dict[str, object]:
+        """Every STATS field, in the documented order (docs/protocol.md)."""
+        stats = self.stats
+        with self._lock:
+            counters = dict(self._counters)
+        fields: dict[str, object] = {
+            "version": __version__,
+            "pid": os.getpid(),
+            "uptime_seconds": int(stats.uptime),
+            "connections_current": stats.connections_current,
+            "connections_total": stats.connections_total,
+            "connections_rejected": stats.connections_rejected,
+            "connections_idle_closed": stats.idle_closed,
+            **counters,
+            "keys": self.store.dbsize(),
+        }
+        # The store's own counters and persistence state (expired keys, log
+        # size, last fsync, write errors...): whatever its info() reports.
+        for name, value in self.store.info().items():
+            fields.setdefault(name, value)
+        return fields
+
+    def start_compaction(self) -> str:
+        """COMPACT: rewrite the log in a background thread, like Redis's
+        BGREWRITEAOF. Running it in the caller would stall every client of an
+        event-loop model for the whole rewrite; the outcome is logged and
+        shown by STATS (aof_rewrites, aof_last_rewrite_status)."""
+        with self._lock:
+            if self._closed:
+                raise StoreError("server is shutting down")
+            if self._compactor is not None and self._compactor.is_alive():
+                return "compaction already in progress"
+            self._compactor = threading.Thread(target=self._compact, name="sockworks-compact",
+                                               daemon=True)
+            self._compactor.start()
+        return "compaction started"
+
+    def _compact(self) -> None:
+        try:
+            logger.info("COMPACT: %s", self.store.compact())
+        except StoreError as exc:
+            logger.error("COMPACT failed: %s", exc)
+
+    def close(self) -> None:
+        """Close the store (once): flushes its log under every fsync policy."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            compactor = self._compactor
+        if compactor is not None:
+            compactor.join()
+        self.store.close()
+
+
+class KvSession(Session):
+    """One text-protocol connection: bytes in, replies out, in order."""
+
+    __slots__ = ("_conn", "_done", "_peer", "_service", "_store")
+
+    def __init__(self, service: KvService, peer: str) -> None:
+        self._service = service
+        self._store = service.store
+        self._peer = peer
+        self._conn = kvtext.KvTextConnection(service.max_line)
+        self._done = False
+
+    @property
+    def busy(self) -> bool:
+        return not self._done and self._conn.buffered > 0
+
+    def on_connect(self) -> Output:
+        return Output(kvtext.GREETING)
+
+    def on_data(self, data: bytes) -> Output:
+        if self._done:
+            # QUIT, HTTP or an over-long line already ended the conversation:
+            # nothing the peer sends afterwards may run.
+            return CLOSE
+        conn = self._conn
+        conn.receive_data(data)
+        replies: list[bytes] = []
+        wrote = close = False
+        commands = hits = misses = errors = 0
+        while True:
+            event = conn.next_event()
+            if event is kvtext.NEED_DATA:
+                break
+            if isinstance(event, kvtext.BadRequest):
+                replies.append(kvtext.error_reply(event.reason))
+                errors += 1
+                continue
+            if isinstance(event, kvtext.Quit):
+                replies.append(kvtext.BYE)
+                commands += 1
+                close = True
+                break
+            if isinstance(event, kvtext.HttpRequest):
+                self._service.bump("http_requests_refused")
+                self._service.http_log(
+                    "HTTP request from %s on the KV text port (wrong port?); closing: %r",
+                    self._peer, event.line[:80])
+                close = True
+                break
+            if event is kvtext.LINE_TOO_LONG:
+                self._service.bump("lines_too_long")
+                logger.info("line longer than %d bytes from %s; closing",
+                            conn.max_line, self._peer)
+                replies.append(kvtext.LINE_TOO_LONG_REPLY)
+                close = True
+                break
+            if event is kvtext.CLOSED:  # only after on_eof; never from on_data
+                close = True
+                break
+            assert not isinstance(event, kvtext.Sentinel)
+            commands += 1
+            try:
+                reply, is_write, hit = self._execute(event)
+            except StoreError as exc:
+                reply, is_write, hit = kvtext.error_reply(str(exc)), False, None
+            replies.append(reply)
+            wrote = wrote or is_write
+            if hit is True:
+                hits += 1
+            elif hit is False:
+                misses += 1
+        if commands or errors:
+            self._service.count(commands, hits, misses, errors)
+        if close:
+            self._done = True
+        barrier: Barrier | None = self._store.durability_barrier() if wrote else None
+        if not replies and not close:
+            return NOTHING
+        return Output(b"".join(replies), close, barrier)
+
+    def on_eof(self) -> Output:
+        if not self._done:
+            self._conn.receive_data(b"")
+            if self._conn.next_event() is kvtext.CLOSED and self._conn.trailing:
+                # An unterminated last line may be half a command: never run it.
+                logger.debug("%s closed with %d bytes of an unterminated line",
+                             self._peer, len(self._conn.trailing))
+            self._done = True
+        return CLOSE
+
+    def _execute(self, event: kvtext.Command) -> tuple[bytes, bool, bool | None]:
+        """Run one command: (reply, was it a write, GET hit/miss/None)."""
+        store = self._store
+        match event:
+            case kvtext.Get(key):
+                value = store.get(key)
+                return kvtext.value_reply(value), False, value is not None
+            case kvtext.Set(key, value):
+                store.set(key, value)
+                return kvtext.OK, True, None
+            case kvtext.Delete(key):
+                removed = store.delete((key,))
+                return (kvtext.DELETED if removed else kvtext.NOT_FOUND), True, None
+            case kvtext.IncrBy(key, delta):
+                return kvtext.integer_reply(store.incrby(key, delta)), True, None
+            case kvtext.Exists(keys):
+                return kvtext.integer_reply(store.exists(keys)), False, None
+            case kvtext.Expire(key, seconds):
+                done = store.pexpire(key, seconds * 1000)
+                return kvtext.integer_reply(int(done)), True, None
+            case kvtext.Ttl(key):
+                ms = store.pttl(key)
+                # Redis rounds the remaining time to the nearest second.
+                return kvtext.integer_reply(ms if ms < 0 else (ms + 500) // 1000), False, None
+            case kvtext.Persist(key):
+                return kvtext.integer_reply(int(store.persist(key))), True, None
+            case kvtext.Ping():
+                return kvtext.PONG, False, None
+            case kvtext.DbSize():
+                return kvtext.integer_reply(store.dbsize()), False, None
+            case kvtext.Stats():
+                return kvtext.stats_reply(self._service.snapshot()), False, None
+            case kvtext.Compact():
+                return kvtext.status_reply(self._service.start_compaction()), False, None
+            case kvtext.Quit():  # handled by on_data before execution
+                return kvtext.BYE, False, None
+        raise AssertionError(f"unhandled event {event!r}")
+
+
+# -- `sockworks serve kv` --------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_tcp_arguments(parser, default_port=DEFAULT_PORT, models=MODELS,
+                      default_model=DEFAULT_MODEL)
+    group = parser.add_argument_group("key-value store")
+    group.add_argument("--max-line", type=positive_int, default=DEFAULT_MAX_LINE,
+                       metavar="BYTES",
+                       help=f"longest request line (default {DEFAULT_MAX_LINE}); "
+                            "longer gets 'ERROR: line too long' and the connection closes")
+    group.add_argument("--data-dir", metavar="DIR",
+                       help="persist to an append-only log in DIR (default: memory only)")
+    group.add_argument("--fsync", choices=FSYNC_POLICIES, default="everysec",
+                       help="when the log is fsynced: after every write (always), once a "
+                            "second (everysec, default) or when the OS decides (no)")
+    group.add_argument("--store", metavar="URL",
+                       help="storage backend (default memory://, the embedded store)")
+    group.add_argument("--resp-port", type=port_number, metavar="PORT",
+                       help="also serve the same store over RESP (Redis protocol) on PORT")
+
+
+def _fail(message: str) -> None:
+    sys.stderr.write(f"sockworks serve kv: {message}\n")
+    sys.stderr.flush()
+
+
+def _is_embedded(url: str | None) -> bool:
+    # memory:// is the embedded store's name in sockworks.storage.factory.
+    return url is None or url.lower() in ("memory://", "memory:", "memory")
+
+
+def main(args: argparse.Namespace) -> int:
+    configure_logging(args.log_level, args.log_file, args.log_format)
+    if not _is_embedded(args.store):
+        # A later issue adds redis:// (sockworks.storage.open_store); until
+        # then refuse clearly rather than silently use something else.
+        shown = args.store.split("@")[-1]  # never echo a password from the URL
+        _fail(f"unsupported --store {shown!r}: serve kv runs on the embedded store "
+              "(memory://, the default; add --data-dir DIR for persistence)")
+        return 2
+    if args.model in FORKING_MODELS:
+        _fail(f"--model {args.model} runs connections in separate processes, which cannot "
+              "share the embedded in-memory store; use --model asyncio, thread, pool or "
+              "socketserver-thread, or a store shared across processes (the Redis "
+              "backend, --store redis://HOST:PORT)")
+        return 2
+
+    from sockworks.storage.embedded import open_embedded_store
+
+    try:
+        store = open_embedded_store(args.data_dir, args.fsync)
+    except (StoreError, OSError) as exc:
+        where = f" in {args.data_dir}" if args.data_dir else ""
+        _fail(f"cannot open the store{where}: {exc}")
+        return 1
+
+    stats = ServerStats()
+    service = KvService(store, stats, max_line=args.max_line)
+    endpoints = [Endpoint(args.host, args.port, service)]
+    if args.resp_port is not None:
+        # Hook for the RESP front end (sockworks.services.resp, written
+        # separately): same store, same counters, second port. Imported lazily
+        # so the text server does not depend on it.
+        resp = importlib.import_module("sockworks.services.resp")
+        endpoints.append(Endpoint(args.host, args.resp_port, resp.RespService(store, stats)))
+    settings = ServerSettings(
+        model=args.model,
+        workers=args.workers,
+        max_connections=args.max_connections,
+        idle_timeout=args.idle_timeout,
+        grace=args.grace,
+    )
+
+    from sockworks.core.server import run_server
+
+    try:
+        return run_server(endpoints, settings, stats)
+    finally:
+        # run_server closes every service; this is a no-op then, and makes
+        # sure the log is flushed if it failed before getting that far.
+        service.close()

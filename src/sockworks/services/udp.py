@@ -1,0 +1,282 @@
+"""``sockworks serve udp``: the stateless JSON datagram service.
+
+    sockworks serve udp [--host 127.0.0.1] [--port 9001] [--model blocking|asyncio]
+                        [--rate 100] [--burst 200] [--max-sources 4096]
+                        [--max-datagram 1232] [logging flags]
+
+What lives here: :class:`UdpJsonService` (one datagram in, at most one out:
+rate limit, codec, counters), the per-source :class:`TokenBucketTable`, the
+UDP socket set-up and the ``serve`` hooks. The two concurrency models that
+move datagrams are in :mod:`sockworks.services.udp_models`; the wire format
+and the anti-amplification rule are in :mod:`sockworks.protocols.udpjson`.
+See docs/udp.md for the protocol and why the limits are what they are.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import socket
+import sys
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from sockworks.cli.serve import add_logging_arguments, port_number, positive_float, positive_int
+from sockworks.core.logs import configure_logging
+from sockworks.core.net import format_address
+from sockworks.protocols import udpjson
+from sockworks.services.udp_models import get_udp_model
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "DEFAULT_BURST",
+    "DEFAULT_MAX_SOURCES",
+    "DEFAULT_PORT",
+    "DEFAULT_RATE",
+    "HELP",
+    "MODELS",
+    "TokenBucketTable",
+    "UdpCounters",
+    "UdpJsonService",
+    "add_arguments",
+    "main",
+    "open_udp_socket",
+    "source_key",
+]
+
+HELP = "the chapter's JSON-over-UDP time service, made safe (time/ping/echo/stats)"
+
+#: The chapter's port.
+DEFAULT_PORT = 9001
+
+#: Per-source rate limit: 100 requests/s sustained with bursts of 200. Far
+#: above what a legitimate client of a time/ping service sends, far below
+#: what a flood (or a reflection attempt with one forged victim address) needs.
+DEFAULT_RATE = 100.0
+DEFAULT_BURST = 200
+
+#: Sources tracked at once. The table is an LRU: a flood of forged source
+#: addresses evicts old entries instead of growing memory (4096 entries is a
+#: few hundred KiB). An evicted source starts again with a full bucket, so a
+#: flood from more than this many addresses is not limited per source, but
+#: it still gets no amplification (the codec's reply cap holds regardless).
+DEFAULT_MAX_SOURCES = 4096
+
+MODELS = ("blocking", "asyncio")
+
+EXIT_OK = 0
+EXIT_STARTUP = 1
+
+
+def source_key(address: tuple[Any, ...]) -> str:
+    """Who a datagram's rate limit is charged to.
+
+    IPv4: the address (the port is the sender's free choice). IPv4-mapped
+    IPv6 (a dual-stack socket): the IPv4 address inside. IPv6: the /64, since
+    one host routinely owns a whole /64 and could rotate through it.
+    """
+    host = str(address[0])
+    if ":" not in host:
+        return host
+    if host.startswith("::ffff:") and "." in host:
+        return host[7:]
+    packed = socket.inet_pton(socket.AF_INET6, host.partition("%")[0])
+    return packed[:8].hex() + "::/64"
+
+
+class TokenBucketTable:
+    """Per-source token buckets in a bounded LRU table.
+
+    Not thread-safe: each model calls it from its one serving thread.
+    ``now`` is a monotonic time in seconds, passed in so tests control it.
+    """
+
+    __slots__ = ("_buckets", "burst", "evicted", "max_sources", "rate")
+
+    def __init__(self, rate: float, burst: int, max_sources: int) -> None:
+        if rate <= 0 or burst < 1 or max_sources < 1:
+            raise ValueError("rate must be > 0, burst and max_sources >= 1")
+        self.rate = rate
+        self.burst = burst
+        self.max_sources = max_sources
+        self.evicted = 0
+        # source -> [tokens, last refill time]; a list so it updates in place.
+        self._buckets: OrderedDict[str, list[float]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def allow(self, source: str, now: float) -> bool:
+        """Take one token from ``source``'s bucket; False when it is empty."""
+        bucket = self._buckets.get(source)
+        if bucket is None:
+            if len(self._buckets) >= self.max_sources:
+                self._buckets.popitem(last=False)
+                self.evicted += 1
+            bucket = [float(self.burst), now]
+            self._buckets[source] = bucket
+        else:
+            self._buckets.move_to_end(source)
+            elapsed = now - bucket[1]
+            if elapsed > 0:
+                bucket[0] = min(float(self.burst), bucket[0] + elapsed * self.rate)
+                bucket[1] = now
+        if bucket[0] >= 1.0:
+            bucket[0] -= 1.0
+            return True
+        return False
+
+
+@dataclass
+class UdpCounters:
+    """What ``stats`` reports. Updated from the one serving thread only."""
+
+    received: int = 0        # every datagram, whatever happened to it
+    replied: int = 0         # replies handed to the kernel
+    errors: int = 0          # requests answered (or not) with an error
+    too_large: int = 0       # of which: datagram over --max-datagram
+    rate_limited: int = 0    # dropped silently by the per-source limit
+    unanswered: int = 0      # no reply allowed at all by the amplification cap
+    send_failed: int = 0     # reply dropped: send buffer full or send error
+
+
+class UdpJsonService:
+    """One datagram in, at most one datagram out: rate limit, codec, counters.
+
+    Never raises for any datagram content. Not thread-safe (see UdpCounters).
+    """
+
+    name = "udp"
+
+    def __init__(self, *, max_datagram: int = udpjson.DEFAULT_MAX_DATAGRAM,
+                 rate: float = DEFAULT_RATE, burst: int = DEFAULT_BURST,
+                 max_sources: int = DEFAULT_MAX_SOURCES,
+                 clock: Callable[[], float] = time.monotonic,
+                 wall_clock: Callable[[], datetime] = lambda: datetime.now().astimezone()
+                 ) -> None:
+        self.max_datagram = max_datagram
+        self.limiter = TokenBucketTable(rate, burst, max_sources)
+        self.counters = UdpCounters()
+        self.started = clock()
+        self._clock = clock
+        self._wall_clock = wall_clock
+
+    def snapshot(self) -> dict[str, int]:
+        doc = asdict(self.counters)
+        doc["sources"] = len(self.limiter)
+        doc["sources_evicted"] = self.limiter.evicted
+        doc["uptime_s"] = int(self._clock() - self.started)
+        return doc
+
+    def handle(self, datagram: bytes, source: tuple[Any, ...]) -> bytes | None:
+        """The reply to send back to ``source``, or None to send nothing."""
+        counters = self.counters
+        counters.received += 1
+        if not self.limiter.allow(source_key(source), self._clock()):
+            counters.rate_limited += 1
+            return None
+        reply = udpjson.respond(datagram, now=self._wall_clock(), counters=self.snapshot(),
+                                max_size=self.max_datagram)
+        if reply.error is not None:
+            counters.errors += 1
+            if reply.error == "datagram too large":
+                counters.too_large += 1
+            logger.debug("%s from %s", reply.error, format_address(source))
+        if reply.data is None:
+            counters.unanswered += 1
+        return reply.data
+
+    def sent(self) -> None:
+        self.counters.replied += 1
+
+    def send_failed(self) -> None:
+        self.counters.send_failed += 1
+
+
+def open_udp_socket(host: str, port: int) -> socket.socket:
+    """A bound UDP socket for ``host``/``port`` (IPv4 or IPv6, via getaddrinfo).
+
+    No SO_REUSEADDR: on Linux it would let a second server bind the same UDP
+    port and silently share (or steal) its datagrams; "address in use" is
+    the truthful answer. ``::`` is bound dual-stack.
+    """
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_DGRAM,
+                                   flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise OSError(f"cannot resolve {host!r}: {exc.strerror}") from None
+    family, socktype, proto, _, sockaddr = infos[0]
+    sock = socket.socket(family, socktype, proto)
+    try:
+        if family == socket.AF_INET6 and host in ("::", ""):
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        try:
+            sock.bind(sockaddr)
+        except OSError as exc:
+            raise OSError(exc.errno, f"cannot listen on {format_address(sockaddr)} (udp): "
+                                     f"{exc.strerror}") from None
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _datagram_size(text: str) -> int:
+    value = positive_int(text)
+    if value > 65507:
+        raise argparse.ArgumentTypeError("a UDP payload is at most 65507 bytes")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("server")
+    group.add_argument("--host", default="127.0.0.1",
+                       help="address to bind (default 127.0.0.1; '::' for all, dual-stack)")
+    group.add_argument("--port", type=port_number, default=DEFAULT_PORT,
+                       help=f"port (default {DEFAULT_PORT}; 0 picks a free one)")
+    group.add_argument("--model", default="blocking", choices=MODELS,
+                       help="concurrency model (default blocking)")
+    limits = parser.add_argument_group("limits")
+    limits.add_argument("--rate", type=positive_float, default=DEFAULT_RATE,
+                        help=f"requests/s allowed per source address (default {DEFAULT_RATE:g})")
+    limits.add_argument("--burst", type=positive_int, default=DEFAULT_BURST,
+                        help=f"burst allowed per source address (default {DEFAULT_BURST})")
+    limits.add_argument("--max-sources", type=positive_int, default=DEFAULT_MAX_SOURCES,
+                        help="sources tracked by the rate limiter, least recently seen "
+                             f"evicted first (default {DEFAULT_MAX_SOURCES})")
+    limits.add_argument("--max-datagram", type=_datagram_size,
+                        default=udpjson.DEFAULT_MAX_DATAGRAM, metavar="BYTES",
+                        help="larger requests get 'datagram too large' "
+                             f"(default {udpjson.DEFAULT_MAX_DATAGRAM})")
+    add_logging_arguments(parser)
+
+
+def main(args: argparse.Namespace) -> int:
+    configure_logging(args.log_level, args.log_file, args.log_format)
+    if args.rate <= 0:
+        print("sockworks: --rate must be > 0", file=sys.stderr, flush=True)
+        return EXIT_STARTUP
+    service = UdpJsonService(max_datagram=args.max_datagram, rate=args.rate,
+                             burst=args.burst, max_sources=args.max_sources)
+    try:
+        sock = open_udp_socket(args.host, args.port)
+    except OSError as exc:
+        # One line, no traceback: the operator can act on it.
+        print(f"sockworks: {exc.strerror or exc}", file=sys.stderr, flush=True)
+        return EXIT_STARTUP
+    with sock:
+        server = get_udp_model(args.model)(sock, service)
+        # With --port 0 this line is how callers learn the real port.
+        logger.info("listening on %s (model=%s)", format_address(sock.getsockname()),
+                    args.model)
+        server.serve_forever()
+    if server.failed:
+        return EXIT_STARTUP + 1
+    logger.info("server stopped: %s", " ".join(
+        f"{key}={value}" for key, value in service.snapshot().items()))
+    return EXIT_OK

@@ -245,8 +245,11 @@ def start_cluster(redis_server: str, redis_cli: str, workdir: Path, masters: int
 
 # -- fixtures ------------------------------------------------------------------
 
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
+# Fixtures carry explicit names so a test module can import them (the
+# functions) without its parameters shadowing the imported names.
+
+@pytest.fixture(name="redis_server")
+def redis_server_fixture() -> Iterator[RedisServer]:
     """A fresh redis-server of the test's own (stop/restart it freely)."""
     binary = require_binary("redis-server")
     with tempfile.TemporaryDirectory(prefix="sockworks-redis-") as tmp:
@@ -257,8 +260,8 @@ def redis_server() -> Iterator[RedisServer]:
             server.kill()
 
 
-@pytest.fixture(scope="session")
-def shared_redis_server() -> Iterator[RedisServer]:
+@pytest.fixture(name="shared_redis_server", scope="session")
+def shared_redis_server_fixture() -> Iterator[RedisServer]:
     """One redis-server for tests that only read and write (flush it first)."""
     binary = require_binary("redis-server")
     with tempfile.TemporaryDirectory(prefix="sockworks-redis-") as tmp:
@@ -269,8 +272,8 @@ def shared_redis_server() -> Iterator[RedisServer]:
             server.kill()
 
 
-@pytest.fixture(scope="session")
-def redis_cluster() -> Iterator[RedisCluster]:
+@pytest.fixture(name="redis_cluster", scope="session")
+def redis_cluster_fixture() -> Iterator[RedisCluster]:
     """A 3-master Redis Cluster (no replicas), shared by the session."""
     server_bin = require_binary("redis-server")
     cli_bin = require_binary("redis-cli")

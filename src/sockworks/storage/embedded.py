@@ -244,6 +244,8 @@ def open_embedded_store(
     ValueError for an unknown fsync policy. ``active_expiry`` starts the
     background expiry sweeper; ``close()`` stops it.
     """
+    if fsync not in FSYNC_POLICIES:
+        raise ValueError(f"fsync policy must be one of {', '.join(FSYNC_POLICIES)}")
     store: MemoryStore
     if data_dir is None:
         store = MemoryStore(**options)

@@ -18,7 +18,10 @@ Each cycle does bounded work (``EXPIRE_BATCH`` keys per lock hold,
 
 SCAN guarantee: every key created gets the next number of a global sequence
 and a slot in a list ordered by it; the cursor is the sequence number of the
-last slot examined. A key that exists for the whole scan keeps its slot, so
+last slot examined, packed with the sequence number the scan started at:
+keys created after that need not be returned (they were not there for the
+whole scan), so a scan ends even while new keys keep arriving. COUNT is the
+number of live keys examined per call. A key that exists for the whole scan keeps its slot, so
 it is returned at least once, whatever else is added or deleted meanwhile. A
 key deleted and re-created gets a new slot and may be returned twice (Redis
 allows duplicates too). Dead slots are dropped when they outnumber live keys,
@@ -68,6 +71,9 @@ EXPIRE_CYCLE_BUDGET = 0.025
 #: Rebuild the heap / SCAN slots when dead entries exceed live ones by this
 #: factor plus a floor (so small stores do not rebuild constantly).
 REBUILD_FACTOR = 2
+#: SCAN skips at most this many dead slots per requested key (Redis visits
+#: up to COUNT*10 empty buckets per call).
+SCAN_DEAD_FACTOR = 10
 REBUILD_FLOOR = 1024
 
 # Redis's string2ll accepts exactly this: optional '-', no leading zeros,
@@ -76,6 +82,20 @@ _CANONICAL_INT = re.compile(rb"-?(?:0|[1-9][0-9]{0,19})")
 _SET_HEAD = struct.Struct("<BI")
 _U32 = struct.Struct("<I")
 _I64 = struct.Struct("<q")
+
+
+def _encode_cursor(pos: int, limit: int) -> int:
+    """Pack the last sequence number examined and the scan's end into one
+    integer: low 6 bits hold pos's bit length. Below 2**29 keys created in a
+    process's life the cursor fits in 64 bits, as Redis clients expect."""
+    width = pos.bit_length()
+    return (((limit << width) | pos) << 6) | width
+
+
+def _decode_cursor(cursor: int) -> tuple[int, int]:
+    width = cursor & 63
+    rest = cursor >> 6
+    return rest & ((1 << width) - 1), rest >> width
 
 
 def wall_clock_ms() -> int:
@@ -259,18 +279,26 @@ class MemoryStore(Store):
         with self._lock:
             self._check_open()
             now = self._clock()
-            start = bisect.bisect_right(self._slot_seqs, cursor)
-            end = min(start + count, len(self._slot_seqs))
+            pos, limit = _decode_cursor(cursor) if cursor else (0, self._next_seq)
+            slot_keys, slot_seqs = self._slot_keys, self._slot_seqs
+            end = bisect.bisect_left(slot_seqs, limit)
+            i = bisect.bisect_right(slot_seqs, pos)
             data, expires = self._data, self._expires
             found: list[bytes] = []
-            for i in range(start, end):
-                key = self._slot_keys[i]
+            live = dead = 0
+            # COUNT counts live keys examined (matching or not), as Redis's
+            # counts elements; dead slots are skipped up to SCAN_DEAD_FACTOR
+            # times as many, so a call's work stays bounded.
+            while i < end and live < count and dead < SCAN_DEAD_FACTOR * count:
+                key = slot_keys[i]
+                i += 1
                 if key not in data or (key in expires and expires[key] <= now):
+                    dead += 1
                     continue
+                live += 1
                 if matcher is None or matcher(key):
                     found.append(key)
-            next_cursor = self._slot_seqs[end - 1] if end < len(self._slot_seqs) else 0
-            return next_cursor, found
+            return (_encode_cursor(slot_seqs[i - 1], limit) if i < end else 0), found
 
     # -- writes ------------------------------------------------------------
     def set(

@@ -1,0 +1,1054 @@
+"""The Redis-protocol (RESP2/RESP3) front end of a :class:`Store`.
+
+``RespService(store, stats)`` is the second listener of ``serve kv
+--resp-port``: it shares the store (data, expiry, persistence) with the text
+port. Each connection gets a :class:`RespSession` that parses requests with
+:class:`sockworks.protocols.resp.RespParser` and answers like Redis 7:
+same replies, same error texts and prefixes, RESP3 types after ``HELLO 3``
+(docs/resp.md lists the commands and every difference from Redis).
+
+How a command runs: its handler checks the arguments and returns either the
+reply bytes (no store access, or an argument error) or a :class:`_Plan`: at
+most one store call plus a function turning the call's result into the reply.
+Outside a transaction the call runs at once. ``EXEC`` runs the plans of the
+queued commands as one unit: inside ``store.atomic()`` on the embedded
+store, or as one ``execute_batch`` on a store that provides it (the Redis
+backend, whose ``atomic()`` cannot return results).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import secrets
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from sockworks import __version__
+from sockworks.core.service import CLOSE, NOTHING, Output, Service, Session
+from sockworks.core.stats import ServerStats
+from sockworks.protocols import resp
+from sockworks.protocols.resp import (
+    DEFAULT_MAX_BULK,
+    OK,
+    PONG,
+    Map,
+    RespParser,
+    Verbatim,
+    encode,
+    encode_bulk,
+    encode_error,
+    encode_integer,
+    encode_null,
+)
+from sockworks.storage.base import Store, StoreError, StoreUnavailable
+from sockworks.storage.factory import StoreCall, execute_batch
+from sockworks.storage.glob import compile_glob
+
+__all__ = ["COMMANDS", "REDIS_VERSION", "RespService", "RespSession"]
+
+logger = logging.getLogger(__name__)
+
+#: What INFO and HELLO report as ``redis_version``: clients enable features
+#: by version, and everything implemented here behaves as in Redis 7.2.
+REDIS_VERSION: Final = "7.2.0"
+
+I64_MIN: Final = -(1 << 63)
+I64_MAX: Final = (1 << 63) - 1
+
+#: Longest argument quoted back in "unknown command" errors, as Redis.
+_ERROR_ARG_LIMIT: Final = 128
+
+_QUEUED: Final = b"+QUEUED\r\n"
+_EXECABORT: Final = b"-EXECABORT Transaction discarded because of previous errors.\r\n"
+_NOT_INTEGER: Final = b"-ERR value is not an integer or out of range\r\n"
+_SYNTAX: Final = b"-ERR syntax error\r\n"
+_BUSY: Final = b"-ERR max number of clients reached\r\n"
+
+#: Error prefixes a store message may already carry (the Redis backend passes
+#: Redis's own errors through); anything else gets Redis's generic "ERR".
+_PREFIXED: Final = ("WRONGTYPE ", "LOADING ", "READONLY ", "BUSY ", "CROSSSLOT ", "OOM ",
+                    "NOSCRIPT ", "MOVED ", "ASK ", "TRYAGAIN ", "CLUSTERDOWN ", "MASTERDOWN ")
+
+
+def _store_error(exc: StoreError) -> bytes:
+    message = str(exc)
+    return encode_error(message if message.startswith(_PREFIXED) else "ERR " + message)
+
+
+def _int_arg(value: bytes) -> int | None:
+    """A Redis integer argument (string2ll rules), or None."""
+    if len(value) > 20:
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        return None
+    # int() also accepts "+1", " 1", "1_0" and "01": Redis does not.
+    if b"%d" % number != value or not I64_MIN <= number <= I64_MAX:
+        return None
+    return number
+
+
+def _wrong_args(name: str) -> bytes:
+    return b"-ERR wrong number of arguments for '%b' command\r\n" % name.encode()
+
+
+def _quoted(arg: bytes) -> str:
+    text = arg[:_ERROR_ARG_LIMIT].decode("utf-8", "replace")
+    return text.replace("\r", " ").replace("\n", " ")
+
+
+def _unknown_command(argv: Sequence[bytes]) -> bytes:
+    shown = ""
+    for arg in argv[1:]:
+        if len(shown) >= _ERROR_ARG_LIMIT:
+            break
+        shown += "'" + _quoted(arg)[: _ERROR_ARG_LIMIT - len(shown)] + "' "
+    return encode_error(f"ERR unknown command '{_quoted(argv[0])}', "
+                        f"with args beginning with: {shown}")
+
+
+def _unknown_subcommand(argv: Sequence[bytes]) -> bytes:
+    return encode_error(f"ERR unknown subcommand '{_quoted(argv[1])}'. "
+                        f"Try {argv[0].decode('latin-1').upper()} HELP.")
+
+
+@dataclass(slots=True)
+class _Plan:
+    """One store call (``method`` None: none) and how its result is shown."""
+
+    method: str | None
+    args: tuple[Any, ...]
+    finish: Callable[[Any], bytes]
+    write: bool = False
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+Handler = Callable[["RespSession", list[bytes]], "bytes | _Plan"]
+
+
+@dataclass(frozen=True, slots=True)
+class CommandSpec:
+    """A command: Redis's arity (n exact, -n at least n), flags for COMMAND,
+    key positions (first, last, step) and whether MULTI may queue it."""
+
+    name: str
+    handler: Handler
+    arity: int
+    flags: tuple[str, ...] = ()
+    keys: tuple[int, int, int] = (0, 0, 0)
+    queueable: bool = True
+
+
+#: Filled in at the end of the module: lower-case name -> spec.
+COMMANDS: dict[bytes, CommandSpec] = {}
+
+
+class RespService(Service):
+    """The RESP front end of ``store``; ``stats`` are the server's counters
+    (shared with the text port). ``port`` is only reported by INFO."""
+
+    name = "resp"
+
+    def __init__(self, store: Store, stats: ServerStats, *, max_bulk: int = DEFAULT_MAX_BULK,
+                 port: int = 0, use_hiredis: bool | None = None,
+                 owns_store: bool = False, blocking: bool | None = None) -> None:
+        self.store = store
+        self.stats = stats
+        self.max_bulk = max_bulk
+        self.port = port
+        self.use_hiredis = use_hiredis
+        #: The text service that opened the store closes it; a standalone
+        #: RESP service passes owns_store=True.
+        self.owns_store = owns_store
+        # A network-backed store (Redis) blocks: event-loop models must run
+        # sessions in worker threads (see Service.blocking).
+        self.blocking = store.shared_across_processes if blocking is None else blocking
+        self.run_id = secrets.token_hex(20)
+        self._lock = threading.Lock()
+        self._sessions: dict[int, RespSession] = {}
+        self._commands = 0
+        self._errors = 0
+        self._protocol_errors = 0
+        self._compactor: threading.Thread | None = None
+        self._closed = False
+
+    def new_session(self, peer: str) -> RespSession:
+        session = RespSession(self, peer)
+        with self._lock:
+            self._sessions[session.client_id] = session
+        return session
+
+    def busy_reply(self) -> bytes:
+        return _BUSY
+
+    # -- shared counters (updated once per received chunk) ---------------------
+    def count(self, commands: int, errors: int, protocol_errors: int) -> None:
+        with self._lock:
+            self._commands += commands
+            self._errors += errors
+            self._protocol_errors += protocol_errors
+
+    def forget(self, session: RespSession) -> None:
+        with self._lock:
+            self._sessions.pop(session.client_id, None)
+
+    def sessions(self) -> list[RespSession]:
+        with self._lock:
+            return list(self._sessions.values())
+
+    def start_compaction(self) -> str:
+        """COMPACT / BGREWRITEAOF: rewrite the log in a background thread, so
+        an event-loop model is never stalled for the whole rewrite."""
+        with self._lock:
+            if self._closed:
+                raise StoreError("server is shutting down")
+            if self._compactor is not None and self._compactor.is_alive():
+                return "Background append only file rewriting already in progress"
+            self._compactor = threading.Thread(target=self._compact, daemon=True,
+                                               name="sockworks-resp-compact")
+            self._compactor.start()
+        return "Background append only file rewriting started"
+
+    def _compact(self) -> None:
+        try:
+            logger.info("COMPACT: %s", self.store.compact())
+        except StoreError as exc:
+            logger.error("COMPACT failed: %s", exc)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            compactor = self._compactor
+        if compactor is not None:
+            compactor.join()
+        if self.owns_store:
+            self.store.close()
+
+    # -- INFO ------------------------------------------------------------------
+    def info(self, sections: Sequence[str]) -> str:
+        """INFO's text: ``# Section`` headers, ``key:value`` lines, CRLF."""
+        wanted = {s.lower() for s in sections} or {"default"}
+        everything = bool(wanted & {"all", "everything", "default"})
+        store_info = self.store.info()
+        stats = self.stats
+        with self._lock:
+            commands, errors = self._commands, self._errors
+            clients = len(self._sessions)
+        parts: list[str] = []
+
+        def section(title: str, fields: dict[str, object]) -> None:
+            if everything or title.lower() in wanted:
+                lines = "".join(f"{k}:{v}\r\n" for k, v in fields.items())
+                parts.append(f"# {title}\r\n{lines}")
+
+        uptime = int(stats.uptime)
+        section("Server", {
+            "redis_version": REDIS_VERSION,
+            "redis_mode": "standalone",
+            "os": f"{platform.system()} {platform.release()} {platform.machine()}",
+            "arch_bits": 64 if sys.maxsize > 2**32 else 32,
+            "process_id": os.getpid(),
+            "run_id": self.run_id,
+            "tcp_port": self.port,
+            "server_time_usec": time.time_ns() // 1000,
+            "uptime_in_seconds": uptime,
+            "uptime_in_days": uptime // 86400,
+            "executable": "sockworks",
+            "sockworks_version": __version__,
+        })
+        section("Clients", {
+            "connected_clients": clients,
+            "blocked_clients": 0,
+            "tracking_clients": 0,
+        })
+        aof = store_info.get("persistence") == "aof"
+        persistence: dict[str, object] = {
+            "loading": 0,
+            "async_loading": 0,
+            "rdb_changes_since_last_save": 0,
+            "rdb_bgsave_in_progress": 0,
+            "rdb_last_save_time": int(stats.started_wall),
+            "rdb_last_bgsave_status": "ok",
+            "aof_enabled": int(aof),
+            "aof_rewrite_in_progress": store_info.get("aof_rewrite_in_progress", 0),
+            "aof_last_bgrewrite_status": store_info.get("aof_last_rewrite_status", "ok"),
+        }
+        for key, value in store_info.items():
+            if key.startswith("aof_"):
+                persistence.setdefault(key, value)
+        section("Persistence", persistence)
+        section("Stats", {
+            "total_connections_received": stats.connections_total,
+            "total_commands_processed": commands,
+            "instantaneous_ops_per_sec": 0,
+            "rejected_connections": stats.connections_rejected,
+            "expired_keys": store_info.get("expired_keys", 0),
+            "evicted_keys": 0,
+            "keyspace_hits": store_info.get("keyspace_hits", 0),
+            "keyspace_misses": store_info.get("keyspace_misses", 0),
+            "total_error_replies": errors,
+        })
+        section("Replication", {"role": "master", "connected_slaves": 0})
+        section("Cluster", {"cluster_enabled": 0})
+        keyspace: dict[str, object] = {}
+        keys = store_info.get("keys")
+        if keys is None:
+            keys = self.store.dbsize()
+        if keys:
+            expires = store_info.get("expires", 0)
+            keyspace["db0"] = f"keys={keys},expires={expires},avg_ttl=0"
+        section("Keyspace", keyspace)
+        return "\r\n".join(parts)
+
+
+class RespSession(Session):
+    """One RESP connection: requests in, replies out, in order."""
+
+    def __init__(self, service: RespService, peer: str) -> None:
+        self.service = service
+        self.store = service.store
+        self.peer = peer
+        self.client_id = service.stats.next_client_id()
+        self.proto = 2
+        self.name = b""
+        self.lib_name = b""
+        self.lib_ver = b""
+        self.created = time.monotonic()
+        self.last_command = b"NULL"
+        #: Queued commands while in MULTI (None outside a transaction).
+        self.queued: list[list[bytes]] | None = None
+        self.multi_failed = False
+        self._parser = RespParser(service.max_bulk, use_hiredis=service.use_hiredis)
+        self._done = False
+        self._wrote = False
+
+    @property
+    def busy(self) -> bool:
+        return not self._done and self._parser.busy
+
+    def on_data(self, data: bytes) -> Output:
+        if self._done:
+            return CLOSE  # QUIT or a protocol error ended the conversation
+        parser = self._parser
+        parser.receive_data(data)
+        commands, violation = parser.next_commands()
+        replies: list[bytes] = []
+        self._wrote = False
+        errors = 0
+        executed = 0
+        for argv in commands:
+            reply = self.execute(argv)
+            executed += 1
+            if reply[:1] == b"-":
+                errors += 1
+            replies.append(reply)
+            if self._done:  # QUIT: nothing after it may run
+                break
+        if violation is not None and not self._done:
+            logger.debug("protocol error from %s: %s", self.peer, violation.message)
+            replies.append(encode_error("ERR " + violation.message))
+            self._done = True
+        self.service.count(executed, errors, int(violation is not None))
+        barrier = self.store.durability_barrier() if self._wrote else None
+        if not replies and not self._done:
+            return NOTHING
+        return Output(b"".join(replies), self._done, barrier)
+
+    def on_eof(self) -> Output:
+        self._done = True
+        return CLOSE
+
+    def on_close(self) -> None:
+        self._done = True
+        self.service.forget(self)
+
+    # -- dispatch ----------------------------------------------------------------
+    def execute(self, argv: list[bytes]) -> bytes:
+        """Run (or queue) one command; its reply bytes."""
+        name = argv[0].lower()
+        spec = COMMANDS.get(name)
+        if self.queued is not None and (spec is None or spec.queueable):
+            if spec is None:
+                self.multi_failed = True
+                return _unknown_command(argv)
+            if not _arity_ok(spec.arity, len(argv)):
+                self.multi_failed = True
+                return _wrong_args(spec.name)
+            self.queued.append(argv)
+            return _QUEUED
+        if spec is None:
+            return _unknown_command(argv)
+        if not _arity_ok(spec.arity, len(argv)):
+            return _wrong_args(spec.name)
+        self.last_command = name
+        outcome = spec.handler(self, argv)
+        if type(outcome) is bytes:
+            return outcome
+        assert isinstance(outcome, _Plan)
+        return self.run_plan(outcome)
+
+    def run_plan(self, plan: _Plan) -> bytes:
+        if plan.method is None:
+            return plan.finish(None)
+        try:
+            result = getattr(self.store, plan.method)(*plan.args, **plan.kwargs)
+        except StoreError as exc:
+            return _store_error(exc)
+        if plan.write:
+            self._wrote = True
+        return plan.finish(result)
+
+    def exec_transaction(self, queued: list[list[bytes]]) -> bytes:
+        """EXEC: the queued commands as one unit, one reply array."""
+        outcomes: list[bytes | _Plan] = []
+        for argv in queued:
+            spec = COMMANDS[argv[0].lower()]
+            outcomes.append(spec.handler(self, argv))
+        replies: list[bytes] = []
+        batch = getattr(self.store, "execute_batch", None)
+        if batch is None:
+            # The embedded store: hold its lock across the whole transaction,
+            # so other clients see all of it or none of it.
+            try:
+                with self.store.atomic():
+                    for outcome in outcomes:
+                        replies.append(outcome if type(outcome) is bytes
+                                       else self.run_plan(outcome))  # type: ignore[arg-type]
+            except StoreUnavailable as exc:
+                return _store_error(exc)
+        else:
+            plans = [o for o in outcomes if isinstance(o, _Plan) and o.method is not None]
+            try:
+                results = execute_batch(self.store, [
+                    StoreCall(p.method, p.args, p.kwargs) for p in plans  # type: ignore[arg-type]
+                ])
+            except StoreError as exc:
+                return _store_error(exc)
+            by_plan = {id(p): r for p, r in zip(plans, results)}
+            for outcome in outcomes:
+                if type(outcome) is bytes:
+                    replies.append(outcome)
+                    continue
+                assert isinstance(outcome, _Plan)
+                if outcome.method is None:
+                    replies.append(outcome.finish(None))
+                    continue
+                result = by_plan[id(outcome)]
+                if isinstance(result, StoreError):
+                    replies.append(_store_error(result))
+                else:
+                    self._wrote = self._wrote or outcome.write
+                    replies.append(outcome.finish(result))
+        return b"*%d\r\n" % len(replies) + b"".join(replies)
+
+    def client_info(self) -> str:
+        """One CLIENT INFO / CLIENT LIST line (Redis's field names)."""
+        multi = -1 if self.queued is None else len(self.queued)
+        age = int(time.monotonic() - self.created)
+        return (f"id={self.client_id} addr={self.peer} laddr=? fd=-1 "
+                f"name={self.name.decode('utf-8', 'replace')} age={age} idle=0 flags=N "
+                f"db=0 sub=0 psub=0 ssub=0 multi={multi} qbuf={self._parser.buffered} "
+                f"qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 "
+                f"tot-mem=0 events=r cmd={self.last_command.decode('latin-1')} user=default "
+                f"redir=-1 resp={self.proto} "
+                f"lib-name={self.lib_name.decode('utf-8', 'replace')} "
+                f"lib-ver={self.lib_ver.decode('utf-8', 'replace')}\n")
+
+    def null(self) -> bytes:
+        return encode_null(self.proto)
+
+
+def _arity_ok(arity: int, argc: int) -> bool:
+    return argc == arity if arity >= 0 else argc >= -arity
+
+
+# -- reply helpers ---------------------------------------------------------------
+
+def _ok(_: Any) -> bytes:
+    return OK
+
+
+def _integer(result: Any) -> bytes:
+    return b":%d\r\n" % int(result)
+
+
+def _bulk_or_null(session: RespSession) -> Callable[[Any], bytes]:
+    def finish(value: Any) -> bytes:
+        return encode_null(session.proto) if value is None else encode_bulk(value)
+    return finish
+
+
+def _array_of_values(session: RespSession) -> Callable[[Any], bytes]:
+    null = encode_null(session.proto)
+
+    def finish(values: Any) -> bytes:
+        return b"*%d\r\n" % len(values) + b"".join(
+            null if v is None else b"$%d\r\n%b\r\n" % (len(v), v) for v in values)
+    return finish
+
+
+# -- command handlers ---------------------------------------------------------------
+
+def cmd_ping(s: RespSession, argv: list[bytes]) -> bytes:
+    if len(argv) > 2:
+        return _wrong_args("ping")
+    return PONG if len(argv) == 1 else encode_bulk(argv[1])
+
+
+def cmd_echo(s: RespSession, argv: list[bytes]) -> bytes:
+    return encode_bulk(argv[1])
+
+
+def cmd_get(s: RespSession, argv: list[bytes]) -> _Plan:
+    return _Plan("get", (argv[1],), _bulk_or_null(s))
+
+
+def cmd_mget(s: RespSession, argv: list[bytes]) -> _Plan:
+    return _Plan("mget", (argv[1:],), _array_of_values(s))
+
+
+def _parse_set_options(s: RespSession, argv: list[bytes], start: int,
+                       command: str) -> dict[str, Any] | bytes:
+    """SET's options from argv[start:] as Store.set keywords, or an error."""
+    options: dict[str, Any] = {}
+    expiry_seen = False
+    i = start
+    while i < len(argv):
+        opt = argv[i].upper()
+        if opt == b"NX" and not options.get("xx"):
+            options["nx"] = True
+        elif opt == b"XX" and not options.get("nx"):
+            options["xx"] = True
+        elif opt == b"GET":
+            options["get"] = True
+        elif opt == b"KEEPTTL" and not expiry_seen:
+            options["keepttl"] = True
+            expiry_seen = True
+        elif opt in (b"EX", b"PX", b"EXAT", b"PXAT") and not expiry_seen \
+                and i + 1 < len(argv):
+            number = _int_arg(argv[i + 1])
+            if number is None:
+                return _NOT_INTEGER
+            if number <= 0:
+                return encode_error(f"ERR invalid expire time in '{command}' command")
+            if opt in (b"EX", b"EXAT"):
+                if number > I64_MAX // 1000:
+                    return encode_error(f"ERR invalid expire time in '{command}' command")
+                number *= 1000
+            if opt in (b"EXAT", b"PXAT"):
+                # Absolute time: made relative now. A time already past sets
+                # the key with the shortest TTL (1 ms) rather than Redis's
+                # set-and-delete; see docs/resp.md.
+                number = max(1, number - time.time_ns() // 1_000_000)
+            options["px"] = number
+            expiry_seen = True
+            i += 1
+        else:
+            return _SYNTAX
+        i += 1
+    return options
+
+
+def cmd_set(s: RespSession, argv: list[bytes]) -> bytes | _Plan:
+    options = _parse_set_options(s, argv, 3, "set")
+    if isinstance(options, bytes):
+        return options
+    get = bool(options.get("get"))
+    null = encode_null(s.proto)
+
+    def finish(result: Any) -> bytes:
+        if get:
+            return null if result.old is None else encode_bulk(result.old)
+        return OK if result.written else null
+    return _Plan("set", (argv[1], argv[2]), finish, True, options)
+
+
+def cmd_setnx(s: RespSession, argv: list[bytes]) -> _Plan:
+    return _Plan("set", (argv[1], argv[2]), lambda r: b":1\r\n" if r.written else b":0\r\n",
+                 True, {"nx": True})
+
+
+def _setex(s: RespSession, argv: list[bytes], scale: int, command: str) -> bytes | _Plan:
+    number = _int_arg(argv[2])
+    if number is None:
+        return _NOT_INTEGER
+    if number <= 0 or number > I64_MAX // scale:
+        return encode_error(f"ERR invalid expire time in '{command}' command")
+    return _Plan("set", (argv[1], argv[3]), _ok, True, {"px": number * scale})
+
+
+def cmd_setex(s: RespSession, argv: list[bytes]) -> bytes | _Plan:
+    return _setex(s, argv, 1000, "setex")
+
+
+def cmd_psetex(s: RespSession, argv: list[bytes]) -> bytes | _Plan:
+    return _setex(s, argv, 1, "psetex")
+
+
+def cmd_mset(s: RespSession, argv: list[bytes]) -> bytes | _Plan:
+    if len(argv) % 2 == 0:
+        return _wrong_args("mset")
+    pairs = list(zip(argv[1::2], argv[2::2]))
+    return _Plan("mset", (pairs,), _ok, True)
+
+
+def cmd_del(s: RespSession, argv: list[bytes]) -> _Plan:
+    return _Plan("delete", (argv[1:],), _integer, True)
+
+
+def cmd_exists(s: RespSession, argv: list[bytes]) -> _Plan:
+    return _Plan("exists", (argv[1:],), _integer)
+
+
+def _incr(key: bytes, delta: int) -> _Plan:
+    return _Plan("incrby", (key, delta), _integer, True)
+
+
+def cmd_incr(s: RespSession, argv: list[bytes]) -> _Plan:
+    return _incr(argv[1], 1)
+
+
+def cmd_decr(s: RespSession, argv: list[bytes]) -> _Plan:
+    return _incr(argv[1], -1)
+
+
+def cmd_incrby(s: RespSession, argv: list[bytes]) -> bytes | _Plan:
+    delta = _int_arg(argv[2])
+    if delta is None:
+        return _NOT_INTEGER
+    return _incr(argv[1], delta)
+
+
+def cmd_decrby(s: RespSession, argv: list[bytes]) -> bytes | _Plan:
+    delta = _int_arg(argv[2])
+    if delta is None:
+        return _NOT_INTEGER
+    if delta == I64_MIN:  # -delta does not fit: Redis's own message
+        return b"-ERR decrement would overflow\r\n"
+    return _incr(argv[1], -delta)
+
+
+def _expire(s: RespSession, argv: list[bytes], scale: int, command: str) -> bytes | _Plan:
+    number = _int_arg(argv[2])
+    if number is None:
+        return _NOT_INTEGER
+    if len(argv) > 3:
+        # Redis 7's NX/XX/GT/LT need a read and a write as one unit on every
+        # backend; not offered (docs/resp.md).
+        return encode_error(f"ERR Unsupported option {_quoted(argv[3])}")
+    if not I64_MIN // scale <= number <= I64_MAX // scale:
+        return encode_error(f"ERR invalid expire time in '{command}' command")
+    ms = number * scale
+    if ms > I64_MAX - time.time_ns() // 1_000_000:
+        return encode_error(f"ERR invalid expire time in '{command}' command")
+    return _Plan("pexpire", (argv[1], ms), _integer, True)
+
+
+def cmd_expire(s: RespSession, argv: list[bytes]) -> bytes | _Plan:
+    return _expire(s, argv, 1000, "expire")
+
+
+def cmd_pexpire(s: RespSession, argv: list[bytes]) -> bytes | _Plan:
+    return _expire(s, argv, 1, "pexpire")
+
+
+def _ttl_seconds(ms: Any) -> bytes:
+    # Redis rounds to the nearest second: (ttl + 500) / 1000.
+    return b":%d\r\n" % (ms if ms < 0 else (ms + 500) // 1000)
+
+
+def cmd_ttl(s: RespSession, argv: list[bytes]) -> _Plan:
+    return _Plan("pttl", (argv[1],), _ttl_seconds)
+
+
+def cmd_pttl(s: RespSession, argv: list[bytes]) -> _Plan:
+    return _Plan("pttl", (argv[1],), _integer)
+
+
+def cmd_persist(s: RespSession, argv: list[bytes]) -> _Plan:
+    return _Plan("persist", (argv[1],), _integer, True)
+
+
+def cmd_type(s: RespSession, argv: list[bytes]) -> _Plan:
+    return _Plan("exists", ([argv[1]],), lambda n: b"+string\r\n" if n else b"+none\r\n")
+
+
+def cmd_dbsize(s: RespSession, argv: list[bytes]) -> _Plan:
+    return _Plan("dbsize", (), _integer)
+
+
+def cmd_flushdb(s: RespSession, argv: list[bytes]) -> bytes | _Plan:
+    if len(argv) > 2 or (len(argv) == 2 and argv[1].upper() not in (b"ASYNC", b"SYNC")):
+        return _SYNTAX
+    return _Plan("flushdb", (), _ok, True)
+
+
+def cmd_keys(s: RespSession, argv: list[bytes]) -> _Plan:
+    return _Plan("keys", (argv[1],), lambda keys: encode(list(keys)))
+
+
+def cmd_scan(s: RespSession, argv: list[bytes]) -> bytes | _Plan:
+    cursor = _int_arg(argv[1])
+    if cursor is None or cursor < 0:
+        return b"-ERR invalid cursor\r\n"
+    match: bytes | None = None
+    count = 10
+    only_strings = True
+    i = 2
+    while i < len(argv):
+        opt = argv[i].upper()
+        if i + 1 >= len(argv):
+            return _SYNTAX
+        if opt == b"MATCH":
+            match = argv[i + 1]
+            if match == b"*":
+                match = None
+        elif opt == b"COUNT":
+            number = _int_arg(argv[i + 1])
+            if number is None:
+                return _NOT_INTEGER
+            if number < 1:
+                return _SYNTAX
+            count = number
+        elif opt == b"TYPE":
+            # Every value here is a string: TYPE string changes nothing,
+            # any other type matches no key (the cursor still advances).
+            only_strings = argv[i + 1].lower() == b"string"
+        else:
+            return _SYNTAX
+        i += 2
+
+    def finish(result: Any) -> bytes:
+        next_cursor, keys = result
+        return encode([b"%d" % next_cursor, list(keys) if only_strings else []])
+    return _Plan("scan", (cursor, match, count), finish)
+
+
+def cmd_select(s: RespSession, argv: list[bytes]) -> bytes:
+    index = _int_arg(argv[1])
+    if index is None:
+        return _NOT_INTEGER
+    return OK if index == 0 else b"-ERR DB index is out of range\r\n"
+
+
+def cmd_info(s: RespSession, argv: list[bytes]) -> _Plan:
+    sections = [a.decode("latin-1") for a in argv[1:]]
+    return _Plan(None, (), lambda _: encode(Verbatim(s.service.info(sections)), s.proto))
+
+
+def cmd_time(s: RespSession, argv: list[bytes]) -> bytes:
+    now = time.time_ns() // 1000
+    return encode([b"%d" % (now // 1_000_000), b"%d" % (now % 1_000_000)])
+
+
+def cmd_compact(s: RespSession, argv: list[bytes]) -> _Plan:
+    def finish(_: Any) -> bytes:
+        try:
+            return encode(resp.SimpleString(s.service.start_compaction()))
+        except StoreError as exc:
+            return _store_error(exc)
+    return _Plan(None, (), finish)
+
+
+def cmd_lastsave(s: RespSession, argv: list[bytes]) -> bytes:
+    return encode_integer(int(s.service.stats.started_wall))
+
+
+# -- connection and transaction commands ---------------------------------------------
+
+def cmd_quit(s: RespSession, argv: list[bytes]) -> bytes:
+    s._done = True
+    return OK
+
+
+def cmd_reset(s: RespSession, argv: list[bytes]) -> bytes:
+    s.queued = None
+    s.multi_failed = False
+    s.proto = 2
+    s.name = b""
+    return b"+RESET\r\n"
+
+
+def cmd_multi(s: RespSession, argv: list[bytes]) -> bytes:
+    if s.queued is not None:
+        return b"-ERR MULTI calls can not be nested\r\n"
+    s.queued = []
+    s.multi_failed = False
+    return OK
+
+
+def cmd_exec(s: RespSession, argv: list[bytes]) -> bytes:
+    queued = s.queued
+    if queued is None:
+        return b"-ERR EXEC without MULTI\r\n"
+    failed = s.multi_failed
+    s.queued = None
+    s.multi_failed = False
+    if failed:
+        return _EXECABORT
+    return s.exec_transaction(queued)
+
+
+def cmd_discard(s: RespSession, argv: list[bytes]) -> bytes:
+    if s.queued is None:
+        return b"-ERR DISCARD without MULTI\r\n"
+    s.queued = None
+    s.multi_failed = False
+    return OK
+
+
+def cmd_watch(s: RespSession, argv: list[bytes]) -> bytes:
+    if s.queued is not None:
+        return b"-ERR WATCH inside MULTI is not allowed\r\n"
+    # Optimistic locking is not implemented: refuse rather than pretend, so a
+    # client's check-and-set loop fails loudly instead of racing silently.
+    return b"-ERR WATCH is not supported by this server\r\n"
+
+
+def cmd_unwatch(s: RespSession, argv: list[bytes]) -> bytes:
+    return OK
+
+
+def _hello_map(s: RespSession) -> bytes:
+    return encode(Map([
+        (b"server", b"redis"),
+        (b"version", REDIS_VERSION.encode()),
+        (b"proto", s.proto),
+        (b"id", s.client_id),
+        (b"mode", b"standalone"),
+        (b"role", b"master"),
+        (b"modules", []),
+    ]), s.proto)
+
+
+def _auth_check(username: bytes, password: bytes) -> bytes | None:
+    """No users are configured: the 'default' user has no password (Redis's
+    out-of-the-box nopass), so any password for it is accepted."""
+    if username == b"default":
+        return None
+    return b"-WRONGPASS invalid username-password pair or user is disabled.\r\n"
+
+
+def cmd_hello(s: RespSession, argv: list[bytes]) -> bytes:
+    proto = s.proto
+    i = 1
+    if len(argv) > 1:
+        version = _int_arg(argv[1])
+        if version is None:
+            return b"-ERR Protocol version is not an integer or out of range\r\n"
+        if version < 2 or version > 3:
+            return b"-NOPROTO unsupported protocol version\r\n"
+        proto = version
+        i = 2
+    name: bytes | None = None
+    while i < len(argv):
+        opt = argv[i].upper()
+        if opt == b"AUTH" and i + 2 < len(argv):
+            error = _auth_check(argv[i + 1], argv[i + 2])
+            if error is not None:
+                return error
+            i += 3
+        elif opt == b"SETNAME" and i + 1 < len(argv):
+            name = argv[i + 1]
+            if not _valid_client_name(name):
+                return _BAD_NAME
+            i += 2
+        else:
+            return encode_error(f"ERR Syntax error in HELLO option '{_quoted(argv[i])}'")
+    s.proto = proto
+    if name is not None:
+        s.name = name
+    return _hello_map(s)
+
+
+def cmd_auth(s: RespSession, argv: list[bytes]) -> bytes:
+    if len(argv) > 3:
+        return _SYNTAX
+    if len(argv) == 2:
+        return (b"-ERR AUTH <password> called without any password configured for the "
+                b"default user. Are you sure your configuration is correct?\r\n")
+    error = _auth_check(argv[1], argv[2])
+    return OK if error is None else error
+
+
+_BAD_NAME: Final = (b"-ERR Client names cannot contain spaces, newlines or special "
+                    b"characters.\r\n")
+
+
+def _valid_client_name(name: bytes) -> bool:
+    return all(33 <= c <= 126 for c in name)
+
+
+def cmd_client(s: RespSession, argv: list[bytes]) -> bytes:
+    sub = argv[1].upper()
+    argc = len(argv)
+    if sub == b"SETNAME":
+        if argc != 3:
+            return _wrong_args("client|setname")
+        if not _valid_client_name(argv[2]):
+            return _BAD_NAME
+        s.name = argv[2]
+        return OK
+    if sub == b"GETNAME":
+        if argc != 2:
+            return _wrong_args("client|getname")
+        return encode_bulk(s.name) if s.name else s.null()
+    if sub == b"ID":
+        if argc != 2:
+            return _wrong_args("client|id")
+        return encode_integer(s.client_id)
+    if sub == b"SETINFO":
+        if argc != 4:
+            return _wrong_args("client|setinfo")
+        attr = argv[2].upper()
+        if attr not in (b"LIB-NAME", b"LIB-VER"):
+            return encode_error(f"ERR Unrecognized option '{_quoted(argv[2])}'")
+        if not all(33 <= c <= 126 for c in argv[3]):
+            return encode_error(f"ERR {attr.decode().lower()} cannot contain spaces, "
+                                "newlines or special characters.")
+        if attr == b"LIB-NAME":
+            s.lib_name = argv[3]
+        else:
+            s.lib_ver = argv[3]
+        return OK
+    if sub == b"INFO":
+        if argc != 2:
+            return _wrong_args("client|info")
+        return encode(Verbatim(s.client_info()), s.proto)
+    if sub == b"LIST":
+        listing = "".join(other.client_info() for other in s.service.sessions())
+        return encode(Verbatim(listing), s.proto)
+    if sub in (b"NO-EVICT", b"NO-TOUCH"):
+        if argc != 3 or argv[2].upper() not in (b"ON", b"OFF"):
+            return _SYNTAX
+        return OK
+    return _unknown_subcommand(argv)
+
+
+def _config_values(s: RespSession) -> dict[bytes, bytes]:
+    """The CONFIG GET parameters clients ask about, with truthful values."""
+    persistent = s.store.info().get("persistence") == "aof"
+    return {
+        b"save": b"",
+        b"appendonly": b"yes" if persistent else b"no",
+        b"databases": b"1",
+        b"maxmemory": b"0",
+        b"maxmemory-policy": b"noeviction",
+        b"timeout": b"0",
+        b"port": b"%d" % s.service.port,
+        b"bind": b"127.0.0.1",
+        b"proto-max-bulk-len": b"%d" % s.service.max_bulk,
+        b"client-query-buffer-limit": b"%d" % s._parser.max_query,
+        b"cluster-enabled": b"no",
+        b"protected-mode": b"no",
+    }
+
+
+def cmd_config(s: RespSession, argv: list[bytes]) -> bytes:
+    sub = argv[1].upper()
+    if sub == b"GET":
+        if len(argv) < 3:
+            return _wrong_args("config|get")
+        values = _config_values(s)
+        found: dict[bytes, bytes] = {}
+        for pattern in argv[2:]:
+            match = compile_glob(pattern.lower())
+            for key, value in values.items():
+                if match(key):
+                    found[key] = value
+        return encode(found, s.proto)
+    if sub == b"SET":
+        if len(argv) < 4 or len(argv) % 2:
+            return _wrong_args("config|set")
+        return encode_error("ERR Unknown option or number of arguments for CONFIG SET - "
+                            f"'{_quoted(argv[2])}'")
+    if sub == b"RESETSTAT":
+        return OK
+    return _unknown_subcommand(argv)
+
+
+def _command_info(spec: CommandSpec) -> list[Any]:
+    first, last, step = spec.keys
+    return [spec.name.encode(), spec.arity,
+            resp.RespSet([resp.SimpleString(f) for f in spec.flags]),
+            first, last, step, resp.RespSet([]), resp.RespSet([]), [], []]
+
+
+def cmd_command(s: RespSession, argv: list[bytes]) -> bytes:
+    if len(argv) == 1:
+        return encode([_command_info(spec) for spec in COMMANDS.values()], s.proto)
+    sub = argv[1].upper()
+    if sub == b"COUNT":
+        return encode_integer(len(COMMANDS))
+    if sub == b"DOCS":
+        # redis-cli asks at start-up for its hints; it works with none.
+        return encode({}, s.proto)
+    if sub == b"INFO":
+        names = argv[2:] or list(COMMANDS)
+        return encode([_command_info(COMMANDS[n.lower()]) if n.lower() in COMMANDS else None
+                       for n in names], s.proto)
+    if sub == b"LIST":
+        return encode([spec.name.encode() for spec in COMMANDS.values()], s.proto)
+    return _unknown_subcommand(argv)
+
+
+def _register(name: str, handler: Handler, arity: int, *flags: str,
+              keys: tuple[int, int, int] = (0, 0, 0), queueable: bool = True) -> None:
+    COMMANDS[name.encode()] = CommandSpec(name, handler, arity, flags, keys, queueable)
+
+
+_ONE_KEY = (1, 1, 1)
+_register("ping", cmd_ping, -1, "fast")
+_register("echo", cmd_echo, 2, "fast")
+_register("get", cmd_get, 2, "readonly", "fast", keys=_ONE_KEY)
+_register("mget", cmd_mget, -2, "readonly", "fast", keys=(1, -1, 1))
+_register("set", cmd_set, -3, "write", "denyoom", keys=_ONE_KEY)
+_register("setnx", cmd_setnx, 3, "write", "denyoom", "fast", keys=_ONE_KEY)
+_register("setex", cmd_setex, 4, "write", "denyoom", keys=_ONE_KEY)
+_register("psetex", cmd_psetex, 4, "write", "denyoom", keys=_ONE_KEY)
+_register("mset", cmd_mset, -3, "write", "denyoom", keys=(1, -1, 2))
+_register("del", cmd_del, -2, "write", keys=(1, -1, 1))
+_register("unlink", cmd_del, -2, "write", "fast", keys=(1, -1, 1))
+_register("exists", cmd_exists, -2, "readonly", "fast", keys=(1, -1, 1))
+_register("incr", cmd_incr, 2, "write", "denyoom", "fast", keys=_ONE_KEY)
+_register("decr", cmd_decr, 2, "write", "denyoom", "fast", keys=_ONE_KEY)
+_register("incrby", cmd_incrby, 3, "write", "denyoom", "fast", keys=_ONE_KEY)
+_register("decrby", cmd_decrby, 3, "write", "denyoom", "fast", keys=_ONE_KEY)
+_register("expire", cmd_expire, -3, "write", "fast", keys=_ONE_KEY)
+_register("pexpire", cmd_pexpire, -3, "write", "fast", keys=_ONE_KEY)
+_register("ttl", cmd_ttl, 2, "readonly", "fast", keys=_ONE_KEY)
+_register("pttl", cmd_pttl, 2, "readonly", "fast", keys=_ONE_KEY)
+_register("persist", cmd_persist, 2, "write", "fast", keys=_ONE_KEY)
+_register("type", cmd_type, 2, "readonly", "fast", keys=_ONE_KEY)
+_register("dbsize", cmd_dbsize, 1, "readonly", "fast")
+_register("flushdb", cmd_flushdb, -1, "write")
+_register("flushall", cmd_flushdb, -1, "write")
+_register("keys", cmd_keys, 2, "readonly")
+_register("scan", cmd_scan, -2, "readonly")
+_register("select", cmd_select, 2, "loading", "stale", "fast")
+_register("info", cmd_info, -1, "loading", "stale")
+_register("time", cmd_time, 1, "loading", "stale", "fast")
+_register("lastsave", cmd_lastsave, 1, "loading", "stale", "fast")
+_register("compact", cmd_compact, 1, "admin", "noscript")
+_register("bgrewriteaof", cmd_compact, 1, "admin", "noscript")
+_register("client", cmd_client, -2, "loading", "stale")
+_register("config", cmd_config, -2, "admin", "loading", "stale")
+_register("command", cmd_command, -1, "loading", "stale")
+_register("hello", cmd_hello, -1, "noscript", "loading", "stale", "fast")
+_register("auth", cmd_auth, -2, "noscript", "loading", "stale", "fast")
+_register("multi", cmd_multi, 1, "noscript", "loading", "stale", "fast", queueable=False)
+_register("exec", cmd_exec, 1, "noscript", "loading", "stale", queueable=False)
+_register("discard", cmd_discard, 1, "noscript", "loading", "stale", "fast", queueable=False)
+_register("watch", cmd_watch, -2, "noscript", "loading", "stale", "fast", queueable=False)
+_register("unwatch", cmd_unwatch, 1, "noscript", "loading", "stale", "fast")
+_register("quit", cmd_quit, -1, "noscript", "loading", "stale", "fast", queueable=False)
+_register("reset", cmd_reset, 1, "noscript", "loading", "stale", "fast", queueable=False)

@@ -504,12 +504,16 @@ def test_cluster_url_must_use_db_0() -> None:
         RedisStore("redis+cluster://127.0.0.1:1/3")
 
 
-def test_password_not_in_errors() -> None:
+def test_errors_show_neither_password_nor_backend_address() -> None:
+    """Clients of a sockworks server see why, not where the backend lives."""
     holder, port = closed_port()
     try:
         st = RedisStore(f"redis://user:hunter2@127.0.0.1:{port}/0")
         with pytest.raises(StoreUnavailable) as caught:
             st.get(b"k")
+        assert str(caught.value).startswith("redis unavailable: ")
+        assert "Connection refused" in str(caught.value)
+        assert str(port) not in str(caught.value)
         assert "hunter2" not in str(caught.value)
         assert "hunter2" not in str(st.info())
         st.close()

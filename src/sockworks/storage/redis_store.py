@@ -65,6 +65,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import threading
 import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
@@ -142,6 +143,30 @@ def redact_url(url: str) -> str:
 
 # -- error mapping -----------------------------------------------------------
 
+#: Addresses in redis-py's messages ("Error 111 connecting to 10.0.0.5:6379.")
+#: are for the log, not for clients of a sockworks server.
+_ADDRESS = re.compile(r"\s+(?:connecting to|to|from|at)\s+\[?[\w.:-]+\]?:\d+\s*[.:]?")
+
+
+def _client_text(exc: BaseException) -> str:
+    """A short reason for an outage, without backend addresses."""
+    redis = _import_redis()
+    errors = redis.exceptions
+    text = str(exc)
+    if text == "No connection available.":
+        return "no free connection in the pool (all busy); Redis is not keeping up"
+    if isinstance(exc, errors.TimeoutError):
+        return "timed out"
+    if isinstance(exc, errors.BusyLoadingError):
+        return "Redis is loading its dataset"
+    if isinstance(exc, errors.AuthenticationError | errors.AuthorizationError):
+        return "authentication failed"
+    if isinstance(exc, errors.RedisClusterException) and "cannot be connected" in text:
+        return "no cluster node reachable"
+    text = _ADDRESS.sub(":", text).strip(" .")
+    return text or type(exc).__name__
+
+
 def translate_error(exc: BaseException) -> StoreError:
     """The StoreError a redis-py exception means to a sockworks client."""
     if isinstance(exc, StoreError):
@@ -153,9 +178,7 @@ def translate_error(exc: BaseException) -> StoreError:
         return StoreError("CROSSSLOT Keys in request don't hash to the same slot")
     if isinstance(exc, errors.ConnectionError | errors.TimeoutError | errors.ClusterDownError
                   | errors.TryAgainError | errors.RedisClusterException):
-        if text == "No connection available.":
-            text = "no free connection in the pool (all busy); Redis is not keeping up"
-        return StoreUnavailable(f"redis unavailable: {text or type(exc).__name__}")
+        return StoreUnavailable(f"redis unavailable: {_client_text(exc)}")
     if isinstance(exc, errors.OutOfMemoryError | errors.ReadOnlyError):
         # Redis refused the write and changed nothing, like a full disk.
         code = getattr(exc, "status_code", None) or ""
@@ -367,10 +390,10 @@ class RedisStore(Store):
             except ValueError as exc:
                 raise StoreError(f"bad Redis URL {redact_url(self.url)}: {exc}") from None
             except (redis.exceptions.RedisError, redis.exceptions.RedisClusterException) as exc:
-                error = translate_error(exc)
                 if not quiet:
-                    raise error from None
-                logger.warning("%s (%s); will retry on first use", error, redact_url(self.url))
+                    raise translate_error(exc) from None
+                logger.warning("redis cluster at %s unreachable (%s); will retry on first use",
+                               redact_url(self.url), exc)
                 return None
             return self._cluster
 
@@ -389,18 +412,20 @@ class RedisStore(Store):
         except (redis.exceptions.RedisError, redis.exceptions.RedisClusterException) as exc:
             error = translate_error(exc)
             if isinstance(error, StoreUnavailable):
-                self._mark(False, error)
+                self._mark(False, exc)
             raise error from None
         self._mark(True)
 
-    def _mark(self, healthy: bool, error: StoreError | None = None) -> None:
+    def _mark(self, healthy: bool, cause: BaseException | None = None) -> None:
+        """Log the outage once when it starts (with redis-py's full message)
+        and once when it ends, however many calls fail in between."""
         if healthy == self._healthy:
             return
         self._healthy = healthy
         if healthy:
             logger.info("redis reachable again at %s", redact_url(self.url))
         else:
-            logger.warning("%s (%s)", error, redact_url(self.url))
+            logger.warning("redis unavailable at %s: %s", redact_url(self.url), cause)
 
     def _target(self) -> Any:
         self._check_open()
@@ -569,7 +594,7 @@ class RedisStore(Store):
     def _reply_error(self, exc: Exception) -> StoreError:
         error = translate_error(exc)
         if isinstance(error, StoreUnavailable):
-            self._mark(False, error)
+            self._mark(False, exc)
             raise error
         return error
 

@@ -392,3 +392,10 @@ def test_generated_streams_match_a_dict_model(commands: list[tuple[bytes, ...]],
         assert {k: svc.store.get(k) for k in model} == model
     finally:
         svc.close()
+
+
+def test_pipelined_stats_includes_the_commands_before_it(session: KvSession) -> None:
+    reply = talk(session, b"GET nope\nSET a 1\nSTATS\n").split(b"\n")[2]
+    fields = dict(item.split(b"=", 1) for item in reply.split(b" ")[1:])
+    assert fields[b"get_misses"] == b"1"
+    assert fields[b"commands_processed"] == b"2"

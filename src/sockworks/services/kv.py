@@ -221,6 +221,10 @@ class KvSession(Session):
                 close = True
                 break
             assert not isinstance(event, kvtext.Sentinel)
+            if isinstance(event, kvtext.Stats) and (commands or errors):
+                # STATS must include the commands pipelined before it.
+                self._service.count(commands, hits, misses, errors)
+                commands = hits = misses = errors = 0
             commands += 1
             try:
                 reply, is_write, hit = self._execute(event)

@@ -1,0 +1,333 @@
+"""The KV server as users meet it: real processes, real sockets on port 0.
+
+Parametrized over every model that shares memory (the embedded store needs
+it); the forking models must be refused. Persistence tests restart real
+processes on a real data dir, including after kill -9 under write load.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sockworks.client import ConnectionClosed, KvClient
+
+SHARED_MEMORY_MODELS = ["thread", "pool", "socketserver-thread", "asyncio"]
+
+
+@pytest.fixture(params=SHARED_MEMORY_MODELS)
+def model(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def kv(start_server: Any, model: str) -> Any:
+    return start_server("serve", "kv", "--model", model, "--log-level", "DEBUG")
+
+
+def connect(server: Any) -> socket.socket:
+    sock: socket.socket = server.connect(timeout=10)
+    assert read_lines(sock, 1) == [b"READY"]
+    return sock
+
+
+def read_lines(sock: socket.socket, count: int, buf: bytearray | None = None) -> list[bytes]:
+    """Exactly ``count`` reply lines (fails if the server closes first)."""
+    pending = buf if buf is not None else bytearray()
+    while pending.count(b"\n") < count:
+        chunk = sock.recv(65536)
+        assert chunk, f"server closed after {bytes(pending)!r}"
+        pending += chunk
+    lines = bytes(pending).split(b"\n")
+    rest = b"\n".join(lines[count:])
+    pending[:] = rest
+    return lines[:count]
+
+
+def read_to_close(sock: socket.socket) -> bytes:
+    data = b""
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            return data
+        if not chunk:
+            return data
+        data += chunk
+
+
+CONVERSATION = [
+    (b"SET a 1", b"OK"),
+    (b"GET a", b"1"),
+    (b"set greeting  hello   world \r", b"OK"),
+    (b"GET greeting\r", b"hello   world"),
+    (b"GET nope", b"NOT_FOUND"),
+    (b"DEL a", b"DELETED"),
+    (b"DEL a", b"NOT_FOUND"),
+    (b"", b"ERROR: empty command"),
+    (b"FLY away", b"ERROR: unknown command"),
+    (b"GET", b"ERROR: wrong number of arguments (usage: GET key)"),
+    (b"SET k", b"ERROR: wrong number of arguments (usage: SET key value)"),
+    (b"PING", b"PONG"),
+    (b"EXISTS greeting a greeting", b"2"),
+    (b"INCR n", b"1"),
+    (b"INCRBY n 41", b"42"),
+    (b"INCR greeting", b"ERROR: value is not an integer or out of range"),
+    (b"INCRBY n 1.5", b"ERROR: increment is not an integer or out of range"),
+    (b"SET " + b"k" * 513 + b" v", b"ERROR: key too long (max 512 bytes)"),
+    (b"SET \xff\xfe \x80\x00 binary", b"OK"),
+    (b"GET \xff\xfe", b"\x80\x00 binary"),
+    (b"DBSIZE", b"3"),
+    (b"EXPIRE n 100", b"1"),
+    (b"TTL n", b"100"),
+    (b"PERSIST n", b"1"),
+    (b"TTL n", b"-1"),
+    (b"TTL missing", b"-2"),
+]
+
+
+def test_conversation_one_request_at_a_time(kv: Any) -> None:
+    with connect(kv) as sock:
+        for request, reply in CONVERSATION:
+            sock.sendall(request + b"\n")
+            assert read_lines(sock, 1) == [reply], request
+
+
+def test_pipelined_and_split_requests(kv: Any) -> None:
+    stream = b"".join(request + b"\n" for request, _ in CONVERSATION)
+    with connect(kv) as sock:
+        sock.sendall(stream)
+        assert read_lines(sock, len(CONVERSATION)) == [reply for _, reply in CONVERSATION]
+    with connect(kv) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for i in range(40):  # one command dribbled over many packets
+            sock.sendall(b"SET split value-is-here\nGET split\n"[i:i + 1])
+        assert read_lines(sock, 2) == [b"OK", b"value-is-here"]
+
+
+def test_quit_says_bye_closes_and_runs_nothing_after(kv: Any) -> None:
+    with connect(kv) as sock:
+        sock.sendall(b"SET before 1\nQUIT\nSET after 1\n")
+        assert read_to_close(sock) == b"OK\nBYE\n"
+    with connect(kv) as sock:
+        sock.sendall(b"EXISTS before after\n")
+        assert read_lines(sock, 1) == [b"1"]
+
+
+def test_line_too_long_errors_then_closes(start_server: Any, model: str) -> None:
+    server = start_server("serve", "kv", "--model", model, "--max-line", "100")
+    with connect(server) as sock:
+        sock.sendall(b"SET ok 1\nSET big " + b"x" * 200 + b"\nSET smuggled 1\n")
+        assert read_to_close(sock) == b"OK\nERROR: line too long\n"
+    with connect(server) as sock:
+        sock.sendall(b"EXISTS big smuggled ok\n")
+        assert read_lines(sock, 1) == [b"1"]
+
+
+def test_http_on_the_wrong_port_closes_without_running(kv: Any) -> None:
+    with connect(kv) as sock:
+        sock.sendall(b"POST /x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 8\r\n\r\n"
+                     b"SET a 1\n")
+        assert read_to_close(sock) == b""
+    with connect(kv) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        assert read_to_close(sock) == b""
+    with connect(kv) as sock:
+        sock.sendall(b"DBSIZE\nSTATS\n")
+        size, stats = read_lines(sock, 2)
+        assert size == b"0"
+        assert b" http_requests_refused=2 " in stats
+    kv.wait_for_log(b"HTTP request from")
+
+
+def test_stats_counts_connections(kv: Any) -> None:
+    with connect(kv), connect(kv) as sock:
+        sock.sendall(b"GET nope\nSTATS\n")
+        _, stats = read_lines(sock, 2)
+        fields = dict(f.split(b"=", 1) for f in stats.split()[1:])
+        assert fields[b"connections_current"] == b"2"
+        assert int(fields[b"connections_total"]) >= 2
+        assert fields[b"get_misses"] == b"1"
+        assert fields[b"persistence"] == b"off"
+
+
+def test_concurrent_incr_is_exact(kv: Any) -> None:
+    clients, per_client, batch = 50, 1000, 50
+    errors: list[BaseException] = []
+    start = threading.Barrier(clients)
+
+    def work() -> None:
+        try:
+            with KvClient(kv.host, kv.port, timeout=30) as client:
+                start.wait(30)
+                for _ in range(per_client // batch):
+                    replies = client.pipeline([b"INCR counter"] * batch)
+                    assert all(r.isdigit() for r in replies), replies[:3]
+        except (AssertionError, OSError, threading.BrokenBarrierError) as exc:
+            # reported by the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(90)
+    assert not errors, errors[:3]
+    with KvClient(kv.host, kv.port) as client:
+        assert client.get(b"counter") == b"%d" % (clients * per_client)
+
+
+def test_expiry_over_the_wire(kv: Any) -> None:
+    with KvClient(kv.host, kv.port) as client:
+        client.set(b"short", b"lived")
+        assert client.expire(b"short", 1)
+        assert client.ttl(b"short") == 1
+        client.set(b"long", b"lived")
+        assert client.expire(b"long", 100)
+        # Wait, bounded, for the key to go: never returned once expired.
+        waiter = threading.Event()
+        for _ in range(50):
+            if client.get(b"short") is None:
+                break
+            waiter.wait(0.1)
+        assert client.get(b"short") is None
+        assert client.exists(b"short") == 0
+        assert client.get(b"long") == b"lived"
+
+
+def test_idle_client_without_newline_then_eof_runs_nothing(kv: Any) -> None:
+    with connect(kv) as sock:
+        sock.sendall(b"SET partial 1")
+        sock.shutdown(socket.SHUT_WR)
+        assert read_to_close(sock) == b""
+    with KvClient(kv.host, kv.port) as client:
+        assert client.exists(b"partial") == 0
+
+
+# -- start-up refusals -------------------------------------------------------
+
+
+def run_cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "sockworks", *args], capture_output=True,
+                          text=True, timeout=timeout, stdin=subprocess.DEVNULL, check=False)
+
+
+@pytest.mark.parametrize("forking", ["socketserver-fork", "prefork"])
+def test_forking_models_are_refused(forking: str) -> None:
+    result = run_cli("serve", "kv", "--model", forking, "--port", "0")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert forking in lines[0] and "cannot share" in lines[0] and "redis://" in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_other_stores_are_refused() -> None:
+    result = run_cli("serve", "kv", "--store", "redis://user:secret@127.0.0.1:1/0",
+                     "--port", "0")
+    assert result.returncode == 2
+    assert "unsupported --store" in result.stderr
+    assert "secret" not in result.stderr
+
+
+# -- persistence ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fsync", ["always", "everysec", "no"])
+def test_restart_keeps_data(start_server: Any, tmp_path: Path, fsync: str) -> None:
+    args = ("serve", "kv", "--data-dir", str(tmp_path), "--fsync", fsync)
+    first = start_server(*args)
+    with KvClient(first.host, first.port) as client:
+        client.set(b"k", b"v a l")
+        client.incr(b"n", 5)
+        client.set(b"gone", b"x")
+        client.delete(b"gone")
+        client.set(b"ttl", b"x")
+        client.expire(b"ttl", 1000)
+    first.signal(signal.SIGTERM)
+    assert first.wait(30) == 0
+    second = start_server(*args)
+    with KvClient(second.host, second.port) as client:
+        assert client.get(b"k") == b"v a l"
+        assert client.get(b"n") == b"5"
+        assert client.exists(b"gone") == 0
+        assert 990 <= client.ttl(b"ttl") <= 1000
+        assert client.stats()["persistence"] == "aof"
+
+
+@pytest.mark.parametrize("model", ["asyncio", "thread"])
+def test_kill_9_under_write_load_loses_no_acknowledged_write(
+        start_server: Any, tmp_path: Path, model: str) -> None:
+    args = ("serve", "kv", "--data-dir", str(tmp_path), "--fsync", "always", "--model", model)
+    server = start_server(*args)
+    writers, acked_target = 8, 1500
+    acked: list[list[bytes]] = [[] for _ in range(writers)]
+    enough = threading.Event()
+
+    def write(index: int) -> None:
+        try:
+            with KvClient(server.host, server.port, timeout=30) as client:
+                for i in range(100_000):
+                    key = b"w%d-%d" % (index, i)
+                    if client.execute(b"SET " + key + b" v" + key) != b"OK":
+                        return
+                    acked[index].append(key)
+                    if sum(map(len, acked)) >= acked_target:
+                        enough.set()
+        except (ConnectionClosed, OSError):
+            return  # the kill: everything acknowledged before it is recorded
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(writers)]
+    for thread in threads:
+        thread.start()
+    assert enough.wait(60)
+    os.kill(server.proc.pid, signal.SIGKILL)
+    for thread in threads:
+        thread.join(30)
+    server.wait(10)
+    restarted = start_server(*args)
+    keys = [key for keys in acked for key in keys]
+    assert len(keys) >= acked_target
+    with KvClient(restarted.host, restarted.port, timeout=30) as client:
+        values = []
+        for start in range(0, len(keys), 200):
+            chunk = keys[start:start + 200]
+            values += client.pipeline([b"GET " + key for key in chunk])
+    missing = [key for key, value in zip(keys, values, strict=True) if value != b"v" + key]
+    assert not missing, f"{len(missing)} acknowledged writes lost, e.g. {missing[:5]}"
+
+
+def test_corrupt_log_refuses_to_start_with_one_clear_line(start_server: Any,
+                                                          tmp_path: Path) -> None:
+    server = start_server("serve", "kv", "--data-dir", str(tmp_path))
+    with KvClient(server.host, server.port) as client:
+        client.pipeline([b"SET key%d value%d" % (i, i) for i in range(200)])
+    server.signal(signal.SIGTERM)
+    assert server.wait(30) == 0
+    log = tmp_path / "sockworks.aof"
+    data = bytearray(log.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 8] = b"GARBAGE!"
+    log.write_bytes(bytes(data))
+    result = run_cli("serve", "kv", "--data-dir", str(tmp_path), "--port", "0")
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if "sockworks serve kv:" in line]
+    assert len(errors) == 1 and "cannot open the store" in errors[0], result.stderr
+    assert log.read_bytes() == bytes(data)  # nothing on disk was touched
+
+
+def test_data_dir_in_use_is_refused(start_server: Any, tmp_path: Path) -> None:
+    start_server("serve", "kv", "--data-dir", str(tmp_path))
+    result = run_cli("serve", "kv", "--data-dir", str(tmp_path), "--port", "0")
+    assert result.returncode != 0
+    assert "in use by another process" in result.stderr
+    assert "Traceback" not in result.stderr

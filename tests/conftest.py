@@ -105,8 +105,9 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
-        if self.proc.stderr:
-            self.proc.stderr.close()
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream:
+                stream.close()
 
 
 def spawn_server(*args: str, expect_listeners: int = 1, env: dict[str, str] | None = None,

@@ -17,6 +17,7 @@ clients forever.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import signal
 import socket
@@ -26,7 +27,12 @@ from typing import Any, cast
 from sockworks.core.admission import Admission
 from sockworks.core.config import Endpoint, ServerSettings
 from sockworks.core.logs import RateLimitedLog
-from sockworks.core.net import format_address, open_listener
+from sockworks.core.net import (
+    ACCEPT_RESOURCE_ERRNOS,
+    ACCEPT_RETRY_DELAY,
+    format_address,
+    open_listener,
+)
 from sockworks.core.service import Output, Service, Session
 from sockworks.core.stats import ServerStats
 from sockworks.models.base import STOP_SIGNALS, Model, exit_now
@@ -34,6 +40,9 @@ from sockworks.models.base import STOP_SIGNALS, Model, exit_now
 logger = logging.getLogger(__name__)
 
 __all__ = ["AsyncioModel", "new_event_loop", "loop_name"]
+
+#: Connections accepted per readiness callback before yielding to the loop.
+ACCEPT_BATCH = 64
 
 #: Pause reading from a peer whose replies pile up past this (bytes).
 WRITE_HIGH_WATER = 1024 * 1024
@@ -274,7 +283,7 @@ class AsyncioModel(Model):
         self.connections: set[_Connection] = set()
         self.stopping = False
         self.loop = new_event_loop()
-        self._servers: list[asyncio.AbstractServer] = []
+        self._starting: set[asyncio.Task[None]] = set()
         self._stopped: asyncio.Event | None = None
         self._all_gone: asyncio.Event | None = None
         self._log_loop_error = RateLimitedLog(logger, logging.ERROR)
@@ -328,19 +337,58 @@ class AsyncioModel(Model):
             for sig in STOP_SIGNALS:
                 loop.add_signal_handler(sig, on_signal, sig)
         for sock, ep in zip(self.listeners, self.endpoints):
-            service = ep.service
-            server = await loop.create_server(
-                lambda service=service: _Connection(self, service),  # type: ignore[misc]
-                sock=sock, backlog=self.settings.backlog)
-            self._servers.append(server)
+            sock.setblocking(False)
+            loop.add_reader(sock.fileno(), self._accept_ready, sock, ep.service)
         logger.debug("event loop: %s", loop_name(loop))
         await self._stopped.wait()
         await self._shutdown()
 
+    # -- accepting -------------------------------------------------------------
+    # We accept ourselves instead of loop.create_server(): the standard loop
+    # and uvloop treat EMFILE differently (uvloop accepts and drops the
+    # connections silently), and we want one behaviour for every model:
+    # log at a limited rate, stop accepting for ACCEPT_RETRY_DELAY, resume.
+    def _accept_ready(self, listener: socket.socket, service: Service) -> None:
+        for _ in range(ACCEPT_BATCH):
+            try:
+                sock, addr = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno in ACCEPT_RESOURCE_ERRNOS:
+                    self._log_loop_error("accept() failed: %s; retrying in %.0f ms",
+                                         exc.strerror, ACCEPT_RETRY_DELAY * 1000)
+                    self._pause_accepting(listener, service)
+                    return
+                if exc.errno in (errno.ECONNABORTED, errno.EPROTO):
+                    continue
+                raise
+            sock.setblocking(False)
+            task = self.loop.create_task(self._start_connection(sock, service))
+            self._starting.add(task)
+            task.add_done_callback(self._starting.discard)
+
+    def _pause_accepting(self, listener: socket.socket, service: Service) -> None:
+        self.loop.remove_reader(listener.fileno())
+
+        def resume() -> None:
+            if not self.stopping:
+                self.loop.add_reader(listener.fileno(), self._accept_ready, listener, service)
+
+        self.loop.call_later(ACCEPT_RETRY_DELAY, resume)
+
+    async def _start_connection(self, sock: socket.socket, service: Service) -> None:
+        try:
+            await self.loop.connect_accepted_socket(lambda: _Connection(self, service), sock)
+        except OSError as exc:
+            logger.debug("connection lost before it started: %s", exc)
+            sock.close()
+
     async def _shutdown(self) -> None:
         self.stopping = True
-        for server in self._servers:
-            server.close()  # stop accepting; do not await wait_closed()
+        for sock in self.listeners:  # stop accepting
+            self.loop.remove_reader(sock.fileno())
+            sock.close()
         if self.connections:
             logger.info("waiting up to %gs for %d connection(s)", self.settings.grace,
                         len(self.connections))
@@ -358,7 +406,6 @@ class AsyncioModel(Model):
                 await asyncio.sleep(0)  # let connection_lost callbacks run
 
     def _on_loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        # accept() out of descriptors lands here (asyncio retries after 1 s).
         exc = context.get("exception")
         message = context.get("message", "event loop error")
         if isinstance(exc, OSError):

@@ -86,7 +86,13 @@ class PreforkModel(Model):
 
     def bind(self) -> list[tuple[object, ...]]:
         for ep in self.endpoints:
-            self.reserved.append(open_listener(ep.host, ep.port, backlog=0, reuse_port=True,
+            # SO_REUSEPORT would let us join another server's port group and
+            # silently split its traffic: first prove the port is free with
+            # an exclusive bind, then hold it with a shareable one.
+            probe = open_listener(ep.host, ep.port, backlog=0, listen=False)
+            port = probe.getsockname()[1]
+            probe.close()
+            self.reserved.append(open_listener(ep.host, port, backlog=0, reuse_port=True,
                                                listen=False))
         return [sock.getsockname() for sock in self.reserved]
 

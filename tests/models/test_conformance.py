@@ -1,0 +1,359 @@
+"""One behavioural suite, every concurrency model: real processes, real sockets.
+
+Each test starts ``sockworks serve echo --model M --port 0`` and drives it as
+a client would. What must hold is the same for every model (issue #2).
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import socket
+import struct
+import threading
+import time
+
+import pytest
+
+from tests.conftest import recv_all, recv_lines, recv_until
+
+MODELS = ["thread", "pool", "socketserver-thread", "socketserver-fork", "asyncio", "prefork"]
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture(params=MODELS)
+def model(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def echo(start_server, model: str, *extra: str, **kwargs: object):
+    args = ["serve", "echo", "--model", model]
+    if model == "prefork" and "--workers" not in extra:
+        args += ["--workers", "2"]
+    return start_server(*args, *extra, **kwargs)
+
+
+def test_listening_line_reports_real_port(start_server, model: str) -> None:
+    server = echo(start_server, model)
+    assert server.port != 0
+    assert server.model == model
+
+
+def test_echo_whole_line(start_server, model: str) -> None:
+    server = echo(start_server, model)
+    with server.connect() as sock:
+        sock.sendall(b"hello world\n")
+        assert recv_until(sock) == b"HELLO WORLD\n"
+
+
+def test_echo_byte_by_byte(start_server, model: str) -> None:
+    server = echo(start_server, model)
+    with server.connect() as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for byte in b"slow line\n":
+            sock.sendall(bytes([byte]))
+        assert recv_until(sock) == b"SLOW LINE\n"
+
+
+def test_pipelined_lines_answered_in_order(start_server, model: str) -> None:
+    server = echo(start_server, model)
+    lines = [f"line {i}".encode() for i in range(500)]
+    with server.connect() as sock:
+        sock.sendall(b"".join(line + b"\n" for line in lines))
+        assert recv_lines(sock, len(lines)) == [line.upper() for line in lines]
+
+
+def test_transform_none(start_server, model: str) -> None:
+    server = echo(start_server, model, "--transform", "none")
+    with server.connect() as sock:
+        sock.sendall(b"Keep Case\n")
+        assert recv_until(sock) == b"Keep Case\n"
+
+
+def test_hundred_concurrent_clients(start_server, model: str) -> None:
+    server = echo(start_server, model)
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(100)
+
+    def client(i: int) -> None:
+        try:
+            with server.connect(timeout=30) as sock:
+                barrier.wait(timeout=30)
+                for j in range(5):
+                    msg = f"client {i} msg {j}\n".encode()
+                    sock.sendall(msg)
+                    assert recv_until(sock) == msg.upper()
+        except BaseException as exc:  # collected and re-raised in the test thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(100)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(45)
+    assert not errors, errors[:3]
+
+
+def test_over_long_line_is_refused_and_tail_never_runs(start_server, model: str) -> None:
+    server = echo(start_server, model, "--max-line", "1024")
+    with server.connect() as sock:
+        # 2000 bytes of 'a' then a newline and what looks like a new line.
+        try:
+            sock.sendall(b"a" * 2000 + b"\nTAIL\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        data = recv_all(sock)
+    assert data == b"ERROR: line too long\n"
+
+
+def test_line_at_the_limit_is_accepted(start_server, model: str) -> None:
+    server = echo(start_server, model, "--max-line", "1024")
+    with server.connect() as sock:
+        sock.sendall(b"b" * 1024 + b"\n")
+        assert recv_until(sock) == b"B" * 1024 + b"\n"
+
+
+def test_connection_over_the_limit_gets_busy_reply(start_server, model: str) -> None:
+    server = echo(start_server, model, "--max-connections", "3")
+    held = []
+    try:
+        for _ in range(3):
+            sock = server.connect()
+            sock.sendall(b"hi\n")
+            assert recv_until(sock) == b"HI\n"  # admitted and served
+            held.append(sock)
+        with server.connect() as extra:
+            assert recv_all(extra) == b"ERROR: server busy\n"
+        # Existing clients are unaffected.
+        for sock in held:
+            sock.sendall(b"still here\n")
+            assert recv_until(sock) == b"STILL HERE\n"
+    finally:
+        for sock in held:
+            sock.close()
+    # A slot frees up when a client leaves (the limit counts live connections).
+    deadline = time.monotonic() + 10
+    while True:
+        with server.connect() as sock:
+            sock.sendall(b"again\n")
+            reply = recv_until(sock)
+        if reply == b"AGAIN\n" or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert reply == b"AGAIN\n"
+    server.wait_for_log(b"server busy")
+
+
+def test_idle_timeout_closes_silent_connection(start_server, model: str) -> None:
+    server = echo(start_server, model, "--idle-timeout", "0.5")
+    with server.connect() as sock:
+        sock.sendall(b"ping\n")
+        assert recv_until(sock) == b"PING\n"
+        assert recv_all(sock) == b""  # closed by the server, not by us
+    server.wait_for_log(b"idle for 0.5s")
+
+
+def test_client_reset_mid_reply_does_not_hurt_others(start_server, model: str) -> None:
+    server = echo(start_server, model)
+    for _ in range(5):
+        sock = server.connect()
+        sock.sendall(b"x" * 60000 + b"\n" + b"y\n" * 20000)
+        # SO_LINGER 0: close() sends RST while replies are in flight.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()
+    with server.connect() as sock:
+        sock.sendall(b"after resets\n")
+        assert recv_until(sock) == b"AFTER RESETS\n"
+    assert b"Traceback" not in server.read_output(0.2)
+
+
+def test_half_close_gets_every_reply(start_server, model: str) -> None:
+    server = echo(start_server, model)
+    with server.connect() as sock:
+        sock.sendall(b"one\ntwo\nthree")
+        sock.shutdown(socket.SHUT_WR)
+        assert recv_all(sock) == b"ONE\nTWO\nTHREE"
+
+
+def test_sigterm_answers_requests_in_flight_and_exits_zero(start_server, model: str) -> None:
+    server = echo(start_server, model, "--grace", "20")
+    busy = [server.connect() for _ in range(5)]
+    idle = server.connect()
+    idle.sendall(b"warm\n")
+    assert recv_until(idle) == b"WARM\n"
+    for sock in busy:
+        sock.sendall(b"partial request")  # no newline yet: in flight
+    time.sleep(0.3)  # let the server read the partial lines
+    server.signal(signal.SIGTERM)
+    server.wait_for_log(b"shutting down" if model != "prefork" else b"stopping")
+    for sock in busy:
+        sock.sendall(b" completed\n")
+        assert recv_until(sock) == b"PARTIAL REQUEST COMPLETED\n"
+        assert recv_all(sock) == b""  # then closed
+        sock.close()
+    assert recv_all(idle) == b""  # the idle one was closed
+    idle.close()
+    assert server.wait(timeout=30) == 0
+
+
+def test_sigterm_with_idle_clients_exits_without_waiting_for_grace(start_server, model: str) -> None:
+    server = echo(start_server, model, "--grace", "60")
+    socks = [server.connect() for _ in range(10)]
+    try:
+        for sock in socks:
+            sock.sendall(b"x\n")
+            assert recv_until(sock) == b"X\n"
+        server.signal(signal.SIGTERM)
+        # Grace is 60 s; idle clients must not hold the server that long.
+        assert server.wait(timeout=30) == 0
+        for sock in socks:
+            assert recv_all(sock) == b""
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def test_second_signal_exits_at_once(start_server, model: str) -> None:
+    server = echo(start_server, model, "--grace", "60")
+    with server.connect() as sock:
+        sock.sendall(b"never finished")
+        time.sleep(0.3)
+        server.signal(signal.SIGINT)
+        server.wait_for_log(b"shutting down" if model != "prefork" else b"stopping")
+        server.signal(signal.SIGINT)
+        assert server.wait(timeout=20) != 0
+
+
+def test_grace_period_force_closes_stuck_clients(start_server, model: str) -> None:
+    server = echo(start_server, model, "--grace", "1")
+    with server.connect() as sock:
+        sock.sendall(b"stuck forever")
+        time.sleep(0.3)
+        server.signal(signal.SIGTERM)
+        assert server.wait(timeout=30) == 0
+        assert recv_all(sock) == b""
+
+
+def test_ipv6_loopback(start_server, model: str) -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    try:
+        probe = socket.socket(socket.AF_INET6)
+        probe.bind(("::1", 0))
+        probe.close()
+    except OSError:
+        pytest.skip("::1 not configured")
+    server = echo(start_server, model, "--host", "::1")
+    assert server.host == "::1"
+    with socket.create_connection(("::1", server.port), timeout=10) as sock:
+        sock.sendall(b"six\n")
+        assert recv_until(sock) == b"SIX\n"
+
+
+def test_port_in_use_is_one_clear_line(start_server, model: str) -> None:
+    import subprocess
+    import sys
+
+    first = echo(start_server, model)
+    proc = subprocess.run(
+        [sys.executable, "-m", "sockworks", "serve", "echo", "--model", model,
+         "--port", str(first.port)],
+        capture_output=True, timeout=30)
+    assert proc.returncode != 0
+    assert b"Traceback" not in proc.stderr
+    assert b"ddress already in use" in proc.stderr
+
+
+def _children(pid: int) -> list[tuple[int, str]]:
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append((int(entry), fields[0]))
+    return out
+
+
+@pytest.mark.parametrize("fork_model", ["socketserver-fork", "prefork"])
+def test_fork_models_leave_no_zombies(start_server, fork_model: str) -> None:
+    server = echo(start_server, fork_model)
+    for _ in range(20):
+        with server.connect() as sock:
+            sock.sendall(b"z\n")
+            assert recv_until(sock) == b"Z\n"
+    deadline = time.monotonic() + 10
+    while True:
+        zombies = [pid for pid, state in _children(server.proc.pid) if state == "Z"]
+        if not zombies or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert zombies == []
+
+
+def test_prefork_restarts_a_dead_worker(start_server) -> None:
+    server = echo(start_server, "prefork", "--workers", "2")
+    workers = [pid for pid, _ in _children(server.proc.pid)]
+    assert len(workers) == 2
+    os.kill(workers[0], signal.SIGKILL)
+    server.wait_for_log(b"restarting")
+    deadline = time.monotonic() + 10
+    while len(_children(server.proc.pid)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(_children(server.proc.pid)) == 2
+    for _ in range(10):
+        with server.connect() as sock:
+            sock.sendall(b"alive\n")
+            assert recv_until(sock) == b"ALIVE\n"
+
+
+def _limit_fds(limit: int):
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+    return apply
+
+
+def test_out_of_descriptors_recovers(start_server, model: str) -> None:
+    """EMFILE on accept: logged, backed off, and served again once fds free up."""
+    server = echo(start_server, model, "--max-connections", "10000",
+                  *(["--workers", "1"] if model in ("prefork", "pool") else []),
+                  preexec_fn=_limit_fds(64))
+    held: list[socket.socket] = []
+    try:
+        for _ in range(80):  # more than the server has descriptors for
+            sock = socket.create_connection(server.address, timeout=5)
+            held.append(sock)
+        if model == "socketserver-fork":
+            # The parent hands each socket to a child and closes its copy, so
+            # it never runs out: every connection is served.
+            for sock in held:
+                sock.sendall(b"served\n")
+                assert recv_until(sock) == b"SERVED\n"
+        else:
+            server.wait_for_log(b"accept() failed", timeout=15)
+        for sock in held:
+            sock.close()
+        held.clear()
+        # Once descriptors are free again, new clients are served.
+        deadline = time.monotonic() + 20
+        reply = b""
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(server.address, timeout=3) as sock:
+                    sock.sendall(b"back\n")
+                    reply = recv_until(sock)
+            except OSError:
+                reply = b""
+            if reply == b"BACK\n":
+                break
+            time.sleep(0.1)
+        assert reply == b"BACK\n"
+    finally:
+        for sock in held:
+            sock.close()

@@ -1,10 +1,12 @@
 """RedisStore against real redis-server processes: one server and a 3-master cluster.
 
-What is checked: every Store call's result against Redis's semantics, INCR
-exactness under threads, MULTI/EXEC batches (results, per-call errors,
-atomicity seen by a concurrent reader), an outage (killed or frozen Redis)
-giving StoreUnavailable instead of a hang and service resuming on the same
-store object once Redis is back, and the store used from a forked child.
+What is checked: the backend-agnostic Store contract (store_contract.py, the
+same suite the embedded store passes, with INCR exactness under 50 threads) on
+both deployments; multi-key calls spanning cluster nodes; MULTI/EXEC batches
+(results, per-call errors, atomicity seen by a concurrent reader); an outage
+(killed or frozen Redis, exhausted pool) giving StoreUnavailable instead of a
+hang, and service resuming on the same store object once Redis is back; the
+store used from a forked child; URLs and the factory.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from store_contract import StoreContract
 
 from conftest import require_binary
 from redis_support import (  # noqa: F401  (the *_fixture functions are fixtures)
@@ -32,9 +35,9 @@ from redis_support import (  # noqa: F401  (the *_fixture functions are fixtures
     start_cluster,
 )
 from sockworks.storage.base import (
-    IntegerOverflow,
     NotAnInteger,
     SetResult,
+    Store,
     StoreError,
     StoreUnavailable,
 )
@@ -89,17 +92,68 @@ def run_threads(count: int, target: object) -> None:
         raise errors[0]
 
 
-# -- plain behaviour, single server and cluster ---------------------------------
+# -- the backend-agnostic contract (store_contract.py) -----------------------------
 
-def test_get_set_and_binary_safety(store: RedisStore) -> None:
-    assert store.get(b"missing") is None
-    assert store.set(b"k", b"v") == SetResult(True)
-    assert store.get(b"k") == b"v"
-    assert store.set(BINARY, BINARY) == SetResult(True)
-    assert store.get(BINARY) == BINARY
-    assert store.set(b"empty", b"").written
-    assert store.get(b"empty") == b""
+class TestRedisContract(StoreContract):
+    """The contract every Store passes, on one redis-server."""
 
+    @pytest.fixture
+    def store(self, shared_redis_server: RedisServer) -> Iterator[Store]:
+        st = RedisStore(shared_redis_server.url, max_connections=64)
+        st.flushdb()
+        try:
+            yield st
+        finally:
+            st.close()
+
+    # atomic() cannot return results over Redis (inside MULTI every reply is
+    # QUEUED), so the Redis backend runs a group of calls with execute_batch:
+    # the same property is checked through that interface.
+    def test_atomic_block_is_not_interleaved(self, store: Store) -> None:
+        store.mset([(b"{p}x", b"0"), (b"{p}y", b"0")])
+        stop = threading.Event()
+        torn: list[list[object]] = []
+
+        def reader() -> None:
+            while not stop.is_set():
+                x, y = execute_batch(store, [StoreCall("get", (b"{p}x",)),
+                                             StoreCall("get", (b"{p}y",))])
+                if x != y:
+                    torn.append([x, y])
+
+        readers = [threading.Thread(target=reader) for _ in range(2)]
+        for t in readers:
+            t.start()
+        try:
+            for _ in range(300):
+                execute_batch(store, [StoreCall("incrby", (b"{p}x", 1)),
+                                      StoreCall("incrby", (b"{p}y", 1))])
+        finally:
+            stop.set()
+            for t in readers:
+                t.join(30)
+        assert torn == []
+        assert store.mget([b"{p}x", b"{p}y"]) == [b"300", b"300"]
+
+    def test_atomic_nests(self, store: Store) -> None:
+        with pytest.raises(StoreError, match="execute_batch"), store.atomic():
+            pass
+
+
+class TestRedisClusterContract(TestRedisContract):
+    """The same contract on a 3-master Redis Cluster."""
+
+    @pytest.fixture
+    def store(self, redis_cluster: RedisCluster) -> Iterator[Store]:  # type: ignore[override]
+        st = RedisStore(redis_cluster.url, max_connections=64)
+        st.flushdb()
+        try:
+            yield st
+        finally:
+            st.close()
+
+
+# -- Redis-specific behaviour, single server and cluster ---------------------------------
 
 def test_set_options(store: RedisStore) -> None:
     assert store.set(b"k", b"1", nx=True) == SetResult(True)
@@ -118,42 +172,6 @@ def test_set_options(store: RedisStore) -> None:
     assert store.get(b"k") == b"6"
 
 
-def test_expiry(store: RedisStore) -> None:
-    assert store.pttl(b"none") == -2
-    store.set(b"k", b"v")
-    assert store.pttl(b"k") == -1
-    store.set(b"k", b"v", px=100_000)
-    assert 0 < store.pttl(b"k") <= 100_000
-    # KEEPTTL keeps it; a plain SET clears it.
-    store.set(b"k", b"w", keepttl=True)
-    assert 0 < store.pttl(b"k") <= 100_000
-    store.set(b"k", b"x")
-    assert store.pttl(b"k") == -1
-    assert store.pexpire(b"k", 50_000) is True
-    assert 0 < store.pttl(b"k") <= 50_000
-    assert store.persist(b"k") is True
-    assert store.persist(b"k") is False
-    assert store.pttl(b"k") == -1
-    assert store.pexpire(b"none", 1000) is False
-    assert store.persist(b"none") is False
-    # A non-positive TTL deletes at once (Redis's rule).
-    assert store.pexpire(b"k", 0) is True
-    assert store.get(b"k") is None
-    store.set(b"k", b"x")
-    assert store.pexpire(b"k", -5) is True
-    assert store.exists([b"k"]) == 0
-
-
-def test_expiry_is_redis_own(store: RedisStore) -> None:
-    store.set(b"short", b"v", px=1)
-    # Redis expires the key itself; bounded wait for it to be gone.
-    deadline = time.monotonic() + 5
-    while store.get(b"short") is not None and time.monotonic() < deadline:
-        time.sleep(0.005)
-    assert store.get(b"short") is None
-    assert store.pttl(b"short") == -2
-
-
 def test_multi_key_calls(store: RedisStore) -> None:
     keys = [b"key:%d" % i for i in range(40)]    # spread over every cluster node
     store.mset([(k, k + b"!") for k in keys])
@@ -170,56 +188,6 @@ def test_multi_key_calls(store: RedisStore) -> None:
     store.mset([(b"dup", b"1"), (b"dup", b"2")])
     assert store.get(b"dup") == b"2"
     store.mset([])
-
-
-def test_keys_and_scan(store: RedisStore) -> None:
-    names = [b"user:%d" % i for i in range(120)] + [b"other:%d" % i for i in range(30)]
-    store.mset([(n, b"v") for n in names])
-    assert sorted(store.keys(b"user:*")) == sorted(names[:120])
-    assert sorted(store.keys(b"user:1?")) == sorted(b"user:1%d" % i for i in range(10))
-    assert store.keys(b"nothing*") == []
-    for match, expected in ((None, set(names)), (b"other:*", set(names[120:]))):
-        seen: set[bytes] = set()
-        cursor, rounds = 0, 0
-        while True:
-            cursor, batch = store.scan(cursor, match, 10)
-            seen.update(batch)
-            rounds += 1
-            assert rounds < 1000, "SCAN did not terminate"
-            if cursor == 0:
-                break
-        assert seen == expected
-
-
-def test_incr(store: RedisStore) -> None:
-    assert store.incrby(b"n", 1) == 1
-    assert store.incrby(b"n", -11) == -10
-    store.set(b"s", b"abc")
-    with pytest.raises(NotAnInteger):
-        store.incrby(b"s", 1)
-    store.set(b"big", b"9223372036854775807")
-    with pytest.raises(IntegerOverflow):
-        store.incrby(b"big", 1)
-    store.set(b"small", b"-9223372036854775808")
-    with pytest.raises(IntegerOverflow):
-        store.incrby(b"small", -1)
-    assert store.get(b"big") == b"9223372036854775807"
-
-
-def test_incr_exact_under_threads(store: RedisStore) -> None:
-    def worker() -> None:
-        for _ in range(500):
-            store.incrby(b"counter", 1)
-
-    run_threads(20, worker)
-    assert store.get(b"counter") == b"10000"
-
-
-def test_flushdb(store: RedisStore) -> None:
-    store.mset([(b"a%d" % i, b"1") for i in range(20)])
-    store.flushdb()
-    assert store.dbsize() == 0
-    assert store.keys(b"*") == []
 
 
 def test_info(store: RedisStore) -> None:
@@ -281,11 +249,6 @@ def test_batch_is_atomic_for_a_concurrent_reader(store: RedisStore) -> None:
         reading.join(30)
     assert mismatches == []
     assert store.mget([b"{pair}a", b"{pair}b"]) == [b"600", b"600"]
-
-
-def test_atomic_block_is_refused(store: RedisStore) -> None:
-    with pytest.raises(StoreError, match="execute_batch"), store.atomic():
-        store.get(b"x")
 
 
 def test_cluster_batch_across_slots_is_refused(redis_cluster: RedisCluster) -> None:

@@ -49,7 +49,7 @@ def run_threads(count: int, target: Callable[[int], None]) -> None:
     def wrapped(i: int) -> None:
         try:
             target(i)
-        except BaseException as exc:  # re-raised below in the test thread
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test thread
             errors.append(exc)
 
     threads = [threading.Thread(target=wrapped, args=(i,)) for i in range(count)]
@@ -285,11 +285,10 @@ class StoreContract:
         stable = {b"stable:%d" % i for i in range(300)}
         store.mset([(k, b"v") for k in stable] + [(b"churn:%d" % i, b"v") for i in range(300)])
         seen: set[bytes] = set()
-        cursor, step = 0, 0
-        for _ in range(10_000):
+        cursor = 0
+        for step in range(1, 10_000):
             cursor, found = store.scan(cursor, None, 25)
             seen.update(found)
-            step += 1
             store.delete([b"churn:%d" % (step * 7 % 300)])
             store.mset([(b"new:%d:%d" % (step, j), b"v") for j in range(30)])
             store.delete([b"new:%d:%d" % (step - 1, j) for j in range(30)])

@@ -56,7 +56,7 @@ class Model:
             return None
         return item
 
-    def apply(self, op: tuple[object, ...]) -> object:  # noqa: C901 - one branch per op
+    def apply(self, op: tuple[object, ...]) -> object:
         name = op[0]
         now = self.clock.now
         if name == "advance":

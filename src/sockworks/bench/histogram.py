@@ -20,7 +20,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["Histogram", "PRECISION_BITS", "MAX_TRACKABLE", "DEFAULT_PERCENTILES"]
+__all__ = ["DEFAULT_PERCENTILES", "MAX_TRACKABLE", "PRECISION_BITS", "Histogram"]
 
 #: 8 bits: 128 buckets per power of two, at most 0.78% bucket width (the
 #: relative error wrk2 and lineload also accept), 0.39% reported error.
@@ -63,7 +63,7 @@ def _bounds_of(index: int, precision: int) -> tuple[int, int]:
 class Histogram:
     """Counts of non-negative integer samples in log-linear buckets."""
 
-    __slots__ = ("precision", "max_trackable", "_counts", "count", "total", "min", "max")
+    __slots__ = ("_counts", "count", "max", "max_trackable", "min", "precision", "total")
 
     def __init__(self, precision: int = PRECISION_BITS, max_trackable: int = MAX_TRACKABLE) -> None:
         if not 2 <= precision <= 16:
@@ -83,15 +83,13 @@ class Histogram:
     def record(self, value: int, count: int = 1) -> None:
         """Add ``count`` samples of ``value`` (negative values count as 0:
         a clock that stepped back must not crash a benchmark)."""
-        if value < 0:
-            value = 0
+        value = max(value, 0)
         if self.count == 0 or value < self.min:
             self.min = value
-        if value > self.max:
-            self.max = value
+        self.max = max(self.max, value)
         self.count += count
         self.total += value * count
-        clamped = value if value <= self.max_trackable else self.max_trackable
+        clamped = min(value, self.max_trackable)
         shift = clamped.bit_length() - self.precision
         if shift <= 0:
             self._counts[clamped] += count
@@ -124,13 +122,16 @@ class Histogram:
 
         Rank ``ceil(percent/100 * count)`` (the nearest-rank definition, as
         HdrHistogram); the result is the middle of that sample's bucket,
-        clamped to the exact min and max. 0 for an empty histogram.
+        clamped to the exact min and max, and the exact max for the last
+        rank. 0 for an empty histogram.
         """
         if not 0.0 <= percent <= 100.0:
             raise ValueError(f"percentile must be in [0, 100], got {percent}")
         if self.count == 0:
             return 0
         rank = max(1, math.ceil(percent / 100.0 * self.count))
+        if rank >= self.count:
+            return self.max  # the largest sample is known exactly
         seen = 0
         for index, n in enumerate(self._counts):
             if n:
@@ -158,8 +159,12 @@ class Histogram:
                 continue
             seen += n
             while position < len(ranks) and seen >= ranks[position][1]:
-                low, high = _bounds_of(index, self.precision)
-                result[ranks[position][0]] = min(max((low + high) // 2, self.min), self.max)
+                percent, rank = ranks[position]
+                if rank >= self.count:
+                    result[percent] = self.max
+                else:
+                    low, high = _bounds_of(index, self.precision)
+                    result[percent] = min(max((low + high) // 2, self.min), self.max)
                 position += 1
             if position == len(ranks):
                 break

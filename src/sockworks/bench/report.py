@@ -13,7 +13,7 @@ from typing import Any
 from sockworks.bench.histogram import DEFAULT_PERCENTILES
 from sockworks.bench.runner import BenchConfig, BenchResult, describe_host
 
-__all__ = ["format_result", "result_document", "latency_summary", "format_duration"]
+__all__ = ["format_duration", "format_result", "latency_summary", "result_document"]
 
 _LABELS = {50.0: "p50", 90.0: "p90", 99.0: "p99", 99.9: "p99.9"}
 
@@ -70,9 +70,9 @@ def format_result(config: BenchConfig, result: BenchResult) -> str:
     latency = latency_summary(result)
     idle = f" + {result.idle_connected:,}/{config.idle:,} idle" if config.idle else ""
     lines = [
-        f"{config.workload.name} on {config.host}:{config.port}: "
+        (f"{config.workload.name} on {config.host}:{config.port}: "
         f"{result.connected}/{config.connections} connections{idle}, pipeline {config.pipeline}, "
-        f"{config.procs} client process{'es' if config.procs > 1 else ''}",
+        f"{config.procs} client process{'es' if config.procs > 1 else ''}"),
         f"  requests     {result.requests:,} in {result.elapsed:.2f} s",
         f"  throughput   {result.requests_per_second:,.0f} requests/s",
         "  latency      " + "  ".join(

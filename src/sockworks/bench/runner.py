@@ -31,21 +31,24 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib import metadata
 from typing import Any, TextIO, cast
 
 from sockworks.bench.histogram import Histogram
 from sockworks.bench.workloads import (
+    RING_MIN,
     BenchError,
     ServerBusy,
     TcpConversation,
     UdpConversation,
     WorkloadSpec,
+    build_ring,
     new_tcp_conversation,
 )
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["BenchConfig", "BenchResult", "run_bench", "ERROR_KINDS", "new_event_loop"]
+__all__ = ["ERROR_KINDS", "BenchConfig", "BenchResult", "new_event_loop", "run_bench"]
 
 #: Connections opened at once during set-up: enough to open 10,000 in a few
 #: seconds, few enough not to overflow a listen backlog of 128 (lineload uses 64).
@@ -97,8 +100,8 @@ class BenchConfig:
     def __post_init__(self) -> None:
         if self.connections < 1:
             raise ValueError("connections must be >= 1")
-        if self.pipeline < 1:
-            raise ValueError("pipeline must be >= 1")
+        if not 1 <= self.pipeline <= RING_MIN:
+            raise ValueError(f"pipeline must be between 1 and {RING_MIN}")
         if self.duration <= 0:
             raise ValueError("duration must be > 0")
         if self.idle < 0:
@@ -202,6 +205,7 @@ class _Worker:
         self._semaphore = asyncio.Semaphore(CONNECT_CONCURRENCY)
         self._reconnects: set[asyncio.Task[None]] = set()
         self.is_udp = config.workload.name == "udp"
+        self.ring = build_ring(config.workload, self.rng)
 
     # -- set-up ----------------------------------------------------------
 
@@ -209,14 +213,13 @@ class _Worker:
         idle_tasks = [self._open_idle() for _ in range(self.idle)]
         await asyncio.gather(*idle_tasks)
         if self.is_udp:
-            busy_tasks = [self._open_udp() for _ in range(self.busy)]
+            await asyncio.gather(*[self._open_udp() for _ in range(self.busy)])
         else:
-            busy_tasks = [self._open_busy(None) for _ in range(self.busy)]
-        await asyncio.gather(*busy_tasks)
+            await asyncio.gather(*[self._open_busy(None) for _ in range(self.busy)])
 
     async def _open_idle(self) -> None:
         async with self._semaphore:
-            conversation = new_tcp_conversation(self.config.workload, self.rng)
+            conversation = new_tcp_conversation(self.config.workload, self.ring, self.rng)
             protocol = _IdleConnection(self, conversation)
             try:
                 await asyncio.wait_for(self._connect(protocol), self.config.connect_timeout)
@@ -232,7 +235,7 @@ class _Worker:
 
     async def _open_busy(self, connection: _Connection | None) -> bool:
         async with self._semaphore:
-            conversation = new_tcp_conversation(self.config.workload, self.rng)
+            conversation = new_tcp_conversation(self.config.workload, self.ring, self.rng)
             protocol = _Connection(self, conversation) if connection is None else connection
             protocol.reset(conversation)
             try:
@@ -730,9 +733,8 @@ def _run_processes(config: BenchConfig, seed: int, progress: _Progress) -> Bench
 def describe_host() -> dict[str, Any]:
     """Facts that make numbers comparable: CPUs, Python, event loop."""
     try:
-        import uvloop
-        loop_name = f"uvloop {uvloop.__version__}"
-    except ImportError:
+        loop_name = f"uvloop {metadata.version('uvloop')}"
+    except metadata.PackageNotFoundError:
         loop_name = "asyncio"
     return {"cpus": os.cpu_count(), "python": sys.version.split()[0], "loop": loop_name,
             "affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None}

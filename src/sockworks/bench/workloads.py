@@ -31,16 +31,34 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 __all__ = [
-    "BenchError", "ProtocolMismatch", "ServerBusy",
-    "WorkloadSpec", "TcpConversation", "EchoConversation", "KvConversation",
-    "RespConversation", "UdpConversation", "WORKLOADS", "MAX_REPLY_BYTES",
+    "MAX_REPLY_BYTES",
+    "RING_MAX",
+    "RING_MIN",
+    "WORKLOADS",
+    "BenchError",
+    "EchoConversation",
+    "KvConversation",
+    "ProtocolMismatch",
+    "RequestRing",
+    "RespConversation",
+    "ServerBusy",
+    "TcpConversation",
+    "UdpConversation",
+    "WorkloadSpec",
+    "build_ring",
     "new_tcp_conversation",
+    "ring_size",
 ]
 
 #: Longest reply (or greeting) accepted while waiting for its end: values are
 #: at most a few KiB in a benchmark, so 1 MiB without a terminator means the
 #: peer is not speaking the protocol we think it is.
 MAX_REPLY_BYTES = 1 << 20
+
+#: Pre-encoded requests per client process (see :func:`ring_size`): a
+#: 262,144-entry ring is a few MiB of small bytes objects per process.
+RING_MIN = 4096
+RING_MAX = 1 << 18
 
 #: The workload names, as the CLI spells them.
 WORKLOADS = ("echo", "kv", "resp", "udp")
@@ -122,46 +140,140 @@ class TcpConversation(ABC):
         """Replies of the current batch still to come."""
 
 
-class EchoConversation(TcpConversation):
+def ring_size(spec: WorkloadSpec) -> int:
+    """How many pre-encoded requests a :class:`RequestRing` holds.
+
+    Four draws per key (so a run touches nearly every key of a keyspace of up
+    to 65,536), at least :data:`RING_MIN`, at most :data:`RING_MAX`.
+    """
+    if spec.name == "echo":
+        return RING_MIN
+    return max(RING_MIN, min(4 * spec.keys, RING_MAX))
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRing:
+    """Requests encoded once, before the run, and shared by a process's
+    connections, so sending a batch is a slice and a join, not a format per
+    request. Each connection starts at a random offset and walks the ring.
+
+    ``kinds[i]`` is True when request ``i`` is a SET; ``replies[i]`` is the
+    exact reply expected (echo only).
+    """
+
+    requests: list[bytes]
+    kinds: list[bool]
+    replies: list[bytes]
+
+    def __len__(self) -> int:
+        return len(self.requests)
+
+
+def build_ring(spec: WorkloadSpec, rng: random.Random) -> RequestRing:
+    size = ring_size(spec)
+    requests: list[bytes] = []
+    kinds: list[bool] = []
+    replies: list[bytes] = []
+    if spec.name == "echo":
+        for seq in range(size):
+            line = (b"echo %08d " % seq).ljust(spec.value_size, b"x") + b"\n"
+            requests.append(line)
+            replies.append(line.upper() if spec.expect == "upper" else line)
+            kinds.append(False)
+        return RequestRing(requests, kinds, replies)
+    value = b"v" * spec.value_size
+    for _ in range(size):
+        is_set = rng.random() < spec.set_ratio
+        name = b"key:%d" % rng.randrange(spec.keys)
+        kinds.append(is_set)
+        if spec.name == "kv":
+            requests.append(b"SET %s %s\n" % (name, value) if is_set else b"GET %s\n" % name)
+        elif is_set:
+            requests.append(b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n"
+                            % (len(name), name, len(value), value))
+        else:
+            requests.append(b"*2\r\n$3\r\nGET\r\n$%d\r\n%s\r\n" % (len(name), name))
+    return RequestRing(requests, kinds, replies)
+
+
+class _RingConversation(TcpConversation):
+    """Walks a :class:`RequestRing` batch by batch."""
+
+    def __init__(self, ring: RequestRing, rng: random.Random) -> None:
+        super().__init__()
+        self._ring = ring
+        self._cursor = rng.randrange(len(ring))
+        self._buffer = b""
+        self._kinds: list[bool] = []   # per request of the batch: True for a SET
+        self._next = 0                 # index in _kinds of the next reply
+
+    def _take(self, depth: int) -> tuple[int, int]:
+        """Advance the cursor by ``depth``; the slice bounds (may wrap)."""
+        start = self._cursor
+        size = len(self._ring)
+        if depth > size:
+            raise ValueError(f"pipeline depth {depth} exceeds the request ring ({size})")
+        self._cursor = (start + depth) % size
+        return start, start + depth
+
+    def _slice(self, items: list[bytes], start: int, stop: int) -> list[bytes]:
+        size = len(items)
+        if stop <= size:
+            return items[start:stop]
+        return items[start:] + items[:stop - size]
+
+    def next_batch(self, depth: int) -> bytes:
+        start, stop = self._take(depth)
+        ring = self._ring
+        if depth == 1:
+            self._kinds = [ring.kinds[start]]
+            batch = ring.requests[start]
+        else:
+            size = len(ring)
+            if stop <= size:
+                self._kinds = ring.kinds[start:stop]
+            else:
+                self._kinds = ring.kinds[start:] + ring.kinds[:stop - size]
+            batch = b"".join(self._slice(ring.requests, start, stop))
+        self._next = 0
+        self._buffer = b""
+        self._prepared(start, stop)
+        return batch
+
+    def _prepared(self, start: int, stop: int) -> None:
+        """Hook: the batch [start, stop) of the ring was just sent."""
+
+    def outstanding(self) -> int:
+        return len(self._kinds) - self._next
+
+
+class EchoConversation(_RingConversation):
     """``echo NNNNNNNN xxx...`` lines; the reply is the line uppercased.
 
     The whole batch's expected reply is built when it is sent, so checking a
-    reply is one ``startswith`` over the received bytes, not a parse.
+    reply is one comparison over the received bytes, not a parse.
     """
 
-    def __init__(self, spec: WorkloadSpec, rng: random.Random) -> None:
-        super().__init__()
-        self._upper = spec.expect == "upper"
-        self._pad = spec.value_size
-        self._seq = rng.randrange(100_000_000)
+    def __init__(self, ring: RequestRing, rng: random.Random) -> None:
+        super().__init__(ring, rng)
         self._expected = b""
-        self._buffer = b""
         self._lines_done = 0
-        self._depth = 0
 
-    def _line(self) -> bytes:
-        self._seq += 1
-        return (b"echo %08d " % (self._seq % 100_000_000)).ljust(self._pad, b"x") + b"\n"
-
-    def next_batch(self, depth: int) -> bytes:
-        if depth == 1:
-            batch = self._line()
+    def _prepared(self, start: int, stop: int) -> None:
+        if stop - start == 1:
+            self._expected = self._ring.replies[start]
         else:
-            batch = b"".join([self._line() for _ in range(depth)])
-        self._expected = batch.upper() if self._upper else batch
-        self._buffer = b""
+            self._expected = b"".join(self._slice(self._ring.replies, start, stop))
         self._lines_done = 0
-        self._depth = depth
-        return batch
 
     def feed(self, data: bytes) -> int:
         buffer = self._buffer + data if self._buffer else data
         expected = self._expected
         if len(buffer) >= len(expected):
-            if len(buffer) > len(expected) or buffer != expected:
+            if buffer != expected:
                 raise self._mismatch(buffer)
-            done = self._depth - self._lines_done
-            self._lines_done = self._depth
+            done = len(self._kinds) - self._lines_done
+            self._lines_done = self._next = len(self._kinds)
             self._buffer = b""
             return done
         if not expected.startswith(buffer):
@@ -169,98 +281,85 @@ class EchoConversation(TcpConversation):
         self._buffer = buffer
         lines = buffer.count(b"\n")
         done = lines - self._lines_done
-        self._lines_done = lines
+        self._lines_done = self._next = lines
         return done
 
     def _mismatch(self, buffer: bytes) -> BenchError:
         # Find the first reply line that differs, to say what came instead.
         offset = 0
+        expected = self._expected
         for line in buffer.split(b"\n"):
-            want = self._expected[offset:offset + len(line)]
-            if line != want:
+            if offset >= len(expected):
+                return ProtocolMismatch(f"unsolicited echo data {_show(buffer[offset:])}")
+            if line != expected[offset:offset + len(line)]:
                 if _is_busy(line):
                     return ServerBusy(line.decode(errors="replace"))
-                return ProtocolMismatch(f"echo reply {_show(line)} does not match request")
+                return ProtocolMismatch(f"echo reply {_show(line)} does not match the request")
             offset += len(line) + 1
-        return ProtocolMismatch(f"unsolicited echo data {_show(buffer[len(self._expected):])}")
-
-    def outstanding(self) -> int:
-        return self._depth - self._lines_done
+        return ProtocolMismatch(f"unsolicited echo data {_show(buffer[len(expected):])}")
 
 
-class _KeyValueConversation(TcpConversation):
-    """The request mix shared by the text and RESP KV workloads."""
+class KvConversation(_RingConversation):
+    """The chapter's text protocol: ``SET key:N value`` / ``GET key:N``.
 
-    def __init__(self, spec: WorkloadSpec, rng: random.Random) -> None:
-        super().__init__()
-        self._random = rng.random
-        self._keys = spec.keys
-        self._set_ratio = spec.set_ratio
-        self._value = b"v" * spec.value_size
-        self._buffer = b""
-        self._kinds: list[bool] = []   # True for a SET, per request of the batch
-        self._next = 0                 # index in _kinds of the next reply
+    Values are all ``--value-size`` bytes of ``v``, so a reply is one of three
+    exact byte strings (``OK``, the value, ``NOT_FOUND``) and is checked with
+    ``startswith`` at its offset; anything else goes through the slow path,
+    which tells error replies, "server busy" and garbage apart.
+    """
 
-    def _pick(self) -> tuple[bool, int]:
-        random_ = self._random
-        return random_() < self._set_ratio, int(random_() * self._keys)
-
-    def outstanding(self) -> int:
-        return len(self._kinds) - self._next
-
-
-class KvConversation(_KeyValueConversation):
-    """The chapter's text protocol: ``SET key:N value`` / ``GET key:N``."""
-
-    def __init__(self, spec: WorkloadSpec, rng: random.Random) -> None:
-        super().__init__(spec, rng)
+    def __init__(self, ring: RequestRing, rng: random.Random, value_size: int) -> None:
+        super().__init__(ring, rng)
         self.awaiting_greeting = True
-
-    def next_batch(self, depth: int) -> bytes:
-        kinds = []
-        parts = []
-        value = self._value
-        for _ in range(depth):
-            is_set, key = self._pick()
-            kinds.append(is_set)
-            if is_set:
-                parts.append(b"SET key:%d %s\n" % (key, value))
-            else:
-                parts.append(b"GET key:%d\n" % key)
-        self._kinds = kinds
-        self._next = 0
-        return parts[0] if depth == 1 else b"".join(parts)
+        self._hit = b"v" * value_size + b"\n"
 
     def feed(self, data: bytes) -> int:
         buffer = self._buffer + data if self._buffer else data
-        start = 0
-        done = 0
+        size = len(buffer)
+        position = 0
+        if self.awaiting_greeting:
+            end = buffer.find(b"\n")
+            if end < 0:
+                if size > MAX_REPLY_BYTES:
+                    raise ProtocolMismatch("no end of line in the greeting")
+                self._buffer = buffer
+                return 0
+            self._check_greeting(buffer[:end])
+            position = end + 1
         kinds = self._kinds
+        count = len(kinds)
         index = self._next
-        while True:
-            end = buffer.find(b"\n", start)
+        first = index
+        hit = self._hit
+        hit_size = len(hit)
+        while position < size:
+            if index >= count:
+                raise ProtocolMismatch(f"unsolicited reply {_show(buffer[position:])}")
+            if kinds[index]:
+                if buffer.startswith(b"OK\n", position):
+                    position += 3
+                    index += 1
+                    continue
+            elif buffer.startswith(hit, position):
+                position += hit_size
+                index += 1
+                continue
+            elif buffer.startswith(b"NOT_FOUND\n", position):
+                position += 10
+                index += 1
+                continue
+            end = buffer.find(b"\n", position)
             if end < 0:
                 break
-            line = buffer[start:end]
-            start = end + 1
-            if self.awaiting_greeting:
-                self._check_greeting(line)
-                continue
-            if index >= len(kinds):
-                raise ProtocolMismatch(f"unsolicited reply {_show(line)}")
-            if kinds[index]:
-                if line != b"OK":
-                    self._unexpected(line, "SET")
-            elif line[:6] == b"ERROR:":
-                self._unexpected(line, "GET")
+            self._check(buffer[position:end], kinds[index])
+            position = end + 1
             index += 1
-            done += 1
-        rest = buffer[start:]
+        rest = buffer[position:]
         if len(rest) > MAX_REPLY_BYTES:
             raise ProtocolMismatch(f"no end of line in {len(rest)} bytes")
         self._buffer = rest
         self._next = index
-        return done
+        return index - first
 
     def _check_greeting(self, line: bytes) -> None:
         if line.rstrip(b"\r") == b"READY":
@@ -270,104 +369,119 @@ class KvConversation(_KeyValueConversation):
             raise ServerBusy(line.decode(errors="replace"))
         raise ProtocolMismatch(f"expected the READY greeting, got {_show(line)}")
 
-    def _unexpected(self, line: bytes, command: str) -> None:
+    def _check(self, line: bytes, is_set: bool) -> None:
+        """A reply that is not one of the expected exact strings."""
         line = line.rstrip(b"\r")
-        if command == "SET" and line == b"OK":
-            return  # CRLF-terminated OK
         if _is_busy(line):
             raise ServerBusy(line.decode(errors="replace"))
         if line.startswith(b"ERROR"):
             self.error_replies += 1
-            return
-        raise ProtocolMismatch(f"{command} answered {_show(line)}")
+        elif is_set and line != b"OK":
+            raise ProtocolMismatch(f"SET answered {_show(line)}")
+        # Any other GET reply is a value (written by someone else, or a
+        # previous run with another --value-size).
 
 
-class RespConversation(_KeyValueConversation):
-    """RESP arrays ``SET key:N value`` / ``GET key:N`` (what redis-benchmark sends)."""
+class RespConversation(_RingConversation):
+    """RESP arrays ``SET key:N value`` / ``GET key:N`` (what redis-benchmark sends).
 
-    def next_batch(self, depth: int) -> bytes:
-        kinds = []
-        parts = []
-        value = self._value
-        set_tail = b"\r\n$%d\r\n%s\r\n" % (len(value), value)
-        for _ in range(depth):
-            is_set, key = self._pick()
-            kinds.append(is_set)
-            name = b"key:%d" % key
-            if is_set:
-                parts.append(b"*3\r\n$3\r\nSET\r\n$%d\r\n%s%s" % (len(name), name, set_tail))
-            else:
-                parts.append(b"*2\r\n$3\r\nGET\r\n$%d\r\n%s\r\n" % (len(name), name))
-        self._kinds = kinds
-        self._next = 0
-        return parts[0] if depth == 1 else b"".join(parts)
+    As for :class:`KvConversation`, the common replies are exact strings
+    (``+OK``, the value's bulk string, ``$-1``, RESP3's ``_``); the slow path
+    parses one reply of any shape.
+    """
+
+    def __init__(self, ring: RequestRing, rng: random.Random, value_size: int) -> None:
+        super().__init__(ring, rng)
+        value = b"v" * value_size
+        self._hit = b"$%d\r\n%s\r\n" % (len(value), value)
 
     def feed(self, data: bytes) -> int:
         buffer = self._buffer + data if self._buffer else data
         size = len(buffer)
-        start = 0
-        done = 0
+        position = 0
         kinds = self._kinds
+        count = len(kinds)
         index = self._next
-        while start < size:
-            end = buffer.find(b"\r\n", start)
+        first = index
+        hit = self._hit
+        hit_size = len(hit)
+        while position < size:
+            if index >= count:
+                raise ProtocolMismatch(f"unsolicited reply {_show(buffer[position:])}")
+            if kinds[index]:
+                if buffer.startswith(b"+OK\r\n", position):
+                    position += 5
+                    index += 1
+                    continue
+            elif buffer.startswith(hit, position):
+                position += hit_size
+                index += 1
+                continue
+            elif buffer.startswith(b"$-1\r\n", position):
+                position += 5
+                index += 1
+                continue
+            elif buffer.startswith(b"_\r\n", position):
+                position += 3
+                index += 1
+                continue
+            end = self._parse_one(buffer, position, kinds[index])
             if end < 0:
                 break
-            if index >= len(kinds):
-                raise ProtocolMismatch(f"unsolicited reply {_show(buffer[start:])}")
-            kind = buffer[start]
-            if kind == 43:  # '+'
-                if not kinds[index] or buffer[start + 1:end] != b"OK":
-                    raise ProtocolMismatch(f"unexpected reply {_show(buffer[start:end])}")
-                start = end + 2
-            elif kind == 36:  # '$'
-                try:
-                    length = int(buffer[start + 1:end])
-                except ValueError:
-                    raise ProtocolMismatch(f"invalid bulk length {_show(buffer[start:end])}") from None
-                if kinds[index]:
-                    raise ProtocolMismatch(f"SET answered with a bulk string {_show(buffer[start:end])}")
-                if length < 0:
-                    start = end + 2
-                else:
-                    if length > MAX_REPLY_BYTES:
-                        raise ProtocolMismatch(f"bulk length {length} over the limit")
-                    stop = end + 2 + length
-                    if stop + 2 > size:
-                        break
-                    if buffer[stop:stop + 2] != b"\r\n":
-                        raise ProtocolMismatch("bulk string not terminated by CRLF")
-                    start = stop + 2
-            elif kind == 95:  # '_' RESP3 null
-                if kinds[index] or end != start + 1:
-                    raise ProtocolMismatch(f"unexpected reply {_show(buffer[start:end])}")
-                start = end + 2
-            elif kind == 45:  # '-'
-                line = buffer[start + 1:end]
-                if _is_busy(line):
-                    raise ServerBusy(line.decode(errors="replace"))
-                self.error_replies += 1
-                start = end + 2
-            else:
-                raise ProtocolMismatch(f"unexpected reply {_show(buffer[start:end])}")
+            position = end
             index += 1
-            done += 1
-        rest = buffer[start:]
+        rest = buffer[position:]
         if len(rest) > MAX_REPLY_BYTES + 64:
             raise ProtocolMismatch(f"no complete reply in {len(rest)} bytes")
         self._buffer = rest
         self._next = index
-        return done
+        return index - first
+
+    def _parse_one(self, buffer: bytes, start: int, is_set: bool) -> int:
+        """Check one reply at ``start``; its end offset, or -1 if incomplete."""
+        end = buffer.find(b"\r\n", start)
+        if end < 0:
+            return -1
+        kind = buffer[start]
+        header = buffer[start:end]
+        if kind == 45:  # '-' error reply
+            if _is_busy(header):
+                raise ServerBusy(header[1:].decode(errors="replace"))
+            self.error_replies += 1
+            return end + 2
+        if kind == 43:  # '+'
+            if is_set and header == b"+OK":
+                return end + 2
+            raise ProtocolMismatch(f"{'SET' if is_set else 'GET'} answered {_show(header)}")
+        if kind == 95 and header == b"_" and not is_set:  # RESP3 null
+            return end + 2
+        if kind != 36 or is_set:  # '$'
+            raise ProtocolMismatch(f"{'SET' if is_set else 'GET'} answered {_show(header)}")
+        try:
+            length = int(buffer[start + 1:end])
+        except ValueError:
+            raise ProtocolMismatch(f"invalid bulk length {_show(header)}") from None
+        if length < 0:
+            return end + 2
+        if length > MAX_REPLY_BYTES:
+            raise ProtocolMismatch(f"bulk length {length} over the limit")
+        stop = end + 2 + length
+        if stop + 2 > len(buffer):
+            return -1
+        if buffer[stop:stop + 2] != b"\r\n":
+            raise ProtocolMismatch("bulk string not terminated by CRLF")
+        return stop + 2
 
 
-def new_tcp_conversation(spec: WorkloadSpec, rng: random.Random) -> TcpConversation:
-    """The conversation class for a TCP workload."""
+def new_tcp_conversation(spec: WorkloadSpec, ring: RequestRing,
+                         rng: random.Random) -> TcpConversation:
+    """A conversation of ``spec``'s TCP workload over ``ring`` (from :func:`build_ring`)."""
     if spec.name == "echo":
-        return EchoConversation(spec, rng)
+        return EchoConversation(ring, rng)
     if spec.name == "kv":
-        return KvConversation(spec, rng)
+        return KvConversation(ring, rng, spec.value_size)
     if spec.name == "resp":
-        return RespConversation(spec, rng)
+        return RespConversation(ring, rng, spec.value_size)
     raise ValueError(f"{spec.name!r} is not a TCP workload")
 
 
@@ -432,7 +546,7 @@ class UdpConversation:
                 return 0
             del self._waiting[next(iter(self._waiting))]
             return 1
-        if ident in self._waiting:
-            del self._waiting[ident]  # type: ignore[arg-type]
+        if isinstance(ident, int) and ident in self._waiting:
+            del self._waiting[ident]
             return 1
         return 0

@@ -187,9 +187,8 @@ def test_kv_client_typed_commands(kv: Any) -> None:
 
 
 def test_kv_client_sees_the_server_close(kv: Any) -> None:
-    with KvClient(kv.host, kv.port) as kvc:
-        with pytest.raises(ConnectionClosed):
-            kvc.execute(b"POST / HTTP/1.1")
+    with KvClient(kv.host, kv.port) as kvc, pytest.raises(ConnectionClosed):
+        kvc.execute(b"POST / HTTP/1.1")
 
 
 def test_kv_client_reports_server_busy(start_server: Any) -> None:

@@ -147,7 +147,7 @@ def drive_connection(
     conn: Tracked,
     registry: ConnectionRegistry,
     recv: Callable[[], bytes],
-    send: Callable[[bytes], None],
+    send: Callable[[bytes], object],
     idle_timeout: float,
     stats: ServerStats,
 ) -> None:

@@ -63,7 +63,7 @@ class SessionHandler(socketserver.StreamRequestHandler):
             if registry.stopping:
                 return
             rfile, wfile = self.rfile, self.wfile
-            drive_connection(conn, registry, lambda: rfile.read1(RECV_SIZE),  # type: ignore[attr-defined]
+            drive_connection(conn, registry, lambda: rfile.read1(RECV_SIZE),
                              wfile.write, server.settings.idle_timeout, server.stats)
         finally:
             registry.remove(conn)
@@ -98,17 +98,14 @@ class _ThreadingServer(_ServerMixin, socketserver.ThreadingMixIn, socketserver.T
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
-            super().process_request_thread(request, client_address)  # type: ignore[misc]
+            super().process_request_thread(request, client_address)
         finally:
             self.model.admission.release()
 
 
 class _ForkingServer(_ServerMixin, socketserver.ForkingMixIn, socketserver.TCPServer):
     block_on_close = False  # the model reaps children itself, with a deadline
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        # Runs in the parent: ForkingMixIn forks, the child serves and _exits.
-        super().process_request(request, client_address)
+    model: "SocketServerForkModel"
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         # Runs in the child only (ForkingMixIn calls it after fork).

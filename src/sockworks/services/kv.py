@@ -25,7 +25,6 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import os
 import sys
@@ -358,8 +357,11 @@ def main(args: argparse.Namespace) -> int:
         # Hook for the RESP front end (sockworks.services.resp, written
         # separately): same store, same counters, second port. Imported lazily
         # so the text server does not depend on it.
-        resp = importlib.import_module("sockworks.services.resp")
-        endpoints.append(Endpoint(args.host, args.resp_port, resp.RespService(store, stats)))
+        from sockworks.services.resp import RespService
+
+        # The text service opened the store and closes it (owns_store=False).
+        endpoints.append(Endpoint(args.host, args.resp_port,
+                                  RespService(store, stats, port=args.resp_port)))
     settings = ServerSettings(
         model=args.model,
         workers=args.workers,

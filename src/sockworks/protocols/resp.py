@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import enum
 import math
+import re
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -221,6 +222,9 @@ def split_inline(line: bytes) -> list[bytes] | None:
 
 # -- the request parser --------------------------------------------------------
 
+#: An aggregate header hiredis must not see: 10 000 elements or more.
+_BIG_AGGREGATE: Final = re.compile(rb"[*%~>|][0-9]{5}")
+
 # digits in the decimal form of n, for the common small lengths
 _DIGITS: Final = tuple(len(str(i)) for i in range(100_000))
 
@@ -356,8 +360,17 @@ class RespParser:
         """Parse complete canonical RESP arrays from ``pos`` with hiredis;
         return the position of the first byte it did not vouch for."""
         assert _hiredis is not None
+        # hiredis allocates an aggregate's element array as soon as it reads
+        # the header (``*3000000000`` makes it calloc 24 GB), so it only sees
+        # the bytes before the first header-like run of 5+ digits; the
+        # reference parser takes the command there (a bulk value that merely
+        # looks like one just goes the slow way).
+        big = _BIG_AGGREGATE.search(buf, pos)
+        end = len(buf) if big is None else big.start()
+        if end <= pos:
+            return pos
         reader = _hiredis.Reader()
-        reader.feed(buf, pos)
+        reader.feed(buf, pos, end - pos)
         max_bulk = self.max_bulk
         digits = _DIGITS
         while True:

@@ -271,6 +271,7 @@ def main(args: argparse.Namespace) -> int:
         return EXIT_STARTUP
     with sock:
         server = get_udp_model(args.model)(sock, service)
+        server.install_signal_handlers()
         # With --port 0 this line is how callers learn the real port.
         logger.info("listening on %s (model=%s)", format_address(sock.getsockname()),
                     args.model)

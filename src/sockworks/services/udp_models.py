@@ -25,14 +25,13 @@ import asyncio
 import errno
 import logging
 import selectors
-import signal
 import socket
 import threading
 from typing import Any, Protocol, cast
 
 from sockworks.core.net import format_address
 from sockworks.models.asyncio_model import loop_name, new_event_loop
-from sockworks.models.base import STOP_SIGNALS, exit_now, install_stop_signals
+from sockworks.models.base import install_stop_signals
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +85,18 @@ class UdpModel(abc.ABC):
     def request_stop(self) -> None:
         """Begin shutdown. Safe from a signal handler or any thread."""
 
+    def install_signal_handlers(self) -> None:
+        """First SIGINT/SIGTERM -> :meth:`request_stop`, the second exits at once.
+
+        Called before the ``listening on`` line: a client that starts us and
+        signals as soon as it reads that line must get a graceful stop, not
+        the default action of a signal that arrived too early. Plain
+        ``signal.signal`` handlers for both models: uvloop drops signals that
+        arrive between ``add_signal_handler`` and the loop starting, while
+        Python-level handlers run in either loop (both wake on a signal).
+        """
+        install_stop_signals(self.request_stop)
+
     def _handle(self, datagram: bytes, source: tuple[Any, ...]) -> bytes | None:
         # The one place that keeps the server alive whatever a datagram holds.
         try:
@@ -110,7 +121,6 @@ class BlockingUdpModel(UdpModel):
             pass  # a wake-up byte is already pending (or we are closing): enough
 
     def serve_forever(self) -> None:
-        install_stop_signals(self.request_stop)
         thread = threading.Thread(target=self._run, name="udp-blocking")
         thread.start()
         try:
@@ -212,7 +222,7 @@ class AsyncioUdpModel(UdpModel):
     def request_stop(self) -> None:
         self._stop_requested = True
         stopped = self._stopped
-        if stopped is not None:
+        if stopped is not None and not self.loop.is_closed():
             self.loop.call_soon_threadsafe(stopped.set)
 
     def serve_forever(self) -> None:
@@ -225,17 +235,6 @@ class AsyncioUdpModel(UdpModel):
 
     async def _serve(self) -> None:
         loop = self.loop
-        received: list[int] = []
-
-        def on_signal(signum: int) -> None:
-            if received:
-                exit_now(signum)
-            received.append(signum)
-            logger.info("received %s: shutting down gracefully", signal.Signals(signum).name)
-            self.request_stop()
-
-        for sig in STOP_SIGNALS:
-            loop.add_signal_handler(sig, on_signal, sig)
         self._stopped = asyncio.Event()
         if self._stop_requested:
             return
@@ -246,8 +245,6 @@ class AsyncioUdpModel(UdpModel):
             await self._stopped.wait()
         finally:
             transport.close()
-            for sig in STOP_SIGNALS:
-                loop.remove_signal_handler(sig)
 
 
 UDP_MODELS: dict[str, type[UdpModel]] = {

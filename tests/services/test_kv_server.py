@@ -331,3 +331,113 @@ def test_data_dir_in_use_is_refused(start_server: Any, tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "in use by another process" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_torn_last_record_is_cut_off_and_the_server_starts(start_server: Any,
+                                                           tmp_path: Path) -> None:
+    args = ("serve", "kv", "--data-dir", str(tmp_path))
+    server = start_server(*args)
+    with KvClient(server.host, server.port) as client:
+        client.pipeline([b"SET key%d value%d" % (i, i) for i in range(50)])
+    server.signal(signal.SIGTERM)
+    assert server.wait(30) == 0
+    log = tmp_path / "sockworks.aof"
+    with log.open("r+b") as handle:  # a crash in the middle of the last write
+        handle.truncate(log.stat().st_size - 3)
+    restarted = start_server(*args)
+    restarted.wait_for_log(b"torn last record")
+    with KvClient(restarted.host, restarted.port) as client:
+        assert client.dbsize() == 49
+        assert client.get(b"key48") == b"value48"
+        assert client.get(b"key49") is None
+
+
+def limit_file_size() -> None:
+    import resource
+
+    # The log may grow to 64 KiB: past that, write() fails with EFBIG (Python
+    # ignores SIGXFSZ), which is what a full disk looks like to the store.
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))
+
+
+def test_disk_full_fails_writes_and_keeps_reads(start_server: Any, tmp_path: Path) -> None:
+    server = start_server("serve", "kv", "--data-dir", str(tmp_path), "--fsync", "always",
+                          preexec_fn=limit_file_size)
+    value = b"v" * 1000
+    with KvClient(server.host, server.port) as client:
+        client.set(b"first", b"kept")
+        reply = b""
+        written = 0
+        for i in range(200):  # 200 KB would exceed the 64 KiB limit three times
+            reply = client.execute(b"SET key%d %s" % (i, value))
+            if reply != b"OK":
+                break
+            written += 1
+        assert reply.startswith(b"ERROR: "), reply
+        assert 0 < written < 200
+        # The failed write changed nothing; reads and the connection still work.
+        assert client.get(b"key%d" % written) is None
+        assert client.get(b"first") == b"kept"
+        assert client.get(b"key0") == value
+        assert client.execute(b"SET key%d %s" % (written, value)).startswith(b"ERROR: ")
+        assert client.stats()["aof_last_write_status"] == "err"
+    server.wait_for_log(b"write failed")
+
+
+def test_compaction_under_write_load_loses_nothing(start_server: Any, tmp_path: Path) -> None:
+    args = ("serve", "kv", "--data-dir", str(tmp_path), "--fsync", "everysec")
+    server = start_server(*args)
+    writers, per_writer = 4, 400
+    failures: list[BaseException] = []
+
+    def write(index: int) -> None:
+        try:
+            with KvClient(server.host, server.port, timeout=30) as client:
+                for i in range(per_writer):
+                    assert client.execute(b"SET w%d-%d %d" % (index, i, i)) == b"OK"
+                    assert client.execute(b"INCR total%d" % index) == b"%d" % (i + 1)
+        except (AssertionError, OSError, ConnectionClosed) as exc:
+            failures.append(exc)
+
+    with KvClient(server.host, server.port) as client:
+        client.pipeline([b"SET old%d x" % i for i in range(500)])
+        client.pipeline([b"DEL old%d" % i for i in range(500)])
+        threads = [threading.Thread(target=write, args=(i,)) for i in range(writers)]
+        for thread in threads:
+            thread.start()
+        rewrites = 0
+        for _ in range(5):  # compact repeatedly while the writers run
+            assert client.compact().startswith("OK compaction")
+            stats = client.stats()
+            rewrites = int(stats["aof_rewrites"])
+        for thread in threads:
+            thread.join(60)
+        assert not failures, failures[:3]
+        # Let the last background rewrite finish (bounded wait, no timing claim).
+        for _ in range(100):
+            if client.stats()["aof_rewrite_in_progress"] == "0":
+                break
+            threading.Event().wait(0.1)
+        assert int(client.stats()["aof_rewrites"]) >= max(rewrites, 1)
+    server.signal(signal.SIGTERM)
+    assert server.wait(30) == 0
+    restarted = start_server(*args)
+    with KvClient(restarted.host, restarted.port) as client:
+        assert client.dbsize() == writers * per_writer + writers
+        for index in range(writers):
+            assert client.get(b"total%d" % index) == b"%d" % per_writer
+            assert client.get(b"w%d-%d" % (index, per_writer - 1)) == b"%d" % (per_writer - 1)
+        assert client.exists(b"old0") == 0
+
+
+def test_value_stored_over_resp_with_a_newline(start_server: Any) -> None:
+    server = start_server("serve", "kv", "--resp-port", "0", expect_listeners=2)
+    with server.connect(index=1) as resp:
+        resp.sendall(b"*3\r\n$3\r\nSET\r\n$5\r\nmulti\r\n$3\r\na\nb\r\n")
+        assert read_lines(resp, 1) == [b"+OK\r"]
+    with KvClient(*server.addresses[0]) as client:
+        assert client.execute(b"GET multi") == (
+            b"ERROR: value cannot be sent in the text protocol (contains a newline); "
+            b"use the RESP port")
+        assert client.exists(b"multi") == 1
+        client.ping()  # the stream is intact

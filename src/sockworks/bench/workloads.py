@@ -289,11 +289,12 @@ class EchoConversation(_RingConversation):
         offset = 0
         expected = self._expected
         for line in buffer.split(b"\n"):
+            if _is_busy(line):
+                # Also before any request: the refusal comes on connect.
+                return ServerBusy(line.decode(errors="replace"))
             if offset >= len(expected):
                 return ProtocolMismatch(f"unsolicited echo data {_show(buffer[offset:])}")
             if line != expected[offset:offset + len(line)]:
-                if _is_busy(line):
-                    return ServerBusy(line.decode(errors="replace"))
                 return ProtocolMismatch(f"echo reply {_show(line)} does not match the request")
             offset += len(line) + 1
         return ProtocolMismatch(f"unsolicited echo data {_show(buffer[len(expected):])}")

@@ -1,0 +1,303 @@
+"""``sockworks bench`` against real servers in real processes: the chapter's
+baselines (benchmarks/chapter, started with ``--port 0``) and ``sockworks
+serve``. Behaviour only: counts, error kinds, output shape; never speed."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pty
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sockworks.bench.compare import CHAPTER_PORT
+from sockworks.bench.runner import BenchConfig, run_bench
+from sockworks.bench.workloads import WorkloadSpec
+
+CHAPTER = Path(__file__).resolve().parents[2] / "benchmarks" / "chapter"
+
+
+class ChapterServer:
+    """A baseline script on port 0; its stdout (a line per client) is drained."""
+
+    def __init__(self, name: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(CHAPTER / name), "--port", "0"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        deadline = time.monotonic() + 20
+        output = b""
+        while b"\n" not in output:
+            remaining = deadline - time.monotonic()
+            assert remaining > 0, f"{name} did not start: {output!r}"
+            ready, _, _ = select.select([fd], [], [], remaining)
+            if ready:
+                chunk = os.read(fd, 4096)
+                assert chunk, f"{name} exited: {output!r}"
+                output += chunk
+        found = CHAPTER_PORT.search(output.decode())
+        assert found, output
+        self.port = int(found.group(1))
+        self._drain = threading.Thread(target=self.proc.stdout.read, daemon=True)
+        self._drain.start()
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(10)
+        self._drain.join(5)
+        assert self.proc.stdout is not None
+        self.proc.stdout.close()
+
+
+@pytest.fixture
+def chapter() -> Iterator[object]:
+    started: list[ChapterServer] = []
+
+    def start(name: str) -> ChapterServer:
+        server = ChapterServer(name)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+def bench(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "sockworks", "bench", *args],
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          timeout=timeout, check=False)
+
+
+def bench_json(*args: str) -> dict[str, object]:
+    done = bench(*args, "--json")
+    assert done.returncode == 0, done.stderr
+    # Piped stderr: no progress line, nothing at all on success.
+    assert "req/s" not in done.stderr
+    return json.loads(done.stdout)  # type: ignore[no-any-return]
+
+
+def assert_clean_run(document: dict[str, object], connections: int) -> None:
+    assert document["requests"] > 0  # type: ignore[operator]
+    assert document["errors"] == {}
+    assert document["errors_total"] == 0
+    assert document["connected"] == connections
+    latency = document["latency_us"]
+    assert isinstance(latency, dict)
+    assert 0 < latency["p50"] <= latency["p90"] <= latency["p99"] <= latency["p99.9"] <= latency["max"]
+
+
+@pytest.mark.timeout(60)
+def test_echo_against_the_chapter_thread_server(chapter) -> None:
+    server = chapter("thread_echo.py")
+    document = bench_json("echo", "--port", str(server.port), "-c", "4", "-d", "1")
+    assert_clean_run(document, 4)
+    assert document["workload"] == {"name": "echo", "value_size": 16, "expect": "upper"}
+
+
+@pytest.mark.timeout(60)
+def test_human_table(chapter) -> None:
+    server = chapter("socketserver_echo.py")
+    done = bench("echo", "--port", str(server.port), "-c", "2", "-d", "0.5", "-P", "4")
+    assert done.returncode == 0, done.stderr
+    assert "requests/s" in done.stdout
+    assert "p99.9" in done.stdout
+    assert "errors       none" in done.stdout
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("pipeline", ["1", "8"])
+def test_kv_against_the_chapter_kv_server(chapter, pipeline: str) -> None:
+    server = chapter("kv_server.py")
+    document = bench_json("kv", "--port", str(server.port), "-c", "4", "-d", "1",
+                          "-P", pipeline, "--keys", "100", "--set-ratio", "0.5")
+    assert_clean_run(document, 4)
+
+
+@pytest.mark.timeout(60)
+def test_several_client_processes_merge_their_results(chapter) -> None:
+    server = chapter("pool_echo.py")
+    document = bench_json("echo", "--port", str(server.port), "-c", "4", "--procs", "2",
+                          "-d", "1", "--idle", "2")
+    assert_clean_run(document, 4)
+    assert document["procs"] == 2
+    assert document["idle_connected"] == 2
+
+
+@pytest.mark.timeout(60)
+def test_udp_time_against_the_chapter_udp_service(chapter) -> None:
+    server = chapter("udp_json.py")
+    document = bench_json("udp", "--port", str(server.port), "-c", "2", "-d", "1",
+                          "--udp-type", "time", "--timeout", "1")
+    assert document["requests"] > 0  # type: ignore[operator]
+    assert document["errors"].get("protocol_mismatch", 0) == 0  # type: ignore[union-attr]
+
+
+@pytest.mark.timeout(60)
+def test_udp_ping_against_the_chapter_service_counts_error_replies(chapter) -> None:
+    server = chapter("udp_json.py")
+    document = bench_json("udp", "--port", str(server.port), "-c", "1", "-d", "0.5")
+    # The chapter knows only "time": every ping gets {"error": "unknown request"}.
+    assert document["errors"]["error_reply"] > 0  # type: ignore[index]
+
+
+@pytest.mark.timeout(60)
+def test_connection_refused_is_counted_and_exits_non_zero() -> None:
+    # A bound, non-listening socket: its port refuses connections and no one
+    # else can take it during the test.
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        port = holder.getsockname()[1]
+        done = bench("echo", "--port", str(port), "-c", "2", "-d", "0.5", "--json")
+    assert done.returncode == 1
+    document = json.loads(done.stdout)
+    assert document["requests"] == 0
+    assert document["errors"]["connect_refused"] >= 2
+
+
+class BusyServer:
+    """Answers every connection with the busy line and closes, as sockworks
+    does for the connection over --max-connections."""
+
+    def __init__(self, line: bytes) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.2)
+        self.port = self.listener.getsockname()[1]
+        self.line = line
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        deadline = time.monotonic() + 30
+        while not self.stopped.is_set() and time.monotonic() < deadline:
+            try:
+                conn, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.sendall(self.line)
+
+    def close(self) -> None:
+        self.stopped.set()
+        self.thread.join(5)
+        self.listener.close()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("workload", ["echo", "kv"])
+def test_server_busy_is_its_own_error_kind(workload: str) -> None:
+    server = BusyServer(b"ERROR: server busy\n")
+    try:
+        config = BenchConfig(port=server.port, workload=WorkloadSpec(name=workload),
+                             connections=2, duration=0.5, connect_timeout=2)
+        result = run_bench(config, progress_stream=io.StringIO())
+    finally:
+        server.close()
+    assert result.requests == 0
+    assert result.errors["server_busy"] >= 1
+    assert set(result.errors) <= {"server_busy", "closed", "reset"}
+
+
+@pytest.mark.timeout(60)
+def test_progress_line_only_on_a_terminal(chapter) -> None:
+    server = chapter("thread_echo.py")
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "sockworks", "bench", "echo", "--port", str(server.port),
+             "-c", "2", "-d", "2", "--json"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave)
+        os.close(slave)
+        slave = -1
+        terminal = b""
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.5)
+            if ready:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:  # EIO: the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                terminal += chunk
+            elif proc.poll() is not None:
+                break
+        stdout, _ = proc.communicate(timeout=30)
+    finally:
+        os.close(master)
+        if slave >= 0:
+            os.close(slave)
+    assert proc.returncode == 0
+    assert b"req/s" in terminal
+    assert json.loads(stdout)["requests"] > 0
+
+
+@pytest.mark.timeout(60)
+def test_in_process_run_writes_nothing_to_a_non_terminal(chapter) -> None:
+    server = chapter("thread_echo.py")
+    stream = io.StringIO()
+    result = run_bench(BenchConfig(port=server.port, connections=2, duration=0.5),
+                       progress_stream=stream)
+    assert result.requests > 0
+    assert stream.getvalue() == ""
+
+
+@pytest.mark.timeout(60)
+def test_echo_and_kv_against_sockworks_serve(start_server) -> None:
+    echo = start_server("serve", "echo", "--model", "asyncio")
+    document = bench_json("echo", "--port", str(echo.port), "-c", "4", "-d", "1", "-P", "4")
+    assert_clean_run(document, 4)
+    kv = start_server("serve", "kv", "--model", "asyncio")
+    document = bench_json("kv", "--port", str(kv.port), "-c", "4", "-d", "1", "-P", "4")
+    assert_clean_run(document, 4)
+
+
+@pytest.mark.timeout(120)
+def test_compare_runs_the_grid_against_sockworks_serve(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [sys.executable, "-m", "sockworks", "bench", "compare", "--service", "echo",
+         "--models", f"thread,asyncio,chapter:{CHAPTER / 'thread_echo.py'}",
+         "--connections", "1,3", "-d", "0.5", "--out", str(out)],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=110, check=False)
+    assert done.returncode == 0, done.stderr
+    document = json.loads((out / "results.json").read_text())
+    rows = document["results"]
+    assert [(r["model"], r["connections"]) for r in rows] == [
+        ("thread", 1), ("thread", 3), ("asyncio", 1), ("asyncio", 3),
+        ("chapter:thread_echo", 1), ("chapter:thread_echo", 3)]
+    assert all(r["requests"] > 0 and r["errors_total"] == 0 for r in rows)
+    assert document["failures"] == []
+    markdown = (out / "results.md").read_text()
+    assert "| thread |" in markdown and "| chapter:thread_echo |" in markdown
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        assert not (out / "results.png").exists()
+    else:
+        assert (out / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.timeout(60)
+def test_compare_reports_a_model_that_cannot_start(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "sockworks", "bench", "compare", "--models", "no-such-model",
+         "--connections", "1", "-d", "0.5", "--out", str(tmp_path)],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=50, check=False)
+    assert done.returncode == 1
+    document = json.loads((tmp_path / "results.json").read_text())
+    assert document["results"] == []
+    assert document["failures"][0]["model"] == "no-such-model"

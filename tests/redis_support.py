@@ -60,6 +60,8 @@ class RedisServer:
     workdir: Path
     port: int = 0
     extra_args: list[str] = field(default_factory=list)
+    #: TLS files from :func:`make_tls_files`: then the port speaks TLS only.
+    tls: dict[str, Path] | None = None
     proc: subprocess.Popen[bytes] | None = None
     output: bytearray = field(default_factory=bytearray)
     _cond: threading.Condition = field(default_factory=threading.Condition)
@@ -67,6 +69,8 @@ class RedisServer:
 
     @property
     def url(self) -> str:
+        if self.tls:
+            return f"rediss://127.0.0.1:{self.port}/0?ssl_ca_certs={self.tls['ca']}"
         return f"redis://127.0.0.1:{self.port}/0"
 
     @property
@@ -74,9 +78,17 @@ class RedisServer:
         return ("127.0.0.1", self.port)
 
     def argv(self) -> list[str]:
+        if self.tls:
+            ports = ["--port", "0", "--tls-port", str(self.port),
+                     "--tls-cert-file", str(self.tls["cert"]),
+                     "--tls-key-file", str(self.tls["key"]),
+                     "--tls-ca-cert-file", str(self.tls["ca"]),
+                     "--tls-auth-clients", "no"]
+        else:
+            ports = ["--port", str(self.port)]
         return [
             self.binary,
-            "--port", str(self.port),
+            *ports,
             "--bind", "127.0.0.1",
             "--save", "",
             "--appendonly", "no",
@@ -157,7 +169,7 @@ class RedisServer:
 
 
 def start_redis(binary: str, workdir: Path, extra_args: list[str] | None = None,
-                ports_needed: int = 1) -> RedisServer:
+                ports_needed: int = 1, tls: dict[str, Path] | None = None) -> RedisServer:
     """Start a server on a probed port, retrying on a lost race (bounded).
 
     With ``ports_needed=2`` a second probed port is passed as
@@ -170,13 +182,33 @@ def start_redis(binary: str, workdir: Path, extra_args: list[str] | None = None,
         args = list(extra_args or [])
         if ports_needed == 2:
             args += ["--cluster-port", str(probe_free_port())]
-        server = RedisServer(binary, workdir, port, args)
+        server = RedisServer(binary, workdir, port, args, tls)
         try:
             server.start()
             return server
         except RuntimeError as exc:
             last_error = exc
     raise RuntimeError(f"could not start redis-server in {START_ATTEMPTS} attempts") from last_error
+
+
+def make_tls_files(openssl: str, directory: Path) -> dict[str, Path]:
+    """A throw-away CA and a server certificate for 127.0.0.1 (IP SAN, so
+    clients can verify the host name)."""
+    ca, ca_key = directory / "ca.pem", directory / "ca.key"
+    cert, key, csr = directory / "server.pem", directory / "server.key", directory / "server.csr"
+    ext = directory / "san.cnf"
+    ext.write_text("subjectAltName=IP:127.0.0.1\n")
+    for argv in (
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key,
+         "-out", ca, "-days", "2", "-subj", "/CN=sockworks test CA"],
+        [openssl, "req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr,
+         "-subj", "/CN=127.0.0.1"],
+        [openssl, "x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key,
+         "-CAcreateserial", "-out", cert, "-days", "2", "-extfile", ext],
+    ):
+        subprocess.run([str(a) for a in argv], check=True, capture_output=True,
+                       stdin=subprocess.DEVNULL, timeout=60)
+    return {"ca": ca, "cert": cert, "key": key}
 
 
 @dataclass
@@ -254,6 +286,20 @@ def redis_server_fixture() -> Iterator[RedisServer]:
     binary = require_binary("redis-server")
     with tempfile.TemporaryDirectory(prefix="sockworks-redis-") as tmp:
         server = start_redis(binary, Path(tmp))
+        try:
+            yield server
+        finally:
+            server.kill()
+
+
+@pytest.fixture(name="tls_redis_server")
+def tls_redis_server_fixture() -> Iterator[RedisServer]:
+    """A redis-server that speaks TLS only; ``.url`` is rediss:// with the CA."""
+    binary = require_binary("redis-server")
+    openssl = require_binary("openssl")
+    with tempfile.TemporaryDirectory(prefix="sockworks-redis-tls-") as tmp:
+        tls = make_tls_files(openssl, Path(tmp))
+        server = start_redis(binary, Path(tmp), tls=tls)
         try:
             yield server
         finally:

@@ -33,6 +33,7 @@ from redis_support import (  # noqa: F401  (the *_fixture functions are fixtures
     redis_server_fixture,
     shared_redis_server_fixture,
     start_cluster,
+    tls_redis_server_fixture,
 )
 from sockworks.storage.base import (
     NotAnInteger,
@@ -407,6 +408,37 @@ def test_cluster_unreachable_at_start() -> None:
         st.close()
     finally:
         holder.close()
+
+
+# -- TLS -------------------------------------------------------------------------
+
+def test_rediss_with_the_servers_ca(tls_redis_server: RedisServer) -> None:
+    st = open_store(tls_redis_server.url, None, "everysec")
+    try:
+        assert st.set(b"k", BINARY).written
+        assert st.get(b"k") == BINARY
+        assert st.incrby(b"n", 2) == 2
+        assert st.info()["store_url"] == f"rediss://127.0.0.1:{tls_redis_server.port}/0"
+    finally:
+        st.close()
+
+
+def test_rediss_refuses_an_unverified_server(tls_redis_server: RedisServer) -> None:
+    st = RedisStore(f"rediss://127.0.0.1:{tls_redis_server.port}/0")   # no CA given
+    try:
+        with pytest.raises(StoreUnavailable, match="certificate verify failed"):
+            st.get(b"k")
+    finally:
+        st.close()
+
+
+def test_plain_redis_url_on_a_tls_port_fails_cleanly(tls_redis_server: RedisServer) -> None:
+    st = RedisStore(f"redis://127.0.0.1:{tls_redis_server.port}/0", socket_timeout=1.0)
+    try:
+        with pytest.raises(StoreUnavailable):
+            st.get(b"k")
+    finally:
+        st.close()
 
 
 # -- fork ------------------------------------------------------------------------

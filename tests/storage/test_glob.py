@@ -3,16 +3,25 @@ independent byte-by-byte interpreter of Redis's stringmatchlen rules."""
 
 from __future__ import annotations
 
+import random
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from redis_support import RedisServer, shared_redis_server_fixture  # noqa: F401  (fixture)
 from sockworks.storage.glob import compile_glob, glob_match
+
+
+def signed(byte: int) -> int:
+    return byte - 256 if byte > 127 else byte
 
 
 def reference_match(pattern: bytes, key: bytes) -> bool:
     """A direct interpreter (backtracking on '*') written from Redis's rules,
     sharing no code with the regex translation under test."""
+    if not key:  # Redis's loop never runs; KEYS/SCAN special-case "*"
+        return pattern in (b"", b"*")
     p = 0
     s = 0
     n = len(pattern)
@@ -23,7 +32,11 @@ def reference_match(pattern: bytes, key: bytes) -> bool:
                 p += 1
             if p + 1 == n:
                 return True
-            return any(reference_match(pattern[p + 1 :], key[i:]) for i in range(s, len(key) + 1))
+            rest = pattern[p + 1 :]
+            if any(reference_match(rest, key[i:]) for i in range(s, len(key))):
+                return True
+            # Having consumed the whole key, only stars may remain.
+            return rest.strip(b"*") == b""
         if s >= len(key):
             return False
         if c == ord("?"):
@@ -44,8 +57,9 @@ def reference_match(pattern: bytes, key: bytes) -> bool:
                     p -= 1
                     break
                 elif p + 2 < n and pattern[p + 1] == ord("-"):
-                    lo, hi = sorted((pattern[p], pattern[p + 2]))
-                    matched |= lo <= key[s] <= hi
+                    # Redis compares C chars: signed on x86-64.
+                    lo, hi = sorted((signed(pattern[p]), signed(pattern[p + 2])))
+                    matched |= lo <= signed(key[s]) <= hi
                     p += 2
                 else:
                     matched |= pattern[p] == key[s]
@@ -67,6 +81,10 @@ def reference_match(pattern: bytes, key: bytes) -> bool:
 
 CASES = [
     (b"*", b"", True),
+    (b"**", b"", False),  # Redis: the empty key matches only "*" and ""
+    (b"", b"", True),
+    (b"", b"a", False),
+    (b"a**", b"a", True),
     (b"*", b"anything\n\x00", True),
     (b"a*", b"abc", True),
     (b"a*", b"bac", False),
@@ -101,6 +119,9 @@ CASES = [
     (b"^a$", b"^a$", True),
     (b"\xff*", b"\xff\xfe", True),
     (b"[\x00-\x10]", b"\x05", True),
+    (b"[\xff-a]", b"\x00", True),  # range ends are signed chars, as in Redis on x86-64
+    (b"[\xff-a]", b"\xfe", False),
+    (b"[\x00-\xff]", b"\x80", False),
     (b"user:*:name", b"user:42:name", True),
     (b"user:*:name", b"user:42:mail", False),
 ]
@@ -125,3 +146,26 @@ texts = st.lists(st.sampled_from(list(b"ab-^]\\[*?\n\xff")), max_size=8).map(byt
 @given(patterns, texts)
 def test_matches_reference_interpreter(pattern: bytes, key: bytes) -> None:
     assert glob_match(pattern, key) == reference_match(pattern, key)
+
+
+@pytest.mark.redis
+@pytest.mark.timeout(60)
+def test_agrees_with_real_redis_keys(shared_redis_server: RedisServer) -> None:
+    """The same patterns over the same keys give the same KEYS answer as a
+    real redis-server (db 9, so the shared server's other users are untouched)."""
+    redis = pytest.importorskip("redis")
+    rng = random.Random(3)
+    symbols = b"ab-^]\\[*?\xff"
+    key_set = {bytes(rng.choice(symbols) for _ in range(rng.randrange(0, 5)))
+               for _ in range(150)}
+    client = redis.Redis(host="127.0.0.1", port=shared_redis_server.port, db=9)
+    try:
+        client.flushdb()
+        client.mset({k: b"v" for k in key_set})
+        for _ in range(1500):
+            pattern = bytes(rng.choice(symbols) for _ in range(rng.randrange(1, 7)))
+            expected = sorted(client.keys(pattern))
+            assert sorted(k for k in key_set if glob_match(pattern, k)) == expected, pattern
+        client.flushdb()
+    finally:
+        client.close()

@@ -7,10 +7,15 @@ store and on a Redis backend:
 
 * ``*`` any run of bytes (also empty), ``?`` exactly one byte;
 * ``[abc]`` one of the listed bytes, ``[^abc]`` any other byte, ``[a-z]`` a
-  range (a reversed range ``[z-a]`` is swapped, as Redis does);
+  range (a reversed range ``[z-a]`` is swapped, as Redis does). Range ends
+  compare as C ``char``: signed on x86-64 Linux, where Redis runs, so bytes
+  0x80-0xFF sort *below* 0x00 (``[\xff-a]`` matches 0xFF and 0x00-'a'; a real
+  redis-server agrees, see tests/storage/test_glob.py);
 * ``\\x`` the byte ``x`` literally, outside and inside brackets; a trailing
   lone ``\\`` matches a backslash;
-* quirks kept on purpose: ``]`` right after ``[`` closes an empty class (which
+* quirks kept on purpose: the empty key matches only ``*`` and the empty
+  pattern (Redis's loop never runs for it: ``**`` does not match it);
+  ``]`` right after ``[`` closes an empty class (which
   matches nothing; ``[^]`` matches any byte); an unclosed ``[`` extends the
   class to the end of the pattern.
 
@@ -31,6 +36,11 @@ __all__ = ["compile_glob", "glob_match"]
 GLOB_CACHE_SIZE = 256
 
 _ALL_BYTES = frozenset(range(256))
+
+
+def _signed(byte: int) -> int:
+    """The byte as a C ``char`` on x86-64, where Redis compares range ends."""
+    return byte - 256 if byte >= 0x80 else byte
 
 
 def _byte_class(members: set[int]) -> bytes:
@@ -62,10 +72,10 @@ def _parse_class(pattern: bytes, i: int) -> tuple[set[int], int]:
             i += 1
             break
         elif i + 2 < n and pattern[i + 1] == 0x2D:  # 'a-z'
-            start, end = c, pattern[i + 2]
+            start, end = _signed(c), _signed(pattern[i + 2])
             if start > end:
                 start, end = end, start
-            members.update(range(start, end + 1))
+            members.update(b & 0xFF for b in range(start, end + 1))
             i += 3
         else:
             members.add(c)
@@ -107,9 +117,14 @@ def compile_glob(pattern: bytes) -> Callable[[bytes], bool]:
         return _match_all
     regex = re.compile(_translate(pattern), re.DOTALL)
     fullmatch = regex.fullmatch
+    if not pattern:
+        return lambda key: not key
 
     def match(key: bytes) -> bool:
-        return fullmatch(key) is not None
+        # Redis's matcher never enters its loop for an empty key, so the
+        # empty key matches only "" and (through KEYS/SCAN's own shortcut)
+        # "*"; "**" or "*?" do not match it. Kept so both backends agree.
+        return bool(key) and fullmatch(key) is not None
 
     return match
 

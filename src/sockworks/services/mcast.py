@@ -130,7 +130,8 @@ def parse_group(group: str) -> IPAddress:
     try:
         address = ipaddress.ip_address(group.partition("%")[0])
     except ValueError:
-        raise NotMulticastError(f"not an IP address: {group!r}") from None
+        raise NotMulticastError(f"not a multicast group: {group!r} is not an IP address"
+                                ) from None
     if not address.is_multicast:
         raise NotMulticastError(
             f"{group} is not a multicast group (IPv4 224.0.0.0/4, IPv6 ff00::/8)")

@@ -443,31 +443,28 @@ def test_plain_redis_url_on_a_tls_port_fails_cleanly(tls_redis_server: RedisServ
 
 # -- fork ------------------------------------------------------------------------
 
-def test_store_used_in_forked_child_and_parent(shared_redis_server: RedisServer) -> None:
-    st = RedisStore(shared_redis_server.url)
-    try:
-        st.delete([b"forked"])
-        st.incrby(b"forked", 1)       # the parent's pool now holds a connection
-        with warnings.catch_warnings():
-            # Python warns about fork() in a process with threads (our Redis
-            # log reader); the fork and prefork models fork the same way.
-            warnings.simplefilter("ignore", DeprecationWarning)
-            pid = os.fork()
-        if pid == 0:      # child: use the inherited store, report by exit code
-            code = 1
-            try:
-                for _ in range(300):
-                    st.incrby(b"forked", 1)
-                code = 0
-            finally:
-                os._exit(code)
-        for _ in range(300):
-            st.incrby(b"forked", 1)
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0
-        assert st.get(b"forked") == b"601"
-    finally:
-        st.close()
+def test_store_used_in_forked_child_and_parent(store: RedisStore) -> None:
+    """The fork models fork after the store exists: the child's pool must not
+    reuse the parent's sockets (redis-py resets a pool used from a new pid)."""
+    store.incrby(b"forked", 1)       # the parent's pool now holds a connection
+    with warnings.catch_warnings():
+        # Python warns about fork() in a process with threads (our Redis log
+        # reader); the fork and prefork models fork the same way.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:      # child: use the inherited store, report by exit code
+        code = 1
+        try:
+            for _ in range(300):
+                store.incrby(b"forked", 1)
+            code = 0
+        finally:
+            os._exit(code)
+    for _ in range(300):
+        store.incrby(b"forked", 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert store.get(b"forked") == b"601"
 
 
 # -- URLs, the factory, the optional dependency ----------------------------------

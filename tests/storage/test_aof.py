@@ -19,7 +19,7 @@ from store_contract import StoreContract, run_threads, wait_until
 
 from sockworks.storage import records
 from sockworks.storage.aof import FSYNC_POLICIES, CorruptLogError
-from sockworks.storage.base import Store, StoreError
+from sockworks.storage.base import SetResult, Store, StoreError, StoreWriteError
 from sockworks.storage.embedded import AOF_FILENAME, PersistentStore, open_embedded_store
 
 CHILD = Path(__file__).with_name("aof_child.py")
@@ -534,5 +534,90 @@ def test_replay_loads_many_keys(tmp_path: Path) -> None:
         assert reopened.get(b"key:4") == b"v2:4"
         assert reopened.get(b"key:5") == b"value:5"
         assert reopened.info()["aof_loaded_records"] == 50_001
+    finally:
+        reopened.close()
+
+
+def swap_log_fd(store: Store, replacement: int) -> tuple[int, int]:
+    """Put a real failing file (/dev/full, a pipe) where the log's descriptor
+    is, with dup2: the store keeps using the same fd number, and the kernel
+    returns the errors. Returns (fd, saved copy of the original)."""
+    fd = store._aof._fd  # type: ignore[attr-defined]
+    saved = os.dup(fd)
+    os.dup2(replacement, fd)
+    return fd, saved
+
+
+def test_failed_write_changes_nothing_and_recovers(tmp_path: Path) -> None:
+    store = open_embedded_store(str(tmp_path), "always")
+    store.mset([(b"a", b"1"), (b"n", b"5"), (b"gone", b"x")])
+    store.set(b"t", b"v", px=600_000)
+    before = dump(store)
+    full = os.open("/dev/full", os.O_WRONLY)
+    fd, saved = swap_log_fd(store, full)
+    try:
+        writes = [
+            lambda: store.set(b"a", b"2"),
+            lambda: store.set(b"new", b"v", px=1000),
+            lambda: store.mset([(b"a", b"3"), (b"b", b"4")]),
+            lambda: store.delete([b"gone"]),
+            lambda: store.incrby(b"n", 1),
+            lambda: store.pexpire(b"a", 1000),
+            lambda: store.pexpire(b"a", 0),
+            lambda: store.persist(b"t"),
+            lambda: store.flushdb(),
+        ]
+        for write in writes:
+            with pytest.raises(StoreWriteError, match="No space left on device"):
+                write()
+        assert dump(store) == before  # nothing changed, reads work
+        assert store.info()["aof_last_write_status"] == "err"
+        assert store.set(b"a", b"2", nx=True) == SetResult(False)  # no-op: no write needed
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
+        os.close(full)
+    store.set(b"after", b"ok")  # the disk has room again: no restart needed
+    barrier = store.durability_barrier()
+    assert barrier is not None and barrier.wait(30)
+    assert store.info()["aof_last_write_status"] == "ok"
+    store.close()
+    reopened = open_embedded_store(str(tmp_path), "no")
+    try:
+        assert dump(reopened) == {**before, b"after": (b"ok", -1)}
+    finally:
+        reopened.close()
+
+
+def test_failed_fsync_fails_barriers_and_disables_writes(tmp_path: Path) -> None:
+    store = open_embedded_store(str(tmp_path), "always")
+    store.set(b"kept", b"1")
+    barrier = store.durability_barrier()
+    assert barrier is not None and barrier.wait(30)
+    read_end, write_end = os.pipe()  # fsync on a pipe fails with EINVAL
+    fd, saved = swap_log_fd(store, write_end)
+    try:
+        store.set(b"lost", b"2")  # write() to the pipe works...
+        barrier = store.durability_barrier()
+        assert barrier is not None
+        assert barrier.wait(30) is False  # ...but it never became durable
+        with pytest.raises(StoreWriteError, match="writes disabled: fsync failed"):
+            store.set(b"more", b"3")
+        assert store.get(b"kept") == b"1"  # reads keep working
+        info = store.info()
+        assert info["aof_writes_disabled"] == 1
+        assert "fsync failed" in info["aof_last_write_error"]
+        late = store.durability_barrier()
+        assert late is not None and late.wait(0) is False
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
+        os.close(read_end)
+        os.close(write_end)
+        store.close()
+    reopened = open_embedded_store(str(tmp_path), "no")
+    try:
+        assert reopened.get(b"kept") == b"1"
+        assert reopened.get(b"more") is None
     finally:
         reopened.close()

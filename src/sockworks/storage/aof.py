@@ -341,9 +341,11 @@ class AppendOnlyLog:
             raise
         return tmp, count
 
-    def finish_rewrite(self, tmp: str) -> int:
+    def finish_rewrite(self, tmp: str) -> tuple[int, list[DurabilityBarrier]]:
         """Append what was written meanwhile, then atomically replace the log
-        (store lock held). Returns the new size."""
+        (store lock held). Returns the new size and the barriers the new,
+        fsynced file satisfies: resolve them after releasing the store lock,
+        so no barrier callback ever runs under it."""
         buffered = self._rewrite_buf or []
         self._rewrite_buf = None
         fd = os.open(tmp, os.O_WRONLY | os.O_APPEND)
@@ -372,9 +374,7 @@ class AppendOnlyLog:
                 self._synced = self._appended
                 done = list(self._waiters)
                 self._waiters.clear()
-        for barrier in done:
-            barrier.resolve(True)
-        return size
+        return size, done
 
     def abort_rewrite(self) -> None:
         self._rewrite_buf = None

@@ -183,7 +183,9 @@ class PersistentStore(MemoryStore):
         try:
             tmp, count = self._aof.write_snapshot(items)
             with self._lock:
-                size = self._aof.finish_rewrite(tmp)
+                size, satisfied = self._aof.finish_rewrite(tmp)
+            for barrier in satisfied:
+                barrier.resolve(True)
         except OSError as exc:
             with self._lock:
                 self._aof.abort_rewrite()
@@ -224,8 +226,11 @@ class PersistentStore(MemoryStore):
         if thread is not None:
             thread.join()
         # Also waits for a compact() running in a client's thread.
-        with self._compact_lock, self._lock:
-            self._closed = True
+        with self._compact_lock:
+            with self._lock:
+                self._closed = True  # no write can append after this
+            # Outside the store lock: the final fsync resolves barriers, and
+            # their callbacks must never run under it.
             self._aof.close()
         self._dir_lock.close()
 

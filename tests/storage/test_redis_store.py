@@ -485,7 +485,23 @@ def test_open_store_picks_backend(shared_redis_server: RedisServer) -> None:
         st.close()
 
 
-@pytest.mark.parametrize("url", ["mysql://h/0", "redis-cluster://h:1", "file:///tmp/x"])
+@pytest.mark.parametrize("url", [None, "memory://", "MEMORY", "memory:"])
+def test_open_store_embedded_by_default(url: str | None, tmp_path: Path) -> None:
+    st = open_store(url, str(tmp_path), "always")
+    try:
+        assert not isinstance(st, RedisStore)
+        assert not st.shared_across_processes
+        st.set(b"k", b"v")
+    finally:
+        st.close()
+    st = open_store(url, str(tmp_path), "always")     # the data dir was used
+    try:
+        assert st.get(b"k") == b"v"
+    finally:
+        st.close()
+
+
+@pytest.mark.parametrize("url", ["mysql://h/0", "redis-cluster://h:1", "file:///tmp/x", ""])
 def test_open_store_rejects_other_urls(url: str) -> None:
     with pytest.raises(StoreError, match="unsupported store URL"):
         open_store(url, None, "everysec")

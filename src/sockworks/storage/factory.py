@@ -26,9 +26,12 @@ from typing import Any
 
 from sockworks.storage.base import Store, StoreError, StoreUnavailable
 
-__all__ = ["BATCH_METHODS", "StoreCall", "execute_batch", "open_store"]
+__all__ = ["BATCH_METHODS", "EMBEDDED_NAMES", "StoreCall", "execute_batch", "open_store"]
 
 logger = logging.getLogger(__name__)
+
+#: What ``--store`` accepts for the embedded store (the default).
+EMBEDDED_NAMES = ("memory://", "memory:", "memory")
 
 #: Store methods a batch may contain (the data commands of MULTI/EXEC).
 BATCH_METHODS = frozenset({
@@ -42,19 +45,19 @@ def open_store(url: str | None, data_dir: str | None, fsync: str,
     """The store ``url`` names. ``data_dir``/``fsync`` configure the embedded
     store; ``max_connections`` sizes a Redis connection pool (give the model's
     concurrency: worker threads, or connections per process)."""
-    scheme = urllib.parse.urlsplit(url).scheme.lower() if url else "memory"
-    if scheme == "memory":
+    if url is None or url.strip().lower() in EMBEDDED_NAMES:
         from sockworks.storage.embedded import open_embedded_store
 
         return open_embedded_store(data_dir, fsync)
     from sockworks.storage.redis_store import CLUSTER_SCHEMES, REDIS_SCHEMES, RedisStore
 
+    scheme = urllib.parse.urlsplit(url).scheme.lower()
     if scheme in REDIS_SCHEMES or scheme in CLUSTER_SCHEMES:
         if data_dir:
             logger.warning("--data-dir is ignored with --store %s: Redis keeps the data",
                            scheme + "://")
-        return RedisStore(url or "", max_connections=max_connections)
-    shown = url.split("@")[-1] if url else ""
+        return RedisStore(url, max_connections=max_connections)
+    shown = url.split("@")[-1]
     raise StoreError(f"unsupported store URL {shown!r}: use memory://, redis://HOST:PORT/DB, "
                      "rediss://HOST:PORT/DB or redis+cluster://HOST:PORT")
 

@@ -186,7 +186,10 @@ def _create(path: str) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    fsync_dir(os.path.dirname(os.path.abspath(path)))
+    try:
+        fsync_dir(os.path.dirname(os.path.abspath(path)))
+    except OSError as exc:  # some filesystems cannot fsync a directory
+        logger.warning("%s: fsync of the directory failed: %s", path, exc)
 
 
 class AppendOnlyLog:
@@ -228,6 +231,9 @@ class AppendOnlyLog:
             raise StoreWriteError(f"writes disabled: {self._failed}; restart to recover")
         if self._fd < 0:
             raise StoreWriteError("the log is closed")
+        if len(payload) > records.MAX_PAYLOAD:
+            # Replay would take a longer record for damage: refuse it now.
+            raise StoreWriteError("write too large for one log record")
         record = records.frame(payload)
         written = 0
         try:

@@ -161,12 +161,23 @@ class LogScan:
     corrupt_at: int | None
 
 
+_OPCODES = frozenset((OP_SET, OP_DEL, OP_EXPIREAT, OP_PERSIST, OP_FLUSH))
+
+
 def _valid_at(image: bytes | memoryview, off: int, size: int) -> bool:
     if size - off < HEADER.size:
         return False
     length, crc = HEADER.unpack_from(image, off)
     start = off + HEADER.size
     if length == 0 or length > MAX_PAYLOAD or start + length > size:
+        return False
+    # Cheap plausibility first (an opcode, a key that fits), so the search
+    # rarely pays for a CRC over a long stretch that is not a record.
+    if image[start] not in _OPCODES:
+        return False
+    if image[start] != OP_FLUSH and (
+        length < 5 or _U32.unpack_from(image, start + 1)[0] + 5 > length
+    ):
         return False
     return bool(zlib.crc32(image[start : start + length]) == crc)
 

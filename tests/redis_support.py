@@ -40,6 +40,8 @@ READY_TIMEOUT = 15.0
 #: How long a freshly created cluster may take to report cluster_state:ok
 #: (gossip between three local nodes converges in well under a second).
 CLUSTER_OK_TIMEOUT = 20.0
+#: Attempts at building a cluster from scratch (see start_cluster).
+CLUSTER_ATTEMPTS = 2
 
 READY_LINE = b"Ready to accept connections"
 
@@ -242,8 +244,24 @@ def cluster_info(port: int) -> dict[str, str]:
 
 
 def start_cluster(redis_server: str, redis_cli: str, workdir: Path, masters: int = 3) -> RedisCluster:
+    """Start ``masters`` cluster nodes and join them with ``redis-cli --cluster
+    create``. A failed attempt (a port lost to a race, redis-cli killed from
+    outside on a busy machine) is torn down and retried once, on fresh nodes."""
+    errors: list[str] = []
+    for attempt in range(CLUSTER_ATTEMPTS):
+        try:
+            return _start_cluster_once(redis_server, redis_cli, workdir / f"try{attempt}", masters)
+        except (RuntimeError, subprocess.SubprocessError) as exc:
+            detail = getattr(exc, "stderr", None) or getattr(exc, "stdout", None) or b""
+            errors.append(f"{exc} {detail.decode(errors='replace') if detail else ''}".strip())
+    raise RuntimeError("could not create a Redis Cluster:\n" + "\n".join(errors))
+
+
+def _start_cluster_once(redis_server: str, redis_cli: str, workdir: Path,
+                        masters: int) -> RedisCluster:
     servers: list[RedisServer] = []
     try:
+        workdir.mkdir()
         for i in range(masters):
             node_dir = workdir / f"node{i}"
             node_dir.mkdir()

@@ -91,8 +91,9 @@ class UdpModel(abc.ABC):
         Called before the ``listening on`` line: a client that starts us and
         signals as soon as it reads that line must get a graceful stop, not
         the default action of a signal that arrived too early. Plain
-        ``signal.signal`` handlers for both models: uvloop drops signals that
-        arrive between ``add_signal_handler`` and the loop starting, while
+        ``signal.signal`` handlers for both models: with uvloop, signals that
+        arrived between ``loop.add_signal_handler`` and the loop starting
+        were never delivered (test_second_signal_exits_at_once hung), while
         Python-level handlers run in either loop (both wake on a signal).
         """
         install_stop_signals(self.request_stop)

@@ -1,0 +1,368 @@
+"""The RESP port as Redis users meet it: real server processes, real clients.
+
+``sockworks serve kv --resp-port 0`` is driven by redis-py 8 (its default
+HELLO 3 handshake, sync and asyncio, pipelines and transactions, and
+``protocol=2``), by redis-cli (one-shot and interactive, which asks COMMAND
+DOCS at start-up) and by redis-benchmark; hostile bytes are sent over a raw
+socket and must get Redis's protocol error, then a close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pty
+import select
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from conftest import ServerProcess, require_binary, spawn_server
+
+redis = pytest.importorskip("redis")
+import redis.asyncio as aioredis
+
+MODELS = ["asyncio", "thread", "pool", "socketserver-thread"]
+
+
+def resp_address(server: ServerProcess) -> tuple[str, int]:
+    # Endpoints are logged in order: the text port, then the RESP port.
+    assert len(server.addresses) == 2, server.addresses
+    return server.addresses[1]
+
+
+def start(*extra: str) -> ServerProcess:
+    return spawn_server("serve", "kv", "--resp-port", "0", *extra, expect_listeners=2)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[ServerProcess]:
+    proc = start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+def port(server: ServerProcess) -> int:
+    return resp_address(server)[1]
+
+
+@pytest.fixture
+def r(port: int) -> Iterator[Any]:
+    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=10)
+    client.flushdb()
+    yield client
+    client.close()
+
+
+def raw(port: int, data: bytes, *, expect_close: bool = True) -> bytes:
+    """Send ``data`` on a fresh connection; everything the server answers
+    until it closes (or, with expect_close=False, until 1 s of silence)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(data)
+        received = b""
+        if not expect_close:
+            sock.settimeout(1.0)
+        while True:
+            try:
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                assert not expect_close
+                return received
+            except ConnectionResetError:
+                return received
+            if not chunk:
+                assert expect_close, f"server closed after {received!r}"
+                return received
+            received += chunk
+
+
+# -- redis-py -----------------------------------------------------------------------------
+
+def test_redis_py_resp3_handshake_and_commands(r: Any) -> None:
+    conn = r.connection_pool.get_connection()
+    try:
+        assert conn.handshake_metadata[b"proto"] == 3
+        assert conn.handshake_metadata[b"server"] == b"redis"
+    finally:
+        r.connection_pool.release(conn)
+    assert r.ping() is True
+    assert r.echo(b"\x00hi\r\n") == b"\x00hi\r\n"
+    assert r.set("k", b"v\r\n\x00") is True
+    assert r.get("k") == b"v\r\n\x00"
+    assert r.get("missing") is None
+    assert r.set("k", "x", nx=True) is None
+    assert r.set("k", "x", xx=True, get=True) == b"v\r\n\x00"
+    assert r.set("tmp", "1", ex=100) is True
+    assert 99 <= r.ttl("tmp") <= 100
+    assert r.set("tmp", "1", px=5000, keepttl=False) is True
+    assert 4000 < r.pttl("tmp") <= 5000
+    assert r.mset({"a": "1", "b": "2"}) is True
+    assert r.mget("a", "missing", "b") == [b"1", None, b"2"]
+    assert r.exists("a", "b", "missing") == 2
+    assert r.delete("a", "b", "missing") == 2
+    assert r.incr("n") == 1
+    assert r.incrby("n", 10) == 11
+    assert r.decr("n") == 10
+    assert r.decrby("n", 5) == 5
+    assert r.expire("n", 100) is True
+    assert r.pexpire("n", 100_000) is True
+    assert r.persist("n") is True
+    assert r.ttl("n") == -1
+    assert r.ttl("missing") == -2
+    assert r.type("n") == b"string"
+    assert r.type("missing") == b"none"
+    assert sorted(r.keys("*")) == [b"k", b"n", b"tmp"]
+    assert sorted(r.scan_iter(match="*", count=2)) == [b"k", b"n", b"tmp"]
+    assert r.dbsize() == 3
+    assert r.execute_command("SELECT", 0) in (True, b"OK", "OK")
+    assert r.flushdb() is True
+    assert r.dbsize() == 0
+
+
+def test_redis_py_errors_raise_the_usual_exceptions(r: Any) -> None:
+    r.set("s", "abc")
+    with pytest.raises(redis.ResponseError, match="value is not an integer or out of range"):
+        r.incr("s")
+    with pytest.raises(redis.ResponseError, match="unknown command 'NOSUCH'"):
+        r.execute_command("NOSUCH", "x")
+    with pytest.raises(redis.ResponseError, match="wrong number of arguments for 'get'"):
+        r.execute_command("GET")
+    with pytest.raises(redis.ResponseError, match="DB index is out of range"):
+        r.execute_command("SELECT", 1)
+    with pytest.raises(redis.ResponseError, match="syntax error"):
+        r.execute_command("SET", "k", "v", "BOGUS")
+    r.set("max", str(2**63 - 1))
+    with pytest.raises(redis.ResponseError, match="increment or decrement would overflow"):
+        r.incr("max")
+    assert r.ping() is True  # errors never close the connection
+
+
+def test_redis_py_info_config_client(r: Any, server: ServerProcess) -> None:
+    r.set("k", "v", ex=100)
+    info = r.info()
+    assert info["redis_version"] == "7.2.0"
+    assert info["redis_mode"] == "standalone"
+    assert info["process_id"] == server.proc.pid
+    assert info["db0"] == {"keys": 1, "expires": 1, "avg_ttl": 0}
+    assert info["connected_clients"] >= 1
+    assert "keyspace_hits" in r.info("stats")
+    assert r.info("persistence")["aof_enabled"] == 0
+    assert r.config_get("save") == {"save": ""}
+    assert r.config_get("appendonly") == {"appendonly": "no"}
+    assert r.config_get("databases") == {"databases": "1"}
+    assert r.config_get("nonexistent") == {}
+    assert r.client_setname("tester") is True
+    assert r.client_getname() == "tester" or r.client_getname() == b"tester"
+    assert isinstance(r.client_id(), int)
+    assert r.client_info()["lib-name"] == "redis-py"
+
+
+def test_redis_py_transaction_pipeline(r: Any) -> None:
+    with r.pipeline() as pipe:  # MULTI/EXEC by default
+        pipe.set("a", 1).incr("a").incrby("a", 5).get("a").get("missing")
+        assert pipe.execute() == [True, 2, 7, b"7", None]
+    with r.pipeline(transaction=False) as pipe:
+        pipe.incr("a").incr("a")
+        assert pipe.execute() == [8, 9]
+    r.set("s", "abc")
+    with r.pipeline() as pipe:
+        pipe.incr("s").set("after", "1")
+        results = pipe.execute(raise_on_error=False)
+    assert isinstance(results[0], redis.ResponseError) and results[1] is True
+    assert r.get("after") == b"1"
+
+
+def test_redis_py_resp2(port: int) -> None:
+    client = redis.Redis(host="127.0.0.1", port=port, protocol=2, socket_timeout=10)
+    try:
+        assert client.set("two", "2") is True
+        assert client.get("two") == b"2"
+        assert client.get("missing") is None
+        assert client.mget("two", "missing") == [b"2", None]
+        assert client.config_get("save") == {"save": ""}
+        assert client.info()["redis_version"] == "7.2.0"
+        with client.pipeline() as pipe:
+            pipe.incr("c").incr("c")
+            assert pipe.execute() == [1, 2]
+        assert client.delete("two", "c") == 2
+    finally:
+        client.close()
+
+
+def test_redis_py_asyncio(port: int) -> None:
+    async def scenario() -> list[Any]:
+        client = aioredis.Redis(host="127.0.0.1", port=port, socket_timeout=10)
+        try:
+            await client.set("async", "1")
+            async with client.pipeline() as pipe:
+                pipe.incr("async").incr("async").get("async")
+                results: list[Any] = await pipe.execute()
+            results.append(await client.get("missing"))
+            await client.delete("async")
+            return results
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(scenario()) == [2, 3, b"3", None]
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_every_shared_memory_model(model: str) -> None:
+    proc = start("--model", model)
+    try:
+        port = resp_address(proc)[1]
+        client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=10)
+        try:
+            assert client.set("m", "1") is True
+            with client.pipeline() as pipe:
+                pipe.incr("m").get("m")
+                assert pipe.execute() == [2, b"2"]
+            assert client.info("server")["redis_version"] == "7.2.0"
+        finally:
+            client.close()
+    finally:
+        proc.stop()
+
+
+def test_text_port_and_resp_port_share_the_store(server: ServerProcess, r: Any) -> None:
+    host, text_port = server.addresses[0]
+    with socket.create_connection((host, text_port), timeout=10) as sock:
+        assert sock.recv(100).startswith(b"READY")
+        sock.sendall(b"SET from-text hello\n")
+        assert sock.recv(100).startswith(b"OK")
+        r.set("from-resp", "there")
+        sock.sendall(b"GET from-resp\n")
+        assert sock.recv(100).startswith(b"there")
+    assert r.get("from-text") == b"hello"
+
+
+# -- redis-cli and redis-benchmark ---------------------------------------------------------
+
+def test_redis_cli_one_shot(port: int, r: Any) -> None:
+    cli = require_binary("redis-cli")
+    run = lambda *args: subprocess.run(
+        [cli, "-p", str(port), *args], capture_output=True, timeout=20, check=True).stdout
+    assert run("SET", "cli", "value") == b"OK\n"
+    assert run("GET", "cli") == b"value\n"
+    assert run("INCR", "cli-n") == b"1\n"
+    assert run("DBSIZE") == b"2\n"
+    assert b"db0:keys=2" in run("INFO", "keyspace")
+    assert run("-3", "GET", "cli") == b"value\n"
+    assert b"unknown command" in run("NOSUCH")
+
+
+def test_redis_cli_interactive(port: int, r: Any) -> None:
+    # The interactive start-up sends COMMAND DOCS (for its hints) before the
+    # prompt; TERM=dumb keeps linenoise from asking the terminal questions.
+    cli = require_binary("redis-cli")
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([cli, "-p", str(port)], stdin=slave, stdout=slave, stderr=slave,
+                            env=dict(os.environ, TERM="dumb"))
+    os.close(slave)
+    output = b""
+
+    def read_until(token: bytes) -> None:
+        nonlocal output
+        deadline = time.monotonic() + 10
+        while token not in output:
+            remaining = deadline - time.monotonic()
+            assert remaining > 0, f"{token!r} not seen in {output!r}"
+            ready, _, _ = select.select([master], [], [], remaining)
+            if ready:
+                output += os.read(master, 4096)
+
+    try:
+        read_until(b"> ")
+        os.write(master, b"SET greeting hello\r")
+        read_until(b"OK")
+        os.write(master, b"GET greeting\r")
+        read_until(b'"hello"')
+        os.write(master, b"quit\r")
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+        os.close(master)
+
+
+def test_redis_benchmark(port: int) -> None:
+    bench = require_binary("redis-benchmark")
+    result = subprocess.run(
+        [bench, "-h", "127.0.0.1", "-p", str(port), "-t", "ping,set,get,incr,mset",
+         "-n", "2000", "-c", "10", "-q"],
+        check=False, capture_output=True, timeout=120)
+    out = result.stdout.decode() + result.stderr.decode()
+    assert result.returncode == 0, out
+    for test in ("PING_INLINE", "PING_MBULK", "SET", "GET", "INCR", "MSET (10 keys)"):
+        assert f"{test}: " in out, out
+    assert "ERR" not in out and "rror" not in out, out
+
+
+# -- protocol errors over the wire ---------------------------------------------------------------
+
+@pytest.mark.parametrize(("data", "reply"), [
+    (b"*3000000000\r\n", b"-ERR Protocol error: invalid multibulk length\r\n"),
+    (b"*3\r\n$3\r\nSET\r\n$1\r\nx\r\nfooz\r\n", b"-ERR Protocol error: expected '$', got 'f'\r\n"),
+    (b"*3\r\n$3\r\nSET\r\n$1\r\nx\r\n$-10\r\n", b"-ERR Protocol error: invalid bulk length\r\n"),
+    (b"*3\r\n$3\r\nSET\r\n$1\r\nx\r\n$2000000000\r\n",
+     b"-ERR Protocol error: invalid bulk length\r\n"),
+    (b"*3\r\n$3\r\nSET\r\n$1\r\nx\r\n$blabla\r\n", b"-ERR Protocol error: invalid bulk length\r\n"),
+    (b"*1\r\nfoo\r\n", b"-ERR Protocol error: expected '$', got 'f'\r\n"),
+    (b'set """test-key""" test-value\r\nping\r\n',
+     b"-ERR Protocol error: unbalanced quotes in request\r\n"),
+    (b"*1\r\n$4\r\nPING\r\n*1\r\n+PING\r\n",
+     b"+PONG\r\n-ERR Protocol error: expected '$', got '+'\r\n"),
+    (b"QUIT\r\nPING\r\n", b"+OK\r\n"),
+])
+def test_protocol_errors_reply_then_close(port: int, data: bytes, reply: bytes) -> None:
+    assert raw(port, data) == reply
+
+
+def test_negative_multibulk_then_ping(port: int) -> None:
+    assert raw(port, b"*-10\r\n*1\r\n$4\r\nPING\r\n", expect_close=False) == b"+PONG\r\n"
+
+
+def test_unknown_command_keeps_the_connection(port: int) -> None:
+    assert raw(port, b"NOSUCH a b\r\nPING\r\n", expect_close=False) == (
+        b"-ERR unknown command 'NOSUCH', with args beginning with: 'a' 'b' \r\n+PONG\r\n")
+
+
+@pytest.mark.parametrize("prefix", [b"\x00", b"*\x00", b"$\x00"])
+def test_protocol_desync_is_cut_off(port: int, prefix: bytes) -> None:
+    # protocol.tcl's desync test: junk without a line end until the server
+    # gives up; it must answer a protocol error and close well before 1 MiB.
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(prefix)
+        reply = b""
+        for _ in range(1024):
+            try:
+                sock.sendall(b"A" * 1024)
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            ready, _, _ = select.select([sock], [], [], 0)
+            if ready:
+                break
+        try:
+            while chunk := sock.recv(65536):
+                reply += chunk
+        except ConnectionResetError:
+            pass
+    assert reply.startswith(b"-ERR Protocol error: too big"), reply
+
+
+def test_busy_reply_over_the_limit() -> None:
+    proc = start("--max-connections", "1")
+    try:
+        port = resp_address(proc)[1]
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as first:
+            first.sendall(b"PING\r\n")
+            assert first.recv(100) == b"+PONG\r\n"
+            assert raw(port, b"PING\r\n") == b"-ERR max number of clients reached\r\n"
+    finally:
+        proc.stop()

@@ -621,3 +621,14 @@ def test_failed_fsync_fails_barriers_and_disables_writes(tmp_path: Path) -> None
         assert reopened.get(b"more") is None
     finally:
         reopened.close()
+
+
+def test_leftover_rewrite_files_are_removed_at_start(tmp_path: Path) -> None:
+    write_keys(tmp_path, 3)
+    (tmp_path / f"{AOF_FILENAME}.rewrite-12345").write_bytes(records.MAGIC + b"partial")
+    store = open_embedded_store(str(tmp_path), "no")
+    try:
+        assert present(store, 3) == [0, 1, 2]
+        assert sorted(os.listdir(tmp_path)) == [AOF_FILENAME, "sockworks.lock"]
+    finally:
+        store.close()

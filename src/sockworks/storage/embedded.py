@@ -75,6 +75,16 @@ def _lock_data_dir(data_dir: str) -> TextIO:
     return handle
 
 
+def _remove_leftovers(data_dir: str) -> None:
+    """Delete temp files of a rewrite or log creation that a crash
+    interrupted: never renamed, so never part of the data (we hold the lock,
+    so no other process is writing them)."""
+    for name in os.listdir(data_dir):
+        if name.startswith(AOF_FILENAME + ".rewrite-") or name == AOF_FILENAME + ".new":
+            logger.info("removing %s left by an interrupted rewrite", name)
+            os.unlink(os.path.join(data_dir, name))
+
+
 class PersistentStore(MemoryStore):
     """MemoryStore whose writes go to an append-only log first."""
 
@@ -97,6 +107,7 @@ class PersistentStore(MemoryStore):
         path = os.path.join(data_dir, AOF_FILENAME)
         self._dir_lock = _lock_data_dir(data_dir)
         try:
+            _remove_leftovers(data_dir)
             started = time.monotonic()
             loaded = load_log(path)
             try:

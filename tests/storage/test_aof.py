@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -556,7 +556,7 @@ def test_failed_write_changes_nothing_and_recovers(tmp_path: Path) -> None:
     full = os.open("/dev/full", os.O_WRONLY)
     fd, saved = swap_log_fd(store, full)
     try:
-        writes = [
+        writes: list[Callable[[], object]] = [
             lambda: store.set(b"a", b"2"),
             lambda: store.set(b"new", b"v", px=1000),
             lambda: store.mset([(b"a", b"3"), (b"b", b"4")]),

@@ -26,11 +26,11 @@ limits) and anything else -- an error, a type byte other than ``$``, an
 incomplete tail -- is handed back to the Python parser at the start of that
 command, so error texts and edge cases are Redis's, not hiredis's.
 
-Measured with ``benchmarks/resp_parser.py`` (2-core VM, CPython 3.11, hiredis
-3.5): pipelined ``SET key:NNNNNN <16-byte value>`` in 64 KiB chunks -- pure
-Python ~0.60 M commands/s, hiredis path ~1.4 M commands/s (about 2.3x); with
-one command per chunk (no pipelining) the two are within 10% of each other,
-because the per-call overhead dominates.
+Measured with ``benchmarks/resp_parser.py`` (2-core shared VM, CPython 3.11,
+hiredis 3.5, 200 000 ``SET key:NNNNNN <16-byte value>``): pipelined in 64 KiB
+chunks, pure Python ~0.5 M commands/s, hiredis path ~1.9-2.7 M/s (4-5x); one
+command per chunk (no pipelining) ~0.45 M/s against ~0.6-0.8 M/s, because
+per-call overhead dominates there.
 
 Replies: :func:`encode` turns Python values and the small reply types below
 into RESP2 or RESP3 bytes (RESP3's null, map, set, double, boolean and

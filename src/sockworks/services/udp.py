@@ -20,7 +20,7 @@ import socket
 import sys
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -145,6 +145,31 @@ class UdpCounters:
     send_failed: int = 0     # reply dropped: send buffer full or send error
 
 
+class _LazyCounters(Mapping[str, int]):
+    """The counters, computed only if the codec reads them (``stats``): the
+    other requests do not pay for a snapshot."""
+
+    __slots__ = ("_compute", "_doc")
+
+    def __init__(self, compute: Callable[[], dict[str, int]]) -> None:
+        self._compute = compute
+        self._doc: dict[str, int] | None = None
+
+    def _get(self) -> dict[str, int]:
+        if self._doc is None:
+            self._doc = self._compute()
+        return self._doc
+
+    def __getitem__(self, key: str) -> int:
+        return self._get()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._get())
+
+    def __len__(self) -> int:
+        return len(self._get())
+
+
 class UdpJsonService:
     """One datagram in, at most one datagram out: rate limit, codec, counters.
 
@@ -180,7 +205,8 @@ class UdpJsonService:
         if not self.limiter.allow(source_key(source), self._clock()):
             counters.rate_limited += 1
             return None
-        reply = udpjson.respond(datagram, now=self._wall_clock(), counters=self.snapshot(),
+        reply = udpjson.respond(datagram, now=self._wall_clock(),
+                                counters=_LazyCounters(self.snapshot),
                                 max_size=self.max_datagram)
         if reply.error is not None:
             counters.errors += 1

@@ -257,7 +257,7 @@ def test_stats_reports_every_documented_field(service: KvService, session: KvSes
         assert name in fields, name
     assert fields[b"connections_current"] == b"1"
     assert fields[b"connections_total"] == b"1"
-    assert fields[b"commands_processed"] == b"3"  # STATS counts after it replies
+    assert fields[b"commands_processed"] == b"4"  # SET GET GET and this STATS
     assert fields[b"get_hits"] == b"1" and fields[b"get_misses"] == b"1"
     assert fields[b"protocol_errors"] == b"1"
     assert fields[b"keys"] == b"1"
@@ -398,4 +398,15 @@ def test_pipelined_stats_includes_the_commands_before_it(session: KvSession) -> 
     reply = talk(session, b"GET nope\nSET a 1\nSTATS\n").split(b"\n")[2]
     fields = dict(item.split(b"=", 1) for item in reply.split(b" ")[1:])
     assert fields[b"get_misses"] == b"1"
-    assert fields[b"commands_processed"] == b"2"
+    assert fields[b"commands_processed"] == b"3"  # including the STATS itself
+
+
+def test_counters_survive_closed_sessions(service: KvService) -> None:
+    for _ in range(3):
+        sess = service.new_session("127.0.0.1:1")
+        talk(sess, b"GET a\nSET a 1\nGET a\nnope\n")
+        sess.on_close()
+        sess.on_close()  # a second call must not count twice
+    snap = service.snapshot()
+    assert (snap["commands_processed"], snap["get_hits"], snap["get_misses"],
+            snap["protocol_errors"]) == (9, 5, 1, 3)

@@ -242,9 +242,6 @@ _WRONG_ARGS: Final = {
 _NO_ARGS: Final[dict[bytes, Event]] = {
     b"QUIT": Quit(), b"PING": Ping(), b"DBSIZE": DbSize(), b"STATS": Stats(), b"COMPACT": Compact(),
 }
-_ONE_KEY: Final[dict[bytes, Callable[[bytes], Event]]] = {
-    b"GET": Get, b"DEL": Delete, b"TTL": Ttl, b"PERSIST": Persist,
-}
 
 
 def _looks_like_http(name: bytes, words: list[bytes]) -> bool:
@@ -270,36 +267,48 @@ def _parse_int(text: bytes) -> int | None:
     return value
 
 
+def _incr(key: bytes) -> IncrBy:
+    return IncrBy(key, 1)
+
+
+#: One-key commands, also the fast path of parse_line.
+_ONE_KEY: Final[dict[bytes, Callable[[bytes], Event]]] = {
+    b"GET": Get, b"DEL": Delete, b"TTL": Ttl, b"PERSIST": Persist, b"INCR": _incr,
+}
+
+
 def parse_line(line: bytes) -> Event:
     """Turn one request line (without its ``\\n``) into an event."""
-    stripped = line.strip()
-    if not stripped:
+    # split(None, 2) skips surrounding whitespace (so a trailing \r goes) except
+    # after the last split: SET's value keeps inner whitespace and loses the
+    # trailing blanks through rstrip(), exactly the chapter's strip().split(None, 2).
+    parts = line.split(None, 2)
+    if not parts:
         return _EMPTY
-    head = stripped.split(None, 1)
-    name = head[0].upper()
-    rest = head[1] if len(head) == 2 else b""
+    name = parts[0].upper()
+    # Fast paths for the hot commands (GET/SET/DEL/INCR...): one split, no
+    # HTTP check needed (an HTTP request line has three words and no SET).
+    if len(parts) == 2:
+        make = _ONE_KEY.get(name)
+        if make is not None:
+            key = parts[1]
+            return make(key) if len(key) <= MAX_KEY_LENGTH else _KEY_TOO_LONG
+    elif name == b"SET" and len(parts) == 3:
+        key = parts[1]
+        return Set(key, parts[2].rstrip()) if len(key) <= MAX_KEY_LENGTH else _KEY_TOO_LONG
+    return _parse_other(line, name)
 
-    if name == b"SET":
-        # The chapter's split(None, 2): the value is everything after the key,
-        # inner whitespace kept (the line was stripped, so no trailing blanks).
-        parts = rest.split(None, 1)
-        if len(parts) != 2:
-            return _WRONG_ARGS[b"SET"]
-        key, value = parts
-        if len(key) > MAX_KEY_LENGTH:
-            return _KEY_TOO_LONG
-        return Set(key, value)
 
-    words = rest.split()
+def _parse_other(line: bytes, name: bytes) -> Event:
+    words = line.split()[1:]
+    if name == b"SET":  # fewer than three words
+        return _WRONG_ARGS[b"SET"]
+
     if _looks_like_http(name, words):
         return HttpRequest(line)
 
-    if name in _ONE_KEY:
-        if len(words) != 1:
-            return _WRONG_ARGS[name]
-        if len(words[0]) > MAX_KEY_LENGTH:
-            return _KEY_TOO_LONG
-        return _ONE_KEY[name](words[0])
+    if name in _ONE_KEY:  # not exactly one argument, or it would be a fast path
+        return _WRONG_ARGS[name]
 
     if name in _NO_ARGS:
         # QUIT ignores arguments, as the chapter's server does: a client that
@@ -314,13 +323,6 @@ def parse_line(line: bytes) -> Event:
         if any(len(key) > MAX_KEY_LENGTH for key in words):
             return _KEY_TOO_LONG
         return Exists(tuple(words))
-
-    if name == b"INCR":
-        if len(words) != 1:
-            return _WRONG_ARGS[name]
-        if len(words[0]) > MAX_KEY_LENGTH:
-            return _KEY_TOO_LONG
-        return IncrBy(words[0], 1)
 
     if name == b"INCRBY" or name == b"EXPIRE":
         if len(words) != 2:

@@ -29,7 +29,9 @@ import logging
 import os
 import sys
 import threading
-from typing import TYPE_CHECKING
+import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, cast
 
 from sockworks import __version__
 from sockworks.cli.serve import add_tcp_arguments, port_number, positive_int
@@ -38,6 +40,29 @@ from sockworks.core.logs import RateLimitedLog, configure_logging
 from sockworks.core.service import CLOSE, NOTHING, Output, Service, Session
 from sockworks.core.stats import ServerStats
 from sockworks.protocols import kvtext
+from sockworks.protocols.kvtext import (
+    BYE,
+    DELETED,
+    GREETING,
+    LINE_TOO_LONG,
+    LINE_TOO_LONG_REPLY,
+    NEED_DATA,
+    NOT_FOUND,
+    OK,
+    PONG,
+    BadRequest,
+    Get,
+    HttpRequest,
+    Quit,
+    Set,
+    error_reply,
+    integer_reply,
+    parse_line,
+    stats_reply,
+    status_reply,
+    value_reply,
+)
+from sockworks.protocols.lines import LineFramer
 from sockworks.storage.base import Store, StoreError
 
 if TYPE_CHECKING:
@@ -62,16 +87,20 @@ DEFAULT_MODEL = "asyncio"
 DEFAULT_PORT = 9000
 FSYNC_POLICIES = ("always", "everysec", "no")
 
-#: STATS names of the service's own counters.
-_COUNTERS = ("commands_processed", "get_hits", "get_misses", "protocol_errors",
-             "http_requests_refused", "lines_too_long")
+#: STATS names of the per-session counters (KvSession.counts), in order.
+_SESSION_COUNTERS = ("commands_processed", "get_hits", "get_misses", "protocol_errors")
+_COMMANDS, _HITS, _MISSES, _ERRORS = range(4)
+#: STATS names of the service's rare-event counters.
+_EVENT_COUNTERS = ("http_requests_refused", "lines_too_long")
 
 
 class KvService(Service):
     """The text-protocol front end of a :class:`Store` (shared by all sessions).
 
-    Counters for STATS are kept here and updated once per received chunk under
-    a lock, so they are exact under every model at negligible cost.
+    Per-request counters live in each session (only its own thread writes
+    them, so the hot path takes no lock); STATS adds up the live sessions and
+    the totals folded in when sessions closed. That is exact under every
+    model: a model calls ``on_close`` once per connection.
     """
 
     name = "kv"
@@ -85,31 +114,41 @@ class KvService(Service):
         # its calls block, so event-loop models must run sessions in threads.
         self.blocking = store.shared_across_processes if blocking is None else blocking
         self._lock = threading.Lock()
-        self._counters = dict.fromkeys(_COUNTERS, 0)
+        self._retired = [0] * len(_SESSION_COUNTERS)
+        self._events = dict.fromkeys(_EVENT_COUNTERS, 0)
+        # Weak, so a session a model forgets to close cannot leak.
+        self._live: weakref.WeakSet[KvSession] = weakref.WeakSet()
         self._closed = False
         self._compactor: threading.Thread | None = None
         self.http_log = RateLimitedLog(logger, logging.WARNING)
 
     def new_session(self, peer: str) -> KvSession:
-        return KvSession(self, peer)
-
-    def count(self, commands: int, hits: int, misses: int, errors: int) -> None:
+        session = KvSession(self, peer)
         with self._lock:
-            counters = self._counters
-            counters["commands_processed"] += commands
-            counters["get_hits"] += hits
-            counters["get_misses"] += misses
-            counters["protocol_errors"] += errors
+            self._live.add(session)
+        return session
+
+    def retire(self, session: KvSession) -> None:
+        """Fold a closing session's counters into the totals (once)."""
+        with self._lock:
+            if session in self._live:
+                self._live.discard(session)
+                for index, value in enumerate(session.counts):
+                    self._retired[index] += value
 
     def bump(self, counter: str) -> None:
         with self._lock:
-            self._counters[counter] += 1
+            self._events[counter] += 1
 
     def snapshot(self) -> dict[str, object]:
         """Every STATS field, in the documented order (docs/protocol.md)."""
         stats = self.stats
         with self._lock:
-            counters = dict(self._counters)
+            totals = list(self._retired)
+            for session in self._live:
+                for index, value in enumerate(session.counts):
+                    totals[index] += value
+            events = dict(self._events)
         fields: dict[str, object] = {
             "version": __version__,
             "pid": os.getpid(),
@@ -118,7 +157,8 @@ class KvService(Service):
             "connections_total": stats.connections_total,
             "connections_rejected": stats.connections_rejected,
             "connections_idle_closed": stats.idle_closed,
-            **counters,
+            **dict(zip(_SESSION_COUNTERS, totals, strict=True)),
+            **events,
             "keys": self.store.dbsize(),
         }
         # The store's own counters and persistence state (expired keys, log
@@ -161,136 +201,168 @@ class KvService(Service):
 
 
 class KvSession(Session):
-    """One text-protocol connection: bytes in, replies out, in order."""
+    """One text-protocol connection: bytes in, replies out, in order.
 
-    __slots__ = ("_conn", "_done", "_peer", "_service", "_store")
+    ``on_data`` is the server's hot path: GET and SET are dispatched inline
+    on the event's exact type, the other commands through a table of
+    methods; each returns its reply bytes.
+    """
+
+    __slots__ = ("_done", "_framer", "_peer", "_service", "_store", "counts")
 
     def __init__(self, service: KvService, peer: str) -> None:
         self._service = service
         self._store = service.store
         self._peer = peer
-        self._conn = kvtext.KvTextConnection(service.max_line)
+        self._framer = LineFramer(service.max_line)
         self._done = False
+        #: commands, GET hits, GET misses, protocol errors (see _SESSION_COUNTERS)
+        self.counts = [0, 0, 0, 0]
 
     @property
     def busy(self) -> bool:
-        return not self._done and self._conn.buffered > 0
+        return not self._done and self._framer.buffered > 0
 
     def on_connect(self) -> Output:
-        return Output(kvtext.GREETING)
+        return Output(GREETING)
 
     def on_data(self, data: bytes) -> Output:
         if self._done:
             # QUIT, HTTP or an over-long line already ended the conversation:
             # nothing the peer sends afterwards may run.
             return CLOSE
-        conn = self._conn
-        conn.receive_data(data)
+        # The framer and the parser are called directly (rather than through
+        # KvTextConnection.next_event) to save a call per request here.
+        framer = self._framer
+        framer.receive_data(data)
+        next_line = framer.next_event
+        store = self._store
+        counts = self.counts
         replies: list[bytes] = []
+        append = replies.append
         wrote = close = False
-        commands = hits = misses = errors = 0
         while True:
-            event = conn.next_event()
-            if event is kvtext.NEED_DATA:
-                break
-            if isinstance(event, kvtext.BadRequest):
-                replies.append(kvtext.error_reply(event.reason))
-                errors += 1
-                continue
-            if isinstance(event, kvtext.Quit):
-                replies.append(kvtext.BYE)
-                commands += 1
-                close = True
-                break
-            if isinstance(event, kvtext.HttpRequest):
-                self._service.bump("http_requests_refused")
-                self._service.http_log(
-                    "HTTP request from %s on the KV text port (wrong port?); closing: %r",
-                    self._peer, event.line[:80])
-                close = True
-                break
-            if event is kvtext.LINE_TOO_LONG:
-                self._service.bump("lines_too_long")
-                logger.info("line longer than %d bytes from %s; closing",
-                            conn.max_line, self._peer)
-                replies.append(kvtext.LINE_TOO_LONG_REPLY)
-                close = True
-                break
-            if event is kvtext.CLOSED:  # only after on_eof; never from on_data
-                close = True
-                break
-            assert not isinstance(event, kvtext.Sentinel)
-            if isinstance(event, kvtext.Stats) and (commands or errors):
-                # STATS must include the commands pipelined before it.
-                self._service.count(commands, hits, misses, errors)
-                commands = hits = misses = errors = 0
-            commands += 1
+            line = next_line()
+            event = parse_line(line) if type(line) is bytes else line
+            kind = type(event)
             try:
-                reply, is_write, hit = self._execute(event)
+                if kind is Get:
+                    counts[_COMMANDS] += 1
+                    value = store.get(cast(Get, event).key)
+                    if value is None:
+                        counts[_MISSES] += 1
+                        append(NOT_FOUND)
+                    else:
+                        counts[_HITS] += 1
+                        append(value_reply(value))
+                elif kind is Set:
+                    counts[_COMMANDS] += 1
+                    event = cast(Set, event)
+                    store.set(event.key, event.value)
+                    wrote = True
+                    append(OK)
+                elif event is NEED_DATA:
+                    break
+                elif kind in _HANDLERS:
+                    counts[_COMMANDS] += 1
+                    handler, is_write = _HANDLERS[kind]
+                    append(handler(self, event))
+                    wrote = wrote or is_write
+                elif kind is BadRequest:
+                    counts[_ERRORS] += 1
+                    append(error_reply(cast(BadRequest, event).reason))
+                else:
+                    close = True
+                    self._finish(event, append)
+                    break
             except StoreError as exc:
-                reply, is_write, hit = kvtext.error_reply(str(exc)), False, None
-            replies.append(reply)
-            wrote = wrote or is_write
-            if hit is True:
-                hits += 1
-            elif hit is False:
-                misses += 1
-        if commands or errors:
-            self._service.count(commands, hits, misses, errors)
+                append(error_reply(str(exc)))
         if close:
             self._done = True
-        barrier: Barrier | None = self._store.durability_barrier() if wrote else None
+        barrier: Barrier | None = store.durability_barrier() if wrote else None
         if not replies and not close:
             return NOTHING
         return Output(b"".join(replies), close, barrier)
 
+    def _finish(self, event: object, append: Callable[[bytes], None]) -> None:
+        """The events that end the conversation: QUIT, HTTP, too long."""
+        if type(event) is Quit:
+            self.counts[_COMMANDS] += 1
+            append(BYE)
+        elif type(event) is HttpRequest:
+            self._service.bump("http_requests_refused")
+            self._service.http_log(
+                "HTTP request from %s on the KV text port (wrong port?); closing: %r",
+                self._peer, event.line[:80])
+        elif event is LINE_TOO_LONG:
+            self._service.bump("lines_too_long")
+            logger.info("line longer than %d bytes from %s; closing",
+                        self._framer.max_line, self._peer)
+            append(LINE_TOO_LONG_REPLY)
+        # CLOSED (only after on_eof): nothing to say.
+
     def on_eof(self) -> Output:
         if not self._done:
-            self._conn.receive_data(b"")
-            if self._conn.next_event() is kvtext.CLOSED and self._conn.trailing:
+            self._framer.receive_data(b"")
+            if self._framer.next_event() is kvtext.CLOSED and self._framer.trailing:
                 # An unterminated last line may be half a command: never run it.
                 logger.debug("%s closed with %d bytes of an unterminated line",
-                             self._peer, len(self._conn.trailing))
+                             self._peer, len(self._framer.trailing))
             self._done = True
         return CLOSE
 
-    def _execute(self, event: kvtext.Command) -> tuple[bytes, bool, bool | None]:
-        """Run one command: (reply, was it a write, GET hit/miss/None)."""
-        store = self._store
-        match event:
-            case kvtext.Get(key):
-                value = store.get(key)
-                return kvtext.value_reply(value), False, value is not None
-            case kvtext.Set(key, value):
-                store.set(key, value)
-                return kvtext.OK, True, None
-            case kvtext.Delete(key):
-                removed = store.delete((key,))
-                return (kvtext.DELETED if removed else kvtext.NOT_FOUND), True, None
-            case kvtext.IncrBy(key, delta):
-                return kvtext.integer_reply(store.incrby(key, delta)), True, None
-            case kvtext.Exists(keys):
-                return kvtext.integer_reply(store.exists(keys)), False, None
-            case kvtext.Expire(key, seconds):
-                done = store.pexpire(key, seconds * 1000)
-                return kvtext.integer_reply(int(done)), True, None
-            case kvtext.Ttl(key):
-                ms = store.pttl(key)
-                # Redis rounds the remaining time to the nearest second.
-                return kvtext.integer_reply(ms if ms < 0 else (ms + 500) // 1000), False, None
-            case kvtext.Persist(key):
-                return kvtext.integer_reply(int(store.persist(key))), True, None
-            case kvtext.Ping():
-                return kvtext.PONG, False, None
-            case kvtext.DbSize():
-                return kvtext.integer_reply(store.dbsize()), False, None
-            case kvtext.Stats():
-                return kvtext.stats_reply(self._service.snapshot()), False, None
-            case kvtext.Compact():
-                return kvtext.status_reply(self._service.start_compaction()), False, None
-            case kvtext.Quit():  # handled by on_data before execution
-                return kvtext.BYE, False, None
-        raise AssertionError(f"unhandled event {event!r}")
+    def on_close(self) -> None:
+        self._done = True
+        self._service.retire(self)
+
+    # -- the other commands: each returns its reply --------------------------
+
+    def _delete(self, event: kvtext.Delete) -> bytes:
+        return DELETED if self._store.delete((event.key,)) else NOT_FOUND
+
+    def _incrby(self, event: kvtext.IncrBy) -> bytes:
+        return integer_reply(self._store.incrby(event.key, event.delta))
+
+    def _exists(self, event: kvtext.Exists) -> bytes:
+        return integer_reply(self._store.exists(event.keys))
+
+    def _expire(self, event: kvtext.Expire) -> bytes:
+        return integer_reply(int(self._store.pexpire(event.key, event.seconds * 1000)))
+
+    def _ttl(self, event: kvtext.Ttl) -> bytes:
+        ms = self._store.pttl(event.key)
+        # Redis rounds the remaining time to the nearest second.
+        return integer_reply(ms if ms < 0 else (ms + 500) // 1000)
+
+    def _persist(self, event: kvtext.Persist) -> bytes:
+        return integer_reply(int(self._store.persist(event.key)))
+
+    def _ping(self, event: kvtext.Ping) -> bytes:
+        return PONG
+
+    def _dbsize(self, event: kvtext.DbSize) -> bytes:
+        return integer_reply(self._store.dbsize())
+
+    def _stats(self, event: kvtext.Stats) -> bytes:
+        return stats_reply(self._service.snapshot())
+
+    def _compact(self, event: kvtext.Compact) -> bytes:
+        return status_reply(self._service.start_compaction())
+
+
+#: event type -> (method, is it a write). GET and SET are inlined in on_data.
+_HANDLERS: dict[type, tuple[Callable[[KvSession, Any], bytes], bool]] = {
+    kvtext.Delete: (KvSession._delete, True),
+    kvtext.IncrBy: (KvSession._incrby, True),
+    kvtext.Exists: (KvSession._exists, False),
+    kvtext.Expire: (KvSession._expire, True),
+    kvtext.Ttl: (KvSession._ttl, False),
+    kvtext.Persist: (KvSession._persist, True),
+    kvtext.Ping: (KvSession._ping, False),
+    kvtext.DbSize: (KvSession._dbsize, False),
+    kvtext.Stats: (KvSession._stats, False),
+    kvtext.Compact: (KvSession._compact, False),
+}
 
 
 # -- `sockworks serve kv` --------------------------------------------------

@@ -305,6 +305,19 @@ def test_frozen_redis_times_out_instead_of_hanging(redis_server: RedisServer) ->
         st.close()
 
 
+def test_burst_beyond_the_pool_waits_for_a_connection(shared_redis_server: RedisServer) -> None:
+    """More threads than pooled connections: the extra calls queue for a free
+    connection instead of failing (BlockingConnectionPool)."""
+    st = RedisStore(shared_redis_server.url, max_connections=2)
+    try:
+        st.delete([b"burst"])
+        run_threads(16, lambda: [st.incrby(b"burst", 1) for _ in range(100)])
+        assert st.get(b"burst") == b"1600"
+        assert len(st._client.connection_pool._connections) <= 2
+    finally:
+        st.close()
+
+
 def test_exhausted_pool_waits_then_reports(redis_server: RedisServer) -> None:
     """With every connection stuck on a frozen Redis, one more call waits for
     the pool timeout and gets StoreUnavailable (not an unbounded wait)."""

@@ -80,9 +80,10 @@ def udp_socket(source: str = "127.0.0.1", family: int = socket.AF_INET) -> socke
 
 def ask(server: Any, payload: bytes, *, source: str = "127.0.0.1",
         attempts: int = 1) -> dict[str, Any]:
-    """Send ``payload`` and return the parsed reply. ``attempts`` > 1 resends
-    after a timeout (for use right after a flood, when the kernel may drop)."""
-    host, port = server.address
+    """Send ``payload`` to ``server`` (a started server or a (host, port)) and
+    return the parsed reply. ``attempts`` > 1 resends after a timeout (for use
+    right after a flood, when the kernel may drop)."""
+    host, port = server if isinstance(server, tuple) else server.address
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with udp_socket(source, family) as sock:
         if attempts > 1:
@@ -285,6 +286,22 @@ def test_ipv6(start_server: Any, model: str) -> None:
     server = start_server("serve", "udp", "--model", model, "--host", "::1")
     assert server.host == "::1"
     assert ask(server, b'{"type":"ping","id":"v6"}', source="::1") == {"pong": True, "id": "v6"}
+
+
+def test_dual_stack_counts_mapped_ipv4_as_ipv4(start_server: Any, model: str) -> None:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("::1 not available")
+    server = start_server("serve", "udp", "--model", model, "--host", "::")
+    port = server.port
+    v4, v6 = ("127.0.0.1", port), ("::1", port)
+    assert ask(v4, b'{"type":"ping"}') == {"pong": True}
+    assert ask(v6, b'{"type":"ping"}', source="::1") == {"pong": True}
+    counters = stats(v4, source="127.0.0.1")
+    # 127.0.0.1 arrives as ::ffff:127.0.0.1 and is charged to the IPv4 address.
+    assert counters["sources"] == 2
 
 
 # --- udp-client -----------------------------------------------------------

@@ -105,9 +105,11 @@ class CompareReport:
 class _Server:
     """A server process started for one model, its output drained in the background."""
 
-    def __init__(self, argv: list[str], script: bool) -> None:
+    def __init__(self, argv: list[str], script: bool, listener: int = 0) -> None:
         self.argv = argv
         self.script = script
+        self.listener = listener     # which `listening on` line is the target
+        self._listeners_seen = 0
         self.tail: collections.deque[str] = collections.deque(maxlen=OUTPUT_TAIL_LINES)
         self.host = "127.0.0.1"
         self.port = 0
@@ -136,16 +138,20 @@ class _Server:
             pending += chunk
             *lines, partial = pending.split(b"\n")
             pending = partial
-            for raw in lines:
+            for number, raw in enumerate(lines):
                 line = raw.decode(errors="replace")
                 self.tail.append(line)
                 if self._match(line):
+                    self.tail.extend(r.decode(errors="replace") for r in lines[number + 1:])
                     self._drain_in_background(pending)
                     return
 
     def _match(self, line: str) -> bool:
         found = LISTENING.search(line)
         if found:
+            self._listeners_seen += 1
+            if self._listeners_seen <= self.listener:
+                return False
             self.host, self.port = found.group(1), int(found.group(2))
             return True
         if self.script:
@@ -208,8 +214,13 @@ def _taskset(cpus: str | None) -> list[str]:
     return [path, "-c", cpus]
 
 
-def _served_service(service: str) -> str:
-    return {"echo": "echo", "kv": "kv"}[service]
+#: service -> (the `serve` sub-command, its extra flags, which listener to load).
+#: `serve kv` logs its text port first and its RESP port second.
+SERVED = {
+    "echo": ("echo", [], 0),
+    "kv": ("kv", [], 0),
+    "resp": ("kv", ["--resp-port", "0"], 1),
+}
 
 
 def server_argv(settings: CompareSettings, model: str) -> tuple[list[str], bool]:
@@ -222,7 +233,8 @@ def server_argv(settings: CompareSettings, model: str) -> tuple[list[str], bool]
         return [*pin, settings.python, path, "--port", "0"], True
     # Room for every busy and idle connection, plus reconnects.
     limit = max(settings.connections) + settings.idle + 64
-    return [*pin, settings.python, "-m", "sockworks", "serve", _served_service(settings.service),
+    command, extra, _ = SERVED[settings.service]
+    return [*pin, settings.python, "-m", "sockworks", "serve", command, *extra,
             "--model", model, "--port", "0", "--max-connections", str(limit),
             "--idle-timeout", "0", *settings.server_args], False
 
@@ -263,8 +275,8 @@ def _run_client(settings: CompareSettings, host: str, port: int,
 
 def run_compare_grid(settings: CompareSettings, log: TextIO | None = None) -> CompareReport:
     """Run every model over every connection count; write and return the reports."""
-    if settings.service not in ("echo", "kv"):
-        raise CompareError(f"unknown service {settings.service!r} (echo or kv)")
+    if settings.service not in SERVED:
+        raise CompareError(f"unknown service {settings.service!r} ({', '.join(SERVED)})")
     if not settings.models:
         raise CompareError("no models to compare")
     out = Path(settings.out)
@@ -280,7 +292,7 @@ def run_compare_grid(settings: CompareSettings, log: TextIO | None = None) -> Co
     for model in settings.models:
         argv, script = server_argv(settings, model)
         say(f"== {model}: {' '.join(argv)}")
-        server = _Server(argv, script)
+        server = _Server(argv, script, 0 if script else SERVED[settings.service][2])
         try:
             try:
                 server.wait_listening(STARTUP_TIMEOUT)

@@ -8,6 +8,7 @@ processes on a real data dir, including after kill -9 under write load.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -19,6 +20,7 @@ from typing import Any
 import pytest
 
 from sockworks.client import ConnectionClosed, KvClient
+from sockworks.protocols.kvtext import HttpRequest, Quit, parse_line
 
 SHARED_MEMORY_MODELS = ["thread", "pool", "socketserver-thread", "asyncio"]
 
@@ -441,3 +443,21 @@ def test_value_stored_over_resp_with_a_newline(start_server: Any) -> None:
             b"use the RESP port")
         assert client.exists(b"multi") == 1
         client.ping()  # the stream is intact
+
+
+def test_random_garbage_gets_one_reply_per_line_and_the_server_survives(kv: Any) -> None:
+    rng = random.Random(1234)
+    lines = []
+    while len(lines) < 2000:
+        line = bytes(rng.randrange(256) for _ in range(rng.randrange(0, 60))).replace(b"\n", b"")
+        if not isinstance(parse_line(line), (Quit, HttpRequest)):  # those close by design
+            lines.append(line)
+    with connect(kv) as sock:
+        buf = bytearray()
+        for start in range(0, len(lines), 100):
+            batch = lines[start:start + 100]
+            sock.sendall(b"\n".join(batch) + b"\n")
+            replies = read_lines(sock, len(batch), buf)
+            assert len(replies) == len(batch)
+        sock.sendall(b"PING\n")
+        assert read_lines(sock, 1, buf) == [b"PONG"]

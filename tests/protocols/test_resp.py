@@ -413,3 +413,23 @@ def test_replies_parse_with_a_real_resp3_reader() -> None:
     assert reader.gets() == {b"server": b"redis", b"proto": 3, b"ok": True, b"pi": 3.25,
                              b"none": None, b"list": [b"a", [b"b"]],
                              b"info": b"# Server\r\n"}
+
+
+@pytest.mark.parametrize(("head", "message"), [
+    (b"PING\x00\r\n", "Protocol error: too big inline request"),
+    (b"*1\x00\r\n", "Protocol error: too big mbulk count string"),
+    (b"*1\r\n$\x004\r\nPING\r\n", "Protocol error: too big bulk count string"),
+    (b"*1\r\nx\x00\r\n", "Protocol error: too big bulk count string"),
+])
+def test_nul_before_line_end_stalls_like_redis(hiredis: bool, head: bytes, message: str) -> None:
+    # Redis finds line ends with strchr(), which stops at NUL: a NUL before
+    # the line end means "no line end yet", so nothing runs and the request
+    # waits until the 64 KiB limit makes it a protocol error.
+    assert parse(head + cmd(b"PING"), hiredis) == ([], None)
+    assert parse_whole(head + b"A" * PROTO_INLINE_MAX_SIZE, hiredis) == ([], message)
+
+
+def test_nul_after_line_end_is_data(hiredis: bool) -> None:
+    assert parse(b"PING\r\n\x00", hiredis) == ([[b"PING"]], None)
+    assert parse(cmd(b"ECHO", b"\x00\r\n") + cmd(b"PING"), hiredis) == (
+        [[b"ECHO", b"\x00\r\n"], [b"PING"]], None)

@@ -366,3 +366,82 @@ def test_busy_reply_over_the_limit() -> None:
             assert raw(port, b"PING\r\n") == b"-ERR max number of clients reached\r\n"
     finally:
         proc.stop()
+
+
+# -- differential: the same bytes to a real redis-server ------------------------------------------
+
+@pytest.fixture(scope="module")
+def real_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A private redis-server listening on a Unix socket only (``--port 0``)."""
+    binary = require_binary("redis-server")
+    workdir = tmp_path_factory.mktemp("redis")
+    path = str(workdir / "redis.sock")
+    proc = subprocess.Popen(
+        [binary, "--port", "0", "--unixsocket", path, "--save", "", "--appendonly", "no",
+         "--dir", str(workdir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while not os.path.exists(path):
+            assert proc.poll() is None and time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.02)
+        yield path
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def redis_answer(path: str, data: bytes) -> tuple[bytes, bool]:
+    """Redis's reply to ``data`` sent then half-closed; and whether the
+    connection was reset (then the tail of the reply may be lost)."""
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(10)
+        sock.connect(path)
+        sock.sendall(data)
+        sock.shutdown(socket.SHUT_WR)
+        received = b""
+        while True:
+            try:
+                chunk = sock.recv(65536)
+            except ConnectionResetError:
+                return received, True
+            if not chunk:
+                return received, False
+            received += chunk
+
+
+@pytest.mark.redis
+def test_same_bytes_as_real_redis(real_redis: str) -> None:
+    # Random junk mixed with valid pieces (only PING and ECHO can form real
+    # commands) goes to redis-server and to a RespSession; the replies must
+    # be byte for byte the same, with both parser back ends.
+    import random
+
+    from sockworks.core.stats import ServerStats
+    from sockworks.protocols import resp as resp_codec
+    from sockworks.services.resp import RespService
+    from sockworks.storage.memory import MemoryStore
+
+    cmd = resp_codec.encode_command
+    pieces = [b"*", b"$", b"\r\n", b"\r", b"\n", b"1", b"2", b"3", b"-1", b"0", b"PING",
+              b"ECHO", b" ", b'"', b"'", b"\\x41", b"\\", b"\x00", b"+", b":", b"\t", b"x",
+              cmd([b"PING"]), cmd([b"ECHO", b"a b"]), b"*2\r\n", b"$4\r\n", b"$1\r\nx\r\n",
+              b"$4\r\nECHO\r\n", b"$0\r\n\r\n"]
+    rng = random.Random(20261128)
+    service = RespService(MemoryStore(), ServerStats(), owns_store=True)
+    backends = [False, True] if resp_codec.HIREDIS_AVAILABLE else [False]
+    try:
+        for _ in range(400):
+            data = b"".join(rng.choice(pieces) if rng.random() < 0.85
+                            else bytes([rng.randrange(256)]) for _ in range(rng.randrange(1, 30)))
+            expected, reset = redis_answer(real_redis, data)
+            for backend in backends:
+                service.use_hiredis = backend
+                session = service.new_session("127.0.0.1:1")
+                ours = session.on_data(data).data
+                session.on_close()
+                if reset:
+                    assert ours.startswith(expected), (data, expected, ours)
+                else:
+                    assert ours == expected, (data, expected, ours)
+    finally:
+        service.close()

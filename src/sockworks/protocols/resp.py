@@ -222,6 +222,14 @@ def split_inline(line: bytes) -> list[bytes] | None:
 
 # -- the request parser --------------------------------------------------------
 
+def _stalled(buf: bytearray, start: int, stop: int) -> bool:
+    """Redis looks for a line end with strchr(), which stops at a NUL byte:
+    with a NUL before the line end it sees no line end at all, and waits
+    (until the 64 KiB limit turns that into a protocol error). True when
+    that happens to the line ``buf[start:stop]``."""
+    return buf.find(b"\x00", start, stop) >= 0
+
+
 #: An aggregate header hiredis must not see: 10 000 elements or more.
 _BIG_AGGREGATE: Final = re.compile(rb"[*%~>|][0-9]{5}")
 
@@ -407,7 +415,7 @@ class RespParser:
             if self._remaining == 0:
                 if buf[pos] != 42:  # not '*': an inline command
                     newline = buf.find(b"\n", pos)
-                    if newline < 0:
+                    if newline < 0 or _stalled(buf, pos, newline):
                         if end - pos > PROTO_INLINE_MAX_SIZE:
                             raise _Violation("Protocol error: too big inline request")
                         return pos
@@ -433,6 +441,10 @@ class RespParser:
                     return pos
                 count = _strict_int(buf[pos + 1:cr])
                 if count is None or count > MAX_MULTIBULK_LEN:
+                    if _stalled(buf, pos, cr):
+                        if end - pos > PROTO_INLINE_MAX_SIZE:
+                            raise _Violation("Protocol error: too big mbulk count string")
+                        return pos
                     raise _Violation("Protocol error: invalid multibulk length")
                 pos = cr + 2
                 if count <= 0:  # Redis ignores empty and negative arrays
@@ -451,13 +463,18 @@ class RespParser:
                         return pos
                     if cr > end - 2:
                         return pos
-                    if buf[pos] != 36:
-                        raise _Violation(
-                            f"Protocol error: expected '$', got '{chr(buf[pos])}'")
                     text = buf[pos + 1:cr]
-                    if text.isdigit() and (text[0] != 48 or len(text) == 1) and len(text) < 19:
+                    if buf[pos] == 36 and text.isdigit() and (text[0] != 48 or len(text) == 1) \
+                            and len(text) < 19:
                         bulklen = int(text)
                     else:
+                        if _stalled(buf, pos, cr):
+                            if end - pos > PROTO_INLINE_MAX_SIZE:
+                                raise _Violation("Protocol error: too big bulk count string")
+                            return pos
+                        if buf[pos] != 36:
+                            raise _Violation(
+                                f"Protocol error: expected '$', got '{chr(buf[pos])}'")
                         bulklen = -1
                     if bulklen < 0 or bulklen > max_bulk:
                         raise _Violation("Protocol error: invalid bulk length")

@@ -100,8 +100,17 @@ def _wrong_args(name: str) -> bytes:
 
 
 def _quoted(arg: bytes) -> str:
-    text = arg[:_ERROR_ARG_LIMIT].decode("utf-8", "replace")
-    return text.replace("\r", " ").replace("\n", " ")
+    """An argument as Redis prints it in an error (``%.128s``): cut at the
+    first NUL and at 128 bytes; bytes kept as they are (latin-1 round trip,
+    see :func:`_err`)."""
+    nul = arg.find(b"\x00")
+    return (arg if nul < 0 else arg[:nul])[:_ERROR_ARG_LIMIT].decode("latin-1")
+
+
+def _err(text: str) -> bytes:
+    """An error reply whose text quotes client bytes (via :func:`_quoted`):
+    encoded back byte for byte, CR/LF turned into blanks as Redis does."""
+    return b"-" + text.replace("\r", " ").replace("\n", " ").encode("latin-1") + b"\r\n"
 
 
 def _unknown_command(argv: Sequence[bytes]) -> bytes:
@@ -110,12 +119,11 @@ def _unknown_command(argv: Sequence[bytes]) -> bytes:
         if len(shown) >= _ERROR_ARG_LIMIT:
             break
         shown += "'" + _quoted(arg)[: _ERROR_ARG_LIMIT - len(shown)] + "' "
-    return encode_error(f"ERR unknown command '{_quoted(argv[0])}', "
-                        f"with args beginning with: {shown}")
+    return _err(f"ERR unknown command '{_quoted(argv[0])}', with args beginning with: {shown}")
 
 
 def _unknown_subcommand(argv: Sequence[bytes]) -> bytes:
-    return encode_error(f"ERR unknown subcommand '{_quoted(argv[1])}'. "
+    return _err(f"ERR unknown subcommand '{_quoted(argv[1])}'. "
                         f"Try {argv[0].decode('latin-1').upper()} HELP.")
 
 
@@ -355,7 +363,7 @@ class RespSession(Session):
                 break
         if violation is not None and not self._done:
             logger.debug("protocol error from %s: %s", self.peer, violation.message)
-            replies.append(encode_error("ERR " + violation.message))
+            replies.append(_err("ERR " + violation.message))
             self._done = True
         self.service.count(executed, errors, int(violation is not None))
         barrier = self.store.durability_barrier() if self._wrote else None
@@ -644,7 +652,7 @@ def _expire(s: RespSession, argv: list[bytes], scale: int, command: str) -> byte
     if len(argv) > 3:
         # Redis 7's NX/XX/GT/LT need a read and a write as one unit on every
         # backend; not offered (docs/resp.md).
-        return encode_error(f"ERR Unsupported option {_quoted(argv[3])}")
+        return _err(f"ERR Unsupported option {_quoted(argv[3])}")
     if not I64_MIN // scale <= number <= I64_MAX // scale:
         return encode_error(f"ERR invalid expire time in '{command}' command")
     ms = number * scale
@@ -863,7 +871,7 @@ def cmd_hello(s: RespSession, argv: list[bytes]) -> bytes:
                 return _BAD_NAME
             i += 2
         else:
-            return encode_error(f"ERR Syntax error in HELLO option '{_quoted(argv[i])}'")
+            return _err(f"ERR Syntax error in HELLO option '{_quoted(argv[i])}'")
     s.proto = proto
     if name is not None:
         s.name = name
@@ -911,7 +919,7 @@ def cmd_client(s: RespSession, argv: list[bytes]) -> bytes:
             return _wrong_args("client|setinfo")
         attr = argv[2].upper()
         if attr not in (b"LIB-NAME", b"LIB-VER"):
-            return encode_error(f"ERR Unrecognized option '{_quoted(argv[2])}'")
+            return _err(f"ERR Unrecognized option '{_quoted(argv[2])}'")
         if not all(33 <= c <= 126 for c in argv[3]):
             return encode_error(f"ERR {attr.decode().lower()} cannot contain spaces, "
                                 "newlines or special characters.")
@@ -969,7 +977,7 @@ def cmd_config(s: RespSession, argv: list[bytes]) -> bytes:
     if sub == b"SET":
         if len(argv) < 4 or len(argv) % 2:
             return _wrong_args("config|set")
-        return encode_error("ERR Unknown option or number of arguments for CONFIG SET - "
+        return _err("ERR Unknown option or number of arguments for CONFIG SET - "
                             f"'{_quoted(argv[2])}'")
     if sub == b"RESETSTAT":
         return OK

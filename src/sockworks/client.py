@@ -20,6 +20,7 @@ replies; use ``exists()`` or the RESP port when that matters.
 from __future__ import annotations
 
 import logging
+import select
 import socket
 from collections.abc import Iterable
 from types import TracebackType
@@ -129,6 +130,22 @@ class KvClient:
             if not chunk:
                 raise ConnectionClosed("the server closed the connection")
             buf += chunk
+
+    def peer_closed(self) -> bool:
+        """True when the server has already closed this connection (idle
+        timeout, shutdown) while we were not waiting for a reply. Checked
+        before sending, so a reconnect never risks running a command twice."""
+        if self._sock is None:
+            return True
+        if self._buf:
+            return False
+        readable, _, _ = select.select([self._sock], [], [], 0)
+        if not readable:
+            return False
+        try:
+            return self._sock.recv(1, socket.MSG_PEEK) == b""
+        except (ConnectionResetError, BlockingIOError):
+            return True
 
     def execute(self, line: bytes) -> bytes:
         """Send one request line and return its reply line, whatever it is."""

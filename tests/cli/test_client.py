@@ -230,3 +230,34 @@ def test_parse_stats() -> None:
         parse_stats(b"OK")
     with pytest.raises(ProtocolError):
         parse_stats(b"STATS broken")
+
+
+def test_prompt_reconnects_after_the_server_drops_an_idle_connection(start_server: Any) -> None:
+    server = start_server("serve", "kv", "--idle-timeout", "0.3")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sockworks", "client", "--port", str(server.port)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        proc.stdin.write(b"SET a 1\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline() == b"OK\n"
+        with KvClient(server.host, server.port) as watcher:  # wait, bounded, for the drop
+            for _ in range(100):
+                if watcher.stats()["connections_idle_closed"] != "0":
+                    break
+                threading.Event().wait(0.1)
+            assert watcher.stats()["connections_idle_closed"] != "0"
+        proc.stdin.write(b"INCR a\n")
+        proc.stdin.close()
+        assert proc.stdout.read() == b"2\n"
+        assert proc.wait(10) == 0
+        assert proc.stderr is not None
+        assert b"reconnected" in proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()

@@ -87,7 +87,7 @@ def main(args: argparse.Namespace) -> int:
                 reply = client.execute(line)
                 _write_reply(reply)
                 return EXIT_ERROR_REPLY if _is_error(reply) else EXIT_OK
-            return _interactive(client, f"{args.host}:{args.port}> ")
+            return _interactive(client, args)
         except ConnectionClosed:
             _fail("the server closed the connection")
             return EXIT_CONNECTION
@@ -134,15 +134,24 @@ def _lines(prompt: str) -> Iterator[bytes]:
             yield raw.rstrip(b"\r\n")
 
 
-def _interactive(client: KvClient, prompt: str) -> int:
+def _interactive(client: KvClient, args: argparse.Namespace) -> int:
     status = EXIT_OK
-    for line in _lines(prompt):
-        if not line.strip():
-            continue
-        reply = client.execute(line)
-        _write_reply(reply)
-        if _is_error(reply):
-            status = EXIT_ERROR_REPLY
-        if reply == b"BYE":
-            break
+    try:
+        for line in _lines(f"{args.host}:{args.port}> "):
+            if not line.strip():
+                continue
+            if client.peer_closed():
+                # The server dropped us while the user was thinking (its
+                # --idle-timeout): reconnect before sending, so nothing runs twice.
+                client.close()
+                client = KvClient(args.host, args.port, timeout=args.timeout or None)
+                _fail("the server had closed the idle connection; reconnected")
+            reply = client.execute(line)
+            _write_reply(reply)
+            if _is_error(reply):
+                status = EXIT_ERROR_REPLY
+            if reply == b"BYE":
+                break
+    finally:
+        client.close()  # the caller closes the first client; this one may be new
     return status

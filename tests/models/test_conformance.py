@@ -187,7 +187,7 @@ def test_sigterm_answers_requests_in_flight_and_exits_zero(start_server, model: 
         sock.sendall(b"partial request")  # no newline yet: in flight
     time.sleep(0.3)  # let the server read the partial lines
     server.signal(signal.SIGTERM)
-    server.wait_for_log(b"shutting down" if model != "prefork" else b"stopping")
+    server.wait_for_log(b"shutting down")
     for sock in busy:
         sock.sendall(b" completed\n")
         assert recv_until(sock) == b"PARTIAL REQUEST COMPLETED\n"
@@ -221,7 +221,7 @@ def test_second_signal_exits_at_once(start_server, model: str) -> None:
         sock.sendall(b"never finished")
         time.sleep(0.3)
         server.signal(signal.SIGINT)
-        server.wait_for_log(b"shutting down" if model != "prefork" else b"stopping")
+        server.wait_for_log(b"shutting down")
         server.signal(signal.SIGINT)
         assert server.wait(timeout=20) != 0
 
@@ -357,3 +357,11 @@ def test_out_of_descriptors_recovers(start_server, model: str) -> None:
     finally:
         for sock in held:
             sock.close()
+
+
+def test_sigterm_the_moment_listening_is_logged_is_graceful(start_server, model: str) -> None:
+    # Signal handlers are installed before the listening line, so even a
+    # signal sent immediately is a graceful stop, not death by SIGTERM.
+    server = echo(start_server, model)
+    server.signal(signal.SIGTERM)
+    assert server.wait(timeout=30) == 0

@@ -45,6 +45,7 @@ def startup_error(message: str) -> int:
 def run_server(endpoints: Sequence[Endpoint], settings: ServerSettings,
                stats: ServerStats) -> int:
     model = get_model(settings.model)(endpoints, settings, stats)
+    model.install_signals()
     try:
         try:
             addresses = model.bind()

@@ -35,7 +35,7 @@ from sockworks.core.net import (
 )
 from sockworks.core.service import Output, Service, Session
 from sockworks.core.stats import ServerStats
-from sockworks.models.base import STOP_SIGNALS, Model, exit_now
+from sockworks.models.base import STOP_SIGNALS, Model
 
 logger = logging.getLogger(__name__)
 
@@ -282,6 +282,7 @@ class AsyncioModel(Model):
         self.listeners: list[socket.socket] = []
         self.connections: set[_Connection] = set()
         self.stopping = False
+        self._stop_requested = False
         self.loop = new_event_loop()
         self._starting: set[asyncio.Task[None]] = set()
         self._stopped: asyncio.Event | None = None
@@ -295,9 +296,14 @@ class AsyncioModel(Model):
         return [sock.getsockname() for sock in self.listeners]
 
     def request_stop(self) -> None:
-        loop = self.loop
+        self._stop_requested = True
         if self._stopped is not None:
-            loop.call_soon_threadsafe(self._stopped.set)
+            self.loop.call_soon_threadsafe(self._stopped.set)
+
+    def on_stop_signal(self, signum: int) -> None:
+        if self.supervised and self._signals_received:
+            return  # a prefork worker: the parent escalates, not us
+        super().on_stop_signal(signum)
 
     def serve_forever(self) -> None:
         asyncio.set_event_loop(self.loop)
@@ -318,24 +324,16 @@ class AsyncioModel(Model):
         loop.set_exception_handler(self._on_loop_error)
         self._stopped = asyncio.Event()
         self._all_gone = asyncio.Event()
-        received: list[int] = []
-
-        def on_signal(signum: int) -> None:
-            if received:
-                if self.supervised:
-                    return
-                exit_now(signum)
-            received.append(signum)
-            logger.info("received %s: shutting down gracefully", signal.Signals(signum).name)
-            assert self._stopped is not None
+        if self._stop_requested:
             self._stopped.set()
-
+        # The loop's own signal handling (uvloop does not run Python-level
+        # handlers promptly while it sits in its C loop).
         if self.supervised:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
-            loop.add_signal_handler(signal.SIGTERM, on_signal, signal.SIGTERM)
+            loop.add_signal_handler(signal.SIGTERM, self.on_stop_signal, signal.SIGTERM)
         else:
             for sig in STOP_SIGNALS:
-                loop.add_signal_handler(sig, on_signal, sig)
+                loop.add_signal_handler(sig, self.on_stop_signal, sig)
         for sock, ep in zip(self.listeners, self.endpoints):
             sock.setblocking(False)
             loop.add_reader(sock.fileno(), self._accept_ready, sock, ep.service)

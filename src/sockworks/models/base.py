@@ -58,7 +58,30 @@ class Model(abc.ABC):
 
     @abc.abstractmethod
     def request_stop(self) -> None:
-        """Begin graceful shutdown. Safe from a signal handler or any thread."""
+        """Begin graceful shutdown. Safe from a signal handler or any thread,
+        and before :meth:`serve_forever` has started (it then returns at once)."""
+
+    # -- signals -------------------------------------------------------------
+    _signals_received = 0
+
+    def install_signals(self) -> None:
+        """Route SIGINT/SIGTERM to :meth:`on_stop_signal`. Called before the
+        model binds, so a signal sent the moment ``listening on`` is logged
+        is already a graceful stop, never the default "die at once"."""
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, lambda signum, frame: self.on_stop_signal(signum))
+
+    def on_stop_signal(self, signum: int) -> None:
+        """First SIGINT/SIGTERM: graceful shutdown. The second: exit at once."""
+        self._signals_received += 1
+        if self._signals_received > 1:
+            self.on_second_signal()
+            exit_now(signum)
+        logger.info("received %s: shutting down gracefully", signal.Signals(signum).name)
+        self.request_stop()
+
+    def on_second_signal(self) -> None:
+        """Last words before an immediate exit (e.g. SIGKILL the children)."""
 
 
 def exit_now(signum: int) -> None:

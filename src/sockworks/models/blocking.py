@@ -34,7 +34,7 @@ from sockworks.core.net import (
 )
 from sockworks.core.service import Output, Session
 from sockworks.core.stats import ServerStats
-from sockworks.models.base import Model, install_stop_signals
+from sockworks.models.base import Model
 
 logger = logging.getLogger(__name__)
 
@@ -231,7 +231,6 @@ class BlockingModel(Model):
         self.waker.wake()
 
     def serve_forever(self) -> None:
-        install_stop_signals(self.request_stop, self.on_second_signal)
         try:
             self.accept_loop()
         finally:
@@ -241,9 +240,6 @@ class BlockingModel(Model):
     @abc.abstractmethod
     def handle(self, sock: socket.socket, peer: str, endpoint: Endpoint) -> None:
         """Serve an admitted connection (must not block the accept loop)."""
-
-    def on_second_signal(self) -> None:
-        """Last words before an immediate exit (kill children)."""
 
     def on_wake(self) -> None:
         """Called in the accept loop after the waker fired (e.g. SIGCHLD)."""

@@ -28,14 +28,13 @@ import signal
 import socket
 import time
 from collections.abc import Sequence
-from types import FrameType
 from typing import Any
 
 from sockworks.core.admission import Admission
 from sockworks.core.config import Endpoint, ServerSettings
 from sockworks.core.net import open_listener
 from sockworks.core.stats import ServerStats
-from sockworks.models.base import STOP_SIGNALS, Model, exit_now
+from sockworks.models.base import STOP_SIGNALS, Model
 from sockworks.models.blocking import Waker
 
 logger = logging.getLogger(__name__)
@@ -160,21 +159,11 @@ class PreforkModel(Model):
             os._exit(status)
 
     # -- supervision -------------------------------------------------------------
+    def on_second_signal(self) -> None:
+        for pid in self.pids:
+            _kill(pid, signal.SIGKILL)
+
     def serve_forever(self) -> None:
-        received: list[int] = []
-
-        def on_signal(signum: int, frame: FrameType | None) -> None:
-            if received:
-                for pid in self.pids:
-                    _kill(pid, signal.SIGKILL)
-                exit_now(signum)
-            received.append(signum)
-            logger.info("received %s: stopping %d worker(s)", signal.Signals(signum).name,
-                        len(self.pids))
-            self.request_stop()
-
-        for sig in STOP_SIGNALS:
-            signal.signal(sig, on_signal)
         with selectors.DefaultSelector() as sel:
             sel.register(self.waker, selectors.EVENT_READ)
             while not self.stopping:
@@ -224,6 +213,7 @@ class PreforkModel(Model):
                     self._restart_at[slot] = now + CRASH_LOOP_WINDOW
 
     def _shutdown(self, sel: selectors.BaseSelector) -> None:
+        logger.info("stopping %d worker(s)", len(self.pids))
         for pid in self.pids:
             _kill(pid, signal.SIGTERM)
         # Workers use the same grace; give them a moment more to exit after it.

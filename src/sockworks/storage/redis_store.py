@@ -360,8 +360,21 @@ class RedisStore(Store):
             except ValueError as exc:
                 raise StoreError(f"bad Redis URL {redact_url(url)}: {exc}") from None
             self._client = redis.Redis(connection_pool=pool)
+            self._probe()
         else:
             raise StoreError(f"not a Redis URL: {redact_url(url)}")
+
+    def _probe(self) -> None:
+        """PING once at start so a wrong URL or a down Redis shows in the log
+        at start-up; the store is usable either way (calls fail with
+        StoreUnavailable until Redis answers)."""
+        try:
+            with self._translated():
+                self._client.ping()
+        except StoreUnavailable:
+            pass        # _translated logged it
+        except StoreError as exc:      # e.g. "DB index is out of range"
+            logger.warning("redis at %s: %s", redact_url(self.url), exc)
 
     def _connection_options(self) -> dict[str, Any]:
         redis = self._redis

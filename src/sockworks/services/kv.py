@@ -426,7 +426,10 @@ def main(args: argparse.Namespace) -> int:
         store = open_embedded_store(args.data_dir, args.fsync or DEFAULT_FSYNC)
     except (StoreError, OSError) as exc:
         where = f" in {args.data_dir}" if args.data_dir else ""
-        _fail(f"cannot open the store{where}: {exc}")
+        reason = str(exc)
+        if isinstance(exc, OSError) and exc.strerror:
+            reason = exc.strerror + (f": {exc.filename}" if exc.filename else "")
+        _fail(f"cannot open the store{where}: {reason}")
         return 1
 
     stats = ServerStats()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sockworks.protocols import kvtext
@@ -336,6 +336,7 @@ def test_stats_reply_is_one_parseable_line() -> None:
 
 # -- properties ------------------------------------------------------------
 
+@settings(deadline=None)  # a loaded CI machine must not fail a pure function
 @given(st.binary(max_size=200).filter(lambda b: b"\n" not in b))
 def test_any_line_parses_to_an_event(line: bytes) -> None:
     event = parse_line(line)
@@ -348,6 +349,7 @@ KEYS = st.binary(min_size=1, max_size=20).map(lambda b: bytes(c for c in b if c 
 VALUES = st.binary(min_size=1, max_size=40).map(lambda b: b.replace(b"\n", b"").strip() or b"v")
 
 
+@settings(deadline=None)  # a loaded CI machine must not fail a pure function
 @given(KEYS, VALUES, st.sampled_from([b"SET", b"set", b"Set"]),
        st.sampled_from([b" ", b"  ", b"\t"]), st.sampled_from([b"", b"\r", b"  \r"]))
 def test_set_round_trips_any_bytes(key: bytes, value: bytes, name: bytes, sep: bytes,
@@ -356,6 +358,7 @@ def test_set_round_trips_any_bytes(key: bytes, value: bytes, name: bytes, sep: b
     assert kvtext.value_reply(value) == value + b"\n"
 
 
+@settings(deadline=None)  # a loaded CI machine must not fail a pure function
 @given(st.lists(st.binary(max_size=30), max_size=20), st.data())
 def test_any_split_gives_the_same_events(lines: list[bytes], data: st.DataObject) -> None:
     stream = b"".join(line.replace(b"\n", b"") + b"\n" for line in lines)

@@ -11,6 +11,7 @@ import pty
 import select
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -166,15 +167,20 @@ def test_connection_refused_is_counted_and_exits_non_zero() -> None:
     assert document["errors"]["connect_refused"] >= 2
 
 
-class BusyServer:
-    """Answers every connection with the busy line and closes, as sockworks
-    does for the connection over --max-connections."""
+class MisbehavingServer:
+    """A listener that answers every connection one bad way:
 
-    def __init__(self, line: bytes) -> None:
+    - ``busy``: the busy line, then close (sockworks over --max-connections);
+    - ``silent``: accept, read, never answer (a stalled server);
+    - ``reset``: read the first request, then close with RST (SO_LINGER 0).
+    """
+
+    def __init__(self, mode: str) -> None:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.listener.settimeout(0.2)
         self.port = self.listener.getsockname()[1]
-        self.line = line
+        self.mode = mode
+        self.held: list[socket.socket] = []
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
@@ -186,28 +192,59 @@ class BusyServer:
                 conn, _ = self.listener.accept()
             except TimeoutError:
                 continue
-            with conn:
-                conn.sendall(self.line)
+            if self.mode == "busy":
+                with conn:
+                    conn.sendall(b"ERROR: server busy\n")
+            elif self.mode == "silent":
+                self.held.append(conn)
+            else:
+                conn.settimeout(5)
+                with conn:
+                    conn.recv(4096)
+                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                    struct.pack("ii", 1, 0))
 
     def close(self) -> None:
         self.stopped.set()
         self.thread.join(5)
         self.listener.close()
+        for conn in self.held:
+            conn.close()
+
+
+def run_against(mode: str, workload: str = "echo", **options: object):
+    server = MisbehavingServer(mode)
+    try:
+        config = BenchConfig(port=server.port, workload=WorkloadSpec(name=workload),
+                             connect_timeout=2, **options)  # type: ignore[arg-type]
+        return run_bench(config, progress_stream=io.StringIO())
+    finally:
+        server.close()
 
 
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("workload", ["echo", "kv"])
 def test_server_busy_is_its_own_error_kind(workload: str) -> None:
-    server = BusyServer(b"ERROR: server busy\n")
-    try:
-        config = BenchConfig(port=server.port, workload=WorkloadSpec(name=workload),
-                             connections=2, duration=0.5, connect_timeout=2)
-        result = run_bench(config, progress_stream=io.StringIO())
-    finally:
-        server.close()
+    result = run_against("busy", workload, connections=2, duration=0.5)
     assert result.requests == 0
     assert result.errors["server_busy"] >= 1
     assert set(result.errors) <= {"server_busy", "closed", "reset"}
+
+
+@pytest.mark.timeout(60)
+def test_a_server_that_never_answers_is_a_timeout() -> None:
+    result = run_against("silent", connections=2, duration=1.5, timeout=0.5)
+    assert result.requests == 0
+    assert result.errors["timeout"] >= 2
+
+
+@pytest.mark.timeout(60)
+def test_a_reset_connection_is_counted_and_reopened() -> None:
+    result = run_against("reset", connections=1, duration=1.0)
+    assert result.requests == 0
+    # Reopened with a backoff: more than one reset in a second.
+    assert result.errors["reset"] >= 2
+    assert set(result.errors) <= {"reset", "closed"}
 
 
 @pytest.mark.timeout(60)

@@ -439,7 +439,7 @@ def test_value_stored_over_resp_with_a_newline(start_server: Any) -> None:
         assert read_lines(resp, 1) == [b"+OK\r"]
     with KvClient(*server.addresses[0]) as client:
         assert client.execute(b"GET multi") == (
-            b"ERROR: value cannot be sent in the text protocol (contains a newline); "
+            b"ERROR: value cannot be sent in the text protocol (it contains a line break); "
             b"use the RESP port")
         assert client.exists(b"multi") == 1
         client.ping()  # the stream is intact

@@ -106,7 +106,8 @@ BYE: Final = b"BYE\n"
 PONG: Final = b"PONG\n"
 LINE_TOO_LONG_REPLY: Final = b"ERROR: line too long\n"
 UNFRAMABLE_VALUE_REPLY: Final = (
-    b"ERROR: value cannot be sent in the text protocol (contains a newline); use the RESP port\n"
+    b"ERROR: value cannot be sent in the text protocol (it contains a line break); "
+    b"use the RESP port\n"
 )
 
 # -- events ---------------------------------------------------------------

@@ -151,6 +151,9 @@ def test_interactive_prompt_keeps_history(terminal_client: tuple[subprocess.Pope
     assert b"OK" in read_until(fd, b"OK\r\n" + prompt)
     os.write(fd, b"GET tty\r")
     assert b"yes" in read_until(fd, b"yes\r\n" + prompt)
+    os.write(fd, b"STATS\r")  # one field per line on a terminal
+    shown = read_until(fd, prompt)
+    assert b"connections_current" in shown and b"\r\nkeys " in shown
     os.write(fd, b"\x04")  # Ctrl-D ends the session
     assert proc.wait(10) == 0
     history = (tmp_path / ".sockworks_history").read_text()

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from sockworks.cli.serve import port_number, positive_float
-from sockworks.client import ConnectionClosed, KvClient, KvClientError
+from sockworks.client import ConnectionClosed, KvClient, KvClientError, parse_stats
 
 __all__ = ["HISTORY_FILE", "main", "register"]
 
@@ -147,7 +147,14 @@ def _interactive(client: KvClient, args: argparse.Namespace) -> int:
                 client = KvClient(args.host, args.port, timeout=args.timeout or None)
                 _fail("the server had closed the idle connection; reconnected")
             reply = client.execute(line)
-            _write_reply(reply)
+            if reply.startswith(b"STATS ") and sys.stdout.isatty():
+                # For a person at a terminal, one field per line; scripts and
+                # pipes get the protocol's single line unchanged.
+                for name, value in parse_stats(reply).items():
+                    sys.stdout.write(f"{name:<28} {value}\n")
+                sys.stdout.flush()
+            else:
+                _write_reply(reply)
             if _is_error(reply):
                 status = EXIT_ERROR_REPLY
             if reply == b"BYE":

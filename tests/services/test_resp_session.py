@@ -559,3 +559,45 @@ def test_matches_a_dict_model(service: RespService, ops: list[tuple[bytes, ...]]
                 expected.append(b"-ERR value is not an integer or out of range\r\n")
     out = client.send(b"".join(encode_command(list(op)) for op in ops)) if ops else Output()
     assert out.data == b"".join(expected)
+
+
+def test_expire_options(c: Client) -> None:
+    c("SET", "k", "v")
+    assert c("EXPIRE", "k", "10", "XX") == b":0\r\n"
+    assert c("EXPIRE", "k", "10", "GT") == b":0\r\n"  # no TTL counts as infinite
+    assert c("EXPIRE", "k", "10", "LT") == b":1\r\n"
+    assert c("EXPIRE", "k", "20", "NX") == b":0\r\n"
+    assert c("EXPIRE", "k", "20", "gt") == b":1\r\n"
+    assert c("EXPIRE", "k", "5", "GT") == b":0\r\n"
+    assert c("EXPIRE", "k", "5", "XX", "LT") == b":1\r\n"
+    assert c("TTL", "k") == b":5\r\n"
+    assert c("EXPIRE", "nope", "5", "NX") == b":0\r\n"
+    assert c("EXPIRE", "k", "5", "NX", "XX") == (
+        b"-ERR NX and XX, GT or LT options at the same time are not compatible\r\n")
+    assert c("EXPIRE", "k", "5", "GT", "LT") == (
+        b"-ERR GT and LT options at the same time are not compatible\r\n")
+    assert c("EXPIRE", "k", "5", "SOON") == b"-ERR Unsupported option SOON\r\n"
+
+
+def test_set_with_an_absolute_time_already_past(c: Client) -> None:
+    c("SET", "k", "old")
+    assert c("SET", "k", "new", "EXAT", "1", "GET") == b"$3\r\nold\r\n"
+    assert c("EXISTS", "k") == b":0\r\n"
+    c("SET", "k", "old")
+    assert c("SET", "k", "new", "PXAT", "1") == b"+OK\r\n"
+    assert c("EXISTS", "k") == b":0\r\n"
+    assert c("SET", "k", "new", "NX", "EXAT", "1") == b"+OK\r\n"
+    assert c("EXISTS", "k") == b":0\r\n"
+    assert c("SET", "k", "new", "EXAT", "0") == b"-ERR invalid expire time in 'set' command\r\n"
+    assert c("SET", "k", "new", "EXAT", str(2**40)) == b"+OK\r\n"
+    assert c("EXISTS", "k") == b":1\r\n"
+
+
+@pytest.mark.parametrize(("cursor", "valid"), [
+    (b"0", True), (b"00", True), (b"", True), (b"+5", True), (b"-1", True),
+    (str(2**64 - 1).encode(), True), (str(2**64).encode(), False), (b" 5", False),
+    (b"5x", False), (b"0x10", False),
+])
+def test_scan_cursor_is_read_like_strtoull(c: Client, cursor: bytes, valid: bool) -> None:
+    reply = c("SCAN", cursor)
+    assert reply.startswith(b"*2\r\n") if valid else reply == b"-ERR invalid cursor\r\n"

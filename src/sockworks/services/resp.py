@@ -405,15 +405,17 @@ class RespSession(Session):
         return self.run_plan(outcome)
 
     def run_plan(self, plan: _Plan) -> bytes:
-        if plan.method is None:
-            return plan.finish(None)
         try:
-            result = getattr(self.store, plan.method)(*plan.args, **plan.kwargs)
+            if plan.method is None:
+                reply = plan.finish(None)  # the function makes its own calls
+            else:
+                reply = plan.finish(
+                    getattr(self.store, plan.method)(*plan.args, **plan.kwargs))
         except StoreError as exc:
             return _store_error(exc)
         if plan.write:
             self._wrote = True
-        return plan.finish(result)
+        return reply
 
     def exec_transaction(self, queued: list[list[bytes]]) -> bytes:
         """EXEC: the queued commands as one unit, one reply array."""
@@ -448,7 +450,7 @@ class RespSession(Session):
                     continue
                 assert isinstance(outcome, _Plan)
                 if outcome.method is None:
-                    replies.append(outcome.finish(None))
+                    replies.append(self.run_plan(outcome))
                     continue
                 result = by_plan[id(outcome)]
                 if isinstance(result, StoreError):
@@ -553,10 +555,8 @@ def _parse_set_options(s: RespSession, argv: list[bytes], start: int,
                     return encode_error(f"ERR invalid expire time in '{command}' command")
                 number *= 1000
             if opt in (b"EXAT", b"PXAT"):
-                # Absolute time: made relative now. A time already past sets
-                # the key with the shortest TTL (1 ms) rather than Redis's
-                # set-and-delete; see docs/resp.md.
-                number = max(1, number - time.time_ns() // 1_000_000)
+                # Absolute time, made relative now (<= 0: already past).
+                number -= time.time_ns() // 1_000_000
             options["px"] = number
             expiry_seen = True
             i += 1
@@ -577,7 +577,33 @@ def cmd_set(s: RespSession, argv: list[bytes]) -> bytes | _Plan:
         if get:
             return null if result.old is None else encode_bulk(result.old)
         return OK if result.written else null
+
+    px = options.get("px")
+    if px is not None and px <= 0:
+        return _set_already_expired(s, argv[1], argv[2], options, finish)
     return _Plan("set", (argv[1], argv[2]), finish, True, options)
+
+
+def _set_already_expired(s: RespSession, key: bytes, value: bytes, options: dict[str, Any],
+                         finish: Callable[[Any], bytes]) -> _Plan:
+    """SET with EXAT/PXAT in the past: Redis writes the key and it expires at
+    once, so the key is gone afterwards (GET and NX/XX still see the old
+    state first)."""
+    if not (options.get("nx") or options.get("xx") or options.get("get")):
+        return _Plan("delete", ([key],), _ok, True)
+    store = s.store
+    options = dict(options, px=1)
+
+    def run(_: Any) -> bytes:
+        if getattr(store, "execute_batch", None) is not None:
+            # A backend without atomic() (Redis): the shortest TTL instead.
+            return finish(store.set(key, value, **options))
+        with store.atomic():
+            result = store.set(key, value, **options)
+            if result.written:
+                store.delete([key])
+        return finish(result)
+    return _Plan(None, (), run, True)
 
 
 def cmd_setnx(s: RespSession, argv: list[bytes]) -> _Plan:
@@ -649,16 +675,48 @@ def _expire(s: RespSession, argv: list[bytes], scale: int, command: str) -> byte
     number = _int_arg(argv[2])
     if number is None:
         return _NOT_INTEGER
-    if len(argv) > 3:
-        # Redis 7's NX/XX/GT/LT need a read and a write as one unit on every
-        # backend; not offered (docs/resp.md).
-        return _err(f"ERR Unsupported option {_quoted(argv[3])}")
+    flags: set[bytes] = set()
+    for arg in argv[3:]:
+        flag = arg.upper()
+        if flag not in (b"NX", b"XX", b"GT", b"LT"):
+            return _err(f"ERR Unsupported option {_quoted(arg)}")
+        flags.add(flag)
+    if b"NX" in flags and len(flags) > 1:
+        return b"-ERR NX and XX, GT or LT options at the same time are not compatible\r\n"
+    if b"GT" in flags and b"LT" in flags:
+        return b"-ERR GT and LT options at the same time are not compatible\r\n"
     if not I64_MIN // scale <= number <= I64_MAX // scale:
         return encode_error(f"ERR invalid expire time in '{command}' command")
     ms = number * scale
     if ms > I64_MAX - time.time_ns() // 1_000_000:
         return encode_error(f"ERR invalid expire time in '{command}' command")
+    if flags:
+        return _conditional_expire(s, argv[1], ms, flags)
     return _Plan("pexpire", (argv[1], ms), _integer, True)
+
+
+def _conditional_expire(s: RespSession, key: bytes, ms: int, flags: set[bytes]) -> _Plan:
+    """EXPIRE with NX/XX/GT/LT: read the TTL and set it as one unit on the
+    embedded store (its atomic()); two calls on a backend without atomic()."""
+    store = s.store
+
+    def decide() -> bytes:
+        current = store.pttl(key)
+        if current == -2:
+            return b":0\r\n"
+        # A key without a TTL counts as an infinite one, as in Redis.
+        if (b"NX" in flags and current != -1) or (b"XX" in flags and current == -1) \
+                or (b"GT" in flags and (current == -1 or ms <= current)) \
+                or (b"LT" in flags and current != -1 and ms >= current):
+            return b":0\r\n"
+        return _integer(store.pexpire(key, ms))
+
+    def run(_: Any) -> bytes:
+        if getattr(store, "execute_batch", None) is not None:
+            return decide()
+        with store.atomic():
+            return decide()
+    return _Plan(None, (), run, True)
 
 
 def cmd_expire(s: RespSession, argv: list[bytes]) -> bytes | _Plan:
@@ -705,8 +763,8 @@ def cmd_keys(s: RespSession, argv: list[bytes]) -> _Plan:
 
 
 def cmd_scan(s: RespSession, argv: list[bytes]) -> bytes | _Plan:
-    cursor = _int_arg(argv[1])
-    if cursor is None or cursor < 0:
+    cursor = _scan_cursor(argv[1])
+    if cursor is None:
         return b"-ERR invalid cursor\r\n"
     match: bytes | None = None
     count = 10
@@ -739,6 +797,19 @@ def cmd_scan(s: RespSession, argv: list[bytes]) -> bytes | _Plan:
         next_cursor, keys = result
         return encode([b"%d" % next_cursor, list(keys) if only_strings else []])
     return _Plan("scan", (cursor, match, count), finish)
+
+
+def _scan_cursor(text: bytes) -> int | None:
+    """Redis reads the cursor with strtoull(): an optional sign, decimal
+    digits (leading zeros and the empty string allowed), no blanks, at most
+    2**64 - 1; a negative number wraps around."""
+    digits = text[1:] if text[:1] in (b"+", b"-") else text
+    if digits and not digits.isdigit():
+        return None
+    value = int(digits) if digits else 0
+    if value >= 2**64:
+        return None
+    return (2**64 - value) % 2**64 if text[:1] == b"-" else value
 
 
 def cmd_select(s: RespSession, argv: list[bytes]) -> bytes:

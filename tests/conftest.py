@@ -131,6 +131,7 @@ def spawn_server(*args: str, expect_listeners: int = 1, env: dict[str, str] | No
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             proc.kill()
+            server.stop()
             raise AssertionError("server did not start:\n" + server.output.decode(errors="replace"))
         ready, _, _ = select.select([fd], [], [], remaining)
         if not ready:
@@ -138,6 +139,7 @@ def spawn_server(*args: str, expect_listeners: int = 1, env: dict[str, str] | No
         chunk = os.read(fd, 65536)
         if not chunk:
             proc.wait(5)
+            server.stop()  # closes the pipes
             raise AssertionError(f"server exited ({proc.returncode}) before listening:\n"
                                  + server.output.decode(errors="replace"))
         server.output += chunk

@@ -433,3 +433,17 @@ def test_nul_after_line_end_is_data(hiredis: bool) -> None:
     assert parse(b"PING\r\n\x00", hiredis) == ([[b"PING"]], None)
     assert parse(cmd(b"ECHO", b"\x00\r\n") + cmd(b"PING"), hiredis) == (
         [[b"ECHO", b"\x00\r\n"], [b"PING"]], None)
+
+
+def test_large_value_in_chunks(hiredis: bool) -> None:
+    value = bytes(range(256)) * 8192  # 2 MiB, above the copy-once threshold
+    data = cmd(b"SET", b"k", value) + cmd(b"PING")
+    parser = RespParser(use_hiredis=hiredis)
+    got: list[list[bytes]] = []
+    for offset in range(0, len(data), 65536):
+        parser.receive_data(data[offset:offset + 65536])
+        commands, violation = parser.next_commands()
+        assert violation is None
+        got += commands
+        assert parser.buffered <= len(data) + 4096
+    assert got == [[b"SET", b"k", value], [b"PING"]]

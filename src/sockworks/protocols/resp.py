@@ -230,6 +230,10 @@ def _stalled(buf: bytearray, start: int, stop: int) -> bool:
     return buf.find(b"\x00", start, stop) >= 0
 
 
+#: Bulks at least this long are copied out of the buffer through a
+#: memoryview (one copy) rather than a slice (two); below it the view costs more.
+_COPY_ONCE_THRESHOLD: Final = 64 * 1024
+
 #: An aggregate header hiredis must not see: 10 000 elements or more.
 _BIG_AGGREGATE: Final = re.compile(rb"[*%~>|][0-9]{5}")
 
@@ -482,7 +486,11 @@ class RespParser:
                     self._bulklen = bulklen
                 if end - pos < bulklen + 2:
                     return pos
-                args.append(bytes(buf[pos:pos + bulklen]))
+                if bulklen < _COPY_ONCE_THRESHOLD:
+                    args.append(bytes(buf[pos:pos + bulklen]))
+                else:  # one copy instead of two (slice, then bytes)
+                    with memoryview(buf) as view:
+                        args.append(bytes(view[pos:pos + bulklen]))
                 self._args_cost += bulklen + _ARG_OVERHEAD
                 pos += bulklen + 2
                 self._bulklen = -1

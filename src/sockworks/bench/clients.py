@@ -359,8 +359,12 @@ class _Connection(_BaseConnection):
     def __init__(self, worker: _Worker, conversation: TcpConversation) -> None:
         super().__init__(worker, conversation)
         self.depth = worker.config.pipeline
-        self.histogram = worker.histogram
+        # Bound methods looked up once: data_received runs once per batch.
+        self._record = worker.histogram.record
+        self._feed = conversation.feed
+        self._next_batch = conversation.next_batch
         self.sent_at = 0
+        self.pending = 0
         self.waiting = False
         self.backoff = BACKOFF_FIRST
         self._failure: str | None = None
@@ -368,9 +372,12 @@ class _Connection(_BaseConnection):
     def reset(self, conversation: TcpConversation) -> None:
         """Ready to be opened again, with a fresh conversation."""
         self.conversation = conversation
+        self._feed = conversation.feed
+        self._next_batch = conversation.next_batch
         self.greeted = self.worker.loop.create_future()
         self.live = False
         self.waiting = False
+        self.pending = 0
         self._failure = None
 
     def send_batch(self) -> None:
@@ -378,30 +385,32 @@ class _Connection(_BaseConnection):
         if transport is None:
             return
         self.waiting = True
-        data = self.conversation.next_batch(self.depth)
+        self.pending = self.depth
+        data = self._next_batch(self.depth)
         self.sent_at = time.perf_counter_ns()
         transport.write(data)
 
     def data_received(self, data: bytes) -> None:
         try:
-            done = self.conversation.feed(data)
+            done = self._feed(data)
         except BenchError as exc:
-            if not self.greeted.done():
+            if self.live:
+                self.fail(_error_kind(exc))
+            else:
                 self._fail_greeting(exc)
                 self.abort()
-            else:
-                self.fail(_error_kind(exc))
             return
-        if not self.greeted.done():
+        if not self.live:
             if not self.conversation.awaiting_greeting:
                 self._greeted()
             return
         if done:
             worker = self.worker
             if worker.recording:
-                self.histogram.record(time.perf_counter_ns() - self.sent_at, done)
+                self._record(time.perf_counter_ns() - self.sent_at, done)
                 worker.completed += done
-            if self.conversation.outstanding() == 0:
+            self.pending -= done
+            if self.pending <= 0:
                 self.waiting = False
                 self.backoff = BACKOFF_FIRST
                 if worker.running:

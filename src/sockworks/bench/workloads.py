@@ -223,18 +223,24 @@ class _RingConversation(TcpConversation):
         return items[start:] + items[:stop - size]
 
     def next_batch(self, depth: int) -> bytes:
-        start, stop = self._take(depth)
         ring = self._ring
         if depth == 1:
+            # The common case, kept free of calls: it runs once per request.
+            start = self._cursor
+            following = start + 1
+            self._cursor = following if following < len(ring.requests) else 0
             self._kinds = [ring.kinds[start]]
-            batch = ring.requests[start]
+            self._next = 0
+            self._buffer = b""
+            self._prepared(start, following)
+            return ring.requests[start]
+        start, stop = self._take(depth)
+        size = len(ring)
+        if stop <= size:
+            self._kinds = ring.kinds[start:stop]
         else:
-            size = len(ring)
-            if stop <= size:
-                self._kinds = ring.kinds[start:stop]
-            else:
-                self._kinds = ring.kinds[start:] + ring.kinds[:stop - size]
-            batch = b"".join(self._slice(ring.requests, start, stop))
+            self._kinds = ring.kinds[start:] + ring.kinds[:stop - size]
+        batch = b"".join(self._slice(ring.requests, start, stop))
         self._next = 0
         self._buffer = b""
         self._prepared(start, stop)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -410,3 +411,96 @@ def test_counters_survive_closed_sessions(service: KvService) -> None:
     snap = service.snapshot()
     assert (snap["commands_processed"], snap["get_hits"], snap["get_misses"],
             snap["protocol_errors"]) == (9, 5, 1, 3)
+
+
+# -- expiry against a model with a clock ---------------------------------------
+
+TTL_KEYS = st.sampled_from([b"a", b"b"])
+TTL_COMMANDS = st.one_of(
+    st.tuples(st.just(b"SET"), TTL_KEYS, VALUES),
+    st.tuples(st.just(b"GET"), TTL_KEYS),
+    st.tuples(st.just(b"DEL"), TTL_KEYS),
+    st.tuples(st.just(b"INCR"), TTL_KEYS),
+    st.tuples(st.just(b"EXISTS"), TTL_KEYS),
+    st.tuples(st.just(b"EXPIRE"), TTL_KEYS, st.integers(-1, 5).map(lambda n: b"%d" % n)),
+    st.tuples(st.just(b"TTL"), TTL_KEYS),
+    st.tuples(st.just(b"PERSIST"), TTL_KEYS),
+    st.tuples(st.just(b"DBSIZE")),
+    st.tuples(st.just(b"TICK"), st.integers(0, 3000)),  # advance the clock (ms)
+)
+
+
+class TtlModel:
+    """A dict with deadlines: what the store must do, written the obvious way."""
+
+    def __init__(self) -> None:
+        self.now = FakeClock().now
+        self.data: dict[bytes, bytes] = {}
+        self.deadline: dict[bytes, int] = {}
+
+    def purge(self) -> None:
+        for key in [k for k, at in self.deadline.items() if at <= self.now]:
+            del self.data[key], self.deadline[key]
+
+    def reply(self, command: tuple[Any, ...]) -> bytes | None:
+        name, *args = command
+        if name == b"TICK":
+            self.now += args[0]
+            return None
+        self.purge()
+        data, deadline = self.data, self.deadline
+        if name == b"SET":
+            data[args[0]] = args[1]
+            deadline.pop(args[0], None)
+            return b"OK"
+        if name == b"GET":
+            return data.get(args[0], b"NOT_FOUND")
+        if name == b"DEL":
+            deadline.pop(args[0], None)
+            return b"DELETED" if data.pop(args[0], None) is not None else b"NOT_FOUND"
+        if name == b"INCR":
+            old = data.get(args[0], b"0")
+            if not (old.lstrip(b"-").isdigit() and old == b"%d" % int(old)):
+                return b"ERROR: value is not an integer or out of range"
+            data[args[0]] = b"%d" % (int(old) + 1)  # keeps the TTL, as Redis
+            return data[args[0]]
+        if name == b"EXISTS":
+            return b"1" if args[0] in data else b"0"
+        if name == b"EXPIRE":
+            if args[0] not in data:
+                return b"0"
+            seconds = int(args[1])
+            if seconds <= 0:
+                del data[args[0]]
+                deadline.pop(args[0], None)
+            else:
+                deadline[args[0]] = self.now + seconds * 1000
+            return b"1"
+        if name == b"TTL":
+            if args[0] not in data:
+                return b"-2"
+            if args[0] not in deadline:
+                return b"-1"
+            return b"%d" % ((deadline[args[0]] - self.now + 500) // 1000)  # rounded
+        if name == b"PERSIST":
+            return b"1" if args[0] in data and deadline.pop(args[0], None) else b"0"
+        if name == b"DBSIZE":
+            return b"%d" % len(data)
+        raise AssertionError(name)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(TTL_COMMANDS, max_size=60))
+def test_generated_streams_with_expiry_match_a_model(commands: list[tuple[Any, ...]]) -> None:
+    clock = FakeClock()
+    svc = make_service(clock=clock)
+    model = TtlModel()
+    try:
+        sess = svc.new_session("127.0.0.1:1")
+        for command in commands:
+            expected = model.reply(command)
+            clock.now = model.now
+            if expected is not None:
+                assert talk(sess, b" ".join(command) + b"\n") == expected + b"\n", command
+    finally:
+        svc.close()

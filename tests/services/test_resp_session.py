@@ -601,3 +601,22 @@ def test_set_with_an_absolute_time_already_past(c: Client) -> None:
 def test_scan_cursor_is_read_like_strtoull(c: Client, cursor: bytes, valid: bool) -> None:
     reply = c("SCAN", cursor)
     assert reply.startswith(b"*2\r\n") if valid else reply == b"-ERR invalid cursor\r\n"
+
+
+def test_transaction_size_is_bounded(clock: FakeClock) -> None:
+    service = RespService(MemoryStore(clock=clock), ServerStats(), max_bulk=1024,
+                          owns_store=True)
+    try:
+        client = Client(service)
+        limit = client.session._parser.max_query
+        client("MULTI")
+        reply = b"+QUEUED\r\n"
+        for _ in range(limit // 1000 + 10):
+            reply = client("SET", "k", b"x" * 1000)
+            if reply != b"+QUEUED\r\n":
+                break
+        assert reply == b"-ERR Transaction discarded: queued commands exceed %d bytes\r\n" % limit
+        assert client("EXEC") == b"-EXECABORT Transaction discarded because of previous errors.\r\n"
+        assert client("EXISTS", "k") == b":0\r\n"
+    finally:
+        service.close()

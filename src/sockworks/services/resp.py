@@ -69,6 +69,8 @@ _EXECABORT: Final = b"-EXECABORT Transaction discarded because of previous error
 _NOT_INTEGER: Final = b"-ERR value is not an integer or out of range\r\n"
 _SYNTAX: Final = b"-ERR syntax error\r\n"
 _BUSY: Final = b"-ERR max number of clients reached\r\n"
+#: What a queued argument costs beyond its bytes (PyBytes header + list slot).
+_QUEUED_OVERHEAD: Final = 48
 
 #: Error prefixes a store message may already carry (the Redis backend passes
 #: Redis's own errors through); anything else gets Redis's generic "ERR".
@@ -334,6 +336,7 @@ class RespSession(Session):
         self.last_command = b"NULL"
         #: Queued commands while in MULTI (None outside a transaction).
         self.queued: list[list[bytes]] | None = None
+        self.queued_bytes = 0
         self.multi_failed = False
         self._parser = RespParser(service.max_bulk, use_hiredis=service.use_hiredis)
         self._done = False
@@ -391,6 +394,13 @@ class RespSession(Session):
             if not _arity_ok(spec.arity, len(argv)):
                 self.multi_failed = True
                 return _wrong_args(spec.name)
+            self.queued_bytes += sum(map(len, argv)) + _QUEUED_OVERHEAD * len(argv)
+            if self.queued_bytes > self._parser.max_query:
+                # Redis lets a transaction grow until memory runs out; here
+                # it may hold as much as one request may (the query limit).
+                self.multi_failed = True
+                return b"-ERR Transaction discarded: queued commands exceed %d bytes\r\n" % (
+                    self._parser.max_query)
             self.queued.append(argv)
             return _QUEUED
         if spec is None:
@@ -861,6 +871,7 @@ def cmd_multi(s: RespSession, argv: list[bytes]) -> bytes:
     if s.queued is not None:
         return b"-ERR MULTI calls can not be nested\r\n"
     s.queued = []
+    s.queued_bytes = 0
     s.multi_failed = False
     return OK
 

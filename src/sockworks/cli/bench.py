@@ -16,6 +16,16 @@ from typing import Any
 
 from sockworks.bench.workloads import WORKLOADS, WorkloadSpec
 
+DESCRIPTION = """\
+Closed-loop load generator (asyncio, uvloop when installed).
+
+  sockworks bench echo|kv|resp|udp --port P [-c N] [-d S] [-P N] [--json]
+      one load test: requests/s, latency p50/p90/p99/p99.9/max, errors by kind
+  sockworks bench compare --service echo|kv|resp --models thread,pool,asyncio
+      start a server per model, run a grid of connection counts, write
+      results.md, results.json and results.png
+"""
+
 #: Default reply timeouts. TCP: a reply 10 s late is a stalled server (as
 #: lineload's default). UDP: a datagram lost on loopback under load is
 #: ordinary; 1 s bounds how long a socket waits for it.
@@ -114,7 +124,8 @@ def _add_load_arguments(parser: argparse.ArgumentParser, *, compare: bool) -> No
     load.add_argument("-P", "--pipeline", type=_positive_int, default=1, metavar="N",
                       help="requests in flight per connection: send N, read N replies (default 1)")
     load.add_argument("--keys", type=_positive_int, default=10_000, metavar="N",
-                      help="kv/resp: keys key:0 .. key:N-1, uniform random (default 10000)")
+                      help="kv/resp: keys key:0 .. key:N-1, uniform random; requests are "
+                           "drawn before the run, at most 262,144 per process (default 10000)")
     load.add_argument("--value-size", type=_positive_int, default=16, metavar="BYTES",
                       help="kv/resp: SET value size; echo: line size (default 16)")
     load.add_argument("--set-ratio", type=_ratio, default=0.5, metavar="F",
@@ -137,7 +148,7 @@ def _add_load_arguments(parser: argparse.ArgumentParser, *, compare: bool) -> No
 def register(sub: Any) -> None:
     bench = sub.add_parser(
         "bench", help="load-test a server (or compare concurrency models)",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     kinds = bench.add_subparsers(dest="workload", metavar="WORKLOAD", required=True)
     for name in WORKLOADS:
         parser = kinds.add_parser(name, help=WORKLOAD_HELP[name],

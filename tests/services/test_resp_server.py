@@ -297,11 +297,12 @@ def test_redis_cli_interactive(port: int, r: Any) -> None:
         os.close(master)
 
 
-def test_redis_benchmark(port: int) -> None:
+@pytest.mark.parametrize("pipeline", [1, 16])
+def test_redis_benchmark(port: int, pipeline: int) -> None:
     bench = require_binary("redis-benchmark")
     result = subprocess.run(
         [bench, "-h", "127.0.0.1", "-p", str(port), "-t", "ping,set,get,incr,mset",
-         "-n", "2000", "-c", "10", "-q"],
+         "-n", "2000", "-c", "10", "-P", str(pipeline), "-r", "1000", "-d", "64", "-q"],
         check=False, capture_output=True, timeout=120)
     out = result.stdout.decode() + result.stderr.decode()
     assert result.returncode == 0, out

@@ -302,6 +302,19 @@ def test_echo_and_kv_against_sockworks_serve(start_server) -> None:
     assert_clean_run(document, 4)
 
 
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("model", ["blocking", "asyncio"])
+def test_udp_ping_against_sockworks_serve_udp(start_server, model: str) -> None:
+    # The per-source rate limit would drop most of a benchmark's requests
+    # (all come from 127.0.0.1): lift it for this run.
+    udp = start_server("serve", "udp", "--model", model, "--rate", "1000000",
+                       "--burst", "1000000")
+    document = bench_json("udp", "--port", str(udp.port), "-c", "2", "-d", "1", "-P", "2")
+    assert document["requests"] > 0  # type: ignore[operator]
+    assert document["errors"].get("protocol_mismatch", 0) == 0  # type: ignore[union-attr]
+    assert document["errors"].get("error_reply", 0) == 0  # type: ignore[union-attr]
+
+
 @pytest.mark.timeout(120)
 def test_compare_runs_the_grid_against_sockworks_serve(tmp_path: Path) -> None:
     out = tmp_path / "out"

@@ -620,3 +620,44 @@ def test_transaction_size_is_bounded(clock: FakeClock) -> None:
         assert client("EXISTS", "k") == b":0\r\n"
     finally:
         service.close()
+
+
+def test_read_modify_write_strings(c: Client, c3: Client) -> None:
+    assert c("SET", "s", "hello") == b"+OK\r\n"
+    assert c("GETSET", "s", "world") == b"$5\r\nhello\r\n"
+    assert c3("GETSET", "nope", "x") == b"_\r\n"
+    assert c("APPEND", "s", "!") == b":6\r\n"
+    assert c("STRLEN", "s") == b":6\r\n"
+    assert c("GETRANGE", "s", "-3", "-1") == b"$3\r\nld!\r\n"
+    assert c("SETRANGE", "s", "8", "x") == b":9\r\n"
+    assert c("GET", "s") == b"$9\r\nworld!\x00\x00x\r\n"
+    assert c("GETDEL", "s") == b"$9\r\nworld!\x00\x00x\r\n"
+    assert c("GETDEL", "s") == b"$-1\r\n"
+    assert c("INCRBYFLOAT", "f", "10.5") == b"$4\r\n10.5\r\n"
+    assert c("INCRBYFLOAT", "f", "0.1") == b"$4\r\n10.6\r\n"
+    assert c("INCRBYFLOAT", "f", "1e3") == b"$22\r\n1010.59999999999999998\r\n"  # as Redis
+    assert c("INCRBYFLOAT", "f", "x") == b"-ERR value is not a valid float\r\n"
+    assert c("INCRBYFLOAT", "f", "inf") == b"-ERR increment would produce NaN or Infinity\r\n"
+    assert c("MSETNX", "a", "1", "b", "2") == b":1\r\n"
+    assert c("MSETNX", "b", "3", "c", "4") == b":0\r\n"
+    assert c("RENAME", "a", "z") == b"+OK\r\n"
+    assert c("RENAME", "a", "z") == b"-ERR no such key\r\n"
+    assert c("RENAMENX", "z", "b") == b":0\r\n"
+    assert c("SET", "t", "v", "EX", "100") == b"+OK\r\n"
+    assert c("RENAME", "t", "t2") == b"+OK\r\n"
+    assert c("TTL", "t2") == b":100\r\n"
+    assert c("GETEX", "t2", "PERSIST") == b"$1\r\nv\r\n"
+    assert c("TTL", "t2") == b":-1\r\n"
+    assert c("GETEX", "t2", "PX", "1500") == b"$1\r\nv\r\n"
+    assert c("PTTL", "t2") == b":1500\r\n"
+    assert c("EXPIREAT", "t2", "1") == b":1\r\n"
+    assert c("EXISTS", "t2") == b":0\r\n"
+
+
+def test_read_modify_write_inside_multi(c: Client) -> None:
+    c("MULTI")
+    c("APPEND", "k", "ab")
+    c("APPEND", "k", "cd")
+    c("INCRBYFLOAT", "n", "1.5")
+    assert c("EXEC") == b"*3\r\n:2\r\n:4\r\n$3\r\n1.5\r\n"
+    assert c("GET", "k") == b"$4\r\nabcd\r\n"

@@ -21,12 +21,15 @@ from __future__ import annotations
 import logging
 import os
 import platform
+import re
 import secrets
 import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
+from fractions import Fraction
 from typing import Any, Final
 
 from sockworks import __version__
@@ -681,7 +684,8 @@ def cmd_decrby(s: RespSession, argv: list[bytes]) -> bytes | _Plan:
     return _incr(argv[1], -delta)
 
 
-def _expire(s: RespSession, argv: list[bytes], scale: int, command: str) -> bytes | _Plan:
+def _expire(s: RespSession, argv: list[bytes], scale: int, command: str,
+            absolute: bool = False) -> bytes | _Plan:
     number = _int_arg(argv[2])
     if number is None:
         return _NOT_INTEGER
@@ -698,7 +702,10 @@ def _expire(s: RespSession, argv: list[bytes], scale: int, command: str) -> byte
     if not I64_MIN // scale <= number <= I64_MAX // scale:
         return encode_error(f"ERR invalid expire time in '{command}' command")
     ms = number * scale
-    if ms > I64_MAX - time.time_ns() // 1_000_000:
+    now = time.time_ns() // 1_000_000
+    if absolute:
+        ms -= now  # EXPIREAT/PEXPIREAT: a time already past deletes the key
+    elif ms > I64_MAX - now:
         return encode_error(f"ERR invalid expire time in '{command}' command")
     if flags:
         return _conditional_expire(s, argv[1], ms, flags)
@@ -752,6 +759,270 @@ def cmd_pttl(s: RespSession, argv: list[bytes]) -> _Plan:
 
 def cmd_persist(s: RespSession, argv: list[bytes]) -> _Plan:
     return _Plan("persist", (argv[1],), _integer, True)
+
+
+def cmd_expireat(s: RespSession, argv: list[bytes]) -> bytes | _Plan:
+    return _expire(s, argv, 1000, "expireat", absolute=True)
+
+
+def cmd_pexpireat(s: RespSession, argv: list[bytes]) -> bytes | _Plan:
+    return _expire(s, argv, 1, "pexpireat", absolute=True)
+
+
+# -- read-modify-write string commands ------------------------------------------------
+#
+# The Store interface has no APPEND, GETDEL, ...: these read, compute and
+# write inside store.atomic() on the embedded store, so they are as atomic as
+# in Redis. A backend without atomic() (Redis, which has execute_batch) runs
+# the calls one after the other: correct alone, racy under concurrent writers
+# to the same key (docs/resp.md).
+
+def _read_modify_write(s: RespSession, body: Callable[[Store], bytes],
+                       write: bool = True) -> _Plan:
+    store = s.store
+
+    def run(_: Any) -> bytes:
+        if getattr(store, "execute_batch", None) is not None:
+            return body(store)
+        with store.atomic():
+            return body(store)
+    return _Plan(None, (), run, write)
+
+
+_TOO_BIG: Final = b"-ERR string exceeds maximum allowed size (proto-max-bulk-len)\r\n"
+
+
+def cmd_getset(s: RespSession, argv: list[bytes]) -> _Plan:
+    null = encode_null(s.proto)
+    return _Plan("set", (argv[1], argv[2]),
+                 lambda r: null if r.old is None else encode_bulk(r.old), True, {"get": True})
+
+
+def cmd_getdel(s: RespSession, argv: list[bytes]) -> _Plan:
+    key, null = argv[1], encode_null(s.proto)
+
+    def body(store: Store) -> bytes:
+        value = store.get(key)
+        if value is None:
+            return null
+        store.delete([key])
+        return encode_bulk(value)
+    return _read_modify_write(s, body)
+
+
+def cmd_strlen(s: RespSession, argv: list[bytes]) -> _Plan:
+    return _Plan("get", (argv[1],), lambda v: b":%d\r\n" % (0 if v is None else len(v)))
+
+
+def cmd_append(s: RespSession, argv: list[bytes]) -> _Plan:
+    key, extra, limit = argv[1], argv[2], s.service.max_bulk
+
+    def body(store: Store) -> bytes:
+        value = (store.get(key) or b"") + extra
+        if len(value) > limit:
+            return _TOO_BIG
+        store.set(key, value, keepttl=True)
+        return b":%d\r\n" % len(value)
+    return _read_modify_write(s, body)
+
+
+def _range_indexes(start: int, end: int, size: int) -> tuple[int, int] | None:
+    """GETRANGE's index rules (getrangeCommand): negatives count from the end."""
+    if start < 0 and end < 0 and start > end:
+        return None
+    if start < 0:
+        start = max(0, size + start)
+    if end < 0:
+        end = max(0, size + end)
+    end = min(end, size - 1)
+    if start > end or size == 0:
+        return None
+    return start, end
+
+
+def cmd_getrange(s: RespSession, argv: list[bytes]) -> bytes | _Plan:
+    start, end = _int_arg(argv[2]), _int_arg(argv[3])
+    if start is None or end is None:
+        return _NOT_INTEGER
+
+    def finish(value: Any) -> bytes:
+        span = _range_indexes(start, end, len(value or b""))
+        return b"$0\r\n\r\n" if span is None else encode_bulk(value[span[0]:span[1] + 1])
+    return _Plan("get", (argv[1],), finish)
+
+
+def cmd_setrange(s: RespSession, argv: list[bytes]) -> bytes | _Plan:
+    offset = _int_arg(argv[2])
+    if offset is None:
+        return _NOT_INTEGER
+    if offset < 0:
+        return b"-ERR offset is out of range\r\n"
+    key, patch, limit = argv[1], argv[3], s.service.max_bulk
+    if patch and offset + len(patch) > limit:
+        return _TOO_BIG
+
+    def body(store: Store) -> bytes:
+        value = store.get(key)
+        if not patch:  # nothing to write: Redis creates no key
+            return b":%d\r\n" % (0 if value is None else len(value))
+        old = value or b""
+        new = old[:offset].ljust(offset, b"\x00") + patch + old[offset + len(patch):]
+        store.set(key, new, keepttl=True)
+        return b":%d\r\n" % len(new)
+    return _read_modify_write(s, body)
+
+
+# INCRBYFLOAT computes in C's long double (x87: 64-bit significand) and
+# prints "%.17Lf" with trailing zeros removed. Fractions rounded to that
+# significand reproduce Redis's digits exactly, e.g. 10.6 + 1e3 ->
+# "1005.59999999999999998", where a double would say "1005.6".
+_LD_DIGITS: Final = 64
+_LD_MIN_EXP: Final = -16382          # smallest normal exponent
+_LD_OVERFLOW: Final = 2**16384        # first value that rounds to infinity
+_FLOAT_SYNTAX: Final = re.compile(rb"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_INF_SYNTAX: Final = re.compile(rb"[+-]?inf(?:inity)?", re.IGNORECASE)
+#: Sentinel results of :func:`_long_double`.
+_INFINITE: Final = "inf"
+
+
+def _round_long_double(value: Fraction) -> Fraction | None:
+    """``value`` rounded (half to even) to a long double; None on overflow."""
+    if value == 0:
+        return value
+    magnitude = abs(value)
+    exponent = magnitude.numerator.bit_length() - magnitude.denominator.bit_length()
+    if Fraction(2) ** exponent > magnitude:
+        exponent -= 1
+    shift = _LD_DIGITS - 1 - max(exponent, _LD_MIN_EXP)
+    rounded = Fraction(round(magnitude * Fraction(2) ** shift)) / Fraction(2) ** shift
+    if rounded >= _LD_OVERFLOW:
+        return None
+    return rounded if value > 0 else -rounded
+
+
+def _long_double(text: bytes) -> Fraction | str | None:
+    """What Redis's strtold-based parsing accepts: a finite value, the
+    :data:`_INFINITE` marker (``inf``/``infinity``) or None (not a valid
+    float: blanks, garbage, NaN, overflow, underflow to zero)."""
+    if _INF_SYNTAX.fullmatch(text):
+        return _INFINITE
+    if text[:2].lower() in (b"0x", b"+0", b"-0") and b"x" in text[:3].lower():
+        try:
+            return _round_long_double(Fraction(float.fromhex(text.decode("ascii"))))
+        except (ValueError, OverflowError, UnicodeDecodeError):
+            return None
+    if len(text) > 5000 or not _FLOAT_SYNTAX.fullmatch(text):
+        return None
+    number = Decimal(text.decode("ascii"))
+    if number.is_zero():
+        return Fraction(0)
+    if number.adjusted() > 4933:
+        return None       # ERANGE, HUGE_VAL
+    if number.adjusted() < -4952:
+        return None       # ERANGE, underflow to zero
+    return _round_long_double(Fraction(number))
+
+
+def _format_long_double(value: Fraction) -> bytes:
+    """C's "%.17Lf", then trailing zeros (and a bare '.') removed."""
+    scaled = round(abs(value) * 10**17)
+    digits = str(scaled).rjust(18, "0")
+    text = digits[:-17] + "." + digits[-17:]
+    text = text.rstrip("0").rstrip(".")
+    return ("-" + text if value < 0 and text != "0" else text).encode()
+
+
+def cmd_incrbyfloat(s: RespSession, argv: list[bytes]) -> bytes | _Plan:
+    delta = _long_double(argv[2])
+    if delta is None:
+        return b"-ERR value is not a valid float\r\n"
+    key = argv[1]
+
+    def body(store: Store) -> bytes:
+        old = store.get(key)
+        current = Fraction(0) if old is None else _long_double(old)
+        if current is None:
+            return b"-ERR value is not a valid float\r\n"
+        if isinstance(current, str) or isinstance(delta, str):
+            return b"-ERR increment would produce NaN or Infinity\r\n"
+        total = _round_long_double(current + delta)
+        if total is None:
+            return b"-ERR increment would produce NaN or Infinity\r\n"
+        text = _format_long_double(total)
+        store.set(key, text, keepttl=True)
+        return encode_bulk(text)
+    return _read_modify_write(s, body)
+
+
+def cmd_msetnx(s: RespSession, argv: list[bytes]) -> bytes | _Plan:
+    if len(argv) % 2 == 0:
+        return _wrong_args("msetnx")
+    pairs = list(zip(argv[1::2], argv[2::2]))
+
+    def body(store: Store) -> bytes:
+        if store.exists([key for key, _ in pairs]):
+            return b":0\r\n"
+        store.mset(pairs)
+        return b":1\r\n"
+    return _read_modify_write(s, body)
+
+
+def cmd_rename(s: RespSession, argv: list[bytes]) -> _Plan:
+    source, target = argv[1], argv[2]
+    only_new = argv[0].lower() == b"renamenx"
+
+    def body(store: Store) -> bytes:
+        value = store.get(source)
+        if value is None:
+            return b"-ERR no such key\r\n"
+        if source == target:
+            return b":0\r\n" if only_new else OK
+        if only_new and store.exists([target]):
+            return b":0\r\n"
+        ttl = store.pttl(source)
+        store.set(target, value, px=ttl if ttl > 0 else None)
+        store.delete([source])
+        return b":1\r\n" if only_new else OK
+    return _read_modify_write(s, body)
+
+
+def cmd_getex(s: RespSession, argv: list[bytes]) -> bytes | _Plan:
+    key = argv[1]
+    persist = False
+    px: int | None = None
+    i = 2
+    while i < len(argv):
+        opt = argv[i].upper()
+        if opt == b"PERSIST" and px is None and not persist:
+            persist = True
+        elif opt in (b"EX", b"PX", b"EXAT", b"PXAT") and px is None and not persist \
+                and i + 1 < len(argv):
+            number = _int_arg(argv[i + 1])
+            if number is None:
+                return _NOT_INTEGER
+            if number <= 0 or (opt in (b"EX", b"EXAT") and number > I64_MAX // 1000):
+                return b"-ERR invalid expire time in 'getex' command\r\n"
+            px = number * (1000 if opt in (b"EX", b"EXAT") else 1)
+            if opt in (b"EXAT", b"PXAT"):
+                px -= time.time_ns() // 1_000_000
+            i += 1
+        else:
+            return _SYNTAX
+        i += 1
+    null = encode_null(s.proto)
+    if px is None and not persist:
+        return _Plan("get", (key,), _bulk_or_null(s))
+
+    def body(store: Store) -> bytes:
+        value = store.get(key)
+        if value is None:
+            return null
+        if persist:
+            store.persist(key)
+        elif px is not None:
+            store.pexpire(key, px)
+        return encode_bulk(value)
+    return _read_modify_write(s, body)
 
 
 def cmd_type(s: RespSession, argv: list[bytes]) -> _Plan:
@@ -1118,6 +1389,20 @@ _register("pexpire", cmd_pexpire, -3, "write", "fast", keys=_ONE_KEY)
 _register("ttl", cmd_ttl, 2, "readonly", "fast", keys=_ONE_KEY)
 _register("pttl", cmd_pttl, 2, "readonly", "fast", keys=_ONE_KEY)
 _register("persist", cmd_persist, 2, "write", "fast", keys=_ONE_KEY)
+_register("expireat", cmd_expireat, -3, "write", "fast", keys=_ONE_KEY)
+_register("pexpireat", cmd_pexpireat, -3, "write", "fast", keys=_ONE_KEY)
+_register("getset", cmd_getset, 3, "write", "denyoom", "fast", keys=_ONE_KEY)
+_register("getdel", cmd_getdel, 2, "write", "fast", keys=_ONE_KEY)
+_register("getex", cmd_getex, -2, "write", "fast", keys=_ONE_KEY)
+_register("strlen", cmd_strlen, 2, "readonly", "fast", keys=_ONE_KEY)
+_register("append", cmd_append, 3, "write", "denyoom", "fast", keys=_ONE_KEY)
+_register("getrange", cmd_getrange, 4, "readonly", keys=_ONE_KEY)
+_register("substr", cmd_getrange, 4, "readonly", keys=_ONE_KEY)
+_register("setrange", cmd_setrange, 4, "write", "denyoom", keys=_ONE_KEY)
+_register("incrbyfloat", cmd_incrbyfloat, 3, "write", "denyoom", "fast", keys=_ONE_KEY)
+_register("msetnx", cmd_msetnx, -3, "write", "denyoom", keys=(1, -1, 2))
+_register("rename", cmd_rename, 3, "write", keys=(1, 2, 1))
+_register("renamenx", cmd_rename, 3, "write", "fast", keys=(1, 2, 1))
 _register("type", cmd_type, 2, "readonly", "fast", keys=_ONE_KEY)
 _register("dbsize", cmd_dbsize, 1, "readonly", "fast")
 _register("flushdb", cmd_flushdb, -1, "write")

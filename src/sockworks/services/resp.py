@@ -171,11 +171,15 @@ class RespService(Service):
 
     def __init__(self, store: Store, stats: ServerStats, *, max_bulk: int = DEFAULT_MAX_BULK,
                  port: int = 0, use_hiredis: bool | None = None,
-                 owns_store: bool = False, blocking: bool | None = None) -> None:
+                 owns_store: bool = False, blocking: bool | None = None,
+                 idle_timeout: float = 0.0, max_connections: int = 1024) -> None:
         self.store = store
         self.stats = stats
         self.max_bulk = max_bulk
         self.port = port
+        #: Only reported (CONFIG GET timeout / maxclients): the model enforces them.
+        self.idle_timeout = idle_timeout
+        self.max_connections = max_connections
         self.use_hiredis = use_hiredis
         #: The text service that opened the store closes it; a standalone
         #: RESP service passes owns_store=True.
@@ -1304,7 +1308,8 @@ def _config_values(s: RespSession) -> dict[bytes, bytes]:
         b"databases": b"1",
         b"maxmemory": b"0",
         b"maxmemory-policy": b"noeviction",
-        b"timeout": b"0",
+        b"timeout": b"%d" % int(s.service.idle_timeout),
+        b"maxclients": b"%d" % s.service.max_connections,
         b"port": b"%d" % s.service.port,
         b"bind": b"127.0.0.1",
         b"proto-max-bulk-len": b"%d" % s.service.max_bulk,

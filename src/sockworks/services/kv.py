@@ -11,6 +11,8 @@ per request, pipelining allowed:
 Every command, reply, error and limit is in docs/protocol.md. Data lives in
 memory; with --data-dir DIR every write is also appended to a log in DIR that
 is replayed on start (--fsync always|everysec|no, as Redis's appendfsync).
+With --store redis://HOST:PORT/DB the data lives in Redis instead, so several
+servers (including the forking models) share one dataset.
 
 Examples:
   sockworks serve kv --data-dir ./data
@@ -385,7 +387,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="when the log is fsynced: after every write (always), once a "
                             "second (everysec, default) or when the OS decides (no)")
     group.add_argument("--store", metavar="URL",
-                       help="storage backend (default memory://, the embedded store)")
+                       help="storage backend: memory:// (default, the embedded store), or "
+                            "redis://HOST:PORT/DB, rediss://... (TLS), redis+cluster://HOST:PORT "
+                            "to share one dataset between servers of any model")
     group.add_argument("--resp-port", type=port_number, metavar="PORT",
                        help="also serve the same store over RESP (Redis protocol) on PORT")
 
@@ -400,32 +404,44 @@ def _is_embedded(url: str | None) -> bool:
     return url is None or url.lower() in ("memory://", "memory:", "memory")
 
 
+def _pool_size(args: argparse.Namespace) -> int:
+    """Redis connections one process may need at once: one per thread that
+    can be inside a store call (pool workers, else one per connection)."""
+    if args.model == "pool":
+        return int(args.workers or 50)
+    return int(args.max_connections)
+
+
+def _open_store(args: argparse.Namespace) -> Store:
+    """The store --store names; raises StoreError/OSError with a reason."""
+    if _is_embedded(args.store):
+        from sockworks.storage.embedded import open_embedded_store
+
+        if args.data_dir is None:
+            if args.fsync is not None:
+                logger.warning("--fsync %s has no effect without --data-dir", args.fsync)
+            logger.info("no --data-dir: the data lives in memory only and is lost on exit")
+        return open_embedded_store(args.data_dir, args.fsync or DEFAULT_FSYNC)
+    # Any other URL (redis://, rediss://, redis+cluster://...) goes through
+    # the factory, which names the supported schemes when it refuses one.
+    from sockworks.storage.factory import open_store
+
+    return open_store(args.store, args.data_dir, args.fsync or DEFAULT_FSYNC,
+                      max_connections=_pool_size(args))
+
+
 def main(args: argparse.Namespace) -> int:
     configure_logging(args.log_level, args.log_file, args.log_format)
-    if not _is_embedded(args.store):
-        # A later issue adds redis:// (sockworks.storage.open_store); until
-        # then refuse clearly rather than silently use something else.
-        shown = args.store.split("@")[-1]  # never echo a password from the URL
-        _fail(f"unsupported --store {shown!r}: serve kv runs on the embedded store "
-              "(memory://, the default; add --data-dir DIR for persistence)")
-        return 2
-    if args.model in FORKING_MODELS:
+    if args.model in FORKING_MODELS and _is_embedded(args.store):
         _fail(f"--model {args.model} runs connections in separate processes, which cannot "
               "share the embedded in-memory store; use --model asyncio, thread, pool or "
               "socketserver-thread, or a store shared across processes (the Redis "
               "backend, --store redis://HOST:PORT)")
         return 2
-
-    from sockworks.storage.embedded import open_embedded_store
-
-    if args.data_dir is None:
-        if args.fsync is not None:
-            logger.warning("--fsync %s has no effect without --data-dir", args.fsync)
-        logger.info("no --data-dir: the data lives in memory only and is lost on exit")
     try:
-        store = open_embedded_store(args.data_dir, args.fsync or DEFAULT_FSYNC)
+        store = _open_store(args)
     except (StoreError, OSError) as exc:
-        where = f" in {args.data_dir}" if args.data_dir else ""
+        where = f" in {args.data_dir}" if args.data_dir and _is_embedded(args.store) else ""
         reason = str(exc)
         if isinstance(exc, OSError) and exc.strerror:
             reason = exc.strerror + (f": {exc.filename}" if exc.filename else "")

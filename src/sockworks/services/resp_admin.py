@@ -1,0 +1,349 @@
+"""The RESP service's connection, transaction and server commands.
+
+PING, ECHO, SELECT, INFO, TIME, LASTSAVE, COMPACT, QUIT, RESET, MULTI/EXEC/
+DISCARD/WATCH, HELLO, AUTH, CLIENT, CONFIG and COMMAND, registered in the
+table of ``resp_commands.py`` when this module is imported (``resp.py`` does).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any, Final
+
+from sockworks.protocols import resp
+from sockworks.protocols.resp import (
+    OK,
+    PONG,
+    Map,
+    Verbatim,
+    encode,
+    encode_bulk,
+    encode_error,
+    encode_integer,
+)
+from sockworks.services.resp_commands import (
+    COMMANDS,
+    EXECABORT,
+    NOT_INTEGER,
+    REDIS_VERSION,
+    SYNTAX_ERROR,
+    CommandSpec,
+    Plan,
+    error_quoting,
+    int_arg,
+    quoted,
+    register,
+    store_error,
+    unknown_subcommand,
+    wrong_args,
+)
+from sockworks.storage.base import StoreError
+from sockworks.storage.glob import compile_glob
+
+if TYPE_CHECKING:
+    from sockworks.services.resp import RespSession
+
+__all__: list[str] = []  # nothing to import: the commands register themselves
+
+
+def cmd_ping(s: RespSession, argv: list[bytes]) -> bytes:
+    if len(argv) > 2:
+        return wrong_args("ping")
+    return PONG if len(argv) == 1 else encode_bulk(argv[1])
+
+
+def cmd_echo(s: RespSession, argv: list[bytes]) -> bytes:
+    return encode_bulk(argv[1])
+
+
+def cmd_select(s: RespSession, argv: list[bytes]) -> bytes:
+    index = int_arg(argv[1])
+    if index is None:
+        return NOT_INTEGER
+    return OK if index == 0 else b"-ERR DB index is out of range\r\n"
+
+
+def cmd_info(s: RespSession, argv: list[bytes]) -> Plan:
+    sections = [a.decode("latin-1") for a in argv[1:]]
+    return Plan(None, (), lambda _: encode(Verbatim(s.service.info(sections)), s.proto))
+
+
+def cmd_time(s: RespSession, argv: list[bytes]) -> bytes:
+    now = time.time_ns() // 1000
+    return encode([b"%d" % (now // 1_000_000), b"%d" % (now % 1_000_000)])
+
+
+def cmd_compact(s: RespSession, argv: list[bytes]) -> Plan:
+    def finish(_: Any) -> bytes:
+        try:
+            return encode(resp.SimpleString(s.service.start_compaction()))
+        except StoreError as exc:
+            return store_error(exc)
+    return Plan(None, (), finish)
+
+
+def cmd_lastsave(s: RespSession, argv: list[bytes]) -> bytes:
+    return encode_integer(int(s.service.stats.started_wall))
+
+
+# -- connection and transaction commands ---------------------------------------------
+
+def cmd_quit(s: RespSession, argv: list[bytes]) -> bytes:
+    s._done = True
+    return OK
+
+
+def cmd_reset(s: RespSession, argv: list[bytes]) -> bytes:
+    s.queued = None
+    s.multi_failed = False
+    s.proto = 2
+    s.name = b""
+    return b"+RESET\r\n"
+
+
+def cmd_multi(s: RespSession, argv: list[bytes]) -> bytes:
+    if s.queued is not None:
+        return b"-ERR MULTI calls can not be nested\r\n"
+    s.queued = []
+    s.queued_bytes = 0
+    s.multi_failed = False
+    return OK
+
+
+def cmd_exec(s: RespSession, argv: list[bytes]) -> bytes:
+    queued = s.queued
+    if queued is None:
+        return b"-ERR EXEC without MULTI\r\n"
+    failed = s.multi_failed
+    s.queued = None
+    s.multi_failed = False
+    if failed:
+        return EXECABORT
+    return s.exec_transaction(queued)
+
+
+def cmd_discard(s: RespSession, argv: list[bytes]) -> bytes:
+    if s.queued is None:
+        return b"-ERR DISCARD without MULTI\r\n"
+    s.queued = None
+    s.multi_failed = False
+    return OK
+
+
+def cmd_watch(s: RespSession, argv: list[bytes]) -> bytes:
+    if s.queued is not None:
+        return b"-ERR WATCH inside MULTI is not allowed\r\n"
+    # Optimistic locking is not implemented: refuse rather than pretend, so a
+    # client's check-and-set loop fails loudly instead of racing silently.
+    return b"-ERR WATCH is not supported by this server\r\n"
+
+
+def cmd_unwatch(s: RespSession, argv: list[bytes]) -> bytes:
+    return OK
+
+
+def _hello_map(s: RespSession) -> bytes:
+    return encode(Map([
+        (b"server", b"redis"),
+        (b"version", REDIS_VERSION.encode()),
+        (b"proto", s.proto),
+        (b"id", s.client_id),
+        (b"mode", b"standalone"),
+        (b"role", b"master"),
+        (b"modules", []),
+    ]), s.proto)
+
+
+def _auth_check(username: bytes, password: bytes) -> bytes | None:
+    """No users are configured: the 'default' user has no password (Redis's
+    out-of-the-box nopass), so any password for it is accepted."""
+    if username == b"default":
+        return None
+    return b"-WRONGPASS invalid username-password pair or user is disabled.\r\n"
+
+
+def cmd_hello(s: RespSession, argv: list[bytes]) -> bytes:
+    proto = s.proto
+    i = 1
+    if len(argv) > 1:
+        version = int_arg(argv[1])
+        if version is None:
+            return b"-ERR Protocol version is not an integer or out of range\r\n"
+        if version < 2 or version > 3:
+            return b"-NOPROTO unsupported protocol version\r\n"
+        proto = version
+        i = 2
+    name: bytes | None = None
+    while i < len(argv):
+        opt = argv[i].upper()
+        if opt == b"AUTH" and i + 2 < len(argv):
+            error = _auth_check(argv[i + 1], argv[i + 2])
+            if error is not None:
+                return error
+            i += 3
+        elif opt == b"SETNAME" and i + 1 < len(argv):
+            name = argv[i + 1]
+            if not _valid_client_name(name):
+                return _BAD_NAME
+            i += 2
+        else:
+            return error_quoting(f"ERR Syntax error in HELLO option '{quoted(argv[i])}'")
+    s.proto = proto
+    if name is not None:
+        s.name = name
+    return _hello_map(s)
+
+
+def cmd_auth(s: RespSession, argv: list[bytes]) -> bytes:
+    if len(argv) > 3:
+        return SYNTAX_ERROR
+    if len(argv) == 2:
+        return (b"-ERR AUTH <password> called without any password configured for the "
+                b"default user. Are you sure your configuration is correct?\r\n")
+    error = _auth_check(argv[1], argv[2])
+    return OK if error is None else error
+
+
+_BAD_NAME: Final = (b"-ERR Client names cannot contain spaces, newlines or special "
+                    b"characters.\r\n")
+
+
+def _valid_client_name(name: bytes) -> bool:
+    return all(33 <= c <= 126 for c in name)
+
+
+def cmd_client(s: RespSession, argv: list[bytes]) -> bytes:
+    sub = argv[1].upper()
+    argc = len(argv)
+    if sub == b"SETNAME":
+        if argc != 3:
+            return wrong_args("client|setname")
+        if not _valid_client_name(argv[2]):
+            return _BAD_NAME
+        s.name = argv[2]
+        return OK
+    if sub == b"GETNAME":
+        if argc != 2:
+            return wrong_args("client|getname")
+        return encode_bulk(s.name) if s.name else s.null()
+    if sub == b"ID":
+        if argc != 2:
+            return wrong_args("client|id")
+        return encode_integer(s.client_id)
+    if sub == b"SETINFO":
+        if argc != 4:
+            return wrong_args("client|setinfo")
+        attr = argv[2].upper()
+        if attr not in (b"LIB-NAME", b"LIB-VER"):
+            return error_quoting(f"ERR Unrecognized option '{quoted(argv[2])}'")
+        if not all(33 <= c <= 126 for c in argv[3]):
+            return encode_error(f"ERR {attr.decode().lower()} cannot contain spaces, "
+                                "newlines or special characters.")
+        if attr == b"LIB-NAME":
+            s.lib_name = argv[3]
+        else:
+            s.lib_ver = argv[3]
+        return OK
+    if sub == b"INFO":
+        if argc != 2:
+            return wrong_args("client|info")
+        return encode(Verbatim(s.client_info()), s.proto)
+    if sub == b"LIST":
+        listing = "".join(other.client_info() for other in s.service.sessions())
+        return encode(Verbatim(listing), s.proto)
+    if sub in (b"NO-EVICT", b"NO-TOUCH"):
+        if argc != 3 or argv[2].upper() not in (b"ON", b"OFF"):
+            return SYNTAX_ERROR
+        return OK
+    return unknown_subcommand(argv)
+
+
+def _config_values(s: RespSession) -> dict[bytes, bytes]:
+    """The CONFIG GET parameters clients ask about, with truthful values."""
+    persistent = s.store.info().get("persistence") == "aof"
+    return {
+        b"save": b"",
+        b"appendonly": b"yes" if persistent else b"no",
+        b"databases": b"1",
+        b"maxmemory": b"0",
+        b"maxmemory-policy": b"noeviction",
+        b"timeout": b"%d" % int(s.service.idle_timeout),
+        b"maxclients": b"%d" % s.service.max_connections,
+        b"port": b"%d" % s.service.port,
+        b"bind": b"127.0.0.1",
+        b"proto-max-bulk-len": b"%d" % s.service.max_bulk,
+        b"client-query-buffer-limit": b"%d" % s._parser.max_query,
+        b"cluster-enabled": b"no",
+        b"protected-mode": b"no",
+    }
+
+
+def cmd_config(s: RespSession, argv: list[bytes]) -> bytes:
+    sub = argv[1].upper()
+    if sub == b"GET":
+        if len(argv) < 3:
+            return wrong_args("config|get")
+        values = _config_values(s)
+        found: dict[bytes, bytes] = {}
+        for pattern in argv[2:]:
+            match = compile_glob(pattern.lower())
+            for key, value in values.items():
+                if match(key):
+                    found[key] = value
+        return encode(found, s.proto)
+    if sub == b"SET":
+        if len(argv) < 4 or len(argv) % 2:
+            return wrong_args("config|set")
+        return error_quoting("ERR Unknown option or number of arguments for CONFIG SET - "
+                            f"'{quoted(argv[2])}'")
+    if sub == b"RESETSTAT":
+        return OK
+    return unknown_subcommand(argv)
+
+
+def _command_info(spec: CommandSpec) -> list[Any]:
+    first, last, step = spec.keys
+    return [spec.name.encode(), spec.arity,
+            resp.RespSet([resp.SimpleString(f) for f in spec.flags]),
+            first, last, step, resp.RespSet([]), resp.RespSet([]), [], []]
+
+
+def cmd_command(s: RespSession, argv: list[bytes]) -> bytes:
+    if len(argv) == 1:
+        return encode([_command_info(spec) for spec in COMMANDS.values()], s.proto)
+    sub = argv[1].upper()
+    if sub == b"COUNT":
+        return encode_integer(len(COMMANDS))
+    if sub == b"DOCS":
+        # redis-cli asks at start-up for its hints; it works with none.
+        return encode({}, s.proto)
+    if sub == b"INFO":
+        names = argv[2:] or list(COMMANDS)
+        return encode([_command_info(COMMANDS[n.lower()]) if n.lower() in COMMANDS else None
+                       for n in names], s.proto)
+    if sub == b"LIST":
+        return encode([spec.name.encode() for spec in COMMANDS.values()], s.proto)
+    return unknown_subcommand(argv)
+
+
+
+register("ping", cmd_ping, -1, "fast")
+register("echo", cmd_echo, 2, "fast")
+register("select", cmd_select, 2, "loading", "stale", "fast")
+register("info", cmd_info, -1, "loading", "stale")
+register("time", cmd_time, 1, "loading", "stale", "fast")
+register("lastsave", cmd_lastsave, 1, "loading", "stale", "fast")
+register("compact", cmd_compact, 1, "admin", "noscript")
+register("bgrewriteaof", cmd_compact, 1, "admin", "noscript")
+register("client", cmd_client, -2, "loading", "stale")
+register("config", cmd_config, -2, "admin", "loading", "stale")
+register("command", cmd_command, -1, "loading", "stale")
+register("hello", cmd_hello, -1, "noscript", "loading", "stale", "fast")
+register("auth", cmd_auth, -2, "noscript", "loading", "stale", "fast")
+register("multi", cmd_multi, 1, "noscript", "loading", "stale", "fast", queueable=False)
+register("exec", cmd_exec, 1, "noscript", "loading", "stale", queueable=False)
+register("discard", cmd_discard, 1, "noscript", "loading", "stale", "fast", queueable=False)
+register("watch", cmd_watch, -2, "noscript", "loading", "stale", "fast", queueable=False)
+register("unwatch", cmd_unwatch, 1, "noscript", "loading", "stale", "fast")
+register("quit", cmd_quit, -1, "noscript", "loading", "stale", "fast", queueable=False)
+register("reset", cmd_reset, 1, "noscript", "loading", "stale", "fast", queueable=False)

@@ -1,0 +1,786 @@
+"""The RESP service's command table, and its data (string and keyspace) commands.
+
+A handler ``cmd_x(session, argv)`` gets the arguments (arity already checked
+against its :class:`CommandSpec`) and returns either the reply bytes (no
+store access, or an argument error) or a :class:`Plan`: a store call (or a
+function making several inside ``store.atomic()``) plus how its result is
+shown. The session runs plans at once, or all of a transaction's at EXEC.
+Replies and error texts are Redis 7.2's; the tests compare them byte for byte
+with a real redis-server. Connection and server commands live in
+``resp_admin.py``; the session and service in ``resp.py``.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from fractions import Fraction
+from typing import TYPE_CHECKING, Any, Final
+
+from sockworks.protocols.resp import (
+    OK,
+    encode,
+    encode_bulk,
+    encode_error,
+    encode_null,
+)
+from sockworks.storage.base import Store, StoreError
+
+if TYPE_CHECKING:
+    from sockworks.services.resp import RespSession
+
+__all__ = [
+    "BUSY_REPLY", "COMMANDS", "EXECABORT", "NOT_INTEGER", "QUEUED", "QUEUED_OVERHEAD",
+    "REDIS_VERSION", "SYNTAX_ERROR", "CommandSpec", "Plan", "arity_ok", "error_quoting",
+    "int_arg", "quoted", "register", "store_error", "unknown_command", "unknown_subcommand",
+    "wrong_args",
+]
+
+#: What INFO and HELLO report as ``redis_version``: clients enable features
+#: by version, and everything implemented here behaves as in Redis 7.2.
+REDIS_VERSION: Final = "7.2.0"
+
+I64_MIN: Final = -(1 << 63)
+I64_MAX: Final = (1 << 63) - 1
+
+#: Longest argument quoted back in "unknown command" errors, as Redis.
+_ERROR_ARG_LIMIT: Final = 128
+
+QUEUED: Final = b"+QUEUED\r\n"
+EXECABORT: Final = b"-EXECABORT Transaction discarded because of previous errors.\r\n"
+NOT_INTEGER: Final = b"-ERR value is not an integer or out of range\r\n"
+SYNTAX_ERROR: Final = b"-ERR syntax error\r\n"
+BUSY_REPLY: Final = b"-ERR max number of clients reached\r\n"
+#: What a queued argument costs beyond its bytes (PyBytes header + list slot).
+QUEUED_OVERHEAD: Final = 48
+
+#: Error prefixes a store message may already carry (the Redis backend passes
+#: Redis's own errors through); anything else gets Redis's generic "ERR".
+_PREFIXED: Final = ("WRONGTYPE ", "LOADING ", "READONLY ", "BUSY ", "CROSSSLOT ", "OOM ",
+                    "NOSCRIPT ", "MOVED ", "ASK ", "TRYAGAIN ", "CLUSTERDOWN ", "MASTERDOWN ")
+
+
+def store_error(exc: StoreError) -> bytes:
+    message = str(exc)
+    return encode_error(message if message.startswith(_PREFIXED) else "ERR " + message)
+
+
+def int_arg(value: bytes) -> int | None:
+    """A Redis integer argument (string2ll rules), or None."""
+    if len(value) > 20:
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        return None
+    # int() also accepts "+1", " 1", "1_0" and "01": Redis does not.
+    if b"%d" % number != value or not I64_MIN <= number <= I64_MAX:
+        return None
+    return number
+
+
+def wrong_args(name: str) -> bytes:
+    return b"-ERR wrong number of arguments for '%b' command\r\n" % name.encode()
+
+
+def quoted(arg: bytes) -> str:
+    """An argument as Redis prints it in an error (``%.128s``): cut at the
+    first NUL and at 128 bytes; bytes kept as they are (latin-1 round trip,
+    see :func:`error_quoting`)."""
+    nul = arg.find(b"\x00")
+    return (arg if nul < 0 else arg[:nul])[:_ERROR_ARG_LIMIT].decode("latin-1")
+
+
+def error_quoting(text: str) -> bytes:
+    """An error reply whose text quotes client bytes (via :func:`quoted`):
+    encoded back byte for byte, CR/LF turned into blanks as Redis does."""
+    return b"-" + text.replace("\r", " ").replace("\n", " ").encode("latin-1") + b"\r\n"
+
+
+def unknown_command(argv: Sequence[bytes]) -> bytes:
+    shown = ""
+    for arg in argv[1:]:
+        if len(shown) >= _ERROR_ARG_LIMIT:
+            break
+        shown += "'" + quoted(arg)[: _ERROR_ARG_LIMIT - len(shown)] + "' "
+    return error_quoting(f"ERR unknown command '{quoted(argv[0])}', with args beginning with: {shown}")
+
+
+def unknown_subcommand(argv: Sequence[bytes]) -> bytes:
+    return error_quoting(f"ERR unknown subcommand '{quoted(argv[1])}'. "
+                        f"Try {argv[0].decode('latin-1').upper()} HELP.")
+
+
+@dataclass(slots=True)
+class Plan:
+    """One store call (``method`` None: none) and how its result is shown."""
+
+    method: str | None
+    args: tuple[Any, ...]
+    finish: Callable[[Any], bytes]
+    write: bool = False
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+Handler = Callable[["RespSession", list[bytes]], "bytes | Plan"]
+
+
+@dataclass(frozen=True, slots=True)
+class CommandSpec:
+    """A command: Redis's arity (n exact, -n at least n), flags for COMMAND,
+    key positions (first, last, step) and whether MULTI may queue it."""
+
+    name: str
+    handler: Handler
+    arity: int
+    flags: tuple[str, ...] = ()
+    keys: tuple[int, int, int] = (0, 0, 0)
+    queueable: bool = True
+
+
+#: Filled in at the end of the module: lower-case name -> spec.
+COMMANDS: dict[bytes, CommandSpec] = {}
+
+
+def register(name: str, handler: Handler, arity: int, *flags: str,
+              keys: tuple[int, int, int] = (0, 0, 0), queueable: bool = True) -> None:
+    COMMANDS[name.encode()] = CommandSpec(name, handler, arity, flags, keys, queueable)
+
+
+def arity_ok(arity: int, argc: int) -> bool:
+    return argc == arity if arity >= 0 else argc >= -arity
+
+
+# -- reply helpers ---------------------------------------------------------------
+
+def _ok(_: Any) -> bytes:
+    return OK
+
+
+def _integer(result: Any) -> bytes:
+    return b":%d\r\n" % int(result)
+
+
+def _bulk_or_null(session: RespSession) -> Callable[[Any], bytes]:
+    def finish(value: Any) -> bytes:
+        return encode_null(session.proto) if value is None else encode_bulk(value)
+    return finish
+
+
+def _array_of_values(session: RespSession) -> Callable[[Any], bytes]:
+    null = encode_null(session.proto)
+
+    def finish(values: Any) -> bytes:
+        return b"*%d\r\n" % len(values) + b"".join(
+            null if v is None else b"$%d\r\n%b\r\n" % (len(v), v) for v in values)
+    return finish
+
+
+# -- command handlers ---------------------------------------------------------------
+
+def cmd_get(s: RespSession, argv: list[bytes]) -> Plan:
+    return Plan("get", (argv[1],), _bulk_or_null(s))
+
+
+def cmd_mget(s: RespSession, argv: list[bytes]) -> Plan:
+    return Plan("mget", (argv[1:],), _array_of_values(s))
+
+
+def _parse_set_options(s: RespSession, argv: list[bytes], start: int,
+                       command: str) -> dict[str, Any] | bytes:
+    """SET's options from argv[start:] as Store.set keywords, or an error."""
+    options: dict[str, Any] = {}
+    expiry_seen = False
+    i = start
+    while i < len(argv):
+        opt = argv[i].upper()
+        if opt == b"NX" and not options.get("xx"):
+            options["nx"] = True
+        elif opt == b"XX" and not options.get("nx"):
+            options["xx"] = True
+        elif opt == b"GET":
+            options["get"] = True
+        elif opt == b"KEEPTTL" and not expiry_seen:
+            options["keepttl"] = True
+            expiry_seen = True
+        elif opt in (b"EX", b"PX", b"EXAT", b"PXAT") and not expiry_seen \
+                and i + 1 < len(argv):
+            number = int_arg(argv[i + 1])
+            if number is None:
+                return NOT_INTEGER
+            if number <= 0:
+                return encode_error(f"ERR invalid expire time in '{command}' command")
+            if opt in (b"EX", b"EXAT"):
+                if number > I64_MAX // 1000:
+                    return encode_error(f"ERR invalid expire time in '{command}' command")
+                number *= 1000
+            if opt in (b"EXAT", b"PXAT"):
+                # Absolute time, made relative now (<= 0: already past).
+                number -= time.time_ns() // 1_000_000
+            options["px"] = number
+            expiry_seen = True
+            i += 1
+        else:
+            return SYNTAX_ERROR
+        i += 1
+    return options
+
+
+def cmd_set(s: RespSession, argv: list[bytes]) -> bytes | Plan:
+    options = _parse_set_options(s, argv, 3, "set")
+    if isinstance(options, bytes):
+        return options
+    get = bool(options.get("get"))
+    null = encode_null(s.proto)
+
+    def finish(result: Any) -> bytes:
+        if get:
+            return null if result.old is None else encode_bulk(result.old)
+        return OK if result.written else null
+
+    px = options.get("px")
+    if px is not None and px <= 0:
+        return _set_already_expired(s, argv[1], argv[2], options, finish)
+    return Plan("set", (argv[1], argv[2]), finish, True, options)
+
+
+def _set_already_expired(s: RespSession, key: bytes, value: bytes, options: dict[str, Any],
+                         finish: Callable[[Any], bytes]) -> Plan:
+    """SET with EXAT/PXAT in the past: Redis writes the key and it expires at
+    once, so the key is gone afterwards (GET and NX/XX still see the old
+    state first)."""
+    if not (options.get("nx") or options.get("xx") or options.get("get")):
+        return Plan("delete", ([key],), _ok, True)
+    store = s.store
+    options = dict(options, px=1)
+
+    def run(_: Any) -> bytes:
+        if getattr(store, "execute_batch", None) is not None:
+            # A backend without atomic() (Redis): the shortest TTL instead.
+            return finish(store.set(key, value, **options))
+        with store.atomic():
+            result = store.set(key, value, **options)
+            if result.written:
+                store.delete([key])
+        return finish(result)
+    return Plan(None, (), run, True)
+
+
+def cmd_setnx(s: RespSession, argv: list[bytes]) -> Plan:
+    return Plan("set", (argv[1], argv[2]), lambda r: b":1\r\n" if r.written else b":0\r\n",
+                 True, {"nx": True})
+
+
+def _setex(s: RespSession, argv: list[bytes], scale: int, command: str) -> bytes | Plan:
+    number = int_arg(argv[2])
+    if number is None:
+        return NOT_INTEGER
+    if number <= 0 or number > I64_MAX // scale:
+        return encode_error(f"ERR invalid expire time in '{command}' command")
+    return Plan("set", (argv[1], argv[3]), _ok, True, {"px": number * scale})
+
+
+def cmd_setex(s: RespSession, argv: list[bytes]) -> bytes | Plan:
+    return _setex(s, argv, 1000, "setex")
+
+
+def cmd_psetex(s: RespSession, argv: list[bytes]) -> bytes | Plan:
+    return _setex(s, argv, 1, "psetex")
+
+
+def cmd_mset(s: RespSession, argv: list[bytes]) -> bytes | Plan:
+    if len(argv) % 2 == 0:
+        return wrong_args("mset")
+    pairs = list(zip(argv[1::2], argv[2::2]))
+    return Plan("mset", (pairs,), _ok, True)
+
+
+def cmd_del(s: RespSession, argv: list[bytes]) -> Plan:
+    return Plan("delete", (argv[1:],), _integer, True)
+
+
+def cmd_exists(s: RespSession, argv: list[bytes]) -> Plan:
+    return Plan("exists", (argv[1:],), _integer)
+
+
+def _incr(key: bytes, delta: int) -> Plan:
+    return Plan("incrby", (key, delta), _integer, True)
+
+
+def cmd_incr(s: RespSession, argv: list[bytes]) -> Plan:
+    return _incr(argv[1], 1)
+
+
+def cmd_decr(s: RespSession, argv: list[bytes]) -> Plan:
+    return _incr(argv[1], -1)
+
+
+def cmd_incrby(s: RespSession, argv: list[bytes]) -> bytes | Plan:
+    delta = int_arg(argv[2])
+    if delta is None:
+        return NOT_INTEGER
+    return _incr(argv[1], delta)
+
+
+def cmd_decrby(s: RespSession, argv: list[bytes]) -> bytes | Plan:
+    delta = int_arg(argv[2])
+    if delta is None:
+        return NOT_INTEGER
+    if delta == I64_MIN:  # -delta does not fit: Redis's own message
+        return b"-ERR decrement would overflow\r\n"
+    return _incr(argv[1], -delta)
+
+
+def _expire(s: RespSession, argv: list[bytes], scale: int, command: str,
+            absolute: bool = False) -> bytes | Plan:
+    number = int_arg(argv[2])
+    if number is None:
+        return NOT_INTEGER
+    flags: set[bytes] = set()
+    for arg in argv[3:]:
+        flag = arg.upper()
+        if flag not in (b"NX", b"XX", b"GT", b"LT"):
+            return error_quoting(f"ERR Unsupported option {quoted(arg)}")
+        flags.add(flag)
+    if b"NX" in flags and len(flags) > 1:
+        return b"-ERR NX and XX, GT or LT options at the same time are not compatible\r\n"
+    if b"GT" in flags and b"LT" in flags:
+        return b"-ERR GT and LT options at the same time are not compatible\r\n"
+    if not I64_MIN // scale <= number <= I64_MAX // scale:
+        return encode_error(f"ERR invalid expire time in '{command}' command")
+    ms = number * scale
+    now = time.time_ns() // 1_000_000
+    if absolute:
+        ms -= now  # EXPIREAT/PEXPIREAT: a time already past deletes the key
+    elif ms > I64_MAX - now:
+        return encode_error(f"ERR invalid expire time in '{command}' command")
+    if flags:
+        return _conditional_expire(s, argv[1], ms, flags)
+    return Plan("pexpire", (argv[1], ms), _integer, True)
+
+
+def _conditional_expire(s: RespSession, key: bytes, ms: int, flags: set[bytes]) -> Plan:
+    """EXPIRE with NX/XX/GT/LT: read the TTL and set it as one unit on the
+    embedded store (its atomic()); two calls on a backend without atomic()."""
+    store = s.store
+
+    def decide() -> bytes:
+        current = store.pttl(key)
+        if current == -2:
+            return b":0\r\n"
+        # A key without a TTL counts as an infinite one, as in Redis.
+        if (b"NX" in flags and current != -1) or (b"XX" in flags and current == -1) \
+                or (b"GT" in flags and (current == -1 or ms <= current)) \
+                or (b"LT" in flags and current != -1 and ms >= current):
+            return b":0\r\n"
+        return _integer(store.pexpire(key, ms))
+
+    def run(_: Any) -> bytes:
+        if getattr(store, "execute_batch", None) is not None:
+            return decide()
+        with store.atomic():
+            return decide()
+    return Plan(None, (), run, True)
+
+
+def cmd_expire(s: RespSession, argv: list[bytes]) -> bytes | Plan:
+    return _expire(s, argv, 1000, "expire")
+
+
+def cmd_pexpire(s: RespSession, argv: list[bytes]) -> bytes | Plan:
+    return _expire(s, argv, 1, "pexpire")
+
+
+def _ttl_seconds(ms: Any) -> bytes:
+    # Redis rounds to the nearest second: (ttl + 500) / 1000.
+    return b":%d\r\n" % (ms if ms < 0 else (ms + 500) // 1000)
+
+
+def cmd_ttl(s: RespSession, argv: list[bytes]) -> Plan:
+    return Plan("pttl", (argv[1],), _ttl_seconds)
+
+
+def cmd_pttl(s: RespSession, argv: list[bytes]) -> Plan:
+    return Plan("pttl", (argv[1],), _integer)
+
+
+def cmd_persist(s: RespSession, argv: list[bytes]) -> Plan:
+    return Plan("persist", (argv[1],), _integer, True)
+
+
+def cmd_expireat(s: RespSession, argv: list[bytes]) -> bytes | Plan:
+    return _expire(s, argv, 1000, "expireat", absolute=True)
+
+
+def cmd_pexpireat(s: RespSession, argv: list[bytes]) -> bytes | Plan:
+    return _expire(s, argv, 1, "pexpireat", absolute=True)
+
+
+# -- read-modify-write string commands ------------------------------------------------
+#
+# The Store interface has no APPEND, GETDEL, ...: these read, compute and
+# write inside store.atomic() on the embedded store, so they are as atomic as
+# in Redis. A backend without atomic() (Redis, which has execute_batch) runs
+# the calls one after the other: correct alone, racy under concurrent writers
+# to the same key (docs/resp.md).
+
+def _read_modify_write(s: RespSession, body: Callable[[Store], bytes],
+                       write: bool = True) -> Plan:
+    store = s.store
+
+    def run(_: Any) -> bytes:
+        if getattr(store, "execute_batch", None) is not None:
+            return body(store)
+        with store.atomic():
+            return body(store)
+    return Plan(None, (), run, write)
+
+
+_TOO_BIG: Final = b"-ERR string exceeds maximum allowed size (proto-max-bulk-len)\r\n"
+
+
+def cmd_getset(s: RespSession, argv: list[bytes]) -> Plan:
+    null = encode_null(s.proto)
+    return Plan("set", (argv[1], argv[2]),
+                 lambda r: null if r.old is None else encode_bulk(r.old), True, {"get": True})
+
+
+def cmd_getdel(s: RespSession, argv: list[bytes]) -> Plan:
+    key, null = argv[1], encode_null(s.proto)
+
+    def body(store: Store) -> bytes:
+        value = store.get(key)
+        if value is None:
+            return null
+        store.delete([key])
+        return encode_bulk(value)
+    return _read_modify_write(s, body)
+
+
+def cmd_strlen(s: RespSession, argv: list[bytes]) -> Plan:
+    return Plan("get", (argv[1],), lambda v: b":%d\r\n" % (0 if v is None else len(v)))
+
+
+def cmd_append(s: RespSession, argv: list[bytes]) -> Plan:
+    key, extra, limit = argv[1], argv[2], s.service.max_bulk
+
+    def body(store: Store) -> bytes:
+        value = (store.get(key) or b"") + extra
+        if len(value) > limit:
+            return _TOO_BIG
+        store.set(key, value, keepttl=True)
+        return b":%d\r\n" % len(value)
+    return _read_modify_write(s, body)
+
+
+def _range_indexes(start: int, end: int, size: int) -> tuple[int, int] | None:
+    """GETRANGE's index rules (getrangeCommand): negatives count from the end."""
+    if start < 0 and end < 0 and start > end:
+        return None
+    if start < 0:
+        start = max(0, size + start)
+    if end < 0:
+        end = max(0, size + end)
+    end = min(end, size - 1)
+    if start > end or size == 0:
+        return None
+    return start, end
+
+
+def cmd_getrange(s: RespSession, argv: list[bytes]) -> bytes | Plan:
+    start, end = int_arg(argv[2]), int_arg(argv[3])
+    if start is None or end is None:
+        return NOT_INTEGER
+
+    def finish(value: Any) -> bytes:
+        span = _range_indexes(start, end, len(value or b""))
+        return b"$0\r\n\r\n" if span is None else encode_bulk(value[span[0]:span[1] + 1])
+    return Plan("get", (argv[1],), finish)
+
+
+def cmd_setrange(s: RespSession, argv: list[bytes]) -> bytes | Plan:
+    offset = int_arg(argv[2])
+    if offset is None:
+        return NOT_INTEGER
+    if offset < 0:
+        return b"-ERR offset is out of range\r\n"
+    key, patch, limit = argv[1], argv[3], s.service.max_bulk
+    if patch and offset + len(patch) > limit:
+        return _TOO_BIG
+
+    def body(store: Store) -> bytes:
+        value = store.get(key)
+        if not patch:  # nothing to write: Redis creates no key
+            return b":%d\r\n" % (0 if value is None else len(value))
+        old = value or b""
+        new = old[:offset].ljust(offset, b"\x00") + patch + old[offset + len(patch):]
+        store.set(key, new, keepttl=True)
+        return b":%d\r\n" % len(new)
+    return _read_modify_write(s, body)
+
+
+# INCRBYFLOAT computes in C's long double (x87: 64-bit significand) and
+# prints "%.17Lf" with trailing zeros removed. Fractions rounded to that
+# significand reproduce Redis's digits exactly, e.g. 10.6 + 1e3 ->
+# "1005.59999999999999998", where a double would say "1005.6".
+_LD_DIGITS: Final = 64
+_LD_MIN_EXP: Final = -16382          # smallest normal exponent
+_LD_OVERFLOW: Final = 2**16384        # first value that rounds to infinity
+_FLOAT_SYNTAX: Final = re.compile(rb"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_INF_SYNTAX: Final = re.compile(rb"[+-]?inf(?:inity)?", re.IGNORECASE)
+#: Sentinel results of :func:`_long_double`.
+_INFINITE: Final = "inf"
+
+
+def _round_long_double(value: Fraction) -> Fraction | None:
+    """``value`` rounded (half to even) to a long double; None on overflow."""
+    if value == 0:
+        return value
+    magnitude = abs(value)
+    exponent = magnitude.numerator.bit_length() - magnitude.denominator.bit_length()
+    if Fraction(2) ** exponent > magnitude:
+        exponent -= 1
+    shift = _LD_DIGITS - 1 - max(exponent, _LD_MIN_EXP)
+    rounded = Fraction(round(magnitude * Fraction(2) ** shift)) / Fraction(2) ** shift
+    if rounded >= _LD_OVERFLOW:
+        return None
+    return rounded if value > 0 else -rounded
+
+
+def _long_double(text: bytes) -> Fraction | str | None:
+    """What Redis's strtold-based parsing accepts: a finite value, the
+    :data:`_INFINITE` marker (``inf``/``infinity``) or None (not a valid
+    float: blanks, garbage, NaN, overflow, underflow to zero)."""
+    if _INF_SYNTAX.fullmatch(text):
+        return _INFINITE
+    if text[:2].lower() in (b"0x", b"+0", b"-0") and b"x" in text[:3].lower():
+        try:
+            return _round_long_double(Fraction(float.fromhex(text.decode("ascii"))))
+        except (ValueError, OverflowError, UnicodeDecodeError):
+            return None
+    if len(text) > 5000 or not _FLOAT_SYNTAX.fullmatch(text):
+        return None
+    number = Decimal(text.decode("ascii"))
+    if number.is_zero():
+        return Fraction(0)
+    if number.adjusted() > 4933:
+        return None       # ERANGE, HUGE_VAL
+    if number.adjusted() < -4952:
+        return None       # ERANGE, underflow to zero
+    return _round_long_double(Fraction(number))
+
+
+def _format_long_double(value: Fraction) -> bytes:
+    """C's "%.17Lf", then trailing zeros (and a bare '.') removed."""
+    scaled = round(abs(value) * 10**17)
+    digits = str(scaled).rjust(18, "0")
+    text = digits[:-17] + "." + digits[-17:]
+    text = text.rstrip("0").rstrip(".")
+    return ("-" + text if value < 0 and text != "0" else text).encode()
+
+
+def cmd_incrbyfloat(s: RespSession, argv: list[bytes]) -> bytes | Plan:
+    delta = _long_double(argv[2])
+    if delta is None:
+        return b"-ERR value is not a valid float\r\n"
+    key = argv[1]
+
+    def body(store: Store) -> bytes:
+        old = store.get(key)
+        current = Fraction(0) if old is None else _long_double(old)
+        if current is None:
+            return b"-ERR value is not a valid float\r\n"
+        if isinstance(current, str) or isinstance(delta, str):
+            return b"-ERR increment would produce NaN or Infinity\r\n"
+        total = _round_long_double(current + delta)
+        if total is None:
+            return b"-ERR increment would produce NaN or Infinity\r\n"
+        text = _format_long_double(total)
+        store.set(key, text, keepttl=True)
+        return encode_bulk(text)
+    return _read_modify_write(s, body)
+
+
+def cmd_msetnx(s: RespSession, argv: list[bytes]) -> bytes | Plan:
+    if len(argv) % 2 == 0:
+        return wrong_args("msetnx")
+    pairs = list(zip(argv[1::2], argv[2::2]))
+
+    def body(store: Store) -> bytes:
+        if store.exists([key for key, _ in pairs]):
+            return b":0\r\n"
+        store.mset(pairs)
+        return b":1\r\n"
+    return _read_modify_write(s, body)
+
+
+def cmd_rename(s: RespSession, argv: list[bytes]) -> Plan:
+    source, target = argv[1], argv[2]
+    only_new = argv[0].lower() == b"renamenx"
+
+    def body(store: Store) -> bytes:
+        value = store.get(source)
+        if value is None:
+            return b"-ERR no such key\r\n"
+        if source == target:
+            return b":0\r\n" if only_new else OK
+        if only_new and store.exists([target]):
+            return b":0\r\n"
+        ttl = store.pttl(source)
+        store.set(target, value, px=ttl if ttl > 0 else None)
+        store.delete([source])
+        return b":1\r\n" if only_new else OK
+    return _read_modify_write(s, body)
+
+
+def cmd_getex(s: RespSession, argv: list[bytes]) -> bytes | Plan:
+    key = argv[1]
+    persist = False
+    px: int | None = None
+    i = 2
+    while i < len(argv):
+        opt = argv[i].upper()
+        if opt == b"PERSIST" and px is None and not persist:
+            persist = True
+        elif opt in (b"EX", b"PX", b"EXAT", b"PXAT") and px is None and not persist \
+                and i + 1 < len(argv):
+            number = int_arg(argv[i + 1])
+            if number is None:
+                return NOT_INTEGER
+            if number <= 0 or (opt in (b"EX", b"EXAT") and number > I64_MAX // 1000):
+                return b"-ERR invalid expire time in 'getex' command\r\n"
+            px = number * (1000 if opt in (b"EX", b"EXAT") else 1)
+            if opt in (b"EXAT", b"PXAT"):
+                px -= time.time_ns() // 1_000_000
+            i += 1
+        else:
+            return SYNTAX_ERROR
+        i += 1
+    null = encode_null(s.proto)
+    if px is None and not persist:
+        return Plan("get", (key,), _bulk_or_null(s))
+
+    def body(store: Store) -> bytes:
+        value = store.get(key)
+        if value is None:
+            return null
+        if persist:
+            store.persist(key)
+        elif px is not None:
+            store.pexpire(key, px)
+        return encode_bulk(value)
+    return _read_modify_write(s, body)
+
+
+def cmd_type(s: RespSession, argv: list[bytes]) -> Plan:
+    return Plan("exists", ([argv[1]],), lambda n: b"+string\r\n" if n else b"+none\r\n")
+
+
+def cmd_dbsize(s: RespSession, argv: list[bytes]) -> Plan:
+    return Plan("dbsize", (), _integer)
+
+
+def cmd_flushdb(s: RespSession, argv: list[bytes]) -> bytes | Plan:
+    if len(argv) > 2 or (len(argv) == 2 and argv[1].upper() not in (b"ASYNC", b"SYNC")):
+        return SYNTAX_ERROR
+    return Plan("flushdb", (), _ok, True)
+
+
+def cmd_keys(s: RespSession, argv: list[bytes]) -> Plan:
+    return Plan("keys", (argv[1],), lambda keys: encode(list(keys)))
+
+
+def cmd_scan(s: RespSession, argv: list[bytes]) -> bytes | Plan:
+    cursor = _scan_cursor(argv[1])
+    if cursor is None:
+        return b"-ERR invalid cursor\r\n"
+    match: bytes | None = None
+    count = 10
+    only_strings = True
+    i = 2
+    while i < len(argv):
+        opt = argv[i].upper()
+        if i + 1 >= len(argv):
+            return SYNTAX_ERROR
+        if opt == b"MATCH":
+            match = argv[i + 1]
+            if match == b"*":
+                match = None
+        elif opt == b"COUNT":
+            number = int_arg(argv[i + 1])
+            if number is None:
+                return NOT_INTEGER
+            if number < 1:
+                return SYNTAX_ERROR
+            count = number
+        elif opt == b"TYPE":
+            # Every value here is a string: TYPE string changes nothing,
+            # any other type matches no key (the cursor still advances).
+            only_strings = argv[i + 1].lower() == b"string"
+        else:
+            return SYNTAX_ERROR
+        i += 2
+
+    def finish(result: Any) -> bytes:
+        next_cursor, keys = result
+        return encode([b"%d" % next_cursor, list(keys) if only_strings else []])
+    return Plan("scan", (cursor, match, count), finish)
+
+
+def _scan_cursor(text: bytes) -> int | None:
+    """Redis reads the cursor with strtoull(): an optional sign, decimal
+    digits (leading zeros and the empty string allowed), no blanks, at most
+    2**64 - 1; a negative number wraps around."""
+    digits = text[1:] if text[:1] in (b"+", b"-") else text
+    if digits and not digits.isdigit():
+        return None
+    value = int(digits) if digits else 0
+    if value >= 2**64:
+        return None
+    return (2**64 - value) % 2**64 if text[:1] == b"-" else value
+
+
+
+ONE_KEY = (1, 1, 1)
+register("get", cmd_get, 2, "readonly", "fast", keys=ONE_KEY)
+register("mget", cmd_mget, -2, "readonly", "fast", keys=(1, -1, 1))
+register("set", cmd_set, -3, "write", "denyoom", keys=ONE_KEY)
+register("setnx", cmd_setnx, 3, "write", "denyoom", "fast", keys=ONE_KEY)
+register("setex", cmd_setex, 4, "write", "denyoom", keys=ONE_KEY)
+register("psetex", cmd_psetex, 4, "write", "denyoom", keys=ONE_KEY)
+register("mset", cmd_mset, -3, "write", "denyoom", keys=(1, -1, 2))
+register("del", cmd_del, -2, "write", keys=(1, -1, 1))
+register("unlink", cmd_del, -2, "write", "fast", keys=(1, -1, 1))
+register("exists", cmd_exists, -2, "readonly", "fast", keys=(1, -1, 1))
+register("incr", cmd_incr, 2, "write", "denyoom", "fast", keys=ONE_KEY)
+register("decr", cmd_decr, 2, "write", "denyoom", "fast", keys=ONE_KEY)
+register("incrby", cmd_incrby, 3, "write", "denyoom", "fast", keys=ONE_KEY)
+register("decrby", cmd_decrby, 3, "write", "denyoom", "fast", keys=ONE_KEY)
+register("expire", cmd_expire, -3, "write", "fast", keys=ONE_KEY)
+register("pexpire", cmd_pexpire, -3, "write", "fast", keys=ONE_KEY)
+register("ttl", cmd_ttl, 2, "readonly", "fast", keys=ONE_KEY)
+register("pttl", cmd_pttl, 2, "readonly", "fast", keys=ONE_KEY)
+register("persist", cmd_persist, 2, "write", "fast", keys=ONE_KEY)
+register("expireat", cmd_expireat, -3, "write", "fast", keys=ONE_KEY)
+register("pexpireat", cmd_pexpireat, -3, "write", "fast", keys=ONE_KEY)
+register("getset", cmd_getset, 3, "write", "denyoom", "fast", keys=ONE_KEY)
+register("getdel", cmd_getdel, 2, "write", "fast", keys=ONE_KEY)
+register("getex", cmd_getex, -2, "write", "fast", keys=ONE_KEY)
+register("strlen", cmd_strlen, 2, "readonly", "fast", keys=ONE_KEY)
+register("append", cmd_append, 3, "write", "denyoom", "fast", keys=ONE_KEY)
+register("getrange", cmd_getrange, 4, "readonly", keys=ONE_KEY)
+register("substr", cmd_getrange, 4, "readonly", keys=ONE_KEY)
+register("setrange", cmd_setrange, 4, "write", "denyoom", keys=ONE_KEY)
+register("incrbyfloat", cmd_incrbyfloat, 3, "write", "denyoom", "fast", keys=ONE_KEY)
+register("msetnx", cmd_msetnx, -3, "write", "denyoom", keys=(1, -1, 2))
+register("rename", cmd_rename, 3, "write", keys=(1, 2, 1))
+register("renamenx", cmd_rename, 3, "write", "fast", keys=(1, 2, 1))
+register("type", cmd_type, 2, "readonly", "fast", keys=ONE_KEY)
+register("dbsize", cmd_dbsize, 1, "readonly", "fast")
+register("flushdb", cmd_flushdb, -1, "write")
+register("flushall", cmd_flushdb, -1, "write")
+register("keys", cmd_keys, 2, "readonly")
+register("scan", cmd_scan, -2, "readonly")

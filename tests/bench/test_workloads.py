@@ -341,3 +341,59 @@ def test_udp_errors() -> None:
 def test_kv_conversation_classes() -> None:
     assert isinstance(conversation("kv"), KvConversation)
     assert isinstance(conversation("resp"), RespConversation)
+
+
+# -- whole-batch checking (pipelines of 4 and more) ------------------------
+
+def mixed_batch(conv: TcpConversation, depth: int) -> bytes:
+    """A batch with at least one SET and one GET."""
+    for _ in range(1000):
+        batch = conv.next_batch(depth)
+        if b"SET" in batch and b"GET" in batch:
+            return batch
+        conv.feed(b"OK\n" * batch.count(b"SET") + b"NOT_FOUND\n" * batch.count(b"GET")
+                  if b"\r\n" not in batch else
+                  b"+OK\r\n" * batch.count(b"SET") + b"$-1\r\n" * batch.count(b"GET"))
+    raise AssertionError("no mixed batch")
+
+
+@pytest.mark.parametrize("name", ["kv", "resp"])
+def test_replies_in_the_wrong_order_are_caught_in_a_whole_batch(name: str) -> None:
+    conv = conversation(name, keys=5)
+    if name == "kv":
+        conv.feed(b"READY\n")
+    batch = mixed_batch(conv, 8)
+    if name == "kv":
+        lines = batch.split(b"\n")[:-1]
+        replies = [b"OK\n" if line.startswith(b"SET") else b"NOT_FOUND\n" for line in lines]
+    else:
+        commands = resp_commands(batch)
+        replies = [b"+OK\r\n" if c[0] == b"SET" else b"$-1\r\n" for c in commands]
+    first_set = next(i for i, r in enumerate(replies) if b"OK" in r)
+    first_get = next(i for i, r in enumerate(replies) if b"OK" not in r)
+    replies[first_set], replies[first_get] = replies[first_get], replies[first_set]
+    with pytest.raises(ProtocolMismatch):
+        conv.feed(b"".join(replies))
+
+
+@pytest.mark.parametrize("name", ["kv", "resp"])
+def test_error_reply_inside_a_whole_batch_is_counted(name: str) -> None:
+    conv = conversation(name, set_ratio=0.0)
+    if name == "kv":
+        conv.feed(b"READY\n")
+    conv.next_batch(8)
+    error = b"ERROR: no\n" if name == "kv" else b"-ERR no\r\n"
+    miss = b"NOT_FOUND\n" if name == "kv" else b"_\r\n"
+    assert conv.feed(miss * 3 + error + miss * 4) == 8
+    assert conv.error_replies == 1
+    assert conv.outstanding() == 0
+
+
+def test_whole_batch_split_over_reads_still_counts_every_reply() -> None:
+    conv = conversation("resp", set_ratio=0.5, keys=3, value_size=3)
+    store: dict[bytes, bytes] = {}
+    for _ in range(50):
+        batch = conv.next_batch(16)
+        replies = resp_replies(batch, store)
+        cut = len(replies) // 3
+        assert conv.feed(replies[:cut]) + conv.feed(replies[cut:]) == 16

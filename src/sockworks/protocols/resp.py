@@ -28,9 +28,10 @@ command, so error texts and edge cases are Redis's, not hiredis's.
 
 Measured with ``benchmarks/resp_parser.py`` (2-core shared VM, CPython 3.11,
 hiredis 3.5, 200 000 ``SET key:NNNNNN <16-byte value>``): pipelined in 64 KiB
-chunks, pure Python ~0.5 M commands/s, hiredis path ~1.9-2.7 M/s (4-5x); one
-command per chunk (no pipelining) ~0.45 M/s against ~0.6-0.8 M/s, because
-per-call overhead dominates there.
+chunks, pure Python 0.38-0.51 M commands/s, hiredis path 1.76-2.68 M/s (4-5x,
+the range is the load of the shared machine across runs); one command per
+chunk (no pipelining) 0.34-0.45 M/s against 0.49-0.80 M/s, because per-call
+overhead dominates there.
 
 Replies: :func:`encode` turns Python values and the small reply types below
 into RESP2 or RESP3 bytes (RESP3's null, map, set, double, boolean and

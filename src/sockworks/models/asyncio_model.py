@@ -35,7 +35,7 @@ from sockworks.core.net import (
 )
 from sockworks.core.service import Output, Service, Session
 from sockworks.core.stats import ServerStats
-from sockworks.models.base import STOP_SIGNALS, Model
+from sockworks.models.base import Model
 
 logger = logging.getLogger(__name__)
 
@@ -300,6 +300,19 @@ class AsyncioModel(Model):
         if self._stopped is not None:
             self.loop.call_soon_threadsafe(self._stopped.set)
 
+    # Signals arrive through plain signal.signal handlers (installed by
+    # run_server before binding): uvloop and the standard loop both run them
+    # promptly (they set a wakeup fd), and request_stop only calls
+    # call_soon_threadsafe. loop.add_signal_handler is not used: installed
+    # on top of an earlier handler, it can deliver the same signal twice,
+    # which would read as "second signal: exit now".
+    def install_signals(self) -> None:
+        if not self.supervised:
+            super().install_signals()
+            return
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, lambda signum, frame: self.on_stop_signal(signum))
+
     def on_stop_signal(self, signum: int) -> None:
         if self.supervised and self._signals_received:
             return  # a prefork worker: the parent escalates, not us
@@ -326,14 +339,6 @@ class AsyncioModel(Model):
         self._all_gone = asyncio.Event()
         if self._stop_requested:
             self._stopped.set()
-        # The loop's own signal handling (uvloop does not run Python-level
-        # handlers promptly while it sits in its C loop).
-        if self.supervised:
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-            loop.add_signal_handler(signal.SIGTERM, self.on_stop_signal, signal.SIGTERM)
-        else:
-            for sig in STOP_SIGNALS:
-                loop.add_signal_handler(sig, self.on_stop_signal, sig)
         for sock, ep in zip(self.listeners, self.endpoints):
             sock.setblocking(False)
             loop.add_reader(sock.fileno(), self._accept_ready, sock, ep.service)

@@ -143,6 +143,7 @@ class PreforkModel(Model):
                                         self._counts, slot)
             model = AsyncioModel(endpoints, self.settings, self.stats, admission=admission,
                                  reuse_port=True, supervised=True)
+            model.install_signals()
             try:
                 model.bind()
             except OSError as exc:

@@ -110,7 +110,8 @@ def test_echo_against_the_chapter_thread_server(chapter) -> None:
 @pytest.mark.timeout(60)
 def test_human_table(chapter) -> None:
     server = chapter("socketserver_echo.py")
-    done = bench("echo", "--port", str(server.port), "-c", "2", "-d", "0.5", "-P", "4")
+    done = bench("echo", "--port", str(server.port), "-c", "2", "-d", "0.5", "-P", "4",
+                 "--warmup", "0.2")
     assert done.returncode == 0, done.stderr
     assert "requests/s" in done.stdout
     assert "p99.9" in done.stdout
@@ -351,3 +352,23 @@ def test_compare_reports_a_model_that_cannot_start(tmp_path: Path) -> None:
     document = json.loads((tmp_path / "results.json").read_text())
     assert document["results"] == []
     assert document["failures"][0]["model"] == "no-such-model"
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"procs": 3, "connections": 2}, "procs"),
+    ({"idle": 1, "workload": WorkloadSpec(name="udp")}, "TCP only"),
+    ({"pipeline": 0}, "pipeline"),
+    ({"duration": 0}, "duration"),
+])
+def test_config_validation(options: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        BenchConfig(**options)  # type: ignore[arg-type]
+
+
+def test_cli_refuses_bad_combinations() -> None:
+    done = bench("echo", "--port", "9", "-c", "1", "--procs", "2")
+    assert done.returncode == 2
+    assert "procs" in done.stderr
+    done = bench("kv", "--port", "9", "--set-ratio", "1.5")
+    assert done.returncode == 2
+    assert "between 0 and 1" in done.stderr

@@ -123,7 +123,7 @@ class _Worker:
         self._semaphore = asyncio.Semaphore(CONNECT_CONCURRENCY)
         self._reconnects: set[asyncio.Task[None]] = set()
         self.is_udp = config.workload.name == "udp"
-        self.ring = build_ring(config.workload, self.rng)
+        self._ring = None if self.is_udp else build_ring(config.workload, self.rng)
 
     # -- set-up ----------------------------------------------------------
 
@@ -135,9 +135,13 @@ class _Worker:
         else:
             await asyncio.gather(*[self._open_busy(None) for _ in range(self.busy)])
 
+    def _new_conversation(self) -> TcpConversation:
+        assert self._ring is not None, "TCP workloads only"
+        return new_tcp_conversation(self.config.workload, self._ring, self.rng)
+
     async def _open_idle(self) -> None:
         async with self._semaphore:
-            conversation = new_tcp_conversation(self.config.workload, self.ring, self.rng)
+            conversation = self._new_conversation()
             protocol = _IdleConnection(self, conversation)
             try:
                 await asyncio.wait_for(self._connect(protocol), self.config.connect_timeout)
@@ -153,7 +157,7 @@ class _Worker:
 
     async def _open_busy(self, connection: _Connection | None) -> bool:
         async with self._semaphore:
-            conversation = new_tcp_conversation(self.config.workload, self.ring, self.rng)
+            conversation = self._new_conversation()
             protocol = _Connection(self, conversation) if connection is None else connection
             protocol.reset(conversation)
             try:
@@ -205,6 +209,10 @@ class _Worker:
             if warmup > 0:
                 await asyncio.sleep(warmup)
                 self.errors.clear()
+                for connection in self.connections:
+                    connection.conversation.error_replies = 0
+                for client in self.udp:
+                    client.conversation.error_replies = 0
             self.recording = True
             started = time.perf_counter()
             await asyncio.sleep(duration)

@@ -57,6 +57,8 @@ class BenchConfig:
             raise ValueError("duration must be > 0")
         if self.idle < 0:
             raise ValueError("idle must be >= 0")
+        if self.idle and self.workload.name == "udp":
+            raise ValueError("idle connections are TCP only")
         if not 1 <= self.procs <= self.connections:
             raise ValueError("procs must be between 1 and the number of connections")
         if self.timeout <= 0 or self.connect_timeout <= 0 or self.warmup < 0:

@@ -177,6 +177,9 @@ class RequestRing:
 
 
 def build_ring(spec: WorkloadSpec, rng: random.Random) -> RequestRing:
+    """Encode a TCP workload's requests (UDP ones carry a fresh id each)."""
+    if spec.name not in ("echo", "kv", "resp"):
+        raise ValueError(f"{spec.name!r} is not a TCP workload")
     size = ring_size(spec)
     requests: list[bytes] = []
     kinds: list[bool] = []

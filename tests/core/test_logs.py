@@ -9,8 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from sockworks.core.logs import RateLimitedLog
 from tests.conftest import recv_until
+
+from sockworks.core.logs import RateLimitedLog
 
 
 def test_rate_limited_log_counts_suppressed(caplog) -> None:

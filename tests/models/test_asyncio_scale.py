@@ -6,7 +6,6 @@ import resource
 import socket
 
 import pytest
-
 from tests.conftest import recv_until
 
 CONNECTIONS = 10_000

@@ -15,7 +15,6 @@ import threading
 import time
 
 import pytest
-
 from tests.conftest import recv_all, recv_lines, recv_until
 
 MODELS = ["thread", "pool", "socketserver-thread", "socketserver-fork", "asyncio", "prefork"]

@@ -274,7 +274,7 @@ def _request(kind: str, request_id: object, data: object, indent: int | None,
 
 
 @settings(max_examples=300, deadline=None)
-@given(kind=st.sampled_from(udpjson.REQUEST_TYPES + ("nope",)), request_id=ids,
+@given(kind=st.sampled_from((*udpjson.REQUEST_TYPES, "nope")), request_id=ids,
        data=json_values, indent=st.one_of(st.none(), st.integers(0, 3)),
        ascii_only=st.booleans(), padding=st.integers(0, 1300),
        counters=st.dictionaries(st.text(max_size=20), st.integers(0, 2**63), max_size=30))

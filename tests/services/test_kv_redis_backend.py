@@ -131,7 +131,7 @@ def test_servers_share_one_dataset_and_incr_is_exact(
                         assert all(r.lstrip(b"-").isdigit() for r in replies), replies
                 finally:
                     client.close()
-            except BaseException as exc:  # noqa: BLE001  (re-raised in the test thread)
+            except BaseException as exc:
                 errors.append(exc)
 
         threads = [threading.Thread(target=incr, args=(server,))

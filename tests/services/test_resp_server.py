@@ -30,7 +30,7 @@ from sockworks.services.resp import RespService
 from sockworks.storage.memory import MemoryStore
 
 redis = pytest.importorskip("redis")
-import redis.asyncio as aioredis
+import redis.asyncio as aioredis  # noqa: E402 (after the importorskip above)
 
 MODELS = ["asyncio", "thread", "pool", "socketserver-thread"]
 

@@ -49,7 +49,7 @@ def run_threads(count: int, target: Callable[[int], None]) -> None:
     def wrapped(i: int) -> None:
         try:
             target(i)
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the test thread
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=wrapped, args=(i,)) for i in range(count)]

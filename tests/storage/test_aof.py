@@ -487,7 +487,7 @@ def test_kill_9_under_write_load_loses_no_acknowledged_write(tmp_path: Path) -> 
     def read() -> None:
         assert proc.stdout is not None
         for line in proc.stdout:
-            lines.append(line)  # noqa: PERF402 - the test thread watches it grow
+            lines.append(line)
 
     reader = threading.Thread(target=read)
     reader.start()

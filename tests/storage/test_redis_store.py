@@ -80,7 +80,7 @@ def run_threads(count: int, target: object) -> None:
     def wrapped() -> None:
         try:
             target()  # type: ignore[operator]
-        except BaseException as exc:  # noqa: BLE001  (re-raised in the test thread)
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=wrapped) for _ in range(count)]

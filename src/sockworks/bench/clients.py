@@ -279,7 +279,9 @@ class _Worker:
         await asyncio.sleep(0)
 
     def result(self, elapsed: float) -> BenchResult:
-        connected = sum(1 for c in self.connections if c.ever_connected) + len(self.udp)
+        # A connection counts once it got a reply: a refused one ("server
+        # busy") may well have connected first.
+        connected = sum(1 for c in [*self.connections, *self.udp] if c.answered)
         return BenchResult(self.completed, elapsed, Counter(self.errors), self.histogram,
                            connected, len(self.idle_connections))
 
@@ -302,7 +304,6 @@ class _BaseConnection(asyncio.Protocol):
         self.conversation = conversation
         self.transport = None
         self.greeted: asyncio.Future[None] = worker.loop.create_future()
-        self.ever_connected = False
         self.live = False   # connected and greeted: failures from now on are the run's
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -317,7 +318,6 @@ class _BaseConnection(asyncio.Protocol):
             self._greeted()
 
     def _greeted(self) -> None:
-        self.ever_connected = True
         self.live = True
         if not self.greeted.done():
             self.greeted.set_result(None)
@@ -374,6 +374,7 @@ class _Connection(_BaseConnection):
         self.sent_at = 0
         self.pending = 0
         self.waiting = False
+        self.answered = False   # a whole batch was answered at least once
         self.backoff = BACKOFF_FIRST
         self._failure: str | None = None
 
@@ -421,6 +422,7 @@ class _Connection(_BaseConnection):
             if self.pending <= 0:
                 self.waiting = False
                 self.backoff = BACKOFF_FIRST
+                self.answered = True
                 if worker.running:
                     self.send_batch()
 
@@ -463,6 +465,7 @@ class _UdpClient(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport | None = None
         self.sent_at = 0
         self.waiting = False
+        self.answered = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.DatagramTransport, transport)
@@ -489,6 +492,7 @@ class _UdpClient(asyncio.DatagramProtocol):
                 worker.completed += done
             if self.conversation.outstanding() == 0:
                 self.waiting = False
+                self.answered = True
                 if worker.running:
                     self.send_batch()
 

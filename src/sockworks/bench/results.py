@@ -73,7 +73,7 @@ class BenchResult:
     elapsed: float = 0.0
     errors: Counter[str] = field(default_factory=Counter)
     histogram: Histogram = field(default_factory=Histogram)
-    connected: int = 0          # busy connections open when the clock started
+    connected: int = 0          # busy connections (UDP: sockets) answered at least once
     idle_connected: int = 0     # idle connections open when the clock started
 
     @property

@@ -26,7 +26,8 @@ COMMAND_MODULES = (
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sockworks",
-        description="Production-quality network services: one server core, every concurrency model.",
+        description=("Production-quality network services: one server core, "
+                     "every concurrency model."),
     )
     parser.add_argument("--version", action="version", version=f"sockworks {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

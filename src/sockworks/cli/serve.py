@@ -61,7 +61,8 @@ def add_tcp_arguments(parser: argparse.ArgumentParser, *, default_port: int,
     """The flags of every TCP ``serve`` command (README: "Common flags")."""
     group = parser.add_argument_group("server")
     group.add_argument("--host", default="127.0.0.1",
-                       help="address to bind (default 127.0.0.1; '::' or 0.0.0.0 for all interfaces)")
+                       help="address to bind (default 127.0.0.1; "
+                            "'::' or 0.0.0.0 for all interfaces)")
     group.add_argument("--port", type=port_number, default=default_port,
                        help=f"port (default {default_port}; 0 picks a free one)")
     group.add_argument("--model", default=default_model, choices=models,

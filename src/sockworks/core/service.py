@@ -24,8 +24,9 @@ event-loop models then run its calls in a thread pool.
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Protocol
 
 __all__ = ["Barrier", "Output", "Session", "Service", "NOTHING", "CLOSE"]
 

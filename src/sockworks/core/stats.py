@@ -25,7 +25,7 @@ class ServerStats:
     connections_rejected: int = 0
     idle_closed: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _ids: "itertools.count[int]" = field(default_factory=lambda: itertools.count(1), repr=False)
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1), repr=False)
 
     def next_client_id(self) -> int:
         return next(self._ids)

@@ -65,7 +65,7 @@ class _Connection(asyncio.Protocol):
     __slots__ = ("model", "service", "session", "transport", "peer", "last_active",
                  "timer", "pauses", "pending", "closing", "admitted")
 
-    def __init__(self, model: "AsyncioModel", service: Service) -> None:
+    def __init__(self, model: AsyncioModel, service: Service) -> None:
         self.model = model
         self.service = service
         self.session: Session | None = None
@@ -122,9 +122,7 @@ class _Connection(asyncio.Protocol):
         if out.barrier is None:
             if out.data:
                 self.transport.write(out.data)  # type: ignore[union-attr]
-            if out.close:
-                self._close()
-            elif self.model.stopping and not session.busy:
+            if out.close or (self.model.stopping and not session.busy):
                 self._close()
         else:
             self._wait_barrier(out)
@@ -187,7 +185,7 @@ class _Connection(asyncio.Protocol):
         future = self.model.loop.run_in_executor(None, step)
         future.add_done_callback(self._step_done)
 
-    def _step_done(self, future: "asyncio.Future[Output]") -> None:
+    def _step_done(self, future: asyncio.Future[Output]) -> None:
         self.pending -= 1
         if not self.pending:
             self._resume("pending")
@@ -354,7 +352,7 @@ class AsyncioModel(Model):
     def _accept_ready(self, listener: socket.socket, service: Service) -> None:
         for _ in range(ACCEPT_BATCH):
             try:
-                sock, addr = listener.accept()
+                sock, _ = listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:

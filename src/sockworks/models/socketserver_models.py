@@ -49,7 +49,7 @@ __all__ = ["SocketServerThreadModel", "SocketServerForkModel"]
 class SessionHandler(socketserver.StreamRequestHandler):
     """Drives a session with the handler's buffered rfile and wfile."""
 
-    server: "_ServerMixin"  # type: ignore[assignment]
+    server: _ServerMixin  # type: ignore[assignment]
 
     def handle(self) -> None:
         server = self.server
@@ -83,7 +83,7 @@ class _ServerMixin:
     settings: ServerSettings
     stats: ServerStats
     registry: ConnectionRegistry
-    model: "_SocketServerModel"
+    model: _SocketServerModel
 
     def on_session_start(self, conn: Tracked) -> None:
         pass
@@ -105,7 +105,7 @@ class _ThreadingServer(_ServerMixin, socketserver.ThreadingMixIn, socketserver.T
 
 class _ForkingServer(_ServerMixin, socketserver.ForkingMixIn, socketserver.TCPServer):
     block_on_close = False  # the model reaps children itself, with a deadline
-    model: "SocketServerForkModel"
+    model: SocketServerForkModel
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         # Runs in the child only (ForkingMixIn calls it after fork).

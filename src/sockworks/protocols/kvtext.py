@@ -426,10 +426,7 @@ def _stat_value(value: object) -> bytes:
         return b"%.3f" % value
     if value is None:
         return b"-"
-    if isinstance(value, bytes):
-        text = value.decode("utf-8", "replace")
-    else:
-        text = str(value)
+    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
     # Values are single tokens: whitespace and '=' would break the format.
     cleaned = "_".join(text.split()).replace("=", "_")
     return cleaned.encode("utf-8", "replace") or b"-"

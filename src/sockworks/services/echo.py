@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from sockworks.core.config import DEFAULT_MAX_LINE, Endpoint, ServerSettings
+from sockworks.core.config import DEFAULT_MAX_LINE, Endpoint
 from sockworks.core.service import Output, Service, Session
 from sockworks.core.stats import ServerStats
 from sockworks.protocols.lines import CLOSED, LINE_TOO_LONG, NEED_DATA, LineFramer

@@ -392,6 +392,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             "to share one dataset between servers of any model")
     group.add_argument("--resp-port", type=port_number, metavar="PORT",
                        help="also serve the same store over RESP (Redis protocol) on PORT")
+    from sockworks.protocols.resp import DEFAULT_MAX_BULK
+
+    group.add_argument("--max-bulk", type=positive_int, default=DEFAULT_MAX_BULK,
+                       metavar="BYTES",
+                       help=f"RESP port: largest bulk string accepted (default {DEFAULT_MAX_BULK}"
+                            "; see docs/resp.md)")
 
 
 def _fail(message: str) -> None:
@@ -458,8 +464,9 @@ def main(args: argparse.Namespace) -> int:
         from sockworks.services.resp import RespService
 
         # The text service opened the store and closes it (owns_store=False).
-        endpoints.append(Endpoint(args.host, args.resp_port,
-                                  RespService(store, stats, port=args.resp_port)))
+        endpoints.append(Endpoint(args.host, args.resp_port, RespService(
+            store, stats, port=args.resp_port, max_bulk=args.max_bulk,
+            idle_timeout=args.idle_timeout, max_connections=args.max_connections)))
     settings = ServerSettings(
         model=args.model,
         workers=args.workers,

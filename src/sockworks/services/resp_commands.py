@@ -106,7 +106,8 @@ def unknown_command(argv: Sequence[bytes]) -> bytes:
         if len(shown) >= _ERROR_ARG_LIMIT:
             break
         shown += "'" + quoted(arg)[: _ERROR_ARG_LIMIT - len(shown)] + "' "
-    return error_quoting(f"ERR unknown command '{quoted(argv[0])}', with args beginning with: {shown}")
+    return error_quoting(
+        f"ERR unknown command '{quoted(argv[0])}', with args beginning with: {shown}")
 
 
 def unknown_subcommand(argv: Sequence[bytes]) -> bytes:

@@ -132,7 +132,7 @@ def iter_ops(payload: bytes) -> Iterator[Op]:
                 (at,) = _I64.unpack_from(payload, pos)
                 pos += 8
                 yield (OP_SET, key, value, at)
-            elif op == OP_DEL or op == OP_PERSIST:
+            elif op in (OP_DEL, OP_PERSIST):
                 yield (op, key, b"", 0)
             elif op == OP_EXPIREAT:
                 (at,) = _I64.unpack_from(payload, pos)

@@ -346,7 +346,8 @@ class RedisStore(Store):
             self.is_cluster = True
             db = parts.path.strip("/")
             if db not in ("", "0"):
-                raise StoreError(f"Redis Cluster has only database 0, not {db!r}: {redact_url(url)}")
+                raise StoreError(
+                    f"Redis Cluster has only database 0, not {db!r}: {redact_url(url)}")
             # redis-py parses the rest of the URL as redis:// or rediss://.
             self._redis_url = urllib.parse.urlunsplit(
                 (scheme.split("+")[0], parts.netloc, "", parts.query, ""))

@@ -52,3 +52,31 @@ def test_bad_flag_values_are_rejected_without_traceback() -> None:
         assert proc.returncode != 0, argv
         assert b"Traceback" not in proc.stderr, argv
         assert proc.stderr.strip(), argv
+
+
+def test_fd_limit_is_raised_for_max_connections(start_server) -> None:
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 3000:
+        import pytest
+
+        pytest.skip("hard RLIMIT_NOFILE too low to observe the raise")
+
+    def low_soft_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+
+    server = start_server("serve", "echo", "--max-connections", "2000", preexec_fn=low_soft_limit)
+    with open(f"/proc/{server.proc.pid}/limits") as f:
+        line = next(line for line in f if line.startswith("Max open files"))
+    assert int(line.split()[3]) >= 2000
+
+
+def test_fd_limit_too_low_is_a_warning(start_server) -> None:
+    import resource
+
+    def low_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (128, 128))
+
+    server = start_server("serve", "echo", "--max-connections", "1000", preexec_fn=low_limit)
+    server.wait_for_log(b"raise the limit with ulimit -n")

@@ -42,8 +42,42 @@ def startup_error(message: str) -> int:
     return EXIT_STARTUP
 
 
+#: Descriptors kept for listeners, log files, storage, pipes — beyond one per
+#: client (Redis reserves 32 for the same reason: CONFIG_MIN_RESERVED_FDS).
+RESERVED_FDS = 64
+
+
+def raise_fd_limit(max_connections: int) -> None:
+    """Raise the soft RLIMIT_NOFILE toward what --max-connections needs.
+
+    Distributions default the soft limit to 1024 while the hard limit is far
+    higher; like Redis (adjustOpenFilesLimit) we take what we need up to the
+    hard limit, and say so when even that is not enough, instead of letting
+    clients meet EMFILE at accept time.
+    """
+    try:
+        import resource
+    except ImportError:  # not on this platform
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = max_connections + RESERVED_FDS
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError) as exc:
+            logger.debug("cannot raise RLIMIT_NOFILE to %d: %s", target, exc)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        logger.warning("--max-connections %d needs about %d file descriptors but the limit "
+                       "is %d: connections beyond ~%d will fail to be accepted (raise the "
+                       "limit with ulimit -n)", max_connections, needed, soft,
+                       max(0, soft - RESERVED_FDS))
+
+
 def run_server(endpoints: Sequence[Endpoint], settings: ServerSettings,
                stats: ServerStats) -> int:
+    raise_fd_limit(settings.max_connections)
     model = get_model(settings.model)(endpoints, settings, stats)
     model.install_signals()
     try:

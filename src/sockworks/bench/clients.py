@@ -281,7 +281,8 @@ class _Worker:
     def result(self, elapsed: float) -> BenchResult:
         # A connection counts once it got a reply: a refused one ("server
         # busy") may well have connected first.
-        connected = sum(1 for c in [*self.connections, *self.udp] if c.answered)
+        connected = (sum(1 for c in self.connections if c.answered)
+                     + sum(1 for u in self.udp if u.answered))
         return BenchResult(self.completed, elapsed, Counter(self.errors), self.histogram,
                            connected, len(self.idle_connections))
 

@@ -392,7 +392,8 @@ def render_markdown(document: dict[str, Any]) -> str:
         lines.append(f"| {model} | " + " | ".join(cells) + " |")
     lines += [
         "",
-        "| model | connections | requests/s | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs | errors |",
+        "| model | connections | requests/s | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs "
+        "| errors |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for row in rows:

@@ -71,8 +71,9 @@ def format_result(config: BenchConfig, result: BenchResult) -> str:
     idle = f" + {result.idle_connected:,}/{config.idle:,} idle" if config.idle else ""
     lines = [
         (f"{config.workload.name} on {config.host}:{config.port}: "
-        f"{result.connected}/{config.connections} connections answered{idle}, pipeline {config.pipeline}, "
-        f"{config.procs} client process{'es' if config.procs > 1 else ''}"),
+         f"{result.connected}/{config.connections} connections answered{idle}, "
+         f"pipeline {config.pipeline}, "
+         f"{config.procs} client process{'es' if config.procs > 1 else ''}"),
         f"  requests     {result.requests:,} in {result.elapsed:.2f} s",
         f"  throughput   {result.requests_per_second:,.0f} requests/s",
         "  latency      " + "  ".join(

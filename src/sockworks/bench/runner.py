@@ -163,5 +163,6 @@ def describe_host() -> dict[str, Any]:
         loop_name = f"uvloop {metadata.version('uvloop')}"
     except metadata.PackageNotFoundError:
         loop_name = "asyncio"
+    affinity = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
     return {"cpus": os.cpu_count(), "python": sys.version.split()[0], "loop": loop_name,
-            "affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None}
+            "affinity": affinity}

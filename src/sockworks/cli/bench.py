@@ -35,7 +35,8 @@ UDP_REPLY_TIMEOUT = 1.0
 #: Shown under each workload's --help.
 WORKLOAD_HELP = {
     "echo": "lines of --value-size bytes; the reply is the line uppercased (the chapter's echo)",
-    "kv": "the KV text protocol: READY greeting, SET key:N value -> OK, GET key:N -> value|NOT_FOUND",
+    "kv": ("the KV text protocol: READY greeting, SET key:N value -> OK, "
+           "GET key:N -> value|NOT_FOUND"),
     "resp": "RESP (Redis) arrays SET/GET, as redis-benchmark sends them",
     "udp": 'UDP JSON {"type":"ping","id":N} -> {"pong":true,"id":N}; one socket per connection',
 }
@@ -101,7 +102,8 @@ def _int_list(text: str) -> list[int]:
     try:
         values = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected numbers separated by commas, got {text!r}") from None
     if not values or any(v < 1 for v in values):
         raise argparse.ArgumentTypeError(f"expected numbers >= 1, got {text!r}")
     return values
@@ -154,7 +156,8 @@ def register(sub: Any) -> None:
         parser = kinds.add_parser(name, help=WORKLOAD_HELP[name],
                                   description=f"Closed-loop load: {WORKLOAD_HELP[name]}.")
         target = parser.add_argument_group("target")
-        target.add_argument("--host", default="127.0.0.1", help="server address (default 127.0.0.1)")
+        target.add_argument("--host", default="127.0.0.1",
+                            help="server address (default 127.0.0.1)")
         target.add_argument("--port", type=_port, required=True, help="server port")
         _add_load_arguments(parser, compare=False)
         if name == "echo":
@@ -176,12 +179,14 @@ def register(sub: Any) -> None:
                     "DIR/results.json and DIR/results.png (the plot needs matplotlib: "
                     "pip install 'sockworks[bench]').")
     compare.add_argument("--service", choices=("echo", "kv", "resp"), default="echo",
-                         help="echo, kv (text protocol) or resp (kv with --resp-port) (default echo)")
+                         help="echo, kv (text protocol) or resp (kv with --resp-port) "
+                              "(default echo)")
     compare.add_argument("--models", type=_name_list, default=["thread", "pool", "asyncio"],
                          help="comma-separated models; 'chapter:PATH' runs a baseline script "
                               "(python PATH --port 0) instead (default thread,pool,asyncio)")
     compare.add_argument("--connections", type=_int_list, default=[1, 10, 50, 200],
-                         metavar="LIST", help="comma-separated connection counts (default 1,10,50,200)")
+                         metavar="LIST",
+                         help="comma-separated connection counts (default 1,10,50,200)")
     _add_load_arguments(compare, compare=True)
     compare.add_argument("--server-cpus", default=None, metavar="CPUS",
                          help="pin the server with taskset -c CPUS")

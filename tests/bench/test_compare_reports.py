@@ -4,6 +4,7 @@ Markdown pivot and rows, the plot, and the plot skipped without matplotlib."""
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from sockworks.bench.compare import (
     CompareSettings,
     client_argv,
     model_label,
+    process_tree_rss,
     render_markdown,
     render_plot,
     server_argv,
@@ -28,12 +30,15 @@ def row(model: str, connections: int, rps: float) -> dict[str, object]:
                            "max": 500.0, "mean": 120.0}}
 
 
+THREAD_10 = row("thread", 10, 5000.0)
+THREAD_10["server_rss_peak_kib"] = 2048
+
 DOCUMENT = {
     "service": "kv",
     "settings": {"models": ["thread", "chapter:benchmarks/chapter/kv_server.py"],
                  "connections": [1, 10], "pipeline": 1, "duration": 1.0,
                  "server_cpus": "0", "client_cpus": None},
-    "results": [row("thread", 1, 1000.0), row("thread", 10, 5000.0),
+    "results": [row("thread", 1, 1000.0), THREAD_10,
                 row("chapter:kv_server", 1, 800.0)],
     "failures": [{"model": "chapter:kv_server", "connections": 10,
                   "error": "bench exited 1: no request completed\nmore"}],
@@ -45,7 +50,8 @@ def test_markdown_pivot_rows_and_failures() -> None:
     assert "| model | c=1 | c=10 |" in text
     assert "| thread | 1,000 | 5,000 |" in text
     assert "| chapter:kv_server | 800 | failed |" in text
-    assert "| thread | 10 | 5,000 | 100 | 200 | 300 | 400 | 500 | 0 |" in text
+    assert "| thread | 10 | 5,000 | 100 | 200 | 300 | 400 | 500 | 2.0 | 0 |" in text
+    assert "| chapter:kv_server | 1 | 800 | 100 | 200 | 300 | 400 | 500 | ? | 0 |" in text
     assert "**chapter:kv_server failed at c=10:** bench exited 1: no request completed" in text
     assert "server CPUs 0, client CPUs any" in text
 
@@ -91,3 +97,25 @@ def test_chapter_models() -> None:
     assert model_label("asyncio") == "asyncio"
     with pytest.raises(CompareError, match="not found"):
         server_argv(CompareSettings(), "chapter:/no/such/file.py")
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+@pytest.mark.timeout(30)
+def test_process_tree_rss_counts_children() -> None:
+    import subprocess
+    mine = process_tree_rss(os.getpid())
+    assert mine is not None and mine > 1000  # a Python process is several MiB
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import sys; print('ready', flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline() == b"ready\n"  # started: its memory is there
+        with_child = process_tree_rss(os.getpid())
+        assert with_child is not None and with_child > mine + 1000
+    finally:
+        assert child.stdin is not None and child.stdout is not None
+        child.stdin.close()
+        child.wait(10)
+        child.stdout.close()
+    assert process_tree_rss(child.pid) is None  # reaped: gone from /proc

@@ -66,6 +66,13 @@ CHAPTER_PORT = re.compile(r"on port (\d+)")
 #: Prefix of a model name that runs a baseline script instead of sockworks.
 SCRIPT_PREFIX = "chapter:"
 
+#: How often the server's resident memory is sampled during a run: a run
+#: lasts seconds, and idle connections hold their memory throughout.
+RSS_SAMPLE_SECONDS = 0.25
+
+#: A bound on the process tree walked for RSS (prefork has a handful).
+MAX_TREE_PROCESSES = 1024
+
 #: Tail of a server's output kept for error messages.
 OUTPUT_TAIL_LINES = 40
 
@@ -256,20 +263,65 @@ def client_argv(settings: CompareSettings, host: str, port: int, connections: in
     return argv
 
 
-def _run_client(settings: CompareSettings, host: str, port: int,
-                connections: int) -> dict[str, Any]:
+def process_tree_rss(pid: int) -> int | None:
+    """Resident memory (KiB) of ``pid`` and its descendants, from /proc; None
+    where /proc is not Linux's or the process is gone. Prefork and forking
+    models serve from children, so the whole tree is what a model costs."""
+    total = 0
+    pending = [pid]
+    seen: set[int] = set()
+    while pending and len(seen) < MAX_TREE_PROCESSES:
+        current = pending.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        try:
+            status = Path(f"/proc/{current}/status").read_text()
+        except OSError:
+            if current == pid:
+                return None
+            continue  # a child that just exited
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+                break
+        try:
+            for task in Path(f"/proc/{current}/task").iterdir():
+                children = (task / "children").read_text().split()
+                pending.extend(int(child) for child in children)
+        except OSError:
+            continue
+    return total
+
+
+def _run_client(settings: CompareSettings, host: str, port: int, connections: int,
+                server_pid: int | None = None) -> dict[str, Any]:
+    """One bench run as a child process; the server's peak RSS sampled meanwhile."""
     argv = client_argv(settings, host, port, connections)
     budget = settings.duration + settings.warmup + settings.connect_timeout + RUN_SLACK
+    peak_rss: int | None = None
+    with subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE) as proc:
+        deadline = time.monotonic() + budget
+        while True:
+            try:
+                stdout, stderr = proc.communicate(timeout=RSS_SAMPLE_SECONDS)
+                break
+            except subprocess.TimeoutExpired:
+                if server_pid is not None:
+                    rss = process_tree_rss(server_pid)
+                    if rss is not None:
+                        peak_rss = rss if peak_rss is None else max(peak_rss, rss)
+                if time.monotonic() > deadline:
+                    proc.kill()
+                    proc.communicate()
+                    return {"failed": f"bench did not finish within {budget:.0f} s"}
     try:
-        done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
-                              timeout=budget, check=False)
-    except subprocess.TimeoutExpired:
-        return {"failed": f"bench did not finish within {budget:.0f} s"}
-    try:
-        document: dict[str, Any] = json.loads(done.stdout)
+        document: dict[str, Any] = json.loads(stdout)
     except ValueError:
-        stderr = done.stderr.decode(errors="replace").strip()
-        return {"failed": f"bench exited {done.returncode}: {stderr[-500:]}"}
+        text = stderr.decode(errors="replace").strip()
+        return {"failed": f"bench exited {proc.returncode}: {text[-500:]}"}
+    document["server_rss_peak_kib"] = peak_rss
     return document
 
 
@@ -307,7 +359,8 @@ def run_compare_grid(settings: CompareSettings, log: TextIO | None = None) -> Co
                                      "error": "server died:\n" + server.output()})
                     say(f"   {model}: server died")
                     break
-                document = _run_client(settings, server.host, server.port, connections)
+                document = _run_client(settings, server.host, server.port, connections,
+                                       server.proc.pid)
                 if "failed" in document:
                     failures.append({"model": model_label(model), "connections": connections,
                                      "error": document["failed"]})
@@ -353,6 +406,7 @@ def _row(model: str, connections: int, document: dict[str, Any]) -> dict[str, An
         "errors": document["errors"],
         "errors_total": document["errors_total"],
         "connected": document["connected"],
+        "server_rss_peak_kib": document.get("server_rss_peak_kib"),
     }
 
 
@@ -393,8 +447,8 @@ def render_markdown(document: dict[str, Any]) -> str:
     lines += [
         "",
         "| model | connections | requests/s | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs "
-        "| errors |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| server RSS MiB | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for row in rows:
         latency = row["latency_us"]
@@ -402,12 +456,17 @@ def render_markdown(document: dict[str, Any]) -> str:
         lines.append(
             f"| {row['model']} | {row['connections']} | {row['requests_per_second']:,.0f} | "
             f"{latency['p50']:,.0f} | {latency['p90']:,.0f} | {latency['p99']:,.0f} | "
-            f"{latency['p99.9']:,.0f} | {latency['max']:,.0f} | {errors} |")
+            f"{latency['p99.9']:,.0f} | {latency['max']:,.0f} | {_mib(row)} | {errors} |")
     for failure in document["failures"]:
         where = f"c={failure['connections']}" if failure["connections"] else "start-up"
         first_line = str(failure["error"]).strip().splitlines()[0] if failure["error"] else ""
         lines.append(f"\n**{failure['model']} failed at {where}:** {first_line}")
     return "\n".join(lines)
+
+
+def _mib(row: dict[str, Any]) -> str:
+    rss = row.get("server_rss_peak_kib")
+    return "?" if rss is None else f"{rss / 1024:,.1f}"
 
 
 def render_plot(document: dict[str, Any], path: Path) -> bool:

@@ -397,3 +397,30 @@ def test_whole_batch_split_over_reads_still_counts_every_reply() -> None:
         replies = resp_replies(batch, store)
         cut = len(replies) // 3
         assert conv.feed(replies[:cut]) + conv.feed(replies[cut:]) == 16
+
+
+@pytest.mark.parametrize("name", ["echo", "kv", "resp"])
+@pytest.mark.parametrize("depth", [2, 7, 16])
+def test_pre_joined_batches_match_the_ring(name: str, depth: int) -> None:
+    spec = WorkloadSpec(name=name, keys=7, seed=2)
+    rng = random.Random(2)
+    ring = build_ring(spec, rng, depth)
+    assert len(ring) % depth == 0 and len(ring) >= ring_size(spec)
+    assert len(ring.batches) == len(ring) // depth
+    for j in (0, len(ring.batches) - 1):
+        assert ring.batches[j] == b"".join(ring.requests[j * depth:(j + 1) * depth])
+    conv = new_tcp_conversation(spec, ring, rng)
+    if name == "kv":
+        conv.feed(b"READY\n")
+    store: dict[bytes, bytes] = {}
+    # Twice round the ring: every batch, and the wrap back to the start.
+    for _ in range(2 * len(ring.batches) + 1):
+        batch = conv.next_batch(depth)
+        if name == "echo":
+            replies = batch.upper()
+        elif name == "kv":
+            replies = kv_replies(batch, store)
+        else:
+            replies = resp_replies(batch, store)
+        assert conv.feed(replies) == depth
+        assert conv.outstanding() == 0

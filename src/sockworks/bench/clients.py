@@ -123,7 +123,8 @@ class _Worker:
         self._semaphore = asyncio.Semaphore(CONNECT_CONCURRENCY)
         self._reconnects: set[asyncio.Task[None]] = set()
         self.is_udp = config.workload.name == "udp"
-        self._ring = None if self.is_udp else build_ring(config.workload, self.rng)
+        self._ring = (None if self.is_udp
+                      else build_ring(config.workload, self.rng, config.pipeline))
 
     # -- set-up ----------------------------------------------------------
 

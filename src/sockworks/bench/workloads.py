@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import random
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = [
     "MAX_REPLY_BYTES",
@@ -165,22 +165,44 @@ class RequestRing:
     ``kinds[i]`` is True when request ``i`` is a SET, and ``codes[i]`` says
     the same as one byte (``S`` or ``G``), so a batch's expected reply
     pattern is a slice; ``replies[i]`` is the exact reply expected (echo only).
+
+    Built for a pipeline ``depth`` > 1, the ring's length is a multiple of it
+    and ``batches[j]`` (``batch_replies[j]`` for echo) holds requests
+    ``j*depth .. (j+1)*depth`` already joined: a connection that starts on a
+    batch boundary then sends a batch with one list lookup.
     """
 
     requests: list[bytes]
     kinds: list[bool]
     replies: list[bytes]
     codes: bytes = b""
+    depth: int = 1
+    batches: list[bytes] = field(default_factory=list)
+    batch_replies: list[bytes] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.requests)
 
 
-def build_ring(spec: WorkloadSpec, rng: random.Random) -> RequestRing:
-    """Encode a TCP workload's requests (UDP ones carry a fresh id each)."""
+def build_ring(spec: WorkloadSpec, rng: random.Random, depth: int = 1) -> RequestRing:
+    """Encode a TCP workload's requests (UDP ones carry a fresh id each),
+    pre-joined into batches of ``depth`` when it is more than one."""
     if spec.name not in ("echo", "kv", "resp"):
         raise ValueError(f"{spec.name!r} is not a TCP workload")
-    size = ring_size(spec)
+    if not 1 <= depth <= RING_MIN:
+        raise ValueError(f"pipeline depth must be 1..{RING_MIN}, got {depth}")
+    ring = _encode(spec, rng, -(-ring_size(spec) // depth) * depth)
+    if depth == 1:
+        return ring
+    size = len(ring.requests)
+    batches = [b"".join(ring.requests[i:i + depth]) for i in range(0, size, depth)]
+    batch_replies = ([b"".join(ring.replies[i:i + depth]) for i in range(0, size, depth)]
+                     if ring.replies else [])
+    return RequestRing(ring.requests, ring.kinds, ring.replies, ring.codes, depth,
+                       batches, batch_replies)
+
+
+def _encode(spec: WorkloadSpec, rng: random.Random, size: int) -> RequestRing:
     requests: list[bytes] = []
     kinds: list[bool] = []
     replies: list[bytes] = []
@@ -212,7 +234,8 @@ class _RingConversation(TcpConversation):
     def __init__(self, ring: RequestRing, rng: random.Random) -> None:
         super().__init__()
         self._ring = ring
-        self._cursor = rng.randrange(len(ring))
+        # On a batch boundary, so batches of the ring's depth are pre-joined.
+        self._cursor = rng.randrange(len(ring) // ring.depth) * ring.depth
         self._buffer = b""
         self._kinds: list[bool] = []   # per request of the batch: True for a SET
         self._next = 0                 # index in _kinds of the next reply
@@ -245,6 +268,15 @@ class _RingConversation(TcpConversation):
             self._buffer = b""
             self._prepared(start, following)
             return ring.requests[start]
+        if depth == ring.depth and self._cursor % depth == 0:
+            start = self._cursor
+            stop = start + depth
+            self._cursor = stop if stop < len(ring.requests) else 0
+            self._kinds = ring.kinds[start:stop]
+            self._next = 0
+            self._buffer = b""
+            self._prepared(start, stop)
+            return ring.batches[start // depth]
         start, stop = self._take(depth)
         size = len(ring)
         if stop <= size:
@@ -304,8 +336,11 @@ class EchoConversation(_RingConversation):
 
     def _prepared(self, start: int, stop: int) -> None:
         super()._prepared(start, stop)
+        ring = self._ring
         if stop - start == 1:
-            self._expected = self._ring.replies[start]
+            self._expected = ring.replies[start]
+        elif stop - start == ring.depth and start % ring.depth == 0 and ring.batch_replies:
+            self._expected = ring.batch_replies[start // ring.depth]
         else:
             self._expected = b"".join(self._slice(self._ring.replies, start, stop))
         self._lines_done = 0

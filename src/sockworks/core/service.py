@@ -25,8 +25,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 __all__ = ["Barrier", "Output", "Session", "Service", "NOTHING", "CLOSE"]
 
@@ -46,9 +45,13 @@ class Barrier(Protocol):
     def add_done_callback(self, fn: Callable[[bool], None]) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class Output:
-    """What a session wants the model to do next."""
+class Output(NamedTuple):
+    """What a session wants the model to do next.
+
+    A NamedTuple rather than a frozen dataclass: one is built per request on
+    the hot path, and a frozen dataclass's ``__init__`` (object.__setattr__
+    per field) costs several times a tuple's construction.
+    """
 
     data: bytes = b""
     close: bool = False

@@ -63,7 +63,8 @@ def loop_name(loop: asyncio.AbstractEventLoop) -> str:
 
 class _Connection(asyncio.Protocol):
     __slots__ = ("model", "service", "session", "transport", "peer", "last_active",
-                 "timer", "pauses", "pending", "closing", "admitted")
+                 "timer", "pauses", "pending", "closing", "admitted", "slow", "on_data",
+                 "write", "time")
 
     def __init__(self, model: AsyncioModel, service: Service) -> None:
         self.model = model
@@ -77,6 +78,13 @@ class _Connection(asyncio.Protocol):
         self.pending = 0          # outputs waiting on a barrier or a worker thread
         self.closing = False
         self.admitted = False
+        #: True unless data_received may take the inline fast path (see _update_slow).
+        self.slow = True
+        # Bound in connection_made; until then (or if refused) the slow path
+        # runs, never these.
+        self.on_data: Callable[[bytes], Output] = _no_session
+        self.write: Callable[[bytes], object] = _no_session
+        self.time = model.loop.time
 
     # -- asyncio.Protocol ---------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -99,33 +107,46 @@ class _Connection(asyncio.Protocol):
                 pass
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
         self.session = self.service.new_session(self.peer)
+        self.on_data = self.session.on_data
+        self.write = transport.write
         if model.idle_timeout:
             self.last_active = model.loop.time()
             self.timer = model.loop.call_later(model.idle_timeout, self._check_idle)
         self._run(self.session.on_connect)
+        self._update_slow()
+
+    def _update_slow(self) -> None:
+        self.slow = (self.session is None or self.closing or self.service.blocking
+                     or bool(self.pending))
 
     def data_received(self, data: bytes) -> None:
-        if self.session is None or self.closing:
+        # The hot path: every request of every connection comes through here.
+        if self.slow:
+            self._data_received_slow(data)
             return
-        self.last_active = self.model.loop.time()
-        session = self.session
-        if self.service.blocking or self.pending:
-            self._run(lambda: session.on_data(data))
-            return
-        # Fast path: run the session inline and write its replies now.
+        if self.timer is not None:
+            self.last_active = self.time()
         try:
-            out = session.on_data(data)
+            out, close, barrier = self.on_data(data)
         except Exception:
             logger.exception("unexpected error on connection from %s", self.peer)
             self._abort()
             return
-        if out.barrier is None:
-            if out.data:
-                self.transport.write(out.data)  # type: ignore[union-attr]
-            if out.close or (self.model.stopping and not session.busy):
-                self._close()
-        else:
-            self._wait_barrier(out)
+        if barrier is not None:
+            self._wait_barrier(Output(out, close, barrier))
+            return
+        if out:
+            self.write(out)
+        if close or (self.model.stopping and not self.busy):
+            self._close()
+
+    def _data_received_slow(self, data: bytes) -> None:
+        """Refused, closing, a blocking service, or replies still pending."""
+        if self.session is None or self.closing:
+            return
+        self.last_active = self.model.loop.time()
+        session = self.session
+        self._run(lambda: session.on_data(data))
 
     def eof_received(self) -> bool | None:
         logger.debug("%s closed its side", self.peer)
@@ -181,6 +202,7 @@ class _Connection(asyncio.Protocol):
             self._deliver(out)
             return
         self.pending += 1
+        self.slow = True
         self._pause("pending")
         future = self.model.loop.run_in_executor(None, step)
         future.add_done_callback(self._step_done)
@@ -201,6 +223,7 @@ class _Connection(asyncio.Protocol):
     def _wait_barrier(self, out: Output) -> None:
         assert out.barrier is not None
         self.pending += 1
+        self.slow = True
         self._pause("pending")
         loop = self.model.loop
 
@@ -213,6 +236,7 @@ class _Connection(asyncio.Protocol):
         self.pending -= 1
         if not self.pending:
             self._resume("pending")
+            self._update_slow()
         if not ok:
             logger.error("write to storage failed; closing %s without acknowledging", self.peer)
             self._abort()
@@ -244,18 +268,22 @@ class _Connection(asyncio.Protocol):
 
     def _close(self) -> None:
         """Close after what is queued has been written."""
-        self.closing = True
+        self.closing = self.slow = True
         if self.transport is not None:
             self.transport.close()
 
     def _abort(self) -> None:
-        self.closing = True
+        self.closing = self.slow = True
         if self.transport is not None:
             self.transport.abort()
 
     def close_if_idle(self) -> None:
         if not self.busy:
             self._close()
+
+
+def _no_session(data: bytes) -> Output:
+    raise RuntimeError("connection has no session")
 
 
 def _closing(out: Output) -> Output:

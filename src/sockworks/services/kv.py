@@ -48,6 +48,8 @@ from sockworks.protocols.kvtext import (
     GREETING,
     LINE_TOO_LONG,
     LINE_TOO_LONG_REPLY,
+    MAX_KEY_LENGTH,
+    UNFRAMABLE_VALUE_REPLY,
     NEED_DATA,
     NOT_FOUND,
     OK,
@@ -95,6 +97,12 @@ DEFAULT_FSYNC = "everysec"
 #: STATS names of the per-session counters (KvSession.counts), in order.
 _SESSION_COUNTERS = ("commands_processed", "get_hits", "get_misses", "protocol_errors")
 _COMMANDS, _HITS, _MISSES, _ERRORS = range(4)
+#: Every spelling of GET and SET (commands are case-insensitive): a set
+#: lookup is cheaper than upper() on the hot path.
+_GET_WORDS = frozenset(bytes(w) for w in (
+    [g, e, t] for g in b"Gg" for e in b"Ee" for t in b"Tt"))
+_SET_WORDS = frozenset(bytes(w) for w in (
+    [s, e, t] for s in b"Ss" for e in b"Ee" for t in b"Tt"))
 #: STATS names of the service's rare-event counters.
 _EVENT_COUNTERS = ("http_requests_refused", "lines_too_long")
 
@@ -213,13 +221,17 @@ class KvSession(Session):
     methods; each returns its reply bytes.
     """
 
-    __slots__ = ("_done", "_framer", "_peer", "_service", "_store", "counts")
+    __slots__ = ("_done", "_framer", "_framing", "_max_line", "_peer", "_service", "_store",
+                 "counts")
 
     def __init__(self, service: KvService, peer: str) -> None:
         self._service = service
         self._store = service.store
         self._peer = peer
         self._framer = LineFramer(service.max_line)
+        self._max_line = service.max_line
+        #: The framer holds part of a line (so the next chunk must go through it).
+        self._framing = False
         self._done = False
         #: commands, GET hits, GET misses, protocol errors (see _SESSION_COUNTERS)
         self.counts = [0, 0, 0, 0]
@@ -236,58 +248,104 @@ class KvSession(Session):
             # QUIT, HTTP or an over-long line already ended the conversation:
             # nothing the peer sends afterwards may run.
             return CLOSE
-        # The framer and the parser are called directly (rather than through
-        # KvTextConnection.next_event) to save a call per request here.
-        framer = self._framer
-        framer.receive_data(data)
-        next_line = framer.next_event
+        end: object = NEED_DATA
+        if not self._framing and len(data) <= self._max_line:
+            # Fast path (the usual case: whole requests, nothing pending):
+            # no line in a chunk this short can be over the limit, so split
+            # it in one C call. An unterminated tail waits in the framer,
+            # which then enforces the limit on that line as it grows.
+            lines = data.split(b"\n")
+            tail = lines.pop()
+            if tail:
+                self._framer.receive_data(tail)
+                self._framing = True
+        else:
+            framer = self._framer
+            framer.receive_data(data)
+            lines = []
+            while True:
+                line = framer.next_event()
+                if type(line) is not bytes:
+                    end = line  # NEED_DATA or LINE_TOO_LONG
+                    break
+                lines.append(line)
+            self._framing = framer.buffered > 0
+        return self._run(lines, end)
+
+    def _run(self, lines: list[bytes], end: object) -> Output:
+        """Execute complete request lines in order; one Output for them all.
+
+        GET and SET, most of any workload, are dispatched right here on the
+        split words (the same rules as kvtext.parse_line's fast path); every
+        other line goes through the parser and the handler table.
+        """
         store = self._store
-        counts = self.counts
         replies: list[bytes] = []
         append = replies.append
+        commands = hits = misses = errors = 0
         wrote = close = False
-        while True:
-            line = next_line()
-            event = parse_line(line) if type(line) is bytes else line
-            kind = type(event)
+        for line in lines:
+            parts = line.split(None, 2)
+            nparts = len(parts)
             try:
-                if kind is Get:
-                    counts[_COMMANDS] += 1
-                    value = store.get(cast(Get, event).key)
+                if nparts == 2 and parts[0] in _GET_WORDS and len(parts[1]) <= MAX_KEY_LENGTH:
+                    commands += 1
+                    value = store.get(parts[1])
                     if value is None:
-                        counts[_MISSES] += 1
+                        misses += 1
                         append(NOT_FOUND)
                     else:
-                        counts[_HITS] += 1
-                        append(value_reply(value))
-                elif kind is Set:
-                    counts[_COMMANDS] += 1
-                    event = cast(Set, event)
-                    store.set(event.key, event.value)
+                        hits += 1
+                        # value_reply(), inlined: is the value framable?
+                        if b"\n" in value or value[-1:] == b"\r":
+                            append(UNFRAMABLE_VALUE_REPLY)
+                        else:
+                            append(value + b"\n")
+                    continue
+                if nparts == 3 and parts[0] in _SET_WORDS and len(parts[1]) <= MAX_KEY_LENGTH:
+                    commands += 1
+                    store.set(parts[1], parts[2].rstrip())
                     wrote = True
                     append(OK)
-                elif event is NEED_DATA:
-                    break
-                elif kind in _HANDLERS:
-                    counts[_COMMANDS] += 1
+                    continue
+                event = parse_line(line)
+                kind = type(event)
+                if kind in _HANDLERS:
+                    # Rare commands: settle the counters first (STATS reads them).
+                    self._count(commands + 1, hits, misses, errors)
+                    commands = hits = misses = errors = 0
                     handler, is_write = _HANDLERS[kind]
                     append(handler(self, event))
                     wrote = wrote or is_write
                 elif kind is BadRequest:
-                    counts[_ERRORS] += 1
+                    errors += 1
                     append(error_reply(cast(BadRequest, event).reason))
-                else:
+                else:  # QUIT or HTTP: the conversation ends here
                     close = True
                     self._finish(event, append)
                     break
             except StoreError as exc:
                 append(error_reply(str(exc)))
+        if not close and end is LINE_TOO_LONG:
+            close = True
+            self._finish(end, append)
+        counts = self.counts
+        counts[_COMMANDS] += commands
+        counts[_HITS] += hits
+        counts[_MISSES] += misses
+        counts[_ERRORS] += errors
         if close:
             self._done = True
-        barrier: Barrier | None = store.durability_barrier() if wrote else None
         if not replies and not close:
             return NOTHING
-        return Output(b"".join(replies), close, barrier)
+        return Output(b"".join(replies), close, store.durability_barrier() if wrote else None)
+
+    def _count(self, commands: int, hits: int, misses: int, errors: int) -> None:
+        counts = self.counts
+        counts[_COMMANDS] += commands
+        counts[_HITS] += hits
+        counts[_MISSES] += misses
+        counts[_ERRORS] += errors
 
     def _finish(self, event: object, append: Callable[[bytes], None]) -> None:
         """The events that end the conversation: QUIT, HTTP, too long."""
@@ -321,6 +379,15 @@ class KvSession(Session):
         self._service.retire(self)
 
     # -- the other commands: each returns its reply --------------------------
+    # (GET and SET are inlined in _run; these two serve the parser's events,
+    # which carry the same rules, so the table is complete on its own.)
+
+    def _get(self, event: Get) -> bytes:
+        return value_reply(self._store.get(event.key))
+
+    def _set(self, event: Set) -> bytes:
+        self._store.set(event.key, event.value)
+        return OK
 
     def _delete(self, event: kvtext.Delete) -> bytes:
         return DELETED if self._store.delete((event.key,)) else NOT_FOUND
@@ -355,8 +422,10 @@ class KvSession(Session):
         return status_reply(self._service.start_compaction())
 
 
-#: event type -> (method, is it a write). GET and SET are inlined in on_data.
+#: event type -> (method, is it a write). GET and SET are inlined in _run.
 _HANDLERS: dict[type, tuple[Callable[[KvSession, Any], bytes], bool]] = {
+    Get: (KvSession._get, False),
+    Set: (KvSession._set, True),
     kvtext.Delete: (KvSession._delete, True),
     kvtext.IncrBy: (KvSession._incrby, True),
     kvtext.Exists: (KvSession._exists, False),

@@ -98,6 +98,10 @@ def _decode_cursor(cursor: int) -> tuple[int, int]:
     return rest & ((1 << width) - 1), rest >> width
 
 
+#: The result of every plain SET (SetResult is frozen: safe to share).
+_WRITTEN = SetResult(True)
+
+
 def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -217,8 +221,12 @@ class MemoryStore(Store):
     # -- reads -------------------------------------------------------------
     def get(self, key: bytes) -> bytes | None:
         with self._lock:
-            self._check_open()
-            value = self._live(key, self._clock())
+            if self._closed:
+                self._check_open()
+            value = self._data.get(key)
+            # The clock is read only for keys that have a TTL (hot path).
+            if value is not None and self._expires and key in self._expires:
+                value = self._live(key, self._clock())
             if value is None:
                 self._misses += 1
             else:
@@ -312,6 +320,15 @@ class MemoryStore(Store):
         get: bool = False,
         keepttl: bool = False,
     ) -> SetResult:
+        if px is None and not (nx or xx or get or keepttl):
+            # Plain SET (the hot path): no old value, TTL or condition to look at.
+            with self._lock:
+                if self._closed:
+                    self._check_open()
+                if self._persistent:
+                    self._log(records.encode_set(key, value, 0))
+                self._put(key, value, 0)
+            return _WRITTEN
         if (nx and xx) or (px is not None and keepttl):
             raise StoreError("syntax error")
         if px is not None and px <= 0:

@@ -241,6 +241,13 @@ class BlockingModel(Model):
     def handle(self, sock: socket.socket, peer: str, endpoint: Endpoint) -> None:
         """Serve an admitted connection (must not block the accept loop)."""
 
+    def tick_interval(self) -> float | None:
+        """How often the accept loop calls :meth:`on_tick` (None: never)."""
+        return None
+
+    def on_tick(self) -> None:
+        """Periodic housekeeping in the accept loop (idle sweeps)."""
+
     def on_wake(self) -> None:
         """Called in the accept loop after the waker fired (e.g. SIGCHLD)."""
 
@@ -267,14 +274,20 @@ class BlockingModel(Model):
                 sock.setblocking(False)
                 sel.register(sock, selectors.EVENT_READ, index)
             sel.register(self.waker, selectors.EVENT_READ, None)
+            tick = self.tick_interval()
+            next_tick = time.monotonic() + tick if tick else None
             while not self._stop.is_set():
                 backoff = False
-                for key, _ in sel.select():
+                timeout = None if next_tick is None else max(0.0, next_tick - time.monotonic())
+                for key, _ in sel.select(timeout):
                     if key.data is None:
                         self.waker.drain()
                         self.on_wake()
                         continue
                     backoff |= self._accept_ready(key.fileobj, self.endpoints[key.data])  # type: ignore[arg-type]
+                if next_tick is not None and time.monotonic() >= next_tick:
+                    self.on_tick()
+                    next_tick = time.monotonic() + (tick or 0.0)
                 if backoff and not self._stop.is_set():
                     # Out of descriptors: give closing connections time to free
                     # some instead of spinning on a listener that stays readable.

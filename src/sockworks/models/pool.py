@@ -2,35 +2,37 @@
 
 The chapter's pool gives each *connection* a worker for its whole life, so 50
 idle clients starve the 51st forever and it never gets an answer. Here a
-worker serves one *request* at a time (half-sync/half-async):
+worker serves one *request* at a time (leader/followers over one epoll set):
 
-* a dispatcher thread parks every idle connection in a selector;
-* when one becomes readable it is handed to the pool: a worker reads what is
-  there, runs the session, sends the replies, and gives the connection back;
-* idle connections therefore hold no worker, and the idle timeout is enforced
-  by the dispatcher, not by a blocked thread.
+* every connection is registered in a shared epoll instance with
+  ``EPOLLONESHOT``; the ``--workers`` threads all wait in ``epoll.poll()``;
+* when a connection becomes readable the kernel wakes exactly one worker,
+  which reads, runs the session, sends the replies and re-arms the
+  connection; ONESHOT guarantees no other worker sees it meanwhile;
+* idle connections therefore hold no worker, and no thread hands work to
+  another (no queue, no extra wake-up per request: the kernel's ready list
+  is the queue). Its length is bounded by the number of connections, which
+  admission control bounds by ``--max-connections``: the connection over the
+  limit gets the busy reply instead of waiting.
 
-The waiting queue is bounded: a connection has at most one task queued or
-running, so the queue never holds more than ``--max-connections`` entries,
-and the connection over that limit gets the busy reply.
+The idle timeout is enforced by the accept loop, which sweeps the parked
+connections every ``min(1 s, idle/4)``. Linux-only (epoll), like prefork's
+SO_REUSEPORT.
 """
 
 from __future__ import annotations
 
-import heapq
 import logging
-import queue
-import selectors
+import select
 import socket
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 
-from sockworks.core.config import Endpoint
+from sockworks.core.config import Endpoint, ServerSettings
 from sockworks.core.net import DISCONNECT_ERRORS, RECV_SIZE
-from sockworks.core.service import Output
-from sockworks.models.blocking import BlockingModel, Tracked, Waker
+from sockworks.core.stats import ServerStats
+from sockworks.models.blocking import BlockingModel, Tracked
 
 logger = logging.getLogger(__name__)
 
@@ -39,13 +41,16 @@ __all__ = ["PoolModel", "DEFAULT_WORKERS"]
 #: The chapter's pool size.
 DEFAULT_WORKERS = 50
 
+_ARMED = select.EPOLLIN | select.EPOLLONESHOT
+
 
 class _PooledConn(Tracked):
-    __slots__ = ("endpoint", "deadline", "closed")
+    __slots__ = ("lock", "deadline", "closed")
 
     def __init__(self, sock: socket.socket, endpoint: Endpoint, peer: str) -> None:
         super().__init__(sock, endpoint.service.new_session(peer), peer)
-        self.endpoint = endpoint
+        #: Held by the worker serving a request, and by whoever closes it.
+        self.lock = threading.Lock()
         self.deadline = 0.0
         self.closed = False
 
@@ -54,17 +59,28 @@ class PoolModel(BlockingModel):
     name = "pool"
     default_workers = DEFAULT_WORKERS
 
-    def start(self) -> None:
-        workers = self.settings.workers or DEFAULT_WORKERS
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="worker")
-        self._returns: queue.SimpleQueue[_PooledConn] = queue.SimpleQueue()
-        self._dispatch_waker = Waker()
-        self._dispatch_stop = threading.Event()
-        self._dispatcher = threading.Thread(target=self._dispatch, name="dispatcher", daemon=True)
-        self._dispatcher.start()
-        logger.debug("pool of %d workers started", workers)
+    def __init__(self, endpoints: Sequence[Endpoint], settings: ServerSettings,
+                 stats: ServerStats) -> None:
+        super().__init__(endpoints, settings, stats)
+        self._conns: dict[int, _PooledConn] = {}
+        self._workers: list[threading.Thread] = []
+        self._workers_stop = False
 
-    # -- accept side -------------------------------------------------------
+    def start(self) -> None:
+        self._epoll = select.epoll()
+        # Level-triggered and never drained once set: wakes every worker at exit.
+        self._exit_r, self._exit_w = socket.socketpair()
+        self._epoll.register(self._exit_r.fileno(), select.EPOLLIN)
+        for i in range(self.settings.workers or DEFAULT_WORKERS):
+            thread = threading.Thread(target=self._work, name=f"worker-{i}", daemon=True)
+            thread.start()
+            self._workers.append(thread)
+
+    def tick_interval(self) -> float | None:
+        idle = self.settings.idle_timeout
+        return min(1.0, idle / 4) if idle else None
+
+    # -- accept side -----------------------------------------------------------
     def handle(self, sock: socket.socket, peer: str, endpoint: Endpoint) -> None:
         sock.settimeout(self.settings.idle_timeout or None)
         conn = _PooledConn(sock, endpoint, peer)
@@ -72,35 +88,81 @@ class PoolModel(BlockingModel):
         if self.registry.stopping:
             self._close(conn)
             return
-        self._pool.submit(self._greet, conn)
-
-    # -- worker side ---------------------------------------------------------
-    def _greet(self, conn: _PooledConn) -> None:
-        self._run_step(conn, lambda: conn.session.on_connect())
-
-    def _serve_ready(self, conn: _PooledConn) -> None:
-        def step() -> Output:
-            data = conn.sock.recv(RECV_SIZE)
-            if not data:
-                logger.debug("%s closed its side", conn.peer)
-                out = conn.session.on_eof()
-                return Output(out.data, True, out.barrier)
-            return conn.session.on_data(data)
-
-        self._run_step(conn, step)
-
-    def _run_step(self, conn: _PooledConn, step: Callable[[], Output]) -> None:
-        conn.active = True
-        keep = False
+        greeting = conn.session.on_connect()
         try:
-            out = step()
-            if out.barrier is not None and not out.barrier.wait():
-                logger.error("write to storage failed; closing %s without acknowledging",
-                             conn.peer)
+            if greeting.data:
+                sock.sendall(greeting.data)  # a fresh socket's buffer takes it
+        except OSError as exc:
+            logger.debug("%s: cannot greet: %s", peer, exc)
+            self._close(conn)
+            return
+        if greeting.close:
+            self._close(conn)
+            return
+        conn.deadline = time.monotonic() + self.settings.idle_timeout
+        fd = sock.fileno()
+        self._conns[fd] = conn
+        self._epoll.register(fd, _ARMED)
+
+    def on_tick(self) -> None:
+        """Close connections idle past the timeout (runs in the accept loop)."""
+        idle = self.settings.idle_timeout
+        now = time.monotonic()
+        for conn in list(self._conns.values()):
+            if conn.deadline > now or not conn.lock.acquire(blocking=False):
+                continue  # recently active, or a worker is serving it right now
+            try:
+                if conn.closed or conn.deadline > now:
+                    continue
+                self.stats.idle_timeout()
+                logger.info("closing %s: idle for %gs", conn.peer, idle)
+                self._close_locked(conn)
+            finally:
+                conn.lock.release()
+
+    # -- worker side -------------------------------------------------------------
+    def _work(self) -> None:
+        epoll = self._epoll
+        exit_fd = self._exit_r.fileno()
+        while True:
+            try:
+                events = epoll.poll(-1, 1)
+            except OSError:
+                return  # epoll closed at exit
+            for fd, _ in events:
+                if fd == exit_fd:
+                    return
+                conn = self._conns.get(fd)
+                if conn is not None:
+                    with conn.lock:
+                        if not conn.closed and conn.sock.fileno() == fd:
+                            self._serve(conn)
+
+    def _serve(self, conn: _PooledConn) -> None:
+        """One request: read what is there, answer it, re-arm (lock held)."""
+        session = conn.session
+        keep = False
+        conn.active = True
+        try:
+            try:
+                data = conn.sock.recv(RECV_SIZE, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                data = None  # a stale wake-up: nothing to read after all
+            if data is None:
+                keep = True
             else:
-                if out.data:
-                    conn.sock.sendall(out.data)
-                keep = not out.close and not (self.registry.stopping and not conn.session.busy)
+                if data:
+                    out = session.on_data(data)
+                else:
+                    logger.debug("%s closed its side", conn.peer)
+                    out = session.on_eof()._replace(close=True)
+                if out.barrier is not None and not out.barrier.wait():
+                    logger.error("write to storage failed; closing %s without acknowledging",
+                                 conn.peer)
+                else:
+                    if out.data:
+                        conn.sock.sendall(out.data)
+                    keep = not out.close and not (self.registry.stopping and not session.busy)
         except TimeoutError:
             logger.info("closing %s: send timed out (peer not reading)", conn.peer)
         except DISCONNECT_ERRORS as exc:
@@ -108,19 +170,35 @@ class PoolModel(BlockingModel):
         except OSError as exc:
             logger.debug("%s: socket error: %s", conn.peer, exc)
         except Exception:
+            # The one place that keeps the pool alive after a bug in a service.
             logger.exception("unexpected error on connection from %s", conn.peer)
         finally:
             conn.active = False
         if keep:
-            self._returns.put(conn)
-            self._dispatch_waker.wake()
-        else:
-            self._close(conn)
+            conn.deadline = time.monotonic() + self.settings.idle_timeout
+            try:
+                self._epoll.modify(conn.sock.fileno(), _ARMED)
+                return
+            except OSError as exc:
+                logger.debug("%s: cannot re-arm: %s", conn.peer, exc)
+        self._close_locked(conn)
 
+    # -- closing -------------------------------------------------------------------
     def _close(self, conn: _PooledConn) -> None:
+        with conn.lock:
+            self._close_locked(conn)
+
+    def _close_locked(self, conn: _PooledConn) -> None:
         if conn.closed:
             return
         conn.closed = True
+        fd = conn.sock.fileno()
+        if self._conns.get(fd) is conn:
+            del self._conns[fd]
+            try:
+                self._epoll.unregister(fd)
+            except OSError:
+                pass
         try:
             conn.session.on_close()
         finally:
@@ -128,52 +206,10 @@ class PoolModel(BlockingModel):
             self.registry.remove(conn)
             self.admission.release()
 
-    # -- dispatcher ------------------------------------------------------------
-    def _dispatch(self) -> None:
-        idle = self.settings.idle_timeout
-        sel = selectors.DefaultSelector()
-        deadlines: list[tuple[float, int, _PooledConn]] = []
-        sel.register(self._dispatch_waker, selectors.EVENT_READ, None)
-        try:
-            while not self._dispatch_stop.is_set():
-                timeout = None
-                if deadlines:
-                    timeout = max(0.0, deadlines[0][0] - time.monotonic())
-                for key, _ in sel.select(timeout):
-                    conn = key.data
-                    if conn is None:
-                        self._dispatch_waker.drain()
-                        continue
-                    sel.unregister(conn.sock)
-                    self._pool.submit(self._serve_ready, conn)
-                # Connections handed back by workers wait here for their next request.
-                while True:
-                    try:
-                        conn = self._returns.get_nowait()
-                    except queue.Empty:
-                        break
-                    if idle:
-                        conn.deadline = time.monotonic() + idle
-                        heapq.heappush(deadlines, (conn.deadline, id(conn), conn))
-                    sel.register(conn.sock, selectors.EVENT_READ, conn)
-                now = time.monotonic()
-                while deadlines and deadlines[0][0] <= now:
-                    deadline, _, conn = heapq.heappop(deadlines)
-                    if conn.deadline != deadline or conn.closed or conn.active:
-                        continue  # stale entry: the connection was active since
-                    try:
-                        sel.unregister(conn.sock)
-                    except (KeyError, ValueError):
-                        continue  # handed to a worker in this same round
-                    self.stats.idle_timeout()
-                    logger.info("closing %s: idle for %gs", conn.peer, idle)
-                    self._close(conn)
-        finally:
-            sel.close()
-
     def join(self) -> None:
-        self._dispatch_stop.set()
-        self._dispatch_waker.wake()
-        self._dispatcher.join(5.0)
-        self._pool.shutdown(wait=True)
-        self._dispatch_waker.close()
+        self._exit_w.send(b"x")
+        for thread in self._workers:
+            thread.join(5.0)
+        self._epoll.close()
+        self._exit_r.close()
+        self._exit_w.close()

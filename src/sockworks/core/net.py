@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import socket
+import struct
 
 __all__ = [
     "open_listener",
@@ -14,6 +15,7 @@ __all__ = [
     "ACCEPT_RETRY_DELAY",
     "RECV_SIZE",
     "send_nowait",
+    "set_io_timeouts",
 ]
 
 #: Errors that mean "the peer went away": logged at DEBUG, never as tracebacks.
@@ -81,6 +83,23 @@ def peer_name(sock: socket.socket) -> str:
         return format_address(sock.getpeername())
     except OSError:
         return "?"
+
+
+def set_io_timeouts(sock: socket.socket, seconds: float) -> None:
+    """Bound recv() and send() on a blocking socket by ``seconds`` (0: none).
+
+    The kernel enforces it (SO_RCVTIMEO/SO_SNDTIMEO): a call that waits that
+    long fails with EAGAIN (BlockingIOError). ``settimeout()`` would do the
+    same in Python, at the price of a poll() before every recv and send —
+    a syscall per request on the thread models' hot path.
+    """
+    sock.settimeout(None)
+    if not seconds:
+        return
+    whole = int(seconds)
+    timeval = struct.pack("ll", whole, int((seconds - whole) * 1_000_000))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
 
 
 def send_nowait(sock: socket.socket, data: bytes) -> None:

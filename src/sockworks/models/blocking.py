@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import abc
 import errno
+import functools
 import logging
 import selectors
 import socket
@@ -31,6 +32,7 @@ from sockworks.core.net import (
     RECV_SIZE,
     open_listener,
     send_nowait,
+    set_io_timeouts,
 )
 from sockworks.core.service import Output, Session
 from sockworks.core.stats import ServerStats
@@ -154,43 +156,37 @@ def drive_connection(
     """Run one connection to its end. Never raises for network errors.
 
     ``recv``/``send`` are the blocking primitives (a socket's, or a
-    StreamRequestHandler's rfile/wfile); the socket's timeout is the idle
-    timeout, so a silent peer ends in TimeoutError here.
+    StreamRequestHandler's rfile/wfile). The idle timeout is the socket's:
+    a silent peer ends in TimeoutError (settimeout) or BlockingIOError
+    (kernel SO_RCVTIMEO, see :func:`sockworks.core.net.set_io_timeouts`).
     """
     session, peer = conn.session, conn.peer
-
-    def deliver(out: Output) -> bool:
-        if out.barrier is not None and not out.barrier.wait():
-            logger.error("write to storage failed; closing %s without acknowledging", peer)
-            return False
-        if out.data:
-            send(out.data)
-        return not out.close
-
+    on_data = session.on_data
     try:
-        if not deliver(session.on_connect()):
+        if not _deliver(session.on_connect(), send, peer):
             return
         while True:
             try:
                 data = recv()
-            except TimeoutError:
-                if conn.active:
-                    raise
+            except (TimeoutError, BlockingIOError):
                 stats.idle_timeout()
                 logger.info("closing %s: idle for %gs", peer, idle_timeout)
                 return
             if not data:
                 logger.debug("%s closed its side", peer)
-                deliver(session.on_eof())
+                _deliver(session.on_eof(), send, peer)
                 return
             conn.active = True
-            keep = deliver(session.on_data(data))
+            out, close, barrier = on_data(data)
+            if barrier is not None and not barrier.wait():
+                logger.error("write to storage failed; closing %s without acknowledging", peer)
+                return
+            if out:
+                send(out)
             conn.active = False
-            if not keep:
+            if close or (registry.stopping and not session.busy):
                 return
-            if registry.stopping and not session.busy:
-                return
-    except TimeoutError:
+    except (TimeoutError, BlockingIOError):
         logger.info("closing %s: send timed out (peer not reading)", peer)
     except DISCONNECT_ERRORS as exc:
         logger.debug("%s disconnected: %s", peer, exc)
@@ -204,6 +200,16 @@ def drive_connection(
         logger.exception("unexpected error on connection from %s", peer)
     finally:
         conn.active = False
+
+
+def _deliver(out: Output, send: Callable[[bytes], object], peer: str) -> bool:
+    """Send an Output (after its barrier); False when the connection must end."""
+    if out.barrier is not None and not out.barrier.wait():
+        logger.error("write to storage failed; closing %s without acknowledging", peer)
+        return False
+    if out.data:
+        send(out.data)
+    return not out.close
 
 
 class BlockingModel(Model):
@@ -347,16 +353,15 @@ def _peer(addr: object) -> str:
 def serve_socket(model: BlockingModel, sock: socket.socket, peer: str,
                  endpoint: Endpoint) -> None:
     """Thread body for one connection on a plain socket (thread model)."""
-    timeout = model.settings.idle_timeout or None
     session = endpoint.service.new_session(peer)
     conn = Tracked(sock, session, peer)
     model.registry.add(conn)
     try:
-        sock.settimeout(timeout)
+        set_io_timeouts(sock, model.settings.idle_timeout)
         if model.registry.stopping:
             return
-        drive_connection(conn, model.registry, lambda: sock.recv(RECV_SIZE), sock.sendall,
-                         model.settings.idle_timeout, model.stats)
+        drive_connection(conn, model.registry, functools.partial(sock.recv, RECV_SIZE),
+                         sock.sendall, model.settings.idle_timeout, model.stats)
     finally:
         model.registry.remove(conn)
         try:

@@ -30,7 +30,7 @@ import time
 from collections.abc import Sequence
 
 from sockworks.core.config import Endpoint, ServerSettings
-from sockworks.core.net import DISCONNECT_ERRORS, RECV_SIZE
+from sockworks.core.net import DISCONNECT_ERRORS, RECV_SIZE, set_io_timeouts
 from sockworks.core.stats import ServerStats
 from sockworks.models.blocking import BlockingModel, Tracked
 
@@ -82,7 +82,8 @@ class PoolModel(BlockingModel):
 
     # -- accept side -----------------------------------------------------------
     def handle(self, sock: socket.socket, peer: str, endpoint: Endpoint) -> None:
-        sock.settimeout(self.settings.idle_timeout or None)
+        # Bounds sendall() to a peer that stops reading (recv never waits here).
+        set_io_timeouts(sock, self.settings.idle_timeout)
         conn = _PooledConn(sock, endpoint, peer)
         self.registry.add(conn)
         if self.registry.stopping:
@@ -163,7 +164,7 @@ class PoolModel(BlockingModel):
                     if out.data:
                         conn.sock.sendall(out.data)
                     keep = not out.close and not (self.registry.stopping and not session.busy)
-        except TimeoutError:
+        except (TimeoutError, BlockingIOError):
             logger.info("closing %s: send timed out (peer not reading)", conn.peer)
         except DISCONNECT_ERRORS as exc:
             logger.debug("%s disconnected: %s", conn.peer, exc)

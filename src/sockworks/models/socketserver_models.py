@@ -20,6 +20,7 @@ Both models are real ``socketserver`` servers — ``ThreadingMixIn`` or
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -63,7 +64,7 @@ class SessionHandler(socketserver.StreamRequestHandler):
             if registry.stopping:
                 return
             rfile, wfile = self.rfile, self.wfile
-            drive_connection(conn, registry, lambda: rfile.read1(RECV_SIZE),
+            drive_connection(conn, registry, functools.partial(rfile.read1, RECV_SIZE),
                              wfile.write, server.settings.idle_timeout, server.stats)
         finally:
             registry.remove(conn)

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from sockworks import __version__
 from sockworks.core.service import CLOSE, NOTHING, Output, Service, Session
 from sockworks.core.stats import ServerStats
-from sockworks.protocols.resp import DEFAULT_MAX_BULK, RespParser, encode_null
+from sockworks.protocols.resp import DEFAULT_MAX_BULK, OK, RespParser, encode_null
 from sockworks.services import resp_admin  # noqa: F401  (registers its commands)
 from sockworks.services.resp_commands import (
     BUSY_REPLY,
@@ -51,6 +51,10 @@ from sockworks.storage.factory import StoreCall, execute_batch
 __all__ = ["COMMANDS", "REDIS_VERSION", "RespService", "RespSession"]
 
 logger = logging.getLogger(__name__)
+
+#: Every spelling of GET and SET (command names are case-insensitive).
+_GET_WORDS = frozenset(bytes(w) for w in ([g, e, t] for g in b"Gg" for e in b"Ee" for t in b"Tt"))
+_SET_WORDS = frozenset(bytes(w) for w in ([s, e, t] for s in b"Ss" for e in b"Ee" for t in b"Tt"))
 
 
 class RespService(Service):
@@ -250,15 +254,45 @@ class RespSession(Session):
         parser.receive_data(data)
         commands, violation = parser.next_commands()
         replies: list[bytes] = []
+        append = replies.append
         self._wrote = False
         errors = 0
         executed = 0
+        store = self.store
         for argv in commands:
-            reply = self.execute(argv)
             executed += 1
+            # GET and SET without options, outside MULTI: most of any
+            # workload, answered here without the command table's Plan
+            # machinery (same replies, same errors).
+            nargs = len(argv)
+            if nargs == 2 and argv[0] in _GET_WORDS and self.queued is None:
+                self.last_command = b"get"
+                try:
+                    value = store.get(argv[1])
+                except StoreError as exc:
+                    errors += 1
+                    append(store_error(exc))
+                    continue
+                if value is None:
+                    append(encode_null(self.proto))
+                else:
+                    append(b"$%d\r\n%s\r\n" % (len(value), value))
+                continue
+            if nargs == 3 and argv[0] in _SET_WORDS and self.queued is None:
+                self.last_command = b"set"
+                try:
+                    store.set(argv[1], argv[2])
+                except StoreError as exc:
+                    errors += 1
+                    append(store_error(exc))
+                    continue
+                self._wrote = True
+                append(OK)
+                continue
+            reply = self.execute(argv)
             if reply[:1] == b"-":
                 errors += 1
-            replies.append(reply)
+            append(reply)
             if self._done:  # QUIT: nothing after it may run
                 break
         if violation is not None and not self._done:

@@ -57,7 +57,7 @@ def test_bad_flag_values_are_rejected_without_traceback() -> None:
 def test_fd_limit_is_raised_for_max_connections(start_server) -> None:
     import resource
 
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard != resource.RLIM_INFINITY and hard < 3000:
         import pytest
 

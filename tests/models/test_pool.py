@@ -4,7 +4,6 @@ ThreadPoolExecutor server starves the 51st client forever)."""
 from __future__ import annotations
 
 import pytest
-
 from tests.conftest import recv_until
 
 pytestmark = pytest.mark.timeout(60)

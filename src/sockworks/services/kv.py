@@ -49,11 +49,11 @@ from sockworks.protocols.kvtext import (
     LINE_TOO_LONG,
     LINE_TOO_LONG_REPLY,
     MAX_KEY_LENGTH,
-    UNFRAMABLE_VALUE_REPLY,
     NEED_DATA,
     NOT_FOUND,
     OK,
     PONG,
+    UNFRAMABLE_VALUE_REPLY,
     BadRequest,
     Get,
     HttpRequest,
@@ -70,7 +70,7 @@ from sockworks.protocols.lines import LineFramer
 from sockworks.storage.base import Store, StoreError
 
 if TYPE_CHECKING:
-    from sockworks.core.service import Barrier
+    pass
 
 __all__ = ["HELP", "KvService", "KvSession", "add_arguments", "main"]
 

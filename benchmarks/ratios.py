@@ -60,6 +60,8 @@ CLIENT_SLACK = 120.0
 #: A pipelined batch answered slower than this at p50 is a Nagle/delayed-ACK
 #: stall (the chapter's server takes ~40 ms per 16-deep batch).
 STALL_P50_US = 20_000.0
+#: A load generator busier than this (% of its one CPU) may be the bottleneck.
+CLIENT_BUSY_PCT = 90.0
 THREAD_MODELS = ["thread", "pool", "socketserver-thread"]
 KV_MODELS = ["asyncio", *THREAD_MODELS]
 FIGURES = ["kv-text", "kv-resp", "thread-vs-chapter", "idle", "persistence", "startup",
@@ -299,6 +301,10 @@ def round_robin(cfg: Config, fig: Figure, variants: dict[str, Measure]) -> dict[
             if errs:
                 fig.notes.append(f"{name} run {i + 1}: {errs} client errors "
                                  f"{run.raw.get('errors')}")
+            if run.raw.get("client_cpu_pct", 0.0) >= CLIENT_BUSY_PCT:
+                fig.notes.append(f"{name}: the load generator used "
+                                 f"{run.raw['client_cpu_pct']:.0f}% of its CPU: the figure may "
+                                 "be the client's limit, not the server's")
     return {name: statistics.median(v) for name, v in values.items()}
 
 
@@ -370,8 +376,9 @@ def fig_thread_vs_chapter(cfg: Config) -> Figure:
     lat = round_robin(cfg, fig, stall)
     for label, p50 in lat.items():
         ours = "chapter" not in label
+        target = f"< {STALL_P50_US / 1000:.0f} ms" if ours else "(context)"
         fig.rows.append(Row("-c 1 -P 16 p50 latency", label.removeprefix("stall "), p50,
-                            unit="us", target=f"< {STALL_P50_US:,.0f}" if ours else "(context)",
+                            unit="us", target=target,
                             met=(p50 < STALL_P50_US) if ours else None))
     fig.notes.append("Stall check: one connection, 16 requests per batch; the chapter's "
                      "one-sendall-per-reply server waits ~40 ms per batch (Nagle + delayed ACK).")
@@ -407,6 +414,9 @@ def fig_idle(cfg: Config, idle: int) -> Figure:
                     client.kill()
                     client.wait(timeout=STOP_TIMEOUT)
             raw = parse_lineload(out, argv)
+        if raw.get("idle_open_at_end", 0) < idle:
+            fig.notes.append(f"only {raw.get('idle_open_at_end')} of {idle} idle connections "
+                             f"were open at the end of a run: {raw.get('errors')}")
         kb = (during - before) / max(1, idle)
         per_conn.append(kb)
         raw["server_rss_kb"] = {"before": before, "during": during, "open_fds": fds,
@@ -531,13 +541,17 @@ def udp_run(cfg: Config, server: ServerFactory, udp_type: str) -> Run:
         argv = ["taskset", "-c", cfg.client_cpus, PY, "-m", "sockworks", "bench", "udp",
                 "--host", HOST, "--port", str(port), "-c", str(cfg.connections),
                 "-d", str(cfg.duration), "--udp-type", udp_type, "--json"]
+        cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True,
                               timeout=cfg.duration + CLIENT_SLACK, check=False)
+        cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
         raw: dict[str, Any] = json.loads(done.stdout)
     except ValueError:
         raise BenchError("bench udp printed no JSON:\n"
                          f"{done.stdout[-1000:]}{done.stderr[-1000:]}") from None
+    cpu = (cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime)
+    raw["client_cpu_pct"] = 100.0 * cpu / max(cfg.duration, 1e-9)  # includes its start-up
     return Run("", float(raw["requests_per_second"]), [srv.command, " ".join(argv)], raw)
 
 
@@ -546,7 +560,7 @@ def fig_udp(cfg: Config) -> Figure:
     variants: dict[str, Measure] = {
         "chapter udp_json.py": partial(udp_run, cfg, partial(chapter, "udp_json.py"), "time")}
     for model in ("blocking", "asyncio"):
-        args = ["--model", model, "--rate", "1e9", "--burst", "1e9"]
+        args = ["--model", model, "--rate", "1000000000", "--burst", "1000000000"]
         variants[model] = partial(udp_run, cfg, partial(sockworks, "udp", args), "ping")
     med = round_robin(cfg, fig, variants)
     fig.rows += [ratio_row(f"udp {m}", med, m, "chapter udp_json.py")
@@ -655,15 +669,21 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"unknown figure(s) {', '.join(sorted(unknown))}; known: {', '.join(FIGURES)}")
     if args.repeat < 1 or args.duration <= 0:
         ap.error("--repeat must be >= 1 and --duration > 0")
-    for tool in ("taskset", "redis-server", "gcc" if not args.lineload else "taskset"):
+    needs_lineload = bool(set(only) - {"startup", "udp"})
+    tools = ["taskset"]
+    if set(only) & {"kv-text", "kv-resp", "persistence"}:
+        tools.append("redis-server")
+    if needs_lineload and not args.lineload:
+        tools.append("gcc")
+    for tool in tools:
         if shutil.which(tool) is None:
             sys.exit(f"ratios: {tool} not found on PATH")
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # lineload inherits it
     if hard < args.idle + args.connections + 100 and "idle" in only:
         sys.exit(f"ratios: RLIMIT_NOFILE hard limit {hard} is too low for --idle {args.idle}")
-    cfg = Config(ensure_lineload(args.lineload, args.lineload_src), args.duration, args.repeat,
-                 args.connections, args.replay_keys)
+    cfg = Config(ensure_lineload(args.lineload, args.lineload_src) if needs_lineload else "",
+                 args.duration, args.repeat, args.connections, args.replay_keys)
     builders: dict[str, Callable[[], Figure]] = {
         "kv-text": lambda: fig_kv(cfg, resp=False), "kv-resp": lambda: fig_kv(cfg, resp=True),
         "thread-vs-chapter": lambda: fig_thread_vs_chapter(cfg),
@@ -678,9 +698,15 @@ def main(argv: list[str] | None = None) -> int:
     figures: list[Figure] = []
     try:
         for name in FIGURES:
-            if name in only:
-                print(f"ratios: {name} ...", file=sys.stderr, flush=True)
+            if name not in only:
+                continue
+            print(f"ratios: {name} ...", file=sys.stderr, flush=True)
+            try:
                 figures.append(builders[name]())
+            except (BenchError, OSError, ValueError, KeyError,
+                    subprocess.SubprocessError) as exc:  # report it, measure the rest
+                print(f"ratios: {name} failed: {exc}", file=sys.stderr, flush=True)
+                figures.append(Figure(name, "FAILED", notes=[f"{type(exc).__name__}: {exc}"]))
     except KeyboardInterrupt:
         print("ratios: interrupted; writing what was measured", file=sys.stderr)
     finally:

@@ -132,7 +132,6 @@ class KvService(Service):
         # Weak, so a session a model forgets to close cannot leak.
         self._live: weakref.WeakSet[KvSession] = weakref.WeakSet()
         self._closed = False
-        self._compactor: threading.Thread | None = None
         self.http_log = RateLimitedLog(logger, logging.WARNING)
 
     def new_session(self, peer: str) -> KvSession:
@@ -181,25 +180,12 @@ class KvService(Service):
         return fields
 
     def start_compaction(self) -> str:
-        """COMPACT: rewrite the log in a background thread, like Redis's
-        BGREWRITEAOF. Running it in the caller would stall every client of an
-        event-loop model for the whole rewrite; the outcome is logged and
-        shown by STATS (aof_rewrites, aof_last_rewrite_status)."""
+        """COMPACT: the store rewrites its log in the background (an
+        event-loop model must not stall for the whole rewrite)."""
         with self._lock:
             if self._closed:
                 raise StoreError("server is shutting down")
-            if self._compactor is not None and self._compactor.is_alive():
-                return "compaction already in progress"
-            self._compactor = threading.Thread(target=self._compact, name="sockworks-compact",
-                                               daemon=True)
-            self._compactor.start()
-        return "compaction started"
-
-    def _compact(self) -> None:
-        try:
-            logger.info("COMPACT: %s", self.store.compact())
-        except StoreError as exc:
-            logger.error("COMPACT failed: %s", exc)
+        return self.store.start_compaction()
 
     def close(self) -> None:
         """Close the store (once): flushes its log under every fsync policy."""
@@ -207,10 +193,7 @@ class KvService(Service):
             if self._closed:
                 return
             self._closed = True
-            compactor = self._compactor
-        if compactor is not None:
-            compactor.join()
-        self.store.close()
+        self.store.close()  # waits for a rewrite in progress
 
 
 class KvSession(Session):

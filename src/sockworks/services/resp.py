@@ -87,7 +87,6 @@ class RespService(Service):
         self._commands = 0
         self._errors = 0
         self._protocol_errors = 0
-        self._compactor: threading.Thread | None = None
         self._closed = False
 
     def new_session(self, peer: str) -> RespSession:
@@ -115,32 +114,17 @@ class RespService(Service):
             return list(self._sessions.values())
 
     def start_compaction(self) -> str:
-        """COMPACT / BGREWRITEAOF: rewrite the log in a background thread, so
-        an event-loop model is never stalled for the whole rewrite."""
+        """COMPACT / BGREWRITEAOF: the store rewrites in the background."""
         with self._lock:
             if self._closed:
                 raise StoreError("server is shutting down")
-            if self._compactor is not None and self._compactor.is_alive():
-                return "Background append only file rewriting already in progress"
-            self._compactor = threading.Thread(target=self._compact, daemon=True,
-                                               name="sockworks-resp-compact")
-            self._compactor.start()
-        return "Background append only file rewriting started"
-
-    def _compact(self) -> None:
-        try:
-            logger.info("COMPACT: %s", self.store.compact())
-        except StoreError as exc:
-            logger.error("COMPACT failed: %s", exc)
+        return self.store.start_compaction()
 
     def close(self) -> None:
         with self._lock:
             if self._closed:
                 return
             self._closed = True
-            compactor = self._compactor
-        if compactor is not None:
-            compactor.join()
         if self.owns_store:
             self.store.close()
 

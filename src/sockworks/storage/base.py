@@ -149,6 +149,12 @@ class Store(abc.ABC):
         """Rewrite the log from live data now; returns a short status text."""
         return "nothing to compact"
 
+    def start_compaction(self) -> str:
+        """What a client's COMPACT does: like :meth:`compact`, but without
+        making the caller wait for the whole rewrite where that takes long
+        (a server thread must not stall on it); returns a status text."""
+        return self.compact()
+
     def info(self) -> dict[str, Any]:
         """Counters and persistence state for STATS/INFO (flat, str keys)."""
         return {}

@@ -147,18 +147,35 @@ class PersistentStore(MemoryStore):
             and not self._closing
             and time.monotonic() - self._compact_failed_at >= AUTO_COMPACT_RETRY_DELAY
         ):
-            self._compacting = True  # claimed here so one write starts one rewrite
-            self._compact_thread = threading.Thread(
-                target=self._auto_compact, name="sockworks-aof-rewrite", daemon=True
-            )
-            self._compact_thread.start()
+            logger.info("%s: log grew to %d bytes, compacting", self._aof.path, size)
+            self._spawn_compaction("automatic compaction")
 
-    def _auto_compact(self) -> None:
-        logger.info("%s: log grew to %d bytes, compacting", self._aof.path, self._aof.size)
+    def _spawn_compaction(self, what: str) -> None:
+        """Rewrite in a background thread (store lock held by the caller)."""
+        self._compacting = True  # claimed here so one request starts one rewrite
+        self._compact_thread = threading.Thread(
+            target=self._background_compact, args=(what,), name="sockworks-aof-rewrite",
+            daemon=True,
+        )
+        self._compact_thread.start()
+
+    def _background_compact(self, what: str) -> None:
         try:
-            logger.info("%s", self.compact())
+            logger.info("%s: %s", what, self.compact())
         except StoreError as exc:
-            logger.error("automatic compaction failed: %s", exc)
+            logger.error("%s failed: %s", what, exc)
+
+    def start_compaction(self) -> str:
+        """COMPACT: like Redis's BGREWRITEAOF, rewrite in the background; the
+        outcome is logged and shown by STATS/INFO (aof_rewrites, ...)."""
+        with self._lock:
+            self._check_open()
+            if self._closing:
+                raise StoreError("store is closing")
+            if self._compacting:
+                return "compaction already in progress"
+            self._spawn_compaction("COMPACT")
+        return "compaction started"
 
     def durability_barrier(self) -> Barrier | None:
         return self._aof.barrier()

@@ -117,6 +117,8 @@ class Config:
     repeat: int
     connections: int
     replay_keys: int
+    warmup: float = 0.0
+    data_root: str | None = None
     server_cpus: str = "0"
     client_cpus: str = "1"
 
@@ -249,6 +251,8 @@ def lineload_argv(cfg: Config, port: int, proto: str, *, pipeline: int = 1,
             "--proto", proto, "-c", str(connections or cfg.connections),
             "-d", str(cfg.duration), "-P", str(pipeline), "-k", "10000", "-s", "16",
             "-r", str(set_ratio), *extra, "--json", "-q"]
+    if cfg.warmup > 0:
+        argv[-2:-2] = ["--warmup", str(cfg.warmup)]
     if proto == "line":
         argv.append("--greeting")
     return argv
@@ -439,13 +443,13 @@ def fig_persistence(cfg: Config) -> Figure:
 
     def persistent(fsync: str) -> Measure:
         def measure() -> Run:
-            with tempfile.TemporaryDirectory(prefix="ratios-kv-") as data:
+            with tempfile.TemporaryDirectory(prefix="ratios-kv-", dir=cfg.data_root) as data:
                 return load_run(cfg, kv_server("asyncio", "--data-dir", data, "--fsync", fsync),
                                 "line", set_ratio=1.0)
         return measure
 
     def redis_always() -> Run:
-        with tempfile.TemporaryDirectory(prefix="ratios-redis-") as data:
+        with tempfile.TemporaryDirectory(prefix="ratios-redis-", dir=cfg.data_root) as data:
             server = partial(redis, ["--appendonly", "yes", "--appendfsync", "always",
                                      "--dir", data])
             return load_run(cfg, server, "resp", set_ratio=1.0)
@@ -461,15 +465,35 @@ def fig_persistence(cfg: Config) -> Figure:
     fig.rows.append(ratio_row("--fsync always", med, "fsync always", "memory", 0.45))
     fig.rows.append(ratio_row("redis appendfsync always (context)", med,
                               "redis appendfsync always", "redis no persistence"))
-    fig.notes.append("sockworks: serve kv --model asyncio, a fresh --data-dir per run; "
-                     "the data dir's file system decides what fsync costs.")
+    root = Path(cfg.data_root or tempfile.gettempdir())
+    fs = subprocess.run(["df", "-PT", str(root)], capture_output=True, text=True, timeout=10,
+                        check=False).stdout.splitlines()[-1:]
+    fig.notes.append(f"sockworks: serve kv --model asyncio, a fresh --data-dir per run under "
+                     f"{root} ({' '.join(fs[0].split()[:2]) if fs else '?'}); that file "
+                     "system decides what fsync costs (--data-root to choose it).")
     return fig
 
 
-def time_to_listen(args: list[str], label: str) -> Run:
-    with sockworks("kv", args) as (srv, _port):
+def time_to_listen(args: list[str], label: str, keys: int = 0) -> Run:
+    """Seconds from process start to 'listening on'; then DBSIZE must say ``keys``
+    (a server that loaded its log lazily would not be measured fairly)."""
+    with sockworks("kv", args) as (srv, port):
         elapsed = time.perf_counter() - srv.started
-    return Run(label, elapsed, [srv.command], {"seconds": elapsed})
+        dbsize = kv_dbsize(port)
+    if dbsize != keys:
+        raise BenchError(f"{label}: DBSIZE {dbsize} after start-up, expected {keys}")
+    return Run(label, elapsed, [srv.command], {"seconds": elapsed, "dbsize": dbsize})
+
+
+def kv_dbsize(port: int) -> int:
+    with socket.create_connection((HOST, port), timeout=10) as conn:
+        conn.settimeout(10)
+        reader = conn.makefile("rb")
+        reader.readline()  # READY
+        conn.sendall(b"DBSIZE\n")
+        reply = reader.readline()
+        reader.close()
+    return int(reply)
 
 
 def fig_startup(cfg: Config) -> Figure:
@@ -481,8 +505,9 @@ def fig_startup(cfg: Config) -> Figure:
                          f"({sum(p.stat().st_size for p in Path(data).iterdir()) / 1e6:.1f} MB) "
                          "through the store API in-process.")
         med = round_robin(cfg, fig, {
-            "empty": lambda: time_to_listen(["--idle-timeout", "0"], "empty"),
-            "replay": lambda: time_to_listen(["--data-dir", data, "--fsync", "no"], "replay"),
+            "empty": partial(time_to_listen, ["--idle-timeout", "0"], "empty"),
+            "replay": partial(time_to_listen, ["--data-dir", data, "--fsync", "no"], "replay",
+                              cfg.replay_keys),
         })
     fig.rows.append(Row("serve kv listening", "empty", med["empty"], unit="s",
                         target="<= 0.5", met=med["empty"] <= 0.5))
@@ -611,12 +636,16 @@ def markdown(figures: list[Figure], meta: dict[str, Any]) -> str:
            f"{m.get('redis-server', 'redis-server ?')} · git {m.get('git', '?')}", "",
            f"Server on CPU {meta['server_cpus']}, load on CPU {meta['client_cpus']}, "
            f"{meta['connections']} connections, 16-byte values, -r 0.5 over 10,000 keys unless "
-           f"stated; {meta['repeat']} runs per side of {meta['duration']} s, alternating; "
-           "medians; ratio = subject / reference.", ""]
+           f"stated; {meta['repeat']} runs per side of {meta['duration']} s "
+           f"(warm-up {meta['warmup']} s), alternating, each on a fresh server; medians; "
+           "ratio = subject / reference. Load average at start "
+           f"{meta['loadavg_start'][0]:.2f}, at end {meta['loadavg_end'][0]:.2f}.", "",
+           f"Command: `{' '.join(_quote(a) for a in meta['argv'])}`", ""]
     for fig in figures:
-        out += [f"## {fig.name}: {fig.title}", "",
-                "| what | subject | median | reference | median | ratio | target | met |",
-                "|---|---|---:|---|---:|---:|---|---|"]
+        out += [f"## {fig.name}: {fig.title}", ""]
+        if fig.rows:
+            out += ["| what | subject | median | reference | median | ratio | target | met |",
+                    "|---|---|---:|---|---:|---:|---|---|"]
         for r in fig.rows:
             met = "" if r.met is None else ("yes" if r.met else "**no**")
             ratio = "" if r.ratio is None else f"{r.ratio:.3f}"
@@ -624,7 +653,11 @@ def markdown(figures: list[Figure], meta: dict[str, Any]) -> str:
                        f"{r.reference} | {_fmt(r.reference_median, r.unit)} | {ratio} | "
                        f"{r.target} | {met} |")
         out.append("")
-        out += [f"- {n}" for n in dict.fromkeys(fig.notes)]
+        for note in dict.fromkeys(fig.notes):
+            first, _, rest = note.partition("\n")
+            out.append(f"- {first}")
+            if rest:  # a failure's output
+                out += ["", "  ```", *[f"  {ln}" for ln in rest.splitlines()], "  ```"]
         seen: dict[str, list[str]] = {}
         for run in fig.runs:
             seen.setdefault(run.variant, run.commands)
@@ -659,6 +692,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--idle", type=int, default=10_000, help="idle connections (default 10000)")
     ap.add_argument("--replay-keys", type=int, default=1_000_000,
                     help="keys in the replayed log (default 1000000)")
+    ap.add_argument("--warmup", type=float, default=0.0,
+                    help="lineload --warmup seconds before each measured run (default 0)")
+    ap.add_argument("--data-root", help="where persistence data dirs go (default: $TMPDIR)")
     ap.add_argument("--lineload", help="lineload binary (default: build it with gcc -O2)")
     ap.add_argument("--lineload-src", default=str(REPO.parent / "shared/tools/lineload.c"))
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "out"), help="output directory")
@@ -682,8 +718,11 @@ def main(argv: list[str] | None = None) -> int:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # lineload inherits it
     if hard < args.idle + args.connections + 100 and "idle" in only:
         sys.exit(f"ratios: RLIMIT_NOFILE hard limit {hard} is too low for --idle {args.idle}")
+    if args.data_root:
+        Path(args.data_root).mkdir(parents=True, exist_ok=True)
     cfg = Config(ensure_lineload(args.lineload, args.lineload_src) if needs_lineload else "",
-                 args.duration, args.repeat, args.connections, args.replay_keys)
+                 args.duration, args.repeat, args.connections, args.replay_keys,
+                 args.warmup, args.data_root)
     builders: dict[str, Callable[[], Figure]] = {
         "kv-text": lambda: fig_kv(cfg, resp=False), "kv-resp": lambda: fig_kv(cfg, resp=True),
         "thread-vs-chapter": lambda: fig_thread_vs_chapter(cfg),
@@ -694,7 +733,11 @@ def main(argv: list[str] | None = None) -> int:
                             "machine": machine(), "lineload": cfg.lineload,
                             "server_cpus": cfg.server_cpus, "client_cpus": cfg.client_cpus,
                             "connections": cfg.connections, "duration": cfg.duration,
-                            "repeat": cfg.repeat, "argv": sys.argv}
+                            "repeat": cfg.repeat, "warmup": cfg.warmup, "argv": sys.argv,
+                            "loadavg_start": os.getloadavg()}
+    if meta["loadavg_start"][0] > 0.5:
+        print(f"ratios: warning: load average {meta['loadavg_start'][0]:.2f}; the machine "
+              "is not quiet and ratios will be noisy", file=sys.stderr)
     figures: list[Figure] = []
     try:
         for name in FIGURES:
@@ -712,6 +755,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for srv in list(_LIVE):
             srv.stop()
+    meta["loadavg_end"] = os.getloadavg()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     report = markdown(figures, meta)

@@ -15,6 +15,17 @@ import sys
 from typing import Any
 
 from sockworks.bench.workloads import WORKLOADS, WorkloadSpec
+from sockworks.cli.args import (
+    client_port,
+    non_negative_int,
+    number,
+    positive_int,
+    ratio,
+    seconds,
+)
+
+#: Durations that must be > 0.
+positive_seconds = number(above=0)
 
 DESCRIPTION = """\
 Closed-loop load generator (asyncio, uvloop when installed).
@@ -42,62 +53,6 @@ WORKLOAD_HELP = {
 }
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text!r}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    if text.strip() in ("0", "0.0"):
-        return 0.0
-    return _positive_float(text)
-
-
-def _ratio(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text!r}")
-    return value
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"port must be 1-65535, got {value}")
-    return value
-
-
 def _int_list(text: str) -> list[int]:
     try:
         values = [int(part) for part in text.split(",") if part.strip()]
@@ -119,29 +74,30 @@ def _name_list(text: str) -> list[str]:
 def _add_load_arguments(parser: argparse.ArgumentParser, *, compare: bool) -> None:
     load = parser.add_argument_group("load")
     if not compare:
-        load.add_argument("-c", "--connections", type=_positive_int, default=50,
+        load.add_argument("-c", "--connections", type=positive_int, default=50,
                           help="busy connections (UDP: sockets), each closed-loop (default 50)")
-    load.add_argument("-d", "--duration", type=_positive_float, default=5.0 if not compare else 3.0,
-                      metavar="SECONDS", help="how long to measure (default %(default)s)")
-    load.add_argument("-P", "--pipeline", type=_positive_int, default=1, metavar="N",
+    load.add_argument("-d", "--duration", type=positive_seconds,
+                      default=5.0 if not compare else 3.0, metavar="SECONDS",
+                      help="how long to measure (default %(default)s)")
+    load.add_argument("-P", "--pipeline", type=positive_int, default=1, metavar="N",
                       help="requests in flight per connection: send N, read N replies (default 1)")
-    load.add_argument("--keys", type=_positive_int, default=10_000, metavar="N",
+    load.add_argument("--keys", type=positive_int, default=10_000, metavar="N",
                       help="kv/resp: keys key:0 .. key:N-1, uniform random; requests are "
                            "drawn before the run, at most 262,144 per process (default 10000)")
-    load.add_argument("--value-size", type=_positive_int, default=16, metavar="BYTES",
+    load.add_argument("--value-size", type=positive_int, default=16, metavar="BYTES",
                       help="kv/resp: SET value size; echo: line size (default 16)")
-    load.add_argument("--set-ratio", type=_ratio, default=0.5, metavar="F",
+    load.add_argument("--set-ratio", type=ratio, default=0.5, metavar="F",
                       help="kv/resp: fraction of SETs, 0..1 (default 0.5)")
-    load.add_argument("--idle", type=_non_negative_int, default=0, metavar="N",
+    load.add_argument("--idle", type=non_negative_int, default=0, metavar="N",
                       help="extra idle connections, opened first and held open (default 0)")
-    load.add_argument("--procs", type=_positive_int, default=1, metavar="K",
+    load.add_argument("--procs", type=positive_int, default=1, metavar="K",
                       help="client processes sharing the connections (default 1)")
-    load.add_argument("--warmup", type=_non_negative_float, default=0.0, metavar="SECONDS",
+    load.add_argument("--warmup", type=seconds, default=0.0, metavar="SECONDS",
                       help="run this long before measuring (default 0)")
-    load.add_argument("--timeout", type=_positive_float, default=None, metavar="SECONDS",
+    load.add_argument("--timeout", type=positive_seconds, default=None, metavar="SECONDS",
                       help="reply timeout: the connection is reopened (default 10); UDP: the "
                            "batch is counted lost and resent (default 1)")
-    load.add_argument("--connect-timeout", type=_positive_float, default=5.0, metavar="SECONDS",
+    load.add_argument("--connect-timeout", type=positive_seconds, default=5.0, metavar="SECONDS",
                       help="connect + greeting timeout (default 5)")
     load.add_argument("--seed", type=int, default=None,
                       help="seed of the request mix (default: random)")
@@ -158,7 +114,7 @@ def register(sub: Any) -> None:
         target = parser.add_argument_group("target")
         target.add_argument("--host", default="127.0.0.1",
                             help="server address (default 127.0.0.1)")
-        target.add_argument("--port", type=_port, required=True, help="server port")
+        target.add_argument("--port", type=client_port, required=True, help="server port")
         _add_load_arguments(parser, compare=False)
         if name == "echo":
             parser.add_argument("--expect", choices=("upper", "same"), default="upper",

@@ -27,7 +27,8 @@ import logging
 import sys
 from typing import Any
 
-from sockworks.cli.serve import add_logging_arguments, port_number, positive_float, positive_int
+from sockworks.cli.args import integer, number, port_number, positive_int
+from sockworks.cli.serve import add_logging_arguments
 from sockworks.core.logs import configure_logging
 from sockworks.core.net import format_address
 from sockworks.services.mcast import (
@@ -107,23 +108,6 @@ def run_recv(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _ttl(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
-    if not 0 <= value <= 255:
-        raise argparse.ArgumentTypeError("must be 0-255")
-    return value
-
-
-def _timeout(text: str) -> float:
-    value = positive_float(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("must be > 0")
-    return value
-
-
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--group", default=DEFAULT_GROUP,
                         help=f"multicast group, IPv4 or IPv6 (default {DEFAULT_GROUP})")
@@ -141,7 +125,7 @@ def register(sub: Any) -> None:
 
     send = actions.add_parser("send", help="send each MESSAGE as one datagram")
     _common(send)
-    send.add_argument("--ttl", type=_ttl, default=DEFAULT_TTL,
+    send.add_argument("--ttl", type=integer(0, 255), default=DEFAULT_TTL,
                       help=f"hop limit (default {DEFAULT_TTL}: this link only)")
     send.add_argument("--loop", action=argparse.BooleanOptionalAction, default=True,
                       help="deliver to receivers on this host too (default on)")
@@ -157,7 +141,7 @@ def register(sub: Any) -> None:
                       help="only accept datagrams from this sender (source-specific membership)")
     recv.add_argument("--count", type=positive_int, default=None,
                       help="exit after N messages (exit 1 if --timeout passes first)")
-    recv.add_argument("--timeout", type=_timeout, default=None, metavar="SECONDS",
+    recv.add_argument("--timeout", type=number(above=0), default=None, metavar="SECONDS",
                       help="give up after this long without a datagram")
     recv.add_argument("--json", action="store_true", help="one JSON object per message")
     add_logging_arguments(recv)

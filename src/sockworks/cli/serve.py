@@ -11,7 +11,11 @@ import argparse
 import importlib
 from typing import Any
 
+from sockworks.cli.args import port_number, positive_float, positive_int
 from sockworks.core.logs import LOG_FORMATS, LOG_LEVELS
+
+__all__ = ["SERVICES", "add_logging_arguments", "add_tcp_arguments", "register",
+           "port_number", "positive_float", "positive_int"]
 
 #: service name -> module implementing it
 SERVICES = {
@@ -19,33 +23,6 @@ SERVICES = {
     "kv": "sockworks.services.kv",
     "udp": "sockworks.services.udp",
 }
-
-
-def positive_float(text: str) -> float:
-    value = float(text)
-    if value < 0 or value != value:
-        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}")
-    return value
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text!r}")
-    return value
-
-
-def port_number(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"port must be 0-65535, got {value}")
-    return value
 
 
 def add_logging_arguments(parser: argparse.ArgumentParser) -> None:

@@ -25,7 +25,7 @@ import sys
 import time
 from typing import Any
 
-from sockworks.cli.serve import port_number, positive_float
+from sockworks.cli.args import integer, number, port_number
 from sockworks.core.net import format_address
 from sockworks.protocols.udpjson import MAX_REPLY, PAD_TO, REQUEST_TYPES
 
@@ -130,32 +130,15 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _retries(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
-    if not 0 <= value <= 10:
-        raise argparse.ArgumentTypeError("must be 0-10")
-    return value
-
-
-def _timeout(text: str) -> float:
-    value = positive_float(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("must be > 0")
-    return value
-
-
 def register(sub: Any) -> None:
     parser = sub.add_parser(
         "udp-client", help="send one request to `serve udp` and print the reply",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default="127.0.0.1", help="server address (default 127.0.0.1)")
     parser.add_argument("--port", type=port_number, default=9001, help="server port (default 9001)")
-    parser.add_argument("--timeout", type=_timeout, default=1.0, metavar="SECONDS",
+    parser.add_argument("--timeout", type=number(above=0), default=1.0, metavar="SECONDS",
                         help="wait this long for the first reply, doubling per retry (default 1)")
-    parser.add_argument("--retries", type=_retries, default=3,
+    parser.add_argument("--retries", type=integer(0, 10), default=3,
                         help="resend this many times before giving up (default 3)")
     parser.add_argument("--no-pad", action="store_true",
                         help="do not pad the request (the server may then refuse large replies)")

@@ -739,6 +739,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ratios: warning: load average {meta['loadavg_start'][0]:.2f}; the machine "
               "is not quiet and ratios will be noisy", file=sys.stderr)
     figures: list[Figure] = []
+
+    def interrupted(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+    # Explicit: a shell's background job inherits SIGINT ignored, and SIGTERM
+    # would otherwise leave the servers (own sessions) running.
+    signal.signal(signal.SIGINT, interrupted)
+    signal.signal(signal.SIGTERM, interrupted)
     try:
         for name in FIGURES:
             if name not in only:
@@ -752,6 +759,7 @@ def main(argv: list[str] | None = None) -> int:
                 figures.append(Figure(name, "FAILED", notes=[f"{type(exc).__name__}: {exc}"]))
     except KeyboardInterrupt:
         print("ratios: interrupted; writing what was measured", file=sys.stderr)
+        meta["interrupted"] = True
     finally:
         for srv in list(_LIVE):
             srv.stop()
@@ -764,7 +772,7 @@ def main(argv: list[str] | None = None) -> int:
         {**meta, "figures": [asdict(f) for f in figures]}, indent=2, default=str) + "\n")
     print(report)
     print(f"ratios: wrote {out / 'ratios.md'} and {out / 'ratios.json'}", file=sys.stderr)
-    return 0
+    return 130 if meta.get("interrupted") else 0
 
 
 if __name__ == "__main__":

@@ -72,52 +72,73 @@ class CorruptLogError(StoreError):
         self.offset = offset
 
 
+#: Guards every barrier's state (sections are a few instructions long, so
+#: one lock for all costs less than creating a lock per write).
+_BARRIER_LOCK = threading.Lock()
+
+
 class DurabilityBarrier:
     """Resolves True once the log is fsynced up to ``seq`` (False if it failed).
 
-    Implements core.service.Barrier.
+    Implements core.service.Barrier. One is made per acknowledged batch of
+    writes under ``always``, so it is kept light: the Event a blocking
+    waiter needs is only created if somebody waits (event-loop models use
+    callbacks instead).
     """
 
-    __slots__ = ("_callbacks", "_event", "_lock", "_ok", "seq")
+    __slots__ = ("_callbacks", "_event", "_state", "seq")
 
     def __init__(self, seq: int) -> None:
         self.seq = seq
-        self._event = threading.Event()
-        self._ok = False
+        self._state: bool | None = None
+        self._event: threading.Event | None = None
         self._callbacks: list[Callable[[bool], None]] = []
-        self._lock = threading.Lock()
 
     def resolve(self, ok: bool) -> None:
-        with self._lock:
-            if self._event.is_set():
+        with _BARRIER_LOCK:
+            if self._state is not None:
                 return
-            self._ok = ok
-            self._event.set()
+            self._state = ok
+            event = self._event
             callbacks, self._callbacks = self._callbacks, []
+        if event is not None:
+            event.set()
         for fn in callbacks:
             fn(ok)
 
     @property
     def done(self) -> bool:
-        return self._event.is_set()
+        return self._state is not None
 
     def wait(self, timeout: float | None = None) -> bool:
-        if not self._event.wait(timeout):
+        with _BARRIER_LOCK:
+            if self._state is not None:
+                return self._state
+            if self._event is None:
+                self._event = threading.Event()
+            event = self._event
+        if not event.wait(timeout):
             return False
-        return self._ok
+        return bool(self._state)
 
     def add_done_callback(self, fn: Callable[[bool], None]) -> None:
-        with self._lock:
-            if not self._event.is_set():
+        with _BARRIER_LOCK:
+            state = self._state
+            if state is None:
                 self._callbacks.append(fn)
                 return
-        fn(self._ok)
+        fn(state)
 
 
 def _resolved(ok: bool) -> DurabilityBarrier:
     barrier = DurabilityBarrier(0)
     barrier.resolve(ok)
     return barrier
+
+
+#: Barriers for "already durable" / "can never be": shared, immutable once resolved.
+_DURABLE = _resolved(True)
+_FAILED = _resolved(False)
 
 
 def fsync_dir(path: str) -> None:
@@ -269,9 +290,9 @@ class AppendOnlyLog:
             return None
         with self._cond:
             if self._failed is not None:
-                return _resolved(False)
+                return _FAILED
             if self._appended <= self._synced:
-                return _resolved(True)
+                return _DURABLE
             barrier = DurabilityBarrier(self._appended)
             self._waiters.append(barrier)
             self._cond.notify()

@@ -279,6 +279,18 @@ def rss_kb(pid: int) -> int:
     raise BenchError(f"no VmRSS for pid {pid}")
 
 
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of one process (all its threads, not its forked children)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def server_cpu_pct(pid: int, before: float, seconds: float) -> float:
+    with contextlib.suppress(OSError):
+        return 100.0 * (cpu_seconds(pid) - before) / max(seconds, 1e-9)
+    return float("nan")
+
+
 def open_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
@@ -300,6 +312,9 @@ def round_robin(cfg: Config, fig: Figure, variants: dict[str, Measure]) -> dict[
             values[name].append(run.value)
             errs = run.raw.get("errors_total", 0)
             shown = f"{run.value:,.0f}" if run.value >= 100 else f"{run.value:.3f}"
+            if "server_cpu_pct" in run.raw:
+                shown += (f"  (server CPU {run.raw['server_cpu_pct']:.0f}%, "
+                          f"client {run.raw.get('client_cpu_pct', 0.0):.0f}%)")
             print(f"  [{fig.name}] {name} run {i + 1}/{cfg.repeat}: {shown}"
                   + (f"  ({errs} errors)" if errs else ""), file=sys.stderr, flush=True)
             if errs:
@@ -324,7 +339,9 @@ def ratio_row(what: str, med: dict[str, float], subject: str, reference: str,
 def load_run(cfg: Config, server: ServerFactory, proto: str, **load: Any) -> Run:
     with server() as (srv, port):
         argv = lineload_argv(cfg, port, proto, **load)
+        cpu0, t0 = cpu_seconds(srv.proc.pid), time.monotonic()
         raw = lineload(cfg, argv)
+        raw["server_cpu_pct"] = server_cpu_pct(srv.proc.pid, cpu0, time.monotonic() - t0)
     return Run("", float(raw["rps"]), [srv.command, " ".join(_quote(a) for a in argv)], raw)
 
 
@@ -567,8 +584,10 @@ def udp_run(cfg: Config, server: ServerFactory, udp_type: str) -> Run:
                 "--host", HOST, "--port", str(port), "-c", str(cfg.connections),
                 "-d", str(cfg.duration), "--udp-type", udp_type, "--json"]
         cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        server0, t0 = cpu_seconds(srv.proc.pid), time.monotonic()
         done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True,
                               timeout=cfg.duration + CLIENT_SLACK, check=False)
+        server_pct = server_cpu_pct(srv.proc.pid, server0, time.monotonic() - t0)
         cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
         raw: dict[str, Any] = json.loads(done.stdout)
@@ -577,6 +596,7 @@ def udp_run(cfg: Config, server: ServerFactory, udp_type: str) -> Run:
                          f"{done.stdout[-1000:]}{done.stderr[-1000:]}") from None
     cpu = (cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime)
     raw["client_cpu_pct"] = 100.0 * cpu / max(cfg.duration, 1e-9)  # includes its start-up
+    raw["server_cpu_pct"] = server_pct  # over the client's whole life, start-up included
     return Run("", float(raw["requests_per_second"]), [srv.command, " ".join(argv)], raw)
 
 

@@ -364,3 +364,26 @@ def test_sigterm_the_moment_listening_is_logged_is_graceful(start_server, model:
     server = echo(start_server, model)
     server.signal(signal.SIGTERM)
     assert server.wait(timeout=30) == 0
+
+
+def test_prefork_workers_die_with_a_killed_supervisor(start_server) -> None:
+    server = echo(start_server, "prefork", "--workers", "2")
+    workers = [pid for pid, _ in _children(server.proc.pid)]
+    assert len(workers) == 2
+    server.proc.kill()  # SIGKILL: no chance to forward anything
+    server.proc.wait(10)
+    deadline = time.monotonic() + 20
+    alive = workers
+    while alive and time.monotonic() < deadline:
+        alive = [pid for pid in workers if _state(pid) not in (None, "Z")]
+        time.sleep(0.05)
+    assert alive == []
+
+
+def _state(pid: int) -> str | None:
+    """A process's state letter, None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None

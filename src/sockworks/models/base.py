@@ -16,6 +16,7 @@ services (flushes storage). A second signal exits at once.
 from __future__ import annotations
 
 import abc
+import ctypes
 import logging
 import os
 import signal
@@ -27,7 +28,7 @@ from sockworks.core.stats import ServerStats
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Model", "install_stop_signals", "STOP_SIGNALS", "exit_now"]
+__all__ = ["Model", "install_stop_signals", "STOP_SIGNALS", "exit_now", "die_with_parent"]
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -82,6 +83,23 @@ class Model(abc.ABC):
 
     def on_second_signal(self) -> None:
         """Last words before an immediate exit (e.g. SIGKILL the children)."""
+
+
+#: prctl(2) option: the signal a process gets when its parent dies.
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """In a child process: have the kernel SIGTERM it if the parent dies
+    (even by SIGKILL), so no worker is left serving on its own.
+    Linux's PR_SET_PDEATHSIG; elsewhere the worker outlives its parent."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def exit_now(signum: int) -> None:

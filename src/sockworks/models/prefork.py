@@ -34,7 +34,7 @@ from sockworks.core.admission import Admission
 from sockworks.core.config import Endpoint, ServerSettings
 from sockworks.core.net import open_listener
 from sockworks.core.stats import ServerStats
-from sockworks.models.base import STOP_SIGNALS, Model
+from sockworks.models.base import STOP_SIGNALS, Model, die_with_parent
 from sockworks.models.blocking import Waker
 
 logger = logging.getLogger(__name__)
@@ -79,6 +79,7 @@ class PreforkModel(Model):
         self.pids: dict[int, tuple[int, float]] = {}   # pid -> (slot, started)
         self.waker = Waker()
         self.stopping = False
+        self.parent_pid = os.getpid()
         self._restart_at: dict[int, float] = {}        # slot -> when to restart
         ctx = multiprocessing.get_context("fork")
         self._counts = ctx.Array("l", self.workers)
@@ -144,6 +145,7 @@ class PreforkModel(Model):
             model = AsyncioModel(endpoints, self.settings, self.stats, admission=admission,
                                  reuse_port=True, supervised=True)
             model.install_signals()
+            die_with_parent(self.parent_pid)  # after: its SIGTERM must stop *this* model
             try:
                 model.bind()
             except OSError as exc:

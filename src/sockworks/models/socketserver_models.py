@@ -35,6 +35,7 @@ from sockworks.core.config import Endpoint, ServerSettings
 from sockworks.core.net import RECV_SIZE
 from sockworks.core.service import Service
 from sockworks.core.stats import ServerStats
+from sockworks.models.base import die_with_parent
 from sockworks.models.blocking import (
     BlockingModel,
     ConnectionRegistry,
@@ -176,6 +177,7 @@ class SocketServerForkModel(_SocketServerModel):
         self._child_stopping = False
 
     def start(self) -> None:
+        self.parent_pid = os.getpid()
         signal.signal(signal.SIGCHLD, lambda signum, frame: self.waker.wake())
 
     def on_wake(self) -> None:
@@ -206,6 +208,7 @@ class SocketServerForkModel(_SocketServerModel):
         # SIGTERM for each child, and escalates to SIGKILL itself.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, self._child_stop)
+        die_with_parent(self.parent_pid)
         for listener in self.listeners:
             listener.close()
         self.waker.close()

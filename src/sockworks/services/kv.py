@@ -263,22 +263,22 @@ class KvSession(Session):
         other line goes through the parser and the handler table.
         """
         store = self._store
+        counts = self.counts
         replies: list[bytes] = []
         append = replies.append
-        commands = hits = misses = errors = 0
         wrote = close = False
         for line in lines:
             parts = line.split(None, 2)
             nparts = len(parts)
             try:
                 if nparts == 2 and parts[0] in _GET_WORDS and len(parts[1]) <= MAX_KEY_LENGTH:
-                    commands += 1
+                    counts[_COMMANDS] += 1
                     value = store.get(parts[1])
                     if value is None:
-                        misses += 1
+                        counts[_MISSES] += 1
                         append(NOT_FOUND)
                     else:
-                        hits += 1
+                        counts[_HITS] += 1
                         # value_reply(), inlined: is the value framable?
                         if b"\n" in value or value[-1:] == b"\r":
                             append(UNFRAMABLE_VALUE_REPLY)
@@ -286,7 +286,7 @@ class KvSession(Session):
                             append(value + b"\n")
                     continue
                 if nparts == 3 and parts[0] in _SET_WORDS and len(parts[1]) <= MAX_KEY_LENGTH:
-                    commands += 1
+                    counts[_COMMANDS] += 1
                     store.set(parts[1], parts[2].rstrip())
                     wrote = True
                     append(OK)
@@ -294,14 +294,12 @@ class KvSession(Session):
                 event = parse_line(line)
                 kind = type(event)
                 if kind in _HANDLERS:
-                    # Rare commands: settle the counters first (STATS reads them).
-                    self._count(commands + 1, hits, misses, errors)
-                    commands = hits = misses = errors = 0
+                    counts[_COMMANDS] += 1
                     handler, is_write = _HANDLERS[kind]
                     append(handler(self, event))
                     wrote = wrote or is_write
                 elif kind is BadRequest:
-                    errors += 1
+                    counts[_ERRORS] += 1
                     append(error_reply(cast(BadRequest, event).reason))
                 else:  # QUIT or HTTP: the conversation ends here
                     close = True
@@ -312,23 +310,12 @@ class KvSession(Session):
         if not close and end is LINE_TOO_LONG:
             close = True
             self._finish(end, append)
-        counts = self.counts
-        counts[_COMMANDS] += commands
-        counts[_HITS] += hits
-        counts[_MISSES] += misses
-        counts[_ERRORS] += errors
         if close:
             self._done = True
-        if not replies and not close:
+        elif not replies:
             return NOTHING
-        return Output(b"".join(replies), close, store.durability_barrier() if wrote else None)
-
-    def _count(self, commands: int, hits: int, misses: int, errors: int) -> None:
-        counts = self.counts
-        counts[_COMMANDS] += commands
-        counts[_HITS] += hits
-        counts[_MISSES] += misses
-        counts[_ERRORS] += errors
+        data = replies[0] if len(replies) == 1 else b"".join(replies)
+        return Output(data, close, store.durability_barrier() if wrote else None)
 
     def _finish(self, event: object, append: Callable[[bytes], None]) -> None:
         """The events that end the conversation: QUIT, HTTP, too long."""

@@ -38,7 +38,7 @@ import enum
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -162,6 +162,10 @@ _TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"?|[\[\]{}]', re.DOTALL)
 
 
 def _too_deep(text: str, limit: int) -> bool:
+    # Fast path: fewer opening brackets than the limit cannot nest deeper
+    # (str.count runs in C; the token scan below only for suspicious input).
+    if text.count("[") + text.count("{") <= limit:
+        return False
     depth = 0
     for match in _TOKENS.finditer(text):
         token = match.group()
@@ -192,6 +196,14 @@ def _parse_float(literal: str) -> float:
 def _parse_constant(name: str) -> float:
     # json.loads accepts NaN, Infinity and -Infinity by default (not JSON).
     raise _NumberError(f"{name} is not valid JSON")
+
+
+# One decoder and two encoders, built once: json.loads/json.dumps with any
+# keyword argument construct a new JSONDecoder/JSONEncoder on every call.
+_DECODER = json.JSONDecoder(parse_int=_parse_int, parse_float=_parse_float,
+                            parse_constant=_parse_constant)
+_ENCODER_UTF8 = json.JSONEncoder(separators=_SEPARATORS, ensure_ascii=False, allow_nan=False)
+_ENCODER_ASCII = json.JSONEncoder(separators=_SEPARATORS, allow_nan=False)
 
 
 def _check_id(value: object) -> RequestId | None:
@@ -225,8 +237,7 @@ def decode(datagram: bytes, *, max_size: int = DEFAULT_MAX_DATAGRAM,
     if _too_deep(text, max_depth):
         return BadRequest("nesting too deep", size)
     try:
-        doc = json.loads(text, parse_int=_parse_int, parse_float=_parse_float,
-                         parse_constant=_parse_constant)
+        doc = _DECODER.decode(text)
     except _NumberError as exc:
         return BadRequest(str(exc), size)
     except json.JSONDecodeError:
@@ -257,17 +268,21 @@ def decode(datagram: bytes, *, max_size: int = DEFAULT_MAX_DATAGRAM,
     return Request(kind, size, request_id)
 
 
-def reply_body(request: Request | BadRequest, *, now: datetime,
+def reply_body(request: Request | BadRequest, *, now: datetime | Callable[[], datetime],
                counters: Mapping[str, int]) -> dict[str, object]:
     """The reply object for a decoded request (amplification not yet applied).
 
-    ``now`` must be timezone-aware: the reply's ISO-8601 time carries its
-    offset. ``counters`` is what a ``stats`` request reports.
+    ``now`` (or a function returning it, called only for ``time``: reading
+    the clock per datagram would cost more than a ping) must be
+    timezone-aware: the reply's ISO-8601 time carries its offset.
+    ``counters`` is what a ``stats`` request reports.
     """
     body: dict[str, object]
     if isinstance(request, BadRequest):
         body = {"error": request.error}
     elif request.type == "time":
+        if callable(now):
+            now = now()
         if now.tzinfo is None:
             raise ValueError("now must be timezone-aware")
         # Milliseconds: precise enough for a time service whose answer is a
@@ -289,10 +304,9 @@ def _dumps(body: Mapping[str, object]) -> bytes:
     # is no larger than its request. A lone surrogate cannot be UTF-8: fall
     # back to escapes (then it is as long as the escape the request used).
     try:
-        return json.dumps(body, separators=_SEPARATORS, ensure_ascii=False,
-                          allow_nan=False).encode("utf-8")
+        return _ENCODER_UTF8.encode(body).encode("utf-8")
     except UnicodeEncodeError:
-        return json.dumps(body, separators=_SEPARATORS, allow_nan=False).encode("ascii")
+        return _ENCODER_ASCII.encode(body).encode("ascii")
 
 
 def reply_limit(request_size: int) -> int:
@@ -327,7 +341,8 @@ def encode(body: Mapping[str, object], *, request_size: int) -> bytes | None:
     return _encode(body, request_size)[0]
 
 
-def respond(datagram: bytes, *, now: datetime, counters: Mapping[str, int],
+def respond(datagram: bytes, *, now: datetime | Callable[[], datetime],
+            counters: Mapping[str, int],
             max_size: int = DEFAULT_MAX_DATAGRAM) -> Reply:
     """decode + reply_body + encode for one datagram."""
     request = decode(datagram, max_size=max_size)

@@ -205,7 +205,7 @@ class UdpJsonService:
         if not self.limiter.allow(source_key(source), self._clock()):
             counters.rate_limited += 1
             return None
-        reply = udpjson.respond(datagram, now=self._wall_clock(),
+        reply = udpjson.respond(datagram, now=self._wall_clock,
                                 counters=_LazyCounters(self.snapshot),
                                 max_size=self.max_datagram)
         if reply.error is not None:

@@ -256,20 +256,25 @@ class AppendOnlyLog:
             # Replay would take a longer record for damage: refuse it now.
             raise StoreWriteError("write too large for one log record")
         record = records.frame(payload)
+        size = len(record)
         written = 0
         try:
-            while written < len(record):
-                written += os.write(self._fd, record[written:] if written else record)
+            written = os.write(self._fd, record)
+            while written < size:  # a short write (rare): finish the record
+                written += os.write(self._fd, record[written:])
         except OSError as exc:
             self._undo_partial(written)
             self._last_error = f"{exc.strerror or exc} (errno {exc.errno})"
             logger.error("%s: write failed: %s", self.path, self._last_error)
             raise StoreWriteError(f"cannot write to the log: {exc.strerror or exc}") from None
-        self._size += len(record)
+        self._size += size
         if self._rewrite_buf is not None:
             self._rewrite_buf.append(record)
-        with self._cond:
-            self._appended += len(record)
+        # No _cond here: appends are serialised by the store lock, so this is
+        # the only writer, and readers (the flusher, barrier()) take the
+        # count under _cond after the append that produced it returned.
+        self._appended += size
+        if self._last_error:
             self._last_error = ""
 
     def _undo_partial(self, written: int) -> None:

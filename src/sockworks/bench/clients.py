@@ -49,10 +49,11 @@ from sockworks.bench.workloads import (
     build_ring,
     new_tcp_conversation,
 )
+from sockworks.core.loop import new_event_loop
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CONNECT_CONCURRENCY", "new_event_loop", "run_in_loop"]
+__all__ = ["CONNECT_CONCURRENCY", "run_in_loop"]
 
 #: Connections opened at once during set-up: enough to open 10,000 in a few
 #: seconds, few enough not to overflow a listen backlog of 128 (lineload uses 64).
@@ -64,15 +65,6 @@ TICK_SECONDS = 0.25
 #: Reconnect backoff after a failure: doubles from the first to the last value.
 BACKOFF_FIRST = 0.01
 BACKOFF_MAX = 1.0
-
-
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    """uvloop's loop when it is installed (several times faster here), else asyncio's."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
 
 
 def _raise_fd_limit(wanted: int) -> None:

@@ -7,6 +7,7 @@ import socket
 import struct
 
 __all__ = [
+    "bind_socket",
     "open_listener",
     "format_address",
     "peer_name",
@@ -36,23 +37,23 @@ ACCEPT_RETRY_DELAY = 0.1
 RECV_SIZE = 16384
 
 
-def open_listener(host: str, port: int, *, backlog: int, reuse_port: bool = False,
-                  listen: bool = True) -> socket.socket:
-    """Bind a TCP listening socket for ``host``/``port`` through getaddrinfo.
+def bind_socket(host: str, port: int, socktype: int, *, reuse_addr: bool,
+                reuse_port: bool = False) -> socket.socket:
+    """A socket bound to ``host``/``port``, resolved through getaddrinfo.
 
     ``::`` is bound dual-stack (IPV6_V6ONLY off) so one socket takes IPv4 and
-    IPv6 clients; any other address is bound as given. Raises OSError with a
+    IPv6 peers; any other address is bound as given. Raises OSError with a
     message that names the address.
     """
     try:
-        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
-                                   flags=socket.AI_PASSIVE)
+        infos = socket.getaddrinfo(host or None, port, type=socktype, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
         raise OSError(f"cannot resolve {host!r}: {exc.strerror}") from None
     family, socktype, proto, _, sockaddr = infos[0]
     sock = socket.socket(family, socktype, proto)
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_addr:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if reuse_port:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if family == socket.AF_INET6 and host in ("::", ""):
@@ -60,13 +61,26 @@ def open_listener(host: str, port: int, *, backlog: int, reuse_port: bool = Fals
         try:
             sock.bind(sockaddr)
         except OSError as exc:
-            raise OSError(exc.errno, f"cannot listen on {format_address(sockaddr)}: "
+            udp = " (udp)" if socktype == socket.SOCK_DGRAM else ""
+            raise OSError(exc.errno, f"cannot listen on {format_address(sockaddr)}{udp}: "
                                      f"{exc.strerror}") from None
-        if listen:
-            sock.listen(backlog)
     except BaseException:
         sock.close()
         raise
+    return sock
+
+
+def open_listener(host: str, port: int, *, backlog: int, reuse_port: bool = False,
+                  listen: bool = True) -> socket.socket:
+    """A TCP listening socket (see :func:`bind_socket`). SO_REUSEADDR lets a
+    restarted server bind while old connections sit in TIME_WAIT."""
+    sock = bind_socket(host, port, socket.SOCK_STREAM, reuse_addr=True, reuse_port=reuse_port)
+    if listen:
+        try:
+            sock.listen(backlog)
+        except BaseException:
+            sock.close()
+            raise
     return sock
 
 

@@ -27,6 +27,7 @@ from typing import Any, cast
 from sockworks.core.admission import Admission
 from sockworks.core.config import Endpoint, ServerSettings
 from sockworks.core.logs import RateLimitedLog
+from sockworks.core.loop import loop_name, new_event_loop
 from sockworks.core.net import (
     ACCEPT_RESOURCE_ERRNOS,
     ACCEPT_RETRY_DELAY,
@@ -39,26 +40,13 @@ from sockworks.models.base import Model
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["AsyncioModel", "new_event_loop", "loop_name"]
+__all__ = ["AsyncioModel"]
 
 #: Connections accepted per readiness callback before yielding to the loop.
 ACCEPT_BATCH = 64
 
 #: Pause reading from a peer whose replies pile up past this (bytes).
 WRITE_HIGH_WATER = 1024 * 1024
-
-
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    """uvloop's loop when installed (2-4x faster I/O), else the standard one."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
-
-
-def loop_name(loop: asyncio.AbstractEventLoop) -> str:
-    return "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio"
 
 
 class _Connection(asyncio.Protocol):

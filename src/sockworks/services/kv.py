@@ -179,14 +179,6 @@ class KvService(Service):
             fields.setdefault(name, value)
         return fields
 
-    def start_compaction(self) -> str:
-        """COMPACT: the store rewrites its log in the background (an
-        event-loop model must not stall for the whole rewrite)."""
-        with self._lock:
-            if self._closed:
-                raise StoreError("server is shutting down")
-        return self.store.start_compaction()
-
     def close(self) -> None:
         """Close the store (once): flushes its log under every fsync policy."""
         with self._lock:
@@ -389,7 +381,9 @@ class KvSession(Session):
         return stats_reply(self._service.snapshot())
 
     def _compact(self, event: kvtext.Compact) -> bytes:
-        return status_reply(self._service.start_compaction())
+        # The store rewrites in the background: an event-loop model must not
+        # stall for the whole rewrite.
+        return status_reply(self._store.start_compaction())
 
 
 #: event type -> (method, is it a write). GET and SET are inlined in _run.

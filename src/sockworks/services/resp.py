@@ -113,13 +113,6 @@ class RespService(Service):
         with self._lock:
             return list(self._sessions.values())
 
-    def start_compaction(self) -> str:
-        """COMPACT / BGREWRITEAOF: the store rewrites in the background."""
-        with self._lock:
-            if self._closed:
-                raise StoreError("server is shutting down")
-        return self.store.start_compaction()
-
     def close(self) -> None:
         with self._lock:
             if self._closed:

@@ -76,7 +76,7 @@ def cmd_time(s: RespSession, argv: list[bytes]) -> bytes:
 def cmd_compact(s: RespSession, argv: list[bytes]) -> Plan:
     def finish(_: Any) -> bytes:
         try:
-            return encode(resp.SimpleString(s.service.start_compaction()))
+            return encode(resp.SimpleString(s.store.start_compaction()))
         except StoreError as exc:
             return store_error(exc)
     return Plan(None, (), finish)

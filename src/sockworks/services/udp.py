@@ -27,7 +27,7 @@ from typing import Any
 
 from sockworks.cli.serve import add_logging_arguments, port_number, positive_float, positive_int
 from sockworks.core.logs import configure_logging
-from sockworks.core.net import format_address
+from sockworks.core.net import bind_socket, format_address
 from sockworks.protocols import udpjson
 from sockworks.services.udp_models import get_udp_model
 
@@ -231,25 +231,7 @@ def open_udp_socket(host: str, port: int) -> socket.socket:
     port and silently share (or steal) its datagrams; "address in use" is
     the truthful answer. ``::`` is bound dual-stack.
     """
-    try:
-        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_DGRAM,
-                                   flags=socket.AI_PASSIVE)
-    except socket.gaierror as exc:
-        raise OSError(f"cannot resolve {host!r}: {exc.strerror}") from None
-    family, socktype, proto, _, sockaddr = infos[0]
-    sock = socket.socket(family, socktype, proto)
-    try:
-        if family == socket.AF_INET6 and host in ("::", ""):
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-        try:
-            sock.bind(sockaddr)
-        except OSError as exc:
-            raise OSError(exc.errno, f"cannot listen on {format_address(sockaddr)} (udp): "
-                                     f"{exc.strerror}") from None
-    except BaseException:
-        sock.close()
-        raise
-    return sock
+    return bind_socket(host, port, socket.SOCK_DGRAM, reuse_addr=False)
 
 
 def _datagram_size(text: str) -> int:

@@ -29,8 +29,8 @@ import socket
 import threading
 from typing import Any, Protocol, cast
 
+from sockworks.core.loop import loop_name, new_event_loop
 from sockworks.core.net import format_address
-from sockworks.models.asyncio_model import loop_name, new_event_loop
 from sockworks.models.base import install_stop_signals
 
 logger = logging.getLogger(__name__)

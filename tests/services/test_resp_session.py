@@ -342,6 +342,22 @@ def test_quit_closes_and_nothing_after_runs(c: Client) -> None:
     assert c.send(b"PING\r\n").close
 
 
+@pytest.mark.parametrize("request_text", [
+    b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 15\r\n\r\nSET pwned yes\r\n",
+    b"GET / HTTP/1.1\r\nHost: example\r\n\r\n",
+    b"post /x HTTP/1.0\r\n",
+])
+def test_http_request_closes_without_running_anything(c: Client, request_text: bytes) -> None:
+    # A browser can be made to POST to the Redis port with commands in the
+    # body (cross-protocol scripting): like Redis, POST or Host: closes at
+    # once and nothing after them runs.
+    out = c.send(request_text)
+    assert out.close
+    assert b"pwned" not in out.data and b"+OK" not in out.data
+    other = Client(c.session.service)
+    assert other("EXISTS", "pwned") == b":0\r\n"
+
+
 def test_protocol_error_replies_then_closes(c: Client) -> None:
     out = c.send(encode_command([b"SET", b"k", b"v"]) + b"*1\r\n$blabla\r\n")
     assert out.data == b"+OK\r\n-ERR Protocol error: invalid bulk length\r\n"

@@ -28,6 +28,7 @@ import time
 from collections.abc import Sequence
 
 from sockworks import __version__
+from sockworks.core.logs import RateLimitedLog
 from sockworks.core.service import CLOSE, NOTHING, Output, Service, Session
 from sockworks.core.stats import ServerStats
 from sockworks.protocols.resp import DEFAULT_MAX_BULK, OK, RespParser, encode_null
@@ -52,6 +53,9 @@ __all__ = ["COMMANDS", "REDIS_VERSION", "RespService", "RespSession"]
 
 logger = logging.getLogger(__name__)
 
+#: Command names that are really an HTTP request line or header (Redis's
+#: securityWarningCommand list): the connection is closed at once.
+_HTTP_WORDS = frozenset({b"post", b"host:"})
 #: Every spelling of GET and SET (command names are case-insensitive).
 _GET_WORDS = frozenset(bytes(w) for w in ([g, e, t] for g in b"Gg" for e in b"Ee" for t in b"Tt"))
 _SET_WORDS = frozenset(bytes(w) for w in ([s, e, t] for s in b"Ss" for e in b"Ee" for t in b"Tt"))
@@ -82,6 +86,8 @@ class RespService(Service):
         # sessions in worker threads (see Service.blocking).
         self.blocking = store.shared_across_processes if blocking is None else blocking
         self.run_id = secrets.token_hex(20)
+        #: At most one line per 5 s however many HTTP requests arrive.
+        self.http_log = RateLimitedLog(logger, logging.WARNING)
         self._lock = threading.Lock()
         self._sessions: dict[int, RespSession] = {}
         self._commands = 0
@@ -266,6 +272,14 @@ class RespSession(Session):
                 self._wrote = True
                 append(OK)
                 continue
+            if argv[0].lower() in _HTTP_WORDS:
+                # An HTTP request on the Redis port (a browser made to POST
+                # here could smuggle commands in its body): close without
+                # running anything, as Redis does ("Possible SECURITY ATTACK").
+                self.service.http_log("HTTP request from %s on the RESP port (wrong port, "
+                                      "or a cross-protocol attack); closing", self.peer)
+                self._done = True
+                break
             reply = self.execute(argv)
             if reply[:1] == b"-":
                 errors += 1

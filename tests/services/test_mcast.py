@@ -292,47 +292,17 @@ def netns_pair() -> Iterator[tuple[str, str, str, str]]:
                        timeout=30)
 
 
-@pytest.mark.netns
-def test_delivery_across_a_veth_pair_between_namespaces(
-        netns_pair: tuple[str, str, str, str]) -> None:
-    ns_a, ns_b, if_a, if_b = netns_pair
-    group = "239.255.213.1"
-    proc, port = start_recv("--group", group, "--port", "5007", "--interface", if_b,
-                            "--count", "3", "--timeout", "20", "--json",
-                            prefix=("ip", "netns", "exec", ns_b))
+def exchange_across(receiver_ns: str, sender_ns: str, recv_args: list[str],
+                    sends: list[list[str]]) -> list[dict[str, object]]:
+    """Run ``mcast recv RECV_ARGS --json`` in one namespace and each
+    ``mcast send --port PORT SEND`` in the other; the JSON lines received."""
+    proc, port = start_recv(*recv_args, "--timeout", "20", "--json",
+                            prefix=("ip", "netns", "exec", receiver_ns))
     try:
-        sent = subprocess.run(
-            sockworks("mcast", "send", "--group", group, "--port", str(port), "--interface",
-                      if_a, "--ttl", "1", "--no-loop", "one", "two", "three",
-                      prefix=("ip", "netns", "exec", ns_a)),
-            check=False, capture_output=True, timeout=60)
-        assert sent.returncode == 0, sent.stderr
-        out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 0, err
-    lines = [json.loads(line) for line in out.decode().splitlines()]
-    assert [line["data"] for line in lines] == ["one", "two", "three"]
-    assert all(line["sender"].startswith("10.213.0.1:") for line in lines)
-
-
-@pytest.mark.netns
-def test_source_specific_membership_across_namespaces(
-        netns_pair: tuple[str, str, str, str]) -> None:
-    ns_a, ns_b, if_a, if_b = netns_pair
-    ip("-n", ns_a, "addr", "add", "10.213.0.3/24", "dev", if_a)
-    group = "232.1.1.1"   # the SSM range, RFC 4607
-    proc, port = start_recv("--group", group, "--port", "5008", "--interface", if_b,
-                            "--source", "10.213.0.3", "--count", "1", "--timeout", "20",
-                            "--json", prefix=("ip", "netns", "exec", ns_b))
-    try:
-        for source, text in (("10.213.0.1", "filtered"), ("10.213.0.3", "wanted")):
+        for send in sends:
             sent = subprocess.run(
-                sockworks("mcast", "send", "--group", group, "--port", str(port),
-                          "--interface", if_a, "--source", source, text,
-                          prefix=("ip", "netns", "exec", ns_a)),
+                sockworks("mcast", "send", "--port", str(port), *send,
+                          prefix=("ip", "netns", "exec", sender_ns)),
                 check=False, capture_output=True, timeout=60)
             assert sent.returncode == 0, sent.stderr
         out, err = proc.communicate(timeout=30)
@@ -341,9 +311,35 @@ def test_source_specific_membership_across_namespaces(
             proc.kill()
             proc.communicate()
     assert proc.returncode == 0, err
-    lines = [json.loads(line) for line in out.decode().splitlines()]
+    return [json.loads(line) for line in out.decode().splitlines()]
+
+
+@pytest.mark.netns
+def test_delivery_across_a_veth_pair_between_namespaces(
+        netns_pair: tuple[str, str, str, str]) -> None:
+    ns_a, ns_b, if_a, if_b = netns_pair
+    group = "239.255.213.1"
+    lines = exchange_across(
+        ns_b, ns_a, ["--group", group, "--port", "5007", "--interface", if_b, "--count", "3"],
+        [["--group", group, "--interface", if_a, "--ttl", "1", "--no-loop",
+          "one", "two", "three"]])
+    assert [line["data"] for line in lines] == ["one", "two", "three"]
+    assert all(str(line["sender"]).startswith("10.213.0.1:") for line in lines)
+
+
+@pytest.mark.netns
+def test_source_specific_membership_across_namespaces(
+        netns_pair: tuple[str, str, str, str]) -> None:
+    ns_a, ns_b, if_a, if_b = netns_pair
+    ip("-n", ns_a, "addr", "add", "10.213.0.3/24", "dev", if_a)
+    group = "232.1.1.1"   # the SSM range, RFC 4607
+    lines = exchange_across(
+        ns_b, ns_a, ["--group", group, "--port", "5008", "--interface", if_b,
+                     "--source", "10.213.0.3", "--count", "1"],
+        [["--group", group, "--interface", if_a, "--source", source, text]
+         for source, text in (("10.213.0.1", "filtered"), ("10.213.0.3", "wanted"))])
     assert [line["data"] for line in lines] == ["wanted"]
-    assert lines[0]["sender"].startswith("10.213.0.3:")
+    assert str(lines[0]["sender"]).startswith("10.213.0.3:")
 
 
 def add_ipv6(ns_a: str, ns_b: str, if_a: str, if_b: str) -> None:
@@ -358,22 +354,9 @@ def test_ipv6_delivery_across_namespaces(netns_pair: tuple[str, str, str, str],
                                          group: str) -> None:
     ns_a, ns_b, if_a, if_b = netns_pair
     add_ipv6(*netns_pair)
-    proc, port = start_recv("--group", group, "--port", "5009", "--interface", if_b,
-                            "--count", "2", "--timeout", "20", "--json",
-                            prefix=("ip", "netns", "exec", ns_b))
-    try:
-        sent = subprocess.run(
-            sockworks("mcast", "send", "--group", group, "--port", str(port), "--interface",
-                      if_a, "--ttl", "1", "six", "vi", prefix=("ip", "netns", "exec", ns_a)),
-            check=False, capture_output=True, timeout=60)
-        assert sent.returncode == 0, sent.stderr
-        out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 0, err
-    lines = [json.loads(line) for line in out.decode().splitlines()]
+    lines = exchange_across(
+        ns_b, ns_a, ["--group", group, "--port", "5009", "--interface", if_b, "--count", "2"],
+        [["--group", group, "--interface", if_a, "--ttl", "1", "six", "vi"]])
     assert [line["data"] for line in lines] == ["six", "vi"]
     assert all(line["group"] == group for line in lines)
 
@@ -385,23 +368,10 @@ def test_ipv6_source_specific_membership_across_namespaces(
     add_ipv6(*netns_pair)
     ip("-n", ns_a, "-6", "addr", "add", "fd13::3/64", "dev", if_a, "nodad")
     group = "ff35::213:3"   # the IPv6 SSM range ff3x::/32, RFC 4607
-    proc, port = start_recv("--group", group, "--port", "5010", "--interface", if_b,
-                            "--source", "fd13::3", "--count", "1", "--timeout", "20",
-                            "--json", prefix=("ip", "netns", "exec", ns_b))
-    try:
-        for source, text in (("fd13::1", "filtered"), ("fd13::3", "wanted")):
-            sent = subprocess.run(
-                sockworks("mcast", "send", "--group", group, "--port", str(port),
-                          "--interface", if_a, "--source", source, text,
-                          prefix=("ip", "netns", "exec", ns_a)),
-                check=False, capture_output=True, timeout=60)
-            assert sent.returncode == 0, sent.stderr
-        out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 0, err
-    lines = [json.loads(line) for line in out.decode().splitlines()]
+    lines = exchange_across(
+        ns_b, ns_a, ["--group", group, "--port", "5010", "--interface", if_b,
+                     "--source", "fd13::3", "--count", "1"],
+        [["--group", group, "--interface", if_a, "--source", source, text]
+         for source, text in (("fd13::1", "filtered"), ("fd13::3", "wanted"))])
     assert [line["data"] for line in lines] == ["wanted"]
-    assert lines[0]["sender"].startswith("[fd13::3]:")
+    assert str(lines[0]["sender"]).startswith("[fd13::3]:")

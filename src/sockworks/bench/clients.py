@@ -136,16 +136,7 @@ class _Worker:
         async with self._semaphore:
             conversation = self._new_conversation()
             protocol = _IdleConnection(self, conversation)
-            try:
-                await asyncio.wait_for(self._connect(protocol), self.config.connect_timeout)
-            except TimeoutError:
-                protocol.abort()
-                self.errors[CONNECT_TIMEOUT] += 1
-            except OSError as exc:
-                self.errors[_connect_error_kind(exc)] += 1
-            except BenchError as exc:
-                self.errors[_error_kind(exc)] += 1
-            else:
+            if await self._connect_counted(protocol):
                 self.idle_connections.append(protocol)
 
     async def _open_busy(self, connection: _Connection | None) -> bool:
@@ -153,16 +144,7 @@ class _Worker:
             conversation = self._new_conversation()
             protocol = _Connection(self, conversation) if connection is None else connection
             protocol.reset(conversation)
-            try:
-                await asyncio.wait_for(self._connect(protocol), self.config.connect_timeout)
-            except TimeoutError:
-                protocol.abort()
-                self.errors[CONNECT_TIMEOUT] += 1
-            except OSError as exc:
-                self.errors[_connect_error_kind(exc)] += 1
-            except BenchError as exc:
-                self.errors[_error_kind(exc)] += 1
-            else:
+            if await self._connect_counted(protocol):
                 if connection is None:
                     self.connections.append(protocol)
                 return True
@@ -170,6 +152,21 @@ class _Worker:
                 # Kept, closed: the run reopens it with a backoff.
                 self.connections.append(protocol)
             return False
+
+    async def _connect_counted(self, protocol: _BaseConnection) -> bool:
+        """Connect within the connect timeout; a failure is counted by kind."""
+        try:
+            await asyncio.wait_for(self._connect(protocol), self.config.connect_timeout)
+        except TimeoutError:
+            protocol.abort()
+            self.errors[CONNECT_TIMEOUT] += 1
+        except OSError as exc:
+            self.errors[_connect_error_kind(exc)] += 1
+        except BenchError as exc:
+            self.errors[_error_kind(exc)] += 1
+        else:
+            return True
+        return False
 
     async def _connect(self, protocol: _BaseConnection) -> None:
         await self.loop.create_connection(lambda: protocol, self.config.host, self.config.port)

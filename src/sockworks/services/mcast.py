@@ -214,7 +214,23 @@ def _ipv4_interface_request(interface: Interface) -> bytes:
     return socket.inet_aton(interface.address or "0.0.0.0")
 
 
-class MulticastSender:
+class _SocketOwner:
+    """Owns ``self.sock``: close() and use as a context manager."""
+
+    sock: socket.socket
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+class MulticastSender(_SocketOwner):
     """Send datagrams to ``group``:``port`` through a chosen interface.
 
     ``source`` binds the socket to that local address first, so datagrams
@@ -265,18 +281,9 @@ class MulticastSender:
         """Send one datagram; returns the bytes sent."""
         return self.sock.sendto(data, self._destination)
 
-    def close(self) -> None:
-        self.sock.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
 
 
-class MulticastReceiver:
+class MulticastReceiver(_SocketOwner):
     """Join ``group`` on a chosen interface and receive its datagrams.
 
     Several receivers (in one process or many) may share a group and port:
@@ -377,12 +384,3 @@ class MulticastReceiver:
             return None
         return Message(data, (str(sender[0]), int(sender[1])), str(self.group), self.port)
 
-    def close(self) -> None:
-        self.sock.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()

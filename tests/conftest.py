@@ -1,13 +1,22 @@
-"""Shared fixtures: real server processes on port 0, real sockets.
+"""Shared fixtures: real servers on port 0, real sockets.
 
-``start_server("serve", "echo", "--model", "thread")`` runs ``python -m
-sockworks`` with ``--port 0`` (unless given), waits for the one
-``listening on HOST:PORT (model=NAME)`` log line and returns the process with
-the real bound address. Nothing sleeps and hopes; nothing guesses a free port.
+``start_server("serve", "echo", "--model", "thread")`` builds the server that
+command line describes, exactly as ``sockworks`` does, and starts it *in this
+process* (:class:`sockworks.Server`, port 0): no interpreter start-up, no log
+scraping for the port. It returns an :class:`InProcessServer`, whose API is
+the same as a process's (``connect``, ``wait_for_log`` over the captured log
+lines, ``signal(SIGTERM)`` for a graceful stop, ``wait``).
+
+A real process is started instead (``python -m sockworks``, port learned from
+its ``listening on HOST:PORT (model=NAME)`` line) when the test asks for one
+with ``process=True`` (exit codes, signals, RSS, children), for the forking
+models and for commands that are not TCP ``serve`` commands. Nothing sleeps
+and hopes; nothing guesses a free port.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import select
@@ -16,11 +25,19 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
+
+from sockworks.cli import build_parser
+from sockworks.cli.serve import build_server
+from sockworks.core.logs import make_formatter
+from sockworks.models import FORKING_MODELS
+from sockworks.server import Server
 
 LISTENING = re.compile(rb"listening on (\S+):(\d+) \(model=([\w-]+)\)")
 IN_CI = os.environ.get("CI") == "true"
@@ -155,13 +172,119 @@ def spawn_server(*args: str, expect_listeners: int = 1, env: dict[str, str] | No
     return server
 
 
-@pytest.fixture
-def start_server() -> Iterator[object]:
-    """Factory fixture: every server it starts is stopped after the test."""
-    started: list[ServerProcess] = []
+class LogCapture(logging.Handler):
+    """The sockworks log lines of an in-process server, formatted as the
+    command line would print them, for ``wait_for_log``."""
 
-    def start(*args: str, **kwargs: object) -> ServerProcess:
-        server = spawn_server(*args, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, fmt: str) -> None:
+        super().__init__(logging.DEBUG)
+        self.setFormatter(make_formatter(fmt))
+        self.output = bytearray()
+        self.changed = threading.Condition()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        line = (self.format(record) + "\n").encode(errors="replace")
+        with self.changed:
+            self.output += line
+            self.changed.notify_all()
+
+
+class InProcessServer:
+    """A server built from a command line, running in this process."""
+
+    def __init__(self, server: Server, capture: LogCapture) -> None:
+        self.server = server
+        self.capture = capture
+        self.addresses = server.addresses
+        self.host, self.port = self.addresses[0]
+        self.model = server.model
+        self._stopper: threading.Thread | None = None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return (self.host, self.port)
+
+    @property
+    def output(self) -> bytearray:
+        return self.capture.output
+
+    def connect(self, timeout: float = 10.0, index: int = 0) -> socket.socket:
+        return socket.create_connection(self.addresses[index], timeout=timeout)
+
+    def read_output(self, timeout: float = 0.0) -> bytes:
+        """What the server has logged so far (waiting up to ``timeout`` for more)."""
+        with self.capture.changed:
+            if timeout:
+                self.capture.changed.wait(timeout)
+            return bytes(self.capture.output)
+
+    def wait_for_log(self, pattern: bytes, timeout: float = 10.0) -> bytes:
+        with self.capture.changed:
+            if not self.capture.changed.wait_for(lambda: pattern in self.capture.output,
+                                                 timeout):
+                raise AssertionError(f"{pattern!r} not logged; got:\n"
+                                     + self.capture.output.decode(errors="replace"))
+            return bytes(self.capture.output)
+
+    def signal(self, sig: int = signal.SIGTERM) -> None:
+        """SIGTERM/SIGINT: a graceful stop, as the process would do. (A second
+        signal's "exit at once" needs a real process: ``process=True``.)"""
+        assert sig in (signal.SIGTERM, signal.SIGINT), "in-process: only a graceful stop"
+        assert self._stopper is None, "a second signal needs start_server(process=True)"
+        self._stopper = threading.Thread(target=self.server.stop, daemon=True)
+        self._stopper.start()
+
+    def wait(self, timeout: float = 30.0) -> int:
+        """0 once a signalled server has stopped (as a clean exit)."""
+        assert self._stopper is not None, "wait() without signal()"
+        self._stopper.join(timeout)
+        if self._stopper.is_alive():
+            raise subprocess.TimeoutExpired("in-process server", timeout)
+        return 0
+
+    def stop(self) -> None:
+        try:
+            self.server.stop(timeout=30)
+        finally:
+            logging.getLogger("sockworks").removeHandler(self.capture)
+
+
+def start_in_process(argv: list[str]) -> InProcessServer | None:
+    """The server of a ``serve`` command line, started here; None when the
+    command must run as a process (not a TCP service, or a forking model)."""
+    args = build_parser().parse_args(argv)
+    if (getattr(args, "endpoints", None) is None or args.model in FORKING_MODELS
+            or args.log_file is not None):
+        return None
+    capture = LogCapture(args.log_format)
+    package_logger = logging.getLogger("sockworks")
+    package_logger.setLevel(args.log_level)
+    package_logger.addHandler(capture)
+    try:
+        server = build_server(args, args.endpoints)
+        server.start()
+    except BaseException:
+        package_logger.removeHandler(capture)
+        raise
+    return InProcessServer(server, capture)
+
+
+@pytest.fixture
+def start_server() -> Iterator[Any]:
+    """Factory fixture: ``start_server(*argv, process=False, **spawn options)``;
+    every server it starts is stopped after the test."""
+    started: list[ServerProcess | InProcessServer] = []
+
+    def start(*args: str, process: bool = False,
+              **kwargs: Any) -> ServerProcess | InProcessServer:
+        server: ServerProcess | InProcessServer | None = None
+        if not process and set(kwargs) <= {"expect_listeners"}:
+            argv = list(args)
+            if "--port" not in argv:
+                argv += ["--port", "0"]
+            server = start_in_process(argv)
+        if server is None:
+            server = spawn_server(*args, **kwargs)
         started.append(server)
         return server
 

@@ -1,13 +1,39 @@
 """sockworks: production-quality network services on one server core.
 
-Layout:
-    protocols/  sans-IO codecs: bytes in, events out, replies to bytes
-    core/       what every TCP server shares: the Service/Session contract,
-                configuration, admission control, logging, signals
+The public API (docs/api.md) is what this module exports::
+
+    from sockworks import Server, Service, Session, Output, LineFramer
+    from sockworks import EchoService, KvService
+
+Everything else is internal and may change. Layout, from the top layer down
+(each imports only the layers below it; ``import-linter`` checks this):
+
+    cli/        the `sockworks` command (argparse lives only here)
+    testing     the pytest plugin: real servers in the test process
+    services/   echo, key-value (text and RESP), UDP JSON, multicast
+    server      Server: run services under a model, in a thread or in main
     models/     the concurrency models, one small module each
-    services/   echo, key-value, UDP JSON, multicast
     storage/    the key-value store layer (embedded, Redis)
-    cli/        the `sockworks` command
+    core/       the Service/Session contract, settings, admission, logging
+    protocols/  sans-IO codecs: bytes in, events out, replies to bytes
 """
 
-__version__ = "0.1.0"
+from sockworks._version import __version__
+from sockworks.core.service import Barrier, Output, Service, Session
+from sockworks.protocols.lines import LineFramer
+from sockworks.server import Server
+from sockworks.services import EchoService, KvService, RespService, UdpJsonService
+
+__all__ = [
+    "__version__",
+    "Server",
+    "Service",
+    "Session",
+    "Output",
+    "Barrier",
+    "LineFramer",
+    "EchoService",
+    "KvService",
+    "RespService",
+    "UdpJsonService",
+]

@@ -177,7 +177,8 @@ def test_half_close_gets_every_reply(start_server, model: str) -> None:
 
 
 def test_sigterm_answers_requests_in_flight_and_exits_zero(start_server, model: str) -> None:
-    server = echo(start_server, model, "--grace", "20")
+    # A process: what SIGTERM does to `sockworks serve`, and its exit status.
+    server = echo(start_server, model, "--grace", "20", process=True)
     busy = [server.connect() for _ in range(5)]
     idle = server.connect()
     idle.sendall(b"warm\n")
@@ -215,7 +216,7 @@ def test_sigterm_with_idle_clients_exits_without_waiting_for_grace(start_server,
 
 
 def test_second_signal_exits_at_once(start_server, model: str) -> None:
-    server = echo(start_server, model, "--grace", "60")
+    server = echo(start_server, model, "--grace", "60", process=True)
     with server.connect() as sock:
         sock.sendall(b"never finished")
         time.sleep(0.3)

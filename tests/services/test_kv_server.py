@@ -270,7 +270,7 @@ def test_restart_keeps_data(start_server: Any, tmp_path: Path, fsync: str) -> No
 def test_kill_9_under_write_load_loses_no_acknowledged_write(
         start_server: Any, tmp_path: Path, model: str) -> None:
     args = ("serve", "kv", "--data-dir", str(tmp_path), "--fsync", "always", "--model", model)
-    server = start_server(*args)
+    server = start_server(*args, process=True)  # to be killed
     writers, acked_target = 8, 1500
     acked: list[list[bytes]] = [[] for _ in range(writers)]
     enough = threading.Event()

@@ -17,7 +17,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sockworks.core.service import Output
-from sockworks.core.stats import ServerStats
 from sockworks.protocols import kvtext
 from sockworks.services.kv import KvService, KvSession
 from sockworks.storage.embedded import open_embedded_store
@@ -39,7 +38,7 @@ def make_service(data_dir: str | None = None, fsync: str = "no",
                  clock: FakeClock | None = None) -> KvService:
     options = {"clock": clock} if clock is not None else {}
     store = open_embedded_store(data_dir, fsync, active_expiry=False, **options)
-    return KvService(store, ServerStats(), max_line=MAX_LINE)
+    return KvService(store, max_line=MAX_LINE)
 
 
 @pytest.fixture

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import resource
 import socket
 import time
 from collections import Counter
@@ -50,6 +49,7 @@ from sockworks.bench.workloads import (
     new_tcp_conversation,
 )
 from sockworks.core.loop import new_event_loop
+from sockworks.core.rlimits import raise_fd_limit
 
 logger = logging.getLogger(__name__)
 
@@ -65,18 +65,6 @@ TICK_SECONDS = 0.25
 #: Reconnect backoff after a failure: doubles from the first to the last value.
 BACKOFF_FIRST = 0.01
 BACKOFF_MAX = 1.0
-
-
-def _raise_fd_limit(wanted: int) -> None:
-    """Lift the soft RLIMIT_NOFILE towards the hard one for ``wanted`` sockets."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    need = wanted + 64
-    if soft != resource.RLIM_INFINITY and soft < need:
-        target = need if hard == resource.RLIM_INFINITY else min(need, hard)
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-        except (ValueError, OSError) as exc:  # pragma: no cover - depends on the host
-            logger.warning("cannot raise the open-file limit to %d: %s", target, exc)
 
 
 def _error_kind(exc: BaseException | None) -> str:
@@ -523,7 +511,7 @@ async def _run_worker(config: BenchConfig, busy: int, idle: int, seed: int,
 def run_in_loop(config: BenchConfig, busy: int, idle: int, seed: int,
                  ready: Callable[[], None] | None,
                  progress: Callable[[int, int], None] | None) -> BenchResult:
-    _raise_fd_limit(busy + idle)
+    raise_fd_limit(busy + idle, flag="--connections (with --idle)")
     loop = new_event_loop()
     try:
         return loop.run_until_complete(_run_worker(config, busy, idle, seed, ready, progress))

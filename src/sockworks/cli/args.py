@@ -1,14 +1,19 @@
 """Argument types shared by every sub-command: checked numbers, ports.
 
 Each factory returns an argparse ``type=`` callable whose error message says
-what was expected, so a bad flag is one clear line and exit status 2.
+what was expected, so a bad flag is one clear line and exit status 2. The
+checks themselves are the core's (:mod:`sockworks.core.config`), so the
+library's ``Server(max_connections=0)`` and ``--max-connections 0`` say the
+same thing.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 from collections.abc import Callable
+from typing import TypeVar
+
+from sockworks.core.config import Setting, parse_int, parse_number
 
 __all__ = [
     "integer",
@@ -20,48 +25,37 @@ __all__ = [
     "ratio",
     "port_number",
     "client_port",
+    "setting_type",
 ]
+
+
+T = TypeVar("T")
+
+
+def _argparse_type(parse: Callable[[str], T]) -> Callable[[str], T]:
+    def checked(text: str) -> T:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return checked
 
 
 def integer(low: int | None = None, high: int | None = None) -> Callable[[str], int]:
     """An int in [low, high] (either bound optional)."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
-        if (low is not None and value < low) or (high is not None and value > high):
-            raise argparse.ArgumentTypeError(f"must be {_range(low, high)}, got {text!r}")
-        return value
-
-    return parse
+    return _argparse_type(lambda text: parse_int(text, low, high))
 
 
 def number(low: float | None = None, high: float | None = None, *,
            above: float | None = None) -> Callable[[str], float]:
     """A finite float in [low, high], or strictly greater than ``above``."""
-
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-        if not math.isfinite(value):
-            raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
-        if above is not None and not value > above:
-            raise argparse.ArgumentTypeError(f"must be > {above:g}, got {text!r}")
-        if (low is not None and value < low) or (high is not None and value > high):
-            raise argparse.ArgumentTypeError(f"must be {_range(low, high)}, got {text!r}")
-        return value
-
-    return parse
+    return _argparse_type(lambda text: parse_number(text, low, high, above=above))
 
 
-def _range(low: float | None, high: float | None) -> str:
-    if low is not None and high is not None:
-        return f"between {low:g} and {high:g}"
-    return f">= {low:g}" if low is not None else f"<= {high:g}"
+def setting_type(setting: Setting) -> Callable[[str], int | float]:
+    """The argparse type of a server setting from the core's table."""
+    return _argparse_type(setting.parse)
 
 
 positive_int = integer(1)

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from sockworks.cli.serve import port_number, positive_float
+from sockworks.cli.args import port_number, positive_float
 from sockworks.client import ConnectionClosed, KvClient, KvClientError, parse_stats
 
 __all__ = ["HISTORY_FILE", "main", "register"]

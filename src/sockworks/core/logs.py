@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 
-__all__ = ["configure_logging", "RateLimitedLog", "LOG_FORMATS", "LOG_LEVELS"]
+__all__ = ["configure_logging", "make_formatter", "RateLimitedLog", "LOG_FORMATS", "LOG_LEVELS"]
 
 LOG_FORMATS = ("text", "json")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -43,13 +43,16 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(doc, ensure_ascii=False)
 
 
+def make_formatter(fmt: str) -> logging.Formatter:
+    """The formatter of ``--log-format`` (text or json)."""
+    return JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT)
+
+
 def configure_logging(
     level: str = "INFO", log_file: str | None = None, fmt: str = "text"
 ) -> None:
     """Install handlers on the root logger (idempotent: replaces earlier ones)."""
-    formatter: logging.Formatter = (
-        JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT)
-    )
+    formatter = make_formatter(fmt)
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)

@@ -25,7 +25,12 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable
-from typing import NamedTuple, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
+
+from sockworks.core.stats import ServerStats
+
+if TYPE_CHECKING:
+    from sockworks.core.config import ServerSettings
 
 __all__ = ["Barrier", "Output", "Session", "Service", "NOTHING", "CLOSE"]
 
@@ -90,13 +95,39 @@ class Session(abc.ABC):
 
 
 class Service(abc.ABC):
-    """A TCP service: a factory of sessions plus its shared resources."""
+    """A TCP service: a factory of sessions plus its shared resources.
+
+    Subclass it, implement :meth:`new_session`, and run it with
+    ``sockworks.Server(MyService())`` (docs/writing-a-service.md).
+    """
 
     #: Name used in logs ("echo", "kv", "resp").
     name: str = "service"
     #: True when on_data may block (network-backed store): event-loop models
     #: then hand each call to a worker thread instead of running it inline.
     blocking: bool = False
+    #: The concurrency model a Server uses when none is named.
+    default_model: str = "thread"
+    #: The settings in force, once a Server has attached this service.
+    settings: ServerSettings | None = None
+    _stats: ServerStats | None = None
+
+    @property
+    def stats(self) -> ServerStats:
+        """The server's connection counters (a private set until attached)."""
+        if self._stats is None:
+            self._stats = ServerStats()
+        return self._stats
+
+    def attach(self, stats: ServerStats, settings: ServerSettings) -> None:
+        """Called by the Server before it binds: the counters the model keeps
+        and the settings in force (a service reports them in STATS/INFO)."""
+        self._stats = stats
+        self.settings = settings
+
+    def bound(self, address: tuple[str, int]) -> None:
+        """Called by the Server once this service's listener is bound, with
+        its real address (port 0 resolved): for INFO/CONFIG to report."""
 
     @abc.abstractmethod
     def new_session(self, peer: str) -> Session:

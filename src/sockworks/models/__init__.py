@@ -7,6 +7,10 @@
     socketserver-fork    socketserver.ForkingMixIn + StreamRequestHandler
     asyncio              one event loop (uvloop when installed), asyncio.Protocol
     prefork              N processes on one port (SO_REUSEPORT), each asyncio
+
+:data:`MODELS` is the one list of model names: the command line's choices,
+:class:`sockworks.Server`'s check and the conformance suite's parameters all
+come from it, so a model added here is offered, checked and tested everywhere.
 """
 
 from __future__ import annotations
@@ -15,10 +19,10 @@ import importlib
 
 from sockworks.models.base import Model
 
-__all__ = ["Model", "MODELS", "get_model", "SHARED_MEMORY_MODELS"]
+__all__ = ["Model", "MODELS", "FORKING_MODELS", "get_model"]
 
-#: model name -> "module:Class"
-MODELS = {
+#: model name -> "module:Class", in the order --help lists them.
+MODELS: dict[str, str] = {
     "thread": "sockworks.models.thread:ThreadModel",
     "pool": "sockworks.models.pool:PoolModel",
     "socketserver-thread": "sockworks.models.socketserver_models:SocketServerThreadModel",
@@ -27,11 +31,17 @@ MODELS = {
     "prefork": "sockworks.models.prefork:PreforkModel",
 }
 
-#: Models whose connections share one address space (an in-memory store works).
-SHARED_MEMORY_MODELS = ("thread", "pool", "socketserver-thread", "asyncio")
+#: Models that serve connections in child processes: state in the parent's
+#: memory (the embedded store) is not shared, and they must be run from the
+#: main thread of a process that has no other threads (Server.serve_forever).
+FORKING_MODELS: tuple[str, ...] = ("socketserver-fork", "prefork")
 
 
 def get_model(name: str) -> type[Model]:
-    module_name, _, class_name = MODELS[name].partition(":")
+    """The class of the model called ``name`` (a key of :data:`MODELS`)."""
+    try:
+        module_name, _, class_name = MODELS[name].partition(":")
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODELS)}") from None
     cls: type[Model] = getattr(importlib.import_module(module_name), class_name)
     return cls

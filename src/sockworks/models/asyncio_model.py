@@ -36,7 +36,7 @@ from sockworks.core.net import (
 )
 from sockworks.core.service import Output, Service, Session
 from sockworks.core.stats import ServerStats
-from sockworks.models.base import Model
+from sockworks.models.base import Model, install_stop_signals
 
 logger = logging.getLogger(__name__)
 
@@ -293,7 +293,6 @@ class AsyncioModel(Model):
         self.admission = admission or Admission(settings.max_connections, stats)
         self.reuse_port = reuse_port
         self.idle_timeout = settings.idle_timeout
-        self.listeners: list[socket.socket] = []
         self.connections: set[_Connection] = set()
         self.stopping = False
         self._stop_requested = False
@@ -315,8 +314,8 @@ class AsyncioModel(Model):
             self.loop.call_soon_threadsafe(self._stopped.set)
 
     # Signals arrive through plain signal.signal handlers (installed by
-    # run_server before binding): uvloop and the standard loop both run them
-    # promptly (they set a wakeup fd), and request_stop only calls
+    # Server.serve_forever before binding): uvloop and the standard loop both
+    # run them promptly (they set a wakeup fd), and request_stop only calls
     # call_soon_threadsafe. loop.add_signal_handler is not used: installed
     # on top of an earlier handler, it can deliver the same signal twice,
     # which would read as "second signal: exit now".
@@ -325,12 +324,7 @@ class AsyncioModel(Model):
             super().install_signals()
             return
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, lambda signum, frame: self.on_stop_signal(signum))
-
-    def on_stop_signal(self, signum: int) -> None:
-        if self.supervised and self._signals_received:
-            return  # a prefork worker: the parent escalates, not us
-        super().on_stop_signal(signum)
+        install_stop_signals(self.request_stop, signals=(signal.SIGTERM,), escalate=False)
 
     def serve_forever(self) -> None:
         asyncio.set_event_loop(self.loop)

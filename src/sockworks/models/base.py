@@ -1,11 +1,15 @@
 """The interface every concurrency model implements, and the shutdown order.
 
-Lifecycle, driven by :func:`sockworks.core.server.run_server`::
+Lifecycle, driven by :class:`sockworks.server.Server`::
 
     model = SomeModel(endpoints, settings, stats)
     addresses = model.bind()       # listening sockets exist; real ports known
     model.start()                  # workers running (prefork); may be a no-op
-    model.serve_forever()          # until SIGINT/SIGTERM, then graceful stop
+    model.serve_forever()          # until request_stop(), then graceful stop
+
+``Server.serve_forever`` also routes SIGINT/SIGTERM to the model
+(:meth:`Model.install_signals`); ``Server.start`` runs ``serve_forever`` in a
+thread and installs no handlers, so every non-forking model runs in any thread.
 
 Shutdown has one order for every model (uvicorn, aiohttp): stop accepting;
 close idle connections; let busy ones finish their reply; wait up to
@@ -20,6 +24,7 @@ import ctypes
 import logging
 import os
 import signal
+import socket
 from collections.abc import Callable, Sequence
 from types import FrameType
 
@@ -28,21 +33,24 @@ from sockworks.core.stats import ServerStats
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Model", "install_stop_signals", "STOP_SIGNALS", "exit_now", "die_with_parent"]
+__all__ = ["Model", "install_stop_signals", "STOP_SIGNALS", "exit_now", "die_with_parent",
+           "kill_quietly"]
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class Model(abc.ABC):
     name: str = "?"
-    #: Default --workers for models that use it.
-    default_workers: int | None = None
+    #: Serves connections in child processes (see models.FORKING_MODELS).
+    forks: bool = False
 
     def __init__(self, endpoints: Sequence[Endpoint], settings: ServerSettings,
                  stats: ServerStats) -> None:
         self.endpoints = list(endpoints)
         self.settings = settings
         self.stats = stats
+        #: The listening sockets :meth:`bind` opened, in endpoint order.
+        self.listeners: list[socket.socket] = []
 
     @abc.abstractmethod
     def bind(self) -> list[tuple[object, ...]]:
@@ -51,6 +59,11 @@ class Model(abc.ABC):
 
     def start(self) -> None:
         """Start anything that must run before clients are told we listen."""
+
+    def close_listeners(self) -> None:
+        """Close what :meth:`bind` opened (a failed start leaves nothing open)."""
+        for sock in self.listeners:
+            sock.close()
 
     @abc.abstractmethod
     def serve_forever(self) -> None:
@@ -63,23 +76,12 @@ class Model(abc.ABC):
         and before :meth:`serve_forever` has started (it then returns at once)."""
 
     # -- signals -------------------------------------------------------------
-    _signals_received = 0
-
     def install_signals(self) -> None:
-        """Route SIGINT/SIGTERM to :meth:`on_stop_signal`. Called before the
-        model binds, so a signal sent the moment ``listening on`` is logged
-        is already a graceful stop, never the default "die at once"."""
-        for sig in STOP_SIGNALS:
-            signal.signal(sig, lambda signum, frame: self.on_stop_signal(signum))
-
-    def on_stop_signal(self, signum: int) -> None:
-        """First SIGINT/SIGTERM: graceful shutdown. The second: exit at once."""
-        self._signals_received += 1
-        if self._signals_received > 1:
-            self.on_second_signal()
-            exit_now(signum)
-        logger.info("received %s: shutting down gracefully", signal.Signals(signum).name)
-        self.request_stop()
+        """Route SIGINT/SIGTERM to a graceful stop (the second: exit at once).
+        Called before the model binds, so a signal sent the moment
+        ``listening on`` is logged is already a graceful stop, never the
+        default "die at once". Main thread only (a Python rule)."""
+        install_stop_signals(self.request_stop, self.on_second_signal)
 
     def on_second_signal(self) -> None:
         """Last words before an immediate exit (e.g. SIGKILL the children)."""
@@ -102,6 +104,14 @@ def die_with_parent(parent_pid: int) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
+def kill_quietly(pid: int, sig: int) -> None:
+    """Signal a child that may already be gone (reaped): not an error."""
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
 def exit_now(signum: int) -> None:
     """The second SIGINT/SIGTERM: the operator wants out, now."""
     logger.warning("second %s: exiting immediately", signal.Signals(signum).name)
@@ -110,13 +120,18 @@ def exit_now(signum: int) -> None:
 
 
 def install_stop_signals(on_stop: Callable[[], None],
-                         before_exit: Callable[[], None] | None = None) -> None:
-    """First SIGINT/SIGTERM -> ``on_stop()``; the second runs ``before_exit``
-    (e.g. SIGKILL the children) and exits at once."""
+                         before_exit: Callable[[], None] | None = None, *,
+                         signals: Sequence[int] = STOP_SIGNALS,
+                         escalate: bool = True) -> None:
+    """First stop signal -> ``on_stop()``; the second runs ``before_exit``
+    (e.g. SIGKILL the children) and exits at once, unless ``escalate`` is
+    False (a supervised worker: its parent escalates, with SIGKILL)."""
     received: list[int] = []
 
     def handler(signum: int, frame: FrameType | None) -> None:
         if received:
+            if not escalate:
+                return
             if before_exit is not None:
                 before_exit()
             exit_now(signum)
@@ -124,5 +139,5 @@ def install_stop_signals(on_stop: Callable[[], None],
         logger.info("received %s: shutting down gracefully", signal.Signals(signum).name)
         on_stop()
 
-    for sig in STOP_SIGNALS:
+    for sig in signals:
         signal.signal(sig, handler)

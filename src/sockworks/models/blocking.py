@@ -30,6 +30,7 @@ from sockworks.core.net import (
     ACCEPT_RETRY_DELAY,
     DISCONNECT_ERRORS,
     RECV_SIZE,
+    format_address,
     open_listener,
     send_nowait,
     set_io_timeouts,
@@ -218,7 +219,6 @@ class BlockingModel(Model):
     def __init__(self, endpoints: Sequence[Endpoint], settings: ServerSettings,
                  stats: ServerStats) -> None:
         super().__init__(endpoints, settings, stats)
-        self.listeners: list[socket.socket] = []
         self.admission = Admission(settings.max_connections, stats)
         self.registry = ConnectionRegistry()
         self.waker = Waker()
@@ -317,7 +317,7 @@ class BlockingModel(Model):
                     continue
                 raise
             sock.setblocking(True)
-            peer = _peer(addr)
+            peer = format_address(addr)
             if not self.admission.try_admit(peer):
                 send_nowait(sock, endpoint.service.busy_reply())
                 sock.close()
@@ -343,11 +343,6 @@ class BlockingModel(Model):
         logger.info("server stopped")
 
 
-def _peer(addr: object) -> str:
-    if isinstance(addr, tuple) and len(addr) >= 2:
-        host = str(addr[0])
-        return f"[{host}]:{addr[1]}" if ":" in host else f"{host}:{addr[1]}"
-    return str(addr)
 
 
 def serve_socket(model: BlockingModel, sock: socket.socket, peer: str,

@@ -57,7 +57,6 @@ class _PooledConn(Tracked):
 
 class PoolModel(BlockingModel):
     name = "pool"
-    default_workers = DEFAULT_WORKERS
 
     def __init__(self, endpoints: Sequence[Endpoint], settings: ServerSettings,
                  stats: ServerStats) -> None:

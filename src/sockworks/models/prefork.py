@@ -25,7 +25,6 @@ import multiprocessing
 import os
 import selectors
 import signal
-import socket
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -34,7 +33,7 @@ from sockworks.core.admission import Admission
 from sockworks.core.config import Endpoint, ServerSettings
 from sockworks.core.net import open_listener
 from sockworks.core.stats import ServerStats
-from sockworks.models.base import STOP_SIGNALS, Model, die_with_parent
+from sockworks.models.base import STOP_SIGNALS, Model, die_with_parent, kill_quietly
 from sockworks.models.blocking import Waker
 
 logger = logging.getLogger(__name__)
@@ -70,12 +69,12 @@ class SharedAdmission(Admission):
 
 class PreforkModel(Model):
     name = "prefork"
+    forks = True
 
     def __init__(self, endpoints: Sequence[Endpoint], settings: ServerSettings,
                  stats: ServerStats) -> None:
         super().__init__(endpoints, settings, stats)
         self.workers = settings.workers or os.cpu_count() or 2
-        self.reserved: list[socket.socket] = []
         self.pids: dict[int, tuple[int, float]] = {}   # pid -> (slot, started)
         self.waker = Waker()
         self.stopping = False
@@ -92,9 +91,9 @@ class PreforkModel(Model):
             probe = open_listener(ep.host, ep.port, backlog=0, listen=False)
             port = probe.getsockname()[1]
             probe.close()
-            self.reserved.append(open_listener(ep.host, port, backlog=0, reuse_port=True,
+            self.listeners.append(open_listener(ep.host, port, backlog=0, reuse_port=True,
                                                listen=False))
-        return [sock.getsockname() for sock in self.reserved]
+        return [sock.getsockname() for sock in self.listeners]
 
     def start(self) -> None:
         signal.signal(signal.SIGCHLD, lambda signum, frame: self.waker.wake())
@@ -137,8 +136,8 @@ class PreforkModel(Model):
             from sockworks.models.asyncio_model import AsyncioModel
 
             endpoints = [Endpoint(ep.host, sock.getsockname()[1], ep.service)
-                         for ep, sock in zip(self.endpoints, self.reserved)]
-            for sock in self.reserved:
+                         for ep, sock in zip(self.endpoints, self.listeners)]
+            for sock in self.listeners:
                 sock.close()
             admission = SharedAdmission(self.settings.max_connections, self.stats,
                                         self._counts, slot)
@@ -164,7 +163,7 @@ class PreforkModel(Model):
     # -- supervision -------------------------------------------------------------
     def on_second_signal(self) -> None:
         for pid in self.pids:
-            _kill(pid, signal.SIGKILL)
+            kill_quietly(pid, signal.SIGKILL)
 
     def serve_forever(self) -> None:
         with selectors.DefaultSelector() as sel:
@@ -179,7 +178,7 @@ class PreforkModel(Model):
                 self._restart_due()
             self._shutdown(sel)
         self.waker.close()
-        for sock in self.reserved:
+        for sock in self.listeners:
             sock.close()
         logger.info("server stopped")
 
@@ -218,7 +217,7 @@ class PreforkModel(Model):
     def _shutdown(self, sel: selectors.BaseSelector) -> None:
         logger.info("stopping %d worker(s)", len(self.pids))
         for pid in self.pids:
-            _kill(pid, signal.SIGTERM)
+            kill_quietly(pid, signal.SIGTERM)
         # Workers use the same grace; give them a moment more to exit after it.
         deadline = time.monotonic() + self.settings.grace + 2.0
         while self.pids:
@@ -232,17 +231,10 @@ class PreforkModel(Model):
             logger.warning("killing %d worker(s) still running after the grace period",
                            len(self.pids))
             for pid in self.pids:
-                _kill(pid, signal.SIGKILL)
+                kill_quietly(pid, signal.SIGKILL)
             for pid in list(self.pids):
                 try:
                     os.waitpid(pid, 0)
                 except ChildProcessError:
                     pass
             self.pids.clear()
-
-
-def _kill(pid: int, sig: int) -> None:
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        pass

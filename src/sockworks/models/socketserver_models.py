@@ -32,10 +32,10 @@ from types import FrameType
 from typing import Any
 
 from sockworks.core.config import Endpoint, ServerSettings
-from sockworks.core.net import RECV_SIZE
+from sockworks.core.net import RECV_SIZE, format_address
 from sockworks.core.service import Service
 from sockworks.core.stats import ServerStats
-from sockworks.models.base import die_with_parent
+from sockworks.models.base import die_with_parent, kill_quietly
 from sockworks.models.blocking import (
     BlockingModel,
     ConnectionRegistry,
@@ -55,7 +55,7 @@ class SessionHandler(socketserver.StreamRequestHandler):
 
     def handle(self) -> None:
         server = self.server
-        peer = _peer(self.client_address)
+        peer = format_address(self.client_address)
         session = server.service.new_session(peer)
         conn = Tracked(self.connection, session, peer)
         registry = server.registry
@@ -91,7 +91,7 @@ class _ServerMixin:
         pass
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        logger.exception("unexpected error on connection from %s", _peer(client_address))
+        logger.exception("unexpected error on connection from %s", format_address(client_address))
 
 
 class _ThreadingServer(_ServerMixin, socketserver.ThreadingMixIn, socketserver.TCPServer):
@@ -168,6 +168,7 @@ class SocketServerThreadModel(_SocketServerModel):
 
 class SocketServerForkModel(_SocketServerModel):
     name = "socketserver-fork"
+    forks = True
     server_class = _ForkingServer
 
     def __init__(self, endpoints: Sequence[Endpoint], settings: ServerSettings,
@@ -186,7 +187,7 @@ class SocketServerForkModel(_SocketServerModel):
     def on_second_signal(self) -> None:
         for server in self.servers:
             for pid in server.active_children or ():
-                _kill(pid, signal.SIGKILL)
+                kill_quietly(pid, signal.SIGKILL)
 
     def _reap(self) -> int:
         """Reap exited children without blocking; returns how many remain."""
@@ -229,7 +230,7 @@ class SocketServerForkModel(_SocketServerModel):
     def drain(self, grace: float) -> None:
         pids = [pid for s in self.servers for pid in (s.active_children or ())]
         for pid in pids:
-            _kill(pid, signal.SIGTERM)
+            kill_quietly(pid, signal.SIGTERM)
         deadline = time.monotonic() + grace
         while self._reap():
             remaining = deadline - time.monotonic()
@@ -240,7 +241,7 @@ class SocketServerForkModel(_SocketServerModel):
         if leftover:
             logger.warning("grace period over: killing %d child process(es)", len(leftover))
             for pid in leftover:
-                _kill(pid, signal.SIGKILL)
+                kill_quietly(pid, signal.SIGKILL)
             for server in self.servers:
                 server.collect_children(blocking=True)
             self._reap()
@@ -254,15 +255,4 @@ class SocketServerForkModel(_SocketServerModel):
         self.waker.drain()
 
 
-def _kill(pid: int, sig: int) -> None:
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
 
-
-def _peer(addr: Any) -> str:
-    if isinstance(addr, tuple) and len(addr) >= 2:
-        host = str(addr[0])
-        return f"[{host}]:{addr[1]}" if ":" in host else f"{host}:{addr[1]}"
-    return str(addr)

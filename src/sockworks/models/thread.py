@@ -29,7 +29,6 @@ class ThreadModel(BlockingModel):
     name = "thread"
 
     def start(self) -> None:
-        threading.stack_size(THREAD_STACK_SIZE)
         self._threads: set[threading.Thread] = set()
         self._threads_lock = threading.Lock()
 
@@ -38,7 +37,13 @@ class ThreadModel(BlockingModel):
                                   name=f"conn {peer}", daemon=True)
         with self._threads_lock:
             self._threads.add(thread)
-        thread.start()
+        # stack_size() is process-wide: set it around our own start() only,
+        # so a program embedding the server keeps its threads' default.
+        previous = threading.stack_size(THREAD_STACK_SIZE)
+        try:
+            thread.start()
+        finally:
+            threading.stack_size(previous)
 
     def _run(self, sock: socket.socket, peer: str, endpoint: Endpoint) -> None:
         try:

@@ -1,6 +1,6 @@
-"""The chapter's echo server: every line comes back uppercased.
+"""The chapter's echo service: every line comes back uppercased.
 
-    sockworks serve echo [--transform upper|none] [--max-line BYTES] [common flags]
+    Server(EchoService(), port=0)          # or: sockworks serve echo
 
 Lines end with ``\\n``. A line longer than ``--max-line`` gets ``ERROR: line
 too long`` and the connection is closed; its tail is never echoed as a line of
@@ -10,17 +10,16 @@ too (transformed, without a newline added), then the connection closes.
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Callable
 
-from sockworks.core.config import DEFAULT_MAX_LINE, Endpoint
+from sockworks.core.config import DEFAULT_MAX_LINE
 from sockworks.core.service import Output, Service, Session
-from sockworks.core.stats import ServerStats
 from sockworks.protocols.lines import CLOSED, LINE_TOO_LONG, NEED_DATA, LineFramer
 
-__all__ = ["EchoService", "HELP", "add_arguments", "main"]
+__all__ = ["DEFAULT_PORT", "EchoService", "EchoSession", "TRANSFORMS"]
 
-HELP = "the chapter's uppercase echo server"
+#: The chapter's port (the command line's default).
+DEFAULT_PORT = 9000
 
 LINE_TOO_LONG_REPLY = b"ERROR: line too long\n"
 
@@ -73,32 +72,18 @@ class EchoSession(Session):
 
 
 class EchoService(Service):
+    """Echo every line, transformed (``upper`` as the chapter, or ``none``);
+    a line over ``max_line`` bytes gets ``ERROR: line too long`` and a close."""
+
     name = "echo"
+    default_model = "thread"
 
     def __init__(self, *, max_line: int = DEFAULT_MAX_LINE, transform: str = "upper") -> None:
+        if transform not in TRANSFORMS:
+            raise ValueError(f"transform must be one of {', '.join(TRANSFORMS)}, "
+                             f"got {transform!r}")
         self.max_line = max_line
         self.transform = TRANSFORMS[transform]
 
     def new_session(self, peer: str) -> Session:
         return EchoSession(self.max_line, self.transform)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from sockworks.cli.serve import add_tcp_arguments, positive_int
-    from sockworks.models import MODELS
-
-    add_tcp_arguments(parser, default_port=9000, models=tuple(MODELS), default_model="thread")
-    parser.add_argument("--transform", choices=tuple(TRANSFORMS), default="upper",
-                        help="what to do to each line (default upper, as the chapter)")
-    parser.add_argument("--max-line", type=positive_int, default=DEFAULT_MAX_LINE,
-                        metavar="BYTES", help=f"longest line (default {DEFAULT_MAX_LINE})")
-
-
-def main(args: argparse.Namespace) -> int:
-    from sockworks.core.logs import configure_logging
-    from sockworks.core.server import run_server, settings_from_args
-
-    configure_logging(args.log_level, args.log_file, args.log_format)
-    service = EchoService(max_line=args.max_line, transform=args.transform)
-    return run_server([Endpoint(args.host, args.port, service)], settings_from_args(args),
-                      ServerStats())

@@ -1,46 +1,31 @@
-"""Serve the key-value store over the chapter's text protocol (port 9000 by default).
+"""The key-value store over the chapter's text protocol: :class:`KvService`.
+
+    Server(KvService(), port=0)                    # in memory
+    Server(KvService(open_store(None, "data", "everysec")), port=9000, resp_port=6379)
 
 On connect the server says READY; then one request per line, one reply line
-per request, pipelining allowed:
-
-  SET key value   -> OK                GET key      -> value | NOT_FOUND
-  DEL key         -> DELETED|NOT_FOUND QUIT         -> BYE, then close
-  PING -> PONG    EXISTS key...  INCR key  INCRBY key n  EXPIRE key seconds
-  TTL key  PERSIST key  DBSIZE  STATS  COMPACT
-
-Every command, reply, error and limit is in docs/protocol.md. Data lives in
-memory; with --data-dir DIR every write is also appended to a log in DIR that
-is replayed on start (--fsync always|everysec|no, as Redis's appendfsync).
-With --store redis://HOST:PORT/DB the data lives in Redis instead, so several
-servers (including the forking models) share one dataset.
-
-Examples:
-  sockworks serve kv --data-dir ./data
-  sockworks client SET greeting hello world
+per request, pipelining allowed (every command, reply, error and limit is in
+docs/protocol.md). ``KvService(store)`` serves any :class:`Store`; without
+one it makes an embedded in-memory store of its own. :meth:`KvService.resp_service`
+is the same store over RESP (``Server(..., resp_port=N)`` uses it).
 """
 
-# Implementation notes (not shown in --help): KvService is the Service;
-# KvSession drives a sans-IO KvTextConnection (protocols/kvtext.py) and runs
-# its events against the Store. add_arguments()/main() are the hooks
-# `sockworks serve kv` calls (cli/serve.py).
+# KvService is the Service; KvSession frames lines (protocols/lines.py),
+# parses them (protocols/kvtext.py) and runs them against the Store.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
-import sys
 import threading
 import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
-from sockworks import __version__
-from sockworks.cli.serve import add_tcp_arguments, port_number, positive_int
-from sockworks.core.config import DEFAULT_MAX_LINE, Endpoint, ServerSettings
-from sockworks.core.logs import RateLimitedLog, configure_logging
+from sockworks._version import __version__
+from sockworks.core.config import DEFAULT_MAX_LINE
+from sockworks.core.logs import RateLimitedLog
 from sockworks.core.service import CLOSE, NOTHING, Output, Service, Session
-from sockworks.core.stats import ServerStats
 from sockworks.protocols import kvtext
 from sockworks.protocols.kvtext import (
     BYE,
@@ -67,32 +52,19 @@ from sockworks.protocols.kvtext import (
     value_reply,
 )
 from sockworks.protocols.lines import LineFramer
+from sockworks.protocols.resp import DEFAULT_MAX_BULK
 from sockworks.storage.base import Store, StoreError
+from sockworks.storage.embedded import open_embedded_store
 
 if TYPE_CHECKING:
-    pass
+    from sockworks.services.resp import RespService
 
-__all__ = ["HELP", "KvService", "KvSession", "add_arguments", "main"]
+__all__ = ["DEFAULT_PORT", "KvService", "KvSession"]
 
 logger = logging.getLogger(__name__)
 
-HELP = "the key-value store server (text protocol, embedded durable store)"
-
-#: Models that run connections in separate processes: they cannot share the
-#: embedded store's in-memory dict, so each child would see its own data.
-FORKING_MODELS = ("socketserver-fork", "prefork")
-MODELS = ("thread", "pool", "socketserver-thread", "socketserver-fork", "asyncio", "prefork")
-#: asyncio by default: one thread multiplexes thousands of connections (the
-#: thread-per-connection model needs a thread, and its stack, per client, and
-#: the pool model queues clients beyond its workers), and the embedded store's
-#: calls are in-memory and never block, so running them inline on the event
-#: loop costs nothing (uvloop is used when installed).
-DEFAULT_MODEL = "asyncio"
+#: The chapter's port (the command line's default).
 DEFAULT_PORT = 9000
-FSYNC_POLICIES = ("always", "everysec", "no")
-#: Redis's appendfsync default: at most about a second of writes lost on a
-#: power failure, at a fraction of the cost of an fsync per write.
-DEFAULT_FSYNC = "everysec"
 
 #: STATS names of the per-session counters (KvSession.counts), in order.
 _SESSION_COUNTERS = ("commands_processed", "get_hits", "get_misses", "protocol_errors")
@@ -117,12 +89,20 @@ class KvService(Service):
     """
 
     name = "kv"
+    #: asyncio: one thread multiplexes thousands of connections (the
+    #: thread-per-connection model needs a thread, and its stack, per client,
+    #: and the pool model queues clients beyond its workers), and the embedded
+    #: store's calls are in-memory and never block, so running them inline on
+    #: the event loop costs nothing (uvloop is used when installed).
+    default_model = "asyncio"
 
-    def __init__(self, store: Store, stats: ServerStats, *, max_line: int = DEFAULT_MAX_LINE,
-                 blocking: bool | None = None) -> None:
-        self.store = store
-        self.stats = stats
+    def __init__(self, store: Store | None = None, *, max_line: int = DEFAULT_MAX_LINE,
+                 max_bulk: int = DEFAULT_MAX_BULK, blocking: bool | None = None) -> None:
+        self.store = open_embedded_store(None) if store is None else store
+        store = self.store
         self.max_line = max_line
+        #: Largest bulk string the RESP front end accepts (resp_service()).
+        self.max_bulk = max_bulk
         # A store shared across processes lives behind a network hop (Redis):
         # its calls block, so event-loop models must run sessions in threads.
         self.blocking = store.shared_across_processes if blocking is None else blocking
@@ -133,6 +113,16 @@ class KvService(Service):
         self._live: weakref.WeakSet[KvSession] = weakref.WeakSet()
         self._closed = False
         self.http_log = RateLimitedLog(logger, logging.WARNING)
+
+    def resp_service(self) -> RespService:
+        """The same store over RESP (the Redis protocol), sharing the counters;
+        this service opened the store and closes it."""
+        from sockworks.services.resp import RespService
+
+        settings = self.settings
+        return RespService(self.store, self.stats, max_bulk=self.max_bulk,
+                           idle_timeout=settings.idle_timeout if settings else 0.0,
+                           max_connections=settings.max_connections if settings else 1024)
 
     def new_session(self, peer: str) -> KvSession:
         session = KvSession(self, peer)
@@ -401,118 +391,3 @@ _HANDLERS: dict[type, tuple[Callable[[KvSession, Any], bytes], bool]] = {
     kvtext.Stats: (KvSession._stats, False),
     kvtext.Compact: (KvSession._compact, False),
 }
-
-
-# -- `sockworks serve kv` --------------------------------------------------
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_tcp_arguments(parser, default_port=DEFAULT_PORT, models=MODELS,
-                      default_model=DEFAULT_MODEL)
-    group = parser.add_argument_group("key-value store")
-    group.add_argument("--max-line", type=positive_int, default=DEFAULT_MAX_LINE,
-                       metavar="BYTES",
-                       help=f"longest request line (default {DEFAULT_MAX_LINE}); "
-                            "longer gets 'ERROR: line too long' and the connection closes")
-    group.add_argument("--data-dir", metavar="DIR",
-                       help="persist to an append-only log in DIR (default: memory only)")
-    group.add_argument("--fsync", choices=FSYNC_POLICIES, default=None,
-                       help="when the log is fsynced: after every write (always), once a "
-                            "second (everysec, default) or when the OS decides (no)")
-    group.add_argument("--store", metavar="URL",
-                       help="storage backend: memory:// (default, the embedded store), or "
-                            "redis://HOST:PORT/DB, rediss://... (TLS), redis+cluster://HOST:PORT "
-                            "to share one dataset between servers of any model")
-    group.add_argument("--resp-port", type=port_number, metavar="PORT",
-                       help="also serve the same store over RESP (Redis protocol) on PORT")
-    from sockworks.protocols.resp import DEFAULT_MAX_BULK
-
-    group.add_argument("--max-bulk", type=positive_int, default=DEFAULT_MAX_BULK,
-                       metavar="BYTES",
-                       help=f"RESP port: largest bulk string accepted (default {DEFAULT_MAX_BULK}"
-                            "; see docs/resp.md)")
-
-
-def _fail(message: str) -> None:
-    sys.stderr.write(f"sockworks serve kv: {message}\n")
-    sys.stderr.flush()
-
-
-def _is_embedded(url: str | None) -> bool:
-    # memory:// is the embedded store's name in sockworks.storage.factory.
-    return url is None or url.lower() in ("memory://", "memory:", "memory")
-
-
-def _pool_size(args: argparse.Namespace) -> int:
-    """Redis connections one process may need at once: one per thread that
-    can be inside a store call (pool workers, else one per connection)."""
-    if args.model == "pool":
-        return int(args.workers or 50)
-    return int(args.max_connections)
-
-
-def _open_store(args: argparse.Namespace) -> Store:
-    """The store --store names; raises StoreError/OSError with a reason."""
-    if _is_embedded(args.store):
-        from sockworks.storage.embedded import open_embedded_store
-
-        if args.data_dir is None:
-            if args.fsync is not None:
-                logger.warning("--fsync %s has no effect without --data-dir", args.fsync)
-            logger.info("no --data-dir: the data lives in memory only and is lost on exit")
-        return open_embedded_store(args.data_dir, args.fsync or DEFAULT_FSYNC)
-    # Any other URL (redis://, rediss://, redis+cluster://...) goes through
-    # the factory, which names the supported schemes when it refuses one.
-    from sockworks.storage.factory import open_store
-
-    return open_store(args.store, args.data_dir, args.fsync or DEFAULT_FSYNC,
-                      max_connections=_pool_size(args))
-
-
-def main(args: argparse.Namespace) -> int:
-    configure_logging(args.log_level, args.log_file, args.log_format)
-    if args.model in FORKING_MODELS and _is_embedded(args.store):
-        _fail(f"--model {args.model} runs connections in separate processes, which cannot "
-              "share the embedded in-memory store; use --model asyncio, thread, pool or "
-              "socketserver-thread, or a store shared across processes (the Redis "
-              "backend, --store redis://HOST:PORT)")
-        return 2
-    try:
-        store = _open_store(args)
-    except (StoreError, OSError) as exc:
-        where = f" in {args.data_dir}" if args.data_dir and _is_embedded(args.store) else ""
-        reason = str(exc)
-        if isinstance(exc, OSError) and exc.strerror:
-            reason = exc.strerror + (f": {exc.filename}" if exc.filename else "")
-        _fail(f"cannot open the store{where}: {reason}")
-        return 1
-
-    stats = ServerStats()
-    service = KvService(store, stats, max_line=args.max_line)
-    endpoints = [Endpoint(args.host, args.port, service)]
-    if args.resp_port is not None:
-        # Hook for the RESP front end (sockworks.services.resp, written
-        # separately): same store, same counters, second port. Imported lazily
-        # so the text server does not depend on it.
-        from sockworks.services.resp import RespService
-
-        # The text service opened the store and closes it (owns_store=False).
-        endpoints.append(Endpoint(args.host, args.resp_port, RespService(
-            store, stats, port=args.resp_port, max_bulk=args.max_bulk,
-            idle_timeout=args.idle_timeout, max_connections=args.max_connections)))
-    settings = ServerSettings(
-        model=args.model,
-        workers=args.workers,
-        max_connections=args.max_connections,
-        idle_timeout=args.idle_timeout,
-        grace=args.grace,
-    )
-
-    from sockworks.core.server import run_server
-
-    try:
-        return run_server(endpoints, settings, stats)
-    finally:
-        # run_server closes every service; this is a no-op then, and makes
-        # sure the log is flushed if it failed before getting that far.
-        service.close()

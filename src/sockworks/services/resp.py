@@ -27,7 +27,8 @@ import threading
 import time
 from collections.abc import Sequence
 
-from sockworks import __version__
+from sockworks._version import __version__
+from sockworks.core.config import ServerSettings
 from sockworks.core.logs import RateLimitedLog
 from sockworks.core.service import CLOSE, NOTHING, Output, Service, Session
 from sockworks.core.stats import ServerStats
@@ -72,7 +73,7 @@ class RespService(Service):
                  owns_store: bool = False, blocking: bool | None = None,
                  idle_timeout: float = 0.0, max_connections: int = 1024) -> None:
         self.store = store
-        self.stats = stats
+        self._stats = stats
         self.max_bulk = max_bulk
         self.port = port
         #: Only reported (CONFIG GET timeout / maxclients): the model enforces them.
@@ -94,6 +95,14 @@ class RespService(Service):
         self._errors = 0
         self._protocol_errors = 0
         self._closed = False
+
+    def attach(self, stats: ServerStats, settings: ServerSettings) -> None:
+        super().attach(stats, settings)
+        self.idle_timeout = settings.idle_timeout
+        self.max_connections = settings.max_connections
+
+    def bound(self, address: tuple[str, int]) -> None:
+        self.port = address[1]
 
     def new_session(self, peer: str) -> RespSession:
         session = RespSession(self, peer)

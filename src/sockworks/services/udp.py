@@ -1,23 +1,18 @@
-"""``sockworks serve udp``: the stateless JSON datagram service.
-
-    sockworks serve udp [--host 127.0.0.1] [--port 9001] [--model blocking|asyncio]
-                        [--rate 100] [--burst 200] [--max-sources 4096]
-                        [--max-datagram 1232] [logging flags]
+"""The stateless JSON datagram service (``sockworks serve udp``).
 
 What lives here: :class:`UdpJsonService` (one datagram in, at most one out:
-rate limit, codec, counters), the per-source :class:`TokenBucketTable`, the
-UDP socket set-up and the ``serve`` hooks. The two concurrency models that
-move datagrams are in :mod:`sockworks.services.udp_models`; the wire format
-and the anti-amplification rule are in :mod:`sockworks.protocols.udpjson`.
+rate limit, codec, counters), the per-source :class:`TokenBucketTable` and
+the UDP socket set-up; the command line's flags are in ``cli/serve/udp.py``.
+The two concurrency models that move datagrams are in
+:mod:`sockworks.services.udp_models`; the wire format and the
+anti-amplification rule are in :mod:`sockworks.protocols.udpjson`.
 See docs/udp.md for the protocol and why the limits are what they are.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import socket
-import sys
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
@@ -25,11 +20,8 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from sockworks.cli.serve import add_logging_arguments, port_number, positive_float, positive_int
-from sockworks.core.logs import configure_logging
 from sockworks.core.net import bind_socket, format_address
 from sockworks.protocols import udpjson
-from sockworks.services.udp_models import get_udp_model
 
 logger = logging.getLogger(__name__)
 
@@ -38,18 +30,12 @@ __all__ = [
     "DEFAULT_MAX_SOURCES",
     "DEFAULT_PORT",
     "DEFAULT_RATE",
-    "HELP",
-    "MODELS",
     "TokenBucketTable",
     "UdpCounters",
     "UdpJsonService",
-    "add_arguments",
-    "main",
     "open_udp_socket",
     "source_key",
 ]
-
-HELP = "the chapter's JSON-over-UDP time service, made safe (time/ping/echo/stats)"
 
 #: The chapter's port.
 DEFAULT_PORT = 9001
@@ -67,10 +53,6 @@ DEFAULT_BURST = 200
 #: it still gets no amplification (the codec's reply cap holds regardless).
 DEFAULT_MAX_SOURCES = 4096
 
-MODELS = ("blocking", "asyncio")
-
-EXIT_OK = 0
-EXIT_STARTUP = 1
 
 
 def source_key(address: tuple[Any, ...]) -> str:
@@ -232,60 +214,3 @@ def open_udp_socket(host: str, port: int) -> socket.socket:
     the truthful answer. ``::`` is bound dual-stack.
     """
     return bind_socket(host, port, socket.SOCK_DGRAM, reuse_addr=False)
-
-
-def _datagram_size(text: str) -> int:
-    value = positive_int(text)
-    if value > 65507:
-        raise argparse.ArgumentTypeError("a UDP payload is at most 65507 bytes")
-    return value
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("server")
-    group.add_argument("--host", default="127.0.0.1",
-                       help="address to bind (default 127.0.0.1; '::' for all, dual-stack)")
-    group.add_argument("--port", type=port_number, default=DEFAULT_PORT,
-                       help=f"port (default {DEFAULT_PORT}; 0 picks a free one)")
-    group.add_argument("--model", default="blocking", choices=MODELS,
-                       help="concurrency model (default blocking)")
-    limits = parser.add_argument_group("limits")
-    limits.add_argument("--rate", type=positive_float, default=DEFAULT_RATE,
-                        help=f"requests/s allowed per source address (default {DEFAULT_RATE:g})")
-    limits.add_argument("--burst", type=positive_int, default=DEFAULT_BURST,
-                        help=f"burst allowed per source address (default {DEFAULT_BURST})")
-    limits.add_argument("--max-sources", type=positive_int, default=DEFAULT_MAX_SOURCES,
-                        help="sources tracked by the rate limiter, least recently seen "
-                             f"evicted first (default {DEFAULT_MAX_SOURCES})")
-    limits.add_argument("--max-datagram", type=_datagram_size,
-                        default=udpjson.DEFAULT_MAX_DATAGRAM, metavar="BYTES",
-                        help="larger requests get 'datagram too large' "
-                             f"(default {udpjson.DEFAULT_MAX_DATAGRAM})")
-    add_logging_arguments(parser)
-
-
-def main(args: argparse.Namespace) -> int:
-    configure_logging(args.log_level, args.log_file, args.log_format)
-    if args.rate <= 0:
-        print("sockworks: --rate must be > 0", file=sys.stderr, flush=True)
-        return EXIT_STARTUP
-    service = UdpJsonService(max_datagram=args.max_datagram, rate=args.rate,
-                             burst=args.burst, max_sources=args.max_sources)
-    try:
-        sock = open_udp_socket(args.host, args.port)
-    except OSError as exc:
-        # One line, no traceback: the operator can act on it.
-        print(f"sockworks: {exc.strerror or exc}", file=sys.stderr, flush=True)
-        return EXIT_STARTUP
-    with sock:
-        server = get_udp_model(args.model)(sock, service)
-        server.install_signal_handlers()
-        # With --port 0 this line is how callers learn the real port.
-        logger.info("listening on %s (model=%s)", format_address(sock.getsockname()),
-                    args.model)
-        server.serve_forever()
-    if server.failed:
-        return EXIT_STARTUP + 1
-    logger.info("server stopped: %s", " ".join(
-        f"{key}={value}" for key, value in service.snapshot().items()))
-    return EXIT_OK

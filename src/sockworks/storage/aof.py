@@ -39,6 +39,7 @@ from sockworks.storage.base import StoreError, StoreWriteError
 
 __all__ = [
     "FSYNC_POLICIES",
+    "DEFAULT_FSYNC",
     "AppendOnlyLog",
     "CorruptLogError",
     "DurabilityBarrier",
@@ -49,6 +50,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 FSYNC_POLICIES = ("always", "everysec", "no")
+#: Redis's appendfsync default: at most about a second of writes lost on a
+#: power failure, at a fraction of the cost of an fsync per write.
+DEFAULT_FSYNC = "everysec"
 #: Period of the everysec flusher (Redis: once per second).
 EVERYSEC_INTERVAL = 1.0
 #: Buffer for writing a compacted log: large sequential writes.

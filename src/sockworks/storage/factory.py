@@ -26,7 +26,8 @@ from typing import Any
 
 from sockworks.storage.base import Store, StoreError, StoreUnavailable
 
-__all__ = ["BATCH_METHODS", "EMBEDDED_NAMES", "StoreCall", "execute_batch", "open_store"]
+__all__ = ["BATCH_METHODS", "EMBEDDED_NAMES", "StoreCall", "execute_batch", "is_embedded",
+           "open_store"]
 
 logger = logging.getLogger(__name__)
 
@@ -40,12 +41,17 @@ BATCH_METHODS = frozenset({
 })
 
 
+def is_embedded(url: str | None) -> bool:
+    """True when ``url`` names the embedded store (or is None)."""
+    return url is None or url.strip().lower() in EMBEDDED_NAMES
+
+
 def open_store(url: str | None, data_dir: str | None, fsync: str,
                *, max_connections: int | None = None) -> Store:
     """The store ``url`` names. ``data_dir``/``fsync`` configure the embedded
     store; ``max_connections`` sizes a Redis connection pool (give the model's
     concurrency: worker threads, or connections per process)."""
-    if url is None or url.strip().lower() in EMBEDDED_NAMES:
+    if url is None or is_embedded(url):
         from sockworks.storage.embedded import open_embedded_store
 
         return open_embedded_store(data_dir, fsync)

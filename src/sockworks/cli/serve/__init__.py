@@ -1,0 +1,129 @@
+"""``sockworks serve SERVICE``: the flags every server shares, then the service's own.
+
+Each module in :data:`SERVICES` (one per service) exposes ``HELP``,
+``DESCRIPTION``, ``add_arguments(parser)`` for its flags and ``main(args) ->
+int`` to run; a TCP service's module also has ``endpoints(args)``, what
+:func:`build_server` serves (the test suite builds in-process servers from
+command lines the same way). TCP services get the common flags from
+:func:`add_tcp_arguments` (built from the core's settings table, so defaults
+and checks are the library's); every service gets the logging flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sockworks.cli.args import port_number, setting_type
+from sockworks.core.config import DEFAULT_HOST, SERVER_SETTINGS, Endpoint
+from sockworks.core.logs import LOG_FORMATS, LOG_LEVELS, configure_logging
+from sockworks.models import MODELS
+from sockworks.server import Server
+
+__all__ = ["SERVICES", "EXIT_OK", "EXIT_STARTUP", "StartupError", "add_logging_arguments",
+           "add_tcp_arguments", "build_server", "register", "serve", "startup_error",
+           "start_logging"]
+
+#: service name -> module implementing its sub-command
+SERVICES = {
+    "echo": "sockworks.cli.serve.echo",
+    "kv": "sockworks.cli.serve.kv",
+    "udp": "sockworks.cli.serve.udp",
+}
+
+EXIT_OK = 0
+EXIT_STARTUP = 1
+
+
+def add_logging_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("logging")
+    group.add_argument("--log-level", default="INFO", type=str.upper, choices=LOG_LEVELS)
+    group.add_argument("--log-file", metavar="PATH",
+                       help="also log to PATH (rotated at 10 MiB, 5 files kept)")
+    group.add_argument("--log-format", default="text", choices=LOG_FORMATS)
+
+
+def start_logging(args: argparse.Namespace) -> None:
+    configure_logging(args.log_level, args.log_file, args.log_format)
+
+
+def add_tcp_arguments(parser: argparse.ArgumentParser, *, default_port: int,
+                      default_model: str, models: Sequence[str] = tuple(MODELS)) -> None:
+    """The flags of every TCP ``serve`` command (README: "Common flags")."""
+    group = parser.add_argument_group("server")
+    group.add_argument("--host", default=DEFAULT_HOST,
+                       help=f"address to bind (default {DEFAULT_HOST}; "
+                            "'::' or 0.0.0.0 for all interfaces)")
+    group.add_argument("--port", type=port_number, default=default_port,
+                       help=f"port (default {default_port}; 0 picks a free one)")
+    group.add_argument("--model", default=default_model, choices=tuple(models),
+                       help=f"concurrency model (default {default_model})")
+    for setting in SERVER_SETTINGS.values():
+        group.add_argument(setting.flag, type=setting_type(setting), default=setting.default,
+                           metavar=setting.metavar, help=setting.help)
+    add_logging_arguments(parser)
+
+
+def server_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The parsed values of the common flags, as Server keywords."""
+    return {name: getattr(args, name) for name in SERVER_SETTINGS}
+
+
+def startup_error(message: str) -> int:
+    """One line, no traceback: the user can act on it."""
+    print(f"sockworks: {message}", file=sys.stderr, flush=True)
+    return EXIT_STARTUP
+
+
+class StartupError(Exception):
+    """A flag combination or resource that stops start-up: ``line`` goes to
+    stderr as it is, and the process exits with ``status``."""
+
+    def __init__(self, line: str, status: int = EXIT_STARTUP) -> None:
+        super().__init__(line)
+        self.line = line
+        self.status = status
+
+
+#: What a TCP service's module provides: the endpoints its flags describe.
+EndpointsFactory = Callable[[argparse.Namespace], Sequence[Endpoint]]
+
+
+def build_server(args: argparse.Namespace, endpoints: EndpointsFactory) -> Server:
+    """The Server the parsed flags describe (not started). Raises StartupError."""
+    made = list(endpoints(args))
+    try:
+        return Server(endpoints=made, model=args.model, **server_settings(args))
+    except BaseException:
+        for ep in made:
+            ep.service.close()
+        raise
+
+
+def serve(args: argparse.Namespace, endpoints: EndpointsFactory) -> int:
+    """``main`` of a TCP service: log, build, serve until SIGINT/SIGTERM."""
+    start_logging(args)
+    try:
+        server = build_server(args, endpoints)
+    except StartupError as exc:
+        print(exc.line, file=sys.stderr, flush=True)
+        return exc.status
+    try:
+        server.serve_forever()
+    except OSError as exc:
+        return startup_error(exc.strerror or str(exc))
+    return EXIT_OK
+
+
+def register(sub: Any) -> None:
+    serve = sub.add_parser("serve", help="run a server", description="Run a server.")
+    services = serve.add_subparsers(dest="service", metavar="SERVICE", required=True)
+    for name, module_name in SERVICES.items():
+        module = importlib.import_module(module_name)
+        parser = services.add_parser(name, help=module.HELP, description=module.DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_arguments(parser)
+        parser.set_defaults(func=module.main, endpoints=getattr(module, "endpoints", None))

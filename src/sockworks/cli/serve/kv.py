@@ -1,0 +1,124 @@
+"""``sockworks serve kv``: the flags and start-up of the key-value server."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from sockworks.cli.args import port_number, positive_int
+from sockworks.cli.serve import StartupError, add_tcp_arguments, serve
+from sockworks.core.config import DEFAULT_MAX_LINE, Endpoint
+from sockworks.models import FORKING_MODELS
+from sockworks.models.pool import DEFAULT_WORKERS as DEFAULT_POOL_WORKERS
+from sockworks.protocols.resp import DEFAULT_MAX_BULK
+from sockworks.services.kv import DEFAULT_PORT, KvService
+from sockworks.storage.aof import DEFAULT_FSYNC, FSYNC_POLICIES
+from sockworks.storage.base import Store, StoreError
+from sockworks.storage.factory import is_embedded, open_store
+
+__all__ = ["DESCRIPTION", "HELP", "add_arguments", "endpoints", "main"]
+
+logger = logging.getLogger(__name__)
+
+HELP = "the key-value store server (text protocol, embedded durable store)"
+
+DESCRIPTION = """\
+Serve the key-value store over the chapter's text protocol (port 9000 by default).
+
+On connect the server says READY; then one request per line, one reply line
+per request, pipelining allowed:
+
+  SET key value   -> OK                GET key      -> value | NOT_FOUND
+  DEL key         -> DELETED|NOT_FOUND QUIT         -> BYE, then close
+  PING -> PONG    EXISTS key...  INCR key  INCRBY key n  EXPIRE key seconds
+  TTL key  PERSIST key  DBSIZE  STATS  COMPACT
+
+Every command, reply, error and limit is in docs/protocol.md. Data lives in
+memory; with --data-dir DIR every write is also appended to a log in DIR that
+is replayed on start (--fsync always|everysec|no, as Redis's appendfsync).
+With --store redis://HOST:PORT/DB the data lives in Redis instead, so several
+servers (including the forking models) share one dataset.
+
+Examples:
+  sockworks serve kv --data-dir ./data
+  sockworks client SET greeting hello world
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_tcp_arguments(parser, default_port=DEFAULT_PORT,
+                      default_model=KvService.default_model)
+    group = parser.add_argument_group("key-value store")
+    group.add_argument("--max-line", type=positive_int, default=DEFAULT_MAX_LINE,
+                       metavar="BYTES",
+                       help=f"longest request line (default {DEFAULT_MAX_LINE}); "
+                            "longer gets 'ERROR: line too long' and the connection closes")
+    group.add_argument("--data-dir", metavar="DIR",
+                       help="persist to an append-only log in DIR (default: memory only)")
+    group.add_argument("--fsync", choices=FSYNC_POLICIES, default=None,
+                       help="when the log is fsynced: after every write (always), once a "
+                            f"second ({DEFAULT_FSYNC}, default) or when the OS decides (no)")
+    group.add_argument("--store", metavar="URL",
+                       help="storage backend: memory:// (default, the embedded store), or "
+                            "redis://HOST:PORT/DB, rediss://... (TLS), redis+cluster://HOST:PORT "
+                            "to share one dataset between servers of any model")
+    group.add_argument("--resp-port", type=port_number, metavar="PORT",
+                       help="also serve the same store over RESP (Redis protocol) on PORT")
+    group.add_argument("--max-bulk", type=positive_int, default=DEFAULT_MAX_BULK,
+                       metavar="BYTES",
+                       help=f"RESP port: largest bulk string accepted (default {DEFAULT_MAX_BULK}"
+                            "; see docs/resp.md)")
+
+
+def _fail(message: str, status: int) -> StartupError:
+    return StartupError(f"sockworks serve kv: {message}", status)
+
+
+def _pool_size(args: argparse.Namespace) -> int:
+    """Redis connections one process may need at once: one per thread that
+    can be inside a store call (pool workers, else one per connection)."""
+    if args.model == "pool":
+        return int(args.workers or DEFAULT_POOL_WORKERS)
+    return int(args.max_connections)
+
+
+def _open_store(args: argparse.Namespace) -> Store:
+    """The store --store names; raises StoreError/OSError with a reason."""
+    if is_embedded(args.store) and args.data_dir is None:
+        if args.fsync is not None:
+            logger.warning("--fsync %s has no effect without --data-dir", args.fsync)
+        logger.info("no --data-dir: the data lives in memory only and is lost on exit")
+    # Any other URL (redis://, rediss://, redis+cluster://...) goes through
+    # the factory too, which names the supported schemes when it refuses one.
+    return open_store(args.store, args.data_dir, args.fsync or DEFAULT_FSYNC,
+                      max_connections=_pool_size(args))
+
+
+def endpoints(args: argparse.Namespace) -> list[Endpoint]:
+    """The text port (and the RESP port) on the store the flags name."""
+    if args.model in FORKING_MODELS and is_embedded(args.store):
+        raise _fail(f"--model {args.model} runs connections in separate processes, which "
+                    "cannot share the embedded in-memory store; use --model asyncio, thread, "
+                    "pool or socketserver-thread, or a store shared across processes (the "
+                    "Redis backend, --store redis://HOST:PORT)", 2)
+    if args.resp_port is not None and args.resp_port == args.port != 0:
+        raise _fail(f"--port and --resp-port are both {args.port}: give the RESP port "
+                    "its own", 2)
+    try:
+        store = _open_store(args)
+    except (StoreError, OSError) as exc:
+        where = f" in {args.data_dir}" if args.data_dir and is_embedded(args.store) else ""
+        reason = str(exc)
+        if isinstance(exc, OSError) and exc.strerror:
+            reason = exc.strerror + (f": {exc.filename}" if exc.filename else "")
+        raise _fail(f"cannot open the store{where}: {reason}", 1) from None
+    # The text service opened the store; the Server closes it (both ports).
+    service = KvService(store, max_line=args.max_line, max_bulk=args.max_bulk)
+    made = [Endpoint(args.host, args.port, service)]
+    if args.resp_port is not None:
+        made.append(Endpoint(args.host, args.resp_port, service.resp_service()))
+    return made
+
+
+def main(args: argparse.Namespace) -> int:
+    return serve(args, endpoints)

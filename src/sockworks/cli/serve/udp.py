@@ -1,0 +1,102 @@
+"""``sockworks serve udp``: the flags and start-up of the JSON datagram service."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from sockworks.cli.args import port_number, positive_float, positive_int
+from sockworks.cli.serve import (
+    EXIT_OK,
+    EXIT_STARTUP,
+    add_logging_arguments,
+    start_logging,
+    startup_error,
+)
+from sockworks.core.config import DEFAULT_HOST
+from sockworks.core.net import format_address
+from sockworks.protocols import udpjson
+from sockworks.services.udp import (
+    DEFAULT_BURST,
+    DEFAULT_MAX_SOURCES,
+    DEFAULT_PORT,
+    DEFAULT_RATE,
+    UdpJsonService,
+    open_udp_socket,
+)
+from sockworks.services.udp_models import UDP_MODELS, get_udp_model
+
+__all__ = ["DESCRIPTION", "HELP", "add_arguments", "main"]
+
+logger = logging.getLogger(__name__)
+
+HELP = "the chapter's JSON-over-UDP time service, made safe (time/ping/echo/stats)"
+
+DESCRIPTION = """\
+``sockworks serve udp``: the stateless JSON datagram service.
+
+    sockworks serve udp [--host 127.0.0.1] [--port 9001] [--model blocking|asyncio]
+                        [--rate 100] [--burst 200] [--max-sources 4096]
+                        [--max-datagram 1232] [logging flags]
+
+See docs/udp.md for the protocol and why the limits are what they are.
+"""
+
+#: The largest UDP payload over IPv4 (65535 - 8 - 20).
+MAX_UDP_PAYLOAD = 65507
+
+
+def _datagram_size(text: str) -> int:
+    value = positive_int(text)
+    if value > MAX_UDP_PAYLOAD:
+        raise argparse.ArgumentTypeError(f"a UDP payload is at most {MAX_UDP_PAYLOAD} bytes")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    models = tuple(UDP_MODELS)
+    group = parser.add_argument_group("server")
+    group.add_argument("--host", default=DEFAULT_HOST,
+                       help=f"address to bind (default {DEFAULT_HOST}; '::' for all, "
+                            "dual-stack)")
+    group.add_argument("--port", type=port_number, default=DEFAULT_PORT,
+                       help=f"port (default {DEFAULT_PORT}; 0 picks a free one)")
+    group.add_argument("--model", default=models[0], choices=models,
+                       help=f"concurrency model (default {models[0]})")
+    limits = parser.add_argument_group("limits")
+    limits.add_argument("--rate", type=positive_float, default=DEFAULT_RATE,
+                        help=f"requests/s allowed per source address (default {DEFAULT_RATE:g})")
+    limits.add_argument("--burst", type=positive_int, default=DEFAULT_BURST,
+                        help=f"burst allowed per source address (default {DEFAULT_BURST})")
+    limits.add_argument("--max-sources", type=positive_int, default=DEFAULT_MAX_SOURCES,
+                        help="sources tracked by the rate limiter, least recently seen "
+                             f"evicted first (default {DEFAULT_MAX_SOURCES})")
+    limits.add_argument("--max-datagram", type=_datagram_size,
+                        default=udpjson.DEFAULT_MAX_DATAGRAM, metavar="BYTES",
+                        help="larger requests get 'datagram too large' "
+                             f"(default {udpjson.DEFAULT_MAX_DATAGRAM})")
+    add_logging_arguments(parser)
+
+
+def main(args: argparse.Namespace) -> int:
+    start_logging(args)
+    if args.rate <= 0:
+        return startup_error("--rate must be > 0")
+    service = UdpJsonService(max_datagram=args.max_datagram, rate=args.rate,
+                             burst=args.burst, max_sources=args.max_sources)
+    try:
+        sock = open_udp_socket(args.host, args.port)
+    except OSError as exc:
+        return startup_error(str(exc.strerror or exc))
+    with sock:
+        server = get_udp_model(args.model)(sock, service)
+        server.install_signal_handlers()
+        # With --port 0 this line is how callers learn the real port.
+        logger.info("listening on %s (model=%s)", format_address(sock.getsockname()),
+                    args.model)
+        server.serve_forever()
+    if server.failed:
+        return EXIT_STARTUP + 1
+    logger.info("server stopped: %s", " ".join(
+        f"{key}={value}" for key, value in service.snapshot().items()))
+    return EXIT_OK

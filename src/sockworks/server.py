@@ -1,0 +1,236 @@
+"""The one way to run TCP services: :class:`Server`, for programs, tests and the CLI.
+
+::
+
+    server = Server(EchoService(), model="thread", port=0)
+    server.start()                  # binds, serves in a background thread
+    host, port = server.addresses[0]
+    server.stop()                   # graceful, the SIGTERM order
+
+    with Server(KvService(), port=0, resp_port=0) as srv: ...
+
+    Server(EchoService(), port=9000).serve_forever()   # main thread, signals
+
+A Server owns one concurrency model (``sockworks.models``), the endpoints it
+listens on and the counters they share. ``start()`` installs no signal
+handlers, so every non-forking model runs from any thread and several servers
+run in one process. The forking models (``socketserver-fork``, ``prefork``)
+fork children while serving; forking a process that runs other threads can
+leave a child holding a lock no thread will ever release, so they run only
+through ``serve_forever()`` in the main thread, and ``start()`` refuses them.
+
+It sits above ``models`` (and below ``services`` and ``cli``) so that
+``core`` never imports a model.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Protocol, Self, runtime_checkable
+
+from sockworks.core.config import DEFAULT_HOST, Endpoint, ServerSettings
+from sockworks.core.net import format_address
+from sockworks.core.rlimits import raise_fd_limit
+from sockworks.core.service import Service
+from sockworks.core.stats import ServerStats
+from sockworks.models import FORKING_MODELS, MODELS, Model, get_model
+
+__all__ = ["Server", "HasRespFrontEnd"]
+
+logger = logging.getLogger(__name__)
+
+_NEW, _RUNNING, _STOPPED = "new", "running", "stopped"
+
+
+@runtime_checkable
+class HasRespFrontEnd(Protocol):
+    """A service that can also be served over RESP (the KV store): what
+    ``Server(..., resp_port=N)`` asks of its service."""
+
+    def resp_service(self) -> Service: ...
+
+
+class Server:
+    """TCP endpoints served by one concurrency model.
+
+    ``service`` is served on ``host``:``port`` (0: a free port, read it from
+    :attr:`addresses`); ``resp_port`` adds the service's RESP front end (the
+    KV store's) on the same host; ``endpoints`` lists ``(host, port,
+    service)`` triples instead, for any other combination. ``model`` defaults
+    to the service's own choice (``Service.default_model``). The other
+    keywords are the command line's flags with underscores
+    (``max_connections``, ``idle_timeout``, ``grace``, ``workers``), with the
+    same defaults and the same checks: a bad value is a ValueError.
+    """
+
+    def __init__(self, service: Service | None = None, *, host: str = DEFAULT_HOST,
+                 port: int = 0, resp_port: int | None = None,
+                 endpoints: Sequence[Endpoint | tuple[str, int, Service]] | None = None,
+                 model: str | None = None, **settings: object) -> None:
+        self.endpoints = self._endpoints(service, host, port, resp_port, endpoints)
+        model = model or self.endpoints[0].service.default_model
+        if model not in MODELS:
+            raise ValueError(f"model must be one of {', '.join(MODELS)}, got {model!r}")
+        self.settings = ServerSettings.checked(model, **settings)
+        self.stats = ServerStats()
+        self._services: list[Service] = list(
+            {id(ep.service): ep.service for ep in self.endpoints}.values())
+        for svc in self._services:
+            svc.attach(self.stats, self.settings)
+        self._state = _NEW
+        self._lock = threading.Lock()
+        self._model: Model | None = None
+        self._thread: threading.Thread | None = None
+        self._addresses: list[tuple[str, int]] = []
+        self._error: BaseException | None = None
+
+    @staticmethod
+    def _endpoints(service: Service | None, host: str, port: int, resp_port: int | None,
+                   given: Sequence[Endpoint | tuple[str, int, Service]] | None
+                   ) -> list[Endpoint]:
+        if given is not None:
+            if service is not None or resp_port is not None:
+                raise TypeError("give either endpoints= or a service (and resp_port=)")
+            endpoints = [ep if isinstance(ep, Endpoint) else Endpoint(*ep) for ep in given]
+            if not endpoints:
+                raise ValueError("endpoints must not be empty")
+        elif service is None:
+            raise TypeError("Server() needs a service (or endpoints=)")
+        else:
+            endpoints = [Endpoint(host, port, service)]
+            if resp_port is not None:
+                if not isinstance(service, HasRespFrontEnd):
+                    raise TypeError(f"{type(service).__name__} has no RESP front end "
+                                    "(resp_port=)")
+                endpoints.append(Endpoint(host, resp_port, service.resp_service()))
+        for ep in endpoints:
+            if not isinstance(ep.service, Service):
+                raise TypeError(f"not a sockworks Service: {ep.service!r}")
+            if isinstance(ep.port, bool) or not isinstance(ep.port, int) \
+                    or not 0 <= ep.port <= 65535:
+                raise ValueError(f"port must be between 0 and 65535, got {ep.port!r}")
+        nonzero = [ep.port for ep in endpoints if ep.port]
+        if len(nonzero) != len(set(nonzero)):
+            raise ValueError(f"two endpoints on one port: {nonzero}")
+        return endpoints
+
+    # -- what it listens on ----------------------------------------------------
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        """``(host, port)`` of each endpoint, in order, with the real ports.
+        Empty until the server has bound its sockets."""
+        return list(self._addresses)
+
+    @property
+    def model(self) -> str:
+        return self.settings.model
+
+    @property
+    def running(self) -> bool:
+        return self._state == _RUNNING
+
+    # -- embedded: a background thread ---------------------------------------
+    def start(self) -> Self:
+        """Bind and serve in a background thread; return once listening.
+
+        Raises OSError when an address cannot be bound (nothing is left
+        open), RuntimeError when called twice or for a forking model.
+        """
+        with self._lock:
+            if self._state != _NEW:
+                raise RuntimeError(f"Server.start(): this server is already {self._state} "
+                                   "(a Server runs once; make a new one)")
+            if self.settings.model in FORKING_MODELS:
+                raise RuntimeError(
+                    f"model {self.settings.model!r} forks worker processes, which is unsafe "
+                    "from a process running other threads: run it with serve_forever() in "
+                    "the main thread (as `sockworks serve` does), or use a threaded model")
+            model = self._bind()
+            self._state = _RUNNING
+            self._thread = threading.Thread(target=self._run, args=(model,), daemon=True,
+                                            name=f"sockworks-{self.settings.model}")
+            self._thread.start()
+        return self
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Shut down gracefully (the SIGTERM order) and wait until every
+        connection, thread and service is closed. A no-op unless running."""
+        with self._lock:
+            model, thread = self._model, self._thread
+            if self._state != _RUNNING or model is None:
+                return
+        model.request_stop()
+        if thread is not None:
+            thread.join(timeout)
+            if thread.is_alive():
+                raise TimeoutError(f"server did not stop within {timeout}s")
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    # -- the command line's way: main thread, signals --------------------------
+    def serve_forever(self) -> None:
+        """Serve in this thread until SIGINT/SIGTERM (or :meth:`stop` from
+        another thread), then shut down gracefully. Installs the signal
+        handlers, so it must run in the main thread. Raises OSError when an
+        address cannot be bound."""
+        with self._lock:
+            if self._state != _NEW:
+                raise RuntimeError(f"Server.serve_forever(): this server is already "
+                                   f"{self._state}")
+            model = get_model(self.settings.model)(self.endpoints, self.settings, self.stats)
+            # Before binding: a signal sent the moment `listening on` is
+            # logged is already a graceful stop, never "die at once".
+            model.install_signals()
+            model = self._bind(model)
+            self._state = _RUNNING
+        self._run(model)
+        if self._error is not None:
+            raise self._error
+
+    # -- shared steps -------------------------------------------------------
+    def _bind(self, model: Model | None = None) -> Model:
+        raise_fd_limit(self.settings.max_connections)
+        if model is None:
+            model = get_model(self.settings.model)(self.endpoints, self.settings, self.stats)
+        try:
+            addresses = model.bind()
+            model.start()
+        except BaseException:
+            model.close_listeners()
+            self._state = _STOPPED
+            self._close_services()
+            raise
+        self._model = model
+        self._addresses = [(str(a[0]), int(a[1])) for a in addresses]  # type: ignore[call-overload]
+        for ep, bound in zip(self.endpoints, self._addresses, strict=True):
+            ep.service.bound(bound)
+            # With port 0 this line is how a separate process learns the port.
+            logger.info("listening on %s (model=%s)", format_address(bound),
+                        self.settings.model)
+        return model
+
+    def _run(self, model: Model) -> None:
+        try:
+            model.serve_forever()
+        except BaseException as exc:  # the one place that keeps the caller informed
+            logger.exception("server failed")
+            self._error = exc
+        finally:
+            self._close_services()
+            with self._lock:
+                self._state = _STOPPED
+
+    def _close_services(self) -> None:
+        for svc in self._services:
+            try:
+                svc.close()
+            except Exception:
+                logger.exception("error closing %s service", svc.name)

@@ -68,6 +68,7 @@ from sockworks.protocols.kvtext import (
 )
 from sockworks.protocols.lines import LineFramer
 from sockworks.storage.base import Store, StoreError
+from sockworks.storage.factory import is_embedded
 
 if TYPE_CHECKING:
     pass
@@ -438,11 +439,6 @@ def _fail(message: str) -> None:
     sys.stderr.flush()
 
 
-def _is_embedded(url: str | None) -> bool:
-    # memory:// is the embedded store's name in sockworks.storage.factory.
-    return url is None or url.lower() in ("memory://", "memory:", "memory")
-
-
 def _pool_size(args: argparse.Namespace) -> int:
     """Redis connections one process may need at once: one per thread that
     can be inside a store call (pool workers, else one per connection)."""
@@ -453,7 +449,7 @@ def _pool_size(args: argparse.Namespace) -> int:
 
 def _open_store(args: argparse.Namespace) -> Store:
     """The store --store names; raises StoreError/OSError with a reason."""
-    if _is_embedded(args.store):
+    if is_embedded(args.store):
         from sockworks.storage.embedded import open_embedded_store
 
         if args.data_dir is None:
@@ -471,7 +467,7 @@ def _open_store(args: argparse.Namespace) -> Store:
 
 def main(args: argparse.Namespace) -> int:
     configure_logging(args.log_level, args.log_file, args.log_format)
-    if args.model in FORKING_MODELS and _is_embedded(args.store):
+    if args.model in FORKING_MODELS and is_embedded(args.store):
         _fail(f"--model {args.model} runs connections in separate processes, which cannot "
               "share the embedded in-memory store; use --model asyncio, thread, pool or "
               "socketserver-thread, or a store shared across processes (the Redis "
@@ -480,7 +476,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         store = _open_store(args)
     except (StoreError, OSError) as exc:
-        where = f" in {args.data_dir}" if args.data_dir and _is_embedded(args.store) else ""
+        where = f" in {args.data_dir}" if args.data_dir and is_embedded(args.store) else ""
         reason = str(exc)
         if isinstance(exc, OSError) and exc.strerror:
             reason = exc.strerror + (f": {exc.filename}" if exc.filename else "")

@@ -26,12 +26,19 @@ from typing import Any
 
 from sockworks.storage.base import Store, StoreError, StoreUnavailable
 
-__all__ = ["BATCH_METHODS", "EMBEDDED_NAMES", "StoreCall", "execute_batch", "open_store"]
+__all__ = ["BATCH_METHODS", "EMBEDDED_NAMES", "StoreCall", "execute_batch", "is_embedded",
+           "open_store"]
 
 logger = logging.getLogger(__name__)
 
-#: What ``--store`` accepts for the embedded store (the default).
+#: What ``--store`` accepts for the embedded store (the default), in lower
+#: case: the one list of its names (``is_embedded`` normalises case and blanks).
 EMBEDDED_NAMES = ("memory://", "memory:", "memory")
+
+
+def is_embedded(url: str | None) -> bool:
+    """True when ``--store url`` names the embedded store (None: the default)."""
+    return url is None or url.strip().lower() in EMBEDDED_NAMES
 
 #: Store methods a batch may contain (the data commands of MULTI/EXEC).
 BATCH_METHODS = frozenset({
@@ -45,7 +52,7 @@ def open_store(url: str | None, data_dir: str | None, fsync: str,
     """The store ``url`` names. ``data_dir``/``fsync`` configure the embedded
     store; ``max_connections`` sizes a Redis connection pool (give the model's
     concurrency: worker threads, or connections per process)."""
-    if url is None or url.strip().lower() in EMBEDDED_NAMES:
+    if is_embedded(url):
         from sockworks.storage.embedded import open_embedded_store
 
         return open_embedded_store(data_dir, fsync)

@@ -52,7 +52,7 @@ def open_store(url: str | None, data_dir: str | None, fsync: str,
     """The store ``url`` names. ``data_dir``/``fsync`` configure the embedded
     store; ``max_connections`` sizes a Redis connection pool (give the model's
     concurrency: worker threads, or connections per process)."""
-    if is_embedded(url):
+    if url is None or is_embedded(url):
         from sockworks.storage.embedded import open_embedded_store
 
         return open_embedded_store(data_dir, fsync)

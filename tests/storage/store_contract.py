@@ -301,36 +301,60 @@ class StoreContract:
         with pytest.raises(StoreError):
             store.scan(0, None, 0)
 
-    # -- atomicity ------------------------------------------------------------------
-    def test_atomic_block_is_not_interleaved(self, store: Store) -> None:
-        store.mset([(b"x", b"0"), (b"y", b"0")])
+    # -- atomicity: execute_batch (MULTI/EXEC) and run_grouped -------------------------
+    # Keys share a hash tag so a Redis Cluster can run the batch in one slot.
+    def test_batch_is_not_interleaved(self, store: Store) -> None:
+        store.mset([(b"{p}x", b"0"), (b"{p}y", b"0")])
         stop = threading.Event()
-        torn: list[tuple[bytes | None, bytes | None]] = []
+        torn: list[list[object]] = []
 
         def reader(_: int) -> None:
             while not stop.is_set():
-                with store.atomic():
-                    x, y = store.mget([b"x", b"y"])
+                x, y = store.execute_batch([lambda st: st.get(b"{p}x"),
+                                            lambda st: st.get(b"{p}y")])
                 if x != y:
-                    torn.append((x, y))
+                    torn.append([x, y])
 
         readers = threading.Thread(target=run_threads, args=(2, reader))
         readers.start()
         try:
             for _ in range(300):
-                with store.atomic():
-                    store.incrby(b"x", 1)
-                    store.incrby(b"y", 1)
+                store.execute_batch([lambda st: st.incrby(b"{p}x", 1),
+                                     lambda st: st.incrby(b"{p}y", 1)])
         finally:
             stop.set()
             readers.join(30)
         assert torn == []
-        assert store.mget([b"x", b"y"]) == [b"300", b"300"]
+        assert store.mget([b"{p}x", b"{p}y"]) == [b"300", b"300"]
 
-    def test_atomic_nests(self, store: Store) -> None:
-        with store.atomic(), store.atomic():
-            store.set(b"k", b"v")
-        assert store.get(b"k") == b"v"
+    def test_batch_results_and_per_call_errors_in_order(self, store: Store) -> None:
+        store.set(b"{t}s", b"text")
+        results = store.execute_batch([
+            lambda st: st.incrby(b"{t}n", 5),
+            lambda st: st.incrby(b"{t}s", 1),          # fails alone, as in EXEC
+            lambda st: st.set(b"{t}k", b"v", get=True),
+            lambda st: st.get(b"{t}n"),
+            lambda st: st.exists([b"{t}n", b"{t}k", b"{t}n"]),
+            lambda st: st.delete([]),
+            lambda st: st.mset([(b"{t}m", b"1")]),
+            lambda st: st.pexpire(b"{t}k", 60_000),
+        ])
+        assert results[0] == 5
+        assert isinstance(results[1], NotAnInteger)
+        assert results[2:7] == [SetResult(True, None), b"5", 3, 0, None]
+        assert results[7] is True
+        assert store.get(b"{t}k") == b"v"
+        assert store.execute_batch([]) == []
+
+    def test_run_grouped_returns_what_the_function_returns(self, store: Store) -> None:
+        def append(st: Store) -> bytes:
+            value = (st.get(b"k") or b"") + b"x"
+            st.set(b"k", value)
+            return value
+
+        assert store.run_grouped(append) == b"x"
+        assert store.run_grouped(append) == b"xx"
+        assert isinstance(store.isolates_groups, bool)
 
     def test_info_is_flat_with_string_keys(self, store: Store) -> None:
         info = store.info()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -27,6 +28,56 @@ class TestMemoryStore(StoreContract):
         s = MemoryStore()
         yield s
         s.close()
+
+    # The embedded store isolates groups (its lock), and keeps atomic(), its
+    # own block form of the same lock (not part of the Store contract).
+    def test_groups_are_isolated(self) -> None:
+        store = MemoryStore()
+        assert store.isolates_groups
+        store.mset([(b"x", b"0"), (b"y", b"0")])
+        stop = threading.Event()
+        torn: list[list[bytes | None]] = []
+
+        def reader() -> None:
+            while not stop.is_set():
+                x, y = store.run_grouped(lambda st: (st.get(b"x"), st.get(b"y")))
+                with store.atomic():
+                    x2, y2 = store.get(b"x"), store.get(b"y")
+                if x != y or x2 != y2:
+                    torn.append([x, y, x2, y2])
+
+        def both(st: Store) -> None:
+            st.incrby(b"x", 1)
+            st.incrby(b"y", 1)
+
+        readers = [threading.Thread(target=reader) for _ in range(2)]
+        for t in readers:
+            t.start()
+        try:
+            for i in range(300):
+                if i % 3 == 0:
+                    store.run_grouped(both)
+                elif i % 3 == 1:
+                    # A batch call may make several calls here (isolates_groups).
+                    store.execute_batch([both])
+                else:
+                    with store.atomic():
+                        both(store)
+        finally:
+            stop.set()
+            for t in readers:
+                t.join(30)
+        assert torn == []
+        assert store.mget([b"x", b"y"]) == [b"300", b"300"]
+        store.close()
+
+    def test_atomic_nests(self) -> None:
+        store = MemoryStore()
+        with store.atomic(), store.atomic():
+            store.set(b"k", b"v")
+        assert store.run_grouped(lambda st: st.run_grouped(lambda inner: inner.get(b"k"))) \
+            == b"v"
+        store.close()
 
 
 class FakeClock:

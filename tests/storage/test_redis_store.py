@@ -36,13 +36,14 @@ from redis_support import (  # noqa: F401  (the *_fixture functions are fixtures
     tls_redis_server_fixture,
 )
 from sockworks.storage.base import (
+    BatchCall,
     NotAnInteger,
     SetResult,
     Store,
     StoreError,
     StoreUnavailable,
 )
-from sockworks.storage.factory import StoreCall, execute_batch, open_store
+from sockworks.storage.factory import open_store
 from sockworks.storage.redis_store import RedisStore, redact_url
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(60)]
@@ -107,38 +108,17 @@ class TestRedisContract(StoreContract):
         finally:
             st.close()
 
-    # atomic() cannot return results over Redis (inside MULTI every reply is
-    # QUEUED), so the Redis backend runs a group of calls with execute_batch:
-    # the same property is checked through that interface.
-    def test_atomic_block_is_not_interleaved(self, store: Store) -> None:
-        store.mset([(b"{p}x", b"0"), (b"{p}y", b"0")])
-        stop = threading.Event()
-        torn: list[list[object]] = []
-
-        def reader() -> None:
-            while not stop.is_set():
-                x, y = execute_batch(store, [StoreCall("get", (b"{p}x",)),
-                                             StoreCall("get", (b"{p}y",))])
-                if x != y:
-                    torn.append([x, y])
-
-        readers = [threading.Thread(target=reader) for _ in range(2)]
-        for t in readers:
-            t.start()
-        try:
-            for _ in range(300):
-                execute_batch(store, [StoreCall("incrby", (b"{p}x", 1)),
-                                      StoreCall("incrby", (b"{p}y", 1))])
-        finally:
-            stop.set()
-            for t in readers:
-                t.join(30)
-        assert torn == []
-        assert store.mget([b"{p}x", b"{p}y"]) == [b"300", b"300"]
-
-    def test_atomic_nests(self, store: Store) -> None:
-        with pytest.raises(StoreError, match="execute_batch"), store.atomic():
-            pass
+    # A group of calls cannot be isolated over Redis (inside MULTI every reply
+    # is QUEUED): the store says so, and a batch takes only single calls.
+    def test_groups_are_not_isolated_and_batches_take_single_calls(
+            self, store: Store) -> None:
+        assert store.isolates_groups is False
+        with pytest.raises(ValueError, match="exactly one Store call"):
+            store.execute_batch([lambda st: (st.get(b"a"), st.get(b"b"))])
+        with pytest.raises(ValueError, match="exactly one Store call"):
+            store.execute_batch([lambda st: st.get(b"a") or b"default"])
+        with pytest.raises(ValueError, match="exactly one Store call"):
+            store.execute_batch([lambda st: None])
 
 
 class TestRedisClusterContract(TestRedisContract):
@@ -205,14 +185,14 @@ def test_info(store: RedisStore) -> None:
 
 def test_batch_results_and_errors(store: RedisStore) -> None:
     store.set(b"{t}s", b"text")
-    results = execute_batch(store, [
-        StoreCall("incrby", (b"{t}n", 5)),
-        StoreCall("incrby", (b"{t}s", 1)),          # fails alone, as in EXEC
-        StoreCall("set", (b"{t}k", b"v"), {"get": True}),
-        StoreCall("get", (b"{t}n",)),
-        StoreCall("exists", ([b"{t}n", b"{t}k", b"{t}n"],)),
-        StoreCall("delete", ([],)),
-        StoreCall("pexpire", (b"{t}k", 60_000)),
+    results = store.execute_batch([
+        lambda st: st.incrby(b"{t}n", 5),
+        lambda st: st.incrby(b"{t}s", 1),          # fails alone, as in EXEC
+        lambda st: st.set(b"{t}k", b"v", get=True),
+        lambda st: st.get(b"{t}n"),
+        lambda st: st.exists([b"{t}n", b"{t}k", b"{t}n"]),
+        lambda st: st.delete([]),
+        lambda st: st.pexpire(b"{t}k", 60_000),
     ])
     assert results[0] == 5
     assert isinstance(results[1], NotAnInteger)
@@ -228,12 +208,12 @@ def test_batch_is_atomic_for_a_concurrent_reader(store: RedisStore) -> None:
     split over several event-loop turns and the reader does catch it mid-way."""
     stop = threading.Event()
     mismatches: list[list[bytes | None]] = []
-    filler = [StoreCall("get", (b"{pair}" + b"f" * 200,))] * 200
+    filler: list[BatchCall] = [lambda st: st.get(b"{pair}" + b"f" * 200)] * 200
 
     def writer() -> None:
         for _ in range(150):
-            execute_batch(store, [StoreCall("incrby", (b"{pair}a", 1)), *filler,
-                                  StoreCall("incrby", (b"{pair}b", 1))])
+            store.execute_batch([lambda st: st.incrby(b"{pair}a", 1), *filler,
+                                 lambda st: st.incrby(b"{pair}b", 1)])
 
     def reader() -> None:
         while not stop.is_set():
@@ -256,9 +236,9 @@ def test_cluster_batch_across_slots_is_refused(redis_cluster: RedisCluster) -> N
     st = RedisStore(redis_cluster.url)
     try:
         with pytest.raises(StoreError, match="CROSSSLOT"):
-            execute_batch(st, [StoreCall("set", (b"a", b"1")), StoreCall("set", (b"b", b"1"))])
+            st.execute_batch([lambda s: s.set(b"a", b"1"), lambda s: s.set(b"b", b"1")])
         with pytest.raises(StoreError, match="DBSIZE"):
-            execute_batch(st, [StoreCall("dbsize")])
+            st.execute_batch([lambda s: s.dbsize()])
     finally:
         st.close()
 

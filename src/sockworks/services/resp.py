@@ -7,13 +7,16 @@ port. Each connection gets a :class:`RespSession` that parses requests with
 same replies, same error texts and prefixes, RESP3 types after ``HELLO 3``
 (docs/resp.md lists the commands and every difference from Redis).
 
-How a command runs: its handler checks the arguments and returns either the
-reply bytes (no store access, or an argument error) or a :class:`Plan`: at
-most one store call plus a function turning the call's result into the reply.
-Outside a transaction the call runs at once. ``EXEC`` runs the plans of the
-queued commands as one unit: inside ``store.atomic()`` on the embedded
-store, or as one ``execute_batch`` on a store that provides it (the Redis
-backend, whose ``atomic()`` cannot return results).
+How a command runs: the session looks it up in ``resp_table.COMMANDS`` and
+calls its handler with itself as the handler's
+:class:`~sockworks.services.resp_context.CommandContext`. The handler
+checks the arguments and returns either the reply bytes (no store access,
+or an argument error) or a :class:`Plan`: a typed store call plus a
+function turning its result into the reply. Outside a transaction the call
+runs at once. ``EXEC`` runs the plans of the queued commands as one
+``Store.execute_batch`` (atomic on every backend); a plan that is a group
+of several calls joins the batch where the store isolates groups (the
+embedded store) and runs after it otherwise (Redis).
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ import secrets
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from sockworks._version import __version__
 from sockworks.core.config import ServerSettings
@@ -33,22 +37,20 @@ from sockworks.core.logs import RateLimitedLog
 from sockworks.core.service import CLOSE, NOTHING, Output, Service, Session
 from sockworks.core.stats import ServerStats
 from sockworks.protocols.resp import DEFAULT_MAX_BULK, OK, RespParser, encode_null
-from sockworks.services import resp_admin  # noqa: F401  (registers its commands)
 from sockworks.services.resp_commands import (
     BUSY_REPLY,
-    COMMANDS,
     QUEUED,
     QUEUED_OVERHEAD,
     REDIS_VERSION,
-    Plan,
     arity_ok,
     error_quoting,
     store_error,
     unknown_command,
     wrong_args,
 )
-from sockworks.storage.base import Store, StoreError, StoreUnavailable
-from sockworks.storage.factory import StoreCall, execute_batch
+from sockworks.services.resp_context import CommandSpec, Plan
+from sockworks.services.resp_table import COMMANDS
+from sockworks.storage.base import Store, StoreError
 
 __all__ = ["COMMANDS", "REDIS_VERSION", "RespService", "RespSession"]
 
@@ -230,6 +232,7 @@ class RespSession(Session):
         #: Queued commands while in MULTI (None outside a transaction).
         self.queued: list[list[bytes]] | None = None
         self.queued_bytes = 0
+        #: A command was refused while queueing: EXEC answers EXECABORT.
         self.multi_failed = False
         self._parser = RespParser(service.max_bulk, use_hiredis=service.use_hiredis)
         self._done = False
@@ -345,54 +348,84 @@ class RespSession(Session):
         assert isinstance(outcome, Plan)
         return self.run_plan(outcome)
 
-    def run_plan(self, plan: Plan) -> bytes:
+    def run_plan(self, plan: Plan[Any]) -> bytes:
         try:
-            if plan.method is None:
-                reply = plan.finish(None)  # the function makes its own calls
-            else:
-                reply = plan.finish(
-                    getattr(self.store, plan.method)(*plan.args, **plan.kwargs))
+            reply = plan.finish(plan.call(self.store))
         except StoreError as exc:
             return store_error(exc)
         if plan.write:
             self._wrote = True
         return reply
 
-    def exec_transaction(self, queued: list[list[bytes]]) -> bytes:
+    # -- the handlers' view of the connection (CommandContext) ---------------------
+    @property
+    def server(self) -> RespService:
+        return self.service
+
+    @property
+    def commands(self) -> Mapping[bytes, CommandSpec]:
+        return COMMANDS
+
+    @property
+    def max_query(self) -> int:
+        return self._parser.max_query
+
+    def set_protocol(self, proto: int) -> None:
+        self.proto = proto
+
+    def set_name(self, name: bytes) -> None:
+        self.name = name
+
+    def set_library(self, *, name: bytes | None = None, version: bytes | None = None) -> None:
+        if name is not None:
+            self.lib_name = name
+        if version is not None:
+            self.lib_ver = version
+
+    @property
+    def in_multi(self) -> bool:
+        return self.queued is not None
+
+    def begin_multi(self) -> None:
+        self.queued = []
+        self.queued_bytes = 0
+        self.multi_failed = False
+
+    def end_multi(self) -> tuple[list[list[bytes]], bool]:
+        queued, failed = self.queued or [], self.multi_failed
+        self.queued = None
+        self.multi_failed = False
+        return queued, failed
+
+    def reset(self) -> None:
+        self.end_multi()
+        self.proto = 2
+        self.name = b""
+
+    def close_after_reply(self) -> None:
+        self._done = True
+
+    def run_transaction(self, queued: list[list[bytes]]) -> bytes:
         """EXEC: the queued commands as one unit, one reply array."""
-        outcomes: list[bytes | Plan] = []
-        for argv in queued:
-            spec = COMMANDS[argv[0].lower()]
-            outcomes.append(spec.handler(self, argv))
+        outcomes = [COMMANDS[argv[0].lower()].handler(self, argv) for argv in queued]
+        store = self.store
+        # One batch: every single-call plan, and the groups too where the
+        # store isolates them (the embedded store runs the whole batch under
+        # its lock, so other clients see all of it or none of it).
+        batched = [o for o in outcomes if isinstance(o, Plan)
+                   and (o.single or store.isolates_groups)]
+        try:
+            results = store.execute_batch([plan.call for plan in batched])
+        except StoreError as exc:
+            return store_error(exc)
+        by_plan = {id(plan): result for plan, result in zip(batched, results)}
         replies: list[bytes] = []
-        batch = getattr(self.store, "execute_batch", None)
-        if batch is None:
-            # The embedded store: hold its lock across the whole transaction,
-            # so other clients see all of it or none of it.
-            try:
-                with self.store.atomic():
-                    for outcome in outcomes:
-                        replies.append(outcome if type(outcome) is bytes
-                                       else self.run_plan(outcome))  # type: ignore[arg-type]
-            except StoreUnavailable as exc:
-                return store_error(exc)
-        else:
-            plans = [o for o in outcomes if isinstance(o, Plan) and o.method is not None]
-            try:
-                results = execute_batch(self.store, [
-                    StoreCall(p.method, p.args, p.kwargs) for p in plans  # type: ignore[arg-type]
-                ])
-            except StoreError as exc:
-                return store_error(exc)
-            by_plan = {id(p): r for p, r in zip(plans, results)}
-            for outcome in outcomes:
-                if type(outcome) is bytes:
-                    replies.append(outcome)
-                    continue
-                assert isinstance(outcome, Plan)
-                if outcome.method is None:
-                    replies.append(self.run_plan(outcome))
-                    continue
+        for outcome in outcomes:
+            if not isinstance(outcome, Plan):
+                replies.append(outcome)
+            elif id(outcome) not in by_plan:
+                replies.append(self.run_plan(outcome))  # a group, after the batch
+            else:
                 result = by_plan[id(outcome)]
                 if isinstance(result, StoreError):
                     replies.append(store_error(result))
@@ -413,8 +446,3 @@ class RespSession(Session):
                 f"redir=-1 resp={self.proto} "
                 f"lib-name={self.lib_name.decode('utf-8', 'replace')} "
                 f"lib-ver={self.lib_ver.decode('utf-8', 'replace')}\n")
-
-    def null(self) -> bytes:
-        return encode_null(self.proto)
-
-

@@ -1,14 +1,15 @@
 """The RESP service's connection, transaction and server commands.
 
 PING, ECHO, SELECT, INFO, TIME, LASTSAVE, COMPACT, QUIT, RESET, MULTI/EXEC/
-DISCARD/WATCH, HELLO, AUTH, CLIENT, CONFIG and COMMAND, registered in the
-table of ``resp_commands.py`` when this module is imported (``resp.py`` does).
+DISCARD/WATCH, HELLO, AUTH, CLIENT, CONFIG and COMMAND. Handlers see the
+connection only through :class:`~sockworks.services.resp_context.CommandContext`
+(state changes are its named methods); ``resp_table.py`` lists them.
 """
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from sockworks.protocols import resp
 from sockworks.protocols.resp import (
@@ -20,129 +21,117 @@ from sockworks.protocols.resp import (
     encode_bulk,
     encode_error,
     encode_integer,
+    encode_null,
 )
 from sockworks.services.resp_commands import (
-    COMMANDS,
     EXECABORT,
     NOT_INTEGER,
     REDIS_VERSION,
     SYNTAX_ERROR,
-    CommandSpec,
-    Plan,
     error_quoting,
     int_arg,
     quoted,
-    register,
     store_error,
     unknown_subcommand,
     wrong_args,
 )
-from sockworks.storage.base import StoreError
+from sockworks.services.resp_context import CommandContext as Ctx
+from sockworks.services.resp_context import CommandSpec, Plan
+from sockworks.storage.base import Store, StoreError
 from sockworks.storage.glob import compile_glob
 
-if TYPE_CHECKING:
-    from sockworks.services.resp import RespSession
-
-__all__: list[str] = []  # nothing to import: the commands register themselves
+__all__: list[str] = []  # resp_table.py imports the cmd_* handlers by name
 
 
-def cmd_ping(s: RespSession, argv: list[bytes]) -> bytes:
+def cmd_ping(s: Ctx, argv: list[bytes]) -> bytes:
     if len(argv) > 2:
         return wrong_args("ping")
     return PONG if len(argv) == 1 else encode_bulk(argv[1])
 
 
-def cmd_echo(s: RespSession, argv: list[bytes]) -> bytes:
+def cmd_echo(s: Ctx, argv: list[bytes]) -> bytes:
     return encode_bulk(argv[1])
 
 
-def cmd_select(s: RespSession, argv: list[bytes]) -> bytes:
+def cmd_select(s: Ctx, argv: list[bytes]) -> bytes:
     index = int_arg(argv[1])
     if index is None:
         return NOT_INTEGER
     return OK if index == 0 else b"-ERR DB index is out of range\r\n"
 
 
-def cmd_info(s: RespSession, argv: list[bytes]) -> Plan:
+def cmd_info(s: Ctx, argv: list[bytes]) -> Plan[bytes]:
     sections = [a.decode("latin-1") for a in argv[1:]]
-    return Plan(None, (), lambda _: encode(Verbatim(s.service.info(sections)), s.proto))
+    server, proto = s.server, s.proto
+    return Plan.group(lambda _: encode(Verbatim(server.info(sections)), proto))
 
 
-def cmd_time(s: RespSession, argv: list[bytes]) -> bytes:
+def cmd_time(s: Ctx, argv: list[bytes]) -> bytes:
     now = time.time_ns() // 1000
     return encode([b"%d" % (now // 1_000_000), b"%d" % (now % 1_000_000)])
 
 
-def cmd_compact(s: RespSession, argv: list[bytes]) -> Plan:
-    def finish(_: Any) -> bytes:
+def cmd_compact(s: Ctx, argv: list[bytes]) -> Plan[bytes]:
+    def body(store: Store) -> bytes:
         try:
-            return encode(resp.SimpleString(s.store.start_compaction()))
+            return encode(resp.SimpleString(store.start_compaction()))
         except StoreError as exc:
             return store_error(exc)
-    return Plan(None, (), finish)
+    return Plan.group(body)
 
 
-def cmd_lastsave(s: RespSession, argv: list[bytes]) -> bytes:
-    return encode_integer(int(s.service.stats.started_wall))
+def cmd_lastsave(s: Ctx, argv: list[bytes]) -> bytes:
+    return encode_integer(int(s.server.stats.started_wall))
 
 
 # -- connection and transaction commands ---------------------------------------------
 
-def cmd_quit(s: RespSession, argv: list[bytes]) -> bytes:
-    s._done = True
+def cmd_quit(s: Ctx, argv: list[bytes]) -> bytes:
+    s.close_after_reply()
     return OK
 
 
-def cmd_reset(s: RespSession, argv: list[bytes]) -> bytes:
-    s.queued = None
-    s.multi_failed = False
-    s.proto = 2
-    s.name = b""
+def cmd_reset(s: Ctx, argv: list[bytes]) -> bytes:
+    s.reset()
     return b"+RESET\r\n"
 
 
-def cmd_multi(s: RespSession, argv: list[bytes]) -> bytes:
-    if s.queued is not None:
+def cmd_multi(s: Ctx, argv: list[bytes]) -> bytes:
+    if s.in_multi:
         return b"-ERR MULTI calls can not be nested\r\n"
-    s.queued = []
-    s.queued_bytes = 0
-    s.multi_failed = False
+    s.begin_multi()
     return OK
 
 
-def cmd_exec(s: RespSession, argv: list[bytes]) -> bytes:
-    queued = s.queued
-    if queued is None:
+def cmd_exec(s: Ctx, argv: list[bytes]) -> bytes:
+    if not s.in_multi:
         return b"-ERR EXEC without MULTI\r\n"
-    failed = s.multi_failed
-    s.queued = None
-    s.multi_failed = False
+    queued, failed = s.end_multi()
     if failed:
         return EXECABORT
-    return s.exec_transaction(queued)
+    return s.run_transaction(queued)
 
 
-def cmd_discard(s: RespSession, argv: list[bytes]) -> bytes:
-    if s.queued is None:
+def cmd_discard(s: Ctx, argv: list[bytes]) -> bytes:
+    if not s.in_multi:
         return b"-ERR DISCARD without MULTI\r\n"
-    s.queued = None
-    s.multi_failed = False
+    s.end_multi()
     return OK
 
 
-def cmd_watch(s: RespSession, argv: list[bytes]) -> bytes:
-    if s.queued is not None:
+def cmd_watch(s: Ctx, argv: list[bytes]) -> bytes:
+    if s.in_multi:
         return b"-ERR WATCH inside MULTI is not allowed\r\n"
     # Optimistic locking is not implemented: refuse rather than pretend, so a
     # client's check-and-set loop fails loudly instead of racing silently.
     return b"-ERR WATCH is not supported by this server\r\n"
 
 
-def cmd_unwatch(s: RespSession, argv: list[bytes]) -> bytes:
+def cmd_unwatch(s: Ctx, argv: list[bytes]) -> bytes:
     return OK
 
 
-def _hello_map(s: RespSession) -> bytes:
+def _hello_map(s: Ctx) -> bytes:
     return encode(Map([
         (b"server", b"redis"),
         (b"version", REDIS_VERSION.encode()),
@@ -162,7 +151,7 @@ def _auth_check(username: bytes, password: bytes) -> bytes | None:
     return b"-WRONGPASS invalid username-password pair or user is disabled.\r\n"
 
 
-def cmd_hello(s: RespSession, argv: list[bytes]) -> bytes:
+def cmd_hello(s: Ctx, argv: list[bytes]) -> bytes:
     proto = s.proto
     i = 1
     if len(argv) > 1:
@@ -188,13 +177,13 @@ def cmd_hello(s: RespSession, argv: list[bytes]) -> bytes:
             i += 2
         else:
             return error_quoting(f"ERR Syntax error in HELLO option '{quoted(argv[i])}'")
-    s.proto = proto
+    s.set_protocol(proto)
     if name is not None:
-        s.name = name
+        s.set_name(name)
     return _hello_map(s)
 
 
-def cmd_auth(s: RespSession, argv: list[bytes]) -> bytes:
+def cmd_auth(s: Ctx, argv: list[bytes]) -> bytes:
     if len(argv) > 3:
         return SYNTAX_ERROR
     if len(argv) == 2:
@@ -212,7 +201,7 @@ def _valid_client_name(name: bytes) -> bool:
     return all(33 <= c <= 126 for c in name)
 
 
-def cmd_client(s: RespSession, argv: list[bytes]) -> bytes:
+def cmd_client(s: Ctx, argv: list[bytes]) -> bytes:
     sub = argv[1].upper()
     argc = len(argv)
     if sub == b"SETNAME":
@@ -220,12 +209,12 @@ def cmd_client(s: RespSession, argv: list[bytes]) -> bytes:
             return wrong_args("client|setname")
         if not _valid_client_name(argv[2]):
             return _BAD_NAME
-        s.name = argv[2]
+        s.set_name(argv[2])
         return OK
     if sub == b"GETNAME":
         if argc != 2:
             return wrong_args("client|getname")
-        return encode_bulk(s.name) if s.name else s.null()
+        return encode_bulk(s.name) if s.name else encode_null(s.proto)
     if sub == b"ID":
         if argc != 2:
             return wrong_args("client|id")
@@ -240,16 +229,16 @@ def cmd_client(s: RespSession, argv: list[bytes]) -> bytes:
             return encode_error(f"ERR {attr.decode().lower()} cannot contain spaces, "
                                 "newlines or special characters.")
         if attr == b"LIB-NAME":
-            s.lib_name = argv[3]
+            s.set_library(name=argv[3])
         else:
-            s.lib_ver = argv[3]
+            s.set_library(version=argv[3])
         return OK
     if sub == b"INFO":
         if argc != 2:
             return wrong_args("client|info")
         return encode(Verbatim(s.client_info()), s.proto)
     if sub == b"LIST":
-        listing = "".join(other.client_info() for other in s.service.sessions())
+        listing = "".join(other.client_info() for other in s.server.sessions())
         return encode(Verbatim(listing), s.proto)
     if sub in (b"NO-EVICT", b"NO-TOUCH"):
         if argc != 3 or argv[2].upper() not in (b"ON", b"OFF"):
@@ -258,7 +247,7 @@ def cmd_client(s: RespSession, argv: list[bytes]) -> bytes:
     return unknown_subcommand(argv)
 
 
-def _config_values(s: RespSession) -> dict[bytes, bytes]:
+def _config_values(s: Ctx) -> dict[bytes, bytes]:
     """The CONFIG GET parameters clients ask about, with truthful values."""
     persistent = s.store.info().get("persistence") == "aof"
     return {
@@ -267,18 +256,18 @@ def _config_values(s: RespSession) -> dict[bytes, bytes]:
         b"databases": b"1",
         b"maxmemory": b"0",
         b"maxmemory-policy": b"noeviction",
-        b"timeout": b"%d" % int(s.service.idle_timeout),
-        b"maxclients": b"%d" % s.service.max_connections,
-        b"port": b"%d" % s.service.port,
+        b"timeout": b"%d" % int(s.server.idle_timeout),
+        b"maxclients": b"%d" % s.server.max_connections,
+        b"port": b"%d" % s.server.port,
         b"bind": b"127.0.0.1",
-        b"proto-max-bulk-len": b"%d" % s.service.max_bulk,
-        b"client-query-buffer-limit": b"%d" % s._parser.max_query,
+        b"proto-max-bulk-len": b"%d" % s.server.max_bulk,
+        b"client-query-buffer-limit": b"%d" % s.max_query,
         b"cluster-enabled": b"no",
         b"protected-mode": b"no",
     }
 
 
-def cmd_config(s: RespSession, argv: list[bytes]) -> bytes:
+def cmd_config(s: Ctx, argv: list[bytes]) -> bytes:
     sub = argv[1].upper()
     if sub == b"GET":
         if len(argv) < 3:
@@ -308,42 +297,20 @@ def _command_info(spec: CommandSpec) -> list[Any]:
             first, last, step, resp.RespSet([]), resp.RespSet([]), [], []]
 
 
-def cmd_command(s: RespSession, argv: list[bytes]) -> bytes:
+def cmd_command(s: Ctx, argv: list[bytes]) -> bytes:
+    commands = s.commands
     if len(argv) == 1:
-        return encode([_command_info(spec) for spec in COMMANDS.values()], s.proto)
+        return encode([_command_info(spec) for spec in commands.values()], s.proto)
     sub = argv[1].upper()
     if sub == b"COUNT":
-        return encode_integer(len(COMMANDS))
+        return encode_integer(len(commands))
     if sub == b"DOCS":
         # redis-cli asks at start-up for its hints; it works with none.
         return encode({}, s.proto)
     if sub == b"INFO":
-        names = argv[2:] or list(COMMANDS)
-        return encode([_command_info(COMMANDS[n.lower()]) if n.lower() in COMMANDS else None
+        names = argv[2:] or list(commands)
+        return encode([_command_info(commands[n.lower()]) if n.lower() in commands else None
                        for n in names], s.proto)
     if sub == b"LIST":
-        return encode([spec.name.encode() for spec in COMMANDS.values()], s.proto)
+        return encode([spec.name.encode() for spec in commands.values()], s.proto)
     return unknown_subcommand(argv)
-
-
-
-register("ping", cmd_ping, -1, "fast")
-register("echo", cmd_echo, 2, "fast")
-register("select", cmd_select, 2, "loading", "stale", "fast")
-register("info", cmd_info, -1, "loading", "stale")
-register("time", cmd_time, 1, "loading", "stale", "fast")
-register("lastsave", cmd_lastsave, 1, "loading", "stale", "fast")
-register("compact", cmd_compact, 1, "admin", "noscript")
-register("bgrewriteaof", cmd_compact, 1, "admin", "noscript")
-register("client", cmd_client, -2, "loading", "stale")
-register("config", cmd_config, -2, "admin", "loading", "stale")
-register("command", cmd_command, -1, "loading", "stale")
-register("hello", cmd_hello, -1, "noscript", "loading", "stale", "fast")
-register("auth", cmd_auth, -2, "noscript", "loading", "stale", "fast")
-register("multi", cmd_multi, 1, "noscript", "loading", "stale", "fast", queueable=False)
-register("exec", cmd_exec, 1, "noscript", "loading", "stale", queueable=False)
-register("discard", cmd_discard, 1, "noscript", "loading", "stale", "fast", queueable=False)
-register("watch", cmd_watch, -2, "noscript", "loading", "stale", "fast", queueable=False)
-register("unwatch", cmd_unwatch, 1, "noscript", "loading", "stale", "fast")
-register("quit", cmd_quit, -1, "noscript", "loading", "stale", "fast", queueable=False)
-register("reset", cmd_reset, 1, "noscript", "loading", "stale", "fast", queueable=False)

@@ -1,13 +1,15 @@
-"""The RESP service's command table, and its data (string and keyspace) commands.
+"""The RESP service's data (string and keyspace) commands, and reply helpers.
 
-A handler ``cmd_x(session, argv)`` gets the arguments (arity already checked
-against its :class:`CommandSpec`) and returns either the reply bytes (no
-store access, or an argument error) or a :class:`Plan`: a store call (or a
-function making several inside ``store.atomic()``) plus how its result is
-shown. The session runs plans at once, or all of a transaction's at EXEC.
-Replies and error texts are Redis 7.2's; the tests compare them byte for byte
-with a real redis-server. Connection and server commands live in
-``resp_admin.py``; the session and service in ``resp.py``.
+A handler ``cmd_x(ctx, argv)`` gets the connection's
+:class:`~sockworks.services.resp_context.CommandContext` and the arguments
+(arity already checked) and returns either the reply bytes (no store access,
+or an argument error) or a :class:`Plan`: one typed store call
+(``lambda st: st.get(key)``) plus how its result is shown, or a group of
+calls run through ``Store.run_grouped``. The session runs plans at once, or
+all of a transaction's at EXEC. Replies and error texts are Redis 7.2's; the
+tests compare them byte for byte with a real redis-server. Connection and
+server commands live in ``resp_admin.py``; the table naming them all in
+``resp_table.py``; the session and service in ``resp.py``.
 """
 
 from __future__ import annotations
@@ -15,10 +17,10 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from sockworks.protocols.resp import (
     OK,
@@ -27,15 +29,14 @@ from sockworks.protocols.resp import (
     encode_error,
     encode_null,
 )
-from sockworks.storage.base import Store, StoreError
-
-if TYPE_CHECKING:
-    from sockworks.services.resp import RespSession
+from sockworks.services.resp_context import CommandContext as Ctx
+from sockworks.services.resp_context import Plan
+from sockworks.storage.base import SetResult, Store, StoreError
 
 __all__ = [
-    "BUSY_REPLY", "COMMANDS", "EXECABORT", "NOT_INTEGER", "QUEUED", "QUEUED_OVERHEAD",
-    "REDIS_VERSION", "SYNTAX_ERROR", "CommandSpec", "Plan", "arity_ok", "error_quoting",
-    "int_arg", "quoted", "register", "store_error", "unknown_command", "unknown_subcommand",
+    "BUSY_REPLY", "EXECABORT", "NOT_INTEGER", "QUEUED", "QUEUED_OVERHEAD",
+    "REDIS_VERSION", "SYNTAX_ERROR", "arity_ok", "error_quoting",
+    "int_arg", "quoted", "store_error", "unknown_command", "unknown_subcommand",
     "wrong_args",
 ]
 
@@ -115,66 +116,32 @@ def unknown_subcommand(argv: Sequence[bytes]) -> bytes:
                         f"Try {argv[0].decode('latin-1').upper()} HELP.")
 
 
-@dataclass(slots=True)
-class Plan:
-    """One store call (``method`` None: none) and how its result is shown."""
-
-    method: str | None
-    args: tuple[Any, ...]
-    finish: Callable[[Any], bytes]
-    write: bool = False
-    kwargs: dict[str, Any] = field(default_factory=dict)
-
-
-Handler = Callable[["RespSession", list[bytes]], "bytes | Plan"]
-
-
-@dataclass(frozen=True, slots=True)
-class CommandSpec:
-    """A command: Redis's arity (n exact, -n at least n), flags for COMMAND,
-    key positions (first, last, step) and whether MULTI may queue it."""
-
-    name: str
-    handler: Handler
-    arity: int
-    flags: tuple[str, ...] = ()
-    keys: tuple[int, int, int] = (0, 0, 0)
-    queueable: bool = True
-
-
-#: Filled in at the end of the module: lower-case name -> spec.
-COMMANDS: dict[bytes, CommandSpec] = {}
-
-
-def register(name: str, handler: Handler, arity: int, *flags: str,
-              keys: tuple[int, int, int] = (0, 0, 0), queueable: bool = True) -> None:
-    COMMANDS[name.encode()] = CommandSpec(name, handler, arity, flags, keys, queueable)
-
-
 def arity_ok(arity: int, argc: int) -> bool:
     return argc == arity if arity >= 0 else argc >= -arity
 
 
 # -- reply helpers ---------------------------------------------------------------
 
-def _ok(_: Any) -> bytes:
+def _ok(_: object) -> bytes:
     return OK
 
 
-def _integer(result: Any) -> bytes:
-    return b":%d\r\n" % int(result)
+def _integer(result: int) -> bytes:
+    return b":%d\r\n" % result
 
 
-def _bulk_or_null(session: RespSession) -> Callable[[Any], bytes]:
-    def finish(value: Any) -> bytes:
-        return encode_null(session.proto) if value is None else encode_bulk(value)
+def _bulk_or_null(proto: int) -> Callable[[bytes | None], bytes]:
+    null = encode_null(proto)
+
+    def finish(value: bytes | None) -> bytes:
+        return null if value is None else encode_bulk(value)
     return finish
 
 
-def _array_of_values(session: RespSession) -> Callable[[Any], bytes]:
-    null = encode_null(session.proto)
+def _array_of_values(proto: int) -> Callable[[list[bytes | None]], bytes]:
+    null = encode_null(proto)
 
-    def finish(values: Any) -> bytes:
+    def finish(values: list[bytes | None]) -> bytes:
         return b"*%d\r\n" % len(values) + b"".join(
             null if v is None else b"$%d\r\n%b\r\n" % (len(v), v) for v in values)
     return finish
@@ -182,30 +149,47 @@ def _array_of_values(session: RespSession) -> Callable[[Any], bytes]:
 
 # -- command handlers ---------------------------------------------------------------
 
-def cmd_get(s: RespSession, argv: list[bytes]) -> Plan:
-    return Plan("get", (argv[1],), _bulk_or_null(s))
+def cmd_get(s: Ctx, argv: list[bytes]) -> Plan[Any]:
+    key = argv[1]
+    return Plan(lambda st: st.get(key), _bulk_or_null(s.proto))
 
 
-def cmd_mget(s: RespSession, argv: list[bytes]) -> Plan:
-    return Plan("mget", (argv[1:],), _array_of_values(s))
+def cmd_mget(s: Ctx, argv: list[bytes]) -> Plan[Any]:
+    keys = argv[1:]
+    return Plan(lambda st: st.mget(keys), _array_of_values(s.proto))
 
 
-def _parse_set_options(s: RespSession, argv: list[bytes], start: int,
-                       command: str) -> dict[str, Any] | bytes:
-    """SET's options from argv[start:] as Store.set keywords, or an error."""
-    options: dict[str, Any] = {}
-    expiry_seen = False
+@dataclass(frozen=True, slots=True)
+class SetOptions:
+    """SET's options, as ``Store.set`` keywords (``px`` relative ms)."""
+
+    px: int | None = None
+    nx: bool = False
+    xx: bool = False
+    get: bool = False
+    keepttl: bool = False
+
+    def run(self, store: Store, key: bytes, value: bytes, px: int | None = None) -> SetResult:
+        """``store.set`` with these options (``px`` given: that TTL instead)."""
+        return store.set(key, value, px=self.px if px is None else px, nx=self.nx,
+                         xx=self.xx, get=self.get, keepttl=self.keepttl)
+
+
+def _parse_set_options(argv: list[bytes], start: int, command: str) -> SetOptions | bytes:
+    """SET's options from argv[start:], or an error reply."""
+    px: int | None = None
+    nx = xx = get = keepttl = expiry_seen = False
     i = start
     while i < len(argv):
         opt = argv[i].upper()
-        if opt == b"NX" and not options.get("xx"):
-            options["nx"] = True
-        elif opt == b"XX" and not options.get("nx"):
-            options["xx"] = True
+        if opt == b"NX" and not xx:
+            nx = True
+        elif opt == b"XX" and not nx:
+            xx = True
         elif opt == b"GET":
-            options["get"] = True
+            get = True
         elif opt == b"KEEPTTL" and not expiry_seen:
-            options["keepttl"] = True
+            keepttl = True
             expiry_seen = True
         elif opt in (b"EX", b"PX", b"EXAT", b"PXAT") and not expiry_seen \
                 and i + 1 < len(argv):
@@ -221,112 +205,114 @@ def _parse_set_options(s: RespSession, argv: list[bytes], start: int,
             if opt in (b"EXAT", b"PXAT"):
                 # Absolute time, made relative now (<= 0: already past).
                 number -= time.time_ns() // 1_000_000
-            options["px"] = number
+            px = number
             expiry_seen = True
             i += 1
         else:
             return SYNTAX_ERROR
         i += 1
-    return options
+    return SetOptions(px, nx, xx, get, keepttl)
 
 
-def cmd_set(s: RespSession, argv: list[bytes]) -> bytes | Plan:
-    options = _parse_set_options(s, argv, 3, "set")
+def cmd_set(s: Ctx, argv: list[bytes]) -> bytes | Plan[Any]:
+    options = _parse_set_options(argv, 3, "set")
     if isinstance(options, bytes):
         return options
-    get = bool(options.get("get"))
+    get = options.get
     null = encode_null(s.proto)
 
-    def finish(result: Any) -> bytes:
+    def finish(result: SetResult) -> bytes:
         if get:
             return null if result.old is None else encode_bulk(result.old)
         return OK if result.written else null
 
-    px = options.get("px")
-    if px is not None and px <= 0:
-        return _set_already_expired(s, argv[1], argv[2], options, finish)
-    return Plan("set", (argv[1], argv[2]), finish, True, options)
+    key, value = argv[1], argv[2]
+    if options.px is not None and options.px <= 0:
+        return _set_already_expired(key, value, options, finish)
+    return Plan(lambda st: options.run(st, key, value), finish, True)
 
 
-def _set_already_expired(s: RespSession, key: bytes, value: bytes, options: dict[str, Any],
-                         finish: Callable[[Any], bytes]) -> Plan:
+def _set_already_expired(key: bytes, value: bytes, options: SetOptions,
+                         finish: Callable[[SetResult], bytes]) -> Plan[Any]:
     """SET with EXAT/PXAT in the past: Redis writes the key and it expires at
     once, so the key is gone afterwards (GET and NX/XX still see the old
     state first)."""
-    if not (options.get("nx") or options.get("xx") or options.get("get")):
-        return Plan("delete", ([key],), _ok, True)
-    store = s.store
-    options = dict(options, px=1)
+    if not (options.nx or options.xx or options.get):
+        return Plan(lambda st: st.delete([key]), _ok, True)
 
-    def run(_: Any) -> bytes:
-        if getattr(store, "execute_batch", None) is not None:
-            # A backend without atomic() (Redis): the shortest TTL instead.
-            return finish(store.set(key, value, **options))
-        with store.atomic():
-            result = store.set(key, value, **options)
-            if result.written:
-                store.delete([key])
+    def body(store: Store) -> bytes:
+        if not store.isolates_groups:
+            # The set and the delete could not be one unit (Redis): the
+            # shortest TTL instead.
+            return finish(options.run(store, key, value, px=1))
+        result = options.run(store, key, value, px=1)
+        if result.written:
+            store.delete([key])
         return finish(result)
-    return Plan(None, (), run, True)
+    return _read_modify_write(body)
 
 
-def cmd_setnx(s: RespSession, argv: list[bytes]) -> Plan:
-    return Plan("set", (argv[1], argv[2]), lambda r: b":1\r\n" if r.written else b":0\r\n",
-                 True, {"nx": True})
+def cmd_setnx(s: Ctx, argv: list[bytes]) -> Plan[Any]:
+    key, value = argv[1], argv[2]
+    return Plan(lambda st: st.set(key, value, nx=True),
+                lambda r: b":1\r\n" if r.written else b":0\r\n", True)
 
 
-def _setex(s: RespSession, argv: list[bytes], scale: int, command: str) -> bytes | Plan:
+def _setex(s: Ctx, argv: list[bytes], scale: int, command: str) -> bytes | Plan[Any]:
     number = int_arg(argv[2])
     if number is None:
         return NOT_INTEGER
     if number <= 0 or number > I64_MAX // scale:
         return encode_error(f"ERR invalid expire time in '{command}' command")
-    return Plan("set", (argv[1], argv[3]), _ok, True, {"px": number * scale})
+    key, value, px = argv[1], argv[3], number * scale
+    return Plan(lambda st: st.set(key, value, px=px), _ok, True)
 
 
-def cmd_setex(s: RespSession, argv: list[bytes]) -> bytes | Plan:
+def cmd_setex(s: Ctx, argv: list[bytes]) -> bytes | Plan[Any]:
     return _setex(s, argv, 1000, "setex")
 
 
-def cmd_psetex(s: RespSession, argv: list[bytes]) -> bytes | Plan:
+def cmd_psetex(s: Ctx, argv: list[bytes]) -> bytes | Plan[Any]:
     return _setex(s, argv, 1, "psetex")
 
 
-def cmd_mset(s: RespSession, argv: list[bytes]) -> bytes | Plan:
+def cmd_mset(s: Ctx, argv: list[bytes]) -> bytes | Plan[Any]:
     if len(argv) % 2 == 0:
         return wrong_args("mset")
     pairs = list(zip(argv[1::2], argv[2::2]))
-    return Plan("mset", (pairs,), _ok, True)
+    return Plan(lambda st: st.mset(pairs), _ok, True)
 
 
-def cmd_del(s: RespSession, argv: list[bytes]) -> Plan:
-    return Plan("delete", (argv[1:],), _integer, True)
+def cmd_del(s: Ctx, argv: list[bytes]) -> Plan[Any]:
+    keys = argv[1:]
+    return Plan(lambda st: st.delete(keys), _integer, True)
 
 
-def cmd_exists(s: RespSession, argv: list[bytes]) -> Plan:
-    return Plan("exists", (argv[1:],), _integer)
+def cmd_exists(s: Ctx, argv: list[bytes]) -> Plan[Any]:
+    keys = argv[1:]
+    return Plan(lambda st: st.exists(keys), _integer)
 
 
-def _incr(key: bytes, delta: int) -> Plan:
-    return Plan("incrby", (key, delta), _integer, True)
+def _incr(key: bytes, delta: int) -> Plan[Any]:
+    return Plan(lambda st: st.incrby(key, delta), _integer, True)
 
 
-def cmd_incr(s: RespSession, argv: list[bytes]) -> Plan:
+def cmd_incr(s: Ctx, argv: list[bytes]) -> Plan[Any]:
     return _incr(argv[1], 1)
 
 
-def cmd_decr(s: RespSession, argv: list[bytes]) -> Plan:
+def cmd_decr(s: Ctx, argv: list[bytes]) -> Plan[Any]:
     return _incr(argv[1], -1)
 
 
-def cmd_incrby(s: RespSession, argv: list[bytes]) -> bytes | Plan:
+def cmd_incrby(s: Ctx, argv: list[bytes]) -> bytes | Plan[Any]:
     delta = int_arg(argv[2])
     if delta is None:
         return NOT_INTEGER
     return _incr(argv[1], delta)
 
 
-def cmd_decrby(s: RespSession, argv: list[bytes]) -> bytes | Plan:
+def cmd_decrby(s: Ctx, argv: list[bytes]) -> bytes | Plan[Any]:
     delta = int_arg(argv[2])
     if delta is None:
         return NOT_INTEGER
@@ -335,8 +321,8 @@ def cmd_decrby(s: RespSession, argv: list[bytes]) -> bytes | Plan:
     return _incr(argv[1], -delta)
 
 
-def _expire(s: RespSession, argv: list[bytes], scale: int, command: str,
-            absolute: bool = False) -> bytes | Plan:
+def _expire(s: Ctx, argv: list[bytes], scale: int, command: str,
+            absolute: bool = False) -> bytes | Plan[Any]:
     number = int_arg(argv[2])
     if number is None:
         return NOT_INTEGER
@@ -358,17 +344,17 @@ def _expire(s: RespSession, argv: list[bytes], scale: int, command: str,
         ms -= now  # EXPIREAT/PEXPIREAT: a time already past deletes the key
     elif ms > I64_MAX - now:
         return encode_error(f"ERR invalid expire time in '{command}' command")
+    key = argv[1]
     if flags:
-        return _conditional_expire(s, argv[1], ms, flags)
-    return Plan("pexpire", (argv[1], ms), _integer, True)
+        return _conditional_expire(key, ms, flags)
+    return Plan(lambda st: st.pexpire(key, ms), _integer, True)
 
 
-def _conditional_expire(s: RespSession, key: bytes, ms: int, flags: set[bytes]) -> Plan:
-    """EXPIRE with NX/XX/GT/LT: read the TTL and set it as one unit on the
-    embedded store (its atomic()); two calls on a backend without atomic()."""
-    store = s.store
+def _conditional_expire(key: bytes, ms: int, flags: set[bytes]) -> Plan[Any]:
+    """EXPIRE with NX/XX/GT/LT: read the TTL and set it as one group (one
+    unit where the store isolates groups)."""
 
-    def decide() -> bytes:
+    def decide(store: Store) -> bytes:
         current = store.pttl(key)
         if current == -2:
             return b":0\r\n"
@@ -378,78 +364,68 @@ def _conditional_expire(s: RespSession, key: bytes, ms: int, flags: set[bytes]) 
                 or (b"LT" in flags and current != -1 and ms >= current):
             return b":0\r\n"
         return _integer(store.pexpire(key, ms))
-
-    def run(_: Any) -> bytes:
-        if getattr(store, "execute_batch", None) is not None:
-            return decide()
-        with store.atomic():
-            return decide()
-    return Plan(None, (), run, True)
+    return _read_modify_write(decide)
 
 
-def cmd_expire(s: RespSession, argv: list[bytes]) -> bytes | Plan:
+def cmd_expire(s: Ctx, argv: list[bytes]) -> bytes | Plan[Any]:
     return _expire(s, argv, 1000, "expire")
 
 
-def cmd_pexpire(s: RespSession, argv: list[bytes]) -> bytes | Plan:
+def cmd_pexpire(s: Ctx, argv: list[bytes]) -> bytes | Plan[Any]:
     return _expire(s, argv, 1, "pexpire")
 
 
-def _ttl_seconds(ms: Any) -> bytes:
+def _ttl_seconds(ms: int) -> bytes:
     # Redis rounds to the nearest second: (ttl + 500) / 1000.
     return b":%d\r\n" % (ms if ms < 0 else (ms + 500) // 1000)
 
 
-def cmd_ttl(s: RespSession, argv: list[bytes]) -> Plan:
-    return Plan("pttl", (argv[1],), _ttl_seconds)
+def cmd_ttl(s: Ctx, argv: list[bytes]) -> Plan[Any]:
+    key = argv[1]
+    return Plan(lambda st: st.pttl(key), _ttl_seconds)
 
 
-def cmd_pttl(s: RespSession, argv: list[bytes]) -> Plan:
-    return Plan("pttl", (argv[1],), _integer)
+def cmd_pttl(s: Ctx, argv: list[bytes]) -> Plan[Any]:
+    key = argv[1]
+    return Plan(lambda st: st.pttl(key), _integer)
 
 
-def cmd_persist(s: RespSession, argv: list[bytes]) -> Plan:
-    return Plan("persist", (argv[1],), _integer, True)
+def cmd_persist(s: Ctx, argv: list[bytes]) -> Plan[Any]:
+    key = argv[1]
+    return Plan(lambda st: st.persist(key), _integer, True)
 
 
-def cmd_expireat(s: RespSession, argv: list[bytes]) -> bytes | Plan:
+def cmd_expireat(s: Ctx, argv: list[bytes]) -> bytes | Plan[Any]:
     return _expire(s, argv, 1000, "expireat", absolute=True)
 
 
-def cmd_pexpireat(s: RespSession, argv: list[bytes]) -> bytes | Plan:
+def cmd_pexpireat(s: Ctx, argv: list[bytes]) -> bytes | Plan[Any]:
     return _expire(s, argv, 1, "pexpireat", absolute=True)
 
 
 # -- read-modify-write string commands ------------------------------------------------
 #
 # The Store interface has no APPEND, GETDEL, ...: these read, compute and
-# write inside store.atomic() on the embedded store, so they are as atomic as
-# in Redis. A backend without atomic() (Redis, which has execute_batch) runs
-# the calls one after the other: correct alone, racy under concurrent writers
-# to the same key (docs/resp.md).
+# write in one Store.run_grouped(), which on the embedded store holds its
+# lock (isolates_groups), so they are as atomic as in Redis. On a store that
+# does not isolate groups (Redis) the calls run one after the other: correct
+# alone, racy under concurrent writers to the same key (docs/resp.md).
 
-def _read_modify_write(s: RespSession, body: Callable[[Store], bytes],
-                       write: bool = True) -> Plan:
-    store = s.store
-
-    def run(_: Any) -> bytes:
-        if getattr(store, "execute_batch", None) is not None:
-            return body(store)
-        with store.atomic():
-            return body(store)
-    return Plan(None, (), run, write)
+def _read_modify_write(body: Callable[[Store], bytes], write: bool = True) -> Plan[bytes]:
+    return Plan.group(lambda st: st.run_grouped(body), write)
 
 
 _TOO_BIG: Final = b"-ERR string exceeds maximum allowed size (proto-max-bulk-len)\r\n"
 
 
-def cmd_getset(s: RespSession, argv: list[bytes]) -> Plan:
+def cmd_getset(s: Ctx, argv: list[bytes]) -> Plan[Any]:
     null = encode_null(s.proto)
-    return Plan("set", (argv[1], argv[2]),
-                 lambda r: null if r.old is None else encode_bulk(r.old), True, {"get": True})
+    key, value = argv[1], argv[2]
+    return Plan(lambda st: st.set(key, value, get=True),
+                lambda r: null if r.old is None else encode_bulk(r.old), True)
 
 
-def cmd_getdel(s: RespSession, argv: list[bytes]) -> Plan:
+def cmd_getdel(s: Ctx, argv: list[bytes]) -> Plan[Any]:
     key, null = argv[1], encode_null(s.proto)
 
     def body(store: Store) -> bytes:
@@ -458,15 +434,16 @@ def cmd_getdel(s: RespSession, argv: list[bytes]) -> Plan:
             return null
         store.delete([key])
         return encode_bulk(value)
-    return _read_modify_write(s, body)
+    return _read_modify_write(body)
 
 
-def cmd_strlen(s: RespSession, argv: list[bytes]) -> Plan:
-    return Plan("get", (argv[1],), lambda v: b":%d\r\n" % (0 if v is None else len(v)))
+def cmd_strlen(s: Ctx, argv: list[bytes]) -> Plan[Any]:
+    key = argv[1]
+    return Plan(lambda st: st.get(key), lambda v: b":%d\r\n" % (0 if v is None else len(v)))
 
 
-def cmd_append(s: RespSession, argv: list[bytes]) -> Plan:
-    key, extra, limit = argv[1], argv[2], s.service.max_bulk
+def cmd_append(s: Ctx, argv: list[bytes]) -> Plan[Any]:
+    key, extra, limit = argv[1], argv[2], s.server.max_bulk
 
     def body(store: Store) -> bytes:
         value = (store.get(key) or b"") + extra
@@ -474,7 +451,7 @@ def cmd_append(s: RespSession, argv: list[bytes]) -> Plan:
             return _TOO_BIG
         store.set(key, value, keepttl=True)
         return b":%d\r\n" % len(value)
-    return _read_modify_write(s, body)
+    return _read_modify_write(body)
 
 
 def _range_indexes(start: int, end: int, size: int) -> tuple[int, int] | None:
@@ -491,7 +468,7 @@ def _range_indexes(start: int, end: int, size: int) -> tuple[int, int] | None:
     return start, end
 
 
-def cmd_getrange(s: RespSession, argv: list[bytes]) -> bytes | Plan:
+def cmd_getrange(s: Ctx, argv: list[bytes]) -> bytes | Plan[Any]:
     start, end = int_arg(argv[2]), int_arg(argv[3])
     if start is None or end is None:
         return NOT_INTEGER
@@ -499,16 +476,17 @@ def cmd_getrange(s: RespSession, argv: list[bytes]) -> bytes | Plan:
     def finish(value: Any) -> bytes:
         span = _range_indexes(start, end, len(value or b""))
         return b"$0\r\n\r\n" if span is None else encode_bulk(value[span[0]:span[1] + 1])
-    return Plan("get", (argv[1],), finish)
+    key = argv[1]
+    return Plan(lambda st: st.get(key), finish)
 
 
-def cmd_setrange(s: RespSession, argv: list[bytes]) -> bytes | Plan:
+def cmd_setrange(s: Ctx, argv: list[bytes]) -> bytes | Plan[Any]:
     offset = int_arg(argv[2])
     if offset is None:
         return NOT_INTEGER
     if offset < 0:
         return b"-ERR offset is out of range\r\n"
-    key, patch, limit = argv[1], argv[3], s.service.max_bulk
+    key, patch, limit = argv[1], argv[3], s.server.max_bulk
     if patch and offset + len(patch) > limit:
         return _TOO_BIG
 
@@ -520,7 +498,7 @@ def cmd_setrange(s: RespSession, argv: list[bytes]) -> bytes | Plan:
         new = old[:offset].ljust(offset, b"\x00") + patch + old[offset + len(patch):]
         store.set(key, new, keepttl=True)
         return b":%d\r\n" % len(new)
-    return _read_modify_write(s, body)
+    return _read_modify_write(body)
 
 
 # INCRBYFLOAT computes in C's long double (x87: 64-bit significand) and
@@ -583,7 +561,7 @@ def _format_long_double(value: Fraction) -> bytes:
     return ("-" + text if value < 0 and text != "0" else text).encode()
 
 
-def cmd_incrbyfloat(s: RespSession, argv: list[bytes]) -> bytes | Plan:
+def cmd_incrbyfloat(s: Ctx, argv: list[bytes]) -> bytes | Plan[Any]:
     delta = _long_double(argv[2])
     if delta is None:
         return b"-ERR value is not a valid float\r\n"
@@ -602,10 +580,10 @@ def cmd_incrbyfloat(s: RespSession, argv: list[bytes]) -> bytes | Plan:
         text = _format_long_double(total)
         store.set(key, text, keepttl=True)
         return encode_bulk(text)
-    return _read_modify_write(s, body)
+    return _read_modify_write(body)
 
 
-def cmd_msetnx(s: RespSession, argv: list[bytes]) -> bytes | Plan:
+def cmd_msetnx(s: Ctx, argv: list[bytes]) -> bytes | Plan[Any]:
     if len(argv) % 2 == 0:
         return wrong_args("msetnx")
     pairs = list(zip(argv[1::2], argv[2::2]))
@@ -615,10 +593,10 @@ def cmd_msetnx(s: RespSession, argv: list[bytes]) -> bytes | Plan:
             return b":0\r\n"
         store.mset(pairs)
         return b":1\r\n"
-    return _read_modify_write(s, body)
+    return _read_modify_write(body)
 
 
-def cmd_rename(s: RespSession, argv: list[bytes]) -> Plan:
+def cmd_rename(s: Ctx, argv: list[bytes]) -> Plan[Any]:
     source, target = argv[1], argv[2]
     only_new = argv[0].lower() == b"renamenx"
 
@@ -634,10 +612,10 @@ def cmd_rename(s: RespSession, argv: list[bytes]) -> Plan:
         store.set(target, value, px=ttl if ttl > 0 else None)
         store.delete([source])
         return b":1\r\n" if only_new else OK
-    return _read_modify_write(s, body)
+    return _read_modify_write(body)
 
 
-def cmd_getex(s: RespSession, argv: list[bytes]) -> bytes | Plan:
+def cmd_getex(s: Ctx, argv: list[bytes]) -> bytes | Plan[Any]:
     key = argv[1]
     persist = False
     px: int | None = None
@@ -662,7 +640,7 @@ def cmd_getex(s: RespSession, argv: list[bytes]) -> bytes | Plan:
         i += 1
     null = encode_null(s.proto)
     if px is None and not persist:
-        return Plan("get", (key,), _bulk_or_null(s))
+        return Plan(lambda st: st.get(key), _bulk_or_null(s.proto))
 
     def body(store: Store) -> bytes:
         value = store.get(key)
@@ -673,28 +651,30 @@ def cmd_getex(s: RespSession, argv: list[bytes]) -> bytes | Plan:
         elif px is not None:
             store.pexpire(key, px)
         return encode_bulk(value)
-    return _read_modify_write(s, body)
+    return _read_modify_write(body)
 
 
-def cmd_type(s: RespSession, argv: list[bytes]) -> Plan:
-    return Plan("exists", ([argv[1]],), lambda n: b"+string\r\n" if n else b"+none\r\n")
+def cmd_type(s: Ctx, argv: list[bytes]) -> Plan[Any]:
+    key = argv[1]
+    return Plan(lambda st: st.exists([key]), lambda n: b"+string\r\n" if n else b"+none\r\n")
 
 
-def cmd_dbsize(s: RespSession, argv: list[bytes]) -> Plan:
-    return Plan("dbsize", (), _integer)
+def cmd_dbsize(s: Ctx, argv: list[bytes]) -> Plan[Any]:
+    return Plan(lambda st: st.dbsize(), _integer)
 
 
-def cmd_flushdb(s: RespSession, argv: list[bytes]) -> bytes | Plan:
+def cmd_flushdb(s: Ctx, argv: list[bytes]) -> bytes | Plan[Any]:
     if len(argv) > 2 or (len(argv) == 2 and argv[1].upper() not in (b"ASYNC", b"SYNC")):
         return SYNTAX_ERROR
-    return Plan("flushdb", (), _ok, True)
+    return Plan(lambda st: st.flushdb(), _ok, True)
 
 
-def cmd_keys(s: RespSession, argv: list[bytes]) -> Plan:
-    return Plan("keys", (argv[1],), lambda keys: encode(list(keys)))
+def cmd_keys(s: Ctx, argv: list[bytes]) -> Plan[Any]:
+    pattern = argv[1]
+    return Plan(lambda st: st.keys(pattern), lambda keys: encode(list(keys)))
 
 
-def cmd_scan(s: RespSession, argv: list[bytes]) -> bytes | Plan:
+def cmd_scan(s: Ctx, argv: list[bytes]) -> bytes | Plan[Any]:
     cursor = _scan_cursor(argv[1])
     if cursor is None:
         return b"-ERR invalid cursor\r\n"
@@ -728,7 +708,7 @@ def cmd_scan(s: RespSession, argv: list[bytes]) -> bytes | Plan:
     def finish(result: Any) -> bytes:
         next_cursor, keys = result
         return encode([b"%d" % next_cursor, list(keys) if only_strings else []])
-    return Plan("scan", (cursor, match, count), finish)
+    return Plan(lambda st: st.scan(cursor, match, count), finish)
 
 
 def _scan_cursor(text: bytes) -> int | None:
@@ -742,46 +722,3 @@ def _scan_cursor(text: bytes) -> int | None:
     if value >= 2**64:
         return None
     return (2**64 - value) % 2**64 if text[:1] == b"-" else value
-
-
-
-ONE_KEY = (1, 1, 1)
-register("get", cmd_get, 2, "readonly", "fast", keys=ONE_KEY)
-register("mget", cmd_mget, -2, "readonly", "fast", keys=(1, -1, 1))
-register("set", cmd_set, -3, "write", "denyoom", keys=ONE_KEY)
-register("setnx", cmd_setnx, 3, "write", "denyoom", "fast", keys=ONE_KEY)
-register("setex", cmd_setex, 4, "write", "denyoom", keys=ONE_KEY)
-register("psetex", cmd_psetex, 4, "write", "denyoom", keys=ONE_KEY)
-register("mset", cmd_mset, -3, "write", "denyoom", keys=(1, -1, 2))
-register("del", cmd_del, -2, "write", keys=(1, -1, 1))
-register("unlink", cmd_del, -2, "write", "fast", keys=(1, -1, 1))
-register("exists", cmd_exists, -2, "readonly", "fast", keys=(1, -1, 1))
-register("incr", cmd_incr, 2, "write", "denyoom", "fast", keys=ONE_KEY)
-register("decr", cmd_decr, 2, "write", "denyoom", "fast", keys=ONE_KEY)
-register("incrby", cmd_incrby, 3, "write", "denyoom", "fast", keys=ONE_KEY)
-register("decrby", cmd_decrby, 3, "write", "denyoom", "fast", keys=ONE_KEY)
-register("expire", cmd_expire, -3, "write", "fast", keys=ONE_KEY)
-register("pexpire", cmd_pexpire, -3, "write", "fast", keys=ONE_KEY)
-register("ttl", cmd_ttl, 2, "readonly", "fast", keys=ONE_KEY)
-register("pttl", cmd_pttl, 2, "readonly", "fast", keys=ONE_KEY)
-register("persist", cmd_persist, 2, "write", "fast", keys=ONE_KEY)
-register("expireat", cmd_expireat, -3, "write", "fast", keys=ONE_KEY)
-register("pexpireat", cmd_pexpireat, -3, "write", "fast", keys=ONE_KEY)
-register("getset", cmd_getset, 3, "write", "denyoom", "fast", keys=ONE_KEY)
-register("getdel", cmd_getdel, 2, "write", "fast", keys=ONE_KEY)
-register("getex", cmd_getex, -2, "write", "fast", keys=ONE_KEY)
-register("strlen", cmd_strlen, 2, "readonly", "fast", keys=ONE_KEY)
-register("append", cmd_append, 3, "write", "denyoom", "fast", keys=ONE_KEY)
-register("getrange", cmd_getrange, 4, "readonly", keys=ONE_KEY)
-register("substr", cmd_getrange, 4, "readonly", keys=ONE_KEY)
-register("setrange", cmd_setrange, 4, "write", "denyoom", keys=ONE_KEY)
-register("incrbyfloat", cmd_incrbyfloat, 3, "write", "denyoom", "fast", keys=ONE_KEY)
-register("msetnx", cmd_msetnx, -3, "write", "denyoom", keys=(1, -1, 2))
-register("rename", cmd_rename, 3, "write", keys=(1, 2, 1))
-register("renamenx", cmd_rename, 3, "write", "fast", keys=(1, 2, 1))
-register("type", cmd_type, 2, "readonly", "fast", keys=ONE_KEY)
-register("dbsize", cmd_dbsize, 1, "readonly", "fast")
-register("flushdb", cmd_flushdb, -1, "write")
-register("flushall", cmd_flushdb, -1, "write")
-register("keys", cmd_keys, 2, "readonly")
-register("scan", cmd_scan, -2, "readonly")

@@ -2,9 +2,17 @@
 
 Thread-safety contract (every backend): each method is atomic with respect to
 every other method, and may be called from any thread (and, for backends that
-say ``shared_across_processes``, from any process). ``atomic()`` runs a group of
-calls as one unit (MULTI/EXEC). Keys and values are ``bytes``; no backend
-requires UTF-8.
+say ``shared_across_processes``, from any process). Keys and values are
+``bytes``; no backend requires UTF-8.
+
+Groups of calls. ``execute_batch(calls)`` runs calls as one unit (what a
+RESP ``EXEC`` needs): every backend implements it atomically (the embedded
+store under its lock, the Redis backend as one MULTI/EXEC). A call is a
+function of the store, ``lambda st: st.incrby(b"n", 1)``, so mypy checks its
+arguments like any other call. ``run_grouped(fn)`` runs a function making
+several calls (read-modify-write: APPEND, GETDEL...); whether no other
+client's call can come in between is a capability the store declares in
+``isolates_groups``, not something a caller discovers by probing.
 
 Durability contract: a write method returns only after the write is in the
 backend's log (or the backend itself); ``durability_barrier()`` then returns a
@@ -19,10 +27,9 @@ Times are milliseconds. TTL queries follow Redis: -2 the key does not exist,
 from __future__ import annotations
 
 import abc
-import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sockworks.core.service import Barrier
 
@@ -34,7 +41,10 @@ __all__ = [
     "NotAnInteger",
     "IntegerOverflow",
     "SetResult",
+    "BatchCall",
 ]
+
+T = TypeVar("T")
 
 
 class StoreError(Exception):
@@ -72,9 +82,20 @@ class SetResult:
     old: bytes | None = None
 
 
+#: One call of :meth:`Store.execute_batch`: makes one Store call and returns
+#: its result, e.g. ``lambda st: st.set(key, value, nx=True)``.
+BatchCall = Callable[["Store"], Any]
+
+
 class Store(abc.ABC):
     #: True when several processes (fork, prefork models) can share it.
     shared_across_processes: bool = False
+    #: True when :meth:`run_grouped` runs its function with no other client's
+    #: call in between, and :meth:`execute_batch` accepts calls that make
+    #: several Store calls (the embedded store holds its lock across both).
+    #: False: a group's calls run one after another, each atomic alone, and
+    #: each batch call must make exactly one Store call (the Redis backend).
+    isolates_groups: bool = False
 
     # -- reads ---------------------------------------------------------
     @abc.abstractmethod
@@ -159,11 +180,35 @@ class Store(abc.ABC):
         """Counters and persistence state for STATS/INFO (flat, str keys)."""
         return {}
 
-    @contextlib.contextmanager
-    def atomic(self) -> Iterator[None]:
-        """Run the calls in the block as one unit (no other client sees a
-        partial state). Backends override; nesting is allowed."""
-        yield
+    # -- groups of calls --------------------------------------------------
+    def run_grouped(self, fn: Callable[[Store], T]) -> T:
+        """``fn(self)``: a function making several calls. Isolated from other
+        clients when :attr:`isolates_groups` says so; by default (False) its
+        calls run one after another, each atomic on its own."""
+        return fn(self)
+
+    def execute_batch(self, calls: Sequence[BatchCall]) -> list[Any]:
+        """Run ``calls`` in order as one unit (RESP ``EXEC``): each call's
+        result, or the StoreError that call raised, in order. A call that
+        fails on its own (INCR of a non-integer) does not stop the others, as
+        in Redis; StoreUnavailable is raised for the whole batch.
+
+        Default: the calls inside one :meth:`run_grouped`, so the batch is
+        as isolated as a group (the embedded store: under its lock). A
+        backend that cannot isolate groups overrides this (the Redis
+        backend sends one MULTI/EXEC); every backend's batch is atomic.
+        """
+        def run_all(store: Store) -> list[Any]:
+            results: list[Any] = []
+            for call in calls:
+                try:
+                    results.append(call(store))
+                except StoreUnavailable:
+                    raise
+                except StoreError as exc:
+                    results.append(exc)
+            return results
+        return self.run_grouped(run_all)
 
     def close(self) -> None:
         """Flush and close; later calls are errors."""

@@ -1,4 +1,4 @@
-"""Opening a store from ``--store URL``, and running a batch of calls on any store.
+"""Opening a store from ``--store URL``; the embedded store's names.
 
 ``open_store(url, data_dir, fsync)`` picks the backend from the URL scheme:
 
@@ -10,39 +10,30 @@
 Backends are imported only when chosen, so the core needs neither redis-py
 nor anything else the embedded store does not use.
 
-``execute_batch(store, calls)`` is what a RESP ``EXEC`` calls: it runs the
-queued calls as one unit on every backend (``Store.atomic()`` on the embedded
-store, one MULTI/EXEC on Redis, whose ``atomic()`` cannot return results) and
-returns each call's result, or the StoreError that call raised, in order.
+``is_embedded(url)`` says whether ``--store url`` names the embedded store;
+it and :data:`EMBEDDED_NAMES` are the only place those names are spelled.
+(Running a batch of calls as one unit is ``Store.execute_batch``, part of
+the store contract in ``base.py``.)
 """
 
 from __future__ import annotations
 
 import logging
 import urllib.parse
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
 
-from sockworks.storage.base import Store, StoreError, StoreUnavailable
+from sockworks.storage.base import Store, StoreError
 
-__all__ = ["BATCH_METHODS", "EMBEDDED_NAMES", "StoreCall", "execute_batch", "is_embedded",
-           "open_store"]
+__all__ = ["EMBEDDED_NAMES", "is_embedded", "open_store"]
 
 logger = logging.getLogger(__name__)
 
-#: What ``--store`` accepts for the embedded store (the default).
+#: What ``--store`` accepts for the embedded store (the default), in lower
+#: case: the one list of its names (``is_embedded`` normalises case and blanks).
 EMBEDDED_NAMES = ("memory://", "memory:", "memory")
-
-#: Store methods a batch may contain (the data commands of MULTI/EXEC).
-BATCH_METHODS = frozenset({
-    "get", "mget", "exists", "pttl", "dbsize", "keys", "scan",
-    "set", "mset", "delete", "incrby", "pexpire", "persist", "flushdb",
-})
 
 
 def is_embedded(url: str | None) -> bool:
-    """True when ``url`` names the embedded store (or is None)."""
+    """True when ``--store url`` names the embedded store (None: the default)."""
     return url is None or url.strip().lower() in EMBEDDED_NAMES
 
 
@@ -66,40 +57,3 @@ def open_store(url: str | None, data_dir: str | None, fsync: str,
     shown = url.split("@")[-1]
     raise StoreError(f"unsupported store URL {shown!r}: use memory://, redis://HOST:PORT/DB, "
                      "rediss://HOST:PORT/DB or redis+cluster://HOST:PORT")
-
-
-@dataclass(frozen=True, slots=True)
-class StoreCall:
-    """One queued call: ``Store.<method>(*args, **kwargs)``, e.g.
-    ``StoreCall("set", (b"k", b"v"), {"nx": True})``."""
-
-    method: str
-    args: tuple[Any, ...] = ()
-    kwargs: Mapping[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.method not in BATCH_METHODS:
-            raise ValueError(f"not a Store data method: {self.method!r}")
-
-
-def execute_batch(store: Store, calls: Sequence[StoreCall]) -> list[Any]:
-    """Run ``calls`` as one unit; a list of results / StoreError instances.
-
-    A call that fails on its own (INCR of a non-integer) gives its error in
-    its slot and the others still run, as in Redis's EXEC. StoreUnavailable
-    is raised for the whole batch.
-    """
-    batch = getattr(store, "execute_batch", None)
-    if batch is not None:
-        results: list[Any] = batch(calls)
-        return results
-    results = []
-    with store.atomic():
-        for call in calls:
-            try:
-                results.append(getattr(store, call.method)(*call.args, **call.kwargs))
-            except StoreUnavailable:
-                raise
-            except StoreError as exc:
-                results.append(exc)
-    return results

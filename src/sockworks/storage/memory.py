@@ -1,9 +1,11 @@
 """The embedded store: a dict of bytes, expiry, SCAN, counters, one lock.
 
 Thread-safety: one ``threading.RLock`` guards all state; every public method
-takes it for its whole duration, so each call is atomic, and :meth:`atomic`
-holds it across a block (MULTI/EXEC). It is re-entrant so a service may call
-store methods inside ``atomic()``.
+takes it for its whole duration, so each call is atomic; :meth:`run_grouped`
+(and so the default ``execute_batch``, MULTI/EXEC) and :meth:`atomic` hold it
+across a function or a block (``isolates_groups`` is True). It is re-entrant
+so store methods may be called inside them. ``atomic()`` is this store's own,
+not part of the Store contract (the Redis backend cannot offer it).
 
 Expiry: ``_expires`` maps a key to its absolute wall-clock expiry in ms (wall
 clock, not monotonic, because persisted expiry must survive a restart). A key
@@ -43,7 +45,7 @@ import struct
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from sockworks.storage import records
 from sockworks.storage.base import (
@@ -58,6 +60,8 @@ from sockworks.storage.glob import compile_glob
 __all__ = ["MemoryStore", "parse_int64", "wall_clock_ms"]
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 I64_MIN = -(1 << 63)
 I64_MAX = (1 << 63) - 1
@@ -118,6 +122,8 @@ def parse_int64(value: bytes) -> int:
 
 class MemoryStore(Store):
     """In-memory store; see the module docstring for the contracts."""
+
+    isolates_groups = True
 
     def __init__(self, *, clock: Callable[[], int] = wall_clock_ms) -> None:
         self._lock = threading.RLock()
@@ -446,8 +452,13 @@ class MemoryStore(Store):
                 "persistence": "off",
             }
 
+    def run_grouped(self, fn: Callable[[Store], T]) -> T:
+        with self._lock:
+            return fn(self)
+
     @contextlib.contextmanager
     def atomic(self) -> Iterator[None]:
+        """The calls in the block as one unit (nesting allowed)."""
         with self._lock:
             yield
 

@@ -31,14 +31,14 @@ and moving to node ``i > 0`` yields the non-zero cursor ``i``. The guarantee
 "a key present for the whole scan is returned" holds while the set of
 primaries is unchanged; a resharding during a scan can skip keys that moved.
 
-Transactions. :meth:`RedisStore.atomic` cannot be honoured (inside MULTI,
-Redis answers QUEUED, so the calls in a ``with`` block would have no results);
-it raises. A RESP ``MULTI ... EXEC`` runs through
-:meth:`RedisStore.execute_batch` (see also
-:func:`sockworks.storage.factory.execute_batch`, which works for every
-backend): the queued calls go out as one MULTI/EXEC, and each call's result
-or :class:`StoreError` comes back in order. On Redis Cluster every key of the
-batch must be in one slot (CROSSSLOT otherwise, as in Redis Cluster itself).
+Transactions. A group of calls cannot be isolated over Redis (inside MULTI,
+Redis answers QUEUED, so a function reading a value could not use it), so
+``isolates_groups`` is False: :meth:`Store.run_grouped` runs the calls one
+after another. :meth:`RedisStore.execute_batch` (a RESP ``MULTI ... EXEC``)
+records each call's command (``redis_plans.BatchRecorder``) and sends them
+as one MULTI/EXEC; each call's result or :class:`StoreError` comes back in
+order. On Redis Cluster every key of the batch must be in one slot
+(CROSSSLOT otherwise, as in Redis Cluster itself).
 
 Failures. Connect and read timeouts (:data:`DEFAULT_SOCKET_TIMEOUT`) bound
 every call; a refused connection, a timeout or an exhausted pool raise
@@ -68,11 +68,11 @@ import logging
 import re
 import threading
 import urllib.parse
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sockworks.storage.base import (
+    BatchCall,
     IntegerOverflow,
     NotAnInteger,
     SetResult,
@@ -81,15 +81,33 @@ from sockworks.storage.base import (
     StoreUnavailable,
     StoreWriteError,
 )
+from sockworks.storage.redis_plans import (
+    BatchRecorder,
+    RedisPlan,
+    plan_dbsize,
+    plan_delete,
+    plan_exists,
+    plan_flushdb,
+    plan_get,
+    plan_incrby,
+    plan_keys,
+    plan_mget,
+    plan_mset,
+    plan_persist,
+    plan_pexpire,
+    plan_pttl,
+    plan_scan,
+    plan_set,
+)
 
 if TYPE_CHECKING:
     import types
 
-    from sockworks.storage.factory import StoreCall
-
 __all__ = ["CLUSTER_SCHEMES", "REDIS_SCHEMES", "RedisStore"]
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: Schemes of a single Redis server (plain and TLS).
 REDIS_SCHEMES = ("redis", "rediss")
@@ -192,124 +210,6 @@ def translate_error(exc: BaseException) -> StoreError:
     if isinstance(exc, errors.RedisError):
         return StoreError(f"redis error: {text}")
     raise exc
-
-
-# -- one Redis command per Store method -------------------------------------
-
-def _identity(value: Any) -> Any:
-    return value
-
-
-def _to_int(value: Any) -> int:
-    return int(value)
-
-
-def _to_bool(value: Any) -> bool:
-    return bool(int(value))
-
-
-def _to_none(value: Any) -> None:
-    return None
-
-
-def _to_list(value: Any) -> list[Any]:
-    return list(value)
-
-
-def _to_scan(value: Any) -> tuple[int, list[bytes]]:
-    cursor, keys = value
-    return int(cursor), list(keys)
-
-
-@dataclass(frozen=True, slots=True)
-class _Plan:
-    """A Store call as a Redis command: ``args`` and redis-py options for
-    ``execute_command`` (on a client or a pipeline) and how to turn the reply
-    into the Store method's result. ``args`` empty: nothing to send (DEL of no
-    keys), the result is ``convert(None)``."""
-
-    args: tuple[Any, ...]
-    convert: Callable[[Any], Any] = _identity
-    options: dict[str, Any] = field(default_factory=dict)
-
-
-def _set_written(nx: bool, xx: bool) -> Callable[[Any], SetResult]:
-    def convert(reply: Any) -> SetResult:
-        # SET ... GET returns the old value whether or not NX/XX let it write:
-        # NX wrote iff there was no old value, XX wrote iff there was one.
-        if nx:
-            return SetResult(reply is None, reply)
-        if xx:
-            return SetResult(reply is not None, reply)
-        return SetResult(True, reply)
-    return convert
-
-
-def plan_call(method: str, args: Sequence[Any], kwargs: dict[str, Any]) -> _Plan:
-    """The Redis command for ``Store.<method>(*args, **kwargs)``."""
-    if method == "get":
-        (key,) = args
-        return _Plan(("GET", key))
-    if method == "mget":
-        (keys,) = args
-        return _Plan(("MGET", *keys), _to_list) if keys else _Plan((), lambda _: [])
-    if method == "exists":
-        (keys,) = args
-        return _Plan(("EXISTS", *keys), _to_int) if keys else _Plan((), lambda _: 0)
-    if method == "pttl":
-        (key,) = args
-        return _Plan(("PTTL", key), _to_int)
-    if method == "dbsize":
-        return _Plan(("DBSIZE",), _to_int)
-    if method == "keys":
-        (pattern,) = args
-        return _Plan(("KEYS", pattern), _to_list)
-    if method == "scan":
-        cursor, match, count = args
-        extra: tuple[Any, ...] = ("MATCH", match) if match is not None else ()
-        return _Plan(("SCAN", cursor, *extra, "COUNT", count), _to_scan)
-    if method == "set":
-        return _plan_set(*args, **kwargs)
-    if method == "mset":
-        (pairs,) = args
-        flat = [part for pair in pairs for part in pair]
-        return _Plan(("MSET", *flat), _to_none) if flat else _Plan((), _to_none)
-    if method == "delete":
-        (keys,) = args
-        return _Plan(("DEL", *keys), _to_int) if keys else _Plan((), lambda _: 0)
-    if method == "incrby":
-        key, delta = args
-        return _Plan(("INCRBY", key, delta), _to_int)
-    if method == "pexpire":
-        key, ms = args
-        return _Plan(("PEXPIRE", key, ms), _to_bool)
-    if method == "persist":
-        (key,) = args
-        return _Plan(("PERSIST", key), _to_bool)
-    if method == "flushdb":
-        # ASYNC: the keyspace is empty at once for every client, and Redis
-        # frees the memory in the background, so flushing millions of keys
-        # cannot outlast the read timeout (Redis >= 4.0).
-        return _Plan(("FLUSHDB", "ASYNC"), _to_none)
-    raise ValueError(f"not a Store call: {method!r}")
-
-
-def _plan_set(key: bytes, value: bytes, *, px: int | None = None, nx: bool = False,
-              xx: bool = False, get: bool = False, keepttl: bool = False) -> _Plan:
-    args: list[Any] = ["SET", key, value]
-    if px is not None:
-        args += ["PX", px]
-    if nx:
-        args.append("NX")
-    if xx:
-        args.append("XX")
-    if keepttl:
-        args.append("KEEPTTL")
-    if get:
-        args.append("GET")
-        # ``get=True`` tells redis-py's SET reply callback to pass the value on.
-        return _Plan(tuple(args), _set_written(nx, xx), {"get": True})
-    return _Plan(tuple(args), lambda reply: SetResult(reply not in (None, False)))
 
 
 # -- the store ---------------------------------------------------------------
@@ -451,8 +351,7 @@ class RedisStore(Store):
         cluster = self._cluster if self._cluster is not None else self._connect_cluster()
         return cluster
 
-    def _run(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        plan = plan_call(method, args, kwargs)
+    def _run(self, plan: RedisPlan[T]) -> T:
         target = self._target()
         if not plan.args:
             return plan.convert(None)
@@ -468,53 +367,46 @@ class RedisStore(Store):
     # -- reads ---------------------------------------------------------------
 
     def get(self, key: bytes) -> bytes | None:
-        result: bytes | None = self._run("get", key)
-        return result
+        return self._run(plan_get(key))
 
     def mget(self, keys: Sequence[bytes]) -> list[bytes | None]:
         if self.is_cluster and keys:
             target = self._target()
             with self._translated():
                 return list(target.mget_nonatomic(list(keys)))
-        result: list[bytes | None] = self._run("mget", keys)
-        return result
+        return self._run(plan_mget(keys))
 
     def exists(self, keys: Sequence[bytes]) -> int:
         if self.is_cluster and keys:
             target = self._target()
             with self._translated():
                 return int(target.exists(*keys))     # one EXISTS per slot, summed
-        result: int = self._run("exists", keys)
-        return result
+        return self._run(plan_exists(keys))
 
     def pttl(self, key: bytes) -> int:
-        result: int = self._run("pttl", key)
-        return result
+        return self._run(plan_pttl(key))
 
     def dbsize(self) -> int:
         if self.is_cluster:
             with self._translated():
                 return sum(int(node.dbsize()) for node in self._primaries())
-        result: int = self._run("dbsize")
-        return result
+        return self._run(plan_dbsize())
 
     def keys(self, pattern: bytes) -> list[bytes]:
         if self.is_cluster:
             with self._translated():
                 return [key for node in self._primaries() for key in node.keys(pattern)]
-        result: list[bytes] = self._run("keys", pattern)
-        return result
+        return self._run(plan_keys(pattern))
 
     def scan(self, cursor: int, match: bytes | None, count: int) -> tuple[int, list[bytes]]:
         if not self.is_cluster:
-            result: tuple[int, list[bytes]] = self._run("scan", cursor, match, count)
-            return result
+            return self._run(plan_scan(cursor, match, count))
         node_cursor, index = divmod(cursor, CLUSTER_SCAN_FANOUT)
         with self._translated():
             nodes = self._primaries()
             if index >= len(nodes):     # the cluster shrank under the scan
                 return 0, []
-            plan = plan_call("scan", (node_cursor, match, count), {})
+            plan = plan_scan(node_cursor, match, count)
             next_cursor, keys = plan.convert(nodes[index].execute_command(*plan.args))
         if next_cursor != 0:
             return next_cursor * CLUSTER_SCAN_FANOUT + index, keys
@@ -526,9 +418,8 @@ class RedisStore(Store):
 
     def set(self, key: bytes, value: bytes, *, px: int | None = None, nx: bool = False,
             xx: bool = False, get: bool = False, keepttl: bool = False) -> SetResult:
-        result: SetResult = self._run("set", key, value, px=px, nx=nx, xx=xx, get=get,
-                                      keepttl=keepttl)
-        return result
+        return self._run(plan_set(key, value, px=px, nx=nx, xx=xx, get=get,
+                                      keepttl=keepttl))
 
     def mset(self, pairs: Sequence[tuple[bytes, bytes]]) -> None:
         if self.is_cluster and pairs:
@@ -538,7 +429,7 @@ class RedisStore(Store):
                 # keeps the last value of a repeated key, as MSET does.
                 target.mset_nonatomic(dict(pairs))
             return
-        self._run("mset", pairs)
+        self._run(plan_mset(pairs))
 
     def delete(self, keys: Sequence[bytes]) -> int:
         if self.is_cluster and keys:
@@ -546,20 +437,16 @@ class RedisStore(Store):
             with self._translated():
                 # DEL a a removes one key: count distinct keys, per slot.
                 return int(target.delete(*dict.fromkeys(keys)))
-        result: int = self._run("delete", keys)
-        return result
+        return self._run(plan_delete(keys))
 
     def incrby(self, key: bytes, delta: int) -> int:
-        result: int = self._run("incrby", key, delta)
-        return result
+        return self._run(plan_incrby(key, delta))
 
     def pexpire(self, key: bytes, ms: int) -> bool:
-        result: bool = self._run("pexpire", key, ms)
-        return result
+        return self._run(plan_pexpire(key, ms))
 
     def persist(self, key: bytes) -> bool:
-        result: bool = self._run("persist", key)
-        return result
+        return self._run(plan_persist(key))
 
     def flushdb(self) -> None:
         if self.is_cluster:
@@ -567,26 +454,21 @@ class RedisStore(Store):
                 for node in self._primaries():
                     node.flushdb(asynchronous=True)
             return
-        self._run("flushdb")
+        self._run(plan_flushdb())
 
     # -- transactions ----------------------------------------------------------
 
-    @contextlib.contextmanager
-    def atomic(self) -> Iterator[None]:
-        """Not available: see the module docstring; use :meth:`execute_batch`."""
-        raise StoreError("the Redis backend runs MULTI/EXEC through execute_batch(), "
-                         "not atomic()")
-        yield  # pragma: no cover  (makes this a generator)
-
-    def execute_batch(self, calls: Sequence[StoreCall]) -> list[Any]:
+    def execute_batch(self, calls: Sequence[BatchCall]) -> list[Any]:
         """Run ``calls`` as one MULTI/EXEC; each result or StoreError in order.
 
         Raises StoreUnavailable when Redis cannot be reached (then none or all
         of the calls ran: EXEC is all or nothing), and StoreError for a batch
         Redis Cluster cannot run atomically (keys in several slots, or a
-        call without keys such as DBSIZE).
+        call without keys such as DBSIZE). ValueError: a call that is not one
+        Store call (see ``redis_plans.BatchRecorder``).
         """
-        plans = [plan_call(call.method, call.args, dict(call.kwargs)) for call in calls]
+        recorder = BatchRecorder()
+        plans = [recorder.record(call) for call in calls]
         sent = [plan for plan in plans if plan.args]
         target = self._target()
         if self.is_cluster and any(plan.args[0] in _KEYLESS for plan in sent):

@@ -1,0 +1,152 @@
+"""What a RESP command handler sees, and what it returns.
+
+A handler is ``Callable[[CommandContext, list[bytes]], bytes | Plan]``: it
+gets the connection's :class:`CommandContext` (protocol version, store, client
+identity, transaction state, the server's figures) and the arguments, arity
+already checked against its :class:`CommandSpec`. It never touches the
+session's own fields: every change of connection state (HELLO, CLIENT
+SETNAME, MULTI/EXEC/DISCARD, RESET, QUIT) is a named method here.
+
+It returns the reply bytes (no store access, or an argument error) or a
+:class:`Plan`: a store call, given the store (``lambda st: st.get(key)``, so
+mypy checks its arguments), plus how its result becomes the reply. The
+session runs a plan at once, or at ``EXEC`` as part of one
+``Store.execute_batch``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+
+if TYPE_CHECKING:
+    from sockworks.core.stats import ServerStats
+    from sockworks.storage.base import Store
+
+__all__ = ["CommandContext", "CommandSpec", "Handler", "Plan", "RespServer"]
+
+T = TypeVar("T")
+
+
+def _as_is(reply: bytes) -> bytes:
+    return reply
+
+
+@dataclass(slots=True)
+class Plan(Generic[T]):
+    """A command's store access: ``call(store)`` and how its result is shown.
+
+    ``single``: ``call`` makes exactly one Store call and returns its result,
+    so a Redis MULTI/EXEC can queue it. Otherwise (:meth:`group`) it is a
+    function of any number of calls returning the reply itself: inside
+    ``EXEC`` it joins the batch only where the store isolates groups (the
+    embedded store), else it runs after the batch.
+    """
+
+    call: Callable[[Store], T]
+    finish: Callable[[T], bytes]
+    write: bool = False
+    single: bool = True
+
+    @staticmethod
+    def group(body: Callable[[Store], bytes], write: bool = False) -> Plan[bytes]:
+        """A function making several calls (or none) that returns the reply."""
+        return Plan(body, _as_is, write, single=False)
+
+
+class RespServer(Protocol):
+    """The service-wide figures handlers report (INFO, CONFIG, CLIENT LIST)."""
+
+    @property
+    def max_bulk(self) -> int: ...
+
+    @property
+    def port(self) -> int: ...
+
+    @property
+    def idle_timeout(self) -> float: ...
+
+    @property
+    def max_connections(self) -> int: ...
+
+    @property
+    def stats(self) -> ServerStats: ...
+
+    def info(self, sections: Sequence[str]) -> str: ...
+
+    def sessions(self) -> Sequence[CommandContext]: ...
+
+
+class CommandContext(Protocol):
+    """One connection as its command handlers see it."""
+
+    @property
+    def proto(self) -> int:
+        """RESP version of the replies: 2, or 3 after ``HELLO 3``."""
+
+    @property
+    def store(self) -> Store: ...
+
+    @property
+    def server(self) -> RespServer: ...
+
+    @property
+    def commands(self) -> Mapping[bytes, CommandSpec]:
+        """The command table (for COMMAND)."""
+
+    @property
+    def client_id(self) -> int: ...
+
+    @property
+    def name(self) -> bytes:
+        """CLIENT SETNAME's name (b"" none)."""
+
+    @property
+    def max_query(self) -> int:
+        """Longest request the parser accepts (client-query-buffer-limit)."""
+
+    def set_protocol(self, proto: int) -> None: ...
+
+    def set_name(self, name: bytes) -> None: ...
+
+    def set_library(self, *, name: bytes | None = None, version: bytes | None = None) -> None:
+        """CLIENT SETINFO LIB-NAME / LIB-VER."""
+
+    def client_info(self) -> str:
+        """This connection's CLIENT INFO / CLIENT LIST line."""
+
+    # -- transactions ----------------------------------------------------------
+    @property
+    def in_multi(self) -> bool: ...
+
+    def begin_multi(self) -> None:
+        """MULTI: queue the following commands."""
+
+    def end_multi(self) -> tuple[list[list[bytes]], bool]:
+        """Leave MULTI: the queued commands, and whether one was refused."""
+
+    def run_transaction(self, queued: list[list[bytes]]) -> bytes:
+        """EXEC's reply: the queued commands run as one unit."""
+
+    def reset(self) -> None:
+        """RESET: leave MULTI, RESP2, no name."""
+
+    def close_after_reply(self) -> None:
+        """QUIT: nothing after this command runs; the connection closes."""
+
+
+Handler = Callable[[CommandContext, list[bytes]], "bytes | Plan[Any]"]
+
+
+@dataclass(frozen=True, slots=True)
+class CommandSpec:
+    """A command: Redis's arity (n exact, -n at least n), flags for COMMAND,
+    key positions (first, last, step) and whether MULTI may queue it."""
+
+    name: str
+    handler: Handler
+    arity: int
+    flags: tuple[str, ...] = ()
+    keys: tuple[int, int, int] = (0, 0, 0)
+    queueable: bool = True

@@ -1,0 +1,155 @@
+"""The RESP command table: every command the RESP port knows, in one place.
+
+Like Redis's command definitions (``src/commands.def``), one literal list
+names each command's handler, arity (n exact, -n at least n), flags (shown
+by COMMAND), key positions (first, last, step) and whether MULTI may queue
+it. Handlers live in ``resp_commands.py`` (data commands) and
+``resp_admin.py`` (connection, transaction and server commands); nothing
+registers itself, so importing this module gives the whole table and
+importing the handler modules gives none of it. The session looks commands
+up here by lower-case name; COMMAND reads it through the handler context.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Final
+
+from sockworks.services.resp_admin import (
+    cmd_auth,
+    cmd_client,
+    cmd_command,
+    cmd_compact,
+    cmd_config,
+    cmd_discard,
+    cmd_echo,
+    cmd_exec,
+    cmd_hello,
+    cmd_info,
+    cmd_lastsave,
+    cmd_multi,
+    cmd_ping,
+    cmd_quit,
+    cmd_reset,
+    cmd_select,
+    cmd_time,
+    cmd_unwatch,
+    cmd_watch,
+)
+from sockworks.services.resp_commands import (
+    cmd_append,
+    cmd_dbsize,
+    cmd_decr,
+    cmd_decrby,
+    cmd_del,
+    cmd_exists,
+    cmd_expire,
+    cmd_expireat,
+    cmd_flushdb,
+    cmd_get,
+    cmd_getdel,
+    cmd_getex,
+    cmd_getrange,
+    cmd_getset,
+    cmd_incr,
+    cmd_incrby,
+    cmd_incrbyfloat,
+    cmd_keys,
+    cmd_mget,
+    cmd_mset,
+    cmd_msetnx,
+    cmd_persist,
+    cmd_pexpire,
+    cmd_pexpireat,
+    cmd_psetex,
+    cmd_pttl,
+    cmd_rename,
+    cmd_scan,
+    cmd_set,
+    cmd_setex,
+    cmd_setnx,
+    cmd_setrange,
+    cmd_strlen,
+    cmd_ttl,
+    cmd_type,
+)
+from sockworks.services.resp_context import CommandSpec
+
+__all__ = ["COMMANDS", "SPECS"]
+
+#: Key positions of a command with one key, the first argument.
+ONE_KEY: Final = (1, 1, 1)
+
+#: Every command, in the order COMMAND lists them.
+SPECS: Final[tuple[CommandSpec, ...]] = (
+    # -- data commands (resp_commands.py) --------------------------------------
+    CommandSpec("get", cmd_get, 2, ("readonly", "fast"), ONE_KEY),
+    CommandSpec("mget", cmd_mget, -2, ("readonly", "fast"), (1, -1, 1)),
+    CommandSpec("set", cmd_set, -3, ("write", "denyoom"), ONE_KEY),
+    CommandSpec("setnx", cmd_setnx, 3, ("write", "denyoom", "fast"), ONE_KEY),
+    CommandSpec("setex", cmd_setex, 4, ("write", "denyoom"), ONE_KEY),
+    CommandSpec("psetex", cmd_psetex, 4, ("write", "denyoom"), ONE_KEY),
+    CommandSpec("mset", cmd_mset, -3, ("write", "denyoom"), (1, -1, 2)),
+    CommandSpec("del", cmd_del, -2, ("write",), (1, -1, 1)),
+    CommandSpec("unlink", cmd_del, -2, ("write", "fast"), (1, -1, 1)),
+    CommandSpec("exists", cmd_exists, -2, ("readonly", "fast"), (1, -1, 1)),
+    CommandSpec("incr", cmd_incr, 2, ("write", "denyoom", "fast"), ONE_KEY),
+    CommandSpec("decr", cmd_decr, 2, ("write", "denyoom", "fast"), ONE_KEY),
+    CommandSpec("incrby", cmd_incrby, 3, ("write", "denyoom", "fast"), ONE_KEY),
+    CommandSpec("decrby", cmd_decrby, 3, ("write", "denyoom", "fast"), ONE_KEY),
+    CommandSpec("expire", cmd_expire, -3, ("write", "fast"), ONE_KEY),
+    CommandSpec("pexpire", cmd_pexpire, -3, ("write", "fast"), ONE_KEY),
+    CommandSpec("ttl", cmd_ttl, 2, ("readonly", "fast"), ONE_KEY),
+    CommandSpec("pttl", cmd_pttl, 2, ("readonly", "fast"), ONE_KEY),
+    CommandSpec("persist", cmd_persist, 2, ("write", "fast"), ONE_KEY),
+    CommandSpec("expireat", cmd_expireat, -3, ("write", "fast"), ONE_KEY),
+    CommandSpec("pexpireat", cmd_pexpireat, -3, ("write", "fast"), ONE_KEY),
+    CommandSpec("getset", cmd_getset, 3, ("write", "denyoom", "fast"), ONE_KEY),
+    CommandSpec("getdel", cmd_getdel, 2, ("write", "fast"), ONE_KEY),
+    CommandSpec("getex", cmd_getex, -2, ("write", "fast"), ONE_KEY),
+    CommandSpec("strlen", cmd_strlen, 2, ("readonly", "fast"), ONE_KEY),
+    CommandSpec("append", cmd_append, 3, ("write", "denyoom", "fast"), ONE_KEY),
+    CommandSpec("getrange", cmd_getrange, 4, ("readonly",), ONE_KEY),
+    CommandSpec("substr", cmd_getrange, 4, ("readonly",), ONE_KEY),
+    CommandSpec("setrange", cmd_setrange, 4, ("write", "denyoom"), ONE_KEY),
+    CommandSpec("incrbyfloat", cmd_incrbyfloat, 3, ("write", "denyoom", "fast"), ONE_KEY),
+    CommandSpec("msetnx", cmd_msetnx, -3, ("write", "denyoom"), (1, -1, 2)),
+    CommandSpec("rename", cmd_rename, 3, ("write",), (1, 2, 1)),
+    CommandSpec("renamenx", cmd_rename, 3, ("write", "fast"), (1, 2, 1)),
+    CommandSpec("type", cmd_type, 2, ("readonly", "fast"), ONE_KEY),
+    CommandSpec("dbsize", cmd_dbsize, 1, ("readonly", "fast")),
+    CommandSpec("flushdb", cmd_flushdb, -1, ("write",)),
+    CommandSpec("flushall", cmd_flushdb, -1, ("write",)),
+    CommandSpec("keys", cmd_keys, 2, ("readonly",)),
+    CommandSpec("scan", cmd_scan, -2, ("readonly",)),
+    # -- connection, transaction and server commands (resp_admin.py) -----------
+    CommandSpec("ping", cmd_ping, -1, ("fast",)),
+    CommandSpec("echo", cmd_echo, 2, ("fast",)),
+    CommandSpec("select", cmd_select, 2, ("loading", "stale", "fast")),
+    CommandSpec("info", cmd_info, -1, ("loading", "stale")),
+    CommandSpec("time", cmd_time, 1, ("loading", "stale", "fast")),
+    CommandSpec("lastsave", cmd_lastsave, 1, ("loading", "stale", "fast")),
+    CommandSpec("compact", cmd_compact, 1, ("admin", "noscript")),
+    CommandSpec("bgrewriteaof", cmd_compact, 1, ("admin", "noscript")),
+    CommandSpec("client", cmd_client, -2, ("loading", "stale")),
+    CommandSpec("config", cmd_config, -2, ("admin", "loading", "stale")),
+    CommandSpec("command", cmd_command, -1, ("loading", "stale")),
+    CommandSpec("hello", cmd_hello, -1, ("noscript", "loading", "stale", "fast")),
+    CommandSpec("auth", cmd_auth, -2, ("noscript", "loading", "stale", "fast")),
+    CommandSpec("multi", cmd_multi, 1, ("noscript", "loading", "stale", "fast"),
+                queueable=False),
+    CommandSpec("exec", cmd_exec, 1, ("noscript", "loading", "stale"),
+                queueable=False),
+    CommandSpec("discard", cmd_discard, 1, ("noscript", "loading", "stale", "fast"),
+                queueable=False),
+    CommandSpec("watch", cmd_watch, -2, ("noscript", "loading", "stale", "fast"),
+                queueable=False),
+    CommandSpec("unwatch", cmd_unwatch, 1, ("noscript", "loading", "stale", "fast")),
+    CommandSpec("quit", cmd_quit, -1, ("noscript", "loading", "stale", "fast"),
+                queueable=False),
+    CommandSpec("reset", cmd_reset, 1, ("noscript", "loading", "stale", "fast"),
+                queueable=False),
+)
+
+#: Lower-case name -> spec (read-only by type; built once from SPECS).
+COMMANDS: Final[Mapping[bytes, CommandSpec]] = {spec.name.encode(): spec for spec in SPECS}

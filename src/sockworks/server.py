@@ -181,6 +181,10 @@ class Server:
         another thread), then shut down gracefully. Installs the signal
         handlers, so it must run in the main thread. Raises OSError when an
         address cannot be bound."""
+        if threading.current_thread() is not threading.main_thread():
+            raise RuntimeError("Server.serve_forever() installs SIGINT/SIGTERM handlers, which "
+                               "only the main thread may do: use start()/stop() from other "
+                               "threads")
         with self._lock:
             if self._state != _NEW:
                 raise RuntimeError(f"Server.serve_forever(): this server is already "

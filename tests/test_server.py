@@ -17,12 +17,12 @@ import threading
 from pathlib import Path
 
 import pytest
+from tests.conftest import recv_until
 
 from sockworks import EchoService, KvService, Output, Server, Service, Session
 from sockworks.core.config import SERVER_SETTINGS
 from sockworks.models import FORKING_MODELS, MODELS
 from sockworks.storage.embedded import open_embedded_store
-from tests.conftest import recv_until
 
 THREADED_MODELS = [name for name in MODELS if name not in FORKING_MODELS]
 
@@ -159,10 +159,10 @@ class ShoutService(Service):
 
 @pytest.mark.parametrize("model", THREADED_MODELS)
 def test_a_custom_service_under_every_threaded_model(model: str) -> None:
-    with Server(ShoutService(), model=model) as server:
-        with socket.create_connection(server.addresses[0], timeout=10) as sock:
-            sock.sendall(b"abc")
-            assert sock.recv(10) == b"ABC"
+    with Server(ShoutService(), model=model) as server, \
+            socket.create_connection(server.addresses[0], timeout=10) as sock:
+        sock.sendall(b"abc")
+        assert sock.recv(10) == b"ABC"
 
 
 def test_serve_forever_in_a_main_thread_stops_on_stop() -> None:

@@ -28,7 +28,6 @@ from sockworks.protocols.kvtext import (
     Get,
     HttpRequest,
     IncrBy,
-    KvTextConnection,
     Persist,
     Ping,
     Quit,
@@ -37,9 +36,33 @@ from sockworks.protocols.kvtext import (
     Ttl,
     parse_line,
 )
+from sockworks.protocols.lines import LineFramer
 
 INT64_MAX = 2**63 - 1
 INT64_MIN = -(2**63)
+
+
+class KvTextConnection:
+    """What the KV session does with a connection's bytes, without a store:
+    LineFramer cuts lines, parse_line makes each one an event."""
+
+    def __init__(self, max_line: int) -> None:
+        self.framer = LineFramer(max_line)
+
+    @property
+    def buffered(self) -> int:
+        return self.framer.buffered
+
+    @property
+    def trailing(self) -> bytes:
+        return self.framer.trailing
+
+    def receive_data(self, data: bytes) -> None:
+        self.framer.receive_data(data)
+
+    def next_event(self) -> object:
+        event = self.framer.next_event()
+        return parse_line(event) if isinstance(event, bytes) else event
 
 
 def events_of(stream: bytes, *, max_line: int = 1024, bytewise: bool = False,

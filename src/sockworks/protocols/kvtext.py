@@ -3,18 +3,13 @@
 The protocol is the book chapter's (``SET key value`` / ``GET key`` / ``DEL
 key`` / ``QUIT``, one request per ``\\n``-terminated line, one reply line per
 request) plus the extensions listed in docs/protocol.md. This module does no
-I/O: :class:`KvTextConnection` buffers received bytes (through
-:class:`~sockworks.protocols.lines.LineFramer`) and hands out one event per
-request line, h11 style::
+I/O: :class:`~sockworks.protocols.lines.LineFramer` cuts the byte stream into
+lines, :func:`parse_line` turns one line into one event::
 
-    conn = KvTextConnection(max_line=65536)
-    conn.receive_data(b"set a  hello world \\r\\nGET a\\n")
-    conn.next_event()   # Set(key=b'a', value=b'hello world')
-    conn.next_event()   # Get(key=b'a')
-    conn.next_event()   # NEED_DATA
+    parse_line(b"set a  hello world \\r")   # Set(key=b'a', value=b'hello world')
+    parse_line(b"GET a")                     # Get(key=b'a')
 
-:func:`parse_line` is the pure line -> event function underneath, and the
-``*_reply`` functions turn results into the exact reply bytes. Executing a
+and the ``*_reply`` functions turn results into the exact reply bytes. Executing a
 command against a store is the service's job (sockworks.services.kv).
 
 Parsing follows the chapter's ``line.strip().split(None, 2)``: the line is
@@ -31,7 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from sockworks.protocols.lines import CLOSED, LINE_TOO_LONG, NEED_DATA, LineFramer
+from sockworks.protocols.lines import CLOSED, LINE_TOO_LONG, NEED_DATA
 from sockworks.protocols.lines import _Sentinel as Sentinel
 
 __all__ = [
@@ -59,7 +54,6 @@ __all__ = [
     "Get",
     "HttpRequest",
     "IncrBy",
-    "KvTextConnection",
     "Persist",
     "Ping",
     "Quit",
@@ -343,45 +337,6 @@ def _parse_other(line: bytes, name: bytes) -> Event:
         return Expire(key, amount)
 
     return _UNKNOWN
-
-
-class KvTextConnection:
-    """Bytes in, events out, for one connection (see the module docstring).
-
-    ``next_event()`` returns a request event, :data:`NEED_DATA`,
-    :data:`CLOSED` (the peer closed; an unterminated tail is never run, as in
-    Redis: it may be half a command) or :data:`LINE_TOO_LONG` (after which the
-    connection must be closed: the rest of the stream cannot be trusted).
-    """
-
-    __slots__ = ("_framer",)
-
-    def __init__(self, max_line: int) -> None:
-        self._framer = LineFramer(max_line)
-
-    @property
-    def max_line(self) -> int:
-        return self._framer.max_line
-
-    @property
-    def buffered(self) -> int:
-        """Bytes of a request received but not yet complete."""
-        return self._framer.buffered
-
-    @property
-    def trailing(self) -> bytes:
-        """At CLOSED: what the peer sent after its last newline."""
-        return self._framer.trailing
-
-    def receive_data(self, data: bytes) -> None:
-        """Add received bytes; ``b""`` means the peer closed its side."""
-        self._framer.receive_data(data)
-
-    def next_event(self) -> Event | Sentinel:
-        event = self._framer.next_event()
-        if isinstance(event, bytes):
-            return parse_line(event)
-        return event
 
 
 # -- replies --------------------------------------------------------------

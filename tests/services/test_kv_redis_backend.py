@@ -19,13 +19,14 @@ from typing import Any
 
 import pytest
 
-from conftest import IN_CI, ServerProcess
-from redis_support import (  # noqa: F401  (the *_fixture functions are fixtures)
+from tests.conftest import ServerProcess
+from tests.redis_support import (  # noqa: F401  (the *_fixture functions are fixtures)
     RedisCluster,
     RedisServer,
     redis_cluster_fixture,
     redis_server_fixture,
 )
+from tests.support import IN_CI
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(90),
               pytest.mark.usefixtures("kv_accepts_redis")]

@@ -448,7 +448,7 @@ def test_value_stored_over_resp_with_a_newline(start_server: Any) -> None:
 
 def test_random_garbage_gets_one_reply_per_line_and_the_server_survives(kv: Any) -> None:
     rng = random.Random(1234)
-    lines = []
+    lines: list[bytes] = []
     while len(lines) < 2000:
         line = bytes(rng.randrange(256) for _ in range(rng.randrange(0, 60))).replace(b"\n", b"")
         if not isinstance(parse_line(line), (Quit, HttpRequest)):  # those close by design

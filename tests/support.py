@@ -1,0 +1,89 @@
+"""Helpers the tests import: reading from sockets, requiring external programs.
+
+They live in a normal module, not in ``conftest.py``: pytest imports conftest
+itself, and a test doing ``from conftest import ...`` as well loaded a second
+copy of it under another name (``conftest`` next to ``tests.conftest``).
+``conftest.py`` holds fixtures only; what tests import comes from here.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
+
+import pytest
+
+if TYPE_CHECKING:
+    # Only for the annotation below: conftest imports this module at run time.
+    from tests.conftest import ServerProcess
+
+#: The CI entry point (.ci/run) sets CI=true and installs every external
+#: program the tests drive, so a missing one is a failure there, not a skip.
+IN_CI = os.environ.get("CI") == "true"
+
+
+class StartServer(Protocol):
+    """The ``start_server`` fixture: ``start_server("serve", "echo", "--model", "thread")``.
+
+    Starts ``python -m sockworks`` with the arguments (``--port 0`` unless
+    given), waits until it logs its listening address(es) and returns the
+    process; every server started is stopped when the test ends.
+    """
+
+    def __call__(self, *args: str, expect_listeners: int = ...,
+                 env: dict[str, str] | None = ...,
+                 preexec_fn: Callable[[], object] | None = ...,
+                 timeout: float = ...) -> ServerProcess: ...
+
+
+def require_binary(name: str) -> str:
+    """Path of an external program the test needs.
+
+    Skips the test without it on a developer's machine; fails it under
+    CI=true, where .ci/run installs it.
+    """
+    path = shutil.which(name)
+    if path is None:
+        if IN_CI:
+            pytest.fail(f"{name} is required under CI=true but is not installed")
+        pytest.skip(f"{name} not installed")
+    return path
+
+
+def recv_until(sock: socket.socket, terminator: bytes = b"\n", limit: int = 1 << 20) -> bytes:
+    """Read until ``terminator`` is seen or the peer closes; never past ``limit``."""
+    buf = b""
+    while terminator not in buf and len(buf) < limit:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        buf += chunk
+    return buf
+
+
+def recv_lines(sock: socket.socket, count: int) -> list[bytes]:
+    """Read until ``count`` newline-terminated lines arrived (or the peer closes)."""
+    buf = b""
+    while buf.count(b"\n") < count:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        buf += chunk
+    return buf.split(b"\n")[:count]
+
+
+def recv_all(sock: socket.socket) -> bytes:
+    """Read until the peer closes (the socket must have a timeout)."""
+    buf = b""
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            break
+        if not chunk:
+            break
+        buf += chunk
+    return buf

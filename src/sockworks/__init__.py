@@ -10,4 +10,6 @@ Layout:
     cli/        the `sockworks` command
 """
 
-__version__ = "0.1.0"
+from sockworks._version import __version__
+
+__all__ = ["__version__"]

@@ -11,7 +11,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from sockworks import __version__
+from sockworks._version import __version__
 
 #: Sub-command modules, in the order ``sockworks --help`` lists them.
 COMMAND_MODULES = (

@@ -35,7 +35,7 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
-from sockworks import __version__
+from sockworks._version import __version__
 from sockworks.cli.serve import add_tcp_arguments, port_number, positive_int
 from sockworks.core.config import DEFAULT_MAX_LINE, Endpoint, ServerSettings
 from sockworks.core.logs import RateLimitedLog, configure_logging

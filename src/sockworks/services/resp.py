@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Sequence
 
-from sockworks import __version__
+from sockworks._version import __version__
 from sockworks.core.logs import RateLimitedLog
 from sockworks.core.service import CLOSE, NOTHING, Output, Service, Session
 from sockworks.core.stats import ServerStats

@@ -1,0 +1,1 @@
+"""The embeddable Server (placeholder, replaced by the real module)."""

@@ -1,0 +1,1 @@
+"""The pytest plugin (placeholder, replaced by the real module)."""

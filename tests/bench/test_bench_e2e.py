@@ -178,7 +178,7 @@ def test_connection_refused_is_counted_and_exits_non_zero() -> None:
 
 
 class MisbehavingServer:
-    """A listener that answers every connection one bad way:
+    """A listener that answers every connection in one bad way.
 
     - ``busy``: the busy line, then close (sockworks over --max-connections);
     - ``silent``: accept, read, never answer (a stalled server);

@@ -73,6 +73,8 @@ class EchoSession(Session):
 
 
 class EchoService(Service):
+    """The echo server: every line comes back transformed (upper-cased by default)."""
+
     name = "echo"
 
     def __init__(self, *, max_line: int = DEFAULT_MAX_LINE, transform: str = "upper") -> None:

@@ -26,6 +26,7 @@ from sockworks.bench.compare import CHAPTER_PORT
 from sockworks.bench.results import BenchResult
 from sockworks.bench.runner import BenchConfig, run_bench
 from sockworks.bench.workloads import WorkloadSpec
+from sockworks.services.udp_models import UDP_MODELS
 from tests.support import StartServer
 
 CHAPTER = Path(__file__).resolve().parents[2] / "benchmarks" / "chapter"
@@ -315,7 +316,7 @@ def test_echo_and_kv_against_sockworks_serve(start_server: StartServer) -> None:
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("model", ["blocking", "asyncio"])
+@pytest.mark.parametrize("model", list(UDP_MODELS))
 def test_udp_ping_against_sockworks_serve_udp(start_server: StartServer, model: str) -> None:
     # The per-source rate limit would drop most of a benchmark's requests
     # (all come from 127.0.0.1): lift it for this run.

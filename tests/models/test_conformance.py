@@ -17,17 +17,23 @@ from collections.abc import Callable
 
 import pytest
 
+from sockworks.models import FORKING_MODELS, MODELS, get_model
 from tests.conftest import ServerProcess
 from tests.support import StartServer, recv_all, recv_lines, recv_until
-
-MODELS = ["thread", "pool", "socketserver-thread", "socketserver-fork", "asyncio", "prefork"]
 
 pytestmark = pytest.mark.timeout(60)
 
 
-@pytest.fixture(params=MODELS)
+# Every registered model: a new one cannot miss this suite.
+@pytest.fixture(params=list(MODELS))
 def model(request: pytest.FixtureRequest) -> str:
     return str(request.param)
+
+
+def test_the_registry_resolves_every_model_by_its_name() -> None:
+    for name in MODELS:
+        assert get_model(name).name == name
+    assert set(FORKING_MODELS) <= set(MODELS)
 
 
 def echo(start_server: StartServer, model: str, *extra: str,
@@ -284,7 +290,7 @@ def _children(pid: int) -> list[tuple[int, str]]:
     return out
 
 
-@pytest.mark.parametrize("fork_model", ["socketserver-fork", "prefork"])
+@pytest.mark.parametrize("fork_model", FORKING_MODELS)
 def test_fork_models_leave_no_zombies(start_server: StartServer, fork_model: str) -> None:
     server = echo(start_server, fork_model)
     for _ in range(20):

@@ -11,6 +11,7 @@ after which the same connections work again.
 
 from __future__ import annotations
 
+import itertools
 import socket
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from sockworks.models import FORKING_MODELS, SHARED_MEMORY_MODELS
 from tests.conftest import ServerProcess
 from tests.redis_support import (  # noqa: F401  (the *_fixture functions are fixtures)
     RedisCluster,
@@ -32,8 +34,10 @@ pytestmark = [pytest.mark.redis, pytest.mark.timeout(90),
               pytest.mark.usefixtures("kv_accepts_redis")]
 
 #: Two servers of different models on one backend; the second of each pair
-#: forks (prefork workers, or a process per connection).
-MODEL_PAIRS = [("thread", "prefork"), ("asyncio", "socketserver-fork")]
+#: forks (prefork workers, or a process per connection). Derived from the
+#: registry: every shared-memory model is paired with a forking one in turn,
+#: so every registered model (a new one too) runs against the Redis backend.
+MODEL_PAIRS = list(zip(SHARED_MEMORY_MODELS, itertools.cycle(FORKING_MODELS)))
 CLIENTS_PER_SERVER = 3
 INCRS_PER_CLIENT = 300
 #: Replies are read with this socket timeout: a hang fails the test instead

@@ -20,9 +20,8 @@ from typing import Any
 import pytest
 
 from sockworks.client import ConnectionClosed, KvClient
+from sockworks.models import FORKING_MODELS, SHARED_MEMORY_MODELS
 from sockworks.protocols.kvtext import HttpRequest, Quit, parse_line
-
-SHARED_MEMORY_MODELS = ["thread", "pool", "socketserver-thread", "asyncio"]
 
 
 @pytest.fixture(params=SHARED_MEMORY_MODELS)
@@ -222,7 +221,7 @@ def run_cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]
                           text=True, timeout=timeout, stdin=subprocess.DEVNULL, check=False)
 
 
-@pytest.mark.parametrize("forking", ["socketserver-fork", "prefork"])
+@pytest.mark.parametrize("forking", FORKING_MODELS)
 def test_forking_models_are_refused(forking: str) -> None:
     result = run_cli("serve", "kv", "--model", forking, "--port", "0")
     assert result.returncode == 2

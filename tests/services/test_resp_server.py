@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from sockworks.core.stats import ServerStats
+from sockworks.models import SHARED_MEMORY_MODELS
 from sockworks.protocols import resp as resp_codec
 from sockworks.protocols.resp import encode_command, split_inline
 from sockworks.services.resp import RespService
@@ -32,8 +33,6 @@ from tests.support import require_binary
 
 redis = pytest.importorskip("redis")
 import redis.asyncio as aioredis  # noqa: E402 (after the importorskip above)
-
-MODELS = ["asyncio", "thread", "pool", "socketserver-thread"]
 
 
 def resp_address(server: ServerProcess) -> tuple[str, int]:
@@ -222,7 +221,7 @@ def test_redis_py_asyncio(port: int) -> None:
     assert asyncio.run(scenario()) == [2, 3, b"3", None]
 
 
-@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("model", SHARED_MEMORY_MODELS)
 def test_every_shared_memory_model(model: str) -> None:
     proc = start("--model", model)
     try:

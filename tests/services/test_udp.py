@@ -15,8 +15,8 @@ import pytest
 
 from sockworks.protocols.udpjson import MAX_REPLY
 from sockworks.services.udp import TokenBucketTable, UdpJsonService, source_key
+from sockworks.services.udp_models import UDP_MODELS
 
-MODELS = ["blocking", "asyncio"]
 REPLY_TIMEOUT = 5.0
 
 
@@ -122,7 +122,7 @@ def rss_kib(pid: int) -> int:
     raise AssertionError("no VmRSS")
 
 
-@pytest.fixture(params=MODELS)
+@pytest.fixture(params=list(UDP_MODELS))
 def model(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 

@@ -18,7 +18,7 @@ import importlib
 
 from sockworks.models.base import Model
 
-__all__ = ["Model", "MODELS", "get_model", "SHARED_MEMORY_MODELS"]
+__all__ = ["Model", "MODELS", "get_model", "FORKING_MODELS", "SHARED_MEMORY_MODELS"]
 
 #: model name -> "module:Class"
 MODELS = {
@@ -30,8 +30,14 @@ MODELS = {
     "prefork": "sockworks.models.prefork:PreforkModel",
 }
 
-#: Models whose connections share one address space (an in-memory store works).
-SHARED_MEMORY_MODELS = ("thread", "pool", "socketserver-thread", "asyncio")
+#: Models that serve connections from separate processes: they cannot share
+#: an in-memory store (each process would see its own data).
+FORKING_MODELS = ("socketserver-fork", "prefork")
+
+#: Models whose connections share one address space (an in-memory store works):
+#: every registered model that does not fork, so a new model lands here unless
+#: it is listed in FORKING_MODELS.
+SHARED_MEMORY_MODELS = tuple(name for name in MODELS if name not in FORKING_MODELS)
 
 
 def get_model(name: str) -> type[Model]:

@@ -186,6 +186,21 @@ def test_half_close_gets_every_reply(start_server: StartServer, model: str) -> N
         assert recv_all(sock) == b"ONE\nTWO\nTHREE"
 
 
+def send_partial_request(sock: socket.socket, partial: bytes) -> None:
+    """Leave ``partial`` (no newline) buffered in the server's session: busy.
+
+    Synchronised on a round trip, not a sleep: a complete line and the partial
+    one go out in a single send() on a fresh (or quiet) connection, so they
+    travel as one loopback segment, and every model's one recv() hands both to
+    the session in the same on_data() call. The SYNC reply is only sent after
+    that call returned, so once it is read the partial line is in the
+    session's buffer and the server counts the connection as busy.
+    """
+    assert b"\n" not in partial
+    sock.sendall(b"sync\n" + partial)
+    assert recv_until(sock) == b"SYNC\n"
+
+
 def test_sigterm_answers_requests_in_flight_and_exits_zero(start_server: StartServer, model: str) -> None:
     server = echo(start_server, model, "--grace", "20")
     busy = [server.connect() for _ in range(5)]
@@ -193,8 +208,7 @@ def test_sigterm_answers_requests_in_flight_and_exits_zero(start_server: StartSe
     idle.sendall(b"warm\n")
     assert recv_until(idle) == b"WARM\n"
     for sock in busy:
-        sock.sendall(b"partial request")  # no newline yet: in flight
-    time.sleep(0.3)  # let the server read the partial lines
+        send_partial_request(sock, b"partial request")  # no newline yet: in flight
     server.signal(signal.SIGTERM)
     server.wait_for_log(b"shutting down")
     for sock in busy:
@@ -227,8 +241,8 @@ def test_sigterm_with_idle_clients_exits_without_waiting_for_grace(start_server:
 def test_second_signal_exits_at_once(start_server: StartServer, model: str) -> None:
     server = echo(start_server, model, "--grace", "60")
     with server.connect() as sock:
-        sock.sendall(b"never finished")
-        time.sleep(0.3)
+        # Busy, so the first signal cannot finish the shutdown by itself.
+        send_partial_request(sock, b"never finished")
         server.signal(signal.SIGINT)
         server.wait_for_log(b"shutting down")
         server.signal(signal.SIGINT)
@@ -238,8 +252,8 @@ def test_second_signal_exits_at_once(start_server: StartServer, model: str) -> N
 def test_grace_period_force_closes_stuck_clients(start_server: StartServer, model: str) -> None:
     server = echo(start_server, model, "--grace", "1")
     with server.connect() as sock:
-        sock.sendall(b"stuck forever")
-        time.sleep(0.3)
+        # Busy, so the server waits out the grace period and then force-closes.
+        send_partial_request(sock, b"stuck forever")
         server.signal(signal.SIGTERM)
         assert server.wait(timeout=30) == 0
         assert recv_all(sock) == b""

@@ -16,7 +16,6 @@ import socket
 import subprocess
 import sys
 import threading
-from typing import Any
 
 import pytest
 
@@ -28,7 +27,7 @@ from tests.redis_support import (  # noqa: F401  (the *_fixture functions are fi
     redis_cluster_fixture,
     redis_server_fixture,
 )
-from tests.support import IN_CI
+from tests.support import IN_CI, StartServer
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(90),
               pytest.mark.usefixtures("kv_accepts_redis")]
@@ -66,7 +65,7 @@ def kv_accepts_redis() -> None:
         pytest.skip("serve kv does not accept --store redis:// yet")
 
 
-def start_kv(start_server: Any, url: str, model: str) -> ServerProcess:
+def start_kv(start_server: StartServer, url: str, model: str) -> ServerProcess:
     args = ["serve", "kv", "--store", url, "--model", model]
     if model == "prefork":
         args += ["--workers", "2"]
@@ -110,7 +109,7 @@ def backend_url(request: pytest.FixtureRequest) -> str:
 
 @pytest.mark.parametrize("models", MODEL_PAIRS, ids=["-".join(p) for p in MODEL_PAIRS])
 def test_servers_share_one_dataset_and_incr_is_exact(
-        start_server: Any, backend_url: str, models: tuple[str, str]) -> None:
+        start_server: StartServer, backend_url: str, models: tuple[str, str]) -> None:
     servers = [start_kv(start_server, backend_url, model) for model in models]
     a, b = Client(servers[0]), Client(servers[1])
     try:
@@ -157,7 +156,7 @@ def test_servers_share_one_dataset_and_incr_is_exact(
 
 
 def test_redis_outage_gives_errors_then_service_resumes(
-        start_server: Any, redis_server: RedisServer) -> None:
+        start_server: StartServer, redis_server: RedisServer) -> None:
     servers = [start_kv(start_server, redis_server.url, model) for model in ("pool", "prefork")]
     clients = [Client(server) for server in servers]
     try:

@@ -16,6 +16,7 @@ import pytest
 from sockworks.protocols.udpjson import MAX_REPLY
 from sockworks.services.udp import TokenBucketTable, UdpJsonService, source_key
 from sockworks.services.udp_models import UDP_MODELS
+from tests.support import StartServer
 
 REPLY_TIMEOUT = 5.0
 
@@ -127,7 +128,7 @@ def model(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-def test_logs_one_listening_line_and_answers(start_server: Any, model: str) -> None:
+def test_logs_one_listening_line_and_answers(start_server: StartServer, model: str) -> None:
     server = start_server("serve", "udp", "--model", model)
     assert server.model == model
     assert server.read_output().count(b"listening on") == 1
@@ -156,7 +157,7 @@ def test_logs_one_listening_line_and_answers(start_server: Any, model: str) -> N
     (b'{"type":"echo"}', "missing data"),
     (b'{"type":"ping","id":{"nested":1}}', "invalid id"),
 ])
-def test_bad_input_over_the_wire(start_server: Any, model: str, payload: bytes,
+def test_bad_input_over_the_wire(start_server: StartServer, model: str, payload: bytes,
                                  error: str) -> None:
     server = start_server("serve", "udp", "--model", model)
     doc = ask(server, pad(payload, len(payload) + 40))
@@ -164,7 +165,7 @@ def test_bad_input_over_the_wire(start_server: Any, model: str, payload: bytes,
     assert ask(server, b'{"type":"ping"}') == {"pong": True}   # still serving
 
 
-def test_oversized_and_tiny_datagrams(start_server: Any, model: str) -> None:
+def test_oversized_and_tiny_datagrams(start_server: StartServer, model: str) -> None:
     server = start_server("serve", "udp", "--model", model)
     assert ask(server, b"x" * 5000) == {"error": "datagram too large"}
     assert ask(server, pad(b'{"type":"ping"}', 1233)) == {"error": "datagram too large"}
@@ -178,13 +179,13 @@ def test_oversized_and_tiny_datagrams(start_server: Any, model: str) -> None:
     assert counters["too_large"] == 2
 
 
-def test_deep_nesting_100k_with_a_large_receive_limit(start_server: Any, model: str) -> None:
+def test_deep_nesting_100k_with_a_large_receive_limit(start_server: StartServer, model: str) -> None:
     server = start_server("serve", "udp", "--model", model, "--max-datagram", "65507")
     assert ask(server, b"[" * 60000) == {"error": "nesting too deep"}
     assert ask(server, b'{"type":"ping","n":' + b"1" * 5000 + b"}") == {"error": "number too large"}
 
 
-def test_reply_too_large_tells_the_client_how_to_pad(start_server: Any, model: str) -> None:
+def test_reply_too_large_tells_the_client_how_to_pad(start_server: StartServer, model: str) -> None:
     server = start_server("serve", "udp", "--model", model)
     doc = ask(server, b'{"type":"stats","id":1}')
     assert doc["error"] == "reply too large" and doc["id"] == 1
@@ -218,7 +219,7 @@ def flood(server: Any, sockets: int = 50, per_socket: int = 200) -> None:
         assert ask(server, payload, source=f"127.0.3.{next(sync)}", attempts=10) == {"pong": True}
 
 
-def test_flood_is_rate_limited_and_memory_stays_flat(start_server: Any, model: str) -> None:
+def test_flood_is_rate_limited_and_memory_stays_flat(start_server: StartServer, model: str) -> None:
     server = start_server("serve", "udp", "--model", model, "--rate", "5", "--burst", "10",
                           "--max-sources", "64")
     flood(server)
@@ -240,7 +241,7 @@ def test_flood_is_rate_limited_and_memory_stays_flat(start_server: Any, model: s
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_graceful_shutdown(start_server: Any, model: str, sig: int) -> None:
+def test_graceful_shutdown(start_server: StartServer, model: str, sig: int) -> None:
     server = start_server("serve", "udp", "--model", model)
     assert ask(server, b'{"type":"ping"}') == {"pong": True}
     server.signal(sig)
@@ -250,7 +251,7 @@ def test_graceful_shutdown(start_server: Any, model: str, sig: int) -> None:
     assert b"server stopped" in output
 
 
-def test_second_signal_exits_at_once(start_server: Any, model: str) -> None:
+def test_second_signal_exits_at_once(start_server: StartServer, model: str) -> None:
     server = start_server("serve", "udp", "--model", model)
     server.signal(signal.SIGTERM)
     server.signal(signal.SIGTERM)
@@ -275,7 +276,7 @@ def test_port_in_use_is_one_clear_line(model: str) -> None:
     assert "in use" in lines[0] and str(port) in lines[0]
 
 
-def test_ipv6(start_server: Any, model: str) -> None:
+def test_ipv6(start_server: StartServer, model: str) -> None:
     if not socket.has_ipv6:
         pytest.skip("no IPv6")
     try:
@@ -288,7 +289,7 @@ def test_ipv6(start_server: Any, model: str) -> None:
     assert ask(server, b'{"type":"ping","id":"v6"}', source="::1") == {"pong": True, "id": "v6"}
 
 
-def test_dual_stack_counts_mapped_ipv4_as_ipv4(start_server: Any, model: str) -> None:
+def test_dual_stack_counts_mapped_ipv4_as_ipv4(start_server: StartServer, model: str) -> None:
     try:
         with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as probe:
             probe.bind(("::1", 0))
@@ -312,7 +313,7 @@ def run_client(*args: str) -> subprocess.CompletedProcess[str]:
                           stdin=subprocess.DEVNULL)
 
 
-def test_udp_client_prints_the_reply(start_server: Any) -> None:
+def test_udp_client_prints_the_reply(start_server: StartServer) -> None:
     server = start_server("serve", "udp", "--model", "blocking")
     port = str(server.port)
     result = run_client("--port", port, "ping")

@@ -21,9 +21,14 @@ run: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+## lint: ruff (style, docstrings), mypy --strict (src and tests), lint-imports (layers)
+# Every check runs even when an earlier one fails, so one run shows everything.
 lint: $(STAMP)
-	$(PY) -m ruff check src tests
-	$(PY) -m mypy
+	@status=0; \
+	echo "ruff check src tests"; $(PY) -m ruff check src tests || status=1; \
+	echo "mypy"; $(PY) -m mypy || status=1; \
+	echo "lint-imports"; $(VENV)/bin/lint-imports || status=1; \
+	exit $$status
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .hypothesis

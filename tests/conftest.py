@@ -20,16 +20,15 @@ import logging
 import os
 import re
 import select
-import shutil
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -39,19 +38,16 @@ from sockworks.core.logs import make_formatter
 from sockworks.models import FORKING_MODELS
 from sockworks.server import Server
 
+# Helpers that tests import live in tests/support.py (see its docstring); they
+# are re-exported here only for code that still looks for them in conftest.
+from tests.support import IN_CI as IN_CI
+from tests.support import StartServer
+from tests.support import recv_all as recv_all
+from tests.support import recv_lines as recv_lines
+from tests.support import recv_until as recv_until
+from tests.support import require_binary as require_binary
+
 LISTENING = re.compile(rb"listening on (\S+):(\d+) \(model=([\w-]+)\)")
-IN_CI = os.environ.get("CI") == "true"
-
-
-def require_binary(name: str) -> str:
-    """Path of an external program the test needs: skip without it on a
-    developer's machine, fail under CI=true (where .ci/run installs it)."""
-    path = shutil.which(name)
-    if path is None:
-        if IN_CI:
-            pytest.fail(f"{name} is required under CI=true but is not installed")
-        pytest.skip(f"{name} not installed")
-    return path
 
 
 @dataclass
@@ -128,7 +124,7 @@ class ServerProcess:
 
 
 def spawn_server(*args: str, expect_listeners: int = 1, env: dict[str, str] | None = None,
-                 preexec_fn=None, timeout: float = 20.0) -> ServerProcess:
+                 preexec_fn: Callable[[], object] | None = None, timeout: float = 20.0) -> ServerProcess:
     argv = list(args)
     if "--port" not in argv:
         argv += ["--port", "0"]
@@ -227,8 +223,10 @@ class InProcessServer:
             return bytes(self.capture.output)
 
     def signal(self, sig: int = signal.SIGTERM) -> None:
-        """SIGTERM/SIGINT: a graceful stop, as the process would do. (A second
-        signal's "exit at once" needs a real process: ``process=True``.)"""
+        """Stop gracefully on SIGTERM/SIGINT, as the process would.
+
+        A second signal's "exit at once" needs a real process (``process=True``).
+        """
         assert sig in (signal.SIGTERM, signal.SIGINT), "in-process: only a graceful stop"
         assert self._stopper is None, "a second signal needs start_server(process=True)"
         self._stopper = threading.Thread(target=self.server.stop, daemon=True)
@@ -270,7 +268,7 @@ def start_in_process(argv: list[str]) -> InProcessServer | None:
 
 
 @pytest.fixture
-def start_server() -> Iterator[Any]:
+def start_server() -> Iterator[StartServer]:
     """Factory fixture: ``start_server(*argv, process=False, **spawn options)``;
     every server it starts is stopped after the test."""
     started: list[ServerProcess | InProcessServer] = []
@@ -278,7 +276,9 @@ def start_server() -> Iterator[Any]:
     def start(*args: str, process: bool = False,
               **kwargs: Any) -> ServerProcess | InProcessServer:
         server: ServerProcess | InProcessServer | None = None
-        if not process and set(kwargs) <= {"expect_listeners"}:
+        spawn_only = {name for name, value in kwargs.items()
+                      if value is not None and name != "expect_listeners"}
+        if not process and not spawn_only:
             argv = list(args)
             if "--port" not in argv:
                 argv += ["--port", "0"]
@@ -288,41 +288,6 @@ def start_server() -> Iterator[Any]:
         started.append(server)
         return server
 
-    yield start
+    yield cast(StartServer, start)
     for server in started:
         server.stop()
-
-
-def recv_until(sock: socket.socket, terminator: bytes = b"\n", limit: int = 1 << 20) -> bytes:
-    """Read until ``terminator`` is seen or the peer closes; never past ``limit``."""
-    buf = b""
-    while terminator not in buf and len(buf) < limit:
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        buf += chunk
-    return buf
-
-
-def recv_lines(sock: socket.socket, count: int) -> list[bytes]:
-    buf = b""
-    while buf.count(b"\n") < count:
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        buf += chunk
-    return buf.split(b"\n")[:count]
-
-
-def recv_all(sock: socket.socket) -> bytes:
-    """Read until the peer closes (the socket must have a timeout)."""
-    buf = b""
-    while True:
-        try:
-            chunk = sock.recv(65536)
-        except ConnectionResetError:
-            break
-        if not chunk:
-            break
-        buf += chunk
-    return buf

@@ -17,14 +17,12 @@ import threading
 from pathlib import Path
 
 import pytest
-from tests.conftest import recv_until
 
 from sockworks import EchoService, KvService, Output, Server, Service, Session
 from sockworks.core.config import SERVER_SETTINGS
-from sockworks.models import FORKING_MODELS, MODELS
+from sockworks.models import FORKING_MODELS
 from sockworks.storage.embedded import open_embedded_store
-
-THREADED_MODELS = [name for name in MODELS if name not in FORKING_MODELS]
+from tests.support import SHARED_MEMORY_MODELS, recv_until
 
 
 def echo_once(address: tuple[str, int], line: bytes = b"ping\n") -> bytes:
@@ -33,7 +31,7 @@ def echo_once(address: tuple[str, int], line: bytes = b"ping\n") -> bytes:
         return recv_until(sock)
 
 
-@pytest.mark.parametrize("model", THREADED_MODELS)
+@pytest.mark.parametrize("model", SHARED_MEMORY_MODELS)
 def test_start_in_a_thread_two_at_once(model: str) -> None:
     results: dict[str, object] = {}
 
@@ -157,7 +155,7 @@ class ShoutService(Service):
         return Shout()
 
 
-@pytest.mark.parametrize("model", THREADED_MODELS)
+@pytest.mark.parametrize("model", SHARED_MEMORY_MODELS)
 def test_a_custom_service_under_every_threaded_model(model: str) -> None:
     with Server(ShoutService(), model=model) as server, \
             socket.create_connection(server.addresses[0], timeout=10) as sock:

@@ -50,7 +50,9 @@ class HasRespFrontEnd(Protocol):
     """A service that can also be served over RESP (the KV store): what
     ``Server(..., resp_port=N)`` asks of its service."""
 
-    def resp_service(self) -> Service: ...
+    def resp_service(self) -> Service:
+        """A service serving the same data over RESP."""
+        ...
 
 
 class Server:
@@ -126,10 +128,12 @@ class Server:
 
     @property
     def model(self) -> str:
+        """The concurrency model's name."""
         return self.settings.model
 
     @property
     def running(self) -> bool:
+        """True from a successful start until the server has stopped."""
         return self._state == _RUNNING
 
     # -- embedded: a background thread ---------------------------------------

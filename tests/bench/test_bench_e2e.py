@@ -16,14 +16,18 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from sockworks.bench.compare import CHAPTER_PORT
+from sockworks.bench.results import BenchResult
 from sockworks.bench.runner import BenchConfig, run_bench
 from sockworks.bench.workloads import WorkloadSpec
+from sockworks.services.udp_models import UDP_MODELS
+from tests.support import StartServer
 
 CHAPTER = Path(__file__).resolve().parents[2] / "benchmarks" / "chapter"
 
@@ -61,8 +65,12 @@ class ChapterServer:
         self.proc.stdout.close()
 
 
+#: The ``chapter`` fixture: start one of benchmarks/chapter/*.py by file name.
+StartChapter = Callable[[str], ChapterServer]
+
+
 @pytest.fixture
-def chapter() -> Iterator[object]:
+def chapter() -> Iterator[StartChapter]:
     started: list[ChapterServer] = []
 
     def start(name: str) -> ChapterServer:
@@ -81,16 +89,18 @@ def bench(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
                           timeout=timeout, check=False)
 
 
-def bench_json(*args: str) -> dict[str, object]:
+def bench_json(*args: str) -> dict[str, Any]:
+    """The --json report of a run that must succeed (decoded JSON: Any)."""
     done = bench(*args, "--json")
     assert done.returncode == 0, done.stderr
     # Piped stderr: no progress line, nothing at all on success.
     assert "req/s" not in done.stderr
-    return json.loads(done.stdout)  # type: ignore[no-any-return]
+    document: dict[str, Any] = json.loads(done.stdout)
+    return document
 
 
-def assert_clean_run(document: dict[str, object], connections: int) -> None:
-    assert document["requests"] > 0  # type: ignore[operator]
+def assert_clean_run(document: dict[str, Any], connections: int) -> None:
+    assert document["requests"] > 0
     assert document["errors"] == {}
     assert document["errors_total"] == 0
     assert document["connected"] == connections
@@ -100,7 +110,7 @@ def assert_clean_run(document: dict[str, object], connections: int) -> None:
 
 
 @pytest.mark.timeout(60)
-def test_echo_against_the_chapter_thread_server(chapter) -> None:
+def test_echo_against_the_chapter_thread_server(chapter: StartChapter) -> None:
     server = chapter("thread_echo.py")
     document = bench_json("echo", "--port", str(server.port), "-c", "4", "-d", "1")
     assert_clean_run(document, 4)
@@ -108,7 +118,7 @@ def test_echo_against_the_chapter_thread_server(chapter) -> None:
 
 
 @pytest.mark.timeout(60)
-def test_human_table(chapter) -> None:
+def test_human_table(chapter: StartChapter) -> None:
     server = chapter("socketserver_echo.py")
     done = bench("echo", "--port", str(server.port), "-c", "2", "-d", "0.5", "-P", "4",
                  "--warmup", "0.2")
@@ -120,7 +130,7 @@ def test_human_table(chapter) -> None:
 
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("pipeline", ["1", "8"])
-def test_kv_against_the_chapter_kv_server(chapter, pipeline: str) -> None:
+def test_kv_against_the_chapter_kv_server(chapter: StartChapter, pipeline: str) -> None:
     server = chapter("kv_server.py")
     document = bench_json("kv", "--port", str(server.port), "-c", "4", "-d", "1",
                           "-P", pipeline, "--keys", "100", "--set-ratio", "0.5")
@@ -128,7 +138,7 @@ def test_kv_against_the_chapter_kv_server(chapter, pipeline: str) -> None:
 
 
 @pytest.mark.timeout(60)
-def test_several_client_processes_merge_their_results(chapter) -> None:
+def test_several_client_processes_merge_their_results(chapter: StartChapter) -> None:
     server = chapter("pool_echo.py")
     document = bench_json("echo", "--port", str(server.port), "-c", "4", "--procs", "2",
                           "-d", "1", "--idle", "2")
@@ -138,20 +148,20 @@ def test_several_client_processes_merge_their_results(chapter) -> None:
 
 
 @pytest.mark.timeout(60)
-def test_udp_time_against_the_chapter_udp_service(chapter) -> None:
+def test_udp_time_against_the_chapter_udp_service(chapter: StartChapter) -> None:
     server = chapter("udp_json.py")
     document = bench_json("udp", "--port", str(server.port), "-c", "2", "-d", "1",
                           "--udp-type", "time", "--timeout", "1")
-    assert document["requests"] > 0  # type: ignore[operator]
-    assert document["errors"].get("protocol_mismatch", 0) == 0  # type: ignore[union-attr]
+    assert document["requests"] > 0
+    assert document["errors"].get("protocol_mismatch", 0) == 0
 
 
 @pytest.mark.timeout(60)
-def test_udp_ping_against_the_chapter_service_counts_error_replies(chapter) -> None:
+def test_udp_ping_against_the_chapter_service_counts_error_replies(chapter: StartChapter) -> None:
     server = chapter("udp_json.py")
     document = bench_json("udp", "--port", str(server.port), "-c", "1", "-d", "0.5")
     # The chapter knows only "time": every ping gets {"error": "unknown request"}.
-    assert document["errors"]["error_reply"] > 0  # type: ignore[index]
+    assert document["errors"]["error_reply"] > 0
 
 
 @pytest.mark.timeout(60)
@@ -169,7 +179,7 @@ def test_connection_refused_is_counted_and_exits_non_zero() -> None:
 
 
 class MisbehavingServer:
-    """A listener that answers every connection one bad way:
+    """A listener that answers every connection in one bad way.
 
     - ``busy``: the busy line, then close (sockworks over --max-connections);
     - ``silent``: accept, read, never answer (a stalled server);
@@ -213,11 +223,13 @@ class MisbehavingServer:
             conn.close()
 
 
-def run_against(mode: str, workload: str = "echo", **options: object):
+def run_against(mode: str, workload: str = "echo", *, connections: int, duration: float,
+                timeout: float = 10.0) -> BenchResult:  # 10.0: BenchConfig's default
     server = MisbehavingServer(mode)
     try:
         config = BenchConfig(port=server.port, workload=WorkloadSpec(name=workload),
-                             connect_timeout=2, **options)  # type: ignore[arg-type]
+                             connect_timeout=2, connections=connections, duration=duration,
+                             timeout=timeout)
         return run_bench(config, progress_stream=io.StringIO())
     finally:
         server.close()
@@ -249,7 +261,7 @@ def test_a_reset_connection_is_counted_and_reopened() -> None:
 
 
 @pytest.mark.timeout(60)
-def test_progress_line_only_on_a_terminal(chapter) -> None:
+def test_progress_line_only_on_a_terminal(chapter: StartChapter) -> None:
     server = chapter("thread_echo.py")
     master, slave = pty.openpty()
     try:
@@ -284,7 +296,7 @@ def test_progress_line_only_on_a_terminal(chapter) -> None:
 
 
 @pytest.mark.timeout(60)
-def test_in_process_run_writes_nothing_to_a_non_terminal(chapter) -> None:
+def test_in_process_run_writes_nothing_to_a_non_terminal(chapter: StartChapter) -> None:
     server = chapter("thread_echo.py")
     stream = io.StringIO()
     result = run_bench(BenchConfig(port=server.port, connections=2, duration=0.5),
@@ -294,7 +306,7 @@ def test_in_process_run_writes_nothing_to_a_non_terminal(chapter) -> None:
 
 
 @pytest.mark.timeout(60)
-def test_echo_and_kv_against_sockworks_serve(start_server) -> None:
+def test_echo_and_kv_against_sockworks_serve(start_server: StartServer) -> None:
     echo = start_server("serve", "echo", "--model", "asyncio")
     document = bench_json("echo", "--port", str(echo.port), "-c", "4", "-d", "1", "-P", "4")
     assert_clean_run(document, 4)
@@ -304,16 +316,16 @@ def test_echo_and_kv_against_sockworks_serve(start_server) -> None:
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("model", ["blocking", "asyncio"])
-def test_udp_ping_against_sockworks_serve_udp(start_server, model: str) -> None:
+@pytest.mark.parametrize("model", list(UDP_MODELS))
+def test_udp_ping_against_sockworks_serve_udp(start_server: StartServer, model: str) -> None:
     # The per-source rate limit would drop most of a benchmark's requests
     # (all come from 127.0.0.1): lift it for this run.
     udp = start_server("serve", "udp", "--model", model, "--rate", "1000000",
                        "--burst", "1000000")
     document = bench_json("udp", "--port", str(udp.port), "-c", "2", "-d", "1", "-P", "2")
-    assert document["requests"] > 0  # type: ignore[operator]
-    assert document["errors"].get("protocol_mismatch", 0) == 0  # type: ignore[union-attr]
-    assert document["errors"].get("error_reply", 0) == 0  # type: ignore[union-attr]
+    assert document["requests"] > 0
+    assert document["errors"].get("protocol_mismatch", 0) == 0
+    assert document["errors"].get("error_reply", 0) == 0
 
 
 @pytest.mark.timeout(120)
@@ -360,9 +372,9 @@ def test_compare_reports_a_model_that_cannot_start(tmp_path: Path) -> None:
     ({"pipeline": 0}, "pipeline"),
     ({"duration": 0}, "duration"),
 ])
-def test_config_validation(options: dict[str, object], message: str) -> None:
+def test_config_validation(options: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        BenchConfig(**options)  # type: ignore[arg-type]
+        BenchConfig(**options)
 
 
 def test_cli_refuses_bad_combinations() -> None:

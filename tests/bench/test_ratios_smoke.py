@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.conftest import require_binary
+
+from tests.support import require_binary
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "ratios.py"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
@@ -39,7 +40,8 @@ def feed_bytewise(conv: TcpConversation, data: bytes) -> int:
     return sum(conv.feed(data[i:i + 1]) for i in range(len(data)))
 
 
-FEEDERS = [feed_whole, feed_bytewise]
+Feeder = Callable[[TcpConversation, bytes], int]
+FEEDERS: list[Feeder] = [feed_whole, feed_bytewise]
 
 
 # -- a tiny reference server for each text protocol (the oracle) -----------
@@ -91,7 +93,7 @@ def resp_replies(batch: bytes, store: dict[bytes, bytes], null: bytes = b"$-1\r\
 
 @pytest.mark.parametrize("feed", FEEDERS)
 @pytest.mark.parametrize("depth", [1, 3, 16])
-def test_echo_uppercased_replies_complete_the_batch(feed, depth: int) -> None:
+def test_echo_uppercased_replies_complete_the_batch(feed: Feeder, depth: int) -> None:
     conv = conversation("echo", value_size=24)
     for _ in range(3):
         batch = conv.next_batch(depth)
@@ -136,7 +138,7 @@ def test_echo_busy_and_unsolicited() -> None:
 
 @pytest.mark.parametrize("feed", FEEDERS)
 @pytest.mark.parametrize("depth", [1, 16])
-def test_kv_requests_and_replies_against_a_dict_server(feed, depth: int) -> None:
+def test_kv_requests_and_replies_against_a_dict_server(feed: Feeder, depth: int) -> None:
     conv = conversation("kv", keys=20, set_ratio=0.5)
     store: dict[bytes, bytes] = {}
     assert conv.awaiting_greeting
@@ -203,7 +205,7 @@ def test_kv_unsolicited_reply_is_a_mismatch() -> None:
 @pytest.mark.parametrize("feed", FEEDERS)
 @pytest.mark.parametrize("null", [b"$-1\r\n", b"_\r\n"])
 @pytest.mark.parametrize("depth", [1, 16])
-def test_resp_against_a_dict_server(feed, null: bytes, depth: int) -> None:
+def test_resp_against_a_dict_server(feed: Feeder, null: bytes, depth: int) -> None:
     conv = conversation("resp", keys=30, value_size=5)
     store: dict[bytes, bytes] = {}
     for _ in range(20):
@@ -218,7 +220,7 @@ def test_resp_against_a_dict_server(feed, null: bytes, depth: int) -> None:
 
 
 @pytest.mark.parametrize("feed", FEEDERS)
-def test_resp_general_replies_on_the_slow_path(feed) -> None:
+def test_resp_general_replies_on_the_slow_path(feed: Feeder) -> None:
     conv = conversation("resp", set_ratio=0.0)
     conv.next_batch(3)
     # A value with CRLF inside, an empty value, an error reply.

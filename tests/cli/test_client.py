@@ -22,10 +22,11 @@ from typing import Any
 import pytest
 
 from sockworks.client import ConnectionClosed, KvClient, ProtocolError, ServerError, parse_stats
+from tests.support import StartServer
 
 
 @pytest.fixture
-def kv(start_server: Any) -> Any:
+def kv(start_server: StartServer) -> Any:
     return start_server("serve", "kv")
 
 
@@ -194,7 +195,7 @@ def test_kv_client_sees_the_server_close(kv: Any) -> None:
         kvc.execute(b"POST / HTTP/1.1")
 
 
-def test_kv_client_reports_server_busy(start_server: Any) -> None:
+def test_kv_client_reports_server_busy(start_server: StartServer) -> None:
     server = start_server("serve", "kv", "--max-connections", "1")
     with KvClient(server.host, server.port):
         with pytest.raises(ServerError, match="server busy"):
@@ -235,7 +236,7 @@ def test_parse_stats() -> None:
         parse_stats(b"STATS broken")
 
 
-def test_prompt_reconnects_after_the_server_drops_an_idle_connection(start_server: Any) -> None:
+def test_prompt_reconnects_after_the_server_drops_an_idle_connection(start_server: StartServer) -> None:
     server = start_server("serve", "kv", "--idle-timeout", "0.3")
     proc = subprocess.Popen(
         [sys.executable, "-m", "sockworks", "client", "--port", str(server.port)],

@@ -9,12 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import recv_until
+from pytest import LogCaptureFixture
 
 from sockworks.core.logs import RateLimitedLog
+from tests.support import StartServer, recv_until
 
 
-def test_rate_limited_log_counts_suppressed(caplog) -> None:
+def test_rate_limited_log_counts_suppressed(caplog: LogCaptureFixture) -> None:
     logger = logging.getLogger("test.ratelimit")
     limited = RateLimitedLog(logger, logging.WARNING, interval=3600)
     with caplog.at_level(logging.WARNING, logger="test.ratelimit"):
@@ -27,7 +28,7 @@ def test_rate_limited_log_counts_suppressed(caplog) -> None:
     assert caplog.records[-1].getMessage() == "refused 100 (99 more suppressed)"
 
 
-def test_log_file_and_json_format(start_server, tmp_path: Path) -> None:
+def test_log_file_and_json_format(start_server: StartServer, tmp_path: Path) -> None:
     log_file = tmp_path / "server.log"
     server = start_server("serve", "echo", "--log-file", str(log_file), "--log-format", "json")
     with server.connect() as sock:
@@ -54,7 +55,7 @@ def test_bad_flag_values_are_rejected_without_traceback() -> None:
         assert proc.stderr.strip(), argv
 
 
-def test_fd_limit_is_raised_for_max_connections(start_server) -> None:
+def test_fd_limit_is_raised_for_max_connections(start_server: StartServer) -> None:
     import resource
 
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -66,13 +67,14 @@ def test_fd_limit_is_raised_for_max_connections(start_server) -> None:
     def low_soft_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
 
-    server = start_server("serve", "echo", "--max-connections", "2000", preexec_fn=low_soft_limit)
+    server = start_server("serve", "echo", "--max-connections", "2000", preexec_fn=low_soft_limit,
+                          process=True)
     with open(f"/proc/{server.proc.pid}/limits") as f:
         line = next(line for line in f if line.startswith("Max open files"))
     assert int(line.split()[3]) >= 2000
 
 
-def test_fd_limit_too_low_is_a_warning(start_server) -> None:
+def test_fd_limit_too_low_is_a_warning(start_server: StartServer) -> None:
     import resource
 
     def low_limit() -> None:

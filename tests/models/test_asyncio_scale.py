@@ -6,13 +6,14 @@ import resource
 import socket
 
 import pytest
-from tests.conftest import recv_until
+
+from tests.support import StartServer, recv_until
 
 CONNECTIONS = 10_000
 
 
 @pytest.mark.timeout(120)
-def test_ten_thousand_concurrent_connections(start_server) -> None:
+def test_ten_thousand_concurrent_connections(start_server: StartServer) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard < CONNECTIONS + 500:
         pytest.skip(f"RLIMIT_NOFILE hard limit {hard} is below {CONNECTIONS + 500}")

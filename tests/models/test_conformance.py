@@ -13,41 +13,62 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
-from tests.conftest import recv_all, recv_lines, recv_until
 
-MODELS = ["thread", "pool", "socketserver-thread", "socketserver-fork", "asyncio", "prefork"]
+from sockworks.models import FORKING_MODELS, MODELS, get_model
+from tests.conftest import ServerProcess
+from tests.support import RunningServer, StartServer, recv_all, recv_lines, recv_until
 
 pytestmark = pytest.mark.timeout(60)
 
 
-@pytest.fixture(params=MODELS)
+# Every registered model: a new one cannot miss this suite.
+@pytest.fixture(params=list(MODELS))
 def model(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-def echo(start_server, model: str, *extra: str, **kwargs: object):
-    args = ["serve", "echo", "--model", model]
+def test_the_registry_resolves_every_model_by_its_name() -> None:
+    for name in MODELS:
+        assert get_model(name).name == name
+    assert set(FORKING_MODELS) <= set(MODELS)
+
+
+def echo_argv(model: str, *extra: str) -> list[str]:
+    args = ["serve", "echo", "--model", model, *extra]
     if model == "prefork" and "--workers" not in extra:
         args += ["--workers", "2"]
-    return start_server(*args, *extra, **kwargs)
+    return args
 
 
-def test_listening_line_reports_real_port(start_server, model: str) -> None:
+def echo(start_server: StartServer, model: str, *extra: str,
+         process: bool = False) -> RunningServer:
+    """The echo server under ``model`` (in-process unless it must be a process)."""
+    return start_server(*echo_argv(model, *extra), process=process)
+
+
+def echo_process(start_server: StartServer, model: str, *extra: str,
+                 preexec_fn: Callable[[], object] | None = None) -> ServerProcess:
+    """The echo server as a process of its own (signals, children, limits)."""
+    return start_server(*echo_argv(model, *extra), process=True, preexec_fn=preexec_fn)
+
+
+def test_listening_line_reports_real_port(start_server: StartServer, model: str) -> None:
     server = echo(start_server, model)
     assert server.port != 0
     assert server.model == model
 
 
-def test_echo_whole_line(start_server, model: str) -> None:
+def test_echo_whole_line(start_server: StartServer, model: str) -> None:
     server = echo(start_server, model)
     with server.connect() as sock:
         sock.sendall(b"hello world\n")
         assert recv_until(sock) == b"HELLO WORLD\n"
 
 
-def test_echo_byte_by_byte(start_server, model: str) -> None:
+def test_echo_byte_by_byte(start_server: StartServer, model: str) -> None:
     server = echo(start_server, model)
     with server.connect() as sock:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -56,7 +77,7 @@ def test_echo_byte_by_byte(start_server, model: str) -> None:
         assert recv_until(sock) == b"SLOW LINE\n"
 
 
-def test_pipelined_lines_answered_in_order(start_server, model: str) -> None:
+def test_pipelined_lines_answered_in_order(start_server: StartServer, model: str) -> None:
     server = echo(start_server, model)
     lines = [f"line {i}".encode() for i in range(500)]
     with server.connect() as sock:
@@ -64,14 +85,14 @@ def test_pipelined_lines_answered_in_order(start_server, model: str) -> None:
         assert recv_lines(sock, len(lines)) == [line.upper() for line in lines]
 
 
-def test_transform_none(start_server, model: str) -> None:
+def test_transform_none(start_server: StartServer, model: str) -> None:
     server = echo(start_server, model, "--transform", "none")
     with server.connect() as sock:
         sock.sendall(b"Keep Case\n")
         assert recv_until(sock) == b"Keep Case\n"
 
 
-def test_hundred_concurrent_clients(start_server, model: str) -> None:
+def test_hundred_concurrent_clients(start_server: StartServer, model: str) -> None:
     server = echo(start_server, model)
     errors: list[BaseException] = []
     barrier = threading.Barrier(100)
@@ -95,7 +116,7 @@ def test_hundred_concurrent_clients(start_server, model: str) -> None:
     assert not errors, errors[:3]
 
 
-def test_over_long_line_is_refused_and_tail_never_runs(start_server, model: str) -> None:
+def test_over_long_line_is_refused_and_tail_never_runs(start_server: StartServer, model: str) -> None:
     server = echo(start_server, model, "--max-line", "1024")
     with server.connect() as sock:
         # 2000 bytes of 'a' then a newline and what looks like a new line.
@@ -107,14 +128,14 @@ def test_over_long_line_is_refused_and_tail_never_runs(start_server, model: str)
     assert data == b"ERROR: line too long\n"
 
 
-def test_line_at_the_limit_is_accepted(start_server, model: str) -> None:
+def test_line_at_the_limit_is_accepted(start_server: StartServer, model: str) -> None:
     server = echo(start_server, model, "--max-line", "1024")
     with server.connect() as sock:
         sock.sendall(b"b" * 1024 + b"\n")
         assert recv_until(sock) == b"B" * 1024 + b"\n"
 
 
-def test_connection_over_the_limit_gets_busy_reply(start_server, model: str) -> None:
+def test_connection_over_the_limit_gets_busy_reply(start_server: StartServer, model: str) -> None:
     server = echo(start_server, model, "--max-connections", "3")
     held = []
     try:
@@ -145,7 +166,7 @@ def test_connection_over_the_limit_gets_busy_reply(start_server, model: str) -> 
     server.wait_for_log(b"server busy")
 
 
-def test_idle_timeout_closes_silent_connection(start_server, model: str) -> None:
+def test_idle_timeout_closes_silent_connection(start_server: StartServer, model: str) -> None:
     server = echo(start_server, model, "--idle-timeout", "0.5")
     with server.connect() as sock:
         sock.sendall(b"ping\n")
@@ -154,7 +175,7 @@ def test_idle_timeout_closes_silent_connection(start_server, model: str) -> None
     server.wait_for_log(b"idle for 0.5s")
 
 
-def test_client_reset_mid_reply_does_not_hurt_others(start_server, model: str) -> None:
+def test_client_reset_mid_reply_does_not_hurt_others(start_server: StartServer, model: str) -> None:
     server = echo(start_server, model)
     for _ in range(5):
         sock = server.connect()
@@ -168,7 +189,7 @@ def test_client_reset_mid_reply_does_not_hurt_others(start_server, model: str) -
     assert b"Traceback" not in server.read_output(0.2)
 
 
-def test_half_close_gets_every_reply(start_server, model: str) -> None:
+def test_half_close_gets_every_reply(start_server: StartServer, model: str) -> None:
     server = echo(start_server, model)
     with server.connect() as sock:
         sock.sendall(b"one\ntwo\nthree")
@@ -176,16 +197,31 @@ def test_half_close_gets_every_reply(start_server, model: str) -> None:
         assert recv_all(sock) == b"ONE\nTWO\nTHREE"
 
 
-def test_sigterm_answers_requests_in_flight_and_exits_zero(start_server, model: str) -> None:
+def send_partial_request(sock: socket.socket, partial: bytes) -> None:
+    """Leave ``partial`` (no newline) buffered in the server's session: busy.
+
+    Synchronised on a round trip, not a sleep: a complete line and the partial
+    one go out in a single send() on a fresh (or quiet) connection, so they
+    travel as one loopback segment, and every model's one recv() hands both to
+    the session in the same on_data() call. The SYNC reply is only sent after
+    that call returned, so once it is read the partial line is in the
+    session's buffer and the server counts the connection as busy.
+    """
+    assert b"\n" not in partial
+    sock.sendall(b"sync\n" + partial)
+    assert recv_until(sock) == b"SYNC\n"
+
+
+def test_sigterm_answers_requests_in_flight_and_exits_zero(start_server: StartServer,
+                                                           model: str) -> None:
     # A process: what SIGTERM does to `sockworks serve`, and its exit status.
-    server = echo(start_server, model, "--grace", "20", process=True)
+    server = echo_process(start_server, model, "--grace", "20")
     busy = [server.connect() for _ in range(5)]
     idle = server.connect()
     idle.sendall(b"warm\n")
     assert recv_until(idle) == b"WARM\n"
     for sock in busy:
-        sock.sendall(b"partial request")  # no newline yet: in flight
-    time.sleep(0.3)  # let the server read the partial lines
+        send_partial_request(sock, b"partial request")  # no newline yet: in flight
     server.signal(signal.SIGTERM)
     server.wait_for_log(b"shutting down")
     for sock in busy:
@@ -198,7 +234,7 @@ def test_sigterm_answers_requests_in_flight_and_exits_zero(start_server, model: 
     assert server.wait(timeout=30) == 0
 
 
-def test_sigterm_with_idle_clients_exits_without_waiting_for_grace(start_server, model: str) -> None:
+def test_sigterm_with_idle_clients_exits_without_waiting_for_grace(start_server: StartServer, model: str) -> None:
     server = echo(start_server, model, "--grace", "60")
     socks = [server.connect() for _ in range(10)]
     try:
@@ -215,28 +251,28 @@ def test_sigterm_with_idle_clients_exits_without_waiting_for_grace(start_server,
             sock.close()
 
 
-def test_second_signal_exits_at_once(start_server, model: str) -> None:
-    server = echo(start_server, model, "--grace", "60", process=True)
+def test_second_signal_exits_at_once(start_server: StartServer, model: str) -> None:
+    server = echo_process(start_server, model, "--grace", "60")
     with server.connect() as sock:
-        sock.sendall(b"never finished")
-        time.sleep(0.3)
+        # Busy, so the first signal cannot finish the shutdown by itself.
+        send_partial_request(sock, b"never finished")
         server.signal(signal.SIGINT)
         server.wait_for_log(b"shutting down")
         server.signal(signal.SIGINT)
         assert server.wait(timeout=20) != 0
 
 
-def test_grace_period_force_closes_stuck_clients(start_server, model: str) -> None:
+def test_grace_period_force_closes_stuck_clients(start_server: StartServer, model: str) -> None:
     server = echo(start_server, model, "--grace", "1")
     with server.connect() as sock:
-        sock.sendall(b"stuck forever")
-        time.sleep(0.3)
+        # Busy, so the server waits out the grace period and then force-closes.
+        send_partial_request(sock, b"stuck forever")
         server.signal(signal.SIGTERM)
         assert server.wait(timeout=30) == 0
         assert recv_all(sock) == b""
 
 
-def test_ipv6_loopback(start_server, model: str) -> None:
+def test_ipv6_loopback(start_server: StartServer, model: str) -> None:
     if not socket.has_ipv6:
         pytest.skip("no IPv6")
     try:
@@ -252,7 +288,7 @@ def test_ipv6_loopback(start_server, model: str) -> None:
         assert recv_until(sock) == b"SIX\n"
 
 
-def test_port_in_use_is_one_clear_line(start_server, model: str) -> None:
+def test_port_in_use_is_one_clear_line(start_server: StartServer, model: str) -> None:
     import subprocess
     import sys
 
@@ -281,9 +317,9 @@ def _children(pid: int) -> list[tuple[int, str]]:
     return out
 
 
-@pytest.mark.parametrize("fork_model", ["socketserver-fork", "prefork"])
-def test_fork_models_leave_no_zombies(start_server, fork_model: str) -> None:
-    server = echo(start_server, fork_model)
+@pytest.mark.parametrize("fork_model", FORKING_MODELS)
+def test_fork_models_leave_no_zombies(start_server: StartServer, fork_model: str) -> None:
+    server = echo_process(start_server, fork_model)
     for _ in range(20):
         with server.connect() as sock:
             sock.sendall(b"z\n")
@@ -297,8 +333,8 @@ def test_fork_models_leave_no_zombies(start_server, fork_model: str) -> None:
     assert zombies == []
 
 
-def test_prefork_restarts_a_dead_worker(start_server) -> None:
-    server = echo(start_server, "prefork", "--workers", "2")
+def test_prefork_restarts_a_dead_worker(start_server: StartServer) -> None:
+    server = echo_process(start_server, "prefork", "--workers", "2")
     workers = [pid for pid, _ in _children(server.proc.pid)]
     assert len(workers) == 2
     os.kill(workers[0], signal.SIGKILL)
@@ -313,17 +349,17 @@ def test_prefork_restarts_a_dead_worker(start_server) -> None:
             assert recv_until(sock) == b"ALIVE\n"
 
 
-def _limit_fds(limit: int):
+def _limit_fds(limit: int) -> Callable[[], None]:
     def apply() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
     return apply
 
 
-def test_out_of_descriptors_recovers(start_server, model: str) -> None:
+def test_out_of_descriptors_recovers(start_server: StartServer, model: str) -> None:
     """EMFILE on accept: logged, backed off, and served again once fds free up."""
-    server = echo(start_server, model, "--max-connections", "10000",
-                  *(["--workers", "1"] if model in ("prefork", "pool") else []),
-                  preexec_fn=_limit_fds(64))
+    server = echo_process(start_server, model, "--max-connections", "10000",
+                          *(["--workers", "1"] if model in ("prefork", "pool") else []),
+                          preexec_fn=_limit_fds(64))
     held: list[socket.socket] = []
     try:
         for _ in range(80):  # more than the server has descriptors for
@@ -359,7 +395,7 @@ def test_out_of_descriptors_recovers(start_server, model: str) -> None:
             sock.close()
 
 
-def test_sigterm_the_moment_listening_is_logged_is_graceful(start_server, model: str) -> None:
+def test_sigterm_the_moment_listening_is_logged_is_graceful(start_server: StartServer, model: str) -> None:
     # Signal handlers are installed before the listening line, so even a
     # signal sent immediately is a graceful stop, not death by SIGTERM.
     server = echo(start_server, model)
@@ -367,8 +403,8 @@ def test_sigterm_the_moment_listening_is_logged_is_graceful(start_server, model:
     assert server.wait(timeout=30) == 0
 
 
-def test_prefork_workers_die_with_a_killed_supervisor(start_server) -> None:
-    server = echo(start_server, "prefork", "--workers", "2")
+def test_prefork_workers_die_with_a_killed_supervisor(start_server: StartServer) -> None:
+    server = echo_process(start_server, "prefork", "--workers", "2")
     workers = [pid for pid, _ in _children(server.proc.pid)]
     assert len(workers) == 2
     server.proc.kill()  # SIGKILL: no chance to forward anything

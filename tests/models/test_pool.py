@@ -4,12 +4,13 @@ ThreadPoolExecutor server starves the 51st client forever)."""
 from __future__ import annotations
 
 import pytest
-from tests.conftest import recv_until
+
+from tests.support import StartServer, recv_until
 
 pytestmark = pytest.mark.timeout(60)
 
 
-def test_more_idle_clients_than_workers_do_not_starve_a_new_one(start_server) -> None:
+def test_more_idle_clients_than_workers_do_not_starve_a_new_one(start_server: StartServer) -> None:
     server = start_server("serve", "echo", "--model", "pool", "--workers", "2")
     idle = [server.connect() for _ in range(10)]  # five times the workers
     try:
@@ -28,7 +29,7 @@ def test_more_idle_clients_than_workers_do_not_starve_a_new_one(start_server) ->
             sock.close()
 
 
-def test_one_worker_serves_many_pipelined_clients_in_turn(start_server) -> None:
+def test_one_worker_serves_many_pipelined_clients_in_turn(start_server: StartServer) -> None:
     server = start_server("serve", "echo", "--model", "pool", "--workers", "1")
     socks = [server.connect() for _ in range(20)]
     try:

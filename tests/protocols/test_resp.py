@@ -45,14 +45,14 @@ Result = tuple[list[list[bytes]], str | None]
 
 
 def parse_whole(data: bytes, hiredis: bool, **kwargs: int) -> Result:
-    parser = RespParser(use_hiredis=hiredis, **kwargs)  # type: ignore[arg-type]
+    parser = RespParser(use_hiredis=hiredis, **kwargs)
     parser.receive_data(data)
     commands, violation = parser.next_commands()
     return commands, violation.message if violation else None
 
 
 def parse_bytewise(data: bytes, hiredis: bool, **kwargs: int) -> Result:
-    parser = RespParser(use_hiredis=hiredis, **kwargs)  # type: ignore[arg-type]
+    parser = RespParser(use_hiredis=hiredis, **kwargs)
     commands: list[list[bytes]] = []
     violation = None
     for i in range(len(data)):

@@ -2,7 +2,7 @@
 
 The codecs must be drivable by every concurrency model and testable by feeding
 bytes, so they may not import anything that does I/O or reads the clock
-(CONVENTIONS.md, after h11). The check reads the source with ``ast`` so it
+(docs/conventions.md, "Protocols are sans-IO", after h11). The check reads the source with ``ast`` so it
 also catches imports inside functions and ``from x import y`` forms.
 """
 

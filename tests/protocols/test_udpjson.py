@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 from sockworks.protocols import udpjson
 from sockworks.protocols.udpjson import (
     AMPLIFICATION_FACTOR,
+    DEFAULT_MAX_DATAGRAM,
     MAX_REPLY,
     NO_ID,
     PAD_TO,
@@ -33,9 +35,9 @@ def pad(data: bytes, size: int = PAD_TO) -> bytes:
     return data + b" " * max(0, size - len(data))
 
 
-def answer(datagram: bytes, **kwargs: object) -> dict[str, object] | None:
-    kwargs.setdefault("counters", COUNTERS)
-    reply = respond(datagram, now=NOW, **kwargs)  # type: ignore[arg-type]
+def answer(datagram: bytes, counters: Mapping[str, int] = COUNTERS,
+           max_size: int = DEFAULT_MAX_DATAGRAM) -> dict[str, object] | None:
+    reply = respond(datagram, now=NOW, counters=counters, max_size=max_size)
     if reply.data is None:
         return None
     assert len(reply.data) <= min(MAX_REPLY, AMPLIFICATION_FACTOR * len(datagram))
@@ -44,8 +46,8 @@ def answer(datagram: bytes, **kwargs: object) -> dict[str, object] | None:
     return doc
 
 
-def error_of(datagram: bytes, **kwargs: object) -> object:
-    doc = answer(datagram, **kwargs)
+def error_of(datagram: bytes, max_size: int = DEFAULT_MAX_DATAGRAM) -> object:
+    doc = answer(datagram, max_size=max_size)
     assert doc is not None, f"no reply to {datagram[:60]!r}"
     return doc.get("error")
 
@@ -225,7 +227,7 @@ def test_reply_too_large_says_how_much_to_pad() -> None:
 
 def test_reply_over_the_absolute_cap_is_refused_even_for_a_big_request() -> None:
     counters = {f"counter_{i:03d}": 10**15 for i in range(100)}
-    doc = answer(pad(b'{"type":"stats"}', 1200), counters=counters)  # type: ignore[arg-type]
+    doc = answer(pad(b'{"type":"stats"}', 1200), counters=counters)
     assert doc == {"error": "reply too large"}
 
 

@@ -11,28 +11,32 @@ after which the same connections work again.
 
 from __future__ import annotations
 
+import itertools
 import socket
 import subprocess
 import sys
 import threading
-from typing import Any
 
 import pytest
 
-from conftest import IN_CI, ServerProcess
-from redis_support import (  # noqa: F401  (the *_fixture functions are fixtures)
+from sockworks.models import FORKING_MODELS
+from tests.conftest import ServerProcess
+from tests.redis_support import (  # noqa: F401  (the *_fixture functions are fixtures)
     RedisCluster,
     RedisServer,
     redis_cluster_fixture,
     redis_server_fixture,
 )
+from tests.support import IN_CI, SHARED_MEMORY_MODELS, StartServer
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(90),
               pytest.mark.usefixtures("kv_accepts_redis")]
 
 #: Two servers of different models on one backend; the second of each pair
-#: forks (prefork workers, or a process per connection).
-MODEL_PAIRS = [("thread", "prefork"), ("asyncio", "socketserver-fork")]
+#: forks (prefork workers, or a process per connection). Derived from the
+#: registry: every shared-memory model is paired with a forking one in turn,
+#: so every registered model (a new one too) runs against the Redis backend.
+MODEL_PAIRS = list(zip(SHARED_MEMORY_MODELS, itertools.cycle(FORKING_MODELS)))
 CLIENTS_PER_SERVER = 3
 INCRS_PER_CLIENT = 300
 #: Replies are read with this socket timeout: a hang fails the test instead
@@ -61,12 +65,11 @@ def kv_accepts_redis() -> None:
         pytest.skip("serve kv does not accept --store redis:// yet")
 
 
-def start_kv(start_server: Any, url: str, model: str) -> ServerProcess:
+def start_kv(start_server: StartServer, url: str, model: str) -> ServerProcess:
     args = ["serve", "kv", "--store", url, "--model", model]
     if model == "prefork":
         args += ["--workers", "2"]
-    server: ServerProcess = start_server(*args)
-    return server
+    return start_server(*args, process=True)
 
 
 class Client:
@@ -105,7 +108,7 @@ def backend_url(request: pytest.FixtureRequest) -> str:
 
 @pytest.mark.parametrize("models", MODEL_PAIRS, ids=["-".join(p) for p in MODEL_PAIRS])
 def test_servers_share_one_dataset_and_incr_is_exact(
-        start_server: Any, backend_url: str, models: tuple[str, str]) -> None:
+        start_server: StartServer, backend_url: str, models: tuple[str, str]) -> None:
     servers = [start_kv(start_server, backend_url, model) for model in models]
     a, b = Client(servers[0]), Client(servers[1])
     try:
@@ -152,7 +155,7 @@ def test_servers_share_one_dataset_and_incr_is_exact(
 
 
 def test_redis_outage_gives_errors_then_service_resumes(
-        start_server: Any, redis_server: RedisServer) -> None:
+        start_server: StartServer, redis_server: RedisServer) -> None:
     servers = [start_kv(start_server, redis_server.url, model) for model in ("pool", "prefork")]
     clients = [Client(server) for server in servers]
     try:

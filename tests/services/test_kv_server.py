@@ -15,14 +15,14 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from sockworks.client import ConnectionClosed, KvClient
+from sockworks.models import FORKING_MODELS
 from sockworks.protocols.kvtext import HttpRequest, Quit, parse_line
-
-SHARED_MEMORY_MODELS = ["thread", "pool", "socketserver-thread", "asyncio"]
+from tests.conftest import ServerProcess
+from tests.support import SHARED_MEMORY_MODELS, RunningServer, StartServer
 
 
 @pytest.fixture(params=SHARED_MEMORY_MODELS)
@@ -31,11 +31,11 @@ def model(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def kv(start_server: Any, model: str) -> Any:
+def kv(start_server: StartServer, model: str) -> RunningServer:
     return start_server("serve", "kv", "--model", model, "--log-level", "DEBUG")
 
 
-def connect(server: Any) -> socket.socket:
+def connect(server: RunningServer) -> socket.socket:
     sock: socket.socket = server.connect(timeout=10)
     assert read_lines(sock, 1) == [b"READY"]
     return sock
@@ -96,14 +96,14 @@ CONVERSATION = [
 ]
 
 
-def test_conversation_one_request_at_a_time(kv: Any) -> None:
+def test_conversation_one_request_at_a_time(kv: ServerProcess) -> None:
     with connect(kv) as sock:
         for request, reply in CONVERSATION:
             sock.sendall(request + b"\n")
             assert read_lines(sock, 1) == [reply], request
 
 
-def test_pipelined_and_split_requests(kv: Any) -> None:
+def test_pipelined_and_split_requests(kv: ServerProcess) -> None:
     stream = b"".join(request + b"\n" for request, _ in CONVERSATION)
     with connect(kv) as sock:
         sock.sendall(stream)
@@ -115,7 +115,7 @@ def test_pipelined_and_split_requests(kv: Any) -> None:
         assert read_lines(sock, 2) == [b"OK", b"value-is-here"]
 
 
-def test_quit_says_bye_closes_and_runs_nothing_after(kv: Any) -> None:
+def test_quit_says_bye_closes_and_runs_nothing_after(kv: ServerProcess) -> None:
     with connect(kv) as sock:
         sock.sendall(b"SET before 1\nQUIT\nSET after 1\n")
         assert read_to_close(sock) == b"OK\nBYE\n"
@@ -124,7 +124,7 @@ def test_quit_says_bye_closes_and_runs_nothing_after(kv: Any) -> None:
         assert read_lines(sock, 1) == [b"1"]
 
 
-def test_line_too_long_errors_then_closes(start_server: Any, model: str) -> None:
+def test_line_too_long_errors_then_closes(start_server: StartServer, model: str) -> None:
     server = start_server("serve", "kv", "--model", model, "--max-line", "100")
     with connect(server) as sock:
         sock.sendall(b"SET ok 1\nSET big " + b"x" * 200 + b"\nSET smuggled 1\n")
@@ -134,7 +134,7 @@ def test_line_too_long_errors_then_closes(start_server: Any, model: str) -> None
         assert read_lines(sock, 1) == [b"1"]
 
 
-def test_http_on_the_wrong_port_closes_without_running(kv: Any) -> None:
+def test_http_on_the_wrong_port_closes_without_running(kv: ServerProcess) -> None:
     with connect(kv) as sock:
         sock.sendall(b"POST /x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 8\r\n\r\n"
                      b"SET a 1\n")
@@ -150,7 +150,7 @@ def test_http_on_the_wrong_port_closes_without_running(kv: Any) -> None:
     kv.wait_for_log(b"HTTP request from")
 
 
-def test_stats_counts_connections(kv: Any) -> None:
+def test_stats_counts_connections(kv: ServerProcess) -> None:
     with connect(kv), connect(kv) as sock:
         sock.sendall(b"GET nope\nSTATS\n")
         _, stats = read_lines(sock, 2)
@@ -161,7 +161,7 @@ def test_stats_counts_connections(kv: Any) -> None:
         assert fields[b"persistence"] == b"off"
 
 
-def test_concurrent_incr_is_exact(kv: Any) -> None:
+def test_concurrent_incr_is_exact(kv: ServerProcess) -> None:
     clients, per_client, batch = 50, 1000, 50
     errors: list[BaseException] = []
     start = threading.Barrier(clients)
@@ -187,7 +187,7 @@ def test_concurrent_incr_is_exact(kv: Any) -> None:
         assert client.get(b"counter") == b"%d" % (clients * per_client)
 
 
-def test_expiry_over_the_wire(kv: Any) -> None:
+def test_expiry_over_the_wire(kv: ServerProcess) -> None:
     with KvClient(kv.host, kv.port) as client:
         client.set(b"short", b"lived")
         assert client.expire(b"short", 1)
@@ -205,7 +205,7 @@ def test_expiry_over_the_wire(kv: Any) -> None:
         assert client.get(b"long") == b"lived"
 
 
-def test_idle_client_without_newline_then_eof_runs_nothing(kv: Any) -> None:
+def test_idle_client_without_newline_then_eof_runs_nothing(kv: ServerProcess) -> None:
     with connect(kv) as sock:
         sock.sendall(b"SET partial 1")
         sock.shutdown(socket.SHUT_WR)
@@ -222,7 +222,7 @@ def run_cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]
                           text=True, timeout=timeout, stdin=subprocess.DEVNULL, check=False)
 
 
-@pytest.mark.parametrize("forking", ["socketserver-fork", "prefork"])
+@pytest.mark.parametrize("forking", FORKING_MODELS)
 def test_forking_models_are_refused(forking: str) -> None:
     result = run_cli("serve", "kv", "--model", forking, "--port", "0")
     assert result.returncode == 2
@@ -245,7 +245,7 @@ def test_unknown_store_urls_are_refused_without_leaking_the_password() -> None:
 
 
 @pytest.mark.parametrize("fsync", ["always", "everysec", "no"])
-def test_restart_keeps_data(start_server: Any, tmp_path: Path, fsync: str) -> None:
+def test_restart_keeps_data(start_server: StartServer, tmp_path: Path, fsync: str) -> None:
     args = ("serve", "kv", "--data-dir", str(tmp_path), "--fsync", fsync)
     first = start_server(*args)
     with KvClient(first.host, first.port) as client:
@@ -268,7 +268,7 @@ def test_restart_keeps_data(start_server: Any, tmp_path: Path, fsync: str) -> No
 
 @pytest.mark.parametrize("model", ["asyncio", "thread"])
 def test_kill_9_under_write_load_loses_no_acknowledged_write(
-        start_server: Any, tmp_path: Path, model: str) -> None:
+        start_server: StartServer, tmp_path: Path, model: str) -> None:
     args = ("serve", "kv", "--data-dir", str(tmp_path), "--fsync", "always", "--model", model)
     server = start_server(*args, process=True)  # to be killed
     writers, acked_target = 8, 1500
@@ -308,7 +308,7 @@ def test_kill_9_under_write_load_loses_no_acknowledged_write(
     assert not missing, f"{len(missing)} acknowledged writes lost, e.g. {missing[:5]}"
 
 
-def test_corrupt_log_refuses_to_start_with_one_clear_line(start_server: Any,
+def test_corrupt_log_refuses_to_start_with_one_clear_line(start_server: StartServer,
                                                           tmp_path: Path) -> None:
     server = start_server("serve", "kv", "--data-dir", str(tmp_path))
     with KvClient(server.host, server.port) as client:
@@ -328,7 +328,7 @@ def test_corrupt_log_refuses_to_start_with_one_clear_line(start_server: Any,
     assert log.read_bytes() == bytes(data)  # nothing on disk was touched
 
 
-def test_data_dir_in_use_is_refused(start_server: Any, tmp_path: Path) -> None:
+def test_data_dir_in_use_is_refused(start_server: StartServer, tmp_path: Path) -> None:
     start_server("serve", "kv", "--data-dir", str(tmp_path))
     result = run_cli("serve", "kv", "--data-dir", str(tmp_path), "--port", "0")
     assert result.returncode != 0
@@ -336,7 +336,7 @@ def test_data_dir_in_use_is_refused(start_server: Any, tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_torn_last_record_is_cut_off_and_the_server_starts(start_server: Any,
+def test_torn_last_record_is_cut_off_and_the_server_starts(start_server: StartServer,
                                                            tmp_path: Path) -> None:
     args = ("serve", "kv", "--data-dir", str(tmp_path))
     server = start_server(*args)
@@ -363,7 +363,7 @@ def limit_file_size() -> None:
     resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))
 
 
-def test_disk_full_fails_writes_and_keeps_reads(start_server: Any, tmp_path: Path) -> None:
+def test_disk_full_fails_writes_and_keeps_reads(start_server: StartServer, tmp_path: Path) -> None:
     server = start_server("serve", "kv", "--data-dir", str(tmp_path), "--fsync", "always",
                           preexec_fn=limit_file_size)
     value = b"v" * 1000
@@ -387,7 +387,7 @@ def test_disk_full_fails_writes_and_keeps_reads(start_server: Any, tmp_path: Pat
     server.wait_for_log(b"write failed")
 
 
-def test_compaction_under_write_load_loses_nothing(start_server: Any, tmp_path: Path) -> None:
+def test_compaction_under_write_load_loses_nothing(start_server: StartServer, tmp_path: Path) -> None:
     args = ("serve", "kv", "--data-dir", str(tmp_path), "--fsync", "everysec")
     server = start_server(*args)
     writers, per_writer = 4, 400
@@ -433,7 +433,7 @@ def test_compaction_under_write_load_loses_nothing(start_server: Any, tmp_path: 
         assert client.exists(b"old0") == 0
 
 
-def test_value_stored_over_resp_with_a_newline(start_server: Any) -> None:
+def test_value_stored_over_resp_with_a_newline(start_server: StartServer) -> None:
     server = start_server("serve", "kv", "--resp-port", "0", expect_listeners=2)
     with server.connect(index=1) as resp:
         resp.sendall(b"*3\r\n$3\r\nSET\r\n$5\r\nmulti\r\n$3\r\na\nb\r\n")
@@ -446,9 +446,9 @@ def test_value_stored_over_resp_with_a_newline(start_server: Any) -> None:
         client.ping()  # the stream is intact
 
 
-def test_random_garbage_gets_one_reply_per_line_and_the_server_survives(kv: Any) -> None:
+def test_random_garbage_gets_one_reply_per_line_and_the_server_survives(kv: ServerProcess) -> None:
     rng = random.Random(1234)
-    lines = []
+    lines: list[bytes] = []
     while len(lines) < 2000:
         line = bytes(rng.randrange(256) for _ in range(rng.randrange(0, 60))).replace(b"\n", b"")
         if not isinstance(parse_line(line), (Quit, HttpRequest)):  # those close by design

@@ -486,7 +486,7 @@ class TtlModel:
                 return b"-1"
             return b"%d" % ((deadline[args[0]] - self.now + 500) // 1000)  # rounded
         if name == b"PERSIST":
-            return b"1" if args[0] in data and deadline.pop(args[0], None) else b"0"
+            return b"1" if args[0] in data and deadline.pop(args[0], None) is not None else b"0"
         if name == b"DBSIZE":
             return b"%d" % len(data)
         raise AssertionError(name)

@@ -56,11 +56,11 @@ def test_every_receiver_gets_every_message() -> None:
         for receiver in members:
             got = []
             for _ in messages:
-                message = receiver.recv(TIMEOUT)
-                assert message is not None, "a datagram was lost on loopback"
-                got.append(message.data)
-                assert message.sender[0] == LOOPBACK
-                assert message.group == group and message.port == members[0].port
+                received = receiver.recv(TIMEOUT)
+                assert received is not None, "a datagram was lost on loopback"
+                got.append(received.data)
+                assert received.sender[0] == LOOPBACK
+                assert received.group == group and received.port == members[0].port
             assert got == messages
     finally:
         for receiver in members:

@@ -15,8 +15,10 @@ import pytest
 
 from sockworks.protocols.udpjson import MAX_REPLY
 from sockworks.services.udp import TokenBucketTable, UdpJsonService, source_key
+from sockworks.services.udp_models import UDP_MODELS
+from tests.conftest import ServerProcess
+from tests.support import StartServer
 
-MODELS = ["blocking", "asyncio"]
 REPLY_TIMEOUT = 5.0
 
 
@@ -30,6 +32,11 @@ def test_token_bucket_allows_the_burst_then_refills_at_the_rate() -> None:
     assert table.allow("a", 0.1)            # one token after 1/rate seconds
     assert not table.allow("a", 0.1)
     assert [table.allow("a", 100.0) for _ in range(6)] == [True] * 5 + [False]  # capped at burst
+
+
+def start_udp(start_server: StartServer, *args: str) -> ServerProcess:
+    """``sockworks serve udp`` runs as a process (no Server: UDP owns its socket)."""
+    return start_server("serve", "udp", *args, process=True)
 
 
 def test_token_bucket_table_is_bounded_lru() -> None:
@@ -122,13 +129,13 @@ def rss_kib(pid: int) -> int:
     raise AssertionError("no VmRSS")
 
 
-@pytest.fixture(params=MODELS)
+@pytest.fixture(params=list(UDP_MODELS))
 def model(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-def test_logs_one_listening_line_and_answers(start_server: Any, model: str) -> None:
-    server = start_server("serve", "udp", "--model", model)
+def test_logs_one_listening_line_and_answers(start_server: StartServer, model: str) -> None:
+    server = start_udp(start_server, "--model", model)
     assert server.model == model
     assert server.read_output().count(b"listening on") == 1
     time_reply = ask(server, b'{"type":"time","id":"t1"}')
@@ -156,16 +163,16 @@ def test_logs_one_listening_line_and_answers(start_server: Any, model: str) -> N
     (b'{"type":"echo"}', "missing data"),
     (b'{"type":"ping","id":{"nested":1}}', "invalid id"),
 ])
-def test_bad_input_over_the_wire(start_server: Any, model: str, payload: bytes,
+def test_bad_input_over_the_wire(start_server: StartServer, model: str, payload: bytes,
                                  error: str) -> None:
-    server = start_server("serve", "udp", "--model", model)
+    server = start_udp(start_server, "--model", model)
     doc = ask(server, pad(payload, len(payload) + 40))
     assert doc["error"] == error
     assert ask(server, b'{"type":"ping"}') == {"pong": True}   # still serving
 
 
-def test_oversized_and_tiny_datagrams(start_server: Any, model: str) -> None:
-    server = start_server("serve", "udp", "--model", model)
+def test_oversized_and_tiny_datagrams(start_server: StartServer, model: str) -> None:
+    server = start_udp(start_server, "--model", model)
     assert ask(server, b"x" * 5000) == {"error": "datagram too large"}
     assert ask(server, pad(b'{"type":"ping"}', 1233)) == {"error": "datagram too large"}
     assert ask(server, pad(b'{"type":"ping"}', 1232)) == {"pong": True}
@@ -178,14 +185,14 @@ def test_oversized_and_tiny_datagrams(start_server: Any, model: str) -> None:
     assert counters["too_large"] == 2
 
 
-def test_deep_nesting_100k_with_a_large_receive_limit(start_server: Any, model: str) -> None:
-    server = start_server("serve", "udp", "--model", model, "--max-datagram", "65507")
+def test_deep_nesting_100k_with_a_large_receive_limit(start_server: StartServer, model: str) -> None:
+    server = start_udp(start_server, "--model", model, "--max-datagram", "65507")
     assert ask(server, b"[" * 60000) == {"error": "nesting too deep"}
     assert ask(server, b'{"type":"ping","n":' + b"1" * 5000 + b"}") == {"error": "number too large"}
 
 
-def test_reply_too_large_tells_the_client_how_to_pad(start_server: Any, model: str) -> None:
-    server = start_server("serve", "udp", "--model", model)
+def test_reply_too_large_tells_the_client_how_to_pad(start_server: StartServer, model: str) -> None:
+    server = start_udp(start_server, "--model", model)
     doc = ask(server, b'{"type":"stats","id":1}')
     assert doc["error"] == "reply too large" and doc["id"] == 1
     full = ask(server, pad(b'{"type":"stats","id":1}', doc["pad_to"] + 20))
@@ -218,8 +225,8 @@ def flood(server: Any, sockets: int = 50, per_socket: int = 200) -> None:
         assert ask(server, payload, source=f"127.0.3.{next(sync)}", attempts=10) == {"pong": True}
 
 
-def test_flood_is_rate_limited_and_memory_stays_flat(start_server: Any, model: str) -> None:
-    server = start_server("serve", "udp", "--model", model, "--rate", "5", "--burst", "10",
+def test_flood_is_rate_limited_and_memory_stays_flat(start_server: StartServer, model: str) -> None:
+    server = start_udp(start_server, "--model", model, "--rate", "5", "--burst", "10",
                           "--max-sources", "64")
     flood(server)
     # A fresh client (its own address) is answered right after the flood.
@@ -240,8 +247,8 @@ def test_flood_is_rate_limited_and_memory_stays_flat(start_server: Any, model: s
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_graceful_shutdown(start_server: Any, model: str, sig: int) -> None:
-    server = start_server("serve", "udp", "--model", model)
+def test_graceful_shutdown(start_server: StartServer, model: str, sig: int) -> None:
+    server = start_udp(start_server, "--model", model)
     assert ask(server, b'{"type":"ping"}') == {"pong": True}
     server.signal(sig)
     assert server.wait(15) == 0
@@ -250,8 +257,8 @@ def test_graceful_shutdown(start_server: Any, model: str, sig: int) -> None:
     assert b"server stopped" in output
 
 
-def test_second_signal_exits_at_once(start_server: Any, model: str) -> None:
-    server = start_server("serve", "udp", "--model", model)
+def test_second_signal_exits_at_once(start_server: StartServer, model: str) -> None:
+    server = start_udp(start_server, "--model", model)
     server.signal(signal.SIGTERM)
     server.signal(signal.SIGTERM)
     # 0: the first finished the stop before the second was handled; 1: the
@@ -275,7 +282,7 @@ def test_port_in_use_is_one_clear_line(model: str) -> None:
     assert "in use" in lines[0] and str(port) in lines[0]
 
 
-def test_ipv6(start_server: Any, model: str) -> None:
+def test_ipv6(start_server: StartServer, model: str) -> None:
     if not socket.has_ipv6:
         pytest.skip("no IPv6")
     try:
@@ -283,18 +290,18 @@ def test_ipv6(start_server: Any, model: str) -> None:
             probe.bind(("::1", 0))
     except OSError:
         pytest.skip("::1 not available")
-    server = start_server("serve", "udp", "--model", model, "--host", "::1")
+    server = start_udp(start_server, "--model", model, "--host", "::1")
     assert server.host == "::1"
     assert ask(server, b'{"type":"ping","id":"v6"}', source="::1") == {"pong": True, "id": "v6"}
 
 
-def test_dual_stack_counts_mapped_ipv4_as_ipv4(start_server: Any, model: str) -> None:
+def test_dual_stack_counts_mapped_ipv4_as_ipv4(start_server: StartServer, model: str) -> None:
     try:
         with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as probe:
             probe.bind(("::1", 0))
     except OSError:
         pytest.skip("::1 not available")
-    server = start_server("serve", "udp", "--model", model, "--host", "::")
+    server = start_udp(start_server, "--model", model, "--host", "::")
     port = server.port
     v4, v6 = ("127.0.0.1", port), ("::1", port)
     assert ask(v4, b'{"type":"ping"}') == {"pong": True}
@@ -312,8 +319,8 @@ def run_client(*args: str) -> subprocess.CompletedProcess[str]:
                           stdin=subprocess.DEVNULL)
 
 
-def test_udp_client_prints_the_reply(start_server: Any) -> None:
-    server = start_server("serve", "udp", "--model", "blocking")
+def test_udp_client_prints_the_reply(start_server: StartServer) -> None:
+    server = start_udp(start_server, "--model", "blocking")
     port = str(server.port)
     result = run_client("--port", port, "ping")
     assert result.returncode == 0, result.stderr

@@ -15,12 +15,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from store_contract import StoreContract, run_threads, wait_until
 
 from sockworks.storage import records
 from sockworks.storage.aof import FSYNC_POLICIES, CorruptLogError
 from sockworks.storage.base import SetResult, Store, StoreError, StoreWriteError
 from sockworks.storage.embedded import AOF_FILENAME, PersistentStore, open_embedded_store
+from tests.storage.store_contract import StoreContract, run_threads, wait_until
 
 CHILD = Path(__file__).with_name("aof_child.py")
 

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from redis_support import RedisServer, shared_redis_server_fixture  # noqa: F401  (fixture)
 from sockworks.storage.glob import compile_glob, glob_match
+from tests.redis_support import RedisServer, shared_redis_server_fixture  # noqa: F401  (fixture)
 
 
 def signed(byte: int) -> int:

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from store_contract import StoreContract, wait_until
 
 from sockworks.storage.base import (
     IntegerOverflow,
@@ -20,6 +19,7 @@ from sockworks.storage.base import (
 )
 from sockworks.storage.embedded import open_embedded_store
 from sockworks.storage.memory import I64_MAX, I64_MIN, MemoryStore, parse_int64
+from tests.storage.store_contract import StoreContract, wait_until
 
 
 class TestMemoryStore(StoreContract):

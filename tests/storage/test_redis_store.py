@@ -23,18 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from store_contract import StoreContract
 
-from conftest import require_binary
-from redis_support import (  # noqa: F401  (the *_fixture functions are fixtures)
-    RedisCluster,
-    RedisServer,
-    redis_cluster_fixture,
-    redis_server_fixture,
-    shared_redis_server_fixture,
-    start_cluster,
-    tls_redis_server_fixture,
-)
 from sockworks.storage.base import (
     BatchCall,
     NotAnInteger,
@@ -45,6 +34,17 @@ from sockworks.storage.base import (
 )
 from sockworks.storage.factory import open_store
 from sockworks.storage.redis_store import RedisStore, redact_url
+from tests.redis_support import (  # noqa: F401  (the *_fixture functions are fixtures)
+    RedisCluster,
+    RedisServer,
+    redis_cluster_fixture,
+    redis_server_fixture,
+    shared_redis_server_fixture,
+    start_cluster,
+    tls_redis_server_fixture,
+)
+from tests.storage.store_contract import StoreContract
+from tests.support import require_binary
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(60)]
 
@@ -125,7 +125,7 @@ class TestRedisClusterContract(TestRedisContract):
     """The same contract on a 3-master Redis Cluster."""
 
     @pytest.fixture
-    def store(self, redis_cluster: RedisCluster) -> Iterator[Store]:  # type: ignore[override]
+    def store(self, redis_cluster: RedisCluster) -> Iterator[Store]:
         st = RedisStore(redis_cluster.url, max_connections=64)
         st.flushdb()
         try:

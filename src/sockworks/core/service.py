@@ -45,9 +45,13 @@ class Barrier(Protocol):
     acknowledgement.
     """
 
-    def wait(self, timeout: float | None = None) -> bool: ...
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the barrier resolves (at most ``timeout`` seconds); its result."""
+        ...
 
-    def add_done_callback(self, fn: Callable[[bool], None]) -> None: ...
+    def add_done_callback(self, fn: Callable[[bool], None]) -> None:
+        """Call ``fn(result)`` once when the barrier resolves, from any thread."""
+        ...
 
 
 class Output(NamedTuple):
@@ -71,6 +75,7 @@ class Session(abc.ABC):
     """One connection's protocol state machine (see the module docstring)."""
 
     def on_connect(self) -> Output:
+        """The connection was just accepted: the greeting to send, if any. Default: none."""
         return NOTHING
 
     @abc.abstractmethod

@@ -1,5 +1,8 @@
 """The concurrency models: one small module each, one interface (:class:`Model`).
 
+The registry :data:`MODELS` names them; the echo server's ``--model``
+choices and the conformance suite read it:
+
     thread               a thread per connection (the chapter's first server)
     pool                 a fixed pool of worker threads; idle connections wait
                          in a selector, not in a worker

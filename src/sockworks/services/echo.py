@@ -30,6 +30,8 @@ TRANSFORMS: dict[str, Callable[[bytes], bytes]] = {
 
 
 class EchoSession(Session):
+    """One connection: frame lines, answer each with its transformed copy."""
+
     __slots__ = ("_framer", "_transform")
 
     def __init__(self, max_line: int, transform: Callable[[bytes], bytes]) -> None:

@@ -69,6 +69,8 @@ class DatagramService(Protocol):
 
 
 class UdpModel(abc.ABC):
+    """How a datagram service is served: one socket, a loop, one shutdown."""
+
     name: str = "?"
 
     def __init__(self, sock: socket.socket, service: DatagramService) -> None:
@@ -108,6 +110,8 @@ class UdpModel(abc.ABC):
 
 
 class BlockingUdpModel(UdpModel):
+    """One serving thread waiting in a selector on the socket and a wake-up socketpair."""
+
     name = "blocking"
 
     def __init__(self, sock: socket.socket, service: DatagramService) -> None:
@@ -212,6 +216,8 @@ class _DatagramHandler(asyncio.DatagramProtocol):
 
 
 class AsyncioUdpModel(UdpModel):
+    """An asyncio datagram endpoint on the shared event-loop factory (uvloop when installed)."""
+
     name = "asyncio"
 
     def __init__(self, sock: socket.socket, service: DatagramService) -> None:

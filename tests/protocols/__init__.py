@@ -1,0 +1,1 @@
+"""Sans-IO protocol tests: bytes in, events and bytes out, no sockets."""

@@ -1,0 +1,1 @@
+"""Service tests: sessions driven directly, and real servers on port 0."""

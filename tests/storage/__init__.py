@@ -1,0 +1,1 @@
+"""Store tests: the backend-agnostic contract and each backend's own behaviour."""

@@ -30,6 +30,7 @@ from sockworks.protocols.lines import CLOSED, LINE_TOO_LONG, NEED_DATA
 from sockworks.protocols.lines import _Sentinel as Sentinel
 
 __all__ = [
+    "COMMAND_NAMES",
     "BYE",
     "CLOSED",
     "DELETED",
@@ -230,6 +231,9 @@ _USAGE: Final = {
     b"STATS": "STATS",
     b"COMPACT": "COMPACT",
 }
+#: Every command of the text protocol (upper case), as a client spells it.
+COMMAND_NAMES: Final = frozenset(_USAGE)
+
 _WRONG_ARGS: Final = {
     name: BadRequest(f"wrong number of arguments (usage: {usage})")
     for name, usage in _USAGE.items()

@@ -53,6 +53,7 @@ from sockworks.protocols.kvtext import (
 )
 from sockworks.protocols.lines import LineFramer
 from sockworks.protocols.resp import DEFAULT_MAX_BULK
+from sockworks.services.renames import NO_RENAMES, CommandRenames
 from sockworks.storage.base import Store, StoreError
 from sockworks.storage.embedded import open_embedded_store
 
@@ -60,6 +61,9 @@ if TYPE_CHECKING:
     from sockworks.services.resp import RespService
 
 __all__ = ["DEFAULT_PORT", "KvService", "KvSession"]
+
+#: What a renamed-away or disabled command answers (as an unknown one does).
+UNKNOWN_COMMAND_REPLY = error_reply("unknown command")
 
 logger = logging.getLogger(__name__)
 
@@ -69,12 +73,6 @@ DEFAULT_PORT = 9000
 #: STATS names of the per-session counters (KvSession.counts), in order.
 _SESSION_COUNTERS = ("commands_processed", "get_hits", "get_misses", "protocol_errors")
 _COMMANDS, _HITS, _MISSES, _ERRORS = range(4)
-#: Every spelling of GET and SET (commands are case-insensitive): a set
-#: lookup is cheaper than upper() on the hot path.
-_GET_WORDS = frozenset(bytes(w) for w in (
-    [g, e, t] for g in b"Gg" for e in b"Ee" for t in b"Tt"))
-_SET_WORDS = frozenset(bytes(w) for w in (
-    [s, e, t] for s in b"Ss" for e in b"Ee" for t in b"Tt"))
 #: STATS names of the service's rare-event counters.
 _EVENT_COUNTERS = ("http_requests_refused", "lines_too_long")
 
@@ -97,12 +95,19 @@ class KvService(Service):
     default_model = "asyncio"
 
     def __init__(self, store: Store | None = None, *, max_line: int = DEFAULT_MAX_LINE,
-                 max_bulk: int = DEFAULT_MAX_BULK, blocking: bool | None = None) -> None:
+                 max_bulk: int = DEFAULT_MAX_BULK, blocking: bool | None = None,
+                 renames: CommandRenames = NO_RENAMES) -> None:
         self.store = open_embedded_store(None) if store is None else store
         store = self.store
         self.max_line = max_line
         #: Largest bulk string the RESP front end accepts (resp_service()).
         self.max_bulk = max_bulk
+        #: --rename-command, for this port and the RESP one: the GET/SET
+        #: fast-path spellings, and the words that differ from the protocol's.
+        self.renames = renames
+        self.get_words = renames.fast_words("get")
+        self.set_words = renames.fast_words("set")
+        self.renamed_words = renames.text_words(kvtext.COMMAND_NAMES)
         # A store shared across processes lives behind a network hop (Redis):
         # its calls block, so event-loop models must run sessions in threads.
         self.blocking = store.shared_across_processes if blocking is None else blocking
@@ -120,7 +125,7 @@ class KvService(Service):
         from sockworks.services.resp import RespService
 
         settings = self.settings
-        return RespService(self.store, self.stats, max_bulk=self.max_bulk,
+        return RespService(self.store, self.stats, max_bulk=self.max_bulk, renames=self.renames,
                            idle_timeout=settings.idle_timeout if settings else 0.0,
                            max_connections=settings.max_connections if settings else 1024)
 
@@ -186,12 +191,15 @@ class KvSession(Session):
     methods; each returns its reply bytes.
     """
 
-    __slots__ = ("_done", "_framer", "_framing", "_max_line", "_peer", "_service", "_store",
-                 "counts")
+    __slots__ = ("_done", "_framer", "_framing", "_get_words", "_max_line", "_peer",
+                 "_renamed", "_service", "_set_words", "_store", "counts")
 
     def __init__(self, service: KvService, peer: str) -> None:
         self._service = service
         self._store = service.store
+        self._get_words = service.get_words
+        self._set_words = service.set_words
+        self._renamed = service.renamed_words
         self._peer = peer
         self._framer = LineFramer(service.max_line)
         self._max_line = service.max_line
@@ -246,6 +254,7 @@ class KvSession(Session):
         """
         store = self._store
         counts = self.counts
+        get_words, set_words, renamed = self._get_words, self._set_words, self._renamed
         replies: list[bytes] = []
         append = replies.append
         wrote = close = False
@@ -253,7 +262,7 @@ class KvSession(Session):
             parts = line.split(None, 2)
             nparts = len(parts)
             try:
-                if nparts == 2 and parts[0] in _GET_WORDS and len(parts[1]) <= MAX_KEY_LENGTH:
+                if nparts == 2 and parts[0] in get_words and len(parts[1]) <= MAX_KEY_LENGTH:
                     counts[_COMMANDS] += 1
                     value = store.get(parts[1])
                     if value is None:
@@ -267,12 +276,22 @@ class KvSession(Session):
                         else:
                             append(value + b"\n")
                     continue
-                if nparts == 3 and parts[0] in _SET_WORDS and len(parts[1]) <= MAX_KEY_LENGTH:
+                if nparts == 3 and parts[0] in set_words and len(parts[1]) <= MAX_KEY_LENGTH:
                     counts[_COMMANDS] += 1
                     store.set(parts[1], parts[2].rstrip())
                     wrote = True
                     append(OK)
                     continue
+                if renamed and parts:
+                    # --rename-command: the command this word runs, if any.
+                    word = parts[0].upper()
+                    if word in renamed:
+                        runs = renamed[word]
+                        if runs is None:
+                            counts[_ERRORS] += 1
+                            append(UNKNOWN_COMMAND_REPLY)
+                            continue
+                        line = runs + line.lstrip()[len(word):]
                 event = parse_line(line)
                 kind = type(event)
                 if kind in _HANDLERS:

@@ -37,6 +37,7 @@ from sockworks.core.logs import RateLimitedLog
 from sockworks.core.service import CLOSE, NOTHING, Output, Service, Session
 from sockworks.core.stats import ServerStats
 from sockworks.protocols.resp import DEFAULT_MAX_BULK, OK, RespParser, encode_null
+from sockworks.services.renames import NO_RENAMES, CommandRenames
 from sockworks.services.resp_commands import (
     BUSY_REPLY,
     QUEUED,
@@ -60,8 +61,6 @@ logger = logging.getLogger(__name__)
 #: securityWarningCommand list): the connection is closed at once.
 _HTTP_WORDS = frozenset({b"post", b"host:"})
 #: Every spelling of GET and SET (command names are case-insensitive).
-_GET_WORDS = frozenset(bytes(w) for w in ([g, e, t] for g in b"Gg" for e in b"Ee" for t in b"Tt"))
-_SET_WORDS = frozenset(bytes(w) for w in ([s, e, t] for s in b"Ss" for e in b"Ee" for t in b"Tt"))
 
 
 class RespService(Service):
@@ -73,7 +72,8 @@ class RespService(Service):
     def __init__(self, store: Store, stats: ServerStats, *, max_bulk: int = DEFAULT_MAX_BULK,
                  port: int = 0, use_hiredis: bool | None = None,
                  owns_store: bool = False, blocking: bool | None = None,
-                 idle_timeout: float = 0.0, max_connections: int = 1024) -> None:
+                 idle_timeout: float = 0.0, max_connections: int = 1024,
+                 renames: CommandRenames = NO_RENAMES) -> None:
         self.store = store
         self._stats = stats
         self.max_bulk = max_bulk
@@ -81,6 +81,12 @@ class RespService(Service):
         #: Only reported (CONFIG GET timeout / maxclients): the model enforces them.
         self.idle_timeout = idle_timeout
         self.max_connections = max_connections
+        #: The command table in force (--rename-command applied) and the
+        #: spellings the session's GET/SET fast path answers.
+        self.renames = renames
+        self.commands = renames.table(COMMANDS)
+        self.get_words = renames.fast_words("get")
+        self.set_words = renames.fast_words("set")
         self.use_hiredis = use_hiredis
         #: The text service that opened the store closes it; a standalone
         #: RESP service passes owns_store=True.
@@ -221,6 +227,9 @@ class RespSession(Session):
     def __init__(self, service: RespService, peer: str) -> None:
         self.service = service
         self.store = service.store
+        self._commands = service.commands
+        self._get_words = service.get_words
+        self._set_words = service.set_words
         self.peer = peer
         self.client_id = service.stats.next_client_id()
         self.proto = 2
@@ -260,7 +269,7 @@ class RespSession(Session):
             # workload, answered here without the command table's Plan
             # machinery (same replies, same errors).
             nargs = len(argv)
-            if nargs == 2 and argv[0] in _GET_WORDS and self.queued is None:
+            if nargs == 2 and argv[0] in self._get_words and self.queued is None:
                 self.last_command = b"get"
                 try:
                     value = store.get(argv[1])
@@ -273,7 +282,7 @@ class RespSession(Session):
                 else:
                     append(b"$%d\r\n%s\r\n" % (len(value), value))
                 continue
-            if nargs == 3 and argv[0] in _SET_WORDS and self.queued is None:
+            if nargs == 3 and argv[0] in self._set_words and self.queued is None:
                 self.last_command = b"set"
                 try:
                     store.set(argv[1], argv[2])
@@ -320,7 +329,7 @@ class RespSession(Session):
     def execute(self, argv: list[bytes]) -> bytes:
         """Run (or queue) one command; its reply bytes."""
         name = argv[0].lower()
-        spec = COMMANDS.get(name)
+        spec = self._commands.get(name)
         if self.queued is not None and (spec is None or spec.queueable):
             if spec is None:
                 self.multi_failed = True
@@ -364,7 +373,7 @@ class RespSession(Session):
 
     @property
     def commands(self) -> Mapping[bytes, CommandSpec]:
-        return COMMANDS
+        return self._commands
 
     @property
     def max_query(self) -> int:
@@ -407,7 +416,7 @@ class RespSession(Session):
 
     def run_transaction(self, queued: list[list[bytes]]) -> bytes:
         """EXEC: the queued commands as one unit, one reply array."""
-        outcomes = [COMMANDS[argv[0].lower()].handler(self, argv) for argv in queued]
+        outcomes = [self._commands[argv[0].lower()].handler(self, argv) for argv in queued]
         store = self.store
         # One batch: every single-call plan, and the groups too where the
         # store isolates them (the embedded store runs the whole batch under

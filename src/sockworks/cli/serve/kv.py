@@ -10,8 +10,11 @@ from sockworks.cli.serve import StartupError, add_tcp_arguments, serve
 from sockworks.core.config import DEFAULT_MAX_LINE, Endpoint
 from sockworks.models import FORKING_MODELS
 from sockworks.models.pool import DEFAULT_WORKERS as DEFAULT_POOL_WORKERS
+from sockworks.protocols.kvtext import COMMAND_NAMES
 from sockworks.protocols.resp import DEFAULT_MAX_BULK
 from sockworks.services.kv import DEFAULT_PORT, KvService
+from sockworks.services.renames import CommandRenames
+from sockworks.services.resp_table import COMMANDS
 from sockworks.storage.aof import DEFAULT_FSYNC, FSYNC_POLICIES
 from sockworks.storage.base import Store, StoreError
 from sockworks.storage.factory import is_embedded, open_store
@@ -68,6 +71,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        metavar="BYTES",
                        help=f"RESP port: largest bulk string accepted (default {DEFAULT_MAX_BULK}"
                             "; see docs/resp.md)")
+    group.add_argument("--rename-command", nargs=2, action="append", metavar=("NAME", "NEWNAME"),
+                       help="run command NAME as NEWNAME instead, on both ports; NEWNAME \"\" "
+                            "disables it (Redis's rename-command; repeatable; default: none)")
 
 
 def _fail(message: str, status: int) -> StartupError:
@@ -104,6 +110,11 @@ def endpoints(args: argparse.Namespace) -> list[Endpoint]:
     if args.resp_port is not None and args.resp_port == args.port != 0:
         raise _fail(f"--port and --resp-port are both {args.port}: give the RESP port "
                     "its own", 2)
+    renames = CommandRenames.of(args.rename_command)
+    try:
+        renames.check([name.decode() for name in (*COMMANDS, *COMMAND_NAMES)])
+    except ValueError as exc:
+        raise _fail(f"--rename-command: {exc}", 2) from None
     try:
         store = _open_store(args)
     except (StoreError, OSError) as exc:
@@ -113,7 +124,7 @@ def endpoints(args: argparse.Namespace) -> list[Endpoint]:
             reason = exc.strerror + (f": {exc.filename}" if exc.filename else "")
         raise _fail(f"cannot open the store{where}: {reason}", 1) from None
     # The text service opened the store; the Server closes it (both ports).
-    service = KvService(store, max_line=args.max_line, max_bulk=args.max_bulk)
+    service = KvService(store, max_line=args.max_line, max_bulk=args.max_bulk, renames=renames)
     made = [Endpoint(args.host, args.port, service)]
     if args.resp_port is not None:
         made.append(Endpoint(args.host, args.resp_port, service.resp_service()))

@@ -26,7 +26,6 @@ import pytest
 
 from sockworks.storage.base import (
     BatchCall,
-    NotAnInteger,
     SetResult,
     Store,
     StoreError,
@@ -182,24 +181,6 @@ def test_info(store: RedisStore) -> None:
 
 
 # -- MULTI/EXEC ------------------------------------------------------------------
-
-def test_batch_results_and_errors(store: RedisStore) -> None:
-    store.set(b"{t}s", b"text")
-    results = store.execute_batch([
-        lambda st: st.incrby(b"{t}n", 5),
-        lambda st: st.incrby(b"{t}s", 1),          # fails alone, as in EXEC
-        lambda st: st.set(b"{t}k", b"v", get=True),
-        lambda st: st.get(b"{t}n"),
-        lambda st: st.exists([b"{t}n", b"{t}k", b"{t}n"]),
-        lambda st: st.delete([]),
-        lambda st: st.pexpire(b"{t}k", 60_000),
-    ])
-    assert results[0] == 5
-    assert isinstance(results[1], NotAnInteger)
-    assert results[2:6] == [SetResult(True, None), b"5", 3, 0]
-    assert results[6] is True
-    assert store.get(b"{t}k") == b"v"
-
 
 def test_batch_is_atomic_for_a_concurrent_reader(store: RedisStore) -> None:
     """Writers move both counters in one batch; a reader (one MGET) must never

@@ -23,9 +23,9 @@ from sockworks.core.logs import LOG_FORMATS, LOG_LEVELS, configure_logging
 from sockworks.models import MODELS
 from sockworks.server import Server
 
-__all__ = ["SERVICES", "EXIT_OK", "EXIT_STARTUP", "StartupError", "add_logging_arguments",
-           "add_tcp_arguments", "build_server", "register", "serve", "startup_error",
-           "start_logging"]
+__all__ = ["SERVICES", "EXIT_OK", "EXIT_STARTUP", "StartupError", "add_listen_arguments",
+           "add_logging_arguments", "add_tcp_arguments", "build_server", "register", "serve",
+           "startup_error", "start_logging"]
 
 #: service name -> module implementing its sub-command
 SERVICES = {
@@ -50,17 +50,25 @@ def start_logging(args: argparse.Namespace) -> None:
     configure_logging(args.log_level, args.log_file, args.log_format)
 
 
-def add_tcp_arguments(parser: argparse.ArgumentParser, *, default_port: int,
-                      default_model: str, models: Sequence[str] = tuple(MODELS)) -> None:
-    """The flags of every TCP ``serve`` command (README: "Common flags")."""
+def add_listen_arguments(parser: argparse.ArgumentParser, *, default_port: int,
+                         default_model: str, models: Sequence[str]) -> argparse._ArgumentGroup:
+    """--host, --port and --model, in a "server" group (returned)."""
     group = parser.add_argument_group("server")
     group.add_argument("--host", default=DEFAULT_HOST,
                        help=f"address to bind (default {DEFAULT_HOST}; "
-                            "'::' or 0.0.0.0 for all interfaces)")
+                            "'::' or 0.0.0.0 for all interfaces, dual-stack)")
     group.add_argument("--port", type=port_number, default=default_port,
                        help=f"port (default {default_port}; 0 picks a free one)")
     group.add_argument("--model", default=default_model, choices=tuple(models),
                        help=f"concurrency model (default {default_model})")
+    return group
+
+
+def add_tcp_arguments(parser: argparse.ArgumentParser, *, default_port: int,
+                      default_model: str, models: Sequence[str] = tuple(MODELS)) -> None:
+    """The flags of every TCP ``serve`` command (README: "Common flags")."""
+    group = add_listen_arguments(parser, default_port=default_port,
+                                 default_model=default_model, models=models)
     for setting in SERVER_SETTINGS.values():
         group.add_argument(setting.flag, type=setting_type(setting), default=setting.default,
                            metavar=setting.metavar, help=setting.help)

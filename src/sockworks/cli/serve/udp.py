@@ -5,15 +5,15 @@ from __future__ import annotations
 import argparse
 import logging
 
-from sockworks.cli.args import port_number, positive_float, positive_int
+from sockworks.cli.args import positive_float, positive_int
 from sockworks.cli.serve import (
     EXIT_OK,
     EXIT_STARTUP,
+    add_listen_arguments,
     add_logging_arguments,
     start_logging,
     startup_error,
 )
-from sockworks.core.config import DEFAULT_HOST
 from sockworks.core.net import format_address
 from sockworks.protocols import udpjson
 from sockworks.services.udp import (
@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 HELP = "the chapter's JSON-over-UDP time service, made safe (time/ping/echo/stats)"
 
 DESCRIPTION = """\
-``sockworks serve udp``: the stateless JSON datagram service.
+The stateless JSON datagram service (time, ping, echo, stats).
 
     sockworks serve udp [--host 127.0.0.1] [--port 9001] [--model blocking|asyncio]
                         [--rate 100] [--burst 200] [--max-sources 4096]
@@ -55,14 +55,8 @@ def _datagram_size(text: str) -> int:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     models = tuple(UDP_MODELS)
-    group = parser.add_argument_group("server")
-    group.add_argument("--host", default=DEFAULT_HOST,
-                       help=f"address to bind (default {DEFAULT_HOST}; '::' for all, "
-                            "dual-stack)")
-    group.add_argument("--port", type=port_number, default=DEFAULT_PORT,
-                       help=f"port (default {DEFAULT_PORT}; 0 picks a free one)")
-    group.add_argument("--model", default=models[0], choices=models,
-                       help=f"concurrency model (default {models[0]})")
+    add_listen_arguments(parser, default_port=DEFAULT_PORT, default_model=models[0],
+                         models=models)
     limits = parser.add_argument_group("limits")
     limits.add_argument("--rate", type=positive_float, default=DEFAULT_RATE,
                         help=f"requests/s allowed per source address (default {DEFAULT_RATE:g})")

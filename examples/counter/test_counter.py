@@ -14,8 +14,8 @@ from collections.abc import Callable
 from io import BufferedReader
 
 import pytest
-from counter import CounterService, CounterSession, CounterTable
 
+from counter import CounterService, CounterSession, CounterTable
 from sockworks import Output, Server
 
 

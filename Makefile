@@ -25,7 +25,7 @@ test: $(STAMP)
 # Every check runs even when an earlier one fails, so one run shows everything.
 lint: $(STAMP)
 	@status=0; \
-	echo "ruff check src tests"; $(PY) -m ruff check src tests || status=1; \
+	echo "ruff check src tests examples"; $(PY) -m ruff check src tests examples || status=1; \
 	echo "mypy"; $(PY) -m mypy || status=1; \
 	echo "lint-imports"; $(VENV)/bin/lint-imports || status=1; \
 	exit $$status

@@ -3,7 +3,8 @@
 The public API (docs/api.md) is what this module exports::
 
     from sockworks import Server, Service, Session, Output, LineFramer
-    from sockworks import EchoService, KvService
+    from sockworks import EchoService, KvService, RespService, UdpJsonService
+    from sockworks import MODELS, FORKING_MODELS   # the concurrency models' names
 
 Everything else is internal and may change. Layout, from the top layer down
 (each imports only the layers below it; ``import-linter`` checks this):
@@ -20,6 +21,7 @@ Everything else is internal and may change. Layout, from the top layer down
 
 from sockworks._version import __version__
 from sockworks.core.service import Barrier, Output, Service, Session
+from sockworks.models import FORKING_MODELS, MODELS
 from sockworks.protocols.lines import LineFramer
 from sockworks.server import Server
 from sockworks.services import EchoService, KvService, RespService, UdpJsonService
@@ -36,4 +38,6 @@ __all__ = [
     "KvService",
     "RespService",
     "UdpJsonService",
+    "MODELS",
+    "FORKING_MODELS",
 ]

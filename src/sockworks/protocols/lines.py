@@ -40,6 +40,12 @@ class LineFramer:
 
     __slots__ = ("max_line", "_buf", "_pos", "_scanned", "_eof", "_failed", "trailing")
 
+    #: The events besides a line, also reachable from the public class
+    #: (``event is LineFramer.NEED_DATA``) for code that imports only ``sockworks``.
+    NEED_DATA = NEED_DATA
+    LINE_TOO_LONG = LINE_TOO_LONG
+    CLOSED = CLOSED
+
     def __init__(self, max_line: int) -> None:
         if max_line < 1:
             raise ValueError("max_line must be >= 1")

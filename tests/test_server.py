@@ -21,8 +21,9 @@ import pytest
 from sockworks import EchoService, KvService, Output, Server, Service, Session
 from sockworks.core.config import SERVER_SETTINGS
 from sockworks.models import FORKING_MODELS
+from sockworks.storage.base import StoreError
 from sockworks.storage.embedded import open_embedded_store
-from tests.support import SHARED_MEMORY_MODELS, recv_until
+from tests.support import SHARED_MEMORY_MODELS, recv_lines, recv_until
 
 
 def echo_once(address: tuple[str, int], line: bytes = b"ping\n") -> bytes:
@@ -185,3 +186,32 @@ def test_serve_forever_in_a_main_thread_stops_on_stop() -> None:
                           timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "returned False"
+
+
+def kv_text(address: tuple[str, int], *requests: bytes) -> list[bytes]:
+    with socket.create_connection(address, timeout=10) as sock:
+        assert recv_until(sock) == b"READY\n"
+        sock.sendall(b"".join(r + b"\n" for r in requests))
+        return recv_lines(sock, len(requests))
+
+
+def test_kv_service_persists_with_data_dir(tmp_path: Path) -> None:
+    with Server(KvService(data_dir=str(tmp_path), fsync="always")) as server:
+        assert kv_text(server.addresses[0], b"SET greeting hello") == [b"OK"]
+    with Server(KvService(data_dir=str(tmp_path))) as server:
+        assert kv_text(server.addresses[0], b"GET greeting") == [b"hello"]
+
+
+def test_kv_service_options_are_checked() -> None:
+    with pytest.raises(TypeError, match="either store"):
+        KvService(open_embedded_store(None), data_dir="x")
+    with pytest.raises(ValueError, match="no such command"):
+        KvService(rename_commands={"NOPE": ""})
+    with pytest.raises(StoreError, match="unsupported store URL"):
+        KvService(url="ftp://example")
+
+
+def test_kv_service_rename_commands() -> None:
+    with Server(KvService(rename_commands={"DEL": "", "GET": "fetch"})) as server:
+        assert kv_text(server.addresses[0], b"SET k v", b"GET k", b"fetch k", b"DEL k") == [
+            b"OK", b"ERROR: unknown command", b"v", b"ERROR: unknown command"]

@@ -19,7 +19,7 @@ import logging
 import os
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 from sockworks._version import __version__
@@ -53,9 +53,11 @@ from sockworks.protocols.kvtext import (
 )
 from sockworks.protocols.lines import LineFramer
 from sockworks.protocols.resp import DEFAULT_MAX_BULK
-from sockworks.services.renames import NO_RENAMES, CommandRenames
+from sockworks.services.renames import CommandRenames
+from sockworks.services.resp_table import COMMANDS as RESP_COMMANDS
+from sockworks.storage.aof import DEFAULT_FSYNC
 from sockworks.storage.base import Store, StoreError
-from sockworks.storage.embedded import open_embedded_store
+from sockworks.storage.factory import open_store
 
 if TYPE_CHECKING:
     from sockworks.services.resp import RespService
@@ -94,11 +96,22 @@ class KvService(Service):
     #: the event loop costs nothing (uvloop is used when installed).
     default_model = "asyncio"
 
-    def __init__(self, store: Store | None = None, *, max_line: int = DEFAULT_MAX_LINE,
-                 max_bulk: int = DEFAULT_MAX_BULK, blocking: bool | None = None,
-                 renames: CommandRenames = NO_RENAMES) -> None:
-        self.store = open_embedded_store(None) if store is None else store
-        store = self.store
+    def __init__(self, store: Store | None = None, *, data_dir: str | None = None,
+                 fsync: str = DEFAULT_FSYNC, url: str | None = None,
+                 max_line: int = DEFAULT_MAX_LINE, max_bulk: int = DEFAULT_MAX_BULK,
+                 blocking: bool | None = None,
+                 rename_commands: Mapping[str, str] | Iterable[tuple[str, str]] = ()) -> None:
+        renames = CommandRenames.of(
+            rename_commands.items() if isinstance(rename_commands, Mapping) else rename_commands)
+        if renames:
+            renames.check([name.decode() for name in (*RESP_COMMANDS, *kvtext.COMMAND_NAMES)])
+        if store is None:
+            # The embedded store (persisted when data_dir is given), or the
+            # one url names; StoreError/OSError/ValueError say why not.
+            store = open_store(url, data_dir, fsync)
+        elif data_dir is not None or url is not None:
+            raise TypeError("give either store= or data_dir=/url=, not both")
+        self.store = store
         self.max_line = max_line
         #: Largest bulk string the RESP front end accepts (resp_service()).
         self.max_bulk = max_bulk

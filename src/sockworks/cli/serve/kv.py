@@ -110,9 +110,9 @@ def endpoints(args: argparse.Namespace) -> list[Endpoint]:
     if args.resp_port is not None and args.resp_port == args.port != 0:
         raise _fail(f"--port and --resp-port are both {args.port}: give the RESP port "
                     "its own", 2)
-    renames = CommandRenames.of(args.rename_command)
+    renames = [(old, new) for old, new in args.rename_command or ()]
     try:
-        renames.check([name.decode() for name in (*COMMANDS, *COMMAND_NAMES)])
+        CommandRenames.of(renames).check([n.decode() for n in (*COMMANDS, *COMMAND_NAMES)])
     except ValueError as exc:
         raise _fail(f"--rename-command: {exc}", 2) from None
     try:
@@ -124,7 +124,8 @@ def endpoints(args: argparse.Namespace) -> list[Endpoint]:
             reason = exc.strerror + (f": {exc.filename}" if exc.filename else "")
         raise _fail(f"cannot open the store{where}: {reason}", 1) from None
     # The text service opened the store; the Server closes it (both ports).
-    service = KvService(store, max_line=args.max_line, max_bulk=args.max_bulk, renames=renames)
+    service = KvService(store, max_line=args.max_line, max_bulk=args.max_bulk,
+                        rename_commands=renames)
     made = [Endpoint(args.host, args.port, service)]
     if args.resp_port is not None:
         made.append(Endpoint(args.host, args.resp_port, service.resp_service()))

@@ -39,15 +39,16 @@ class ClientHandle:
     end the connection promptly (an event loop schedules the close on its
     loop; a thread model shuts the socket down, which wakes the thread
     blocked on it); ``abort`` asks for a reset that drops unsent replies at
-    once, instead of a close that lets them drain (within send-timeout). ``input_bytes`` and ``output_bytes`` are callables the
-    model provides: bytes of unfinished requests, bytes of replies not yet
-    handed to the kernel.
+    once, instead of a close that lets them drain (within send-timeout).
+    ``input_bytes`` and ``output_bytes`` are callables the model provides:
+    bytes of unfinished requests, bytes of replies not yet handed to the
+    kernel.
     """
 
     __slots__ = ("id", "peer", "created", "_closer", "_closed", "_lock",
                  "input_bytes", "output_bytes")
 
-    def __init__(self, client_id: int, peer: str, closer: Callable[[str, bool], None], *,
+    def __init__(self, client_id: int, peer: str, closer: Callable[[str, bool], object], *,
                  input_bytes: Callable[[], int] = lambda: 0,
                  output_bytes: Callable[[], int] = lambda: 0) -> None:
         self.id = client_id

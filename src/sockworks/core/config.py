@@ -181,7 +181,7 @@ class Endpoint:
     service: Service
 
 
-def _default(name: str) -> int | float | None:
+def _default(name: str) -> object:
     return SERVER_SETTINGS[name].default
 
 

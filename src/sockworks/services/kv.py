@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, cast
 from sockworks._version import __version__
 from sockworks.core.config import DEFAULT_MAX_LINE
 from sockworks.core.logs import RateLimitedLog
-from sockworks.core.service import CLOSE, NOTHING, Output, Service, Session
+from sockworks.core.service import CLOSE, NOTHING, REPLY_BUDGET, Output, Service, Session
 from sockworks.protocols import kvtext
 from sockworks.protocols.kvtext import (
     BYE,
@@ -186,8 +186,8 @@ class KvSession(Session):
     methods; each returns its reply bytes.
     """
 
-    __slots__ = ("_done", "_framer", "_framing", "_max_line", "_peer", "_service", "_store",
-                 "counts")
+    __slots__ = ("_backlog", "_done", "_framer", "_framing", "_max_line", "_peer", "_service",
+                 "_store", "counts")
 
     def __init__(self, service: KvService, peer: str) -> None:
         self._service = service
@@ -200,10 +200,32 @@ class KvSession(Session):
         self._done = False
         #: commands, GET hits, GET misses, protocol errors (see _SESSION_COUNTERS)
         self.counts = [0, 0, 0, 0]
+        #: Lines received but held back (their replies would pass
+        #: REPLY_BUDGET), and how the input ended after them.
+        self._backlog: tuple[list[bytes], object] | None = None
 
     @property
     def busy(self) -> bool:
-        return not self._done and self._framer.buffered > 0
+        return not self._done and (self._framer.buffered > 0 or self._backlog is not None)
+
+    @property
+    def backlog(self) -> bool:
+        return self._backlog is not None and not self._done
+
+    @property
+    def input_bytes(self) -> int:
+        held = self._framer.buffered
+        if self._backlog is not None:
+            held += sum(map(len, self._backlog[0]))
+        return held
+
+    def resume(self) -> Output:
+        if self._backlog is None or self._done:
+            self._backlog = None
+            return NOTHING
+        lines, end = self._backlog
+        self._backlog = None
+        return self._run(lines, end)
 
     def on_connect(self) -> Output:
         return Output(GREETING)
@@ -214,6 +236,16 @@ class KvSession(Session):
             # nothing the peer sends afterwards may run.
             return CLOSE
         end: object = NEED_DATA
+        if self._backlog is not None:
+            # Earlier lines still wait: these queue up behind them.
+            held, held_end = self._backlog
+            if held_end is NEED_DATA:
+                more, held_end = self._frame(data)
+                held.extend(more)
+            else:
+                self._framer.receive_data(data)
+            self._backlog = (held, held_end)
+            return self.resume()
         if not self._framing and len(data) <= self._max_line:
             # Fast path (the usual case: whole requests, nothing pending):
             # no line in a chunk this short can be over the limit, so split
@@ -225,17 +257,22 @@ class KvSession(Session):
                 self._framer.receive_data(tail)
                 self._framing = True
         else:
-            framer = self._framer
-            framer.receive_data(data)
-            lines = []
-            while True:
-                line = framer.next_event()
-                if type(line) is not bytes:
-                    end = line  # NEED_DATA or LINE_TOO_LONG
-                    break
-                lines.append(line)
-            self._framing = framer.buffered > 0
+            lines, end = self._frame(data)
         return self._run(lines, end)
+
+    def _frame(self, data: bytes) -> tuple[list[bytes], object]:
+        """Complete lines through the framer, and NEED_DATA or LINE_TOO_LONG."""
+        framer = self._framer
+        framer.receive_data(data)
+        lines = []
+        while True:
+            line = framer.next_event()
+            if type(line) is not bytes:
+                end = line
+                break
+            lines.append(line)
+        self._framing = framer.buffered > 0
+        return lines, end
 
     def _run(self, lines: list[bytes], end: object) -> Output:
         """Execute complete request lines in order; one Output for them all.
@@ -249,7 +286,14 @@ class KvSession(Session):
         replies: list[bytes] = []
         append = replies.append
         wrote = close = False
+        size = done = 0
         for line in lines:
+            if size >= REPLY_BUDGET:
+                # Back-pressure (core/service.py): the rest waits for resume().
+                self._backlog = (lines[done:], end)
+                end = NEED_DATA
+                break
+            done += 1
             parts = line.split(None, 2)
             nparts = len(parts)
             try:
@@ -265,6 +309,7 @@ class KvSession(Session):
                         if b"\n" in value or value[-1:] == b"\r":
                             append(UNFRAMABLE_VALUE_REPLY)
                         else:
+                            size += len(value)
                             append(value + b"\n")
                     continue
                 if nparts == 3 and parts[0] in _SET_WORDS and len(parts[1]) <= MAX_KEY_LENGTH:
@@ -278,7 +323,9 @@ class KvSession(Session):
                 if kind in _HANDLERS:
                     counts[_COMMANDS] += 1
                     handler, is_write = _HANDLERS[kind]
-                    append(handler(self, event))
+                    reply = handler(self, event)
+                    size += len(reply)
+                    append(reply)
                     wrote = wrote or is_write
                 elif kind is BadRequest:
                     counts[_ERRORS] += 1

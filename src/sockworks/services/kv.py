@@ -145,6 +145,7 @@ class KvService(Service):
     def snapshot(self) -> dict[str, object]:
         """Every STATS field, in the documented order (docs/protocol.md)."""
         stats = self.stats
+        recent_in, recent_out = stats.clients.recent_max()
         with self._lock:
             totals = list(self._retired)
             for session in self._live:
@@ -159,6 +160,13 @@ class KvService(Service):
             "connections_total": stats.connections_total,
             "connections_rejected": stats.connections_rejected,
             "connections_idle_closed": stats.idle_closed,
+            # The same as INFO clients / INFO stats on the RESP port.
+            "connected_clients": stats.connections_current,
+            "maxclients": self.settings.max_connections if self.settings else 0,
+            "client_recent_max_input_buffer": recent_in,
+            "client_recent_max_output_buffer": recent_out,
+            "rejected_connections": stats.connections_rejected,
+            "evicted_clients": stats.clients.evicted,
             **dict(zip(_SESSION_COUNTERS, totals, strict=True)),
             **events,
             "keys": self.store.dbsize(),

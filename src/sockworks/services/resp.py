@@ -33,6 +33,7 @@ from typing import Any
 
 from sockworks._version import __version__
 from sockworks.core.config import ServerSettings
+from sockworks.core.limits import OutputLimits, default_maxmemory_clients
 from sockworks.core.logs import RateLimitedLog
 from sockworks.core.service import CLOSE, NOTHING, REPLY_BUDGET, Output, Service, Session
 from sockworks.core.stats import ServerStats
@@ -107,6 +108,16 @@ class RespService(Service):
     def bound(self, address: tuple[str, int]) -> None:
         self.port = address[1]
 
+    @property
+    def output_limits(self) -> OutputLimits:
+        return (self.settings.client_output_buffer_limit if self.settings is not None
+                else OutputLimits())
+
+    @property
+    def client_memory_cap(self) -> int:
+        return (self.settings.client_memory_cap if self.settings is not None
+                else default_maxmemory_clients(0))
+
     def new_session(self, peer: str) -> RespSession:
         session = RespSession(self, peer)
         with self._lock:
@@ -171,10 +182,16 @@ class RespService(Service):
             "executable": "sockworks",
             "sockworks_version": __version__,
         })
+        recent_in, recent_out = stats.clients.recent_max()
         section("Clients", {
             "connected_clients": clients,
+            "cluster_connections": 0,
+            "maxclients": self.max_connections,
+            "client_recent_max_input_buffer": recent_in,
+            "client_recent_max_output_buffer": recent_out,
             "blocked_clients": 0,
             "tracking_clients": 0,
+            "clients_in_timeout_table": 0,
         })
         aof = store_info.get("persistence") == "aof"
         persistence: dict[str, object] = {
@@ -199,6 +216,7 @@ class RespService(Service):
             "rejected_connections": stats.connections_rejected,
             "expired_keys": store_info.get("expired_keys", 0),
             "evicted_keys": 0,
+            "evicted_clients": stats.clients.evicted,
             "keyspace_hits": store_info.get("keyspace_hits", 0),
             "keyspace_misses": store_info.get("keyspace_misses", 0),
             "total_error_replies": errors,

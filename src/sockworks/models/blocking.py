@@ -54,11 +54,9 @@ from sockworks.models.base import Model
 logger = logging.getLogger(__name__)
 
 __all__ = ["Waker", "BlockingModel", "ConnectionRegistry", "Tracked", "drive_connection",
-           "send_reply", "LimitClose", "log_limit", "finish_socket", "deliver"]
+           "send_reply", "LimitClose", "finish_socket", "deliver"]
 
-#: Per-event warnings (limit closes, aborts, socket errors): rate-limited, so
-#: a thousand hostile clients make a line every few seconds, not a thousand.
-log_limit = RateLimitedLog(logger, logging.WARNING)
+#: Failed storage writes: rate-limited (a full disk fails every write).
 _log_error = RateLimitedLog(logger, logging.ERROR)
 
 #: Bytes per send() while a reply is over the soft output limit (so the time
@@ -149,6 +147,9 @@ class ConnectionRegistry:
         self._conns: set[Tracked] = set()
         self._cond = threading.Condition()
         self.stopping = False
+        #: Per-event warnings of this server (limit closes, aborts, socket
+        #: errors): a thousand hostile clients make a line every few seconds.
+        self.log_limit = RateLimitedLog(logger, logging.WARNING)
 
     def __len__(self) -> int:
         return len(self._conns)
@@ -247,6 +248,7 @@ def drive_connection(
     on_data = session.on_data
     limit = settings.client_output_buffer_limit.normal
     idle_timeout = settings.idle_timeout
+    log_limit = registry.log_limit
     try:
         if not deliver(conn, session.on_connect(), send, limit):
             return

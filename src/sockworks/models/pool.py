@@ -38,7 +38,6 @@ from sockworks.models.blocking import (
     Tracked,
     deliver,
     finish_socket,
-    log_limit,
 )
 
 logger = logging.getLogger(__name__)
@@ -132,8 +131,8 @@ class PoolModel(BlockingModel):
                 self.stats.idle_timeout()
                 held = conn.session.input_bytes
                 if held:
-                    log_limit("closing %s: idle for %gs holding %d bytes of an unfinished "
-                              "request", conn.peer, idle, held)
+                    self.registry.log_limit("closing %s: idle for %gs holding %d bytes of "
+                                            "an unfinished request", conn.peer, idle, held)
                 else:
                     logger.debug("closing %s: idle for %gs", conn.peer, idle)
                 self._close_locked(conn)
@@ -185,11 +184,11 @@ class PoolModel(BlockingModel):
                     self.registry.stopping and not session.busy)
         except LimitClose as exc:
             conn.reset = True
-            log_limit("closing %s: %s", conn.peer, exc)
+            self.registry.log_limit("closing %s: %s", conn.peer, exc)
         except (TimeoutError, BlockingIOError):
             conn.reset = True
-            log_limit("closing %s: aborted: peer not reading (send blocked %gs)", conn.peer,
-                      self.settings.send_timeout)
+            self.registry.log_limit("closing %s: aborted: peer not reading (send blocked "
+                                    "%gs)", conn.peer, self.settings.send_timeout)
         except DISCONNECT_ERRORS as exc:
             logger.debug("%s disconnected: %s", conn.peer, exc)
         except OSError as exc:

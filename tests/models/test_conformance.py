@@ -167,7 +167,8 @@ def test_connection_over_the_limit_gets_busy_reply(start_server: StartServer, mo
 
 
 def test_idle_timeout_closes_silent_connection(start_server: StartServer, model: str) -> None:
-    server = echo(start_server, model, "--idle-timeout", "0.5")
+    # Routine idle closes are logged at DEBUG (a flood of them must not be INFO).
+    server = echo(start_server, model, "--idle-timeout", "0.5", "--log-level", "DEBUG")
     with server.connect() as sock:
         sock.sendall(b"ping\n")
         assert recv_until(sock) == b"PING\n"
@@ -424,3 +425,82 @@ def _state(pid: int) -> str | None:
             return f.read().rsplit(")", 1)[1].split()[0]
     except OSError:
         return None
+
+
+# -- hostile clients (issue #10): deadlines and closes that really close -------
+
+#: Slow-loris connections per model: enough to show they are all closed,
+#: few enough for forking models (a process each) to stay quick.
+LORIS = 24
+
+
+def server_side_state(server_port: int, client_port: int) -> str | None:
+    """The TCP state (hex, /proc/net/tcp) of the server's end of the
+    connection from ``client_port``; None when the socket is gone."""
+    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(path) as table:
+            for row in table.readlines()[1:]:
+                fields = row.split()
+                local, remote, state = fields[1], fields[2], fields[3]
+                if (int(local.rsplit(":", 1)[1], 16) == server_port
+                        and int(remote.rsplit(":", 1)[1], 16) == client_port):
+                    return state
+    return None
+
+
+def test_slow_loris_connections_are_closed_at_the_idle_timeout(start_server: StartServer,
+                                                               model: str) -> None:
+    server = echo(start_server, model, "--idle-timeout", "0.5")
+    loris = []
+    for _ in range(LORIS):
+        sock = server.connect()
+        sock.sendall(b"half a requ")  # no newline: the session holds it
+        loris.append(sock)
+    deadline = time.monotonic() + 15
+    for sock in loris:
+        sock.settimeout(max(0.1, deadline - time.monotonic()))
+        assert recv_all(sock) == b""  # closed by the server, nothing answered
+        sock.close()
+    with server.connect() as sock:
+        sock.sendall(b"next\n")
+        assert recv_until(sock) == b"NEXT\n"
+    if model not in FORKING_MODELS:  # children log to their own copy of the handler
+        server.wait_for_log(b"unfinished request")
+
+
+def test_a_peer_that_never_reads_is_reset_within_send_timeout(start_server: StartServer,
+                                                              model: str) -> None:
+    server = echo(start_server, model, "--idle-timeout", "0.5", "--send-timeout", "0.5")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(server.address)
+    client_port = sock.getsockname()[1]
+    sock.setblocking(False)
+    line = b"y" * 32767 + b"\n"
+    sent, deadline = 0, time.monotonic() + 10
+    # Send requests for replies we never read, until both sides' buffers are
+    # full and the server has stopped reading us (bounded in bytes and time).
+    while sent < 256 * 1024 * 1024 and time.monotonic() < deadline:
+        try:
+            sent += sock.send(line)
+        except BlockingIOError:
+            stuck = time.monotonic() + 0.3
+            while time.monotonic() < stuck:
+                try:
+                    sent += sock.send(line)
+                    break
+                except BlockingIOError:
+                    time.sleep(0.01)
+            else:
+                break
+    # idle 0.5 s + send timeout 0.5 s + sweep ticks: gone well within 10 s.
+    deadline = time.monotonic() + 10
+    state = server_side_state(server.port, client_port)
+    while state not in (None, "06", "07") and time.monotonic() < deadline:
+        time.sleep(0.05)
+        state = server_side_state(server.port, client_port)
+    assert state in (None, "06", "07"), f"server end still in TCP state {state}"
+    sock.close()
+    with server.connect() as other:
+        other.sendall(b"still here\n")
+        assert recv_until(other) == b"STILL HERE\n"

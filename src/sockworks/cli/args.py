@@ -53,7 +53,7 @@ def number(low: float | None = None, high: float | None = None, *,
     return _argparse_type(lambda text: parse_number(text, low, high, above=above))
 
 
-def setting_type(setting: Setting) -> Callable[[str], int | float]:
+def setting_type(setting: Setting) -> Callable[[str], object]:
     """The argparse type of a server setting from the core's table."""
     return _argparse_type(setting.parse)
 

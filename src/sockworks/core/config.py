@@ -10,8 +10,11 @@ value gets the same message from either ("must be >= 1, got 0").
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+
+from sockworks.core.limits import OutputLimits, default_maxmemory_clients, memtoull
 
 if TYPE_CHECKING:
     from sockworks.core.service import Service
@@ -97,22 +100,32 @@ class Setting:
     """One server setting: keyword ``name``, flag ``--name-with-dashes``."""
 
     name: str
-    kind: type[int] | type[float]
-    default: int | float | None
+    kind: type[int] | type[float] | type[OutputLimits]
+    default: int | float | OutputLimits | None
     low: float | None
     help: str
     metavar: str | None = None
     high: float | None = None
+    #: For values that are not plain numbers (byte counts, Redis's limit
+    #: syntax): text -> value, ValueError with the reason otherwise.
+    reader: Callable[[str], object] | None = None
 
     @property
     def flag(self) -> str:
         return "--" + self.name.replace("_", "-")
 
-    def check(self, value: object) -> int | float | None:
+    def check(self, value: object) -> object:
         """The value, validated; ValueError "NAME must be ..." otherwise."""
         if value is None and self.default is None:
             return None
         try:
+            if self.reader is not None:
+                if isinstance(value, str):
+                    return self.reader(value)
+                if self.kind is OutputLimits:
+                    if not isinstance(value, OutputLimits):
+                        raise ValueError(f"must be like 'normal 256mb 0 0', got {value!r}")
+                    return value
             if self.kind is int:
                 low = None if self.low is None else int(self.low)
                 high = None if self.high is None else int(self.high)
@@ -121,8 +134,10 @@ class Setting:
         except ValueError as exc:
             raise ValueError(f"{self.name} {exc}") from None
 
-    def parse(self, text: str) -> int | float:
+    def parse(self, text: str) -> object:
         """From a command-line or config string (ValueError with the reason)."""
+        if self.reader is not None:
+            return self.reader(text)
         if self.kind is int:
             return parse_int(text, None if self.low is None else int(self.low),
                              None if self.high is None else int(self.high))
@@ -140,6 +155,19 @@ SERVER_SETTINGS: dict[str, Setting] = {s.name: s for s in (
             "close connections silent this long; 0 disables (default 30)", "SECONDS"),
     Setting("grace", float, 10.0, 0,
             "on SIGTERM/SIGINT, time given to requests in flight (default 10)", "SECONDS"),
+    Setting("send_timeout", float, 10.0, 0,
+            "a connection being closed whose peer reads nothing for this long is "
+            "aborted (RST); 0 waits forever (default 10)", "SECONDS"),
+    Setting("client_output_buffer_limit", OutputLimits, OutputLimits(), None,
+            "Redis's CLASS HARD SOFT SOFT-SECONDS: a client whose unsent replies pass HARD, "
+            "or stay over SOFT for SOFT-SECONDS, is closed; 0 disables "
+            "(default 'normal 256mb 0 0')", "'CLASS HARD SOFT SECONDS'",
+            reader=OutputLimits.parse),
+    Setting("maxmemory_clients", int, None, 0,
+            "cap on memory held by all clients' unfinished requests and unsent replies; "
+            "over it the biggest client is closed (Redis units: 100mb, 1gb; "
+            "default: a quarter of --maxmemory if set, else 1gb)", "BYTES",
+            reader=memtoull),
 )}
 
 
@@ -153,7 +181,7 @@ class Endpoint:
     service: Service
 
 
-def _default(name: str) -> int | float | None:
+def _default(name: str) -> object:
     return SERVER_SETTINGS[name].default
 
 
@@ -166,8 +194,19 @@ class ServerSettings:
     max_connections: int = _default("max_connections")  # type: ignore[assignment]
     idle_timeout: float = _default("idle_timeout")  # type: ignore[assignment]
     grace: float = _default("grace")  # type: ignore[assignment]
+    send_timeout: float = _default("send_timeout")  # type: ignore[assignment]
+    client_output_buffer_limit: OutputLimits = field(default_factory=OutputLimits)
+    #: None: the default rule (limits.default_maxmemory_clients); see
+    #: :attr:`client_memory_cap` for the value in force.
+    maxmemory_clients: int | None = None
     #: listen() backlog: connections the kernel queues before accept().
     backlog: int = 1024
+
+    @property
+    def client_memory_cap(self) -> int:
+        """Bytes all clients together may hold (--maxmemory-clients in force)."""
+        return self.maxmemory_clients or default_maxmemory_clients(
+            int(getattr(self, "maxmemory", 0) or 0))
 
     @classmethod
     def checked(cls, model: str, **values: object) -> ServerSettings:

@@ -17,6 +17,7 @@ __all__ = [
     "RECV_SIZE",
     "send_nowait",
     "set_io_timeouts",
+    "set_reset_on_close",
 ]
 
 #: Errors that mean "the peer went away": logged at DEBUG, never as tracebacks.
@@ -101,8 +102,9 @@ def peer_name(sock: socket.socket) -> str:
         return "?"
 
 
-def set_io_timeouts(sock: socket.socket, seconds: float) -> None:
-    """Bound recv() and send() on a blocking socket by ``seconds`` (0: none).
+def set_io_timeouts(sock: socket.socket, seconds: float, send: float | None = None) -> None:
+    """Bound recv() by ``seconds`` and send() by ``send`` (default: the same)
+    on a blocking socket; 0 means no bound.
 
     The kernel enforces it (SO_RCVTIMEO/SO_SNDTIMEO): a call that waits that
     long fails with EAGAIN (BlockingIOError). ``settimeout()`` would do the
@@ -110,12 +112,25 @@ def set_io_timeouts(sock: socket.socket, seconds: float) -> None:
     a syscall per request on the thread models' hot path.
     """
     sock.settimeout(None)
-    if not seconds:
-        return
+    send = seconds if send is None else send
+    if seconds:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(seconds))
+    if send:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(send))
+
+
+def _timeval(seconds: float) -> bytes:
     whole = int(seconds)
-    timeval = struct.pack("ll", whole, int((seconds - whole) * 1_000_000))
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+    return struct.pack("ll", whole, int((seconds - whole) * 1_000_000))
+
+
+def set_reset_on_close(sock: socket.socket) -> None:
+    """SO_LINGER 0: close() then sends RST and drops unsent data at once,
+    instead of leaving the kernel to push it to a peer that never reads."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except OSError:
+        pass
 
 
 def send_nowait(sock: socket.socket, data: bytes) -> None:

@@ -13,6 +13,27 @@ sending them, and optionally a :class:`Barrier` the model must wait on before
 sending (a durability point: with ``--fsync always`` a write may only be
 acknowledged after the log is on disk).
 
+Back-pressure: a session never turns one chunk of input into an unbounded
+amount of output. Once the replies of one call reach :data:`REPLY_BUDGET`
+bytes, it stops running requests, keeps the rest (already received, so
+bounded by what one read returned) and sets :attr:`Session.backlog`. The
+model then reads nothing more from that connection; once what it sent has
+drained below its soft limit (the event loop's write-buffer high-water mark,
+or ``sendall`` returning on the thread models) it calls
+:meth:`Session.resume` for the next slice, until ``backlog`` is False. So
+1,500 pipelined GETs of a 1 MB value in one 13.5 KB read cost about one
+megabyte of replies at a time, not 1.5 GB.
+
+Limits the model enforces from outside (``--idle-timeout`` also for a
+connection holding part of a request, ``--send-timeout``,
+``--client-output-buffer-limit``, ``--maxmemory-clients``) need two things
+from a session: :attr:`Session.input_bytes` (what it buffers of unfinished
+requests) and nothing else. Each session gets a
+:class:`~sockworks.core.clients.ClientHandle` in :attr:`Session.client`
+(set by the model right after ``new_session``, before ``on_connect``): its
+id, and a ``close(reason)`` safe from any thread, which is how a command on
+one connection (``CLIENT KILL``) ends another under every model.
+
 Threading contract: the model makes the calls for one session from one thread
 at a time, in order, and never concurrently. Different sessions may be driven
 from different threads at once, so a service's shared state (its store) must be
@@ -30,9 +51,15 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 from sockworks.core.stats import ServerStats
 
 if TYPE_CHECKING:
+    from sockworks.core.clients import ClientHandle
     from sockworks.core.config import ServerSettings
 
-__all__ = ["Barrier", "Output", "Session", "Service", "NOTHING", "CLOSE"]
+__all__ = ["Barrier", "Output", "Session", "Service", "NOTHING", "CLOSE", "REPLY_BUDGET"]
+
+#: Bytes of replies one on_data()/resume() call may produce before the session
+#: stops and keeps the rest of its requests as a backlog (checked after each
+#: reply, so one call produces at most this plus one reply).
+REPLY_BUDGET = 1024 * 1024
 
 
 class Barrier(Protocol):
@@ -74,6 +101,10 @@ CLOSE = Output(close=True)
 class Session(abc.ABC):
     """One connection's protocol state machine (see the module docstring)."""
 
+    #: The connection's handle, set by the model (None until then, and for a
+    #: session driven without a model, as in unit tests).
+    client: ClientHandle | None = None
+
     def on_connect(self) -> Output:
         """The connection was just accepted: the greeting to send, if any. Default: none."""
         return NOTHING
@@ -88,6 +119,21 @@ class Session(abc.ABC):
 
     def on_close(self) -> None:
         """The connection is gone (any reason). Release per-connection state."""
+
+    @property
+    def backlog(self) -> bool:
+        """True when requests already received wait for :meth:`resume`
+        (the last call's replies reached :data:`REPLY_BUDGET`). Default: never."""
+        return False
+
+    def resume(self) -> Output:
+        """Run the next slice of the backlog; called only while :attr:`backlog`."""
+        return NOTHING
+
+    @property
+    def input_bytes(self) -> int:
+        """Bytes held of requests not yet run (partial request and backlog)."""
+        return 0
 
     @property
     def busy(self) -> bool:

@@ -7,6 +7,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from sockworks.core.clients import ClientRegistry
+
 __all__ = ["ServerStats"]
 
 
@@ -24,6 +26,8 @@ class ServerStats:
     connections_total: int = 0
     connections_rejected: int = 0
     idle_closed: int = 0
+    #: Live connections' handles (CLIENT KILL, INFO clients, client eviction).
+    clients: ClientRegistry = field(default_factory=ClientRegistry, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1), repr=False)
 

@@ -7,8 +7,15 @@ servers in Python get their speed). Flow control is honoured both ways: when
 the peer stops reading and our write buffer passes the high-water mark we stop
 reading from it too, so a client cannot make us buffer without bound.
 
-Idle timeouts use one timer per connection that re-arms itself lazily (no
-timer churn per request). Shutdown closes the listeners, closes idle
+Deadlines and limits cost no timer per connection: one sweep per loop, every
+``min(1 s, idle/4)``, checks every connection's last activity (a byte
+received, or unsent replies shrinking) against ``--idle-timeout`` — a
+connection holding half a request included — and its unsent replies against
+``--client-output-buffer-limit``, and keeps all clients' memory under
+``--maxmemory-clients``. A close that waits for a peer that reads nothing is
+aborted (RST) after ``--send-timeout``. A session's backlog (see
+core/service.py) is run a slice at a time, each once the write buffer has
+drained below its high-water mark. Shutdown closes the listeners, closes idle
 connections, lets busy ones finish, and force-closes after the grace period;
 it never calls ``Server.wait_closed()``, which on Python 3.12+ waits for idle
 clients forever.
@@ -25,6 +32,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 from sockworks.core.admission import Admission
+from sockworks.core.clients import ClientHandle
 from sockworks.core.config import Endpoint, ServerSettings
 from sockworks.core.logs import RateLimitedLog
 from sockworks.core.loop import loop_name, new_event_loop
@@ -51,8 +59,8 @@ WRITE_HIGH_WATER = 1024 * 1024
 
 class _Connection(asyncio.Protocol):
     __slots__ = ("model", "service", "session", "transport", "peer", "last_active",
-                 "timer", "pauses", "pending", "closing", "admitted", "slow", "on_data",
-                 "write", "time")
+                 "pauses", "pending", "closing", "admitted", "slow", "on_data",
+                 "write", "time", "handle", "over_soft_since", "last_unsent", "abort_timer")
 
     def __init__(self, model: AsyncioModel, service: Service) -> None:
         self.model = model
@@ -61,7 +69,6 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
         self.last_active = 0.0
-        self.timer: asyncio.TimerHandle | None = None
         self.pauses: set[str] = set()
         self.pending = 0          # outputs waiting on a barrier or a worker thread
         self.closing = False
@@ -73,6 +80,13 @@ class _Connection(asyncio.Protocol):
         self.on_data: Callable[[bytes], Output] = _no_session
         self.write: Callable[[bytes], object] = _no_session
         self.time = model.loop.time
+        self.handle: ClientHandle | None = None
+        #: loop time the unsent replies went over the soft limit (None: under).
+        self.over_soft_since: float | None = None
+        #: unsent bytes at the last sweep: a shrinking buffer is activity.
+        self.last_unsent = 0
+        #: the send-timeout guard of a close waiting for the peer to read.
+        self.abort_timer: asyncio.TimerHandle | None = None
 
     # -- asyncio.Protocol ---------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -93,27 +107,34 @@ class _Connection(asyncio.Protocol):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:
                 pass
-        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
-        self.session = self.service.new_session(self.peer)
-        self.on_data = self.session.on_data
+        transport.set_write_buffer_limits(high=model.write_high_water)
+        loop = model.loop
+        self.handle = handle = ClientHandle(
+            model.stats.next_client_id(), self.peer,
+            lambda reason, abort: loop.call_soon_threadsafe(self.kill, reason, abort),
+            input_bytes=self._input_bytes, output_bytes=transport.get_write_buffer_size)
+        self.session = session = self.service.new_session(self.peer)
+        session.client = handle
+        model.stats.clients.add(handle)
+        self.on_data = session.on_data
         self.write = transport.write
-        if model.idle_timeout:
-            self.last_active = model.loop.time()
-            self.timer = model.loop.call_later(model.idle_timeout, self._check_idle)
-        self._run(self.session.on_connect)
+        self.last_active = loop.time()
+        self._run(session.on_connect)
         self._update_slow()
+
+    def _input_bytes(self) -> int:
+        return self.session.input_bytes if self.session is not None else 0
 
     def _update_slow(self) -> None:
         self.slow = (self.session is None or self.closing or self.service.blocking
-                     or bool(self.pending))
+                     or bool(self.pending) or bool(self.pauses))
 
     def data_received(self, data: bytes) -> None:
         # The hot path: every request of every connection comes through here.
+        self.last_active = self.time()
         if self.slow:
             self._data_received_slow(data)
             return
-        if self.timer is not None:
-            self.last_active = self.time()
         try:
             out, close, barrier = self.on_data(data)
         except Exception:
@@ -127,12 +148,13 @@ class _Connection(asyncio.Protocol):
             self.write(out)
         if close or (self.model.stopping and not self.busy):
             self._close()
+        elif self.session.backlog:  # type: ignore[union-attr]
+            self._start_backlog()
 
     def _data_received_slow(self, data: bytes) -> None:
-        """Refused, closing, a blocking service, or replies still pending."""
+        """Refused, closing, a blocking service, paused, or replies pending."""
         if self.session is None or self.closing:
             return
-        self.last_active = self.model.loop.time()
         session = self.session
         self._run(lambda: session.on_data(data))
 
@@ -146,36 +168,47 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if exc is not None:
             logger.debug("%s disconnected: %s", self.peer, exc)
-        if self.timer is not None:
-            self.timer.cancel()
+        if self.abort_timer is not None:
+            self.abort_timer.cancel()
+            self.abort_timer = None
         if self.admitted:
             self.admitted = False
             self.model.connections.discard(self)
             self.model.admission.release()
+            if self.handle is not None:
+                self.model.stats.clients.remove(self.handle)
             if self.session is not None:
                 self.session.on_close()
             self.model.connection_gone()
 
     def pause_writing(self) -> None:
         self._pause("flow")
+        self._check_output()
 
     def resume_writing(self) -> None:
+        self.over_soft_since = None
         self._resume("flow")
+        self._continue_backlog()
 
     # -- helpers ------------------------------------------------------------
     @property
     def busy(self) -> bool:
-        return bool(self.pending) or (self.session is not None and self.session.busy)
+        return bool(self.pending) or (self.session is not None
+                                      and (self.session.busy or self.session.backlog))
 
     def _pause(self, reason: str) -> None:
         if not self.pauses and self.transport is not None and not self.transport.is_closing():
             self.transport.pause_reading()
         self.pauses.add(reason)
+        self.slow = True
 
     def _resume(self, reason: str) -> None:
+        if reason not in self.pauses:
+            return
         self.pauses.discard(reason)
         if not self.pauses and self.transport is not None and not self.transport.is_closing():
             self.transport.resume_reading()
+        self._update_slow()
 
     def _run(self, step: Callable[[], Output]) -> None:
         """Run a session call; in a worker thread when the service blocks or
@@ -190,7 +223,6 @@ class _Connection(asyncio.Protocol):
             self._deliver(out)
             return
         self.pending += 1
-        self.slow = True
         self._pause("pending")
         future = self.model.loop.run_in_executor(None, step)
         future.add_done_callback(self._step_done)
@@ -211,7 +243,6 @@ class _Connection(asyncio.Protocol):
     def _wait_barrier(self, out: Output) -> None:
         assert out.barrier is not None
         self.pending += 1
-        self.slow = True
         self._pause("pending")
         loop = self.model.loop
 
@@ -224,9 +255,9 @@ class _Connection(asyncio.Protocol):
         self.pending -= 1
         if not self.pending:
             self._resume("pending")
-            self._update_slow()
         if not ok:
-            logger.error("write to storage failed; closing %s without acknowledging", self.peer)
+            self.model.log_error("write to storage failed; closing %s without acknowledging",
+                                 self.peer)
             self._abort()
             return
         self._deliver(Output(out.data, out.close))
@@ -242,23 +273,106 @@ class _Connection(asyncio.Protocol):
             transport.write(out.data)
         if out.close or (self.model.stopping and not self.busy):
             self._close()
+        elif self.session is not None and self.session.backlog:
+            self._start_backlog()
 
-    def _check_idle(self) -> None:
-        self.timer = None
+    # -- back-pressure: a session's backlog is run a slice at a time ------------
+    def _start_backlog(self) -> None:
+        """The session kept requests back: read nothing more until they ran,
+        and run the next slice once what we sent has drained."""
+        self._pause("backlog")
+        if "flow" not in self.pauses and not self.pending:
+            self.model.loop.call_soon(self._continue_backlog)
+
+    def _continue_backlog(self) -> None:
+        session = self.session
+        if session is None or self.closing or self.pending or "flow" in self.pauses:
+            return  # resume_writing / the pending step's delivery comes back here
+        if not session.backlog:
+            self._resume("backlog")
+            return
+        self._run(session.resume)
+
+    # -- limits ----------------------------------------------------------------
+    def _check_output(self) -> None:
+        """Unsent replies against client-output-buffer-limit (when they pass
+        the write buffer's high-water mark, and at every sweep)."""
+        transport = self.transport
+        if transport is None or self.closing:
+            return
+        unsent = transport.get_write_buffer_size()
+        limit = self.model.output_limit
+        if limit.hard and unsent > limit.hard:
+            self.model.log_limit("closing %s: %d bytes of unsent replies over "
+                                 "client-output-buffer-limit hard %d", self.peer, unsent,
+                                 limit.hard)
+            self._abort()
+            return
+        if limit.soft and unsent > limit.soft:
+            now = self.model.loop.time()
+            if self.over_soft_since is None:
+                self.over_soft_since = now
+            if now - self.over_soft_since >= limit.soft_seconds:
+                self.model.log_limit("closing %s: %d bytes of unsent replies over "
+                                     "client-output-buffer-limit soft %d for %gs", self.peer,
+                                     unsent, limit.soft, limit.soft_seconds)
+                self._abort()
+        else:
+            self.over_soft_since = None
+
+    def sweep(self, now: float) -> None:
+        """Once per model tick: deadlines and output limits."""
+        transport = self.transport
+        if transport is None or self.closing:
+            return
+        unsent = transport.get_write_buffer_size()
+        if unsent and unsent != self.last_unsent:
+            self.last_active = now  # the peer is reading what we send
+        self.last_unsent = unsent
+        if unsent:
+            self._check_output()
         idle = self.model.idle_timeout
-        remaining = self.last_active + idle - self.model.loop.time()
-        if remaining > 0 or self.busy:
-            self.timer = self.model.loop.call_later(max(remaining, 0.01), self._check_idle)
+        if not idle or self.pending or now - self.last_active < idle:
             return
         self.model.stats.idle_timeout()
-        logger.info("closing %s: idle for %gs", self.peer, idle)
+        held = self._input_bytes()
+        if held:
+            self.model.log_limit("closing %s: idle for %gs holding %d bytes of an "
+                                 "unfinished request", self.peer, idle, held)
+        else:
+            logger.debug("closing %s: idle for %gs", self.peer, idle)
         self._close()
 
+    def kill(self, reason: str, abort: bool) -> None:
+        """A close asked for from elsewhere (CLIENT KILL, client eviction)."""
+        if self.transport is None or self.closing:
+            return
+        logger.info("closing %s: %s", self.peer, reason)
+        if abort:
+            self._abort()
+        else:
+            self._close()
+
     def _close(self) -> None:
-        """Close after what is queued has been written."""
+        """Close after what is queued has been written, within send-timeout."""
         self.closing = self.slow = True
-        if self.transport is not None:
-            self.transport.close()
+        transport = self.transport
+        if transport is None:
+            return
+        transport.close()
+        timeout = self.model.settings.send_timeout
+        if timeout and transport.get_write_buffer_size() and self.abort_timer is None:
+            self.abort_timer = self.model.loop.call_later(timeout, self._abort_not_reading)
+
+    def _abort_not_reading(self) -> None:
+        self.abort_timer = None
+        transport = self.transport
+        if transport is None or not self.admitted:
+            return
+        self.model.log_limit("closing %s: aborted: peer not reading (%d bytes unsent "
+                             "after %gs)", self.peer, transport.get_write_buffer_size(),
+                             self.model.settings.send_timeout)
+        transport.abort()
 
     def _abort(self) -> None:
         self.closing = self.slow = True
@@ -293,6 +407,13 @@ class AsyncioModel(Model):
         self.admission = admission or Admission(settings.max_connections, stats)
         self.reuse_port = reuse_port
         self.idle_timeout = settings.idle_timeout
+        self.output_limit = settings.client_output_buffer_limit.normal
+        #: Pause reading (and check the output limits) past this many unsent bytes.
+        self.write_high_water = min([WRITE_HIGH_WATER] + [
+            n for n in (self.output_limit.hard, self.output_limit.soft) if n])
+        #: Per-event warnings (limit closes, aborts, failed writes): rate-limited.
+        self.log_limit = RateLimitedLog(logger, logging.WARNING)
+        self.log_error = RateLimitedLog(logger, logging.ERROR)
         self.connections: set[_Connection] = set()
         self.stopping = False
         self._stop_requested = False
@@ -351,8 +472,26 @@ class AsyncioModel(Model):
             sock.setblocking(False)
             loop.add_reader(sock.fileno(), self._accept_ready, sock, ep.service)
         logger.debug("event loop: %s", loop_name(loop))
+        sweeper = loop.create_task(self._sweep_forever())
         await self._stopped.wait()
+        sweeper.cancel()
         await self._shutdown()
+
+    def tick_interval(self) -> float:
+        idle = self.idle_timeout
+        return min(1.0, idle / 4) if idle else 1.0
+
+    async def _sweep_forever(self) -> None:
+        """Deadlines, output limits and client memory: one pass per tick over
+        every connection, however many there are (no timer per connection)."""
+        tick = self.tick_interval()
+        cap = self.settings.client_memory_cap
+        while True:
+            await asyncio.sleep(tick)
+            now = self.loop.time()
+            for conn in list(self.connections):
+                conn.sweep(now)
+            self.stats.clients.enforce_memory(cap)
 
     # -- accepting -------------------------------------------------------------
     # We accept ourselves instead of loop.create_server(): the standard loop

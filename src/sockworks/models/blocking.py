@@ -8,6 +8,15 @@
 * :class:`ConnectionRegistry` and :func:`drive_connection` — the per-connection
   loop (recv -> session -> send) and how shutdown reaches a connection that is
   blocked in recv(): ``shutdown(SHUT_RD)`` makes that recv return b"" at once.
+
+Limits on these models: the kernel enforces the deadlines (SO_RCVTIMEO is
+``--idle-timeout`` from the last byte received, so it covers a half-sent
+request too; SO_SNDTIMEO is ``--send-timeout``), a send that times out ends
+in a reset (SO_LINGER 0) so the close is real, a reply over
+``--client-output-buffer-limit`` is refused and the connection reset, and a
+session's backlog is run slice by slice after each ``sendall`` returned.
+A :class:`ClientHandle`'s close (CLIENT KILL, client eviction, from any
+thread) shuts the socket down, which wakes the thread blocked on it.
 """
 
 from __future__ import annotations
@@ -23,7 +32,9 @@ import time
 from collections.abc import Callable, Sequence
 
 from sockworks.core.admission import Admission
+from sockworks.core.clients import ClientHandle
 from sockworks.core.config import Endpoint, ServerSettings
+from sockworks.core.limits import OutputLimit
 from sockworks.core.logs import RateLimitedLog
 from sockworks.core.net import (
     ACCEPT_RESOURCE_ERRNOS,
@@ -34,14 +45,23 @@ from sockworks.core.net import (
     open_listener,
     send_nowait,
     set_io_timeouts,
+    set_reset_on_close,
 )
-from sockworks.core.service import Output, Session
+from sockworks.core.service import Output, Service
 from sockworks.core.stats import ServerStats
 from sockworks.models.base import Model
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Waker", "BlockingModel", "ConnectionRegistry", "Tracked", "drive_connection"]
+__all__ = ["Waker", "BlockingModel", "ConnectionRegistry", "Tracked", "drive_connection",
+           "send_reply", "LimitClose", "finish_socket", "deliver"]
+
+#: Failed storage writes: rate-limited (a full disk fails every write).
+_log_error = RateLimitedLog(logger, logging.ERROR)
+
+#: Bytes per send() while a reply is over the soft output limit (so the time
+#: spent over it is checked between slices).
+SEND_SLICE = 256 * 1024
 
 
 class Waker:
@@ -74,16 +94,46 @@ class Waker:
 
 
 class Tracked:
-    """A live connection as the shutdown logic sees it."""
+    """A live connection as the shutdown logic and the client registry see it.
 
-    __slots__ = ("sock", "session", "peer", "active", "__weakref__")
+    Creates the session and its :class:`ClientHandle`, registered in
+    ``stats.clients`` until :meth:`forget`.
+    """
 
-    def __init__(self, sock: socket.socket, session: Session, peer: str) -> None:
+    __slots__ = ("sock", "session", "peer", "active", "handle", "unsent", "kill_reason",
+                 "reset", "stats", "__weakref__")
+
+    def __init__(self, sock: socket.socket, service: Service, peer: str,
+                 stats: ServerStats) -> None:
         self.sock = sock
-        self.session = session
         self.peer = peer
+        self.stats = stats
         #: True from "bytes received" until "reply sent".
         self.active = False
+        #: Bytes of the reply being sent not yet handed to the kernel.
+        self.unsent = 0
+        #: Set by a close asked for from another thread (CLIENT KILL, eviction).
+        self.kill_reason: str | None = None
+        #: Close with RST (SO_LINGER 0) rather than FIN.
+        self.reset = False
+        self.handle = ClientHandle(stats.next_client_id(), peer, self._kill,
+                                   input_bytes=self._input_bytes,
+                                   output_bytes=lambda: self.unsent)
+        self.session = service.new_session(peer)
+        self.session.client = self.handle
+        stats.clients.add(self.handle)
+
+    def _input_bytes(self) -> int:
+        return self.session.input_bytes
+
+    def _kill(self, reason: str, abort: bool) -> None:
+        self.kill_reason = reason
+        self.reset = self.reset or abort
+        logger.info("closing %s: %s", self.peer, reason)
+        _shutdown(self.sock, socket.SHUT_RDWR)  # wakes a recv() or sendall() in progress
+
+    def forget(self) -> None:
+        self.stats.clients.remove(self.handle)
 
     @property
     def busy(self) -> bool:
@@ -97,6 +147,9 @@ class ConnectionRegistry:
         self._conns: set[Tracked] = set()
         self._cond = threading.Condition()
         self.stopping = False
+        #: Per-event warnings of this server (limit closes, aborts, socket
+        #: errors): a thousand hostile clients make a line every few seconds.
+        self.log_limit = RateLimitedLog(logger, logging.WARNING)
 
     def __len__(self) -> int:
         return len(self._conns)
@@ -146,12 +199,40 @@ def _shutdown(sock: socket.socket, how: int) -> None:
         pass  # already closed or never connected
 
 
+class LimitClose(Exception):
+    """A reply the connection may not be sent (client-output-buffer-limit)."""
+
+
+def send_reply(conn: Tracked, send: Callable[[bytes], object], data: bytes,
+               limit: OutputLimit) -> None:
+    """Send ``data`` within the output limits; LimitClose when over them."""
+    size = len(data)
+    if limit.hard and size > limit.hard:
+        raise LimitClose(f"a {size}-byte reply is over client-output-buffer-limit "
+                         f"hard {limit.hard}")
+    if not limit.soft or size <= limit.soft:
+        conn.unsent = size
+        send(data)
+        conn.unsent = 0
+        return
+    view = memoryview(data)
+    since = time.monotonic()
+    while view:
+        if len(view) > limit.soft and time.monotonic() - since >= limit.soft_seconds:
+            raise LimitClose(f"{len(view)} bytes unsent over client-output-buffer-limit "
+                             f"soft {limit.soft} for {limit.soft_seconds}s")
+        conn.unsent = len(view)
+        send(view[:SEND_SLICE])  # type: ignore[arg-type]
+        view = view[SEND_SLICE:]
+    conn.unsent = 0
+
+
 def drive_connection(
     conn: Tracked,
     registry: ConnectionRegistry,
     recv: Callable[[], bytes],
     send: Callable[[bytes], object],
-    idle_timeout: float,
+    settings: ServerSettings,
     stats: ServerStats,
 ) -> None:
     """Run one connection to its end. Never raises for network errors.
@@ -159,58 +240,86 @@ def drive_connection(
     ``recv``/``send`` are the blocking primitives (a socket's, or a
     StreamRequestHandler's rfile/wfile). The idle timeout is the socket's:
     a silent peer ends in TimeoutError (settimeout) or BlockingIOError
-    (kernel SO_RCVTIMEO, see :func:`sockworks.core.net.set_io_timeouts`).
+    (kernel SO_RCVTIMEO, see :func:`sockworks.core.net.set_io_timeouts`), and
+    so does a send to a peer that stopped reading (``--send-timeout``): the
+    connection is then marked for a reset, so closing it is immediate.
     """
     session, peer = conn.session, conn.peer
     on_data = session.on_data
+    limit = settings.client_output_buffer_limit.normal
+    idle_timeout = settings.idle_timeout
+    log_limit = registry.log_limit
     try:
-        if not _deliver(session.on_connect(), send, peer):
+        if not deliver(conn, session.on_connect(), send, limit):
             return
         while True:
             try:
                 data = recv()
             except (TimeoutError, BlockingIOError):
+                if conn.kill_reason is not None:
+                    return
                 stats.idle_timeout()
-                logger.info("closing %s: idle for %gs", peer, idle_timeout)
+                held = session.input_bytes
+                if held:
+                    log_limit("closing %s: idle for %gs holding %d bytes of an unfinished "
+                              "request", peer, idle_timeout, held)
+                else:
+                    logger.debug("closing %s: idle for %gs", peer, idle_timeout)
+                return
+            if conn.kill_reason is not None:
                 return
             if not data:
                 logger.debug("%s closed its side", peer)
-                _deliver(session.on_eof(), send, peer)
+                deliver(conn, session.on_eof(), send, limit)
                 return
             conn.active = True
-            out, close, barrier = on_data(data)
-            if barrier is not None and not barrier.wait():
-                logger.error("write to storage failed; closing %s without acknowledging", peer)
+            if not deliver(conn, on_data(data), send, limit):
                 return
-            if out:
-                send(out)
+            # Back-pressure: requests held back run once the last slice is sent.
+            while session.backlog and conn.kill_reason is None:
+                if not deliver(conn, session.resume(), send, limit):
+                    return
             conn.active = False
-            if close or (registry.stopping and not session.busy):
+            if registry.stopping and not session.busy:
                 return
+    except LimitClose as exc:
+        conn.reset = True
+        log_limit("closing %s: %s", peer, exc)
     except (TimeoutError, BlockingIOError):
-        logger.info("closing %s: send timed out (peer not reading)", peer)
+        conn.reset = True
+        log_limit("closing %s: aborted: peer not reading (send blocked %gs)", peer,
+                  settings.send_timeout)
     except DISCONNECT_ERRORS as exc:
         logger.debug("%s disconnected: %s", peer, exc)
     except OSError as exc:
-        if exc.errno in (errno.EBADF, errno.ENOTCONN):
-            logger.debug("%s: connection closed during shutdown", peer)
+        if exc.errno in (errno.EBADF, errno.ENOTCONN) or conn.kill_reason is not None:
+            logger.debug("%s: connection closed: %s", peer, exc)
         else:
-            logger.warning("%s: socket error: %s", peer, exc)
+            log_limit("%s: socket error: %s", peer, exc)
     except Exception:
         # The one place that keeps the server alive after a bug in a service.
         logger.exception("unexpected error on connection from %s", peer)
     finally:
         conn.active = False
+        conn.unsent = 0
 
 
-def _deliver(out: Output, send: Callable[[bytes], object], peer: str) -> bool:
+def deliver(conn: Tracked, out: Output, send: Callable[[bytes], object],
+             limit: OutputLimit) -> bool:
     """Send an Output (after its barrier); False when the connection must end."""
     if out.barrier is not None and not out.barrier.wait():
-        logger.error("write to storage failed; closing %s without acknowledging", peer)
+        _log_error("write to storage failed; closing %s without acknowledging", conn.peer)
         return False
     if out.data:
-        send(out.data)
+        send_reply(conn, send, out.data, limit)
     return not out.close
+
+
+def finish_socket(conn: Tracked) -> None:
+    """Close the connection's socket: a reset if it must not linger."""
+    if conn.reset:
+        set_reset_on_close(conn.sock)
+    conn.sock.close()
 
 
 class BlockingModel(Model):
@@ -249,10 +358,12 @@ class BlockingModel(Model):
 
     def tick_interval(self) -> float | None:
         """How often the accept loop calls :meth:`on_tick` (None: never)."""
-        return None
+        return 0.5
 
     def on_tick(self) -> None:
-        """Periodic housekeeping in the accept loop (idle sweeps)."""
+        """Periodic housekeeping in the accept loop: client memory (and, in
+        subclasses, idle sweeps)."""
+        self.stats.clients.enforce_memory(self.settings.client_memory_cap)
 
     def on_wake(self) -> None:
         """Called in the accept loop after the waker fired (e.g. SIGCHLD)."""
@@ -348,19 +459,19 @@ class BlockingModel(Model):
 def serve_socket(model: BlockingModel, sock: socket.socket, peer: str,
                  endpoint: Endpoint) -> None:
     """Thread body for one connection on a plain socket (thread model)."""
-    session = endpoint.service.new_session(peer)
-    conn = Tracked(sock, session, peer)
+    conn = Tracked(sock, endpoint.service, peer, model.stats)
     model.registry.add(conn)
     try:
-        set_io_timeouts(sock, model.settings.idle_timeout)
+        set_io_timeouts(sock, model.settings.idle_timeout, model.settings.send_timeout)
         if model.registry.stopping:
             return
         drive_connection(conn, model.registry, functools.partial(sock.recv, RECV_SIZE),
-                         sock.sendall, model.settings.idle_timeout, model.stats)
+                         sock.sendall, model.settings, model.stats)
     finally:
         model.registry.remove(conn)
+        conn.forget()
         try:
-            session.on_close()
+            conn.session.on_close()
         finally:
-            sock.close()
+            finish_socket(conn)
             model.admission.release()

@@ -32,7 +32,13 @@ from collections.abc import Sequence
 from sockworks.core.config import Endpoint, ServerSettings
 from sockworks.core.net import DISCONNECT_ERRORS, RECV_SIZE, set_io_timeouts
 from sockworks.core.stats import ServerStats
-from sockworks.models.blocking import BlockingModel, Tracked
+from sockworks.models.blocking import (
+    BlockingModel,
+    LimitClose,
+    Tracked,
+    deliver,
+    finish_socket,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +53,9 @@ _ARMED = select.EPOLLIN | select.EPOLLONESHOT
 class _PooledConn(Tracked):
     __slots__ = ("lock", "deadline", "closed")
 
-    def __init__(self, sock: socket.socket, endpoint: Endpoint, peer: str) -> None:
-        super().__init__(sock, endpoint.service.new_session(peer), peer)
+    def __init__(self, sock: socket.socket, endpoint: Endpoint, peer: str,
+                 stats: ServerStats) -> None:
+        super().__init__(sock, endpoint.service, peer, stats)
         #: Held by the worker serving a request, and by whoever closes it.
         self.lock = threading.Lock()
         self.deadline = 0.0
@@ -64,6 +71,7 @@ class PoolModel(BlockingModel):
         self._conns: dict[int, _PooledConn] = {}
         self._workers: list[threading.Thread] = []
         self._workers_stop = False
+        self._limit = settings.client_output_buffer_limit.normal
 
     def start(self) -> None:
         self._epoll = select.epoll()
@@ -77,13 +85,13 @@ class PoolModel(BlockingModel):
 
     def tick_interval(self) -> float | None:
         idle = self.settings.idle_timeout
-        return min(1.0, idle / 4) if idle else None
+        return min(0.5, idle / 4) if idle else 0.5
 
     # -- accept side -----------------------------------------------------------
     def handle(self, sock: socket.socket, peer: str, endpoint: Endpoint) -> None:
         # Bounds sendall() to a peer that stops reading (recv never waits here).
-        set_io_timeouts(sock, self.settings.idle_timeout)
-        conn = _PooledConn(sock, endpoint, peer)
+        set_io_timeouts(sock, 0, self.settings.send_timeout)
+        conn = _PooledConn(sock, endpoint, peer, self.stats)
         self.registry.add(conn)
         if self.registry.stopping:
             self._close(conn)
@@ -105,8 +113,14 @@ class PoolModel(BlockingModel):
         self._epoll.register(fd, _ARMED)
 
     def on_tick(self) -> None:
-        """Close connections idle past the timeout (runs in the accept loop)."""
+        """Close connections idle past the timeout — a parked connection
+        holding half a request included: its deadline runs from the last
+        byte received — and keep client memory under its cap (runs in the
+        accept loop)."""
+        super().on_tick()
         idle = self.settings.idle_timeout
+        if not idle:
+            return
         now = time.monotonic()
         for conn in list(self._conns.values()):
             if conn.deadline > now or not conn.lock.acquire(blocking=False):
@@ -115,7 +129,12 @@ class PoolModel(BlockingModel):
                 if conn.closed or conn.deadline > now:
                     continue
                 self.stats.idle_timeout()
-                logger.info("closing %s: idle for %gs", conn.peer, idle)
+                held = conn.session.input_bytes
+                if held:
+                    self.registry.log_limit("closing %s: idle for %gs holding %d bytes of "
+                                            "an unfinished request", conn.peer, idle, held)
+                else:
+                    logger.debug("closing %s: idle for %gs", conn.peer, idle)
                 self._close_locked(conn)
             finally:
                 conn.lock.release()
@@ -150,21 +169,26 @@ class PoolModel(BlockingModel):
                 data = None  # a stale wake-up: nothing to read after all
             if data is None:
                 keep = True
-            else:
+            elif conn.kill_reason is None:
                 if data:
                     out = session.on_data(data)
                 else:
                     logger.debug("%s closed its side", conn.peer)
                     out = session.on_eof()._replace(close=True)
-                if out.barrier is not None and not out.barrier.wait():
-                    logger.error("write to storage failed; closing %s without acknowledging",
-                                 conn.peer)
-                else:
-                    if out.data:
-                        conn.sock.sendall(out.data)
-                    keep = not out.close and not (self.registry.stopping and not session.busy)
+                send = conn.sock.sendall
+                keep = deliver(conn, out, send, self._limit)
+                # Back-pressure: requests held back run once the last slice is sent.
+                while keep and session.backlog and conn.kill_reason is None:
+                    keep = deliver(conn, session.resume(), send, self._limit)
+                keep = keep and conn.kill_reason is None and not (
+                    self.registry.stopping and not session.busy)
+        except LimitClose as exc:
+            conn.reset = True
+            self.registry.log_limit("closing %s: %s", conn.peer, exc)
         except (TimeoutError, BlockingIOError):
-            logger.info("closing %s: send timed out (peer not reading)", conn.peer)
+            conn.reset = True
+            self.registry.log_limit("closing %s: aborted: peer not reading (send blocked "
+                                    "%gs)", conn.peer, self.settings.send_timeout)
         except DISCONNECT_ERRORS as exc:
             logger.debug("%s disconnected: %s", conn.peer, exc)
         except OSError as exc:
@@ -199,10 +223,11 @@ class PoolModel(BlockingModel):
                 self._epoll.unregister(fd)
             except OSError:
                 pass
+        conn.forget()
         try:
             conn.session.on_close()
         finally:
-            conn.sock.close()
+            finish_socket(conn)
             self.registry.remove(conn)
             self.admission.release()
 

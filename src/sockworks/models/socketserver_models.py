@@ -32,7 +32,7 @@ from types import FrameType
 from typing import Any
 
 from sockworks.core.config import Endpoint, ServerSettings
-from sockworks.core.net import RECV_SIZE, format_address
+from sockworks.core.net import RECV_SIZE, format_address, set_reset_on_close
 from sockworks.core.service import Service
 from sockworks.core.stats import ServerStats
 from sockworks.models.base import die_with_parent, kill_quietly
@@ -52,30 +52,45 @@ class SessionHandler(socketserver.StreamRequestHandler):
     """Drives a session with the handler's buffered rfile and wfile."""
 
     server: _ServerMixin  # type: ignore[assignment]
+    tracked: Tracked | None = None
 
     def handle(self) -> None:
         server = self.server
         peer = format_address(self.client_address)
-        session = server.service.new_session(peer)
-        conn = Tracked(self.connection, session, peer)
+        conn = Tracked(self.connection, server.service, peer, server.stats)
+        self.tracked = conn
         registry = server.registry
         registry.add(conn)
         server.on_session_start(conn)
         try:
             if registry.stopping:
                 return
-            rfile, wfile = self.rfile, self.wfile
+            rfile = self.rfile
             drive_connection(conn, registry, functools.partial(rfile.read1, RECV_SIZE),
-                             wfile.write, server.settings.idle_timeout, server.stats)
+                             self._send, server.settings, server.stats)
         finally:
             registry.remove(conn)
-            session.on_close()
+            conn.forget()
+            conn.session.on_close()
+
+    def _send(self, data: bytes) -> None:
+        """wfile.write bounded by --send-timeout instead of the idle timeout
+        (switching between two timeouts is no system call)."""
+        sock = self.connection
+        sock.settimeout(self.server.settings.send_timeout or None)
+        try:
+            self.wfile.write(data)
+        finally:
+            sock.settimeout(self.timeout)
 
     def finish(self) -> None:
         try:
             super().finish()
         except OSError:
             pass  # flushing to a peer that is gone
+        conn = self.tracked
+        if conn is not None and conn.reset:
+            set_reset_on_close(self.connection)
 
 
 class _ServerMixin:

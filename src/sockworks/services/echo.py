@@ -72,6 +72,10 @@ class EchoSession(Session):
     def busy(self) -> bool:
         return self._framer.buffered > 0
 
+    @property
+    def input_bytes(self) -> int:
+        return self._framer.buffered
+
 
 class EchoService(Service):
     """Echo every line, transformed (``upper`` as the chapter, or ``none``);

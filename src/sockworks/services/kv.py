@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, cast
 from sockworks._version import __version__
 from sockworks.core.config import DEFAULT_MAX_LINE
 from sockworks.core.logs import RateLimitedLog
-from sockworks.core.service import CLOSE, NOTHING, Output, Service, Session
+from sockworks.core.service import CLOSE, NOTHING, REPLY_BUDGET, Output, Service, Session
 from sockworks.protocols import kvtext
 from sockworks.protocols.kvtext import (
     BYE,
@@ -163,6 +163,7 @@ class KvService(Service):
     def snapshot(self) -> dict[str, object]:
         """Every STATS field, in the documented order (docs/protocol.md)."""
         stats = self.stats
+        recent_in, recent_out = stats.clients.recent_max()
         with self._lock:
             totals = list(self._retired)
             for session in self._live:
@@ -177,6 +178,13 @@ class KvService(Service):
             "connections_total": stats.connections_total,
             "connections_rejected": stats.connections_rejected,
             "connections_idle_closed": stats.idle_closed,
+            # The same as INFO clients / INFO stats on the RESP port.
+            "connected_clients": stats.connections_current,
+            "maxclients": self.settings.max_connections if self.settings else 0,
+            "client_recent_max_input_buffer": recent_in,
+            "client_recent_max_output_buffer": recent_out,
+            "rejected_connections": stats.connections_rejected,
+            "evicted_clients": stats.clients.evicted,
             **dict(zip(_SESSION_COUNTERS, totals, strict=True)),
             **events,
             "keys": self.store.dbsize(),
@@ -204,7 +212,7 @@ class KvSession(Session):
     methods; each returns its reply bytes.
     """
 
-    __slots__ = ("_done", "_framer", "_framing", "_get_words", "_max_line", "_peer",
+    __slots__ = ("_backlog", "_done", "_framer", "_framing", "_get_words", "_max_line", "_peer",
                  "_renamed", "_service", "_set_words", "_store", "counts")
 
     def __init__(self, service: KvService, peer: str) -> None:
@@ -221,10 +229,32 @@ class KvSession(Session):
         self._done = False
         #: commands, GET hits, GET misses, protocol errors (see _SESSION_COUNTERS)
         self.counts = [0, 0, 0, 0]
+        #: Lines received but held back (their replies would pass
+        #: REPLY_BUDGET), and how the input ended after them.
+        self._backlog: tuple[list[bytes], object] | None = None
 
     @property
     def busy(self) -> bool:
-        return not self._done and self._framer.buffered > 0
+        return not self._done and (self._framer.buffered > 0 or self._backlog is not None)
+
+    @property
+    def backlog(self) -> bool:
+        return self._backlog is not None and not self._done
+
+    @property
+    def input_bytes(self) -> int:
+        held = self._framer.buffered
+        if self._backlog is not None:
+            held += sum(map(len, self._backlog[0]))
+        return held
+
+    def resume(self) -> Output:
+        if self._backlog is None or self._done:
+            self._backlog = None
+            return NOTHING
+        lines, end = self._backlog
+        self._backlog = None
+        return self._run(lines, end)
 
     def on_connect(self) -> Output:
         return Output(GREETING)
@@ -235,6 +265,16 @@ class KvSession(Session):
             # nothing the peer sends afterwards may run.
             return CLOSE
         end: object = NEED_DATA
+        if self._backlog is not None:
+            # Earlier lines still wait: these queue up behind them.
+            held, held_end = self._backlog
+            if held_end is NEED_DATA:
+                more, held_end = self._frame(data)
+                held.extend(more)
+            else:
+                self._framer.receive_data(data)
+            self._backlog = (held, held_end)
+            return self.resume()
         if not self._framing and len(data) <= self._max_line:
             # Fast path (the usual case: whole requests, nothing pending):
             # no line in a chunk this short can be over the limit, so split
@@ -246,17 +286,22 @@ class KvSession(Session):
                 self._framer.receive_data(tail)
                 self._framing = True
         else:
-            framer = self._framer
-            framer.receive_data(data)
-            lines = []
-            while True:
-                line = framer.next_event()
-                if type(line) is not bytes:
-                    end = line  # NEED_DATA or LINE_TOO_LONG
-                    break
-                lines.append(line)
-            self._framing = framer.buffered > 0
+            lines, end = self._frame(data)
         return self._run(lines, end)
+
+    def _frame(self, data: bytes) -> tuple[list[bytes], object]:
+        """Complete lines through the framer, and NEED_DATA or LINE_TOO_LONG."""
+        framer = self._framer
+        framer.receive_data(data)
+        lines = []
+        while True:
+            line = framer.next_event()
+            if type(line) is not bytes:
+                end = line
+                break
+            lines.append(line)
+        self._framing = framer.buffered > 0
+        return lines, end
 
     def _run(self, lines: list[bytes], end: object) -> Output:
         """Execute complete request lines in order; one Output for them all.
@@ -271,7 +316,14 @@ class KvSession(Session):
         replies: list[bytes] = []
         append = replies.append
         wrote = close = False
+        size = done = 0
         for line in lines:
+            if size >= REPLY_BUDGET:
+                # Back-pressure (core/service.py): the rest waits for resume().
+                self._backlog = (lines[done:], end)
+                end = NEED_DATA
+                break
+            done += 1
             parts = line.split(None, 2)
             nparts = len(parts)
             try:
@@ -287,6 +339,7 @@ class KvSession(Session):
                         if b"\n" in value or value[-1:] == b"\r":
                             append(UNFRAMABLE_VALUE_REPLY)
                         else:
+                            size += len(value)
                             append(value + b"\n")
                     continue
                 if nparts == 3 and parts[0] in set_words and len(parts[1]) <= MAX_KEY_LENGTH:
@@ -310,7 +363,9 @@ class KvSession(Session):
                 if kind in _HANDLERS:
                     counts[_COMMANDS] += 1
                     handler, is_write = _HANDLERS[kind]
-                    append(handler(self, event))
+                    reply = handler(self, event)
+                    size += len(reply)
+                    append(reply)
                     wrote = wrote or is_write
                 elif kind is BadRequest:
                     counts[_ERRORS] += 1

@@ -33,8 +33,9 @@ from typing import Any
 
 from sockworks._version import __version__
 from sockworks.core.config import ServerSettings
+from sockworks.core.limits import OutputLimits, default_maxmemory_clients
 from sockworks.core.logs import RateLimitedLog
-from sockworks.core.service import CLOSE, NOTHING, Output, Service, Session
+from sockworks.core.service import CLOSE, NOTHING, REPLY_BUDGET, Output, Service, Session
 from sockworks.core.stats import ServerStats
 from sockworks.protocols.resp import DEFAULT_MAX_BULK, OK, RespParser, encode_null
 from sockworks.services.renames import NO_RENAMES, CommandRenames
@@ -98,6 +99,7 @@ class RespService(Service):
         #: At most one line per 5 s however many HTTP requests arrive.
         self.http_log = RateLimitedLog(logger, logging.WARNING)
         self._lock = threading.Lock()
+        #: Live sessions by id(session) (their client ids come later, from the model).
         self._sessions: dict[int, RespSession] = {}
         self._commands = 0
         self._errors = 0
@@ -112,10 +114,20 @@ class RespService(Service):
     def bound(self, address: tuple[str, int]) -> None:
         self.port = address[1]
 
+    @property
+    def output_limits(self) -> OutputLimits:
+        return (self.settings.client_output_buffer_limit if self.settings is not None
+                else OutputLimits())
+
+    @property
+    def client_memory_cap(self) -> int:
+        return (self.settings.client_memory_cap if self.settings is not None
+                else default_maxmemory_clients(0))
+
     def new_session(self, peer: str) -> RespSession:
         session = RespSession(self, peer)
         with self._lock:
-            self._sessions[session.client_id] = session
+            self._sessions[id(session)] = session
         return session
 
     def busy_reply(self) -> bytes:
@@ -130,7 +142,7 @@ class RespService(Service):
 
     def forget(self, session: RespSession) -> None:
         with self._lock:
-            self._sessions.pop(session.client_id, None)
+            self._sessions.pop(id(session), None)
 
     def sessions(self) -> list[RespSession]:
         with self._lock:
@@ -176,10 +188,16 @@ class RespService(Service):
             "executable": "sockworks",
             "sockworks_version": __version__,
         })
+        recent_in, recent_out = stats.clients.recent_max()
         section("Clients", {
             "connected_clients": clients,
+            "cluster_connections": 0,
+            "maxclients": self.max_connections,
+            "client_recent_max_input_buffer": recent_in,
+            "client_recent_max_output_buffer": recent_out,
             "blocked_clients": 0,
             "tracking_clients": 0,
+            "clients_in_timeout_table": 0,
         })
         aof = store_info.get("persistence") == "aof"
         persistence: dict[str, object] = {
@@ -204,6 +222,7 @@ class RespService(Service):
             "rejected_connections": stats.connections_rejected,
             "expired_keys": store_info.get("expired_keys", 0),
             "evicted_keys": 0,
+            "evicted_clients": stats.clients.evicted,
             "keyspace_hits": store_info.get("keyspace_hits", 0),
             "keyspace_misses": store_info.get("keyspace_misses", 0),
             "total_error_replies": errors,
@@ -231,7 +250,7 @@ class RespSession(Session):
         self._get_words = service.get_words
         self._set_words = service.set_words
         self.peer = peer
-        self.client_id = service.stats.next_client_id()
+        self._own_id = service.stats.next_client_id()
         self.proto = 2
         self.name = b""
         self.lib_name = b""
@@ -246,24 +265,66 @@ class RespSession(Session):
         self._parser = RespParser(service.max_bulk, use_hiredis=service.use_hiredis)
         self._done = False
         self._wrote = False
+        #: Commands received but held back (their replies would pass
+        #: REPLY_BUDGET), and the protocol error after them, if any.
+        self._backlog: list[list[bytes]] | None = None
+        self._backlog_violation: Any = None
+
+    @property
+    def client_id(self) -> int:
+        """CLIENT ID: the model's handle id (the same CLIENT KILL ID takes)."""
+        return self.client.id if self.client is not None else self._own_id
 
     @property
     def busy(self) -> bool:
-        return not self._done and self._parser.busy
+        return not self._done and (self._parser.busy or self._backlog is not None)
+
+    @property
+    def backlog(self) -> bool:
+        return self._backlog is not None and not self._done
+
+    @property
+    def input_bytes(self) -> int:
+        held = self._parser.buffered
+        if self._backlog:
+            held += sum(len(arg) for argv in self._backlog for arg in argv)
+        return held
 
     def on_data(self, data: bytes) -> Output:
         if self._done:
             return CLOSE  # QUIT or a protocol error ended the conversation
         parser = self._parser
         parser.receive_data(data)
+        if self._backlog is not None:
+            # Earlier requests still wait: these queue up behind them.
+            if self._backlog_violation is None:
+                more, self._backlog_violation = parser.next_commands()
+                self._backlog.extend(more)
+            return self.resume()
         commands, violation = parser.next_commands()
+        return self._execute(commands, violation)
+
+    def resume(self) -> Output:
+        commands, violation = self._backlog or [], self._backlog_violation
+        self._backlog = self._backlog_violation = None
+        if self._done:
+            return CLOSE
+        return self._execute(commands, violation)
+
+    def _execute(self, commands: list[list[bytes]], violation: Any) -> Output:
         replies: list[bytes] = []
         append = replies.append
         self._wrote = False
         errors = 0
         executed = 0
+        size = 0
         store = self.store
         for argv in commands:
+            if size >= REPLY_BUDGET:
+                # Back-pressure (core/service.py): the rest waits for resume().
+                self._backlog = commands[executed:]
+                self._backlog_violation, violation = violation, None
+                break
             executed += 1
             # GET and SET without options, outside MULTI: most of any
             # workload, answered here without the command table's Plan
@@ -280,6 +341,7 @@ class RespSession(Session):
                 if value is None:
                     append(encode_null(self.proto))
                 else:
+                    size += len(value)
                     append(b"$%d\r\n%s\r\n" % (len(value), value))
                 continue
             if nargs == 3 and argv[0] in self._set_words and self.queued is None:
@@ -304,6 +366,7 @@ class RespSession(Session):
             reply = self.execute(argv)
             if reply[:1] == b"-":
                 errors += 1
+            size += len(reply)
             append(reply)
             if self._done:  # QUIT: nothing after it may run
                 break

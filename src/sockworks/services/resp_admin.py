@@ -240,11 +240,69 @@ def cmd_client(s: Ctx, argv: list[bytes]) -> bytes:
     if sub == b"LIST":
         listing = "".join(other.client_info() for other in s.server.sessions())
         return encode(Verbatim(listing), s.proto)
+    if sub == b"KILL":
+        return _client_kill(s, argv)
     if sub in (b"NO-EVICT", b"NO-TOUCH"):
         if argc != 3 or argv[2].upper() not in (b"ON", b"OFF"):
             return SYNTAX_ERROR
         return OK
     return unknown_subcommand(argv)
+
+
+_NO_SUCH_CLIENT: Final = b"-ERR No such client\r\n"
+
+
+def _client_kill(s: Ctx, argv: list[bytes]) -> bytes:
+    """CLIENT KILL ip:port (old form: +OK) or filters ID / ADDR / LADDR /
+    SKIPME (new form: how many were closed), as Redis 7 answers them."""
+    argc = len(argv)
+    if argc < 3:
+        return wrong_args("client|kill")
+    registry = s.server.stats.clients
+    if argc == 3:
+        addr = argv[2].decode("latin-1")
+        targets = registry.by_addr(addr)
+        if not targets:
+            return _NO_SUCH_CLIENT
+        _kill(s, targets)
+        return OK
+    if argc % 2:
+        return SYNTAX_ERROR
+    handles = registry.handles()
+    skipme = True
+    for i in range(2, argc, 2):
+        option, value = argv[i].upper(), argv[i + 1]
+        if option == b"ID":
+            try:
+                wanted = int(value)
+            except ValueError:
+                wanted = 0
+            if wanted <= 0:
+                return b"-ERR client-id should be greater than 0\r\n"
+            handles = [h for h in handles if h.id == wanted]
+        elif option == b"ADDR":
+            handles = [h for h in handles if h.peer == value.decode("latin-1")]
+        elif option == b"LADDR":
+            handles = []  # local addresses are not tracked: nothing matches
+        elif option == b"SKIPME":
+            choice = value.lower()
+            if choice not in (b"yes", b"no"):
+                return SYNTAX_ERROR
+            skipme = choice == b"yes"
+        else:
+            return SYNTAX_ERROR
+    if skipme:
+        handles = [h for h in handles if h.id != s.client_id]
+    _kill(s, handles)
+    return encode_integer(len(handles))
+
+
+def _kill(s: Ctx, handles: list[Any]) -> None:
+    for handle in handles:
+        if handle.id == s.client_id:
+            s.close_after_reply()  # Redis answers the killer first
+        else:
+            handle.close("killed by CLIENT KILL from " + str(s.client_id))
 
 
 def _config_values(s: Ctx) -> dict[bytes, bytes]:
@@ -258,6 +316,8 @@ def _config_values(s: Ctx) -> dict[bytes, bytes]:
         b"maxmemory-policy": b"noeviction",
         b"timeout": b"%d" % int(s.server.idle_timeout),
         b"maxclients": b"%d" % s.server.max_connections,
+        b"client-output-buffer-limit": s.server.output_limits.redis_format().encode(),
+        b"maxmemory-clients": b"%d" % s.server.client_memory_cap,
         b"port": b"%d" % s.server.port,
         b"bind": b"127.0.0.1",
         b"proto-max-bulk-len": b"%d" % s.server.max_bulk,

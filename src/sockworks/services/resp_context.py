@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 if TYPE_CHECKING:
+    from sockworks.core.clients import ClientHandle
+    from sockworks.core.limits import OutputLimits
     from sockworks.core.stats import ServerStats
     from sockworks.storage.base import Store
 
@@ -72,6 +74,14 @@ class RespServer(Protocol):
 
     @property
     def stats(self) -> ServerStats: ...
+
+    @property
+    def output_limits(self) -> OutputLimits:
+        """client-output-buffer-limit in force."""
+
+    @property
+    def client_memory_cap(self) -> int:
+        """maxmemory-clients in force (bytes)."""
 
     def info(self, sections: Sequence[str]) -> str: ...
 
@@ -134,6 +144,10 @@ class CommandContext(Protocol):
 
     def close_after_reply(self) -> None:
         """QUIT: nothing after this command runs; the connection closes."""
+
+    @property
+    def client(self) -> ClientHandle | None:
+        """The model's handle of this connection (None outside a server)."""
 
 
 Handler = Callable[[CommandContext, list[bytes]], "bytes | Plan[Any]"]

@@ -1,0 +1,162 @@
+"""The live clients of one server process: handles a command can act on.
+
+The model gives every connection a :class:`ClientHandle` (its id, its peer,
+the memory it holds, and a ``close(reason)`` that is safe from any thread)
+and registers it in the :class:`ClientRegistry` kept in
+:attr:`sockworks.core.stats.ServerStats.clients`. Services read the registry
+for ``CLIENT KILL`` and ``INFO clients``; the model's periodic sweep calls
+:meth:`ClientRegistry.enforce_memory` to keep the memory held by all
+clients (unfinished requests plus unsent replies) under
+``--maxmemory-clients``, closing the client holding the most first, as
+Redis 7's client eviction does.
+
+Forking models (prefork, socketserver-fork) keep one registry per process:
+``CLIENT KILL`` there reaches the clients of the process that runs it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from sockworks.core.logs import RateLimitedLog
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["ClientHandle", "ClientRegistry", "RECENT_WINDOW"]
+
+#: INFO's client_recent_max_* cover about this many seconds, as Redis's
+#: CLIENTS_PEAK_MEM_USAGE_SLOTS (8 one-second slots).
+RECENT_WINDOW = 8.0
+
+
+class ClientHandle:
+    """One connection as the rest of the server sees it.
+
+    ``closer(reason, abort)`` is the model's: it must be safe from any thread and
+    end the connection promptly (an event loop schedules the close on its
+    loop; a thread model shuts the socket down, which wakes the thread
+    blocked on it); ``abort`` asks for a reset that drops unsent replies at
+    once, instead of a close that lets them drain (within send-timeout).
+    ``input_bytes`` and ``output_bytes`` are callables the model provides:
+    bytes of unfinished requests, bytes of replies not yet handed to the
+    kernel.
+    """
+
+    __slots__ = ("id", "peer", "created", "_closer", "_closed", "_lock",
+                 "input_bytes", "output_bytes")
+
+    def __init__(self, client_id: int, peer: str, closer: Callable[[str, bool], object], *,
+                 input_bytes: Callable[[], int] = lambda: 0,
+                 output_bytes: Callable[[], int] = lambda: 0) -> None:
+        self.id = client_id
+        self.peer = peer
+        self.created = time.monotonic()
+        self._closer = closer
+        self._closed = False
+        self._lock = threading.Lock()
+        self.input_bytes = input_bytes
+        self.output_bytes = output_bytes
+
+    @property
+    def memory(self) -> int:
+        return self.input_bytes() + self.output_bytes()
+
+    def close(self, reason: str, *, abort: bool = False) -> bool:
+        """Ask the model to close this connection (once; any thread). False
+        if it was already asked."""
+        with self._lock:
+            if self._closed:
+                return False
+            self._closed = True
+        self._closer(reason, abort)
+        return True
+
+
+class ClientRegistry:
+    """Live handles by id; thread-safe. One per server process."""
+
+    def __init__(self) -> None:
+        self._clients: dict[int, ClientHandle] = {}
+        self._lock = threading.Lock()
+        self.evicted = 0
+        self._recent: list[tuple[float, int, int]] = []  # (time, max in, max out)
+        self._log_evict = RateLimitedLog(logger, logging.WARNING)
+
+    def add(self, handle: ClientHandle) -> None:
+        with self._lock:
+            self._clients[handle.id] = handle
+
+    def remove(self, handle: ClientHandle) -> None:
+        with self._lock:
+            if self._clients.get(handle.id) is handle:
+                del self._clients[handle.id]
+
+    def __len__(self) -> int:
+        return len(self._clients)
+
+    def handles(self) -> list[ClientHandle]:
+        with self._lock:
+            return list(self._clients.values())
+
+    def get(self, client_id: int) -> ClientHandle | None:
+        with self._lock:
+            return self._clients.get(client_id)
+
+    def by_addr(self, addr: str) -> list[ClientHandle]:
+        return [h for h in self.handles() if h.peer == addr]
+
+    # -- memory ------------------------------------------------------------------
+    def sample(self) -> tuple[int, int, int, list[tuple[int, ClientHandle]]]:
+        """(total, max input, max output, [(memory, handle)...]) right now;
+        also remembered for :meth:`recent_max`."""
+        total = max_in = max_out = 0
+        sizes: list[tuple[int, ClientHandle]] = []
+        for handle in self.handles():
+            try:
+                inp, out = handle.input_bytes(), handle.output_bytes()
+            except Exception:  # a connection closing under us
+                continue
+            max_in, max_out = max(max_in, inp), max(max_out, out)
+            total += inp + out
+            if inp + out:
+                sizes.append((inp + out, handle))
+        now = time.monotonic()
+        with self._lock:
+            self._recent = [r for r in self._recent if now - r[0] < RECENT_WINDOW]
+            self._recent.append((now, max_in, max_out))
+        return total, max_in, max_out, sizes
+
+    def recent_max(self) -> tuple[int, int]:
+        """Largest input and output buffer of any client over the last
+        :data:`RECENT_WINDOW` seconds (INFO client_recent_max_*)."""
+        _, max_in, max_out, _ = self.sample()
+        with self._lock:
+            for _, i, o in self._recent:
+                max_in, max_out = max(max_in, i), max(max_out, o)
+        return max_in, max_out
+
+    def enforce_memory(self, cap: int) -> int:
+        """Close the biggest clients until the total is under ``cap``
+        (0: no cap). Returns how many were closed."""
+        if not cap:
+            return 0
+        total, _, _, sizes = self.sample()
+        if total <= cap:
+            return 0
+        closed = 0
+        for size, handle in sorted(sizes, key=lambda s: s[0], reverse=True):
+            if total <= cap:
+                break
+            if handle.close(f"client memory {size} bytes; all clients hold {total} bytes, "
+                            f"over maxmemory-clients {cap}", abort=True):
+                with self._lock:
+                    self.evicted += 1
+                self._log_evict("evicting client %s (id %d): holds %d bytes; all clients "
+                                "%d bytes > maxmemory-clients %d",
+                                handle.peer, handle.id, size, total, cap)
+                closed += 1
+            total -= size
+        return closed

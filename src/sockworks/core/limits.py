@@ -1,0 +1,115 @@
+"""Client limits in Redis's terms: memory units, output buffer limits, client memory.
+
+* :func:`memtoull` reads a byte count as Redis's configuration does
+  (``100mb``, ``1g``; 1k = 1000 and 1kb = 1024, and so on up to g/gb).
+* :class:`OutputLimits` is ``client-output-buffer-limit``: per client class a
+  hard limit, a soft limit and how long a client may stay over the soft one
+  (``normal 256mb 0 0``), written and read in Redis's own format.
+* :func:`default_maxmemory_clients` is the rule for ``--maxmemory-clients``
+  when it is not given: a quarter of ``--maxmemory`` when that is set, else
+  1 GiB.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+__all__ = ["memtoull", "OutputLimit", "OutputLimits", "default_maxmemory_clients",
+           "DEFAULT_CLIENT_MEMORY", "parse_maxmemory_clients"]
+
+_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1024, "m": 1000 ** 2, "mb": 1024 ** 2,
+          "g": 1000 ** 3, "gb": 1024 ** 3}
+
+#: --maxmemory-clients when neither it nor --maxmemory is given.
+DEFAULT_CLIENT_MEMORY = 1024 ** 3
+
+
+def memtoull(text: str) -> int:
+    """Bytes from ``text`` as Redis's memtoull reads them: a non-negative
+    integer and an optional unit (b, k, kb, m, mb, g, gb; any case).
+    ValueError for anything else (``1.5k``, ``-1``, ``1tb``)."""
+    stripped = text.strip().lower()
+    digits = stripped.rstrip("bkmg")
+    unit = stripped[len(digits):]
+    if not digits.isdigit() or unit not in _UNITS:
+        raise ValueError(f"must be a byte count like 100mb or 1gb, got {text!r}")
+    return int(digits) * _UNITS[unit]
+
+
+def default_maxmemory_clients(maxmemory: int) -> int:
+    """The client-memory cap when --maxmemory-clients is not given."""
+    return maxmemory // 4 if maxmemory else DEFAULT_CLIENT_MEMORY
+
+
+def parse_maxmemory_clients(text: str) -> int:
+    """``--maxmemory-clients``: a byte count (0 means "the default rule")."""
+    return memtoull(text)
+
+
+@dataclass(frozen=True, slots=True)
+class OutputLimit:
+    """One class's limits; 0 disables a limit."""
+
+    hard: int
+    soft: int
+    soft_seconds: int
+
+
+#: Redis's class names in its CONFIG GET order ("slave" is what Redis 7 prints).
+_CLASSES = ("normal", "slave", "pubsub")
+_ALIASES = {"replica": "slave"}
+
+
+def _defaults() -> dict[str, OutputLimit]:
+    return {"normal": OutputLimit(256 * 1024 ** 2, 0, 0),
+            "slave": OutputLimit(256 * 1024 ** 2, 64 * 1024 ** 2, 60),
+            "pubsub": OutputLimit(32 * 1024 ** 2, 8 * 1024 ** 2, 60)}
+
+
+@dataclass(frozen=True, slots=True)
+class OutputLimits:
+    """``client-output-buffer-limit`` for every class. Only ``normal``
+    applies here (no replicas, no pub/sub yet); the others are kept and
+    reported so CONFIG GET answers as Redis does."""
+
+    classes: dict[str, OutputLimit] = field(default_factory=_defaults)
+
+    @property
+    def normal(self) -> OutputLimit:
+        return self.classes["normal"]
+
+    @classmethod
+    def parse(cls, text: str) -> OutputLimits:
+        """``CLASS HARD SOFT SECONDS`` triples, repeated; classes not named
+        keep their defaults. ValueError with Redis's reason otherwise."""
+        words = text.split()
+        if not words or len(words) % 4:
+            raise ValueError("wrong number of arguments in buffer limit configuration "
+                             f"(CLASS HARD SOFT SOFT-SECONDS), got {text!r}")
+        classes = _defaults()
+        for i in range(0, len(words), 4):
+            name = _ALIASES.get(words[i].lower(), words[i].lower())
+            if name not in classes:
+                raise ValueError(f"invalid client class {words[i]!r} "
+                                 "(normal, replica or pubsub)")
+            try:
+                hard, soft = memtoull(words[i + 1]), memtoull(words[i + 2])
+                seconds = int(words[i + 3])
+                if seconds < 0:
+                    raise ValueError
+            except ValueError:
+                raise ValueError("error in hard, soft or soft_seconds setting in buffer "
+                                 f"limit configuration: {text!r}") from None
+            classes[name] = OutputLimit(hard, soft, seconds)
+        return cls(classes)
+
+    def with_normal(self, limit: OutputLimit) -> OutputLimits:
+        return replace(self, classes={**self.classes, "normal": limit})
+
+    def redis_format(self) -> str:
+        """As Redis 7's CONFIG GET prints it."""
+        return " ".join(f"{name} {lim.hard} {lim.soft} {lim.soft_seconds}"
+                        for name in _CLASSES for lim in (self.classes[name],))
+
+    def __str__(self) -> str:
+        return self.redis_format()

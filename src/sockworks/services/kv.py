@@ -53,7 +53,8 @@ from sockworks.protocols.kvtext import (
 )
 from sockworks.protocols.lines import LineFramer
 from sockworks.protocols.resp import DEFAULT_MAX_BULK
-from sockworks.storage.base import Store, StoreError
+from sockworks.services.meminfo import memory_fields
+from sockworks.storage.base import OutOfMemory, Store, StoreError
 from sockworks.storage.embedded import open_embedded_store
 
 if TYPE_CHECKING:
@@ -75,6 +76,8 @@ _GET_WORDS = frozenset(bytes(w) for w in (
     [g, e, t] for g in b"Gg" for e in b"Ee" for t in b"Tt"))
 _SET_WORDS = frozenset(bytes(w) for w in (
     [s, e, t] for s in b"Ss" for e in b"Ee" for t in b"Tt"))
+#: A write refused at --maxmemory (RESP sends Redis's OOM text instead).
+OUT_OF_MEMORY_REPLY = b"ERROR: out of memory\n"
 #: STATS names of the service's rare-event counters.
 _EVENT_COUNTERS = ("http_requests_refused", "lines_too_long")
 
@@ -163,9 +166,14 @@ class KvService(Service):
             **events,
             "keys": self.store.dbsize(),
         }
+        store_info = self.store.info()
+        # Memory under Redis's INFO names (used_memory ... mem_fragmentation_ratio).
+        fields.update(memory_fields(store_info))
+        if "evicted_keys" in store_info:
+            fields["evicted_keys"] = store_info["evicted_keys"]
         # The store's own counters and persistence state (expired keys, log
         # size, last fsync, write errors...): whatever its info() reports.
-        for name, value in self.store.info().items():
+        for name, value in store_info.items():
             fields.setdefault(name, value)
         return fields
 
@@ -287,6 +295,8 @@ class KvSession(Session):
                     close = True
                     self._finish(event, append)
                     break
+            except OutOfMemory:
+                append(OUT_OF_MEMORY_REPLY)
             except StoreError as exc:
                 append(error_reply(str(exc)))
         if not close and end is LINE_TOO_LONG:

@@ -14,6 +14,7 @@ from sockworks.protocols.resp import DEFAULT_MAX_BULK
 from sockworks.services.kv import DEFAULT_PORT, KvService
 from sockworks.storage.aof import DEFAULT_FSYNC, FSYNC_POLICIES
 from sockworks.storage.base import Store, StoreError
+from sockworks.storage.eviction import DEFAULT_SAMPLES, MAX_SAMPLES, POLICIES, parse_memory
 from sockworks.storage.factory import is_embedded, open_store
 
 __all__ = ["DESCRIPTION", "HELP", "add_arguments", "endpoints", "main"]
@@ -66,8 +67,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="also serve the same store over RESP (Redis protocol) on PORT")
     group.add_argument("--max-bulk", type=positive_int, default=DEFAULT_MAX_BULK,
                        metavar="BYTES",
-                       help=f"RESP port: largest bulk string accepted (default {DEFAULT_MAX_BULK}"
-                            "; see docs/resp.md)")
+                       help=f"RESP port: largest bulk string accepted, and the largest value "
+                            f"SETRANGE/APPEND may make (proto-max-bulk-len; default "
+                            f"{DEFAULT_MAX_BULK}; see docs/resp.md)")
+    group.add_argument("--maxmemory", type=_memory_size, default=0, metavar="BYTES",
+                       help="embedded store: memory limit for keys and values, Redis's units "
+                            "(100mb = 100*1024*1024, 100m = 100*1000*1000, 1gb, 1k...); at the "
+                            "limit writes evict keys by --maxmemory-policy or get an out of "
+                            "memory error (default 0: no limit; docs/storage.md)")
+    group.add_argument("--maxmemory-policy", choices=POLICIES, default="noeviction",
+                       metavar="POLICY",
+                       help="what a write does at --maxmemory: noeviction (refuse it, default), "
+                            "allkeys-lru, allkeys-lfu, allkeys-random, volatile-lru, "
+                            "volatile-lfu, volatile-random, volatile-ttl (evict, as Redis)")
+    group.add_argument("--maxmemory-samples", type=positive_int, default=DEFAULT_SAMPLES,
+                       metavar="N",
+                       help=f"keys sampled per eviction, 1..{MAX_SAMPLES} "
+                            f"(default {DEFAULT_SAMPLES}, as Redis)")
+
+
+def _memory_size(text: str) -> int:
+    try:
+        return parse_memory(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _fail(message: str, status: int) -> StartupError:
@@ -91,7 +114,9 @@ def _open_store(args: argparse.Namespace) -> Store:
     # Any other URL (redis://, rediss://, redis+cluster://...) goes through
     # the factory too, which names the supported schemes when it refuses one.
     return open_store(args.store, args.data_dir, args.fsync or DEFAULT_FSYNC,
-                      max_connections=_pool_size(args))
+                      max_connections=_pool_size(args), maxmemory=args.maxmemory,
+                      maxmemory_policy=args.maxmemory_policy,
+                      maxmemory_samples=args.maxmemory_samples)
 
 
 def endpoints(args: argparse.Namespace) -> list[Endpoint]:
@@ -106,7 +131,7 @@ def endpoints(args: argparse.Namespace) -> list[Endpoint]:
                     "its own", 2)
     try:
         store = _open_store(args)
-    except (StoreError, OSError) as exc:
+    except (StoreError, OSError, ValueError) as exc:
         where = f" in {args.data_dir}" if args.data_dir and is_embedded(args.store) else ""
         reason = str(exc)
         if isinstance(exc, OSError) and exc.strerror:

@@ -59,7 +59,7 @@ EVICTION_POOL_SIZE: Final = 16
 #: Bytes a key costs beyond its key and value bytes (see the docstring).
 ENTRY_OVERHEAD: Final = 200
 #: Bytes a TTL costs (see the docstring).
-EXPIRY_OVERHEAD: Final = 120
+EXPIRY_OVERHEAD: Final = 150
 
 #: Redis's LFU_INIT_VAL, lfu-log-factor and lfu-decay-time (minutes).
 LFU_INIT_VAL: Final = 5

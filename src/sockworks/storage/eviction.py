@@ -15,10 +15,11 @@ against it; docs/storage.md shows the figures):
 * ``EXPIRY_OVERHEAD``: the ``_expires`` dict entry, the expiry time (an int
   object) and the heap entry (a 2-tuple and its list pointer).
 
-Policies are Redis's eight ``maxmemory-policy`` names. LRU uses a logical
-clock (a counter bumped on every access) instead of Redis's 24-bit
-seconds clock: the same "least recently used first" ordering, exact between
-accesses less than a second apart. LFU is Redis's: an 8-bit logarithmic
+Policies are Redis's eight ``maxmemory-policy`` names. allkeys-lru keeps
+an exact access order (memory.py); volatile-lru uses a logical clock (a
+counter bumped on every access) instead of Redis's 24-bit seconds clock:
+the same "least recently used first" ordering, exact between accesses less
+than a second apart. LFU is Redis's: an 8-bit logarithmic
 counter (``lfu-log-factor`` 10) that new keys start at 5, decremented by
 one per ``lfu-decay-time`` minute (1) without access, packed with the
 16-bit minute of its last decrement.

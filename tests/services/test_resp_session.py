@@ -299,8 +299,8 @@ def test_config_get(c: Client, c3: Client) -> None:
     assert c("CONFIG", "GET", "databases") == b"*2\r\n$9\r\ndatabases\r\n$1\r\n1\r\n"
     assert c("CONFIG", "GET", "no-such-thing") == b"*0\r\n"
     assert c3("CONFIG", "GET", "no-such-thing") == b"%0\r\n"
-    # maxmemory, maxmemory-policy and (issue #10) maxmemory-clients
-    assert c("CONFIG", "GET", "maxmemory*").count(b"maxmemory") == 3
+    # maxmemory, -policy, -samples and (issue #10) -clients
+    assert c("CONFIG", "GET", "maxmemory*").count(b"maxmemory") == 4
     assert c("CONFIG", "SET", "save", "").startswith(b"-ERR Unknown option")
     assert c("CONFIG", "GET") == b"-ERR wrong number of arguments for 'config|get' command\r\n"
 

@@ -205,8 +205,7 @@ class ServerSettings:
     @property
     def client_memory_cap(self) -> int:
         """Bytes all clients together may hold (--maxmemory-clients in force)."""
-        return self.maxmemory_clients or default_maxmemory_clients(
-            int(getattr(self, "maxmemory", 0) or 0))
+        return self.maxmemory_clients or default_maxmemory_clients(0)
 
     @classmethod
     def checked(cls, model: str, **values: object) -> ServerSettings:

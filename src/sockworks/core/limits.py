@@ -24,16 +24,25 @@ _UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1024, "m": 1000 ** 2, "mb": 1024 ** 2,
 DEFAULT_CLIENT_MEMORY = 1024 ** 3
 
 
+#: Redis's memtoull refuses what does not fit in an unsigned 64-bit integer.
+_U64_MAX = 2**64 - 1
+
+
 def memtoull(text: str) -> int:
-    """Bytes from ``text`` as Redis's memtoull reads them: a non-negative
-    integer and an optional unit (b, k, kb, m, mb, g, gb; any case).
-    ValueError for anything else (``1.5k``, ``-1``, ``1tb``)."""
-    stripped = text.strip().lower()
-    digits = stripped.rstrip("bkmg")
-    unit = stripped[len(digits):]
-    if not digits.isdigit() or unit not in _UNITS:
+    """Bytes from ``text`` as Redis's memtoull reads them: ASCII digits and an
+    optional unit (b, k=1000, kb=1024, m, mb, g, gb; any case), nothing else.
+    ValueError for anything else (``1.5k``, ``-1``, ``1 mb``, ``1tb``)."""
+    digits, unit = text, ""
+    for i, char in enumerate(text):
+        if not (char.isascii() and char.isdigit()):
+            digits, unit = text[:i], text[i:].lower()
+            break
+    if not digits or unit not in _UNITS:
         raise ValueError(f"must be a byte count like 100mb or 1gb, got {text!r}")
-    return int(digits) * _UNITS[unit]
+    value = int(digits) * _UNITS[unit]
+    if value > _U64_MAX:
+        raise ValueError(f"byte count {text!r} is out of range")
+    return value
 
 
 def default_maxmemory_clients(maxmemory: int) -> int:

@@ -53,10 +53,11 @@ from sockworks.protocols.kvtext import (
 )
 from sockworks.protocols.lines import LineFramer
 from sockworks.protocols.resp import DEFAULT_MAX_BULK
+from sockworks.services.meminfo import memory_fields
 from sockworks.services.renames import CommandRenames
 from sockworks.services.resp_table import COMMANDS as RESP_COMMANDS
 from sockworks.storage.aof import DEFAULT_FSYNC
-from sockworks.storage.base import Store, StoreError
+from sockworks.storage.base import OutOfMemory, Store, StoreError
 from sockworks.storage.factory import open_store
 
 if TYPE_CHECKING:
@@ -75,6 +76,8 @@ DEFAULT_PORT = 9000
 #: STATS names of the per-session counters (KvSession.counts), in order.
 _SESSION_COUNTERS = ("commands_processed", "get_hits", "get_misses", "protocol_errors")
 _COMMANDS, _HITS, _MISSES, _ERRORS = range(4)
+#: A write refused at --maxmemory (RESP sends Redis's OOM text instead).
+OUT_OF_MEMORY_REPLY = b"ERROR: out of memory\n"
 #: STATS names of the service's rare-event counters.
 _EVENT_COUNTERS = ("http_requests_refused", "lines_too_long")
 
@@ -97,9 +100,9 @@ class KvService(Service):
     default_model = "asyncio"
 
     def __init__(self, store: Store | None = None, *, data_dir: str | None = None,
-                 fsync: str = DEFAULT_FSYNC, url: str | None = None,
-                 max_line: int = DEFAULT_MAX_LINE, max_bulk: int = DEFAULT_MAX_BULK,
-                 blocking: bool | None = None,
+                 fsync: str = DEFAULT_FSYNC, url: str | None = None, maxmemory: int = 0,
+                 maxmemory_policy: str = "noeviction", max_line: int = DEFAULT_MAX_LINE,
+                 max_bulk: int = DEFAULT_MAX_BULK, blocking: bool | None = None,
                  rename_commands: Mapping[str, str] | Iterable[tuple[str, str]] = ()) -> None:
         renames = CommandRenames.of(
             rename_commands.items() if isinstance(rename_commands, Mapping) else rename_commands)
@@ -108,9 +111,10 @@ class KvService(Service):
         if store is None:
             # The embedded store (persisted when data_dir is given), or the
             # one url names; StoreError/OSError/ValueError say why not.
-            store = open_store(url, data_dir, fsync)
-        elif data_dir is not None or url is not None:
-            raise TypeError("give either store= or data_dir=/url=, not both")
+            store = open_store(url, data_dir, fsync, maxmemory=maxmemory,
+                               maxmemory_policy=maxmemory_policy)
+        elif data_dir is not None or url is not None or maxmemory:
+            raise TypeError("give either store= or data_dir=/url=/maxmemory=, not both")
         self.store = store
         self.max_line = max_line
         #: Largest bulk string the RESP front end accepts (resp_service()).
@@ -189,9 +193,14 @@ class KvService(Service):
             **events,
             "keys": self.store.dbsize(),
         }
+        store_info = self.store.info()
+        # Memory under Redis's INFO names (used_memory ... mem_fragmentation_ratio).
+        fields.update(memory_fields(store_info))
+        if "evicted_keys" in store_info:
+            fields["evicted_keys"] = store_info["evicted_keys"]
         # The store's own counters and persistence state (expired keys, log
         # size, last fsync, write errors...): whatever its info() reports.
-        for name, value in self.store.info().items():
+        for name, value in store_info.items():
             fields.setdefault(name, value)
         return fields
 
@@ -374,6 +383,8 @@ class KvSession(Session):
                     close = True
                     self._finish(event, append)
                     break
+            except OutOfMemory:
+                append(OUT_OF_MEMORY_REPLY)
             except StoreError as exc:
                 append(error_reply(str(exc)))
         if not close and end is LINE_TOO_LONG:

@@ -38,9 +38,11 @@ from sockworks.core.logs import RateLimitedLog
 from sockworks.core.service import CLOSE, NOTHING, REPLY_BUDGET, Output, Service, Session
 from sockworks.core.stats import ServerStats
 from sockworks.protocols.resp import DEFAULT_MAX_BULK, OK, RespParser, encode_null
+from sockworks.services.meminfo import memory_fields
 from sockworks.services.renames import NO_RENAMES, CommandRenames
 from sockworks.services.resp_commands import (
     BUSY_REPLY,
+    OOM_REPLY,
     QUEUED,
     QUEUED_OVERHEAD,
     REDIS_VERSION,
@@ -199,6 +201,7 @@ class RespService(Service):
             "tracking_clients": 0,
             "clients_in_timeout_table": 0,
         })
+        section("Memory", memory_fields(store_info))
         aof = store_info.get("persistence") == "aof"
         persistence: dict[str, object] = {
             "loading": 0,
@@ -221,7 +224,7 @@ class RespService(Service):
             "instantaneous_ops_per_sec": 0,
             "rejected_connections": stats.connections_rejected,
             "expired_keys": store_info.get("expired_keys", 0),
-            "evicted_keys": 0,
+            "evicted_keys": store_info.get("evicted_keys", 0),
             "evicted_clients": stats.clients.evicted,
             "keyspace_hits": store_info.get("keyspace_hits", 0),
             "keyspace_misses": store_info.get("keyspace_misses", 0),
@@ -400,6 +403,11 @@ class RespSession(Session):
             if not arity_ok(spec.arity, len(argv)):
                 self.multi_failed = True
                 return wrong_args(spec.name)
+            if not self.store.make_room():
+                # Redis refuses to queue any command at the limit (queueing
+                # takes memory too), and the transaction is discarded.
+                self.multi_failed = True
+                return OOM_REPLY
             self.queued_bytes += sum(map(len, argv)) + QUEUED_OVERHEAD * len(argv)
             if self.queued_bytes > self._parser.max_query:
                 # Redis lets a transaction grow until memory runs out; here
@@ -414,6 +422,10 @@ class RespSession(Session):
         if not arity_ok(spec.arity, len(argv)):
             return wrong_args(spec.name)
         self.last_command = name
+        if "denyoom" in spec.flags and not self.store.make_room():
+            # Checked before the command runs, as Redis does: at the limit
+            # nothing that may add data runs, even if it would not have.
+            return OOM_REPLY
         outcome = spec.handler(self, argv)
         if type(outcome) is bytes:
             return outcome

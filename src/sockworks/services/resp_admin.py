@@ -25,6 +25,7 @@ from sockworks.protocols.resp import (
 )
 from sockworks.services.resp_commands import (
     EXECABORT,
+    EXECABORT_OOM,
     NOT_INTEGER,
     REDIS_VERSION,
     SYNTAX_ERROR,
@@ -38,7 +39,15 @@ from sockworks.services.resp_commands import (
 from sockworks.services.resp_context import CommandContext as Ctx
 from sockworks.services.resp_context import CommandSpec, Plan
 from sockworks.storage.base import Store, StoreError
+from sockworks.storage.eviction import (
+    DEFAULT_SAMPLES,
+    MAX_SAMPLES,
+    check_policy,
+    check_samples,
+    parse_memory,
+)
 from sockworks.storage.glob import compile_glob
+from sockworks.storage.memory import MemoryStore
 
 __all__: list[str] = []  # resp_table.py imports the cmd_* handlers by name
 
@@ -71,12 +80,24 @@ def cmd_time(s: Ctx, argv: list[bytes]) -> bytes:
     return encode([b"%d" % (now // 1_000_000), b"%d" % (now % 1_000_000)])
 
 
+#: What COMPACT's "compaction started" is as BGREWRITEAOF (Redis's text).
+_REWRITE_STARTED: Final = b"+Background append only file rewriting started\r\n"
+
+
 def cmd_compact(s: Ctx, argv: list[bytes]) -> Plan[bytes]:
+    """COMPACT / BGREWRITEAOF: start a background rewrite of the log. While
+    one runs: ``-ERR Background append only file rewriting already in
+    progress`` (the store raises RewriteInProgress), as Redis."""
+    as_redis = argv[0].lower() == b"bgrewriteaof"
+
     def body(store: Store) -> bytes:
         try:
-            return encode(resp.SimpleString(store.start_compaction()))
+            status = store.start_compaction()
         except StoreError as exc:
             return store_error(exc)
+        if as_redis and status == "compaction started":
+            return _REWRITE_STARTED
+        return encode(resp.SimpleString(status))
     return Plan.group(body)
 
 
@@ -109,6 +130,9 @@ def cmd_exec(s: Ctx, argv: list[bytes]) -> bytes:
     queued, failed = s.end_multi()
     if failed:
         return EXECABORT
+    if any("denyoom" in s.commands[argv[0].lower()].flags for argv in queued) \
+            and not s.store.make_room():
+        return EXECABORT_OOM
     return s.run_transaction(queued)
 
 
@@ -307,13 +331,16 @@ def _kill(s: Ctx, handles: list[Any]) -> None:
 
 def _config_values(s: Ctx) -> dict[bytes, bytes]:
     """The CONFIG GET parameters clients ask about, with truthful values."""
-    persistent = s.store.info().get("persistence") == "aof"
+    info = s.store.info()
+    persistent = info.get("persistence") == "aof"
     return {
         b"save": b"",
         b"appendonly": b"yes" if persistent else b"no",
         b"databases": b"1",
-        b"maxmemory": b"0",
-        b"maxmemory-policy": b"noeviction",
+        # The embedded store's limit; a Redis backend's is Redis's own (ask it).
+        b"maxmemory": b"%d" % info.get("maxmemory", 0),
+        b"maxmemory-policy": str(info.get("maxmemory_policy", "noeviction")).encode(),
+        b"maxmemory-samples": b"%d" % info.get("maxmemory_samples", DEFAULT_SAMPLES),
         b"timeout": b"%d" % int(s.server.idle_timeout),
         b"maxclients": b"%d" % s.server.max_connections,
         b"client-output-buffer-limit": s.server.output_limits.redis_format().encode(),
@@ -343,11 +370,53 @@ def cmd_config(s: Ctx, argv: list[bytes]) -> bytes:
     if sub == b"SET":
         if len(argv) < 4 or len(argv) % 2:
             return wrong_args("config|set")
-        return error_quoting("ERR Unknown option or number of arguments for CONFIG SET - "
-                            f"'{quoted(argv[2])}'")
+        return _config_set(s, argv[2:])
     if sub == b"RESETSTAT":
         return OK
     return unknown_subcommand(argv)
+
+
+_MEMORY_PARAMETERS: Final = (b"maxmemory", b"maxmemory-policy", b"maxmemory-samples")
+
+
+def _config_set(s: Ctx, pairs: list[bytes]) -> bytes:
+    """CONFIG SET of the memory limit (all pairs checked before any is
+    applied, as Redis); any other parameter is refused as unknown."""
+    changes: dict[str, Any] = {}
+    store = s.store
+    for name, raw_value in zip(pairs[::2], pairs[1::2], strict=True):
+        lname = name.lower()
+        if lname not in _MEMORY_PARAMETERS or not isinstance(store, MemoryStore):
+            return error_quoting("ERR Unknown option or number of arguments for CONFIG SET - "
+                                 f"'{quoted(name)}'")
+        value = raw_value.decode("latin-1")
+        failed = f"ERR CONFIG SET failed (possibly related to argument '{quoted(lname)}') - "
+        try:
+            if lname == b"maxmemory":
+                changes["maxmemory"] = parse_memory(value)
+            elif lname == b"maxmemory-policy":
+                changes["policy"] = check_policy(value.lower())
+            else:
+                number = int_arg(raw_value)
+                if number is None:
+                    return error_quoting(failed + "argument couldn't be parsed into an integer")
+                changes["samples"] = check_samples(number)
+        except ValueError:
+            if lname == b"maxmemory":
+                return error_quoting(failed + "argument must be a memory value")
+            if lname == b"maxmemory-policy":
+                return error_quoting(failed + "argument(s) must be one of the following: "
+                                     + ", ".join(_REDIS_POLICY_ORDER))
+            return error_quoting(failed + f"argument must be between 1 and {MAX_SAMPLES} "
+                                 "inclusive")
+    assert isinstance(store, MemoryStore)  # checked with each name above
+    store.configure_memory(**changes)
+    return OK
+
+
+#: The order Redis's CONFIG SET error lists the policies in.
+_REDIS_POLICY_ORDER: Final = ("volatile-lru", "volatile-lfu", "volatile-random", "volatile-ttl",
+                              "allkeys-lru", "allkeys-lfu", "allkeys-random", "noeviction")
 
 
 def _command_info(spec: CommandSpec) -> list[Any]:

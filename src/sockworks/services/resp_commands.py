@@ -34,7 +34,8 @@ from sockworks.services.resp_context import Plan
 from sockworks.storage.base import SetResult, Store, StoreError
 
 __all__ = [
-    "BUSY_REPLY", "EXECABORT", "NOT_INTEGER", "QUEUED", "QUEUED_OVERHEAD",
+    "BUSY_REPLY", "EXECABORT", "EXECABORT_OOM", "NOT_INTEGER", "OOM_REPLY", "QUEUED",
+    "QUEUED_OVERHEAD",
     "REDIS_VERSION", "SYNTAX_ERROR", "arity_ok", "error_quoting",
     "int_arg", "quoted", "store_error", "unknown_command", "unknown_subcommand",
     "wrong_args",
@@ -52,6 +53,11 @@ _ERROR_ARG_LIMIT: Final = 128
 
 QUEUED: Final = b"+QUEUED\r\n"
 EXECABORT: Final = b"-EXECABORT Transaction discarded because of previous errors.\r\n"
+#: Redis's reply to a command that may add data while over maxmemory.
+OOM_REPLY: Final = b"-OOM command not allowed when used memory > 'maxmemory'.\r\n"
+#: EXEC of a transaction holding such a command, over maxmemory.
+EXECABORT_OOM: Final = (b"-EXECABORT Transaction discarded because of: OOM command not "
+                        b"allowed when used memory > 'maxmemory'.\r\n")
 NOT_INTEGER: Final = b"-ERR value is not an integer or out of range\r\n"
 SYNTAX_ERROR: Final = b"-ERR syntax error\r\n"
 BUSY_REPLY: Final = b"-ERR max number of clients reached\r\n"

@@ -40,6 +40,8 @@ __all__ = [
     "StoreUnavailable",
     "NotAnInteger",
     "IntegerOverflow",
+    "OutOfMemory",
+    "RewriteInProgress",
     "SetResult",
     "BatchCall",
 ]
@@ -71,6 +73,22 @@ class IntegerOverflow(StoreError):
 
     def __init__(self) -> None:
         super().__init__("increment or decrement would overflow")
+
+
+class OutOfMemory(StoreError):
+    """A write while memory is over ``maxmemory`` and nothing can be evicted
+    (Redis's exact text; the RESP port sends it as is, with its OOM prefix;
+    the text port answers ``ERROR: out of memory``)."""
+
+    def __init__(self) -> None:
+        super().__init__("OOM command not allowed when used memory > 'maxmemory'.")
+
+
+class RewriteInProgress(StoreError):
+    """COMPACT / BGREWRITEAOF while a rewrite of the log runs (Redis's text)."""
+
+    def __init__(self) -> None:
+        super().__init__("Background append only file rewriting already in progress")
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +184,14 @@ class Store(abc.ABC):
         """See the module docstring. Default: nothing to wait for."""
         return None
 
+    def make_room(self) -> bool:
+        """Before a command that may add data (Redis's ``denyoom`` flag):
+        evict what the memory policy allows; False when memory is still over
+        the limit, and the command must be refused with :class:`OutOfMemory`.
+        The write methods check this themselves too. Default: no limit here
+        (the Redis backend is governed by Redis's own maxmemory)."""
+        return True
+
     def compact(self) -> str:
         """Rewrite the log from live data now; returns a short status text."""
         return "nothing to compact"
@@ -173,7 +199,8 @@ class Store(abc.ABC):
     def start_compaction(self) -> str:
         """What a client's COMPACT does: like :meth:`compact`, but without
         making the caller wait for the whole rewrite where that takes long
-        (a server thread must not stall on it); returns a status text."""
+        (a server thread must not stall on it); returns a status text.
+        Raises :class:`RewriteInProgress` while a rewrite runs."""
         return self.compact()
 
     def info(self) -> dict[str, Any]:

@@ -31,7 +31,8 @@ from typing import Any, TextIO
 
 from sockworks.core.service import Barrier
 from sockworks.storage.aof import FSYNC_POLICIES, AppendOnlyLog, CorruptLogError, load_log
-from sockworks.storage.base import StoreError, StoreWriteError
+from sockworks.storage.base import RewriteInProgress, StoreError, StoreWriteError
+from sockworks.storage.eviction import DEFAULT_SAMPLES
 from sockworks.storage.memory import MemoryStore, wall_clock_ms
 from sockworks.storage.records import RecordError
 
@@ -96,10 +97,14 @@ class PersistentStore(MemoryStore):
         clock: Callable[[], int] = wall_clock_ms,
         auto_compact_min_size: int = AUTO_COMPACT_MIN_SIZE,
         auto_compact_percentage: int = AUTO_COMPACT_PERCENTAGE,
+        maxmemory: int = 0,
+        maxmemory_policy: str = "noeviction",
+        maxmemory_samples: int = DEFAULT_SAMPLES,
     ) -> None:
         if fsync not in FSYNC_POLICIES:
             raise ValueError(f"fsync policy must be one of {', '.join(FSYNC_POLICIES)}")
-        super().__init__(clock=clock)
+        super().__init__(clock=clock, maxmemory=maxmemory, maxmemory_policy=maxmemory_policy,
+                         maxmemory_samples=maxmemory_samples)
         os.makedirs(data_dir, exist_ok=True)
         self.data_dir = data_dir
         self._auto_min = auto_compact_min_size
@@ -167,13 +172,15 @@ class PersistentStore(MemoryStore):
 
     def start_compaction(self) -> str:
         """COMPACT: like Redis's BGREWRITEAOF, rewrite in the background; the
-        outcome is logged and shown by STATS/INFO (aof_rewrites, ...)."""
+        outcome is logged and shown by STATS/INFO (aof_rewrites, ...). While
+        a rewrite runs (started by anyone, or automatic), RewriteInProgress:
+        a client repeating COMPACT cannot chain rewrites back to back."""
         with self._lock:
             self._check_open()
             if self._closing:
                 raise StoreError("store is closing")
             if self._compacting:
-                return "compaction already in progress"
+                raise RewriteInProgress()
             self._spawn_compaction("COMPACT")
         return "compaction started"
 
@@ -274,8 +281,11 @@ def open_embedded_store(
 
     Raises CorruptLogError (a StoreError) when the log is damaged in the
     middle, StoreError when another process holds the data dir, and
-    ValueError for an unknown fsync policy. ``active_expiry`` starts the
-    background expiry sweeper; ``close()`` stops it.
+    ValueError for an unknown fsync policy or memory setting. ``active_expiry``
+    starts the background expiry sweeper; ``close()`` stops it. ``options``
+    go to the store: ``maxmemory=`` (bytes, 0 no limit),
+    ``maxmemory_policy=`` (eviction.POLICIES), ``maxmemory_samples=``,
+    ``clock=``, and for a data dir the auto-compaction thresholds.
     """
     if fsync not in FSYNC_POLICIES:
         raise ValueError(f"fsync policy must be one of {', '.join(FSYNC_POLICIES)}")

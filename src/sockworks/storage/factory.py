@@ -22,6 +22,7 @@ import logging
 import urllib.parse
 
 from sockworks.storage.base import Store, StoreError
+from sockworks.storage.eviction import DEFAULT_SAMPLES
 
 __all__ = ["EMBEDDED_NAMES", "is_embedded", "open_store"]
 
@@ -38,14 +39,20 @@ def is_embedded(url: str | None) -> bool:
 
 
 def open_store(url: str | None, data_dir: str | None, fsync: str,
-               *, max_connections: int | None = None) -> Store:
-    """The store ``url`` names. ``data_dir``/``fsync`` configure the embedded
+               *, max_connections: int | None = None, maxmemory: int = 0,
+               maxmemory_policy: str = "noeviction",
+               maxmemory_samples: int = DEFAULT_SAMPLES) -> Store:
+    """The store ``url`` names. ``data_dir``/``fsync`` and the memory limit
+    (``maxmemory`` bytes, 0 none; policy; samples) configure the embedded
     store; ``max_connections`` sizes a Redis connection pool (give the model's
-    concurrency: worker threads, or connections per process)."""
+    concurrency: worker threads, or connections per process). A Redis
+    backend's memory is governed by Redis's own maxmemory."""
     if url is None or is_embedded(url):
         from sockworks.storage.embedded import open_embedded_store
 
-        return open_embedded_store(data_dir, fsync)
+        return open_embedded_store(data_dir, fsync, maxmemory=maxmemory,
+                                   maxmemory_policy=maxmemory_policy,
+                                   maxmemory_samples=maxmemory_samples)
     from sockworks.storage.redis_store import CLUSTER_SCHEMES, REDIS_SCHEMES, RedisStore
 
     scheme = urllib.parse.urlsplit(url).scheme.lower()
@@ -53,6 +60,9 @@ def open_store(url: str | None, data_dir: str | None, fsync: str,
         if data_dir:
             logger.warning("--data-dir is ignored with --store %s: Redis keeps the data",
                            scheme + "://")
+        if maxmemory or maxmemory_policy != "noeviction":
+            logger.warning("--maxmemory/--maxmemory-policy are ignored with --store %s: "
+                           "set Redis's own maxmemory and maxmemory-policy", scheme + "://")
         return RedisStore(url, max_connections=max_connections)
     shown = url.split("@")[-1]
     raise StoreError(f"unsupported store URL {shown!r}: use memory://, redis://HOST:PORT/DB, "

@@ -29,6 +29,24 @@ key deleted and re-created gets a new slot and may be returned twice (Redis
 allows duplicates too). Dead slots are dropped when they outnumber live keys,
 keeping sequence numbers, so outstanding cursors stay valid.
 
+Memory limit (eviction.py has the vocabulary): ``_used`` is the store's own
+count of bytes: key and value lengths plus a per-entry overhead, and an
+expiry overhead per TTL, kept up to date by every change (O(1) per command;
+never a scan, except once after a replay). When ``maxmemory`` is set, every
+write call first checks it (as Redis checks before a ``denyoom`` command):
+over the limit it evicts keys by the policy, or raises OutOfMemory under
+``noeviction`` or when nothing evictable is left. Like Redis, the check is
+made before the write, so memory may exceed the limit by what one command
+adds. Evictions are logged as deletions (write-ahead, like any write), so a
+replay gives the same data. Candidates are sampled (``maxmemory-samples``)
+from the SCAN slots (allkeys-*) or the expiry heap (volatile-*), through a
+pool of the best 16 seen (Redis's eviction pool); volatile-ttl takes the
+heap's head, so it evicts the soonest-expiring key exactly, and
+allkeys-lru keeps the keys in access order (``_order``) and evicts the least
+recently used in O(1) (sampling in Python cost 13 us per eviction).
+volatile-lru and the LFU policies keep a stamp per key in ``_access``; the
+others pay nothing for either.
+
 Persistence hook: a subclass that sets ``_persistent`` receives every write as
 a log payload (records.py format) through :meth:`_log` *before* the change is
 applied, under the lock; if ``_log`` raises, nothing changes.
@@ -37,9 +55,11 @@ applied, under the lock; if ``_log`` raises, nothing changes.
 from __future__ import annotations
 
 import bisect
+import collections
 import contextlib
 import heapq
 import logging
+import random
 import re
 import struct
 import threading
@@ -47,10 +67,11 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
-from sockworks.storage import records
+from sockworks.storage import eviction, records
 from sockworks.storage.base import (
     IntegerOverflow,
     NotAnInteger,
+    OutOfMemory,
     SetResult,
     Store,
     StoreError,
@@ -78,7 +99,22 @@ REBUILD_FACTOR = 2
 #: SCAN skips at most this many dead slots per requested key (Redis visits
 #: up to COUNT*10 empty buckets per call).
 SCAN_DEAD_FACTOR = 10
+#: SCAN examines at most this many live keys per call whatever COUNT says
+#: (plus up to SCAN_DEAD_FACTOR times as many dead slots), so one
+#: ``SCAN 0 COUNT 100000000`` cannot stall every other client: about 10 ms
+#: of work here; the cursor it returns stays valid.
+SCAN_MAX_COUNT = 10_000
 REBUILD_FLOOR = 1024
+#: Keys one command may evict before it goes ahead anyway (Redis's
+#: EVICT_RUNNING: progress was made, the next command continues), so a
+#: lowered limit does not stall one client for a whole store's eviction.
+EVICT_BATCH = 1000
+#: Random draws per sample before giving up on a list of mostly dead slots
+#: (then it is compacted and tried once more).
+_SAMPLE_TRIES = 64
+#: _track values: which access stamp keys carry. allkeys-lru keeps the keys
+#: in access order instead (_ORDER), so its eviction is O(1) (see _touch).
+_NO_TRACKING, _LRU, _LFU, _ORDER = 0, 1, 2, 3
 
 # Redis's string2ll accepts exactly this: optional '-', no leading zeros,
 # no '+', no spaces; "-0" is refused too.
@@ -125,7 +161,9 @@ class MemoryStore(Store):
 
     isolates_groups = True
 
-    def __init__(self, *, clock: Callable[[], int] = wall_clock_ms) -> None:
+    def __init__(self, *, clock: Callable[[], int] = wall_clock_ms, maxmemory: int = 0,
+                 maxmemory_policy: str = "noeviction",
+                 maxmemory_samples: int = eviction.DEFAULT_SAMPLES) -> None:
         self._lock = threading.RLock()
         self._clock = clock
         self._data: dict[bytes, bytes] = {}
@@ -141,7 +179,48 @@ class MemoryStore(Store):
         self._persistent = False
         self._sweeper: threading.Thread | None = None
         self._sweeper_stop = threading.Event()
+        self._used = 0
+        self._evicted = 0
+        #: key -> LRU tick or packed LFU state (only under those policies).
+        self._access: dict[bytes, int] = {}
+        self._tick = 0
+        #: allkeys-lru: every key, least recently used first.
+        self._order: collections.OrderedDict[bytes, None] = collections.OrderedDict()
+        #: Eviction pool: candidate key -> score (higher: evict sooner).
+        self._pool: dict[bytes, int] = {}
+        self._maxmemory = 0
+        self._policy = "noeviction"
+        self._samples = eviction.DEFAULT_SAMPLES
+        self._track = _NO_TRACKING
+        self.configure_memory(maxmemory=maxmemory, policy=maxmemory_policy,
+                              samples=maxmemory_samples)
 
+    def configure_memory(self, *, maxmemory: int | None = None, policy: str | None = None,
+                         samples: int | None = None) -> None:
+        """Set the limit, policy or sample count (CONFIG SET); ValueError if invalid."""
+        if maxmemory is not None and maxmemory < 0:
+            raise ValueError("maxmemory must be >= 0")
+        if policy is not None:
+            eviction.check_policy(policy)
+        if samples is not None:
+            eviction.check_samples(samples)
+        with self._lock:
+            if maxmemory is not None:
+                self._maxmemory = maxmemory
+            if samples is not None:
+                self._samples = samples
+            if policy is not None and policy != self._policy:
+                self._policy = policy
+                track = (_ORDER if policy == "allkeys-lru" else
+                         _LRU if policy.endswith("-lru") else
+                         _LFU if policy.endswith("-lfu") else _NO_TRACKING)
+                if track != self._track:
+                    self._access = {}
+                    # One pass over the keys when switching to allkeys-lru.
+                    self._order = collections.OrderedDict.fromkeys(
+                        self._data if track == _ORDER else ())
+                    self._track = track
+                self._pool = {}
     # -- hooks for the persistent subclass -------------------------------
     def _log(self, payload: bytes) -> None:
         """Make ``payload`` durable-as-configured before it is applied."""
@@ -156,8 +235,7 @@ class MemoryStore(Store):
         if value is not None and self._expires:
             at = self._expires.get(key)
             if at is not None and at <= now:
-                del self._data[key]
-                del self._expires[key]
+                self._remove(key)
                 self._expired += 1
                 return None
         return value
@@ -187,8 +265,11 @@ class MemoryStore(Store):
         self._slot_keys, self._slot_seqs = keys, seqs
 
     def _set_expiry(self, key: bytes, at: int) -> None:
-        if self._expires.get(key) == at:
+        old = self._expires.get(key)
+        if old == at:
             return
+        if old is None:
+            self._used += eviction.EXPIRY_OVERHEAD
         self._expires[key] = at
         heapq.heappush(self._heap, (at, key))
         if len(self._heap) > REBUILD_FACTOR * len(self._expires) + REBUILD_FLOOR:
@@ -196,18 +277,144 @@ class MemoryStore(Store):
             heapq.heapify(self._heap)
 
     def _put(self, key: bytes, value: bytes, at: int) -> None:
-        if key not in self._data:
+        data = self._data
+        old = data.get(key)
+        data[key] = value
+        if old is None:
+            # After the assignment: a slot compaction keeps live keys only.
             self._add_slot(key)
-        self._data[key] = value
+            self._used += len(key) + len(value) + eviction.ENTRY_OVERHEAD
+        else:
+            self._used += len(value) - len(old)
         if at:
             self._set_expiry(key, at)
-        elif self._expires:
-            self._expires.pop(key, None)
+        elif self._expires and self._expires.pop(key, None) is not None:
+            self._used -= eviction.EXPIRY_OVERHEAD
+        if self._track:
+            self._touch(key)
 
     def _remove(self, key: bytes) -> None:
-        del self._data[key]
-        if self._expires:
-            self._expires.pop(key, None)
+        value = self._data.pop(key)
+        self._used -= len(key) + len(value) + eviction.ENTRY_OVERHEAD
+        if self._expires and self._expires.pop(key, None) is not None:
+            self._used -= eviction.EXPIRY_OVERHEAD
+        if self._track:
+            if self._track == _ORDER:
+                self._order.pop(key, None)
+            else:
+                self._access.pop(key, None)
+
+    def _touch(self, key: bytes) -> None:
+        """Stamp an access (LRU: the next tick; LFU: Redis's counter;
+        allkeys-lru: move the key to the end of the access order)."""
+        track = self._track
+        if track == _ORDER:
+            order = self._order
+            if key in order:
+                order.move_to_end(key)
+            else:
+                order[key] = None
+        elif track == _LRU:
+            self._tick += 1
+            self._access[key] = self._tick
+        else:
+            minute = self._clock() // 60_000
+            packed = self._access.get(key)
+            self._access[key] = (eviction.lfu_new(minute) if packed is None
+                                 else eviction.lfu_touch(packed, minute))
+
+    # -- eviction (lock held) ----------------------------------------------
+    def _check_memory(self) -> None:
+        """Before a write: evict by the policy; OutOfMemory if still over."""
+        if not self._make_room():
+            raise OutOfMemory()
+
+    def _make_room(self) -> bool:
+        limit = self._maxmemory
+        if not limit or self._used <= limit:
+            return True
+        if self._policy == "noeviction":
+            return False
+        for _ in range(EVICT_BATCH):
+            key = self._pick_victim()
+            if key is None:
+                return False
+            if self._persistent:
+                self._log(records.encode_del([key]))
+            self._remove(key)
+            self._evicted += 1
+            if self._used <= limit:
+                return True
+        return True  # progress made: the next write continues (EVICT_RUNNING)
+
+    def _pick_victim(self) -> bytes | None:
+        policy = self._policy
+        volatile = policy.startswith("volatile-")
+        if policy == "volatile-ttl":
+            heap, expires = self._heap, self._expires
+            while heap:
+                at, key = heap[0]
+                if expires.get(key) == at:
+                    return key
+                heapq.heappop(heap)  # stale: TTL changed or key gone
+            return None
+        if policy.endswith("-random"):
+            return self._sample(volatile)
+        if self._track == _ORDER:
+            # Exact LRU in O(1): sampling costs about 13 us per eviction in
+            # Python (interpreted per-sample work), the access order 0.1 us.
+            return next(iter(self._order), None)
+        # LRU / LFU: refill the pool with fresh samples, evict its best.
+        pool = self._pool
+        now_minute = self._clock() // 60_000
+        for _ in range(self._samples):
+            sampled = self._sample(volatile)
+            if sampled is None:
+                break
+            pool[sampled] = self._score(sampled, now_minute)
+        while pool:
+            if len(pool) > eviction.EVICTION_POOL_SIZE:
+                ranked = sorted(pool.items(), key=lambda item: item[1], reverse=True)
+                pool = self._pool = dict(ranked[:eviction.EVICTION_POOL_SIZE])
+            best = max(pool, key=pool.__getitem__)
+            del pool[best]
+            if best in self._data and (not volatile or best in self._expires):
+                return best
+        return None
+
+    def _score(self, key: bytes, minute: int) -> int:
+        """Eviction score: idle ticks (LRU), 255 - decayed counter (LFU)."""
+        stamp = self._access.get(key)
+        if self._track == _LRU:
+            return self._tick - (stamp or 0)
+        if stamp is None:
+            return 255 - eviction.LFU_INIT_VAL
+        return 255 - eviction.lfu_counter(stamp, minute)
+
+    def _sample(self, volatile: bool) -> bytes | None:
+        """A random live key (volatile: one with a TTL), or None if none."""
+        for attempt in (0, 1):
+            if volatile:
+                heap, expires = self._heap, self._expires
+                for _ in range(_SAMPLE_TRIES if heap else 0):
+                    at, key = heap[random.randrange(len(heap))]
+                    if expires.get(key) == at:
+                        return key
+                if attempt == 0 and expires:
+                    self._heap = [(t, k) for k, t in expires.items()]
+                    heapq.heapify(self._heap)
+                    continue
+                return None
+            slots, data = self._slot_keys, self._data
+            for _ in range(_SAMPLE_TRIES if slots else 0):
+                key = slots[random.randrange(len(slots))]
+                if key in data:
+                    return key
+            if attempt == 0 and data:
+                self._compact_slots()
+                continue
+            return None
+        return None
 
     def _expire_due(self, now: int, limit: int) -> tuple[int, bool]:
         """Reclaim up to ``limit`` due heap entries; (expired, more due)."""
@@ -218,8 +425,7 @@ class MemoryStore(Store):
             at, key = heapq.heappop(heap)
             steps += 1
             if expires.get(key) == at:
-                del expires[key]
-                del self._data[key]
+                self._remove(key)
                 self._expired += 1
                 done += 1
         return done, bool(heap) and heap[0][0] <= now
@@ -237,6 +443,8 @@ class MemoryStore(Store):
                 self._misses += 1
             else:
                 self._hits += 1
+                if self._track:
+                    self._touch(key)
             return value
 
     def mget(self, keys: Sequence[bytes]) -> list[bytes | None]:
@@ -245,6 +453,10 @@ class MemoryStore(Store):
             now = self._clock()
             values = [self._live(k, now) for k in keys]
             found = sum(v is not None for v in values)
+            if self._track and found:
+                for key, value in zip(keys, values, strict=True):
+                    if value is not None:
+                        self._touch(key)
             self._hits += found
             self._misses += len(values) - found
             return values
@@ -290,6 +502,7 @@ class MemoryStore(Store):
         if count < 1:
             raise StoreError("syntax error")
         matcher = compile_glob(match) if match is not None else None
+        count = min(count, SCAN_MAX_COUNT)
         with self._lock:
             self._check_open()
             now = self._clock()
@@ -331,6 +544,8 @@ class MemoryStore(Store):
             with self._lock:
                 if self._closed:
                     self._check_open()
+                if self._maxmemory and self._used > self._maxmemory:
+                    self._check_memory()
                 if self._persistent:
                     self._log(records.encode_set(key, value, 0))
                 self._put(key, value, 0)
@@ -341,6 +556,7 @@ class MemoryStore(Store):
             raise StoreError("invalid expire time in 'set' command")
         with self._lock:
             self._check_open()
+            self._check_memory()
             now = self._clock()
             old = self._live(key, now)
             shown = old if get else None
@@ -364,6 +580,7 @@ class MemoryStore(Store):
             self._check_open()
             if not pairs:
                 return
+            self._check_memory()
             if self._persistent:
                 self._log(records.encode_sets(list(pairs)))
             for key, value in pairs:
@@ -386,6 +603,7 @@ class MemoryStore(Store):
             raise NotAnInteger()
         with self._lock:
             self._check_open()
+            self._check_memory()
             old = self._live(key, self._clock())
             result = (0 if old is None else parse_int64(old)) + delta
             if not I64_MIN <= result <= I64_MAX:
@@ -424,6 +642,7 @@ class MemoryStore(Store):
             if self._persistent:
                 self._log(records.encode_persist(key))
             del self._expires[key]
+            self._used -= eviction.EXPIRY_OVERHEAD
             return True
 
     def flushdb(self) -> None:
@@ -439,6 +658,10 @@ class MemoryStore(Store):
         self._heap.clear()
         self._slot_keys.clear()
         self._slot_seqs.clear()
+        self._access.clear()
+        self._order.clear()
+        self._pool.clear()
+        self._used = 0
 
     # -- administration -------------------------------------------------------
     def info(self) -> dict[str, Any]:
@@ -450,7 +673,23 @@ class MemoryStore(Store):
                 "keyspace_hits": self._hits,
                 "keyspace_misses": self._misses,
                 "persistence": "off",
+                "used_memory": self._used,
+                "maxmemory": self._maxmemory,
+                "maxmemory_policy": self._policy,
+                "maxmemory_samples": self._samples,
+                "evicted_keys": self._evicted,
             }
+
+    def make_room(self) -> bool:
+        if not self._maxmemory:
+            return True
+        with self._lock:
+            self._check_open()
+            return self._make_room()
+
+    def used_memory(self) -> int:
+        """The store's own count of the bytes it holds (module docstring)."""
+        return self._used
 
     def run_grouped(self, fn: Callable[[Store], T]) -> T:
         with self._lock:
@@ -583,3 +822,11 @@ class MemoryStore(Store):
         self._next_seq += len(self._slot_keys)
         self._heap = [(t, k) for k, t in self._expires.items()]
         heapq.heapify(self._heap)
+        # The one full pass: after a replay, which wrote the dicts directly.
+        self._used = (sum(len(k) + len(v) for k, v in self._data.items())
+                      + eviction.ENTRY_OVERHEAD * len(self._data)
+                      + eviction.EXPIRY_OVERHEAD * len(self._expires))
+        self._access.clear()
+        self._pool.clear()
+        if self._track == _ORDER:
+            self._order = collections.OrderedDict.fromkeys(self._data)

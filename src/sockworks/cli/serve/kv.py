@@ -8,6 +8,7 @@ import logging
 from sockworks.cli.args import port_number, positive_int
 from sockworks.cli.serve import StartupError, add_tcp_arguments, serve
 from sockworks.core.config import DEFAULT_MAX_LINE, Endpoint
+from sockworks.core.limits import default_maxmemory_clients
 from sockworks.models import FORKING_MODELS
 from sockworks.models.pool import DEFAULT_WORKERS as DEFAULT_POOL_WORKERS
 from sockworks.protocols.kvtext import COMMAND_NAMES
@@ -17,6 +18,7 @@ from sockworks.services.renames import CommandRenames
 from sockworks.services.resp_table import COMMANDS
 from sockworks.storage.aof import DEFAULT_FSYNC, FSYNC_POLICIES
 from sockworks.storage.base import Store, StoreError
+from sockworks.storage.eviction import DEFAULT_SAMPLES, MAX_SAMPLES, POLICIES, parse_memory
 from sockworks.storage.factory import is_embedded, open_store
 
 __all__ = ["DESCRIPTION", "HELP", "add_arguments", "endpoints", "main"]
@@ -69,11 +71,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="also serve the same store over RESP (Redis protocol) on PORT")
     group.add_argument("--max-bulk", type=positive_int, default=DEFAULT_MAX_BULK,
                        metavar="BYTES",
-                       help=f"RESP port: largest bulk string accepted (default {DEFAULT_MAX_BULK}"
-                            "; see docs/resp.md)")
+                       help=f"RESP port: largest bulk string accepted, and the largest value "
+                            f"SETRANGE/APPEND may make (proto-max-bulk-len; default "
+                            f"{DEFAULT_MAX_BULK}; see docs/resp.md)")
+    group.add_argument("--maxmemory", type=_memory_size, default=0, metavar="BYTES",
+                       help="embedded store: memory limit for keys and values, Redis's units "
+                            "(100mb = 100*1024*1024, 100m = 100*1000*1000, 1gb, 1k...); at the "
+                            "limit writes evict keys by --maxmemory-policy or get an out of "
+                            "memory error (default 0: no limit; docs/storage.md)")
+    group.add_argument("--maxmemory-policy", choices=POLICIES, default="noeviction",
+                       metavar="POLICY",
+                       help="what a write does at --maxmemory: noeviction (refuse it, default), "
+                            "allkeys-lru, allkeys-lfu, allkeys-random, volatile-lru, "
+                            "volatile-lfu, volatile-random, volatile-ttl (evict, as Redis)")
+    group.add_argument("--maxmemory-samples", type=positive_int, default=DEFAULT_SAMPLES,
+                       metavar="N",
+                       help=f"keys sampled per eviction, 1..{MAX_SAMPLES} "
+                            f"(default {DEFAULT_SAMPLES}, as Redis)")
+
     group.add_argument("--rename-command", nargs=2, action="append", metavar=("NAME", "NEWNAME"),
                        help="run command NAME as NEWNAME instead, on both ports; NEWNAME \"\" "
                             "disables it (Redis's rename-command; repeatable; default: none)")
+
+
+def _memory_size(text: str) -> int:
+    try:
+        return parse_memory(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _fail(message: str, status: int) -> StartupError:
@@ -97,7 +122,9 @@ def _open_store(args: argparse.Namespace) -> Store:
     # Any other URL (redis://, rediss://, redis+cluster://...) goes through
     # the factory too, which names the supported schemes when it refuses one.
     return open_store(args.store, args.data_dir, args.fsync or DEFAULT_FSYNC,
-                      max_connections=_pool_size(args))
+                      max_connections=_pool_size(args), maxmemory=args.maxmemory,
+                      maxmemory_policy=args.maxmemory_policy,
+                      maxmemory_samples=args.maxmemory_samples)
 
 
 def endpoints(args: argparse.Namespace) -> list[Endpoint]:
@@ -110,6 +137,9 @@ def endpoints(args: argparse.Namespace) -> list[Endpoint]:
     if args.resp_port is not None and args.resp_port == args.port != 0:
         raise _fail(f"--port and --resp-port are both {args.port}: give the RESP port "
                     "its own", 2)
+    if not args.maxmemory_clients and args.maxmemory:
+        # Redis 7's rule: clients may hold a quarter of --maxmemory.
+        args.maxmemory_clients = default_maxmemory_clients(args.maxmemory)
     renames = [(old, new) for old, new in args.rename_command or ()]
     try:
         CommandRenames.of(renames).check([n.decode() for n in (*COMMANDS, *COMMAND_NAMES)])
@@ -117,7 +147,7 @@ def endpoints(args: argparse.Namespace) -> list[Endpoint]:
         raise _fail(f"--rename-command: {exc}", 2) from None
     try:
         store = _open_store(args)
-    except (StoreError, OSError) as exc:
+    except (StoreError, OSError, ValueError) as exc:
         where = f" in {args.data_dir}" if args.data_dir and is_embedded(args.store) else ""
         reason = str(exc)
         if isinstance(exc, OSError) and exc.strerror:

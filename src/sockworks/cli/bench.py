@@ -130,8 +130,8 @@ def register(sub: Any) -> None:
 
     compare = kinds.add_parser(
         "compare", help="start a server per model, run a grid, write table + JSON + plot",
-        description="Start `sockworks serve SERVICE --model M` for each model in turn, run "
-                    "`bench` at each connection count, and write DIR/results.md, "
+        description="Start 'sockworks serve SERVICE --model M' for each model in turn, run "
+                    "'bench' at each connection count, and write DIR/results.md, "
                     "DIR/results.json and DIR/results.png (the plot needs matplotlib: "
                     "pip install 'sockworks[bench]').")
     compare.add_argument("--service", choices=("echo", "kv", "resp"), default="echo",
@@ -145,11 +145,11 @@ def register(sub: Any) -> None:
                          help="comma-separated connection counts (default 1,10,50,200)")
     _add_load_arguments(compare, compare=True)
     compare.add_argument("--server-cpus", default=None, metavar="CPUS",
-                         help="pin the server with taskset -c CPUS")
+                         help="pin the server with taskset -c CPUS (default: not pinned)")
     compare.add_argument("--client-cpus", default=None, metavar="CPUS",
-                         help="pin the load generator with taskset -c CPUS")
+                         help="pin the load generator with taskset -c CPUS (default: not pinned)")
     compare.add_argument("--server-arg", action="append", default=[], metavar="ARG",
-                         help="extra argument for `sockworks serve` (repeatable)")
+                         help="extra argument for 'sockworks serve' (repeatable; default: none)")
     compare.add_argument("--out", default="bench-results", metavar="DIR",
                          help="output directory (default bench-results)")
     compare.add_argument("--json", action="store_true",

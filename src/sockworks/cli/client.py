@@ -1,10 +1,6 @@
 """``sockworks client``: talk to the KV server, one command or interactively.
 
-One-shot: ``sockworks client SET greeting hello world`` prints the reply and
-exits 0, or 1 when the reply is an ``ERROR:`` line. With no command it reads
-commands from the terminal (with line editing and history in
-~/.sockworks_history) or, when stdin is not a terminal, one per line from
-stdin. Exit codes: 0 ok, 1 an ERROR reply, 2 cannot connect / connection lost.
+``DESCRIPTION`` (the ``--help`` text) says how it behaves and what it exits with.
 """
 
 from __future__ import annotations
@@ -19,7 +15,7 @@ from typing import Any
 from sockworks.cli.args import port_number, positive_float
 from sockworks.client import ConnectionClosed, KvClient, KvClientError, parse_stats
 
-__all__ = ["HISTORY_FILE", "main", "register"]
+__all__ = ["DESCRIPTION", "HISTORY_FILE", "main", "register"]
 
 EXIT_OK = 0
 EXIT_ERROR_REPLY = 1
@@ -29,11 +25,24 @@ EXIT_CONNECTION = 2
 HISTORY_FILE = "~/.sockworks_history"
 HISTORY_LENGTH = 1000
 
+DESCRIPTION = """\
+Talk to the key-value server, one command or interactively.
+
+One-shot: "sockworks client SET greeting hello world" prints the reply and
+exits 0, or 1 when the reply is an ERROR: line.
+
+With no command it reads commands from the terminal (with line editing and
+history in ~/.sockworks_history) or, when stdin is not a terminal, one per
+line from stdin, until QUIT or the end of input.
+
+Exit codes: 0 ok, 1 an ERROR reply, 2 cannot connect or connection lost.
+"""
+
 
 def register(sub: Any) -> None:
     parser = sub.add_parser(
         "client", help="talk to the KV server (one command, or interactive)",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--host", default="127.0.0.1", help="server address (default 127.0.0.1)")
     parser.add_argument("--port", type=port_number, default=9000,

@@ -1,18 +1,7 @@
 """``sockworks udp-client``: send one JSON request to ``serve udp``, print the reply.
 
-    sockworks udp-client [--host 127.0.0.1] [--port 9001] [--timeout 1] [--retries 3]
-                         TYPE [key=value | key:=json ...]
-
-``key=value`` adds a string field, ``key:=json`` a field holding any JSON
-value (httpie's convention): ``sockworks udp-client echo data:='[1, 2]'``.
-The request carries a random ``id``; only a reply from the server's address
-with that id is accepted (anything else is ignored), so a late reply to an
-earlier attempt still counts and a stray datagram never does. Each retry
-waits twice as long as the one before (RFC 8085 section 3.1.3: a UDP
-application retransmitting must back off). The request is padded with
-trailing spaces to :data:`~sockworks.protocols.udpjson.PAD_TO` bytes so the
-server's anti-amplification rule allows any reply (``--no-pad`` to see it
-refuse). Exit 0 with the reply JSON on stdout; exit 1 when no reply came.
+``DESCRIPTION`` (the ``--help`` text) says how requests are built, matched to
+replies and retried, and what the command exits with.
 """
 
 from __future__ import annotations
@@ -33,6 +22,26 @@ __all__ = ["build_request", "parse_field", "register", "request"]
 
 EXIT_OK = 0
 EXIT_NO_REPLY = 1
+
+DESCRIPTION = f"""\
+Send one JSON request to "sockworks serve udp" and print the reply.
+
+    sockworks udp-client [--host 127.0.0.1] [--port 9001] [--timeout 1] [--retries 3]
+                         TYPE [key=value | key:=json ...]
+
+key=value adds a string field, key:=json a field holding any JSON value
+(httpie's convention): sockworks udp-client echo data:='[1, 2]'.
+
+The request carries a random id; only a reply from the server's address with
+that id is accepted (anything else is ignored), so a late reply to an earlier
+attempt still counts and a stray datagram never does. Each retry waits twice
+as long as the one before (RFC 8085 section 3.1.3: a UDP application
+retransmitting must back off). The request is padded with trailing spaces to
+{PAD_TO} bytes so the server's anti-amplification rule allows any reply
+(--no-pad to see it refuse).
+
+Exit 0 with the reply JSON on stdout; exit 1 when no reply came.
+"""
 
 #: Receive buffer: larger than any reply the server may send, so a bigger
 #: datagram (not from our server) cannot be mistaken for a truncated one.
@@ -132,8 +141,8 @@ def run(args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     parser = sub.add_parser(
-        "udp-client", help="send one request to `serve udp` and print the reply",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        "udp-client", help="send one request to 'serve udp' and print the reply",
+        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default="127.0.0.1", help="server address (default 127.0.0.1)")
     parser.add_argument("--port", type=port_number, default=9001, help="server port (default 9001)")
     parser.add_argument("--timeout", type=number(above=0), default=1.0, metavar="SECONDS",

@@ -31,9 +31,11 @@ Talk to the key-value server, one command or interactively.
 One-shot: "sockworks client SET greeting hello world" prints the reply and
 exits 0, or 1 when the reply is an ERROR: line.
 
-With no command it reads commands from the terminal (with line editing and
-history in ~/.sockworks_history) or, when stdin is not a terminal, one per
-line from stdin, until QUIT or the end of input.
+With no command it reads commands from the terminal, with line editing and
+history in ~/.sockworks_history, until QUIT or Ctrl-D, and exits 0. When
+stdin is not a terminal it reads one command per line from stdin until QUIT
+or the end of input, and exits 1 if any reply was an ERROR: line (as a
+script would want), else 0.
 
 Exit codes: 0 ok, 1 an ERROR reply, 2 cannot connect or connection lost.
 """
@@ -145,6 +147,10 @@ def _lines(prompt: str) -> Iterator[bytes]:
 
 def _interactive(client: KvClient, args: argparse.Namespace) -> int:
     status = EXIT_OK
+    # A person at a terminal has seen each error as it came; ending the
+    # session with QUIT or Ctrl-D is a success (as redis-cli's prompt). A
+    # script piped into stdin gets status 1 if any of its commands failed.
+    scripted = not sys.stdin.isatty()
     try:
         for line in _lines(f"{args.host}:{args.port}> "):
             if not line.strip():
@@ -164,7 +170,7 @@ def _interactive(client: KvClient, args: argparse.Namespace) -> int:
                 sys.stdout.flush()
             else:
                 _write_reply(reply)
-            if _is_error(reply):
+            if _is_error(reply) and scripted:
                 status = EXIT_ERROR_REPLY
             if reply == b"BYE":
                 break

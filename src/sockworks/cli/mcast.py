@@ -38,14 +38,17 @@ DESCRIPTION = """\
 Send or receive multicast datagrams (the chapter's sender and receiver).
 
     sockworks mcast send [--group 239.1.1.1] [--port 5007] [--ttl 1]
-                         [--interface ADDR|NAME] [--loop|--no-loop] [--source ADDR]
-                         MESSAGE...
+                         [--interface ADDR|NAME] [--loop|--no-loop]
+                         [--bind-address ADDR] MESSAGE...
     sockworks mcast recv [--group 239.1.1.1] [--port 5007] [--interface ADDR|NAME]
                          [--source ADDR] [--count N] [--timeout S] [--json]
 
 --interface picks the interface by address (127.0.0.1) or by name (lo,
 eth0); without it the kernel uses the default route's. The TTL defaults to 1
-(this link only); the chapter used 2. See docs/udp.md.
+(this link only); the chapter used 2. recv --source ADDR accepts only ADDR's
+datagrams (source-specific multicast); send --bind-address ADDR sends from
+the local address ADDR, which is what such a receiver filters on. See
+docs/udp.md.
 """
 
 SEND_DESCRIPTION = """\
@@ -88,7 +91,7 @@ def run_send(args: argparse.Namespace) -> int:
     configure_logging(args.log_level, args.log_file, args.log_format)
     try:
         with MulticastSender(args.group, args.port, interface=args.interface, ttl=args.ttl,
-                             loop=args.loop, source=args.source) as sender:
+                             loop=args.loop, source=args.bind_address) as sender:
             for text in args.messages:
                 size = sender.send(text.encode("utf-8"))
                 logger.info("sent %d bytes to %s port %d via %s", size, sender.group,
@@ -125,6 +128,20 @@ def run_recv(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+class _RenamedFlag(argparse.Action):
+    """A flag that was renamed: using it is an error that names the new one."""
+
+    def __init__(self, option_strings: list[str], dest: str, *, new: str,
+                 **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, **kwargs)
+        self.new = new
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        parser.error(f"{option_string} was renamed {self.new} (the local address to send "
+                     "from); 'recv --source' is the sender a receiver accepts")
+
+
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--group", default=DEFAULT_GROUP,
                         help=f"multicast group, IPv4 or IPv6 (default {DEFAULT_GROUP})")
@@ -148,9 +165,13 @@ def register(sub: Any) -> None:
                       help=f"hop limit (default {DEFAULT_TTL}: this link only)")
     send.add_argument("--loop", action=argparse.BooleanOptionalAction, default=True,
                       help="deliver to receivers on this host too (default on)")
-    send.add_argument("--source", metavar="ADDR",
-                      help="send from this local address (what --source receivers filter on; "
+    send.add_argument("--bind-address", metavar="ADDR",
+                      help="send from this local address (what 'recv --source' filters on; "
                            "default: the interface's)")
+    # The flag was called --source until it was renamed for meaning the
+    # opposite of recv's --source; say so instead of "unrecognized arguments".
+    send.add_argument("--source", action=_RenamedFlag, help=argparse.SUPPRESS,
+                      new="--bind-address")
     send.add_argument("messages", metavar="MESSAGE", nargs="+",
                       help="text to send, one datagram each")
     add_logging_arguments(send)

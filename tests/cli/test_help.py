@@ -14,6 +14,9 @@ from collections.abc import Iterator
 import pytest
 
 from sockworks.cli import build_parser
+from sockworks.services.echo import DEFAULT_PORT as ECHO_PORT
+from sockworks.services.kv import DEFAULT_PORT as KV_PORT
+from sockworks.services.udp import DEFAULT_PORT as UDP_PORT
 
 #: Markup meant for Sphinx or Markdown, not for a terminal: roles, backquotes.
 MARKUP = re.compile(r":(class|mod|func|data|meth|attr|exc|obj):|`")
@@ -80,3 +83,18 @@ def test_every_default_is_shown(parser: argparse.ArgumentParser) -> None:
 def test_help_renders(parser: argparse.ArgumentParser) -> None:
     text = parser.format_help()  # %(default)s and friends expand without error
     assert parser.prog in text
+
+
+def parser_for(*command: str) -> argparse.ArgumentParser:
+    prog = " ".join(("sockworks", *command))
+    return next(parser for parser in ALL if parser.prog == prog)
+
+
+def test_clients_default_to_the_port_their_server_listens_on() -> None:
+    assert parser_for("bench", "kv").parse_args([]).port == KV_PORT == 9000
+    assert parser_for("client").parse_args([]).port == KV_PORT
+    assert parser_for("serve", "kv").parse_args([]).port == KV_PORT
+    assert parser_for("bench", "echo").parse_args([]).port == ECHO_PORT
+    assert parser_for("bench", "udp").parse_args([]).port == UDP_PORT
+    assert parser_for("udp-client").parse_args(["ping"]).port == UDP_PORT
+    assert parser_for("serve", "udp").parse_args([]).port == UDP_PORT

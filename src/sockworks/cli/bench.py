@@ -23,6 +23,9 @@ from sockworks.cli.args import (
     ratio,
     seconds,
 )
+from sockworks.services.echo import DEFAULT_PORT as ECHO_PORT
+from sockworks.services.kv import DEFAULT_PORT as KV_PORT
+from sockworks.services.udp import DEFAULT_PORT as UDP_PORT
 
 #: Durations that must be > 0.
 positive_seconds = number(above=0)
@@ -30,7 +33,7 @@ positive_seconds = number(above=0)
 DESCRIPTION = """\
 Closed-loop load generator (asyncio, uvloop when installed).
 
-  sockworks bench echo|kv|resp|udp --port P [-c N] [-d S] [-P N] [--json]
+  sockworks bench echo|kv|resp|udp [--port P] [-c N] [-d S] [-P N] [--json]
       one load test: requests/s, latency p50/p90/p99/p99.9/max, errors by kind
   sockworks bench compare --service echo|kv|resp --models thread,pool,asyncio
       start a server per model, run a grid of connection counts, write
@@ -42,6 +45,10 @@ Closed-loop load generator (asyncio, uvloop when installed).
 #: ordinary; 1 s bounds how long a socket waits for it.
 TCP_REPLY_TIMEOUT = 10.0
 UDP_REPLY_TIMEOUT = 1.0
+
+#: Default --port of each workload: the port its server listens on by default,
+#: taken from the service so that bench, serve and client never disagree.
+DEFAULT_PORTS = {"echo": ECHO_PORT, "kv": KV_PORT, "udp": UDP_PORT}
 
 #: Shown under each workload's --help.
 WORKLOAD_HELP = {
@@ -114,7 +121,13 @@ def register(sub: Any) -> None:
         target = parser.add_argument_group("target")
         target.add_argument("--host", default="127.0.0.1",
                             help="server address (default 127.0.0.1)")
-        target.add_argument("--port", type=client_port, required=True, help="server port")
+        if name in DEFAULT_PORTS:
+            target.add_argument("--port", type=client_port, default=DEFAULT_PORTS[name],
+                                help="server port (default %(default)s, as 'sockworks serve "
+                                     f"{name}')")
+        else:  # the RESP port has no default: serve kv opens one only with --resp-port
+            target.add_argument("--port", type=client_port, required=True,
+                                help="server port (required: the --resp-port of serve kv)")
         _add_load_arguments(parser, compare=False)
         if name == "echo":
             parser.add_argument("--expect", choices=("upper", "same"), default="upper",

@@ -12,8 +12,9 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from sockworks.cli.args import port_number, positive_float
+from sockworks.cli.args import client_port, positive_float
 from sockworks.client import ConnectionClosed, KvClient, KvClientError, parse_stats
+from sockworks.services.kv import DEFAULT_PORT
 
 __all__ = ["DESCRIPTION", "HISTORY_FILE", "main", "register"]
 
@@ -47,8 +48,8 @@ def register(sub: Any) -> None:
         description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--host", default="127.0.0.1", help="server address (default 127.0.0.1)")
-    parser.add_argument("--port", type=port_number, default=9000,
-                        help="server port (default 9000)")
+    parser.add_argument("--port", type=client_port, default=DEFAULT_PORT,
+                        help="server port (default %(default)s)")
     parser.add_argument("--timeout", type=positive_float, default=10.0, metavar="SECONDS",
                         help="connect and reply timeout (default 10; 0 waits forever)")
     # REMAINDER so that "INCRBY n -5" is a command, not an unknown option.

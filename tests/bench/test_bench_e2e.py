@@ -154,6 +154,7 @@ def test_udp_time_against_the_chapter_udp_service(chapter: StartChapter) -> None
                           "--udp-type", "time", "--timeout", "1")
     assert document["requests"] > 0
     assert document["errors"].get("protocol_mismatch", 0) == 0
+    assert document["rate_limited"] is None  # the chapter's service has no counters
 
 
 @pytest.mark.timeout(60)
@@ -326,6 +327,20 @@ def test_udp_ping_against_sockworks_serve_udp(start_server: StartServer, model: 
     assert document["requests"] > 0
     assert document["errors"].get("protocol_mismatch", 0) == 0
     assert document["errors"].get("error_reply", 0) == 0
+    assert document["rate_limited"] == 0
+
+
+@pytest.mark.timeout(60)
+def test_udp_requests_dropped_by_the_rate_limit_are_counted(start_server: StartServer) -> None:
+    udp = start_server("serve", "udp", "--rate", "20", "--burst", "10")
+    document = bench_json("udp", "--port", str(udp.port), "-c", "8", "-d", "1",
+                          "--timeout", "0.05")
+    # More requests than 10 + 20/s were sent: the server dropped the rest and
+    # said so in its counters; the client saw them as timeouts.
+    assert document["rate_limited"] > 0
+    assert document["errors"]["timeout"] > 0
+    table = bench("udp", "--port", str(udp.port), "-c", "8", "-d", "0.5", "--timeout", "0.05")
+    assert "rate limited" in table.stdout and "per-source limit" in table.stdout
 
 
 @pytest.mark.timeout(120)

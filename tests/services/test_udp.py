@@ -358,6 +358,14 @@ def test_udp_client_reports_no_server() -> None:
     assert "udp-client:" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_udp_client_refuses_port_0() -> None:
+    # Port 0 is "any free port" when binding, never a server to send to.
+    result = run_client("--port", "0", "ping")
+    assert result.returncode == 2
+    assert result.stderr.startswith("usage: sockworks udp-client")
+    assert "--port" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_udp_client_rejects_bad_fields() -> None:
     result = run_client("echo", "nokey")
     assert result.returncode == 2

@@ -14,9 +14,10 @@ import sys
 import time
 from typing import Any
 
-from sockworks.cli.args import integer, number, port_number
+from sockworks.cli.args import client_port, integer, number
 from sockworks.core.net import format_address
 from sockworks.protocols.udpjson import MAX_REPLY, PAD_TO, REQUEST_TYPES
+from sockworks.services.udp import DEFAULT_PORT
 
 __all__ = ["build_request", "parse_field", "register", "request"]
 
@@ -144,7 +145,8 @@ def register(sub: Any) -> None:
         "udp-client", help="send one request to 'serve udp' and print the reply",
         description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default="127.0.0.1", help="server address (default 127.0.0.1)")
-    parser.add_argument("--port", type=port_number, default=9001, help="server port (default 9001)")
+    parser.add_argument("--port", type=client_port, default=DEFAULT_PORT,
+                        help="server port, 1-65535 (default %(default)s)")
     parser.add_argument("--timeout", type=number(above=0), default=1.0, metavar="SECONDS",
                         help="wait this long for the first reply, doubling per retry (default 1)")
     parser.add_argument("--retries", type=integer(0, 10), default=3,

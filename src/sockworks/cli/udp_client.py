@@ -23,6 +23,7 @@ __all__ = ["build_request", "parse_field", "register", "request"]
 
 EXIT_OK = 0
 EXIT_NO_REPLY = 1
+EXIT_ERROR_REPLY = 1   # as `sockworks client`; the reply is on stdout, so it tells
 
 DESCRIPTION = f"""\
 Send one JSON request to "sockworks serve udp" and print the reply.
@@ -41,7 +42,12 @@ retransmitting must back off). The request is padded with trailing spaces to
 {PAD_TO} bytes so the server's anti-amplification rule allows any reply
 (--no-pad to see it refuse).
 
-Exit 0 with the reply JSON on stdout; exit 1 when no reply came.
+A reply without an id that is an error ({{"error": "datagram too large"}}:
+the server could not read the id) is accepted too, since this is the only
+request outstanding.
+
+Exit 0 with the reply JSON on stdout; exit 1 with an error reply (printed on
+stdout too) or when no reply came (a message on stderr, nothing on stdout).
 """
 
 #: Receive buffer: larger than any reply the server may send, so a bigger
@@ -120,7 +126,14 @@ def _await_reply(sock: socket.socket, request_id: object,
             doc = json.loads(data)
         except ValueError:
             continue
-        if isinstance(doc, dict) and doc.get("id") == request_id:
+        if not isinstance(doc, dict):
+            continue
+        if doc.get("id") == request_id:
+            return doc
+        if "id" not in doc and "error" in doc:
+            # The server could not read our id (a datagram too large, not
+            # JSON): its error can only be about our request, the one we have
+            # outstanding on this connected socket.
             return doc
 
 
@@ -137,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"sockworks udp-client: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_NO_REPLY
     print(json.dumps(reply, ensure_ascii=False))
-    return EXIT_OK
+    return EXIT_ERROR_REPLY if "error" in reply else EXIT_OK
 
 
 def register(sub: Any) -> None:

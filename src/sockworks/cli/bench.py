@@ -10,6 +10,8 @@ table, a JSON file and a plot.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import sys
 from typing import Any
@@ -164,7 +166,8 @@ def register(sub: Any) -> None:
     compare.add_argument("--server-arg", action="append", default=[], metavar="ARG",
                          help="extra argument for 'sockworks serve' (repeatable; default: none)")
     compare.add_argument("--out", default="bench-results", metavar="DIR",
-                         help="output directory (default bench-results)")
+                         help="where results.md, results.json and results.png go, created "
+                              "if missing (default %(default)s, ignored by git)")
     compare.add_argument("--json", action="store_true",
                          help="print the JSON results instead of the table")
     compare.set_defaults(func=run_compare)
@@ -207,8 +210,33 @@ def run_one(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve_problem(words: list[str]) -> str | None:
+    """What ``sockworks serve`` would say about ``words`` before starting, or None.
+
+    The serve command's own parser checks model names, ports and every
+    --server-arg, so compare and serve can never disagree about them.
+    """
+    from sockworks.cli import build_parser
+
+    stderr = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(stderr):
+            build_parser().parse_args(words)
+    except SystemExit:
+        lines = stderr.getvalue().strip().splitlines()
+        reason = lines[-1].partition(": error: ")[2] if lines else "refused"
+        return f"sockworks {' '.join(words)}: {reason}"
+    return None
+
+
 def run_compare(args: argparse.Namespace) -> int:
-    from sockworks.bench.compare import CompareError, CompareSettings, run_compare_grid
+    from sockworks.bench.compare import (
+        CompareError,
+        CompareSettings,
+        run_compare_grid,
+        serve_words,
+        settings_problems,
+    )
 
     settings = CompareSettings(
         service=args.service, models=args.models, connections=args.connections,
@@ -217,6 +245,15 @@ def run_compare(args: argparse.Namespace) -> int:
         idle=args.idle, procs=args.procs, warmup=args.warmup, timeout=_reply_timeout(args),
         connect_timeout=args.connect_timeout, server_cpus=args.server_cpus,
         client_cpus=args.client_cpus, server_args=list(args.server_arg), out=args.out)
+    # Check everything before the first server starts: a typo in the last
+    # model's name or --server-arg must not surface minutes into the grid.
+    problems = settings_problems(settings)
+    problems += [problem for model in settings.models if not model.startswith("chapter:")
+                 if (problem := _serve_problem(serve_words(settings, model))) is not None]
+    if problems:
+        for problem in problems:
+            print(f"sockworks bench compare: {problem}", file=sys.stderr)
+        return 2
     try:
         report = run_compare_grid(settings, log=sys.stderr)
     except CompareError as exc:

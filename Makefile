@@ -1,20 +1,32 @@
 # Everything runs from a private virtualenv that `make` creates on first use.
+# Two install stamps: `make run` installs only what serving needs (.[fast]:
+# uvloop, and hiredis for the RESP port); `make test`, `make lint` and the
+# benchmarks install the developer extras on top (redis-py, matplotlib,
+# pytest, mypy, ruff, import-linter).
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
+RUN_STAMP := $(VENV)/.installed-run
 STAMP  := $(VENV)/.installed
 DATA   ?= ./data
 
 .PHONY: run test lint bench clean
 
-$(STAMP): pyproject.toml
+$(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+
+$(RUN_STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[fast]'
+	touch $(RUN_STAMP)
+
+# The developer extras include .[fast], so this satisfies `make run` too.
+$(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e '.[fast,redis,bench,test]'
-	touch $(STAMP)
+	touch $(RUN_STAMP) $(STAMP)
 
 ## run: the KV server on its embedded store, persisted under ./data (port 9000)
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(VENV)/bin/sockworks serve kv --data-dir $(DATA) $(ARGS)
 
 ## test: the whole test suite
@@ -29,6 +41,10 @@ lint: $(STAMP)
 	echo "mypy"; $(PY) -m mypy || status=1; \
 	echo "lint-imports"; $(VENV)/bin/lint-imports || status=1; \
 	exit $$status
+
+## bench: the ratios benchmark (benchmarks/README.md); BENCH_ARGS passes flags
+bench: $(STAMP)
+	$(PY) benchmarks/ratios.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .hypothesis

@@ -2,8 +2,8 @@
 
 What lives here: starting real server processes (``sockworks serve``,
 redis-server, the chapter's baselines in ``benchmarks/chapter``) pinned with
-``taskset``, driving them with ``lineload`` (a C load generator, built at
-measurement time from ``../shared/tools/lineload.c``; the project does not
+``taskset``, driving them with ``lineload`` (our C load generator, built at
+measurement time from ``benchmarks/tools/lineload.c``; the package does not
 depend on it) or ``sockworks bench udp``, and writing ``ratios.md`` and
 ``ratios.json``.
 
@@ -45,6 +45,9 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
+#: lineload, vendored from the tools the project's authors share, so a clone
+#: of this repository is all the benchmarks need.
+LINELOAD_SRC = REPO / "benchmarks" / "tools" / "lineload.c"
 CHAPTER = REPO / "benchmarks" / "chapter"
 PY = sys.executable
 HOST = "127.0.0.1"
@@ -699,7 +702,9 @@ def ensure_lineload(path: str | None, src: str) -> str:
                  "--lineload-src PATH (lineload is a measurement-time tool, not a dependency)")
     target = REPO / "benchmarks" / "lineload"
     if not target.exists() or target.stat().st_mtime < source.stat().st_mtime:
-        subprocess.run(["gcc", "-O2", "-o", str(target), str(source)], check=True, timeout=120)
+        # The flags its header gives (-pthread: it runs one loop per thread).
+        subprocess.run(["gcc", "-O2", "-Wall", "-pthread", "-o", str(target), str(source)],
+                       check=True, timeout=120)
     return str(target)
 
 
@@ -716,7 +721,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="lineload --warmup seconds before each measured run (default 0)")
     ap.add_argument("--data-root", help="where persistence data dirs go (default: $TMPDIR)")
     ap.add_argument("--lineload", help="lineload binary (default: build it with gcc -O2)")
-    ap.add_argument("--lineload-src", default=str(REPO.parent / "shared/tools/lineload.c"))
+    ap.add_argument("--lineload-src", default=str(LINELOAD_SRC),
+                    help="lineload's C source (default benchmarks/tools/lineload.c)")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "out"), help="output directory")
     args = ap.parse_args(argv)
     only = [n.strip() for n in args.only.split(",") if n.strip()]

@@ -9,6 +9,7 @@ import json
 import os
 import pty
 import select
+import shutil
 import signal
 import socket
 import struct
@@ -26,6 +27,7 @@ from sockworks.bench.compare import CHAPTER_PORT
 from sockworks.bench.results import BenchResult
 from sockworks.bench.runner import BenchConfig, run_bench
 from sockworks.bench.workloads import WorkloadSpec
+from sockworks.cli import build_parser
 from sockworks.services.udp_models import UDP_MODELS
 from tests.support import StartServer
 
@@ -154,6 +156,7 @@ def test_udp_time_against_the_chapter_udp_service(chapter: StartChapter) -> None
                           "--udp-type", "time", "--timeout", "1")
     assert document["requests"] > 0
     assert document["errors"].get("protocol_mismatch", 0) == 0
+    assert document["rate_limited"] is None  # the chapter's service has no counters
 
 
 @pytest.mark.timeout(60)
@@ -326,6 +329,20 @@ def test_udp_ping_against_sockworks_serve_udp(start_server: StartServer, model: 
     assert document["requests"] > 0
     assert document["errors"].get("protocol_mismatch", 0) == 0
     assert document["errors"].get("error_reply", 0) == 0
+    assert document["rate_limited"] == 0
+
+
+@pytest.mark.timeout(60)
+def test_udp_requests_dropped_by_the_rate_limit_are_counted(start_server: StartServer) -> None:
+    udp = start_server("serve", "udp", "--rate", "20", "--burst", "10")
+    document = bench_json("udp", "--port", str(udp.port), "-c", "8", "-d", "1",
+                          "--timeout", "0.05")
+    # More requests than 10 + 20/s were sent: the server dropped the rest and
+    # said so in its counters; the client saw them as timeouts.
+    assert document["rate_limited"] > 0
+    assert document["errors"]["timeout"] > 0
+    table = bench("udp", "--port", str(udp.port), "-c", "8", "-d", "0.5", "--timeout", "0.05")
+    assert "rate limited" in table.stdout and "per-source limit" in table.stdout
 
 
 @pytest.mark.timeout(120)
@@ -356,14 +373,47 @@ def test_compare_runs_the_grid_against_sockworks_serve(tmp_path: Path) -> None:
 
 @pytest.mark.timeout(60)
 def test_compare_reports_a_model_that_cannot_start(tmp_path: Path) -> None:
+    # A valid model that serve kv refuses at start-up (the embedded store
+    # cannot be shared by prefork's processes): found only by starting it.
     done = subprocess.run(
-        [sys.executable, "-m", "sockworks", "bench", "compare", "--models", "no-such-model",
-         "--connections", "1", "-d", "0.5", "--out", str(tmp_path)],
+        [sys.executable, "-m", "sockworks", "bench", "compare", "--service", "kv",
+         "--models", "prefork", "--connections", "1", "-d", "0.5", "--out", str(tmp_path)],
         stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=50, check=False)
     assert done.returncode == 1
     document = json.loads((tmp_path / "results.json").read_text())
     assert document["results"] == []
-    assert document["failures"][0]["model"] == "no-such-model"
+    assert document["failures"][0]["model"] == "prefork"
+
+
+def test_compare_checks_every_argument_before_starting_a_server(tmp_path: Path) -> None:
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("")
+    done = subprocess.run(
+        [sys.executable, "-m", "sockworks", "bench", "compare",
+         "--models", f"thread,no-such-model,chapter:{tmp_path / 'missing.py'}",
+         "--connections", "1,4", "--procs", "2", "-P", "100000",
+         "--server-arg=--idle-timeout=-1", "--out", str(not_a_dir)],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=50, check=False)
+    assert done.returncode == 2
+    assert "== " not in done.stderr   # the line logged as each server starts
+    problems = done.stderr.splitlines()
+    assert all(line.startswith("sockworks bench compare: ") for line in problems), problems
+    for expected in ("invalid choice: 'no-such-model'", "missing.py not found",
+                     "pipeline must be between", "--idle-timeout",
+                     "exists and is not a directory"):
+        assert any(expected in line for line in problems), (expected, problems)
+    assert not_a_dir.read_text() == ""
+
+
+def test_compare_default_output_directory_is_ignored_by_git() -> None:
+    git = shutil.which("git")
+    repo = Path(__file__).resolve().parents[2]
+    if git is None or not (repo / ".git").exists():
+        pytest.skip("not a git checkout")
+    default = build_parser().parse_args(["bench", "compare"]).out
+    done = subprocess.run([git, "-C", str(repo), "check-ignore", "-q",
+                           f"{default}/results.json"], check=False, timeout=30)
+    assert done.returncode == 0, f"{default}/ is not in .gitignore"
 
 
 @pytest.mark.parametrize("options, message", [

@@ -45,3 +45,28 @@ def test_unknown_figure_is_a_usage_error(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "unknown figure" in done.stderr
     assert not (tmp_path / "ratios.json").exists()
+
+
+BENCHMARKS = SCRIPT.parent
+
+
+def test_benchmarks_need_nothing_outside_the_repository() -> None:
+    # Provenance notes in the chapter copies may name where they came from;
+    # nothing that runs (scripts, the README's commands) may reach outside.
+    for path in [*BENCHMARKS.glob("*.py"), BENCHMARKS / "README.md"]:
+        assert "../shared" not in path.read_text(), path
+    assert (BENCHMARKS / "tools" / "lineload.c").read_text().startswith(
+        "/* Build: gcc -O2 -Wall -pthread -o lineload lineload.c")
+
+
+@pytest.mark.timeout(120)
+def test_vendored_lineload_builds_and_runs(tmp_path: Path) -> None:
+    gcc = require_binary("gcc")
+    binary = tmp_path / "lineload"
+    subprocess.run([gcc, "-O2", "-Wall", "-pthread", "-o", str(binary),
+                    str(BENCHMARKS / "tools" / "lineload.c")],
+                   check=True, capture_output=True, timeout=110)
+    done = subprocess.run([str(binary), "--help"], capture_output=True, text=True,
+                          timeout=10, check=False)
+    assert done.returncode == 0
+    assert "lineload" in done.stdout + done.stderr

@@ -108,6 +108,15 @@ def test_commands_from_stdin(kv: Any) -> None:
     assert client(kv, "GET", "a").stdout == b"2\n"
 
 
+def test_piped_session_exits_0_after_quit_or_end_of_input(kv: Any) -> None:
+    result = client(kv, stdin=b"PING\nQUIT\nPING\n")  # nothing is sent after QUIT
+    assert (result.returncode, result.stdout, result.stderr) == (0, b"PONG\nBYE\n", b"")
+    result = client(kv, stdin=b"SET k v\nGET k")  # end of input, no final newline
+    assert (result.returncode, result.stdout, result.stderr) == (0, b"OK\nv\n", b"")
+    result = client(kv, stdin=b"")  # Ctrl-D at once
+    assert (result.returncode, result.stdout, result.stderr) == (0, b"", b"")
+
+
 def read_until(fd: int, marker: bytes, timeout: float = 10.0) -> bytes:
     data = b""
     deadline = time.monotonic() + timeout
@@ -159,6 +168,19 @@ def test_interactive_prompt_keeps_history(terminal_client: tuple[subprocess.Pope
     assert proc.wait(10) == 0
     history = (tmp_path / ".sockworks_history").read_text()
     assert "SET tty yes" in history and "GET tty" in history
+
+
+@pytest.mark.parametrize("ending", [b"QUIT\r", b"\x04"], ids=["QUIT", "Ctrl-D"])
+def test_interactive_session_exits_0_after_an_error_reply(
+        terminal_client: tuple[subprocess.Popen[bytes], int], kv: Any, ending: bytes) -> None:
+    # The person saw the error; ending the session normally is not a failure.
+    proc, fd = terminal_client
+    prompt = f"127.0.0.1:{kv.port}> ".encode()
+    read_until(fd, prompt)
+    os.write(fd, b"BOGUS\r")
+    assert b"ERROR: unknown command" in read_until(fd, b"command\r\n" + prompt)
+    os.write(fd, ending)
+    assert proc.wait(10) == 0
 
 
 # -- KvClient ------------------------------------------------------------------

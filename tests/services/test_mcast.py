@@ -241,6 +241,39 @@ def test_cli_recv_text_and_timeout() -> None:
     assert b"timed out" in err and b"1 of 2" in err
 
 
+def test_cli_recv_source_accepts_only_what_send_bind_address_sends_from() -> None:
+    group = group_for_test(9)
+    try:
+        proc, port = start_recv("--group", group, "--port", "0", "--interface", LOOPBACK,
+                                "--source", "127.0.0.1", "--count", "1", "--timeout", "20",
+                                "--json")
+    except AssertionError as exc:
+        pytest.skip(f"source-specific membership unavailable: {exc}")
+    try:
+        for source, text in (("127.0.0.2", "filtered"), ("127.0.0.1", "wanted")):
+            sent = subprocess.run(
+                sockworks("mcast", "send", "--group", group, "--port", str(port),
+                          "--interface", LOOPBACK, "--bind-address", source, text),
+                check=False, capture_output=True, timeout=30)
+            assert sent.returncode == 0, sent.stderr
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert [json.loads(line)["data"] for line in out.decode().splitlines()] == ["wanted"]
+
+
+def test_cli_send_source_names_its_new_spelling() -> None:
+    # send --source meant the opposite of recv --source; it is --bind-address now.
+    result = subprocess.run(sockworks("mcast", "send", "--source", "127.0.0.1", "x"),
+                            check=False, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert result.stderr.startswith("usage: sockworks mcast send")
+    assert "--source was renamed --bind-address" in result.stderr
+
+
 def test_cli_rejects_a_unicast_group() -> None:
     for action in (["send", "x"], ["recv", "--count", "1", "--timeout", "1"]):
         result = subprocess.run(sockworks("mcast", *action[:1], "--group", "192.0.2.1",
@@ -336,7 +369,7 @@ def test_source_specific_membership_across_namespaces(
     lines = exchange_across(
         ns_b, ns_a, ["--group", group, "--port", "5008", "--interface", if_b,
                      "--source", "10.213.0.3", "--count", "1"],
-        [["--group", group, "--interface", if_a, "--source", source, text]
+        [["--group", group, "--interface", if_a, "--bind-address", source, text]
          for source, text in (("10.213.0.1", "filtered"), ("10.213.0.3", "wanted"))])
     assert [line["data"] for line in lines] == ["wanted"]
     assert str(lines[0]["sender"]).startswith("10.213.0.3:")
@@ -371,7 +404,7 @@ def test_ipv6_source_specific_membership_across_namespaces(
     lines = exchange_across(
         ns_b, ns_a, ["--group", group, "--port", "5010", "--interface", if_b,
                      "--source", "fd13::3", "--count", "1"],
-        [["--group", group, "--interface", if_a, "--source", source, text]
+        [["--group", group, "--interface", if_a, "--bind-address", source, text]
          for source, text in (("fd13::1", "filtered"), ("fd13::3", "wanted"))])
     assert [line["data"] for line in lines] == ["wanted"]
     assert str(lines[0]["sender"]).startswith("[fd13::3]:")

@@ -332,6 +332,18 @@ def test_udp_client_prints_the_reply(start_server: StartServer) -> None:
     assert "stats" in json.loads(result.stdout)
     result = run_client("--port", port, "--no-pad", "stats")
     assert json.loads(result.stdout)["error"] == "reply too large"
+    assert result.returncode == 1   # an error reply is a failure
+
+
+def test_udp_client_shows_an_error_reply_without_an_id(start_server: StartServer) -> None:
+    # Too large for the server to read, so its error cannot carry our id.
+    # Before, the client ignored it and retried until "no reply" (15 s).
+    server = start_udp(start_server, "--model", "blocking")
+    result = run_client("--port", str(server.port), "--retries", "0", "--timeout", "20",
+                        "echo", "data=" + "x" * 2000)
+    assert json.loads(result.stdout) == {"error": "datagram too large"}
+    assert result.returncode == 1
+    assert "no reply" not in result.stderr
 
 
 def test_udp_client_times_out_with_exit_1() -> None:
@@ -356,6 +368,14 @@ def test_udp_client_reports_no_server() -> None:
     result = run_client("--port", port, "--timeout", "0.5", "--retries", "1", "ping")
     assert result.returncode == 1
     assert "udp-client:" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_udp_client_refuses_port_0() -> None:
+    # Port 0 is "any free port" when binding, never a server to send to.
+    result = run_client("--port", "0", "ping")
+    assert result.returncode == 2
+    assert result.stderr.startswith("usage: sockworks udp-client")
+    assert "--port" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_udp_client_rejects_bad_fields() -> None:

@@ -238,12 +238,16 @@ def server_argv(settings: CompareSettings, model: str) -> tuple[list[str], bool]
         if not Path(path).is_file():
             raise CompareError(f"baseline script {path} not found")
         return [*pin, settings.python, path, "--port", "0"], True
+    return [*pin, settings.python, "-m", "sockworks", *serve_words(settings, model)], False
+
+
+def serve_words(settings: CompareSettings, model: str) -> list[str]:
+    """The ``sockworks`` arguments that start ``model``'s server (not a script's)."""
     # Room for every busy and idle connection, plus reconnects.
-    limit = max(settings.connections) + settings.idle + 64
+    limit = max(settings.connections, default=1) + settings.idle + 64
     command, extra, _ = SERVED[settings.service]
-    return [*pin, settings.python, "-m", "sockworks", "serve", command, *extra,
-            "--model", model, "--port", "0", "--max-connections", str(limit),
-            "--idle-timeout", "0", *settings.server_args], False
+    return ["serve", command, *extra, "--model", model, "--port", "0",
+            "--max-connections", str(limit), "--idle-timeout", "0", *settings.server_args]
 
 
 def client_argv(settings: CompareSettings, host: str, port: int, connections: int) -> list[str]:
@@ -325,12 +329,55 @@ def _run_client(settings: CompareSettings, host: str, port: int, connections: in
     return document
 
 
-def run_compare_grid(settings: CompareSettings, log: TextIO | None = None) -> CompareReport:
-    """Run every model over every connection count; write and return the reports."""
+def settings_problems(settings: CompareSettings) -> list[str]:
+    """Everything wrong with ``settings`` that can be known before starting a
+    server: service, models and baseline scripts, load settings, CPU pinning
+    and the output directory. An empty list when the run can start."""
+    from sockworks.bench.results import BenchConfig  # the run's own checks
+
+    problems = []
     if settings.service not in SERVED:
-        raise CompareError(f"unknown service {settings.service!r} ({', '.join(SERVED)})")
+        problems.append(f"unknown service {settings.service!r} ({', '.join(SERVED)})")
     if not settings.models:
-        raise CompareError("no models to compare")
+        problems.append("no models to compare")
+    if not settings.connections:
+        problems.append("no connection counts")
+    for model in settings.models:
+        if model.startswith(SCRIPT_PREFIX):
+            path = Path(model[len(SCRIPT_PREFIX):])
+            if not path.is_file():
+                problems.append(f"baseline script {path} not found")
+    for connections in settings.connections:
+        try:
+            BenchConfig(connections=connections, duration=settings.duration,
+                        pipeline=settings.pipeline, idle=settings.idle,
+                        procs=min(settings.procs, connections), timeout=settings.timeout,
+                        connect_timeout=settings.connect_timeout, warmup=settings.warmup,
+                        workload=settings.workload)
+        except ValueError as exc:
+            problems.append(str(exc))
+    if (settings.server_cpus or settings.client_cpus) and shutil.which("taskset") is None:
+        problems.append("--server-cpus/--client-cpus need taskset (util-linux)")
+    out = Path(settings.out)
+    if out.exists() and not out.is_dir():
+        problems.append(f"--out {out}: exists and is not a directory")
+    else:
+        # The directory itself, or the nearest ancestor it would be made in.
+        existing = next((p for p in (out, *out.parents) if p.exists()), Path("."))
+        if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+            problems.append(f"--out {out}: cannot write in {existing}")
+    return list(dict.fromkeys(problems))  # one line per problem, not per connection count
+
+
+def run_compare_grid(settings: CompareSettings, log: TextIO | None = None) -> CompareReport:
+    """Run every model over every connection count; write and return the reports.
+
+    Raises CompareError before starting anything when the settings are wrong
+    (:func:`settings_problems`).
+    """
+    problems = settings_problems(settings)
+    if problems:
+        raise CompareError("; ".join(problems))
     out = Path(settings.out)
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []

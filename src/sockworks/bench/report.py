@@ -2,8 +2,10 @@
 
 The JSON document is the stable interface (``bench compare`` and scripts read
 it): ``requests_per_second``, ``latency_us`` with ``p50``/``p90``/``p99``/
-``p99.9``/``max``/``mean``, ``errors`` by kind and ``errors_total``, plus the
-run's parameters and the machine's facts.
+``p99.9``/``max``/``mean``, ``errors`` by kind and ``errors_total``,
+``rate_limited`` (UDP: requests the server dropped under its per-source
+limit, from its counters; null when unknown), plus the run's parameters and
+the machine's facts.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ def result_document(config: BenchConfig, result: BenchResult) -> dict[str, Any]:
         "errors_total": sum(result.errors.values()),
         "connected": result.connected,
         "idle_connected": result.idle_connected,
+        "rate_limited": result.rate_limited,
         "host": describe_host(),
     }
 
@@ -85,4 +88,9 @@ def format_result(config: BenchConfig, result: BenchResult) -> str:
             f"{kind} {count:,}" for kind, count in sorted(result.errors.items())))
     else:
         lines.append("  errors       none")
+    if config.workload.name == "udp":
+        lines.append("  rate limited " + (
+            "unknown (the server does not report it)" if result.rate_limited is None else
+            f"{result.rate_limited:,} requests dropped by the server's per-source limit "
+            "(its --rate/--burst); the client counts them as timeouts"))
     return "\n".join(lines)

@@ -75,6 +75,10 @@ class BenchResult:
     histogram: Histogram = field(default_factory=Histogram)
     connected: int = 0          # busy connections (UDP: sockets) answered at least once
     idle_connected: int = 0     # idle connections open when the clock started
+    #: UDP: requests the server dropped under its per-source rate limit while
+    #: the run lasted (its ``stats`` counter, read before and after); None
+    #: when unknown (TCP, or a server without that counter).
+    rate_limited: int | None = None
 
     @property
     def requests_per_second(self) -> float:
@@ -88,14 +92,16 @@ class BenchResult:
         self.histogram.merge(other.histogram)
         self.connected += other.connected
         self.idle_connected += other.idle_connected
+        if other.rate_limited is not None:
+            self.rate_limited = (self.rate_limited or 0) + other.rate_limited
 
     def to_wire(self) -> dict[str, Any]:
         return {"requests": self.requests, "elapsed": self.elapsed, "errors": dict(self.errors),
                 "histogram": self.histogram.to_dict(), "connected": self.connected,
-                "idle_connected": self.idle_connected}
+                "idle_connected": self.idle_connected, "rate_limited": self.rate_limited}
 
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> BenchResult:
         return cls(int(data["requests"]), float(data["elapsed"]), Counter(data["errors"]),
                    Histogram.from_dict(data["histogram"]), int(data["connected"]),
-                   int(data["idle_connected"]))
+                   int(data["idle_connected"]), data.get("rate_limited"))

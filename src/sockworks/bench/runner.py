@@ -9,11 +9,13 @@ for merging. The live progress line goes to stderr only when it is a terminal.
 
 from __future__ import annotations
 
+import json
 import logging
 import multiprocessing
 import os
 import queue
 import random
+import socket
 import sys
 import time
 from importlib import metadata
@@ -21,6 +23,7 @@ from typing import Any, TextIO
 
 from sockworks.bench.clients import CONNECT_CONCURRENCY, run_in_loop
 from sockworks.bench.results import ERROR_KINDS, BenchConfig, BenchResult
+from sockworks.protocols.udpjson import PAD_TO
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +32,12 @@ __all__ = ["ERROR_KINDS", "BenchConfig", "BenchResult", "describe_host", "run_be
 #: How long a client process waits for the others to be set up (and its
 #: parent to say go) before giving up: 10,000 connections open in seconds.
 START_WAIT_SECONDS = 300.0
+
+#: Asking a UDP server for its counters: attempts, and the first wait
+#: (doubled each retry). Right after a run our address's token bucket may be
+#: empty; at the default 100 requests/s a token is back within 10 ms.
+STATS_ATTEMPTS = 5
+STATS_FIRST_WAIT = 0.1
 
 
 def _split(total: int, parts: int, index: int) -> int:
@@ -91,13 +100,58 @@ def run_bench(config: BenchConfig, progress_stream: TextIO | None = sys.stderr) 
     """Run the benchmark ``config`` describes and return the merged result."""
     seed = config.workload.seed if config.workload.seed is not None else random.randrange(1 << 62)
     progress = _Progress(progress_stream)
+    udp = config.workload.name == "udp"
+    before = udp_rate_limited(config.host, config.port) if udp else None
     try:
         if config.procs == 1:
-            return run_in_loop(config, config.connections, config.idle, seed, None,
-                                progress.update)
-        return _run_processes(config, seed, progress)
+            result = run_in_loop(config, config.connections, config.idle, seed, None,
+                                 progress.update)
+        else:
+            result = _run_processes(config, seed, progress)
     finally:
         progress.finish()
+    if before is not None:
+        # The server drops a rate-limited request without a word (an answer
+        # would be what a reflection attack wants), so the client sees only a
+        # timeout; the server's own counter says how many of those it was.
+        after = udp_rate_limited(config.host, config.port)
+        if after is not None:
+            result.rate_limited = max(0, after - before)
+    return result
+
+
+def udp_rate_limited(host: str, port: int) -> int | None:
+    """The ``rate_limited`` counter of a sockworks UDP server, or None.
+
+    None when the server does not answer ``stats`` with that counter (the
+    chapter's service knows only ``time``). Requests of ours the server
+    dropped while answering this are not counted in the figure returned.
+    """
+    request = json.dumps({"type": "stats", "id": 0}).encode().ljust(PAD_TO)
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+        family, kind, proto, _, address = infos[0]
+        with socket.socket(family, kind, proto) as sock:
+            sock.connect(address)
+            wait = STATS_FIRST_WAIT
+            for attempt in range(STATS_ATTEMPTS):
+                sock.send(request)
+                sock.settimeout(wait)
+                try:
+                    reply = json.loads(sock.recv(65536))
+                except (TimeoutError, ValueError):
+                    wait *= 2
+                    continue
+                counters = reply.get("stats") if isinstance(reply, dict) else None
+                if not isinstance(counters, dict) or not isinstance(
+                        counters.get("rate_limited"), int):
+                    return None
+                # Earlier attempts of ours that went unanswered were most
+                # likely dropped by that same limit: not the load's.
+                return max(0, int(counters["rate_limited"]) - attempt)
+    except OSError:
+        return None
+    return None
 
 
 def _run_processes(config: BenchConfig, seed: int, progress: _Progress) -> BenchResult:

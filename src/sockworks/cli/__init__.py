@@ -10,6 +10,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from sockworks._version import __version__
 
@@ -23,8 +24,29 @@ COMMAND_MODULES = (
 )
 
 
+class CommandParser(argparse.ArgumentParser):
+    """An ArgumentParser that refuses arguments it does not know itself.
+
+    argparse hands a sub-command's unknown arguments up to the top-level
+    parser, which reports them with its own usage ("usage: sockworks
+    [-h] ..."), useless for finding the right flag. Every parser of the
+    command line is of this class (sub-parsers inherit the class of their
+    parent), so the sub-command that got the unknown flag reports it, with
+    its usage and its name, and exit status 2.
+    """
+
+    # The ignore below: typeshed declares three overloads (by namespace
+    # type); this one signature accepts every call they describe.
+    def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                         namespace: Any = None) -> tuple[Any, list[str]]:
+        parsed, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed, extras
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="sockworks",
         description=("Production-quality network services: one server core, "
                      "every concurrency model."),

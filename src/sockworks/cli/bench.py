@@ -10,6 +10,8 @@ table, a JSON file and a plot.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import sys
 from typing import Any
@@ -23,6 +25,9 @@ from sockworks.cli.args import (
     ratio,
     seconds,
 )
+from sockworks.services.echo import DEFAULT_PORT as ECHO_PORT
+from sockworks.services.kv import DEFAULT_PORT as KV_PORT
+from sockworks.services.udp import DEFAULT_PORT as UDP_PORT
 
 #: Durations that must be > 0.
 positive_seconds = number(above=0)
@@ -30,7 +35,7 @@ positive_seconds = number(above=0)
 DESCRIPTION = """\
 Closed-loop load generator (asyncio, uvloop when installed).
 
-  sockworks bench echo|kv|resp|udp --port P [-c N] [-d S] [-P N] [--json]
+  sockworks bench echo|kv|resp|udp [--port P] [-c N] [-d S] [-P N] [--json]
       one load test: requests/s, latency p50/p90/p99/p99.9/max, errors by kind
   sockworks bench compare --service echo|kv|resp --models thread,pool,asyncio
       start a server per model, run a grid of connection counts, write
@@ -42,6 +47,10 @@ Closed-loop load generator (asyncio, uvloop when installed).
 #: ordinary; 1 s bounds how long a socket waits for it.
 TCP_REPLY_TIMEOUT = 10.0
 UDP_REPLY_TIMEOUT = 1.0
+
+#: Default --port of each workload: the port its server listens on by default,
+#: taken from the service so that bench, serve and client never disagree.
+DEFAULT_PORTS = {"echo": ECHO_PORT, "kv": KV_PORT, "udp": UDP_PORT}
 
 #: Shown under each workload's --help.
 WORKLOAD_HELP = {
@@ -114,7 +123,13 @@ def register(sub: Any) -> None:
         target = parser.add_argument_group("target")
         target.add_argument("--host", default="127.0.0.1",
                             help="server address (default 127.0.0.1)")
-        target.add_argument("--port", type=client_port, required=True, help="server port")
+        if name in DEFAULT_PORTS:
+            target.add_argument("--port", type=client_port, default=DEFAULT_PORTS[name],
+                                help="server port (default %(default)s, as 'sockworks serve "
+                                     f"{name}')")
+        else:  # the RESP port has no default: serve kv opens one only with --resp-port
+            target.add_argument("--port", type=client_port, required=True,
+                                help="server port (required: the --resp-port of serve kv)")
         _add_load_arguments(parser, compare=False)
         if name == "echo":
             parser.add_argument("--expect", choices=("upper", "same"), default="upper",
@@ -130,8 +145,8 @@ def register(sub: Any) -> None:
 
     compare = kinds.add_parser(
         "compare", help="start a server per model, run a grid, write table + JSON + plot",
-        description="Start `sockworks serve SERVICE --model M` for each model in turn, run "
-                    "`bench` at each connection count, and write DIR/results.md, "
+        description="Start 'sockworks serve SERVICE --model M' for each model in turn, run "
+                    "'bench' at each connection count, and write DIR/results.md, "
                     "DIR/results.json and DIR/results.png (the plot needs matplotlib: "
                     "pip install 'sockworks[bench]').")
     compare.add_argument("--service", choices=("echo", "kv", "resp"), default="echo",
@@ -145,13 +160,14 @@ def register(sub: Any) -> None:
                          help="comma-separated connection counts (default 1,10,50,200)")
     _add_load_arguments(compare, compare=True)
     compare.add_argument("--server-cpus", default=None, metavar="CPUS",
-                         help="pin the server with taskset -c CPUS")
+                         help="pin the server with taskset -c CPUS (default: not pinned)")
     compare.add_argument("--client-cpus", default=None, metavar="CPUS",
-                         help="pin the load generator with taskset -c CPUS")
+                         help="pin the load generator with taskset -c CPUS (default: not pinned)")
     compare.add_argument("--server-arg", action="append", default=[], metavar="ARG",
-                         help="extra argument for `sockworks serve` (repeatable)")
+                         help="extra argument for 'sockworks serve' (repeatable; default: none)")
     compare.add_argument("--out", default="bench-results", metavar="DIR",
-                         help="output directory (default bench-results)")
+                         help="where results.md, results.json and results.png go, created "
+                              "if missing (default %(default)s, ignored by git)")
     compare.add_argument("--json", action="store_true",
                          help="print the JSON results instead of the table")
     compare.set_defaults(func=run_compare)
@@ -194,8 +210,33 @@ def run_one(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve_problem(words: list[str]) -> str | None:
+    """What ``sockworks serve`` would say about ``words`` before starting, or None.
+
+    The serve command's own parser checks model names, ports and every
+    --server-arg, so compare and serve can never disagree about them.
+    """
+    from sockworks.cli import build_parser
+
+    stderr = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(stderr):
+            build_parser().parse_args(words)
+    except SystemExit:
+        lines = stderr.getvalue().strip().splitlines()
+        reason = lines[-1].partition(": error: ")[2] if lines else "refused"
+        return f"sockworks {' '.join(words)}: {reason}"
+    return None
+
+
 def run_compare(args: argparse.Namespace) -> int:
-    from sockworks.bench.compare import CompareError, CompareSettings, run_compare_grid
+    from sockworks.bench.compare import (
+        CompareError,
+        CompareSettings,
+        run_compare_grid,
+        serve_words,
+        settings_problems,
+    )
 
     settings = CompareSettings(
         service=args.service, models=args.models, connections=args.connections,
@@ -204,6 +245,15 @@ def run_compare(args: argparse.Namespace) -> int:
         idle=args.idle, procs=args.procs, warmup=args.warmup, timeout=_reply_timeout(args),
         connect_timeout=args.connect_timeout, server_cpus=args.server_cpus,
         client_cpus=args.client_cpus, server_args=list(args.server_arg), out=args.out)
+    # Check everything before the first server starts: a typo in the last
+    # model's name or --server-arg must not surface minutes into the grid.
+    problems = settings_problems(settings)
+    problems += [problem for model in settings.models if not model.startswith("chapter:")
+                 if (problem := _serve_problem(serve_words(settings, model))) is not None]
+    if problems:
+        for problem in problems:
+            print(f"sockworks bench compare: {problem}", file=sys.stderr)
+        return 2
     try:
         report = run_compare_grid(settings, log=sys.stderr)
     except CompareError as exc:

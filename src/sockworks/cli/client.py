@@ -1,10 +1,6 @@
 """``sockworks client``: talk to the KV server, one command or interactively.
 
-One-shot: ``sockworks client SET greeting hello world`` prints the reply and
-exits 0, or 1 when the reply is an ``ERROR:`` line. With no command it reads
-commands from the terminal (with line editing and history in
-~/.sockworks_history) or, when stdin is not a terminal, one per line from
-stdin. Exit codes: 0 ok, 1 an ERROR reply, 2 cannot connect / connection lost.
+``DESCRIPTION`` (the ``--help`` text) says how it behaves and what it exits with.
 """
 
 from __future__ import annotations
@@ -16,10 +12,11 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from sockworks.cli.args import port_number, positive_float
+from sockworks.cli.args import client_port, positive_float
 from sockworks.client import ConnectionClosed, KvClient, KvClientError, parse_stats
+from sockworks.services.kv import DEFAULT_PORT
 
-__all__ = ["HISTORY_FILE", "main", "register"]
+__all__ = ["DESCRIPTION", "HISTORY_FILE", "main", "register"]
 
 EXIT_OK = 0
 EXIT_ERROR_REPLY = 1
@@ -29,15 +26,30 @@ EXIT_CONNECTION = 2
 HISTORY_FILE = "~/.sockworks_history"
 HISTORY_LENGTH = 1000
 
+DESCRIPTION = """\
+Talk to the key-value server, one command or interactively.
+
+One-shot: "sockworks client SET greeting hello world" prints the reply and
+exits 0, or 1 when the reply is an ERROR: line.
+
+With no command it reads commands from the terminal, with line editing and
+history in ~/.sockworks_history, until QUIT or Ctrl-D, and exits 0. When
+stdin is not a terminal it reads one command per line from stdin until QUIT
+or the end of input, and exits 1 if any reply was an ERROR: line (as a
+script would want), else 0.
+
+Exit codes: 0 ok, 1 an ERROR reply, 2 cannot connect or connection lost.
+"""
+
 
 def register(sub: Any) -> None:
     parser = sub.add_parser(
         "client", help="talk to the KV server (one command, or interactive)",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--host", default="127.0.0.1", help="server address (default 127.0.0.1)")
-    parser.add_argument("--port", type=port_number, default=9000,
-                        help="server port (default 9000)")
+    parser.add_argument("--port", type=client_port, default=DEFAULT_PORT,
+                        help="server port (default %(default)s)")
     parser.add_argument("--timeout", type=positive_float, default=10.0, metavar="SECONDS",
                         help="connect and reply timeout (default 10; 0 waits forever)")
     # REMAINDER so that "INCRBY n -5" is a command, not an unknown option.
@@ -136,6 +148,10 @@ def _lines(prompt: str) -> Iterator[bytes]:
 
 def _interactive(client: KvClient, args: argparse.Namespace) -> int:
     status = EXIT_OK
+    # A person at a terminal has seen each error as it came; ending the
+    # session with QUIT or Ctrl-D is a success (as redis-cli's prompt). A
+    # script piped into stdin gets status 1 if any of its commands failed.
+    scripted = not sys.stdin.isatty()
     try:
         for line in _lines(f"{args.host}:{args.port}> "):
             if not line.strip():
@@ -155,7 +171,7 @@ def _interactive(client: KvClient, args: argparse.Namespace) -> int:
                 sys.stdout.flush()
             else:
                 _write_reply(reply)
-            if _is_error(reply):
+            if _is_error(reply) and scripted:
                 status = EXIT_ERROR_REPLY
             if reply == b"BYE":
                 break

@@ -1,18 +1,7 @@
 """``sockworks udp-client``: send one JSON request to ``serve udp``, print the reply.
 
-    sockworks udp-client [--host 127.0.0.1] [--port 9001] [--timeout 1] [--retries 3]
-                         TYPE [key=value | key:=json ...]
-
-``key=value`` adds a string field, ``key:=json`` a field holding any JSON
-value (httpie's convention): ``sockworks udp-client echo data:='[1, 2]'``.
-The request carries a random ``id``; only a reply from the server's address
-with that id is accepted (anything else is ignored), so a late reply to an
-earlier attempt still counts and a stray datagram never does. Each retry
-waits twice as long as the one before (RFC 8085 section 3.1.3: a UDP
-application retransmitting must back off). The request is padded with
-trailing spaces to :data:`~sockworks.protocols.udpjson.PAD_TO` bytes so the
-server's anti-amplification rule allows any reply (``--no-pad`` to see it
-refuse). Exit 0 with the reply JSON on stdout; exit 1 when no reply came.
+``DESCRIPTION`` (the ``--help`` text) says how requests are built, matched to
+replies and retried, and what the command exits with.
 """
 
 from __future__ import annotations
@@ -25,14 +14,41 @@ import sys
 import time
 from typing import Any
 
-from sockworks.cli.args import integer, number, port_number
+from sockworks.cli.args import client_port, integer, number
 from sockworks.core.net import format_address
 from sockworks.protocols.udpjson import MAX_REPLY, PAD_TO, REQUEST_TYPES
+from sockworks.services.udp import DEFAULT_PORT
 
 __all__ = ["build_request", "parse_field", "register", "request"]
 
 EXIT_OK = 0
 EXIT_NO_REPLY = 1
+EXIT_ERROR_REPLY = 1   # as `sockworks client`; the reply is on stdout, so it tells
+
+DESCRIPTION = f"""\
+Send one JSON request to "sockworks serve udp" and print the reply.
+
+    sockworks udp-client [--host 127.0.0.1] [--port 9001] [--timeout 1] [--retries 3]
+                         TYPE [key=value | key:=json ...]
+
+key=value adds a string field, key:=json a field holding any JSON value
+(httpie's convention): sockworks udp-client echo data:='[1, 2]'.
+
+The request carries a random id; only a reply from the server's address with
+that id is accepted (anything else is ignored), so a late reply to an earlier
+attempt still counts and a stray datagram never does. Each retry waits twice
+as long as the one before (RFC 8085 section 3.1.3: a UDP application
+retransmitting must back off). The request is padded with trailing spaces to
+{PAD_TO} bytes so the server's anti-amplification rule allows any reply
+(--no-pad to see it refuse).
+
+A reply without an id that is an error ({{"error": "datagram too large"}}:
+the server could not read the id) is accepted too, since this is the only
+request outstanding.
+
+Exit 0 with the reply JSON on stdout; exit 1 with an error reply (printed on
+stdout too) or when no reply came (a message on stderr, nothing on stdout).
+"""
 
 #: Receive buffer: larger than any reply the server may send, so a bigger
 #: datagram (not from our server) cannot be mistaken for a truncated one.
@@ -110,7 +126,14 @@ def _await_reply(sock: socket.socket, request_id: object,
             doc = json.loads(data)
         except ValueError:
             continue
-        if isinstance(doc, dict) and doc.get("id") == request_id:
+        if not isinstance(doc, dict):
+            continue
+        if doc.get("id") == request_id:
+            return doc
+        if "id" not in doc and "error" in doc:
+            # The server could not read our id (a datagram too large, not
+            # JSON): its error can only be about our request, the one we have
+            # outstanding on this connected socket.
             return doc
 
 
@@ -127,15 +150,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"sockworks udp-client: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_NO_REPLY
     print(json.dumps(reply, ensure_ascii=False))
-    return EXIT_OK
+    return EXIT_ERROR_REPLY if "error" in reply else EXIT_OK
 
 
 def register(sub: Any) -> None:
     parser = sub.add_parser(
-        "udp-client", help="send one request to `serve udp` and print the reply",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        "udp-client", help="send one request to 'serve udp' and print the reply",
+        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default="127.0.0.1", help="server address (default 127.0.0.1)")
-    parser.add_argument("--port", type=port_number, default=9001, help="server port (default 9001)")
+    parser.add_argument("--port", type=client_port, default=DEFAULT_PORT,
+                        help="server port, 1-65535 (default %(default)s)")
     parser.add_argument("--timeout", type=number(above=0), default=1.0, metavar="SECONDS",
                         help="wait this long for the first reply, doubling per retry (default 1)")
     parser.add_argument("--retries", type=integer(0, 10), default=3,

@@ -40,10 +40,13 @@ EXIT_STARTUP = 1
 
 def add_logging_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("logging")
-    group.add_argument("--log-level", default="INFO", type=str.upper, choices=LOG_LEVELS)
+    group.add_argument("--log-level", default="INFO", type=str.upper, choices=LOG_LEVELS,
+                       help="least severe level logged (default %(default)s)")
     group.add_argument("--log-file", metavar="PATH",
-                       help="also log to PATH (rotated at 10 MiB, 5 files kept)")
-    group.add_argument("--log-format", default="text", choices=LOG_FORMATS)
+                       help="also log to PATH, rotated at 10 MiB, 5 files kept "
+                            "(default: stderr only)")
+    group.add_argument("--log-format", default="text", choices=LOG_FORMATS,
+                       help="text, or json: one object per line (default %(default)s)")
 
 
 def start_logging(args: argparse.Namespace) -> None:

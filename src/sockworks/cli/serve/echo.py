@@ -18,8 +18,8 @@ The chapter's echo server: every line comes back uppercased.
 
     sockworks serve echo [--transform upper|none] [--max-line BYTES] [common flags]
 
-Lines end with ``\\n``. A line longer than ``--max-line`` gets ``ERROR: line
-too long`` and the connection is closed; its tail is never echoed as a line of
+Lines end with a newline. A line longer than --max-line gets "ERROR: line
+too long" and the connection is closed; its tail is never echoed as a line of
 its own. When the client half-closes, a final unterminated line is answered
 too (transformed, without a newline added), then the connection closes.
 """

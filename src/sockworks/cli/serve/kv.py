@@ -68,7 +68,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             "redis://HOST:PORT/DB, rediss://... (TLS), redis+cluster://HOST:PORT "
                             "to share one dataset between servers of any model")
     group.add_argument("--resp-port", type=port_number, metavar="PORT",
-                       help="also serve the same store over RESP (Redis protocol) on PORT")
+                       help="also serve the same store over RESP (Redis protocol) on PORT "
+                            "(default: no RESP port)")
     group.add_argument("--max-bulk", type=positive_int, default=DEFAULT_MAX_BULK,
                        metavar="BYTES",
                        help=f"RESP port: largest bulk string accepted, and the largest value "

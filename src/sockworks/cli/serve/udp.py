@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 HELP = "the chapter's JSON-over-UDP time service, made safe (time/ping/echo/stats)"
 
 DESCRIPTION = """\
-The stateless JSON datagram service (time, ping, echo, stats).
+The stateless JSON datagram service: time, ping, echo, stats.
 
     sockworks serve udp [--host 127.0.0.1] [--port 9001] [--model blocking|asyncio]
                         [--rate 100] [--burst 200] [--max-sources 4096]

@@ -126,4 +126,7 @@ def register(sub: Any) -> None:
         parser = services.add_parser(name, help=module.HELP, description=module.DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
         module.add_arguments(parser)
+        parser.add_argument("--config", metavar="PATH",
+                            help="read settings from this TOML file first; flags given here "
+                                 "override it (docs/configuration.md; default: none)")
         parser.set_defaults(func=module.main, endpoints=getattr(module, "endpoints", None))

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import socket
+
     from sockworks.core.service import Service
 
 __all__ = [
@@ -151,6 +153,9 @@ class Endpoint:
     host: str
     port: int
     service: Service
+    #: A listening socket to serve instead of binding host:port (systemd
+    #: socket activation, sockworks.core.activation).
+    listener: socket.socket | None = None
 
 
 def _default(name: str) -> int | float | None:

@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
+from sockworks.core.activation import listener_for
 from sockworks.core.admission import Admission
 from sockworks.core.config import Endpoint, ServerSettings
 from sockworks.core.logs import RateLimitedLog
@@ -31,7 +32,6 @@ from sockworks.core.net import (
     DISCONNECT_ERRORS,
     RECV_SIZE,
     format_address,
-    open_listener,
     send_nowait,
     set_io_timeouts,
 )
@@ -228,8 +228,7 @@ class BlockingModel(Model):
     # -- Model API -------------------------------------------------------
     def bind(self) -> list[tuple[object, ...]]:
         for ep in self.endpoints:
-            self.listeners.append(
-                open_listener(ep.host, ep.port, backlog=self.settings.backlog))
+            self.listeners.append(listener_for(ep, backlog=self.settings.backlog))
         return [sock.getsockname() for sock in self.listeners]
 
     def request_stop(self) -> None:

@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from sockworks.cli.args import port_number, setting_type
 from sockworks.core.config import DEFAULT_HOST, SERVER_SETTINGS, Endpoint
-from sockworks.core.logs import LOG_FORMATS, LOG_LEVELS, configure_logging
+from sockworks.core.logs import LOG_FORMATS, LOG_LEVELS, configure_logging, set_log_level
+from sockworks.core.notify import Notifier
 from sockworks.models import MODELS
 from sockworks.server import Server
 
@@ -33,6 +35,8 @@ SERVICES = {
     "kv": "sockworks.cli.serve.kv",
     "udp": "sockworks.cli.serve.udp",
 }
+
+logger = logging.getLogger(__name__)
 
 EXIT_OK = 0
 EXIT_STARTUP = 1
@@ -103,14 +107,37 @@ def build_server(args: argparse.Namespace, endpoints: EndpointsFactory) -> Serve
         raise
 
 
+def reload_log_level(args: argparse.Namespace) -> Callable[[], None]:
+    """The SIGHUP hook: ``log_level`` from the ``--config`` file again (a
+    ``--log-level`` flag still wins). A broken file is logged, not fatal."""
+    def reload() -> None:
+        if args.config is None or "--log-level" in sys.argv:
+            return
+        from sockworks.cli import build_parser
+        from sockworks.cli.settings_file import ConfigError, effective_settings
+
+        try:
+            level = effective_settings(build_parser(), args.service, args.config)["log_level"]
+        except ConfigError as exc:
+            logger.error("SIGHUP: %s; keeping the current settings", exc)
+            return
+        set_log_level(str(level))
+        logger.info("SIGHUP: log level %s", level)
+
+    return reload
+
+
 def serve(args: argparse.Namespace, endpoints: EndpointsFactory) -> int:
     """``main`` of a TCP service: log, build, serve until SIGINT/SIGTERM."""
     start_logging(args)
+    Notifier.from_environment().status("opening the store" if args.service == "kv"
+                                       else "starting")
     try:
         server = build_server(args, endpoints)
     except StartupError as exc:
         print(exc.line, file=sys.stderr, flush=True)
         return exc.status
+    server.reload_hooks.append(reload_log_level(args))
     try:
         server.serve_forever()
     except OSError as exc:

@@ -10,7 +10,7 @@ DATA   ?= ./data
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[fast,redis,bench,test]'
+	$(PY) -m pip install --quiet -e '.[fast,redis,metrics,bench,test]'
 	touch $(STAMP)
 
 ## run: the KV server on its embedded store, persisted under ./data (port 9000)

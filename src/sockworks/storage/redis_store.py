@@ -313,8 +313,16 @@ class RedisStore(Store):
                                f"({str(last).removeprefix('redis unavailable: ')})")
 
     def ready(self) -> bool:
-        """False from a failed call until one succeeds (see :meth:`_mark`)."""
-        return self._healthy and not self._closed
+        """Whether Redis answers a PING now (a readiness probe, not the hot
+        path: one round trip, bounded by the socket timeout)."""
+        if self._closed:
+            return False
+        try:
+            with self._translated():
+                self._target().ping()
+        except StoreError:
+            return False
+        return True
 
     def _connection_options(self) -> dict[str, Any]:
         redis = self._redis

@@ -21,8 +21,9 @@ from typing import Any
 from sockworks.cli.args import port_number, setting_type
 from sockworks.core.config import DEFAULT_HOST, SERVER_SETTINGS, Endpoint
 from sockworks.core.logs import LOG_FORMATS, LOG_LEVELS, configure_logging, set_log_level
+from sockworks.core.metrics import MetricsServer, MetricsUnavailable
 from sockworks.core.notify import Notifier
-from sockworks.models import MODELS
+from sockworks.models import FORKING_MODELS, MODELS
 from sockworks.server import Server
 
 __all__ = ["SERVICES", "EXIT_OK", "EXIT_STARTUP", "StartupError", "add_logging_arguments",
@@ -68,6 +69,11 @@ def add_tcp_arguments(parser: argparse.ArgumentParser, *, default_port: int,
     for setting in SERVER_SETTINGS.values():
         group.add_argument(setting.flag, type=setting_type(setting), default=setting.default,
                            metavar=setting.metavar, help=setting.help)
+    group.add_argument("--metrics-port", type=port_number, metavar="PORT",
+                       help="serve Prometheus metrics, /healthz and /readyz over HTTP on PORT "
+                            "(needs the 'metrics' extra; default: off)")
+    group.add_argument("--metrics-host", default=DEFAULT_HOST,
+                       help=f"address of the metrics port (default {DEFAULT_HOST})")
     add_logging_arguments(parser)
 
 
@@ -139,10 +145,49 @@ def serve(args: argparse.Namespace, endpoints: EndpointsFactory) -> int:
         return exc.status
     server.reload_hooks.append(reload_log_level(args))
     try:
+        metrics = start_metrics(args, server)
+    except StartupError as exc:
+        for ep in server.endpoints:
+            ep.service.close()
+        print(exc.line, file=sys.stderr, flush=True)
+        return exc.status
+    try:
         server.serve_forever()
     except OSError as exc:
         return startup_error(exc.strerror or str(exc))
+    finally:
+        if metrics is not None:
+            metrics.close()
     return EXIT_OK
+
+
+def start_metrics(args: argparse.Namespace, server: Server) -> MetricsServer | None:
+    """The ``--metrics-port`` endpoint, serving; None without the flag."""
+    if args.metrics_port is None:
+        return None
+    if args.model in FORKING_MODELS:
+        raise StartupError(f"sockworks: --metrics-port is not supported with --model "
+                           f"{args.model} yet (its workers' figures are not summed); use "
+                           "asyncio, thread, pool or socketserver-thread", 2)
+    services = {ep.service.name: ep.service for ep in server.endpoints}
+    snapshots = {name: getattr(svc, "snapshot") for name, svc in services.items()  # noqa: B009
+                 if callable(getattr(svc, "snapshot", None))}
+    stores = [svc.store for svc in services.values() if hasattr(svc, "store")]
+
+    def ready() -> bool:
+        return server.running and all(store.ready() for store in stores)
+
+    try:
+        metrics = MetricsServer(args.metrics_host, args.metrics_port, server.stats,
+                            snapshots, ready)
+    except MetricsUnavailable as exc:
+        raise StartupError(f"sockworks: {exc}", 2) from None
+    except OSError as exc:
+        raise StartupError(f"sockworks: cannot listen on the metrics port "
+                           f"{args.metrics_host}:{args.metrics_port}: {exc.strerror or exc}",
+                           1) from None
+    metrics.start()
+    return metrics
 
 
 def register(sub: Any) -> None:

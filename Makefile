@@ -22,7 +22,7 @@ $(RUN_STAMP): pyproject.toml | $(PY)
 
 # The developer extras include .[fast], so this satisfies `make run` too.
 $(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e '.[fast,redis,bench,test]'
+	$(PY) -m pip install --quiet -e '.[fast,redis,metrics,bench,test]'
 	touch $(RUN_STAMP) $(STAMP)
 
 ## run: the KV server on its embedded store, persisted under ./data (port 9000)

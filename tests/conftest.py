@@ -32,7 +32,7 @@ from typing import Any, cast
 
 import pytest
 
-from sockworks.cli import build_parser
+from sockworks.cli import parse_args
 from sockworks.cli.serve import build_server
 from sockworks.core.logs import make_formatter
 from sockworks.models import FORKING_MODELS
@@ -250,7 +250,7 @@ class InProcessServer:
 def start_in_process(argv: list[str]) -> InProcessServer | None:
     """The server of a ``serve`` command line, started here; None when the
     command must run as a process (not a TCP service, or a forking model)."""
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     if (getattr(args, "endpoints", None) is None or args.model in FORKING_MODELS
             or args.log_file is not None):
         return None

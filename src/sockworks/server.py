@@ -26,13 +26,17 @@ It sits above ``models`` (and below ``services`` and ``cli``) so that
 from __future__ import annotations
 
 import logging
+import signal
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
 
+from sockworks.core import activation
 from sockworks.core.config import DEFAULT_HOST, Endpoint, ServerSettings
+from sockworks.core.logs import reopen_log_files
 from sockworks.core.net import format_address
+from sockworks.core.notify import Notifier
 from sockworks.core.rlimits import raise_fd_limit
 from sockworks.core.service import Service
 from sockworks.core.stats import ServerStats
@@ -88,6 +92,11 @@ class Server:
         self._thread: threading.Thread | None = None
         self._addresses: list[tuple[str, int]] = []
         self._error: BaseException | None = None
+        #: Run on SIGHUP (serve_forever only), in order: the log files are
+        #: reopened first; the command line adds re-reading its config file.
+        self.reload_hooks: list[Callable[[], None]] = [reopen_log_files]
+        #: sd_notify(3) to systemd (a no-op without NOTIFY_SOCKET).
+        self.notifier = Notifier(None)
 
     @staticmethod
     def _endpoints(service: Service | None, host: str, port: int, resp_port: int | None,
@@ -194,18 +203,43 @@ class Server:
                 raise RuntimeError(f"Server.serve_forever(): this server is already "
                                    f"{self._state}")
             model = get_model(self.settings.model)(self.endpoints, self.settings, self.stats)
+            notifier = self.notifier = Notifier.from_environment()
             # Before binding: a signal sent the moment `listening on` is
             # logged is already a graceful stop, never "die at once".
-            model.install_signals()
+            model.install_signals(before_stop=notifier.stopping)
+            signal.signal(signal.SIGHUP, self._on_sighup)
             model = self._bind(model)
             self._state = _RUNNING
-        self._run(model)
+        where = ", ".join(format_address(a) for a in self._addresses)
+        notifier.ready(f"listening on {where} (model={self.settings.model})")
+        notifier.start_watchdog()
+        try:
+            self._run(model)
+        finally:
+            notifier.stop_watchdog()
+            notifier.close()
         if self._error is not None:
             raise self._error
+
+    def _on_sighup(self, signum: int, frame: object) -> None:
+        """SIGHUP: run :attr:`reload_hooks` (docs/operations.md lists what
+        changes at run time); a failing hook is logged, never fatal."""
+        reopen_log_files()      # first, so the lines below go to the new file
+        logger.info("received SIGHUP: reopened log files, re-reading settings")
+        for hook in self.reload_hooks:
+            try:
+                hook()
+            except Exception:
+                logger.exception("SIGHUP: %s failed", getattr(hook, "__name__", hook))
+        if self._model is not None:
+            self._model.on_reload()
+        self.notifier.status(f"reloaded (model={self.settings.model})")
 
     # -- shared steps -------------------------------------------------------
     def _bind(self, model: Model | None = None) -> Model:
         raise_fd_limit(self.settings.max_connections)
+        # systemd socket activation: serve the sockets we were given.
+        activation.adopt(self.endpoints, activation.inherited_sockets())
         if model is None:
             model = get_model(self.settings.model)(self.endpoints, self.settings, self.stats)
         try:

@@ -31,6 +31,10 @@ VALID: dict[str, tuple[list[str], list[str]]] = {
     "sockworks bench resp": (["bench", "resp"], ["--port", "6380"]),
     "sockworks bench udp": (["bench", "udp"], []),
     "sockworks bench compare": (["bench", "compare"], []),
+    "sockworks config": (["config"], ["reference"]),
+    "sockworks config check": (["config", "check"], ["sockworks.toml"]),
+    "sockworks config dump": (["config", "dump"], []),
+    "sockworks config reference": (["config", "reference"], []),
 }
 
 

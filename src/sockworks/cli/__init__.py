@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sockworks._version import __version__
+from sockworks.cli.settings_file import ConfigError, apply_config_file
 
 #: Sub-command modules, in the order ``sockworks --help`` lists them.
 COMMAND_MODULES = (
@@ -21,6 +22,7 @@ COMMAND_MODULES = (
     "sockworks.cli.udp_client",
     "sockworks.cli.mcast",
     "sockworks.cli.bench",
+    "sockworks.cli.config",
 )
 
 
@@ -58,9 +60,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line, with a ``--config`` file's values under its flags.
+    Raises ConfigError (one line naming the file, key and reason)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    return apply_config_file(parser, argv, parser.parse_args(argv))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = parse_args(argv)
+    except ConfigError as exc:
+        print(f"sockworks: {exc}", file=sys.stderr, flush=True)
+        return 2
     try:
         return int(args.func(args))
     except KeyboardInterrupt:

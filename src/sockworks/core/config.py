@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 from sockworks.core.limits import OutputLimits, default_maxmemory_clients, memtoull
 
 if TYPE_CHECKING:
+    import socket
+
     from sockworks.core.service import Service
 
 __all__ = [
@@ -179,6 +181,9 @@ class Endpoint:
     host: str
     port: int
     service: Service
+    #: A listening socket to serve instead of binding host:port (systemd
+    #: socket activation, sockworks.core.activation).
+    listener: socket.socket | None = None
 
 
 def _default(name: str) -> object:

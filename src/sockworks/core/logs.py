@@ -15,7 +15,8 @@ import sys
 import threading
 import time
 
-__all__ = ["configure_logging", "make_formatter", "RateLimitedLog", "LOG_FORMATS", "LOG_LEVELS"]
+__all__ = ["configure_logging", "reopen_log_files", "set_log_level", "make_formatter",
+           "RateLimitedLog", "LOG_FORMATS", "LOG_LEVELS"]
 
 LOG_FORMATS = ("text", "json")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -61,13 +62,47 @@ def configure_logging(
     console.setFormatter(formatter)
     root.addHandler(console)
     if log_file:
-        file_handler = logging.handlers.RotatingFileHandler(
+        file_handler = ReopenableFileHandler(
             log_file, maxBytes=LOG_FILE_MAX_BYTES, backupCount=LOG_FILE_BACKUPS,
             encoding="utf-8",
         )
         file_handler.setFormatter(formatter)
         root.addHandler(file_handler)
     root.setLevel(level.upper())
+
+
+class ReopenableFileHandler(logging.handlers.RotatingFileHandler):
+    """A rotating file handler that reopens its file on request (SIGHUP, for
+    logrotate's ``postrotate``: the file was moved away, write a new one).
+
+    :meth:`request_reopen` only sets a flag, so a signal handler may call it;
+    the reopen happens under the handler's lock before the next record.
+    """
+
+    reopen_requested = False
+
+    def request_reopen(self) -> None:
+        self.reopen_requested = True
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.reopen_requested:
+            self.reopen_requested = False
+            if self.stream is not None:
+                self.stream.close()
+            self.stream = self._open()
+        super().emit(record)
+
+
+def reopen_log_files() -> None:
+    """Have every ``--log-file`` handler reopen its path before its next line."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, ReopenableFileHandler):
+            handler.request_reopen()
+
+
+def set_log_level(level: str) -> None:
+    """The root logger's level (``--log-level``), at run time (SIGHUP)."""
+    logging.getLogger().setLevel(level.upper())
 
 
 class RateLimitedLog:

@@ -31,6 +31,7 @@ import socket
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
+from sockworks.core.activation import listener_for
 from sockworks.core.admission import Admission
 from sockworks.core.clients import ClientHandle
 from sockworks.core.config import Endpoint, ServerSettings
@@ -40,7 +41,6 @@ from sockworks.core.net import (
     ACCEPT_RESOURCE_ERRNOS,
     ACCEPT_RETRY_DELAY,
     format_address,
-    open_listener,
 )
 from sockworks.core.service import Output, Service, Session
 from sockworks.core.stats import ServerStats
@@ -425,8 +425,8 @@ class AsyncioModel(Model):
 
     def bind(self) -> list[tuple[object, ...]]:
         for ep in self.endpoints:
-            self.listeners.append(open_listener(ep.host, ep.port, backlog=self.settings.backlog,
-                                                reuse_port=self.reuse_port))
+            self.listeners.append(listener_for(ep, backlog=self.settings.backlog,
+                                               reuse_port=self.reuse_port))
         return [sock.getsockname() for sock in self.listeners]
 
     def request_stop(self) -> None:
@@ -440,9 +440,9 @@ class AsyncioModel(Model):
     # call_soon_threadsafe. loop.add_signal_handler is not used: installed
     # on top of an earlier handler, it can deliver the same signal twice,
     # which would read as "second signal: exit now".
-    def install_signals(self) -> None:
+    def install_signals(self, before_stop: Callable[[], None] | None = None) -> None:
         if not self.supervised:
-            super().install_signals()
+            super().install_signals(before_stop)
             return
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         install_stop_signals(self.request_stop, signals=(signal.SIGTERM,), escalate=False)

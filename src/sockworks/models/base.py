@@ -76,12 +76,22 @@ class Model(abc.ABC):
         and before :meth:`serve_forever` has started (it then returns at once)."""
 
     # -- signals -------------------------------------------------------------
-    def install_signals(self) -> None:
+    def install_signals(self, before_stop: Callable[[], None] | None = None) -> None:
         """Route SIGINT/SIGTERM to a graceful stop (the second: exit at once).
         Called before the model binds, so a signal sent the moment
         ``listening on`` is logged is already a graceful stop, never the
-        default "die at once". Main thread only (a Python rule)."""
-        install_stop_signals(self.request_stop, self.on_second_signal)
+        default "die at once". Main thread only (a Python rule).
+        ``before_stop`` runs first (the Server tells systemd STOPPING=1)."""
+        def stop() -> None:
+            if before_stop is not None:
+                before_stop()
+            self.request_stop()
+
+        install_stop_signals(stop, self.on_second_signal)
+
+    def on_reload(self) -> None:
+        """SIGHUP reached the server (its own hooks have run): pass it on to
+        anything that must reload too (prefork's workers)."""
 
     def on_second_signal(self) -> None:
         """Last words before an immediate exit (e.g. SIGKILL the children)."""

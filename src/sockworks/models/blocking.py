@@ -31,6 +31,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
+from sockworks.core.activation import listener_for
 from sockworks.core.admission import Admission
 from sockworks.core.clients import ClientHandle
 from sockworks.core.config import Endpoint, ServerSettings
@@ -42,7 +43,6 @@ from sockworks.core.net import (
     DISCONNECT_ERRORS,
     RECV_SIZE,
     format_address,
-    open_listener,
     send_nowait,
     set_io_timeouts,
     set_reset_on_close,
@@ -337,8 +337,7 @@ class BlockingModel(Model):
     # -- Model API -------------------------------------------------------
     def bind(self) -> list[tuple[object, ...]]:
         for ep in self.endpoints:
-            self.listeners.append(
-                open_listener(ep.host, ep.port, backlog=self.settings.backlog))
+            self.listeners.append(listener_for(ep, backlog=self.settings.backlog))
         return [sock.getsockname() for sock in self.listeners]
 
     def request_stop(self) -> None:

@@ -29,8 +29,10 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from sockworks.core.activation import listener_for
 from sockworks.core.admission import Admission
 from sockworks.core.config import Endpoint, ServerSettings
+from sockworks.core.logs import reopen_log_files
 from sockworks.core.net import open_listener
 from sockworks.core.stats import ServerStats
 from sockworks.models.base import STOP_SIGNALS, Model, die_with_parent, kill_quietly
@@ -85,6 +87,9 @@ class PreforkModel(Model):
 
     def bind(self) -> list[tuple[object, ...]]:
         for ep in self.endpoints:
+            if ep.listener is not None:     # socket activation: the workers share it
+                self.listeners.append(listener_for(ep, backlog=self.settings.backlog))
+                continue
             # SO_REUSEPORT would let us join another server's port group and
             # silently split its traffic: first prove the port is free with
             # an exclusive bind, then hold it with a shareable one.
@@ -132,13 +137,17 @@ class PreforkModel(Model):
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             for sig in STOP_SIGNALS:
                 signal.signal(sig, signal.SIG_DFL)
+            # SIGHUP from the parent: reopen this worker's log file only (the
+            # inherited handler would run the parent's hooks and re-signal).
+            signal.signal(signal.SIGHUP, lambda signum, frame: reopen_log_files())
             self.waker.close()
             from sockworks.models.asyncio_model import AsyncioModel
 
-            endpoints = [Endpoint(ep.host, sock.getsockname()[1], ep.service)
+            endpoints = [Endpoint(ep.host, sock.getsockname()[1], ep.service, ep.listener)
                          for ep, sock in zip(self.endpoints, self.listeners)]
             for sock in self.listeners:
-                sock.close()
+                if all(sock is not ep.listener for ep in self.endpoints):
+                    sock.close()
             admission = SharedAdmission(self.settings.max_connections, self.stats,
                                         self._counts, slot)
             model = AsyncioModel(endpoints, self.settings, self.stats, admission=admission,
@@ -161,6 +170,12 @@ class PreforkModel(Model):
             os._exit(status)
 
     # -- supervision -------------------------------------------------------------
+    def on_reload(self) -> None:
+        # Each worker has its own log file handle: it reopens on its own SIGHUP
+        # (the handler the worker inherited from the Server).
+        for pid in self.pids:
+            kill_quietly(pid, signal.SIGHUP)
+
     def on_second_signal(self) -> None:
         for pid in self.pids:
             kill_quietly(pid, signal.SIGKILL)

@@ -203,6 +203,15 @@ class Store(abc.ABC):
         Raises :class:`RewriteInProgress` while a rewrite runs."""
         return self.compact()
 
+    def wait_ready(self, timeout: float) -> None:
+        """Return once the backend answers (start-up): StoreError at once for
+        a misconfiguration, StoreUnavailable after ``timeout`` seconds of no
+        answer. The embedded store is always ready."""
+
+    def ready(self) -> bool:
+        """Whether the backend answered its last call (readiness probes)."""
+        return True
+
     def info(self) -> dict[str, Any]:
         """Counters and persistence state for STATS/INFO (flat, str keys)."""
         return {}

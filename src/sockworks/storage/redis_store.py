@@ -67,6 +67,7 @@ import contextlib
 import logging
 import re
 import threading
+import time
 import urllib.parse
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -276,6 +277,52 @@ class RedisStore(Store):
             pass        # _translated logged it
         except StoreError as exc:      # e.g. "DB index is out of range"
             logger.warning("redis at %s: %s", redact_url(self.url), exc)
+
+    def wait_ready(self, timeout: float, interval: float = 0.2) -> None:
+        """Block until Redis answers PING, for start-up (``--store-timeout``).
+
+        A misconfiguration (bad credentials, a database index out of range)
+        raises StoreError at once; an unreachable server is retried every
+        ``interval`` seconds until ``timeout`` and then raises
+        StoreUnavailable. Either message names the redacted URL.
+        """
+        errors = self._redis.exceptions
+        where = redact_url(self.url)
+        deadline = time.monotonic() + timeout
+        last: BaseException | None = None
+        # Bounded by time and by count (a clock that stalls cannot loop forever).
+        for _ in range(int(timeout / interval) + 2):
+            try:
+                with self._translated():
+                    target = self._target()
+                    target.ping()
+                return
+            except StoreUnavailable as exc:
+                cause = exc.__context__ or exc
+                if isinstance(cause, errors.AuthenticationError | errors.AuthorizationError):
+                    raise StoreError(f"redis at {where}: authentication failed "
+                                     f"({_ADDRESS.sub(':', str(cause)).strip(' .')})") from None
+                last = exc
+            except StoreError as exc:
+                raise StoreError(f"redis at {where}: {exc}") from None
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            time.sleep(min(interval, remaining))
+        raise StoreUnavailable(f"redis at {where} unreachable for {timeout:g}s "
+                               f"({str(last).removeprefix('redis unavailable: ')})")
+
+    def ready(self) -> bool:
+        """Whether Redis answers a PING now (a readiness probe, not the hot
+        path: one round trip, bounded by the socket timeout)."""
+        if self._closed:
+            return False
+        try:
+            with self._translated():
+                self._target().ping()
+        except StoreError:
+            return False
+        return True
 
     def _connection_options(self) -> dict[str, Any]:
         redis = self._redis

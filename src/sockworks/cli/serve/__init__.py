@@ -13,14 +13,17 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from sockworks.cli.args import port_number, setting_type
 from sockworks.core.config import DEFAULT_HOST, SERVER_SETTINGS, Endpoint
-from sockworks.core.logs import LOG_FORMATS, LOG_LEVELS, configure_logging
-from sockworks.models import MODELS
+from sockworks.core.logs import LOG_FORMATS, LOG_LEVELS, configure_logging, set_log_level
+from sockworks.core.metrics import MetricsServer, MetricsUnavailable
+from sockworks.core.notify import Notifier
+from sockworks.models import FORKING_MODELS, MODELS
 from sockworks.server import Server
 
 __all__ = ["SERVICES", "EXIT_OK", "EXIT_STARTUP", "StartupError", "add_listen_arguments",
@@ -33,6 +36,8 @@ SERVICES = {
     "kv": "sockworks.cli.serve.kv",
     "udp": "sockworks.cli.serve.udp",
 }
+
+logger = logging.getLogger(__name__)
 
 EXIT_OK = 0
 EXIT_STARTUP = 1
@@ -75,6 +80,11 @@ def add_tcp_arguments(parser: argparse.ArgumentParser, *, default_port: int,
     for setting in SERVER_SETTINGS.values():
         group.add_argument(setting.flag, type=setting_type(setting), default=setting.default,
                            metavar=setting.metavar, help=setting.help)
+    group.add_argument("--metrics-port", type=port_number, metavar="PORT",
+                       help="serve Prometheus metrics, /healthz and /readyz over HTTP on PORT "
+                            "(needs the 'metrics' extra; default: off)")
+    group.add_argument("--metrics-host", default=DEFAULT_HOST,
+                       help=f"address of the metrics port (default {DEFAULT_HOST})")
     add_logging_arguments(parser)
 
 
@@ -114,19 +124,81 @@ def build_server(args: argparse.Namespace, endpoints: EndpointsFactory) -> Serve
         raise
 
 
+def reload_log_level(args: argparse.Namespace) -> Callable[[], None]:
+    """The SIGHUP hook: ``log_level`` from the ``--config`` file again (a
+    ``--log-level`` flag still wins). A broken file is logged, not fatal."""
+    def reload() -> None:
+        if args.config is None or "--log-level" in sys.argv:
+            return
+        from sockworks.cli import build_parser
+        from sockworks.cli.settings_file import ConfigError, effective_settings
+
+        try:
+            level = effective_settings(build_parser(), args.service, args.config)["log_level"]
+        except ConfigError as exc:
+            logger.error("SIGHUP: %s; keeping the current settings", exc)
+            return
+        set_log_level(str(level))
+        logger.info("SIGHUP: log level %s", level)
+
+    return reload
+
+
 def serve(args: argparse.Namespace, endpoints: EndpointsFactory) -> int:
     """``main`` of a TCP service: log, build, serve until SIGINT/SIGTERM."""
     start_logging(args)
+    Notifier.from_environment().status("opening the store" if args.service == "kv"
+                                       else "starting")
     try:
         server = build_server(args, endpoints)
     except StartupError as exc:
+        print(exc.line, file=sys.stderr, flush=True)
+        return exc.status
+    server.reload_hooks.append(reload_log_level(args))
+    try:
+        metrics = start_metrics(args, server)
+    except StartupError as exc:
+        for ep in server.endpoints:
+            ep.service.close()
         print(exc.line, file=sys.stderr, flush=True)
         return exc.status
     try:
         server.serve_forever()
     except OSError as exc:
         return startup_error(exc.strerror or str(exc))
+    finally:
+        if metrics is not None:
+            metrics.close()
     return EXIT_OK
+
+
+def start_metrics(args: argparse.Namespace, server: Server) -> MetricsServer | None:
+    """The ``--metrics-port`` endpoint, serving; None without the flag."""
+    if args.metrics_port is None:
+        return None
+    if args.model in FORKING_MODELS:
+        raise StartupError(f"sockworks: --metrics-port is not supported with --model "
+                           f"{args.model} yet (its workers' figures are not summed); use "
+                           "asyncio, thread, pool or socketserver-thread", 2)
+    services = {ep.service.name: ep.service for ep in server.endpoints}
+    snapshots = {name: getattr(svc, "snapshot") for name, svc in services.items()  # noqa: B009
+                 if callable(getattr(svc, "snapshot", None))}
+    stores = [svc.store for svc in services.values() if hasattr(svc, "store")]
+
+    def ready() -> bool:
+        return server.running and all(store.ready() for store in stores)
+
+    try:
+        metrics = MetricsServer(args.metrics_host, args.metrics_port, server.stats,
+                            snapshots, ready)
+    except MetricsUnavailable as exc:
+        raise StartupError(f"sockworks: {exc}", 2) from None
+    except OSError as exc:
+        raise StartupError(f"sockworks: cannot listen on the metrics port "
+                           f"{args.metrics_host}:{args.metrics_port}: {exc.strerror or exc}",
+                           1) from None
+    metrics.start()
+    return metrics
 
 
 def register(sub: Any) -> None:
@@ -137,4 +209,7 @@ def register(sub: Any) -> None:
         parser = services.add_parser(name, help=module.HELP, description=module.DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
         module.add_arguments(parser)
+        parser.add_argument("--config", metavar="PATH",
+                            help="read settings from this TOML file first; flags given here "
+                                 "override it (docs/configuration.md; default: none)")
         parser.set_defaults(func=module.main, endpoints=getattr(module, "endpoints", None))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from sockworks.cli.args import port_number, positive_int
+from sockworks.cli.args import port_number, positive_int, seconds
 from sockworks.cli.serve import StartupError, add_tcp_arguments, serve
 from sockworks.core.config import DEFAULT_MAX_LINE, Endpoint
 from sockworks.core.limits import default_maxmemory_clients
@@ -24,6 +24,9 @@ from sockworks.storage.factory import is_embedded, open_store
 __all__ = ["DESCRIPTION", "HELP", "add_arguments", "endpoints", "main"]
 
 logger = logging.getLogger(__name__)
+
+#: How long start-up waits for an unreachable Redis backend (--store-timeout).
+DEFAULT_STORE_TIMEOUT = 10.0
 
 HELP = "the key-value store server (text protocol, embedded durable store)"
 
@@ -67,6 +70,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="storage backend: memory:// (default, the embedded store), or "
                             "redis://HOST:PORT/DB, rediss://... (TLS), redis+cluster://HOST:PORT "
                             "to share one dataset between servers of any model")
+    group.add_argument("--store-timeout", type=seconds, default=DEFAULT_STORE_TIMEOUT,
+                       metavar="SECONDS",
+                       help="at start-up, wait this long for a Redis backend to answer, then "
+                            f"give up (default {DEFAULT_STORE_TIMEOUT:g}); a misconfigured one "
+                            "(credentials, database index) stops start-up at once")
     group.add_argument("--resp-port", type=port_number, metavar="PORT",
                        help="also serve the same store over RESP (Redis protocol) on PORT "
                             "(default: no RESP port)")
@@ -122,10 +130,16 @@ def _open_store(args: argparse.Namespace) -> Store:
         logger.info("no --data-dir: the data lives in memory only and is lost on exit")
     # Any other URL (redis://, rediss://, redis+cluster://...) goes through
     # the factory too, which names the supported schemes when it refuses one.
-    return open_store(args.store, args.data_dir, args.fsync or DEFAULT_FSYNC,
-                      max_connections=_pool_size(args), maxmemory=args.maxmemory,
-                      maxmemory_policy=args.maxmemory_policy,
-                      maxmemory_samples=args.maxmemory_samples)
+    store = open_store(args.store, args.data_dir, args.fsync or DEFAULT_FSYNC,
+                       max_connections=_pool_size(args), maxmemory=args.maxmemory,
+                       maxmemory_policy=args.maxmemory_policy,
+                       maxmemory_samples=args.maxmemory_samples)
+    try:
+        store.wait_ready(args.store_timeout)
+    except BaseException:
+        store.close()
+        raise
+    return store
 
 
 def endpoints(args: argparse.Namespace) -> list[Endpoint]:

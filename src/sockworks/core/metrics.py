@@ -1,0 +1,167 @@
+"""Prometheus metrics, ``/healthz`` and ``/readyz`` over HTTP (``--metrics-port``).
+
+``prometheus_client`` is optional (the ``metrics`` extra): it is imported
+when the endpoint starts, and its absence is one clear error
+(:class:`MetricsUnavailable`). Nothing here runs on the request path: the
+figures are read at scrape time from what the server already counts — the
+connection counters in :class:`~sockworks.core.stats.ServerStats` and each
+service's ``snapshot()`` (the fields of ``STATS``: commands, hits, the
+store's keys, expiries, log size, last fsync...), so serving metrics costs
+a request nothing.
+
+The HTTP server is a ``ThreadingHTTPServer`` in a daemon thread; the forking
+models, which must fork from a single-threaded process, refuse it (the
+command line says so). Paths:
+
+* ``/metrics`` — the Prometheus text format;
+* ``/healthz`` — 200 while the process is alive;
+* ``/readyz`` — 200 once the server listens (after the log replay) and while
+  its backend answers; 503 otherwise (e.g. a Redis backend that is down).
+"""
+
+from __future__ import annotations
+
+import http.server
+import logging
+import re
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from sockworks.core.net import format_address
+from sockworks.core.stats import ServerStats
+
+__all__ = ["INSTALL_HINT", "MetricsServer", "MetricsUnavailable"]
+
+logger = logging.getLogger(__name__)
+
+INSTALL_HINT = ("--metrics-port needs prometheus_client: pip install 'sockworks[metrics]'")
+
+#: Snapshot fields that only grow: exported as counters (``_total``).
+_COUNTER_FIELDS = frozenset({
+    "commands_processed", "get_hits", "get_misses", "protocol_errors", "expired_keys",
+    "evicted_keys", "requests", "errors", "rate_limited", "too_large", "bad_json",
+    "write_errors", "fsync_errors", "rewrites",
+})
+#: Not figures: left out.
+_SKIPPED_FIELDS = frozenset({"version", "pid", "uptime_seconds", "connections_current",
+                             "connections_total", "connections_rejected",
+                             "connections_idle_closed"})
+_NAME = re.compile(r"[^a-zA-Z0-9_]")
+
+
+class MetricsUnavailable(RuntimeError):
+    """``--metrics-port`` without prometheus_client installed."""
+
+
+Snapshot = Callable[[], Mapping[str, object]]
+
+
+class _Collector:
+    """A prometheus_client collector reading the server's figures at scrape time."""
+
+    def __init__(self, stats: ServerStats, snapshots: Mapping[str, Snapshot]) -> None:
+        self.stats = stats
+        self.snapshots = snapshots
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        stats = self.stats
+        yield GaugeMetricFamily("sockworks_connections_current", "Open client connections",
+                                value=stats.connections_current)
+        yield CounterMetricFamily("sockworks_connections_accepted",
+                                  "Connections accepted", value=stats.connections_total)
+        refused = CounterMetricFamily("sockworks_connections_refused",
+                                      "Connections refused, by reason", labels=["reason"])
+        refused.add_metric(["max_connections"], stats.connections_rejected)
+        yield refused
+        yield CounterMetricFamily("sockworks_connections_closed_idle",
+                                  "Connections closed by --idle-timeout",
+                                  value=stats.idle_closed)
+        yield GaugeMetricFamily("sockworks_uptime_seconds", "Seconds since start",
+                                value=stats.uptime)
+        for service, snapshot in self.snapshots.items():
+            try:
+                fields = snapshot()
+            except Exception:       # a backend down must not break the scrape
+                logger.debug("metrics: %s snapshot failed", service, exc_info=True)
+                continue
+            for field, value in fields.items():
+                if field in _SKIPPED_FIELDS or isinstance(value, bool) \
+                        or not isinstance(value, int | float):
+                    continue
+                name = f"sockworks_{service}_{_NAME.sub('_', field)}"
+                if field in _COUNTER_FIELDS:
+                    yield CounterMetricFamily(name, f"{service} {field} (STATS)", value=value)
+                else:
+                    yield GaugeMetricFamily(name, f"{service} {field} (STATS)", value=value)
+
+
+class MetricsServer:
+    """``/metrics``, ``/healthz`` and ``/readyz`` on ``host``:``port`` (0: free)."""
+
+    def __init__(self, host: str, port: int, stats: ServerStats,
+                 snapshots: Mapping[str, Snapshot], ready: Callable[[], bool]) -> None:
+        try:
+            from prometheus_client import CollectorRegistry
+        except ImportError:
+            raise MetricsUnavailable(INSTALL_HINT) from None
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(_Collector(stats, snapshots))
+        self.ready = ready
+        self._httpd = http.server.ThreadingHTTPServer((host, port), self._handler())
+        self._httpd.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port = self._httpd.server_address[:2]
+        return (str(host), int(port))
+
+    def _handler(self) -> type[http.server.BaseHTTPRequestHandler]:
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+                path = self.path.split("?", 1)[0]
+                if path == "/metrics":
+                    self._reply(200, generate_latest(owner.registry), CONTENT_TYPE_LATEST)
+                elif path == "/healthz":
+                    self._reply(200, b"ok\n")
+                elif path == "/readyz":
+                    try:
+                        ready = owner.ready()
+                    except Exception:
+                        ready = False
+                    self._reply(200 if ready else 503,
+                                b"ready\n" if ready else b"not ready\n")
+                else:
+                    self._reply(404, b"not found: try /metrics, /healthz or /readyz\n")
+
+            def _reply(self, status: int, body: bytes,
+                       content_type: str = "text/plain; charset=utf-8") -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                logger.debug("metrics: " + format, *args)
+
+        return Handler
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True,
+                                        name="sockworks-metrics")
+        self._thread.start()
+        logger.info("metrics on http://%s/metrics", format_address(self.address))
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._httpd.shutdown()
+            self._thread.join(10)
+        self._httpd.server_close()

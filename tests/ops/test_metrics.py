@@ -1,0 +1,125 @@
+"""Metrics, /healthz and /readyz over HTTP (issue #14, item 2).
+
+Real processes with ``--metrics-port 0``; scraped over HTTP and parsed with
+prometheus_client's own parser; the counters are compared with the traffic
+the test sent. Readiness follows a real redis-server the test stops and
+starts. Waits poll with a bounded deadline.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import ServerProcess, spawn_server
+from tests.redis_support import RedisServer, redis_server_fixture  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.timeout(90)
+
+METRICS_LINE = re.compile(rb"metrics on http://([\d.]+):(\d+)/metrics")
+
+
+def metrics_url(server: ServerProcess) -> str:
+    match = METRICS_LINE.search(server.output)
+    assert match, server.output.decode(errors="replace")
+    return f"http://{match.group(1).decode()}:{int(match.group(2))}"
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as reply:
+            return reply.status, reply.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def scrape(base: str) -> dict[str, float]:
+    status, text = get(base + "/metrics")
+    assert status == 200
+    return {sample.name: sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples if not sample.labels or sample.labels == {}} | {
+        f"{sample.name}{{{','.join(f'{k}={v}' for k, v in sample.labels.items())}}}": sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples if sample.labels}
+
+
+def wait_status(url: str, want: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    status = 0
+    while time.monotonic() < deadline:
+        status, _ = get(url)
+        if status == want:
+            return
+        time.sleep(0.05)        # polling an HTTP probe: bounded by the deadline
+    raise AssertionError(f"{url} answered {status}, not {want}, for {timeout}s")
+
+
+@pytest.mark.parametrize("model", ["asyncio", "thread"])
+def test_counters_match_the_traffic(model: str) -> None:
+    server = spawn_server("serve", "kv", "--model", model, "--metrics-port", "0")
+    try:
+        base = metrics_url(server)
+        assert get(base + "/healthz") == (200, "ok\n")
+        assert get(base + "/readyz")[0] == 200
+        clients, sets = 3, 50
+        for c in range(clients):
+            with server.connect() as conn:
+                conn.recv(100)                                  # READY
+                conn.sendall(b"".join(b"SET k%d-%d v\n" % (c, i) for i in range(sets))
+                             + b"GET k0-0\nGET nope\nQUIT\n")
+                received = b""
+                while not received.endswith(b"BYE\n"):         # a round trip: all handled
+                    chunk = conn.recv(65536)
+                    assert chunk
+                    received += chunk
+        figures = scrape(base)
+        assert figures["sockworks_connections_accepted_total"] == clients
+        assert figures["sockworks_kv_commands_processed_total"] == clients * (sets + 3)
+        assert figures["sockworks_kv_get_hits_total"] == clients
+        assert figures["sockworks_kv_get_misses_total"] == clients
+        assert figures["sockworks_kv_keys"] == clients * sets
+        assert figures["sockworks_connections_refused_total{reason=max_connections}"] == 0
+        assert get(base + "/nope")[0] == 404
+    finally:
+        server.stop()
+
+
+@pytest.mark.redis
+def test_readiness_follows_the_redis_backend(redis_server: RedisServer) -> None:
+    server = spawn_server("serve", "kv", "--store", redis_server.url, "--metrics-port", "0")
+    try:
+        base = metrics_url(server)
+        assert get(base + "/readyz")[0] == 200
+        redis_server.kill()
+        wait_status(base + "/readyz", 503)
+        assert get(base + "/healthz")[0] == 200         # alive, just not ready
+        redis_server.start()
+        wait_status(base + "/readyz", 200)
+    finally:
+        server.stop()
+
+
+def test_forking_models_refuse_metrics_for_now() -> None:
+    done = subprocess.run([sys.executable, "-m", "sockworks", "serve", "echo", "--model",
+                           "prefork", "--port", "0", "--metrics-port", "0"],
+                          capture_output=True, timeout=60, check=False)
+    assert done.returncode == 2
+    assert b"--metrics-port is not supported with --model prefork" in done.stderr
+
+
+def test_without_prometheus_client_a_clear_error() -> None:
+    code = ("import sys; sys.modules['prometheus_client'] = None\n"
+            "from sockworks.cli import main\n"
+            "sys.exit(main(['serve', 'echo', '--port', '0', '--metrics-port', '0']))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60,
+                          check=False)
+    assert done.returncode == 2
+    assert b"pip install 'sockworks[metrics]'" in done.stderr

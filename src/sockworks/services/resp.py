@@ -53,7 +53,7 @@ from sockworks.services.resp_commands import (
     wrong_args,
 )
 from sockworks.services.resp_context import CommandSpec, Plan
-from sockworks.services.resp_table import COMMANDS
+from sockworks.services.resp_table import COMMANDS, CONTAINER_COMMANDS
 from sockworks.storage.base import Store, StoreError
 
 __all__ = ["COMMANDS", "REDIS_VERSION", "RespService", "RespSession"]
@@ -258,7 +258,7 @@ class RespSession(Session):
         self.name = b""
         self.lib_name = b""
         self.lib_ver = b""
-        self.created = time.monotonic()
+        self.created = self.last_active = time.monotonic()
         self.last_command = b"NULL"
         #: Queued commands while in MULTI (None outside a transaction).
         self.queued: list[list[bytes]] | None = None
@@ -296,6 +296,7 @@ class RespSession(Session):
     def on_data(self, data: bytes) -> Output:
         if self._done:
             return CLOSE  # QUIT or a protocol error ended the conversation
+        self.last_active = time.monotonic()  # CLIENT LIST idle=
         parser = self._parser
         parser.receive_data(data)
         if self._backlog is not None:
@@ -421,7 +422,9 @@ class RespSession(Session):
             return unknown_command(argv)
         if not arity_ok(spec.arity, len(argv)):
             return wrong_args(spec.name)
-        self.last_command = name
+        self.last_command = (name + b"|" + argv[1].lower()
+                             if spec.name.encode() in CONTAINER_COMMANDS and len(argv) > 1
+                             else name)
         if "denyoom" in spec.flags and not self.store.make_room():
             # Checked before the command runs, as Redis does: at the limit
             # nothing that may add data runs, even if it would not have.
@@ -521,12 +524,18 @@ class RespSession(Session):
     def client_info(self) -> str:
         """One CLIENT INFO / CLIENT LIST line (Redis's field names)."""
         multi = -1 if self.queued is None else len(self.queued)
-        age = int(time.monotonic() - self.created)
+        now = time.monotonic()
+        age, idle = int(now - self.created), int(now - self.last_active)
+        qbuf = self._parser.buffered
+        # Unsent replies and everything held, as the model counts them for
+        # --client-output-buffer-limit and --maxmemory-clients.
+        omem = self.client.output_bytes() if self.client is not None else 0
+        tot_mem = self.client.memory if self.client is not None else qbuf
         return (f"id={self.client_id} addr={self.peer} laddr=? fd=-1 "
-                f"name={self.name.decode('utf-8', 'replace')} age={age} idle=0 flags=N "
-                f"db=0 sub=0 psub=0 ssub=0 multi={multi} qbuf={self._parser.buffered} "
-                f"qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 "
-                f"tot-mem=0 events=r cmd={self.last_command.decode('latin-1')} user=default "
+                f"name={self.name.decode('utf-8', 'replace')} age={age} idle={idle} flags=N "
+                f"db=0 sub=0 psub=0 ssub=0 multi={multi} qbuf={qbuf} "
+                f"qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem={omem} "
+                f"tot-mem={tot_mem} events=r cmd={self.last_command.decode('latin-1')} user=default "
                 f"redir=-1 resp={self.proto} "
                 f"lib-name={self.lib_name.decode('utf-8', 'replace')} "
                 f"lib-ver={self.lib_ver.decode('utf-8', 'replace')}\n")

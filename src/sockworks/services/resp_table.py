@@ -75,7 +75,7 @@ from sockworks.services.resp_commands import (
 )
 from sockworks.services.resp_context import CommandSpec
 
-__all__ = ["COMMANDS", "SPECS"]
+__all__ = ["COMMANDS", "CONTAINER_COMMANDS", "SPECS"]
 
 #: Key positions of a command with one key, the first argument.
 ONE_KEY: Final = (1, 1, 1)
@@ -153,3 +153,9 @@ SPECS: Final[tuple[CommandSpec, ...]] = (
 
 #: Lower-case name -> spec (read-only by type; built once from SPECS).
 COMMANDS: Final[Mapping[bytes, CommandSpec]] = {spec.name.encode(): spec for spec in SPECS}
+
+#: Commands whose first argument is a subcommand (Redis's container
+#: commands): CLIENT LIST and the like name them ``client|list``.
+CONTAINER_COMMANDS: Final = frozenset(
+    name for name in (b"acl", b"client", b"command", b"config", b"memory", b"object",
+                      b"pubsub", b"script") if name in COMMANDS)

@@ -1,0 +1,49 @@
+"""CLIENT LIST tells the truth about each client's memory and idle time.
+
+A client that pipelines big GETs and never reads holds replies the server
+could not send: ``omem`` (and ``tot-mem``) show them from another
+connection, under the models that buffer replies differently.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+import redis
+
+from sockworks import KvService, Server
+
+VALUE = b"v" * (256 * 1024)
+
+
+def fields(line: str) -> dict[str, str]:
+    return dict(part.split("=", 1) for part in line.split())
+
+
+@pytest.mark.parametrize("model", ["asyncio", "thread", "pool"])
+def test_omem_shows_a_non_readers_unsent_replies(model: str) -> None:
+    with Server(KvService(), model=model, resp_port=0) as server:
+        host, port = server.addresses[1]
+        admin = redis.Redis(host=host, port=port, socket_timeout=10)
+        admin.set("big", VALUE)
+        hog = socket.create_connection((host, port), timeout=10)
+        hog.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        try:
+            hog.sendall(b"*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n" * 40)  # 10 MB of replies
+            deadline = time.monotonic() + 10
+            while True:
+                clients = [fields(line) for line in admin.execute_command(
+                    "CLIENT", "LIST").decode().splitlines()]
+                hogs = [c for c in clients if c["cmd"] == "get"]
+                if (hogs and int(hogs[0]["omem"]) > 0) or time.monotonic() > deadline:
+                    break
+                time.sleep(0.02)  # polled with a deadline: the server fills its buffer
+            assert hogs and int(hogs[0]["omem"]) > 0, clients
+            assert int(hogs[0]["tot-mem"]) >= int(hogs[0]["omem"])
+            me = [c for c in clients if c["cmd"] == "client|list"]
+            assert me and me[0]["idle"] == "0"
+        finally:
+            hog.close()
+            admin.close()

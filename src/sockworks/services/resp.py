@@ -535,7 +535,8 @@ class RespSession(Session):
                 f"name={self.name.decode('utf-8', 'replace')} age={age} idle={idle} flags=N "
                 f"db=0 sub=0 psub=0 ssub=0 multi={multi} qbuf={qbuf} "
                 f"qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem={omem} "
-                f"tot-mem={tot_mem} events=r cmd={self.last_command.decode('latin-1')} user=default "
+                f"tot-mem={tot_mem} events=r cmd={self.last_command.decode('latin-1')} "
+                f"user=default "
                 f"redir=-1 resp={self.proto} "
                 f"lib-name={self.lib_name.decode('utf-8', 'replace')} "
                 f"lib-ver={self.lib_ver.decode('utf-8', 'replace')}\n")

@@ -34,7 +34,7 @@ from typing import Protocol, Self, runtime_checkable
 
 from sockworks.core import activation
 from sockworks.core.config import DEFAULT_HOST, Endpoint, ServerSettings
-from sockworks.core.logs import reopen_log_files
+from sockworks.core.logs import log_in_signal_handler, reopen_log_files
 from sockworks.core.net import format_address
 from sockworks.core.notify import Notifier
 from sockworks.core.rlimits import raise_fd_limit
@@ -225,12 +225,14 @@ class Server:
         """SIGHUP: run :attr:`reload_hooks` (docs/operations.md lists what
         changes at run time); a failing hook is logged, never fatal."""
         reopen_log_files()      # first, so the lines below go to the new file
-        logger.info("received SIGHUP: reopened log files, re-reading settings")
+        log_in_signal_handler(logger, logging.INFO,
+                              "received SIGHUP: reopened log files, re-reading settings")
         for hook in self.reload_hooks:
             try:
                 hook()
             except Exception:
-                logger.exception("SIGHUP: %s failed", getattr(hook, "__name__", hook))
+                log_in_signal_handler(logger, logging.ERROR, "SIGHUP: %s failed",
+                                      getattr(hook, "__name__", hook), exc_info=True)
         if self._model is not None:
             self._model.on_reload()
         self.notifier.status(f"reloaded (model={self.settings.model})")

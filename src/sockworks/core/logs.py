@@ -116,7 +116,7 @@ def log_in_signal_handler(log: logging.Logger, level: int, msg: str, *args: obje
     """
     try:
         log.log(level, msg, *args, exc_info=exc_info)
-    except Exception:   # noqa: S110 -- nowhere left to report it
+    except Exception:   # nowhere left to report it
         pass
 
 

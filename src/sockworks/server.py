@@ -26,6 +26,7 @@ It sits above ``models`` (and below ``services`` and ``cli``) so that
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 from collections.abc import Callable, Sequence
@@ -34,12 +35,13 @@ from typing import Protocol, Self, runtime_checkable
 
 from sockworks.core import activation
 from sockworks.core.config import DEFAULT_HOST, Endpoint, ServerSettings
-from sockworks.core.logs import reopen_log_files
+from sockworks.core.logs import log_in_signal_handler, reopen_log_files
 from sockworks.core.net import format_address
 from sockworks.core.notify import Notifier
 from sockworks.core.rlimits import raise_fd_limit
 from sockworks.core.service import Service
 from sockworks.core.stats import ServerStats
+from sockworks.core.worker_sums import WorkerSums
 from sockworks.models import FORKING_MODELS, MODELS, Model, get_model
 
 __all__ = ["Server", "HasRespFrontEnd"]
@@ -86,6 +88,11 @@ class Server:
             {id(ep.service): ep.service for ep in self.endpoints}.values())
         for svc in self._services:
             svc.attach(self.stats, self.settings)
+        if self.settings.model == "prefork":
+            # Before any fork (workers, the metrics process): STATS, INFO and
+            # metrics report the sums over the workers (core/worker_sums.py).
+            self.stats.shared = WorkerSums(self.settings.workers or os.cpu_count() or 2,
+                                           self.stats.local_counters())
         self._state = _NEW
         self._lock = threading.Lock()
         self._model: Model | None = None
@@ -139,6 +146,12 @@ class Server:
     def model(self) -> str:
         """The concurrency model's name."""
         return self.settings.model
+
+    @property
+    def listening(self) -> bool:
+        """True from the moment ``listening on`` is logged until the server
+        has stopped (readiness: /readyz)."""
+        return bool(self._addresses) and self._state != _STOPPED
 
     @property
     def running(self) -> bool:
@@ -225,12 +238,14 @@ class Server:
         """SIGHUP: run :attr:`reload_hooks` (docs/operations.md lists what
         changes at run time); a failing hook is logged, never fatal."""
         reopen_log_files()      # first, so the lines below go to the new file
-        logger.info("received SIGHUP: reopened log files, re-reading settings")
+        log_in_signal_handler(logger, logging.INFO,
+                              "received SIGHUP: reopened log files, re-reading settings")
         for hook in self.reload_hooks:
             try:
                 hook()
             except Exception:
-                logger.exception("SIGHUP: %s failed", getattr(hook, "__name__", hook))
+                log_in_signal_handler(logger, logging.ERROR, "SIGHUP: %s failed",
+                                      getattr(hook, "__name__", hook), exc_info=True)
         if self._model is not None:
             self._model.on_reload()
         self.notifier.status(f"reloaded (model={self.settings.model})")
@@ -252,6 +267,8 @@ class Server:
             raise
         self._model = model
         self._addresses = [(str(a[0]), int(a[1])) for a in addresses]  # type: ignore[call-overload]
+        if self.stats.shared is not None:
+            self.stats.shared.ready = True
         for ep, bound in zip(self.endpoints, self._addresses, strict=True):
             ep.service.bound(bound)
             # With port 0 this line is how a separate process learns the port.

@@ -9,6 +9,8 @@ starts. Waits poll with a bounded deadline.
 from __future__ import annotations
 
 import re
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -107,12 +109,73 @@ def test_readiness_follows_the_redis_backend(redis_server: RedisServer) -> None:
         server.stop()
 
 
-def test_forking_models_refuse_metrics_for_now() -> None:
+def test_socketserver_fork_refuses_metrics() -> None:
     done = subprocess.run([sys.executable, "-m", "sockworks", "serve", "echo", "--model",
-                           "prefork", "--port", "0", "--metrics-port", "0"],
+                           "socketserver-fork", "--port", "0", "--metrics-port", "0"],
                           capture_output=True, timeout=60, check=False)
     assert done.returncode == 2
-    assert b"--metrics-port is not supported with --model prefork" in done.stderr
+    assert b"--metrics-port is not supported with --model socketserver-fork" in done.stderr
+
+
+def stats(conn: socket.socket) -> dict[str, str]:
+    """One STATS round trip on the KV text port."""
+    conn.sendall(b"STATS\n")
+    received = b""
+    while b"STATS " not in received or not received.endswith(b"\n"):
+        chunk = conn.recv(65536)
+        assert chunk
+        received += chunk
+    line = received[received.index(b"STATS "):].decode().split()
+    return dict(field.split("=", 1) for field in line[1:])
+
+
+@pytest.mark.redis
+def test_prefork_sums_over_workers(redis_server: RedisServer) -> None:
+    """Connections land on different workers (SO_REUSEPORT); STATS on any of
+    them, and the metrics, are the server-wide sums of what was sent."""
+    server = spawn_server("serve", "kv", "--model", "prefork", "--workers", "3",
+                          "--store", redis_server.url, "--metrics-port", "0")
+    try:
+        base = metrics_url(server)
+        wait_status(base + "/readyz", 200)
+        clients, sets = 12, 20
+        pids: set[str] = set()
+        for c in range(clients):
+            with server.connect() as conn:
+                conn.recv(100)                                  # READY
+                conn.sendall(b"".join(b"SET k%d-%d v\n" % (c, i) for i in range(sets))
+                             + b"GET k0-0\nGET nope\n")
+                pids.add(stats(conn)["pid"])                    # replies all in: handled
+        assert len(pids) > 1, "every connection landed on one worker"
+        commands = clients * (sets + 3)                         # SETs, 2 GETs, STATS
+        deadline = time.monotonic() + 10
+        polls = 0
+        while True:         # other workers publish within 50 ms: poll, bounded
+            polls += 1      # each poll is one more connection and one more STATS
+            with server.connect() as conn:
+                conn.recv(100)
+                figures = stats(conn)
+            if int(figures["commands_processed"]) == commands + polls \
+                    or time.monotonic() > deadline:
+                break
+        assert int(figures["commands_processed"]) == commands + polls
+        assert int(figures["connections_total"]) == clients + polls
+        assert int(figures["get_hits"]) == clients
+        assert int(figures["get_misses"]) == clients
+        assert int(figures["keys"]) == clients * sets
+        while True:         # the last poll's connection closes in its worker: bounded
+            metrics = scrape(base)
+            if metrics["sockworks_connections_current"] == 0 or time.monotonic() > deadline:
+                break
+        assert metrics["sockworks_kv_commands_processed_total"] == commands + polls
+        assert metrics["sockworks_kv_get_hits_total"] == clients
+        assert metrics["sockworks_kv_get_misses_total"] == clients
+        assert metrics["sockworks_connections_accepted_total"] == clients + polls
+        assert metrics["sockworks_connections_current"] == 0
+        server.signal(signal.SIGTERM)
+        assert server.wait() == 0
+    finally:
+        server.stop()
 
 
 def test_without_prometheus_client_a_clear_error() -> None:

@@ -80,3 +80,19 @@ def test_sighup_reaches_prefork_workers(tmp_path: Path) -> None:
         assert text.count("worker") >= 1, text
     finally:
         server.stop()
+
+
+def test_sighup_reopens_the_udp_log_file(tmp_path: Path) -> None:
+    """``serve udp`` takes SIGHUP as the TCP services do."""
+    log = tmp_path / "udp.log"
+    server = spawn_server("serve", "udp", "--log-file", str(log))
+    try:
+        wait_for_text(log, "listening on")
+        log.rename(tmp_path / "udp.log.1")
+        server.signal(signal.SIGHUP)
+        wait_for_text(log, "received SIGHUP")
+        server.signal(signal.SIGTERM)
+        assert server.wait() == 0
+        assert "received SIGHUP" not in (tmp_path / "udp.log.1").read_text()
+    finally:
+        server.stop()

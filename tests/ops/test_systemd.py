@@ -115,15 +115,7 @@ def start_activated(argv: list[str]) -> tuple[subprocess.Popen[bytes], int]:
     raise AssertionError("systemd-socket-activate could not listen in 5 attempts")
 
 
-#: Known bug, not yet understood: under systemd-socket-activate, prefork
-#: serves correctly but about one run in two does not exit within 30 s of
-#: SIGTERM (the activation with descriptors passed by hand is unaffected).
-PREFORK_STOP_BUG = pytest.mark.xfail(strict=False, raises=subprocess.TimeoutExpired,
-                                     reason="prefork under activation sometimes hangs on stop")
-
-
-@pytest.mark.parametrize("model", [pytest.param(m, marks=PREFORK_STOP_BUG) if m == "prefork"
-                                   else m for m in MODELS])
+@pytest.mark.parametrize("model", MODELS)
 def test_systemd_socket_activate_every_model(model: str) -> None:
     proc, port = start_activated(["--fdname=echo", sys.executable, "-m", "sockworks",
                                   "serve", "echo", "--model", model, "--port", "1",

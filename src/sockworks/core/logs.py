@@ -16,6 +16,7 @@ import threading
 import time
 
 __all__ = ["configure_logging", "reopen_log_files", "set_log_level", "make_formatter",
+           "log_in_signal_handler",
            "RateLimitedLog", "LOG_FORMATS", "LOG_LEVELS"]
 
 LOG_FORMATS = ("text", "json")
@@ -98,6 +99,25 @@ def reopen_log_files() -> None:
     for handler in logging.getLogger().handlers:
         if isinstance(handler, ReopenableFileHandler):
             handler.request_reopen()
+
+
+def log_in_signal_handler(log: logging.Logger, level: int, msg: str, *args: object,
+                          exc_info: bool = False) -> None:
+    """Log from a signal handler without risking the handler's work.
+
+    Python runs a handler in the main thread between two bytecodes, possibly
+    in the middle of that thread writing a log line: the handler's own line
+    then re-enters the stream's buffered writer, which raises RuntimeError
+    ("reentrant call"), and logging's error report re-enters it again and
+    raises out of the handler. Left unguarded, a SIGTERM that arrived while
+    ``listening on`` was being written lost its stop request (issue #14: the
+    prefork stop hang under systemd-socket-activate, whose pipe reader sent
+    SIGTERM the instant it read that line). Here the line is dropped instead.
+    """
+    try:
+        log.log(level, msg, *args, exc_info=exc_info)
+    except Exception:   # nowhere left to report it
+        pass
 
 
 def set_log_level(level: str) -> None:

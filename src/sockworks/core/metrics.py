@@ -9,9 +9,12 @@ service's ``snapshot()`` (the fields of ``STATS``: commands, hits, the
 store's keys, expiries, log size, last fsync...), so serving metrics costs
 a request nothing.
 
-The HTTP server is a ``ThreadingHTTPServer`` in a daemon thread; the forking
-models, which must fork from a single-threaded process, refuse it (the
-command line says so). Paths:
+The HTTP server is a ``ThreadingHTTPServer`` in a daemon thread; under
+prefork, whose parent must stay single-threaded to fork its workers, it runs
+in a child process of its own (:meth:`MetricsServer.start_process`) and
+reports the workers' sums (:mod:`sockworks.core.worker_sums`).
+``socketserver-fork`` refuses it (one short-lived process per connection;
+the command line says so). Paths:
 
 * ``/metrics`` — the Prometheus text format;
 * ``/healthz`` — 200 while the process is alive;
@@ -23,8 +26,11 @@ from __future__ import annotations
 
 import http.server
 import logging
+import os
 import re
+import signal
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -68,17 +74,27 @@ class _Collector:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
         stats = self.stats
+        conn = {name: float(value) for name, value in stats.server_wide({
+            "connections_current": stats.connections_current,
+            "connections_total": stats.connections_total,
+            "connections_rejected": stats.connections_rejected,
+            "idle_closed": stats.idle_closed,
+            "evicted_clients": stats.clients.evicted,
+        }).items() if isinstance(value, int | float)}
         yield GaugeMetricFamily("sockworks_connections_current", "Open client connections",
-                                value=stats.connections_current)
+                                value=conn["connections_current"])
         yield CounterMetricFamily("sockworks_connections_accepted",
-                                  "Connections accepted", value=stats.connections_total)
+                                  "Connections accepted", value=conn["connections_total"])
         refused = CounterMetricFamily("sockworks_connections_refused",
                                       "Connections refused, by reason", labels=["reason"])
-        refused.add_metric(["max_connections"], stats.connections_rejected)
+        refused.add_metric(["max_connections"], conn["connections_rejected"])
         yield refused
         yield CounterMetricFamily("sockworks_connections_closed_idle",
                                   "Connections closed by --idle-timeout",
-                                  value=stats.idle_closed)
+                                  value=conn["idle_closed"])
+        yield CounterMetricFamily("sockworks_clients_evicted",
+                                  "Clients closed by --maxmemory-clients",
+                                  value=conn["evicted_clients"])
         yield GaugeMetricFamily("sockworks_uptime_seconds", "Seconds since start",
                                 value=stats.uptime)
         for service, snapshot in self.snapshots.items():
@@ -113,6 +129,7 @@ class MetricsServer:
         self._httpd = http.server.ThreadingHTTPServer((host, port), self._handler())
         self._httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
+        self._pid: int | None = None
 
     @property
     def address(self) -> tuple[str, int]:
@@ -160,7 +177,43 @@ class MetricsServer:
         self._thread.start()
         logger.info("metrics on http://%s/metrics", format_address(self.address))
 
+    def start_process(self) -> None:
+        """Serve from a child process instead of a thread: for prefork, whose
+        parent must stay single-threaded to fork workers. The child reads the
+        workers' sums from shared memory; it exits when its parent does."""
+        parent = os.getpid()
+        pid = os.fork()
+        if pid == 0:
+            status = 0
+            try:
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+                def orphaned() -> None:
+                    while os.getppid() == parent:
+                        time.sleep(0.5)
+                    os._exit(0)
+
+                threading.Thread(target=orphaned, daemon=True).start()
+                self._httpd.serve_forever()
+            except BaseException:
+                status = 1
+            finally:
+                os._exit(status)
+        self._pid = pid
+        self._httpd.socket.close()      # the child serves it
+        logger.info("metrics on http://%s/metrics (process %d)", format_address(self.address),
+                    pid)
+
     def close(self) -> None:
+        if self._pid is not None:
+            try:
+                os.kill(self._pid, signal.SIGTERM)
+                os.waitpid(self._pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass    # already reaped (prefork reaps every child)
+            return
         if self._thread is not None:
             self._httpd.shutdown()
             self._thread.join(10)

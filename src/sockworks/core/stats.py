@@ -5,9 +5,11 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from sockworks.core.clients import ClientRegistry
+from sockworks.core.worker_sums import WorkerSums
 
 __all__ = ["ServerStats"]
 
@@ -28,6 +30,12 @@ class ServerStats:
     idle_closed: int = 0
     #: Live connections' handles (CLIENT KILL, INFO clients, client eviction).
     clients: ClientRegistry = field(default_factory=ClientRegistry, repr=False)
+    #: prefork: every worker's counters in shared memory (None elsewhere).
+    shared: WorkerSums | None = field(default=None, repr=False)
+    #: A service's summable counters by name (``kv`` -> its STATS counters),
+    #: published to :attr:`shared` under ``service.field``.
+    counter_sources: dict[str, Callable[[], Mapping[str, int]]] = field(
+        default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1), repr=False)
 
@@ -50,6 +58,29 @@ class ServerStats:
     def idle_timeout(self) -> None:
         with self._lock:
             self.idle_closed += 1
+
+    def local_counters(self) -> dict[str, float]:
+        """This process's summable counters, by the names :attr:`shared` uses."""
+        values: dict[str, float] = {
+            "connections_current": self.connections_current,
+            "connections_total": self.connections_total,
+            "connections_rejected": self.connections_rejected,
+            "idle_closed": self.idle_closed,
+            "evicted_clients": self.clients.evicted,
+        }
+        for service, source in self.counter_sources.items():
+            for name, value in source().items():
+                values[f"{service}.{name}"] = value
+        return values
+
+    def server_wide(self, fields: dict[str, object], service: str = "") -> dict[str, object]:
+        """``fields`` with the other workers' figures added (prefork); as is
+        elsewhere. ``service`` names the counter source the fields come from
+        (its fields are looked up as ``service.field``); without it, the
+        connection counters."""
+        if self.shared is None:
+            return fields
+        return self.shared.add_others(fields, f"{service}." if service else "")
 
     @property
     def uptime(self) -> float:

@@ -29,6 +29,7 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 
 from sockworks.core.config import Endpoint, ServerSettings
+from sockworks.core.logs import log_in_signal_handler
 from sockworks.core.stats import ServerStats
 
 logger = logging.getLogger(__name__)
@@ -124,9 +125,12 @@ def kill_quietly(pid: int, sig: int) -> None:
 
 def exit_now(signum: int) -> None:
     """The second SIGINT/SIGTERM: the operator wants out, now."""
-    logger.warning("second %s: exiting immediately", signal.Signals(signum).name)
-    logging.shutdown()
-    os._exit(1)
+    log_in_signal_handler(logger, logging.WARNING, "second %s: exiting immediately",
+                          signal.Signals(signum).name)
+    try:
+        logging.shutdown()
+    finally:
+        os._exit(1)
 
 
 def install_stop_signals(on_stop: Callable[[], None],
@@ -146,7 +150,10 @@ def install_stop_signals(on_stop: Callable[[], None],
                 before_exit()
             exit_now(signum)
         received.append(signum)
-        logger.info("received %s: shutting down gracefully", signal.Signals(signum).name)
+        # Guarded: this may interrupt the main thread mid-log-line, and the
+        # stop request must never be lost to a logging error.
+        log_in_signal_handler(logger, logging.INFO, "received %s: shutting down gracefully",
+                              signal.Signals(signum).name)
         on_stop()
 
     for sig in signals:

@@ -13,6 +13,10 @@ re-bind the port), and supervises:
 * SIGTERM/SIGINT is forwarded to every worker, which shuts down gracefully;
   workers still alive after the grace period get SIGKILL; all are reaped.
 
+``STATS``, ``INFO`` and metrics report sums over the workers: each worker
+publishes its counters to :class:`~sockworks.core.worker_sums.WorkerSums`
+(shared memory), and the parent keeps an exited worker's totals.
+
 ``--max-connections`` is one limit for the whole server: the workers share a
 counter in shared memory (one slot per worker, so the parent can give back a
 dead worker's connections).
@@ -35,6 +39,7 @@ from sockworks.core.config import Endpoint, ServerSettings
 from sockworks.core.logs import reopen_log_files
 from sockworks.core.net import open_listener
 from sockworks.core.stats import ServerStats
+from sockworks.core.worker_sums import WorkerSums
 from sockworks.models.base import STOP_SIGNALS, Model, die_with_parent, kill_quietly
 from sockworks.models.blocking import Waker
 
@@ -77,6 +82,11 @@ class PreforkModel(Model):
                  stats: ServerStats) -> None:
         super().__init__(endpoints, settings, stats)
         self.workers = settings.workers or os.cpu_count() or 2
+        #: The workers' counters, summed for STATS/INFO/metrics (the Server
+        #: creates it before forking anything; a bare model makes its own).
+        if stats.shared is None or stats.shared.workers != self.workers:
+            stats.shared = WorkerSums(self.workers, stats.local_counters())
+        self.sums = stats.shared
         self.pids: dict[int, tuple[int, float]] = {}   # pid -> (slot, started)
         self.waker = Waker()
         self.stopping = False
@@ -161,7 +171,11 @@ class PreforkModel(Model):
                 raise
             os.write(ready_w, b"ok")
             os.close(ready_w)
-            model.serve_forever()
+            self.sums.start_publishing(slot, self.stats.local_counters)
+            try:
+                model.serve_forever()
+            finally:
+                self.sums.stop_publishing(self.stats.local_counters)
             status = 0
         except BaseException:
             logger.exception("worker %d failed", slot)
@@ -210,6 +224,7 @@ class PreforkModel(Model):
                 continue
             with self._counts.get_lock():
                 self._counts[slot] = 0  # its connections died with it
+            self.sums.retire(slot)      # its totals stay in the sums
             if self.stopping:
                 continue
             code = os.waitstatus_to_exitcode(status)

@@ -23,9 +23,10 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 from sockworks._version import __version__
-from sockworks.core.config import DEFAULT_MAX_LINE
+from sockworks.core.config import DEFAULT_MAX_LINE, ServerSettings
 from sockworks.core.logs import RateLimitedLog
 from sockworks.core.service import CLOSE, NOTHING, REPLY_BUDGET, Output, Service, Session
+from sockworks.core.stats import ServerStats
 from sockworks.protocols import kvtext
 from sockworks.protocols.kvtext import (
     BYE,
@@ -164,33 +165,49 @@ class KvService(Service):
         with self._lock:
             self._events[counter] += 1
 
-    def snapshot(self) -> dict[str, object]:
-        """Every STATS field, in the documented order (docs/protocol.md)."""
-        stats = self.stats
-        recent_in, recent_out = stats.clients.recent_max()
+    def attach(self, stats: ServerStats, settings: ServerSettings) -> None:
+        super().attach(stats, settings)
+        stats.counter_sources[self.name] = self.counters
+
+    def counters(self) -> dict[str, int]:
+        """This process's request counters (live sessions + closed ones)."""
         with self._lock:
             totals = list(self._retired)
             for session in self._live:
                 for index, value in enumerate(session.counts):
                     totals[index] += value
             events = dict(self._events)
+        return {**dict(zip(_SESSION_COUNTERS, totals, strict=True)), **events}
+
+    def snapshot(self) -> dict[str, object]:
+        """Every STATS field, in the documented order (docs/protocol.md);
+        under prefork the counters are the sums over every worker."""
+        stats = self.stats
+        recent_in, recent_out = stats.clients.recent_max()
+        counters = stats.server_wide(dict(self.counters()), self.name)
+        conn = stats.server_wide({
+            "connections_current": stats.connections_current,
+            "connections_total": stats.connections_total,
+            "connections_rejected": stats.connections_rejected,
+            "idle_closed": stats.idle_closed,
+            "evicted_clients": stats.clients.evicted,
+        })
         fields: dict[str, object] = {
             "version": __version__,
             "pid": os.getpid(),
             "uptime_seconds": int(stats.uptime),
-            "connections_current": stats.connections_current,
-            "connections_total": stats.connections_total,
-            "connections_rejected": stats.connections_rejected,
-            "connections_idle_closed": stats.idle_closed,
+            "connections_current": conn["connections_current"],
+            "connections_total": conn["connections_total"],
+            "connections_rejected": conn["connections_rejected"],
+            "connections_idle_closed": conn["idle_closed"],
             # The same as INFO clients / INFO stats on the RESP port.
-            "connected_clients": stats.connections_current,
+            "connected_clients": conn["connections_current"],
             "maxclients": self.settings.max_connections if self.settings else 0,
             "client_recent_max_input_buffer": recent_in,
             "client_recent_max_output_buffer": recent_out,
-            "rejected_connections": stats.connections_rejected,
-            "evicted_clients": stats.clients.evicted,
-            **dict(zip(_SESSION_COUNTERS, totals, strict=True)),
-            **events,
+            "rejected_connections": conn["connections_rejected"],
+            "evicted_clients": conn["evicted_clients"],
+            **counters,
             "keys": self.store.dbsize(),
         }
         store_info = self.store.info()

@@ -110,6 +110,7 @@ class RespService(Service):
 
     def attach(self, stats: ServerStats, settings: ServerSettings) -> None:
         super().attach(stats, settings)
+        stats.counter_sources[self.name] = self.counters
         self.idle_timeout = settings.idle_timeout
         self.max_connections = settings.max_connections
 
@@ -142,6 +143,12 @@ class RespService(Service):
             self._errors += errors
             self._protocol_errors += protocol_errors
 
+    def counters(self) -> dict[str, int]:
+        """This process's INFO counters (prefork publishes them to be summed)."""
+        with self._lock:
+            return {"commands": self._commands, "errors": self._errors,
+                    "protocol_errors": self._protocol_errors, "clients": len(self._sessions)}
+
     def forget(self, session: RespSession) -> None:
         with self._lock:
             self._sessions.pop(id(session), None)
@@ -165,9 +172,13 @@ class RespService(Service):
         everything = bool(wanted & {"all", "everything", "default"})
         store_info = self.store.info()
         stats = self.stats
-        with self._lock:
-            commands, errors = self._commands, self._errors
-            clients = len(self._sessions)
+        # prefork: every worker's figures (docs/operations.md).
+        counters = stats.server_wide(dict(self.counters()), self.name)
+        commands, errors, clients = (counters["commands"], counters["errors"],
+                                     counters["clients"])
+        conn = stats.server_wide({"connections_total": stats.connections_total,
+                                  "connections_rejected": stats.connections_rejected,
+                                  "evicted_clients": stats.clients.evicted})
         parts: list[str] = []
 
         def section(title: str, fields: dict[str, object]) -> None:
@@ -219,13 +230,13 @@ class RespService(Service):
                 persistence.setdefault(key, value)
         section("Persistence", persistence)
         section("Stats", {
-            "total_connections_received": stats.connections_total,
+            "total_connections_received": conn["connections_total"],
             "total_commands_processed": commands,
             "instantaneous_ops_per_sec": 0,
-            "rejected_connections": stats.connections_rejected,
+            "rejected_connections": conn["connections_rejected"],
             "expired_keys": store_info.get("expired_keys", 0),
             "evicted_keys": store_info.get("evicted_keys", 0),
-            "evicted_clients": stats.clients.evicted,
+            "evicted_clients": conn["evicted_clients"],
             "keyspace_hits": store_info.get("keyspace_hits", 0),
             "keyspace_misses": store_info.get("keyspace_misses", 0),
             "total_error_replies": errors,

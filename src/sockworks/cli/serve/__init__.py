@@ -176,17 +176,21 @@ def start_metrics(args: argparse.Namespace, server: Server) -> MetricsServer | N
     """The ``--metrics-port`` endpoint, serving; None without the flag."""
     if args.metrics_port is None:
         return None
-    if args.model in FORKING_MODELS:
+    if args.model in FORKING_MODELS and args.model != "prefork":
         raise StartupError(f"sockworks: --metrics-port is not supported with --model "
-                           f"{args.model} yet (its workers' figures are not summed); use "
-                           "asyncio, thread, pool or socketserver-thread", 2)
+                           f"{args.model} (a process per connection: its figures are not "
+                           "summed); use prefork, asyncio, thread, pool or "
+                           "socketserver-thread", 2)
     services = {ep.service.name: ep.service for ep in server.endpoints}
     snapshots = {name: getattr(svc, "snapshot") for name, svc in services.items()  # noqa: B009
                  if callable(getattr(svc, "snapshot", None))}
     stores = [svc.store for svc in services.values() if hasattr(svc, "store")]
 
+    shared = server.stats.shared
+
     def ready() -> bool:
-        return server.running and all(store.ready() for store in stores)
+        listening = shared.ready if shared is not None else server.listening
+        return listening and all(store.ready() for store in stores)
 
     try:
         metrics = MetricsServer(args.metrics_host, args.metrics_port, server.stats,
@@ -197,7 +201,10 @@ def start_metrics(args: argparse.Namespace, server: Server) -> MetricsServer | N
         raise StartupError(f"sockworks: cannot listen on the metrics port "
                            f"{args.metrics_host}:{args.metrics_port}: {exc.strerror or exc}",
                            1) from None
-    metrics.start()
+    if shared is not None:
+        metrics.start_process()     # prefork: the parent stays single-threaded
+    else:
+        metrics.start()
     return metrics
 
 

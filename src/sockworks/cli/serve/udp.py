@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
+from collections.abc import Callable
+from types import FrameType
 
 from sockworks.cli.args import positive_float, positive_int
 from sockworks.cli.serve import (
@@ -11,9 +14,11 @@ from sockworks.cli.serve import (
     EXIT_STARTUP,
     add_listen_arguments,
     add_logging_arguments,
+    reload_log_level,
     start_logging,
     startup_error,
 )
+from sockworks.core.logs import log_in_signal_handler, reopen_log_files
 from sockworks.core.net import format_address
 from sockworks.protocols import udpjson
 from sockworks.services.udp import (
@@ -72,6 +77,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_logging_arguments(parser)
 
 
+def on_sighup(args: argparse.Namespace) -> Callable[[int, FrameType | None], None]:
+    """SIGHUP as the TCP services take it: reopen --log-file (logrotate),
+    re-read log_level from the --config file."""
+    reload = reload_log_level(args)
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        reopen_log_files()
+        log_in_signal_handler(logger, logging.INFO,
+                              "received SIGHUP: reopened log files, re-reading settings")
+        try:
+            reload()
+        except Exception:
+            log_in_signal_handler(logger, logging.ERROR, "SIGHUP failed", exc_info=True)
+
+    return handler
+
+
 def main(args: argparse.Namespace) -> int:
     start_logging(args)
     if args.rate <= 0:
@@ -85,6 +107,7 @@ def main(args: argparse.Namespace) -> int:
     with sock:
         server = get_udp_model(args.model)(sock, service)
         server.install_signal_handlers()
+        signal.signal(signal.SIGHUP, on_sighup(args))
         # With --port 0 this line is how callers learn the real port.
         logger.info("listening on %s (model=%s)", format_address(sock.getsockname()),
                     args.model)

@@ -64,6 +64,13 @@ class ClientHandle:
     def memory(self) -> int:
         return self.input_bytes() + self.output_bytes()
 
+    @property
+    def closing(self) -> bool:
+        """True once a close was asked for: the client is gone for CLIENT
+        KILL and CLIENT LIST (Redis frees it at once), though the model may
+        still be flushing or tearing the connection down."""
+        return self._closed
+
     def close(self, reason: str, *, abort: bool = False) -> bool:
         """Ask the model to close this connection (once; any thread). False
         if it was already asked."""
@@ -98,12 +105,14 @@ class ClientRegistry:
         return len(self._clients)
 
     def handles(self) -> list[ClientHandle]:
+        """The live clients (those being closed are left out)."""
         with self._lock:
-            return list(self._clients.values())
+            return [h for h in self._clients.values() if not h.closing]
 
     def get(self, client_id: int) -> ClientHandle | None:
         with self._lock:
-            return self._clients.get(client_id)
+            handle = self._clients.get(client_id)
+        return None if handle is None or handle.closing else handle
 
     def by_addr(self, addr: str) -> list[ClientHandle]:
         return [h for h in self.handles() if h.peer == addr]

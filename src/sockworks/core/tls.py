@@ -93,6 +93,10 @@ class TlsSettings:
     def context(self) -> ssl.SSLContext:
         """A new server context from the files as they are now. Raises
         OSError (missing file) or ssl.SSLError (bad or mismatched pair)."""
+        for path in (self.cert_file, self.key_file, self.ca_cert_file):
+            if path:  # OpenSSL's errors do not name the file: open it first
+                with open(path, "rb"):
+                    pass
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.minimum_version, ctx.maximum_version = self.versions()
         ctx.load_cert_chain(self.cert_file, self.key_file)

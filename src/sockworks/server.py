@@ -106,7 +106,7 @@ class Server:
         #: Run on SIGHUP (serve_forever only), in order: the log files are
         #: reopened first, then the TLS certificates re-read; the command line
         #: adds re-reading its config file.
-        self.reload_hooks: list[Callable[[], None]] = [reopen_log_files, self.reload_tls]
+        self.reload_hooks: list[Callable[[], object]] = [reopen_log_files, self.reload_tls]
         #: sd_notify(3) to systemd (a no-op without NOTIFY_SOCKET).
         self.notifier = Notifier(None)
 

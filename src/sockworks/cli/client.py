@@ -94,7 +94,6 @@ def main(args: argparse.Namespace) -> int:
     if b"\n" in line or b"\r" in line:
         _fail("a command cannot contain a newline (the protocol is one command per line)")
         return EXIT_CONNECTION
-    timeout = args.timeout or None
     try:
         args.tls_context = _tls_context(args)
     except (OSError, ValueError) as exc:

@@ -73,7 +73,7 @@ class SessionHandler(socketserver.StreamRequestHandler):
         try:
             if server.endpoint.tls is not None:
                 try:
-                    self.connection.do_handshake()  # type: ignore[attr-defined]
+                    self.connection.do_handshake()
                 except (OSError, ValueError) as exc:
                     logger.debug("closing %s: %s", peer, handshake_failure(exc))
                     discard_input(self.connection)

@@ -2,7 +2,7 @@
 
 The public API (docs/api.md) is what this module exports::
 
-    from sockworks import Server, Service, Session, Output, LineFramer
+    from sockworks import Server, TlsSettings, Service, Session, Output, LineFramer
     from sockworks import EchoService, KvService, RespService, UdpJsonService
     from sockworks import MODELS, FORKING_MODELS   # the concurrency models' names
 
@@ -21,6 +21,7 @@ Everything else is internal and may change. Layout, from the top layer down
 
 from sockworks._version import __version__
 from sockworks.core.service import Barrier, Output, Service, Session
+from sockworks.core.tls import TlsSettings
 from sockworks.models import FORKING_MODELS, MODELS
 from sockworks.protocols.lines import LineFramer
 from sockworks.server import Server
@@ -29,6 +30,7 @@ from sockworks.services import EchoService, KvService, RespService, UdpJsonServi
 __all__ = [
     "__version__",
     "Server",
+    "TlsSettings",
     "Service",
     "Session",
     "Output",

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import select
 import socket
+import ssl
 from collections.abc import Iterable
 from types import TracebackType
 from typing import Self
@@ -78,16 +79,40 @@ def _as_bytes(part: bytes | str | int) -> bytes:
     return part.encode("utf-8")
 
 
+def _connect(host: str, port: int, timeout: float | None, tls: ssl.SSLContext | None,
+             unix_path: str | None) -> socket.socket:
+    if unix_path is not None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        try:
+            sock.connect(unix_path)
+        except BaseException:
+            sock.close()
+            raise
+    else:
+        sock = socket.create_connection((host, port), timeout=timeout)
+    if tls is None:
+        return sock
+    try:
+        return tls.wrap_socket(sock, server_hostname=host)
+    except BaseException:
+        sock.close()
+        raise
+
+
 class KvClient:
     """One connection to a KV text-protocol server (not thread-safe)."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 9000, *,
-                 timeout: float | None = 10.0, max_reply: int = MAX_REPLY_LINE) -> None:
+                 timeout: float | None = 10.0, max_reply: int = MAX_REPLY_LINE,
+                 tls: ssl.SSLContext | None = None, unix_path: str | None = None) -> None:
+        """Connect to ``host``:``port`` (over TLS with ``tls``, the server's
+        name checked against ``host``), or to the UNIX socket ``unix_path``."""
         self.host = host
         self.port = port
         self.max_reply = max_reply
         self._buf = bytearray()
-        self._sock: socket.socket | None = socket.create_connection((host, port), timeout=timeout)
+        self._sock: socket.socket | None = _connect(host, port, timeout, tls, unix_path)
         try:
             greeting = self.read_line()
             if greeting.startswith(b"ERROR: "):
@@ -143,7 +168,9 @@ class KvClient:
         if not readable:
             return False
         try:
-            return self._sock.recv(1, socket.MSG_PEEK) == b""
+            # The plain socket's call (a TLS socket refuses flags): peeks at
+            # the bytes on the wire, enough to see a close.
+            return socket.socket.recv(self._sock, 1, socket.MSG_PEEK) == b""
         except (ConnectionResetError, BlockingIOError):
             return True
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import ssl
 import threading
 from collections.abc import Callable, Sequence
 from types import TracebackType
@@ -36,11 +37,12 @@ from typing import Protocol, Self, runtime_checkable
 from sockworks.core import activation
 from sockworks.core.config import DEFAULT_HOST, Endpoint, ServerSettings
 from sockworks.core.logs import log_in_signal_handler, reopen_log_files
-from sockworks.core.net import format_address
+from sockworks.core.net import format_address, remove_unix_socket
 from sockworks.core.notify import Notifier
 from sockworks.core.rlimits import raise_fd_limit
 from sockworks.core.service import Service
 from sockworks.core.stats import ServerStats
+from sockworks.core.tls import TlsContext, TlsSettings
 from sockworks.core.worker_sums import WorkerSums
 from sockworks.models import FORKING_MODELS, MODELS, Model, get_model
 
@@ -76,9 +78,18 @@ class Server:
 
     def __init__(self, service: Service | None = None, *, host: str = DEFAULT_HOST,
                  port: int = 0, resp_port: int | None = None,
+                 tls_port: int | None = None, tls_resp_port: int | None = None,
+                 tls: TlsSettings | ssl.SSLContext | None = None,
+                 unixsocket: str | None = None, unixsocket_resp: str | None = None,
+                 unixsocketperm: int | None = None,
                  endpoints: Sequence[Endpoint | tuple[str, int, Service]] | None = None,
                  model: str | None = None, **settings: object) -> None:
         self.endpoints = self._endpoints(service, host, port, resp_port, endpoints)
+        self.endpoints += _extra_endpoints(
+            service, self.endpoints[1].service if resp_port is not None else None,
+            host, tls_port, tls_resp_port, tls, unixsocket, unixsocket_resp,
+            unixsocketperm, given=endpoints is not None)
+        _check_ports(self.endpoints)
         model = model or self.endpoints[0].service.default_model
         if model not in MODELS:
             raise ValueError(f"model must be one of {', '.join(MODELS)}, got {model!r}")
@@ -100,8 +111,9 @@ class Server:
         self._addresses: list[tuple[str, int]] = []
         self._error: BaseException | None = None
         #: Run on SIGHUP (serve_forever only), in order: the log files are
-        #: reopened first; the command line adds re-reading its config file.
-        self.reload_hooks: list[Callable[[], None]] = [reopen_log_files]
+        #: reopened first, then the TLS certificates re-read; the command line
+        #: adds re-reading its config file.
+        self.reload_hooks: list[Callable[[], object]] = [reopen_log_files, self.reload_tls]
         #: sd_notify(3) to systemd (a no-op without NOTIFY_SOCKET).
         self.notifier = Notifier(None)
 
@@ -127,20 +139,22 @@ class Server:
         for ep in endpoints:
             if not isinstance(ep.service, Service):
                 raise TypeError(f"not a sockworks Service: {ep.service!r}")
-            if isinstance(ep.port, bool) or not isinstance(ep.port, int) \
-                    or not 0 <= ep.port <= 65535:
-                raise ValueError(f"port must be between 0 and 65535, got {ep.port!r}")
-        nonzero = [ep.port for ep in endpoints if ep.port]
-        if len(nonzero) != len(set(nonzero)):
-            raise ValueError(f"two endpoints on one port: {nonzero}")
         return endpoints
 
     # -- what it listens on ----------------------------------------------------
     @property
     def addresses(self) -> list[tuple[str, int]]:
-        """``(host, port)`` of each endpoint, in order, with the real ports.
-        Empty until the server has bound its sockets."""
+        """``(host, port)`` of each endpoint, in order, with the real ports
+        (a UNIX socket's: ``(path, 0)``). Empty until the server has bound
+        its sockets."""
         return list(self._addresses)
+
+    def reload_tls(self) -> bool:
+        """Re-read every TLS endpoint's certificate and key (SIGHUP does);
+        a pair that does not load leaves the old one serving. True if all
+        loaded."""
+        contexts = {id(ep.tls): ep.tls for ep in self.endpoints if ep.tls is not None}
+        return all([tls.reload() for tls in contexts.values()])
 
     @property
     def model(self) -> str:
@@ -266,14 +280,18 @@ class Server:
             self._close_services()
             raise
         self._model = model
-        self._addresses = [(str(a[0]), int(a[1])) for a in addresses]  # type: ignore[call-overload]
+        self._addresses = [(ep.unix_path, 0) if ep.unix_path is not None
+                           else (str(a[0]), int(a[1]))  # type: ignore[call-overload]
+                           for ep, a in zip(self.endpoints, addresses, strict=True)]
         if self.stats.shared is not None:
             self.stats.shared.ready = True
         for ep, bound in zip(self.endpoints, self._addresses, strict=True):
-            ep.service.bound(bound)
+            ep.service.bound_endpoint(ep, bound)
             # With port 0 this line is how a separate process learns the port.
-            logger.info("listening on %s (model=%s)", format_address(bound),
-                        self.settings.model)
+            where = f"unix:{ep.unix_path}" if ep.unix_path is not None else \
+                format_address(bound)
+            logger.info("listening on %s (model=%s)%s", where, self.settings.model,
+                        " over TLS" if ep.tls is not None else "")
         return model
 
     def _run(self, model: Model) -> None:
@@ -283,6 +301,9 @@ class Server:
             logger.exception("server failed")
             self._error = exc
         finally:
+            for ep in self.endpoints:
+                if ep.unix_path is not None and ep.listener is None:
+                    remove_unix_socket(ep.unix_path)
             self._close_services()
             with self._lock:
                 self._state = _STOPPED
@@ -293,3 +314,60 @@ class Server:
                 svc.close()
             except Exception:
                 logger.exception("error closing %s service", svc.name)
+
+
+def _extra_endpoints(service: Service | None, resp: Service | None, host: str,
+                     tls_port: int | None,
+                     tls_resp_port: int | None, tls: TlsSettings | ssl.SSLContext | None,
+                     unixsocket: str | None, unixsocket_resp: str | None,
+                     unixsocketperm: int | None, *, given: bool) -> list[Endpoint]:
+    """The TLS and UNIX socket endpoints the keywords ask for, in that order."""
+    wanted = {"tls_port": tls_port, "tls_resp_port": tls_resp_port,
+              "unixsocket": unixsocket, "unixsocket_resp": unixsocket_resp}
+    asked = [name for name, value in wanted.items() if value is not None]
+    if given and asked:
+        raise TypeError(f"give {', '.join(asked)} as Endpoint objects in endpoints= "
+                        "(or drop endpoints=)")
+    if (tls_port is not None or tls_resp_port is not None) and tls is None:
+        raise TypeError("tls_port= and tls_resp_port= need tls= (a TlsSettings or an "
+                        "ssl.SSLContext)")
+    if unixsocketperm is not None and not 0 <= unixsocketperm <= 0o777:
+        raise ValueError(f"unixsocketperm must be a file mode between 0 and 0o777, "
+                         f"got {unixsocketperm!r}")
+    made: list[Endpoint] = []
+    if not asked or service is None:
+        return made
+    context = None
+    if tls_port is not None or tls_resp_port is not None:
+        context = TlsContext(context=tls) if isinstance(tls, ssl.SSLContext) else \
+            TlsContext(tls)
+    if resp is None and (tls_resp_port is not None or unixsocket_resp is not None):
+        if not isinstance(service, HasRespFrontEnd):
+            raise TypeError(f"{type(service).__name__} has no RESP front end "
+                            "(tls_resp_port=, unixsocket_resp=)")
+        resp = service.resp_service()
+    if tls_port is not None:
+        made.append(Endpoint(host, tls_port, service, tls=context))
+    if tls_resp_port is not None and resp is not None:
+        made.append(Endpoint(host, tls_resp_port, resp, tls=context))
+    if unixsocket is not None:
+        made.append(Endpoint(host, 0, service, unix_path=unixsocket, unix_perm=unixsocketperm))
+    if unixsocket_resp is not None and resp is not None:
+        made.append(Endpoint(host, 0, resp, unix_path=unixsocket_resp,
+                             unix_perm=unixsocketperm))
+    return made
+
+
+def _check_ports(endpoints: Sequence[Endpoint]) -> None:
+    for ep in endpoints:
+        if ep.unix_path is not None:
+            continue
+        if isinstance(ep.port, bool) or not isinstance(ep.port, int) \
+                or not 0 <= ep.port <= 65535:
+            raise ValueError(f"port must be between 0 and 65535, got {ep.port!r}")
+    nonzero = [ep.port for ep in endpoints if ep.port and ep.unix_path is None]
+    if len(nonzero) != len(set(nonzero)):
+        raise ValueError(f"two endpoints on one port: {nonzero}")
+    paths = [ep.unix_path for ep in endpoints if ep.unix_path is not None]
+    if len(paths) != len(set(paths)):
+        raise ValueError(f"two endpoints on one UNIX socket: {paths}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import ssl
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -52,6 +53,18 @@ def register(sub: Any) -> None:
                         help="server port (default %(default)s)")
     parser.add_argument("--timeout", type=positive_float, default=10.0, metavar="SECONDS",
                         help="connect and reply timeout (default 10; 0 waits forever)")
+    parser.add_argument("--unix", metavar="PATH",
+                        help="connect to the server's UNIX socket at PATH instead "
+                             "(--unixsocket; default: TCP)")
+    parser.add_argument("--tls", action="store_true",
+                        help="connect over TLS (the server's --tls-port; default: plain)")
+    parser.add_argument("--cacert", metavar="PATH",
+                        help="with --tls: CA certificate(s) to verify the server with "
+                             "(default: the system's)")
+    parser.add_argument("--cert", metavar="PATH",
+                        help="with --tls: client certificate, for mutual TLS (default: none)")
+    parser.add_argument("--key", metavar="PATH",
+                        help="with --tls: the client certificate's key (default: in --cert)")
     # REMAINDER so that "INCRBY n -5" is a command, not an unknown option.
     parser.add_argument("words", nargs=argparse.REMAINDER, metavar="COMMAND ...",
                         help="the command and its arguments, e.g. GET key")
@@ -81,17 +94,25 @@ def main(args: argparse.Namespace) -> int:
     if b"\n" in line or b"\r" in line:
         _fail("a command cannot contain a newline (the protocol is one command per line)")
         return EXIT_CONNECTION
-    timeout = args.timeout or None
     try:
-        client = KvClient(args.host, args.port, timeout=timeout)
+        args.tls_context = _tls_context(args)
+    except (OSError, ValueError) as exc:
+        _fail(f"cannot load TLS files: {getattr(exc, 'strerror', None) or exc}")
+        return EXIT_CONNECTION
+    where = f"unix:{args.unix}" if args.unix else f"{args.host}:{args.port}"
+    try:
+        client = _connect(args)
     except KvClientError as exc:
-        _fail(f"{args.host}:{args.port} refused the session: {exc}")
+        _fail(f"{where} refused the session: {exc}")
         return EXIT_CONNECTION
     except TimeoutError:
-        _fail(f"no greeting from {args.host}:{args.port} within {args.timeout} s")
+        _fail(f"no greeting from {where} within {args.timeout} s")
+        return EXIT_CONNECTION
+    except ssl.SSLError as exc:
+        _fail(f"TLS with {where} failed: {exc.reason or exc}")
         return EXIT_CONNECTION
     except OSError as exc:
-        _fail(f"cannot connect to {args.host}:{args.port}: {exc.strerror or exc}")
+        _fail(f"cannot connect to {where}: {exc.strerror or exc}")
         return EXIT_CONNECTION
     with client:
         try:
@@ -109,6 +130,23 @@ def main(args: argparse.Namespace) -> int:
         except (KvClientError, OSError) as exc:
             _fail(f"connection lost: {exc}")
             return EXIT_CONNECTION
+
+
+def _tls_context(args: argparse.Namespace) -> ssl.SSLContext | None:
+    """The client side of --tls (None without it)."""
+    if not args.tls:
+        if args.cacert or args.cert or args.key:
+            raise ValueError("--cacert, --cert and --key need --tls")
+        return None
+    context = ssl.create_default_context(cafile=args.cacert)
+    if args.cert:
+        context.load_cert_chain(args.cert, args.key)
+    return context
+
+
+def _connect(args: argparse.Namespace) -> KvClient:
+    return KvClient(args.host, args.port, timeout=args.timeout or None,
+                    tls=args.tls_context, unix_path=args.unix)
 
 
 @contextlib.contextmanager
@@ -153,14 +191,15 @@ def _interactive(client: KvClient, args: argparse.Namespace) -> int:
     # script piped into stdin gets status 1 if any of its commands failed.
     scripted = not sys.stdin.isatty()
     try:
-        for line in _lines(f"{args.host}:{args.port}> "):
+        prompt = f"{args.unix}> " if args.unix else f"{args.host}:{args.port}> "
+        for line in _lines(prompt):
             if not line.strip():
                 continue
             if client.peer_closed():
                 # The server dropped us while the user was thinking (its
                 # --idle-timeout): reconnect before sending, so nothing runs twice.
                 client.close()
-                client = KvClient(args.host, args.port, timeout=args.timeout or None)
+                client = _connect(args)
                 _fail("the server had closed the idle connection; reconnected")
             reply = client.execute(line)
             if reply.startswith(b"STATS ") and sys.stdout.isatty():

@@ -28,7 +28,7 @@ import socket
 from collections.abc import MutableMapping, Sequence
 
 from sockworks.core.config import Endpoint
-from sockworks.core.net import open_listener
+from sockworks.core.net import open_listener, open_unix_listener
 
 __all__ = ["SD_LISTEN_FDS_START", "adopt", "inherited_sockets", "listener_for"]
 
@@ -68,6 +68,7 @@ def adopt(endpoints: Sequence[Endpoint], given: list[tuple[str, socket.socket]])
     """Give each endpoint its socket from ``given`` (see the module docstring)."""
     if not given:
         return
+    endpoints = [ep for ep in endpoints if ep.unix_path is None]  # TCP sockets only
     wanted = {ep.service.name for ep in endpoints}
     pool = list(given)
     for ep in endpoints:
@@ -89,6 +90,9 @@ def adopt(endpoints: Sequence[Endpoint], given: list[tuple[str, socket.socket]])
 def listener_for(ep: Endpoint, *, backlog: int, reuse_port: bool = False,
                  listen: bool = True) -> socket.socket:
     """The endpoint's listening socket: the one it was given, else a new one."""
+    if ep.listener is None and ep.unix_path is not None:
+        return open_unix_listener(ep.unix_path, backlog=backlog, perm=ep.unix_perm,
+                                  listen=listen)
     if ep.listener is None:
         return open_listener(ep.host, ep.port, backlog=backlog, reuse_port=reuse_port,
                              listen=listen)

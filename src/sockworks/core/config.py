@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     import socket
 
     from sockworks.core.service import Service
+    from sockworks.core.tls import TlsContext
 
 __all__ = [
     "DEFAULT_HOST",
@@ -184,6 +185,18 @@ class Endpoint:
     #: A listening socket to serve instead of binding host:port (systemd
     #: socket activation, sockworks.core.activation).
     listener: socket.socket | None = None
+    #: TLS on this listener (sockworks.core.tls): the handshake comes first.
+    tls: TlsContext | None = None
+    #: A UNIX domain socket path to listen on instead of host:port.
+    unix_path: str | None = None
+    #: Its file mode (0o700); None leaves it to the umask.
+    unix_perm: int | None = None
+
+    @property
+    def kind(self) -> str:
+        """``tcp``, ``tls`` or ``unix``: what CONFIG and the logs call it."""
+        return ("unix" if self.unix_path is not None
+                else "tls" if self.tls is not None else "tcp")
 
 
 def _default(name: str) -> object:

@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import errno
+import os
 import socket
+import stat
 import struct
 
 __all__ = [
     "bind_socket",
     "open_listener",
+    "open_unix_listener",
+    "remove_unix_socket",
+    "set_nodelay",
     "format_address",
+    "format_peer",
     "peer_name",
     "DISCONNECT_ERRORS",
     "ACCEPT_RESOURCE_ERRNOS",
     "ACCEPT_RETRY_DELAY",
     "RECV_SIZE",
     "send_nowait",
+    "discard_input",
     "set_io_timeouts",
     "set_reset_on_close",
 ]
@@ -85,14 +92,87 @@ def open_listener(host: str, port: int, *, backlog: int, reuse_port: bool = Fals
     return sock
 
 
+def open_unix_listener(path: str, *, backlog: int, perm: int | None = None,
+                       listen: bool = True) -> socket.socket:
+    """A listening UNIX stream socket at ``path``, mode ``perm`` (None: the
+    umask's). A socket file left by a dead server is replaced; one a live
+    server still answers on is refused (OSError EADDRINUSE), as is any
+    other kind of file."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        pass
+    else:
+        if not stat.S_ISSOCK(mode):
+            raise OSError(errno.EEXIST, f"cannot listen on unix:{path}: the path exists and "
+                                        "is not a socket")
+        if _unix_socket_live(path):
+            raise OSError(errno.EADDRINUSE, f"cannot listen on unix:{path}: another server "
+                                            "is listening on it")
+        os.unlink(path)  # stale: nobody accepts on it any more
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        try:
+            sock.bind(path)
+        except OSError as exc:
+            raise OSError(exc.errno, f"cannot listen on unix:{path}: {exc.strerror}") from None
+        if perm is not None:
+            os.chmod(path, perm)
+        if listen:
+            sock.listen(backlog)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _unix_socket_live(path: str) -> bool:
+    """True when something accepts connections on the socket file ``path``."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(path)
+    except (ConnectionRefusedError, FileNotFoundError):
+        return False
+    except OSError:
+        return True  # e.g. a full backlog (EAGAIN): someone owns it
+    finally:
+        probe.close()
+    return True
+
+
+def remove_unix_socket(path: str) -> None:
+    """Unlink our UNIX socket file at shutdown (nothing if it is gone)."""
+    try:
+        if stat.S_ISSOCK(os.lstat(path).st_mode):
+            os.unlink(path)
+    except OSError:
+        pass
+
+
+def set_nodelay(sock: socket.socket) -> None:
+    """TCP_NODELAY on a TCP socket (replies are not held back); a no-op for
+    UNIX sockets."""
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 def format_address(sockaddr: tuple[object, ...] | str) -> str:
-    """``127.0.0.1:9000`` or ``[::1]:9000``."""
+    """``127.0.0.1:9000``, ``[::1]:9000``; a UNIX socket's path as it is."""
     if isinstance(sockaddr, str):
         return sockaddr
     host, port = str(sockaddr[0]), sockaddr[1]
     if ":" in host:
         return f"[{host}]:{port}"
     return f"{host}:{port}"
+
+
+def format_peer(addr: object, unix_path: str | None = None) -> str:
+    """A peer as logs and CLIENT LIST show it: ``host:port``, or for a
+    connection on the UNIX socket ``unix_path``, ``PATH:0`` (as Redis)."""
+    if unix_path is not None:
+        return f"{unix_path}:0"
+    return format_address(addr)  # type: ignore[arg-type]
 
 
 def peer_name(sock: socket.socket) -> str:
@@ -140,3 +220,23 @@ def send_nowait(sock: socket.socket, data: bytes) -> None:
         sock.send(data, socket.MSG_DONTWAIT)
     except OSError:
         pass
+
+
+def discard_input(sock: socket.socket, limit: int = 1 << 20) -> None:
+    """Read and drop what the peer has already sent (up to ``limit`` bytes),
+    without waiting, so that closing sends a FIN rather than the reset that
+    unread data causes (a plaintext client on a TLS port gets a clean close).
+    Works on a TLS socket's descriptor too (the plain socket's call)."""
+    read = 0
+    try:
+        sock.setblocking(False)  # a timeout would make recv wait first
+    except OSError:
+        return
+    while read < limit:
+        try:
+            chunk = socket.socket.recv(sock, 65536, socket.MSG_DONTWAIT)
+        except OSError:
+            return
+        if not chunk:
+            return
+        read += len(chunk)

@@ -52,7 +52,7 @@ from sockworks.core.stats import ServerStats
 
 if TYPE_CHECKING:
     from sockworks.core.clients import ClientHandle
-    from sockworks.core.config import ServerSettings
+    from sockworks.core.config import Endpoint, ServerSettings
 
 __all__ = ["Barrier", "Output", "Session", "Service", "NOTHING", "CLOSE", "REPLY_BUDGET"]
 
@@ -179,6 +179,13 @@ class Service(abc.ABC):
     def bound(self, address: tuple[str, int]) -> None:
         """Called by the Server once this service's listener is bound, with
         its real address (port 0 resolved): for INFO/CONFIG to report."""
+
+    def bound_endpoint(self, endpoint: Endpoint, address: tuple[str, int]) -> None:
+        """Called by the Server for each of this service's endpoints once
+        bound (TLS and UNIX socket ones too: ``endpoint.kind``). The default
+        passes a plain TCP endpoint's address on to :meth:`bound`."""
+        if endpoint.kind == "tcp":
+            self.bound(address)
 
     @abc.abstractmethod
     def new_session(self, peer: str) -> Session:

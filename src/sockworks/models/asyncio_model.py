@@ -41,9 +41,11 @@ from sockworks.core.net import (
     ACCEPT_RESOURCE_ERRNOS,
     ACCEPT_RETRY_DELAY,
     format_address,
+    format_peer,
 )
 from sockworks.core.service import Output, Service, Session
 from sockworks.core.stats import ServerStats
+from sockworks.core.tls import handshake_failure
 from sockworks.models.base import Model, install_stop_signals
 
 logger = logging.getLogger(__name__)
@@ -53,6 +55,10 @@ __all__ = ["AsyncioModel"]
 #: Connections accepted per readiness callback before yielding to the loop.
 ACCEPT_BATCH = 64
 
+#: A TLS close waits this long for the peer's close_notify (asyncio's default,
+#: 30 s, would hold every idle TLS client that long at shutdown).
+TLS_CLOSE_TIMEOUT = 1.0
+
 #: Pause reading from a peer whose replies pile up past this (bytes).
 WRITE_HIGH_WATER = 1024 * 1024
 
@@ -60,11 +66,14 @@ WRITE_HIGH_WATER = 1024 * 1024
 class _Connection(asyncio.Protocol):
     __slots__ = ("model", "service", "session", "transport", "peer", "last_active",
                  "pauses", "pending", "closing", "admitted", "slow", "on_data",
-                 "write", "time", "handle", "over_soft_since", "last_unsent", "abort_timer")
+                 "write", "time", "handle", "over_soft_since", "last_unsent", "abort_timer",
+                 "unix_path")
 
-    def __init__(self, model: AsyncioModel, service: Service) -> None:
+    def __init__(self, model: AsyncioModel, service: Service,
+                 unix_path: str | None = None) -> None:
         self.model = model
         self.service = service
+        self.unix_path = unix_path
         self.session: Session | None = None
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
@@ -93,7 +102,10 @@ class _Connection(asyncio.Protocol):
         # uvloop's transports implement the interface without subclassing it.
         self.transport = transport = cast(asyncio.Transport, transport)
         peername = transport.get_extra_info("peername")
-        self.peer = format_address(peername) if peername else "?"
+        if self.unix_path is not None:
+            self.peer = format_peer(peername, self.unix_path)
+        else:
+            self.peer = format_address(peername) if peername else "?"
         model = self.model
         if model.stopping or not model.admission.try_admit(self.peer):
             transport.write(self.service.busy_reply())
@@ -384,6 +396,13 @@ class _Connection(asyncio.Protocol):
             self._close()
 
 
+def _peer_of(sock: socket.socket, unix_path: str | None) -> str:
+    try:
+        return format_peer(sock.getpeername(), unix_path)
+    except OSError:
+        return "?"
+
+
 def _no_session(data: bytes) -> Output:
     raise RuntimeError("connection has no session")
 
@@ -470,7 +489,7 @@ class AsyncioModel(Model):
             self._stopped.set()
         for sock, ep in zip(self.listeners, self.endpoints):
             sock.setblocking(False)
-            loop.add_reader(sock.fileno(), self._accept_ready, sock, ep.service)
+            loop.add_reader(sock.fileno(), self._accept_ready, sock, ep)
         logger.debug("event loop: %s", loop_name(loop))
         sweeper = loop.create_task(self._sweep_forever())
         await self._stopped.wait()
@@ -498,7 +517,7 @@ class AsyncioModel(Model):
     # and uvloop treat EMFILE differently (uvloop accepts and drops the
     # connections silently), and we want one behaviour for every model:
     # log at a limited rate, stop accepting for ACCEPT_RETRY_DELAY, resume.
-    def _accept_ready(self, listener: socket.socket, service: Service) -> None:
+    def _accept_ready(self, listener: socket.socket, endpoint: Endpoint) -> None:
         for _ in range(ACCEPT_BATCH):
             try:
                 sock, _ = listener.accept()
@@ -508,34 +527,50 @@ class AsyncioModel(Model):
                 if exc.errno in ACCEPT_RESOURCE_ERRNOS:
                     self._log_loop_error("accept() failed: %s; retrying in %.0f ms",
                                          exc.strerror, ACCEPT_RETRY_DELAY * 1000)
-                    self._pause_accepting(listener, service)
+                    self._pause_accepting(listener, endpoint)
                     return
                 if exc.errno in (errno.ECONNABORTED, errno.EPROTO):
                     continue
                 raise
             sock.setblocking(False)
-            task = self.loop.create_task(self._start_connection(sock, service))
+            task = self.loop.create_task(self._start_connection(sock, endpoint))
             self._starting.add(task)
             task.add_done_callback(self._starting.discard)
 
-    def _pause_accepting(self, listener: socket.socket, service: Service) -> None:
+    def _pause_accepting(self, listener: socket.socket, endpoint: Endpoint) -> None:
         self.loop.remove_reader(listener.fileno())
 
         def resume() -> None:
             if not self.stopping:
-                self.loop.add_reader(listener.fileno(), self._accept_ready, listener, service)
+                self.loop.add_reader(listener.fileno(), self._accept_ready, listener, endpoint)
 
         self.loop.call_later(ACCEPT_RETRY_DELAY, resume)
 
-    async def _start_connection(self, sock: socket.socket, service: Service) -> None:
+    async def _start_connection(self, sock: socket.socket, endpoint: Endpoint) -> None:
+        service, unix_path, tls = endpoint.service, endpoint.unix_path, endpoint.tls
+        peer = _peer_of(sock, unix_path) if tls is not None else "?"
         try:
-            await self.loop.connect_accepted_socket(lambda: _Connection(self, service), sock)
-        except OSError as exc:
-            logger.debug("connection lost before it started: %s", exc)
+            if tls is None:
+                await self.loop.connect_accepted_socket(
+                    lambda: _Connection(self, service, unix_path), sock)
+                return
+            # The protocol sees the connection once the handshake is done;
+            # a stalled one is aborted after the idle timeout.
+            await self.loop.connect_accepted_socket(
+                lambda: _Connection(self, service, unix_path), sock, ssl=tls.context,
+                ssl_handshake_timeout=self.idle_timeout or None,
+                ssl_shutdown_timeout=TLS_CLOSE_TIMEOUT)
+        except (OSError, ValueError) as exc:
+            if tls is not None:
+                logger.debug("closing %s: %s", peer, handshake_failure(exc))
+            else:
+                logger.debug("connection lost before it started: %s", exc)
             sock.close()
 
     async def _shutdown(self) -> None:
         self.stopping = True
+        for task in list(self._starting):  # TLS handshakes in progress
+            task.cancel()
         for sock in self.listeners:  # stop accepting
             self.loop.remove_reader(sock.fileno())
             sock.close()

@@ -30,6 +30,7 @@ from types import FrameType
 
 from sockworks.core.config import Endpoint, ServerSettings
 from sockworks.core.logs import log_in_signal_handler
+from sockworks.core.net import remove_unix_socket
 from sockworks.core.stats import ServerStats
 
 logger = logging.getLogger(__name__)
@@ -62,8 +63,13 @@ class Model(abc.ABC):
         """Start anything that must run before clients are told we listen."""
 
     def close_listeners(self) -> None:
-        """Close what :meth:`bind` opened (a failed start leaves nothing open)."""
-        for sock in self.listeners:
+        """Close what :meth:`bind` opened (a failed start leaves nothing open,
+        not even a UNIX socket file)."""
+        for sock, ep in zip(self.listeners, self.endpoints):
+            sock.close()
+            if ep.unix_path is not None and ep.listener is None:
+                remove_unix_socket(ep.unix_path)
+        for sock in self.listeners[len(self.endpoints):]:
             sock.close()
 
     @abc.abstractmethod

@@ -42,19 +42,22 @@ from sockworks.core.net import (
     ACCEPT_RETRY_DELAY,
     DISCONNECT_ERRORS,
     RECV_SIZE,
-    format_address,
+    discard_input,
+    format_peer,
     send_nowait,
     set_io_timeouts,
+    set_nodelay,
     set_reset_on_close,
 )
 from sockworks.core.service import Output, Service
 from sockworks.core.stats import ServerStats
+from sockworks.core.tls import handshake_failure
 from sockworks.models.base import Model
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["Waker", "BlockingModel", "ConnectionRegistry", "Tracked", "drive_connection",
-           "send_reply", "LimitClose", "finish_socket", "deliver"]
+           "send_reply", "LimitClose", "finish_socket", "deliver", "start_tls", "tls_sender"]
 
 #: Failed storage writes: rate-limited (a full disk fails every write).
 _log_error = RateLimitedLog(logger, logging.ERROR)
@@ -194,7 +197,9 @@ class ConnectionRegistry:
 
 def _shutdown(sock: socket.socket, how: int) -> None:
     try:
-        sock.shutdown(how)
+        # The plain socket's call, for a TLS socket too: SSLSocket.shutdown
+        # would drop its TLS state under a thread still reading from it.
+        socket.socket.shutdown(sock, how)
     except OSError:
         pass  # already closed or never connected
 
@@ -427,13 +432,14 @@ class BlockingModel(Model):
                     continue
                 raise
             sock.setblocking(True)
-            peer = format_address(addr)
+            peer = format_peer(addr, endpoint.unix_path)
             if not self.admission.try_admit(peer):
-                send_nowait(sock, endpoint.service.busy_reply())
+                if endpoint.tls is None:  # a TLS client could not read it
+                    send_nowait(sock, endpoint.service.busy_reply())
                 sock.close()
                 continue
             try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                set_nodelay(sock)
                 self.handle(sock, peer, endpoint)
             except Exception:
                 # Could not even start serving it (thread limit, fork failure).
@@ -455,17 +461,61 @@ class BlockingModel(Model):
 
 
 
+def start_tls(conn: Tracked, endpoint: Endpoint, timeout: float) -> bool:
+    """Wrap ``conn.sock`` in TLS and complete the handshake within
+    ``timeout`` (the idle timeout; 0: no bound). False: it failed (logged at
+    DEBUG: a plaintext client, a stall, a refused certificate)."""
+    assert endpoint.tls is not None
+    tls_sock = endpoint.tls.context.wrap_socket(conn.sock, server_side=True,
+                                                do_handshake_on_connect=False)
+    conn.sock = tls_sock
+    # Python-level timeouts only: with the kernel's SO_RCVTIMEO, a blocking
+    # SSL socket would retry the read forever instead of timing out.
+    tls_sock.settimeout(timeout or None)
+    try:
+        tls_sock.do_handshake()
+    except (OSError, ValueError) as exc:
+        logger.debug("closing %s: %s", conn.peer, handshake_failure(exc))
+        discard_input(conn.sock)
+        return False
+    return True
+
+
+def tls_sender(sock: socket.socket, send_timeout: float,
+               idle_timeout: float) -> Callable[[bytes], None]:
+    """sendall on a TLS socket bounded by ``send_timeout``; reads stay
+    bounded by the idle timeout (switching is no system call)."""
+    send_bound, read_bound = send_timeout or None, idle_timeout or None
+
+    def send(data: bytes) -> None:
+        sock.settimeout(send_bound)
+        try:
+            sock.sendall(data)
+        finally:
+            sock.settimeout(read_bound)
+
+    return send
+
+
 def serve_socket(model: BlockingModel, sock: socket.socket, peer: str,
                  endpoint: Endpoint) -> None:
     """Thread body for one connection on a plain socket (thread model)."""
     conn = Tracked(sock, endpoint.service, peer, model.stats)
     model.registry.add(conn)
+    settings = model.settings
     try:
-        set_io_timeouts(sock, model.settings.idle_timeout, model.settings.send_timeout)
+        if endpoint.tls is not None:
+            if not start_tls(conn, endpoint, settings.idle_timeout):
+                return
+            sock = conn.sock
+            send = tls_sender(sock, settings.send_timeout, settings.idle_timeout)
+        else:
+            set_io_timeouts(sock, settings.idle_timeout, settings.send_timeout)
+            send = sock.sendall
         if model.registry.stopping:
             return
         drive_connection(conn, model.registry, functools.partial(sock.recv, RECV_SIZE),
-                         sock.sendall, model.settings, model.stats)
+                         send, settings, model.stats)
     finally:
         model.registry.remove(conn)
         conn.forget()

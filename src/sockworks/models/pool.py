@@ -25,13 +25,16 @@ from __future__ import annotations
 import logging
 import select
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Sequence
+from typing import cast
 
 from sockworks.core.config import Endpoint, ServerSettings
-from sockworks.core.net import DISCONNECT_ERRORS, RECV_SIZE, set_io_timeouts
+from sockworks.core.net import DISCONNECT_ERRORS, RECV_SIZE, discard_input, set_io_timeouts
 from sockworks.core.stats import ServerStats
+from sockworks.core.tls import handshake_failure
 from sockworks.models.blocking import (
     BlockingModel,
     LimitClose,
@@ -51,7 +54,7 @@ _ARMED = select.EPOLLIN | select.EPOLLONESHOT
 
 
 class _PooledConn(Tracked):
-    __slots__ = ("lock", "deadline", "closed")
+    __slots__ = ("lock", "deadline", "closed", "handshaking")
 
     def __init__(self, sock: socket.socket, endpoint: Endpoint, peer: str,
                  stats: ServerStats) -> None:
@@ -60,6 +63,8 @@ class _PooledConn(Tracked):
         self.lock = threading.Lock()
         self.deadline = 0.0
         self.closed = False
+        #: A TLS connection whose handshake is not finished (no session I/O yet).
+        self.handshaking = False
 
 
 class PoolModel(BlockingModel):
@@ -89,28 +94,32 @@ class PoolModel(BlockingModel):
 
     # -- accept side -----------------------------------------------------------
     def handle(self, sock: socket.socket, peer: str, endpoint: Endpoint) -> None:
-        # Bounds sendall() to a peer that stops reading (recv never waits here).
-        set_io_timeouts(sock, 0, self.settings.send_timeout)
         conn = _PooledConn(sock, endpoint, peer, self.stats)
         self.registry.add(conn)
         if self.registry.stopping:
             self._close(conn)
             return
-        greeting = conn.session.on_connect()
-        try:
-            if greeting.data:
-                sock.sendall(greeting.data)  # a fresh socket's buffer takes it
-        except OSError as exc:
-            logger.debug("%s: cannot greet: %s", peer, exc)
-            self._close(conn)
+        if endpoint.tls is not None:
+            # The handshake runs in the workers, a step per wake-up (never
+            # blocking one); the idle sweep ends one that stalls.
+            conn.sock = endpoint.tls.context.wrap_socket(sock, server_side=True,
+                                                         do_handshake_on_connect=False)
+            conn.sock.setblocking(False)
+            conn.handshaking = True
+            self._park(conn, _ARMED)
             return
-        if greeting.close:
-            self._close(conn)
-            return
+        # Bounds sendall() to a peer that stops reading (recv never waits here).
+        set_io_timeouts(sock, 0, self.settings.send_timeout)
+        with conn.lock:
+            greeted = self._greet_locked(conn)  # a fresh socket's buffer takes it
+        if greeted:
+            self._park(conn, _ARMED)
+
+    def _park(self, conn: _PooledConn, events: int) -> None:
         conn.deadline = time.monotonic() + self.settings.idle_timeout
-        fd = sock.fileno()
+        fd = conn.sock.fileno()
         self._conns[fd] = conn
-        self._epoll.register(fd, _ARMED)
+        self._epoll.register(fd, events)
 
     def on_tick(self) -> None:
         """Close connections idle past the timeout — a parked connection
@@ -157,14 +166,77 @@ class PoolModel(BlockingModel):
                         if not conn.closed and conn.sock.fileno() == fd:
                             self._serve(conn)
 
+    def _handshake(self, conn: _PooledConn) -> None:
+        """One step of a TLS handshake (lock held): re-arm, or greet once done."""
+        sock = cast(ssl.SSLSocket, conn.sock)
+        events = _ARMED
+        try:
+            sock.do_handshake()
+        except ssl.SSLWantReadError:
+            pass
+        except ssl.SSLWantWriteError:
+            events = select.EPOLLOUT | select.EPOLLONESHOT
+        except (OSError, ValueError) as exc:
+            logger.debug("closing %s: %s", conn.peer, handshake_failure(exc))
+            discard_input(conn.sock)
+            self._close_locked(conn)
+            return
+        else:
+            conn.handshaking = False
+            # From here the socket blocks (sendall bounded by --send-timeout);
+            # reads check readiness first (_recv_tls).
+            sock.settimeout(self.settings.send_timeout or None)
+            if not self._greet_locked(conn):
+                return
+        try:
+            self._epoll.modify(sock.fileno(), events)
+        except OSError as exc:
+            logger.debug("%s: cannot re-arm: %s", conn.peer, exc)
+            self._close_locked(conn)
+
+    def _greet_locked(self, conn: _PooledConn) -> bool:
+        greeting = conn.session.on_connect()
+        try:
+            if greeting.data:
+                conn.sock.sendall(greeting.data)
+        except OSError as exc:
+            logger.debug("%s: cannot greet: %s", conn.peer, exc)
+            self._close_locked(conn)
+            return False
+        if greeting.close:
+            self._close_locked(conn)
+            return False
+        return True
+
+    def _recv_tls(self, sock: ssl.SSLSocket) -> bytes | None:
+        """What one TLS record holds (None: no complete record yet)."""
+        timeout = sock.gettimeout()
+        sock.setblocking(False)
+        try:
+            data = sock.recv(RECV_SIZE)
+            pending = sock.pending()  # decrypted bytes epoll cannot see
+            if pending:
+                data += sock.recv(pending)
+            return data
+        except ssl.SSLWantReadError:
+            return None
+        finally:
+            sock.settimeout(timeout)
+
     def _serve(self, conn: _PooledConn) -> None:
         """One request: read what is there, answer it, re-arm (lock held)."""
+        if conn.handshaking:
+            self._handshake(conn)
+            return
         session = conn.session
         keep = False
         conn.active = True
         try:
             try:
-                data = conn.sock.recv(RECV_SIZE, socket.MSG_DONTWAIT)
+                if isinstance(conn.sock, ssl.SSLSocket):
+                    data = self._recv_tls(conn.sock)
+                else:
+                    data = conn.sock.recv(RECV_SIZE, socket.MSG_DONTWAIT)
             except BlockingIOError:
                 data = None  # a stale wake-up: nothing to read after all
             if data is None:

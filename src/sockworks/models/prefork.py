@@ -97,7 +97,8 @@ class PreforkModel(Model):
 
     def bind(self) -> list[tuple[object, ...]]:
         for ep in self.endpoints:
-            if ep.listener is not None:     # socket activation: the workers share it
+            if ep.listener is not None or ep.unix_path is not None:
+                # socket activation, or a UNIX socket: the workers share it
                 self.listeners.append(listener_for(ep, backlog=self.settings.backlog))
                 continue
             # SO_REUSEPORT would let us join another server's port group and
@@ -149,14 +150,17 @@ class PreforkModel(Model):
                 signal.signal(sig, signal.SIG_DFL)
             # SIGHUP from the parent: reopen this worker's log file only (the
             # inherited handler would run the parent's hooks and re-signal).
-            signal.signal(signal.SIGHUP, lambda signum, frame: reopen_log_files())
+            signal.signal(signal.SIGHUP, lambda signum, frame: self._worker_reload())
             self.waker.close()
             from sockworks.models.asyncio_model import AsyncioModel
 
-            endpoints = [Endpoint(ep.host, sock.getsockname()[1], ep.service, ep.listener)
-                         for ep, sock in zip(self.endpoints, self.listeners)]
+            endpoints = [
+                Endpoint(ep.host, 0, ep.service, sock, ep.tls, ep.unix_path, ep.unix_perm)
+                if ep.listener is not None or ep.unix_path is not None else
+                Endpoint(ep.host, sock.getsockname()[1], ep.service, None, ep.tls)
+                for ep, sock in zip(self.endpoints, self.listeners)]
             for sock in self.listeners:
-                if all(sock is not ep.listener for ep in self.endpoints):
+                if all(sock is not ep.listener for ep in endpoints):
                     sock.close()
             admission = SharedAdmission(self.settings.max_connections, self.stats,
                                         self._counts, slot)
@@ -182,6 +186,13 @@ class PreforkModel(Model):
         finally:
             logging.shutdown()
             os._exit(status)
+
+    def _worker_reload(self) -> None:
+        """SIGHUP in a worker: reopen its log file and re-read its TLS files
+        (the parent's handler would run the parent's hooks and re-signal)."""
+        reopen_log_files()
+        for tls in {id(ep.tls): ep.tls for ep in self.endpoints if ep.tls}.values():
+            tls.reload()
 
     # -- supervision -------------------------------------------------------------
     def on_reload(self) -> None:

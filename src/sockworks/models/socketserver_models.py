@@ -32,9 +32,10 @@ from types import FrameType
 from typing import Any
 
 from sockworks.core.config import Endpoint, ServerSettings
-from sockworks.core.net import RECV_SIZE, format_address, set_reset_on_close
+from sockworks.core.net import RECV_SIZE, discard_input, format_address, set_reset_on_close
 from sockworks.core.service import Service
 from sockworks.core.stats import ServerStats
+from sockworks.core.tls import handshake_failure
 from sockworks.models.base import die_with_parent, kill_quietly
 from sockworks.models.blocking import (
     BlockingModel,
@@ -54,6 +55,13 @@ class SessionHandler(socketserver.StreamRequestHandler):
     server: _ServerMixin  # type: ignore[assignment]
     tracked: Tracked | None = None
 
+    def setup(self) -> None:
+        tls = self.server.endpoint.tls
+        if tls is not None:  # the handshake itself runs in handle(), tracked
+            self.request = tls.context.wrap_socket(self.request, server_side=True,
+                                                   do_handshake_on_connect=False)
+        super().setup()
+
     def handle(self) -> None:
         server = self.server
         peer = format_address(self.client_address)
@@ -63,6 +71,13 @@ class SessionHandler(socketserver.StreamRequestHandler):
         registry.add(conn)
         server.on_session_start(conn)
         try:
+            if server.endpoint.tls is not None:
+                try:
+                    self.connection.do_handshake()
+                except (OSError, ValueError) as exc:
+                    logger.debug("closing %s: %s", peer, handshake_failure(exc))
+                    discard_input(self.connection)
+                    return
             if registry.stopping:
                 return
             rfile = self.rfile
@@ -91,12 +106,17 @@ class SessionHandler(socketserver.StreamRequestHandler):
         conn = self.tracked
         if conn is not None and conn.reset:
             set_reset_on_close(self.connection)
+        if self.server.endpoint.tls is not None:
+            # socketserver closes the socket it accepted, which the TLS
+            # wrapper took over: close the wrapper here.
+            self.connection.close()
 
 
 class _ServerMixin:
     """What both socketserver servers carry: our service and bookkeeping."""
 
     service: Service
+    endpoint: Endpoint
     settings: ServerSettings
     stats: ServerStats
     registry: ConnectionRegistry
@@ -152,6 +172,7 @@ class _SocketServerModel(BlockingModel):
             server.socket.close()
             server.socket = listener  # our listener: getaddrinfo, dual-stack, reuse
             server.service = endpoint.service
+            server.endpoint = endpoint
             server.settings = self.settings
             server.stats = self.stats
             server.registry = self.registry

@@ -32,7 +32,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sockworks._version import __version__
-from sockworks.core.config import ServerSettings
+from sockworks.core.config import Endpoint, ServerSettings
 from sockworks.core.limits import OutputLimits, default_maxmemory_clients
 from sockworks.core.logs import RateLimitedLog
 from sockworks.core.service import CLOSE, NOTHING, REPLY_BUDGET, Output, Service, Session
@@ -81,6 +81,10 @@ class RespService(Service):
         self._stats = stats
         self.max_bulk = max_bulk
         self.port = port
+        #: CONFIG GET tls-port / unixsocket / unixsocketperm (Redis's "off" values
+        #: until bound_endpoint reports a listener).
+        self.listening: dict[str, str] = {"tls-port": "0", "unixsocket": "",
+                                          "unixsocketperm": "0"}
         #: Only reported (CONFIG GET timeout / maxclients): the model enforces them.
         self.idle_timeout = idle_timeout
         self.max_connections = max_connections
@@ -116,6 +120,14 @@ class RespService(Service):
 
     def bound(self, address: tuple[str, int]) -> None:
         self.port = address[1]
+
+    def bound_endpoint(self, endpoint: Endpoint, address: tuple[str, int]) -> None:
+        super().bound_endpoint(endpoint, address)
+        if endpoint.kind == "tls":
+            self.listening["tls-port"] = str(address[1])
+        elif endpoint.unix_path is not None:
+            self.listening["unixsocket"] = endpoint.unix_path
+            self.listening["unixsocketperm"] = f"{endpoint.unix_perm or 0:o}"
 
     @property
     def output_limits(self) -> OutputLimits:

@@ -351,6 +351,8 @@ def _config_values(s: Ctx) -> dict[bytes, bytes]:
         b"client-query-buffer-limit": b"%d" % s.max_query,
         b"cluster-enabled": b"no",
         b"protected-mode": b"no",
+        # The listeners in force (TLS, UNIX socket): issue #11 item 3-4.
+        **{name.encode(): value.encode() for name, value in s.server.listening.items()},
     }
 
 

@@ -67,6 +67,10 @@ class RespServer(Protocol):
     def port(self) -> int: ...
 
     @property
+    def listening(self) -> Mapping[str, str]:
+        """CONFIG GET tls-port, unixsocket, unixsocketperm: the values in force."""
+
+    @property
     def idle_timeout(self) -> float: ...
 
     @property

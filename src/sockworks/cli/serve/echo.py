@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 
 from sockworks.cli.args import positive_int
-from sockworks.cli.serve import add_tcp_arguments, serve
+from sockworks.cli.serve import StartupError, add_tcp_arguments, serve
+from sockworks.cli.serve.listeners import (
+    add_tls_arguments,
+    add_unix_arguments,
+    extra_endpoints,
+    tls_context,
+)
 from sockworks.core.config import DEFAULT_MAX_LINE, Endpoint
 from sockworks.services.echo import DEFAULT_PORT, TRANSFORMS, EchoService
 
@@ -32,11 +38,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="what to do to each line (default upper, as the chapter)")
     parser.add_argument("--max-line", type=positive_int, default=DEFAULT_MAX_LINE,
                         metavar="BYTES", help=f"longest line (default {DEFAULT_MAX_LINE})")
+    add_tls_arguments(parser, resp=False)
+    add_unix_arguments(parser, resp=False)
 
 
 def endpoints(args: argparse.Namespace) -> list[Endpoint]:
+    try:
+        tls = tls_context(args)
+    except ValueError as exc:
+        raise StartupError(f"sockworks serve echo: {exc}", 2) from None
+    except OSError as exc:
+        raise StartupError(f"sockworks serve echo: {exc}", 1) from None
     service = EchoService(max_line=args.max_line, transform=args.transform)
-    return [Endpoint(args.host, args.port, service)]
+    return [Endpoint(args.host, args.port, service), *extra_endpoints(args, tls, service)]
 
 
 def main(args: argparse.Namespace) -> int:

@@ -7,6 +7,12 @@ import logging
 
 from sockworks.cli.args import port_number, positive_int, seconds
 from sockworks.cli.serve import StartupError, add_tcp_arguments, serve
+from sockworks.cli.serve.listeners import (
+    add_tls_arguments,
+    add_unix_arguments,
+    extra_endpoints,
+    tls_context,
+)
 from sockworks.core.config import DEFAULT_MAX_LINE, Endpoint
 from sockworks.core.limits import default_maxmemory_clients
 from sockworks.models import FORKING_MODELS
@@ -101,6 +107,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--rename-command", nargs=2, action="append", metavar=("NAME", "NEWNAME"),
                        help="run command NAME as NEWNAME instead, on both ports; NEWNAME \"\" "
                             "disables it (Redis's rename-command; repeatable; default: none)")
+    add_tls_arguments(parser, resp=True)
+    add_unix_arguments(parser, resp=True)
 
 
 def _memory_size(text: str) -> int:
@@ -155,6 +163,12 @@ def endpoints(args: argparse.Namespace) -> list[Endpoint]:
     if not args.maxmemory_clients and args.maxmemory:
         # Redis 7's rule: clients may hold a quarter of --maxmemory.
         args.maxmemory_clients = default_maxmemory_clients(args.maxmemory)
+    try:
+        tls = tls_context(args)
+    except ValueError as exc:
+        raise _fail(str(exc), 2) from None
+    except OSError as exc:
+        raise _fail(str(exc), 1) from None
     renames = [(old, new) for old, new in args.rename_command or ()]
     try:
         CommandRenames.of(renames).check([n.decode() for n in (*COMMANDS, *COMMAND_NAMES)])
@@ -172,9 +186,12 @@ def endpoints(args: argparse.Namespace) -> list[Endpoint]:
     service = KvService(store, max_line=args.max_line, max_bulk=args.max_bulk,
                         rename_commands=renames)
     made = [Endpoint(args.host, args.port, service)]
-    if args.resp_port is not None:
-        made.append(Endpoint(args.host, args.resp_port, service.resp_service()))
-    return made
+    wants_resp = any(v is not None for v in (args.resp_port, args.tls_resp_port,
+                                            args.unixsocket_resp))
+    resp = service.resp_service() if wants_resp else None
+    if args.resp_port is not None and resp is not None:
+        made.append(Endpoint(args.host, args.resp_port, resp))
+    return made + extra_endpoints(args, tls, service, resp)
 
 
 def main(args: argparse.Namespace) -> int:

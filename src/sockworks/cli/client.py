@@ -38,7 +38,11 @@ stdin is not a terminal it reads one command per line from stdin until QUIT
 or the end of input, and exits 1 if any reply was an ERROR: line (as a
 script would want), else 0.
 
-Exit codes: 0 ok, 1 an ERROR reply, 2 cannot connect or connection lost.
+With --password (or the SOCKWORKS_PASSWORD environment variable, which
+keeps it out of ps) it sends AUTH [--user NAME] PASSWORD first.
+
+Exit codes: 0 ok, 1 an ERROR reply, 2 cannot connect, connection lost or
+authentication refused.
 """
 
 
@@ -52,6 +56,11 @@ def register(sub: Any) -> None:
                         help="server port (default %(default)s)")
     parser.add_argument("--timeout", type=positive_float, default=10.0, metavar="SECONDS",
                         help="connect and reply timeout (default 10; 0 waits forever)")
+    parser.add_argument("--user", metavar="NAME",
+                        help="ACL user to AUTH as (default: the default user)")
+    parser.add_argument("--password", metavar="PASSWORD",
+                        help="AUTH with this password on connect (visible in ps: prefer the "
+                             "SOCKWORKS_PASSWORD environment variable; default: none)")
     # REMAINDER so that "INCRBY n -5" is a command, not an unknown option.
     parser.add_argument("words", nargs=argparse.REMAINDER, metavar="COMMAND ...",
                         help="the command and its arguments, e.g. GET key")
@@ -81,9 +90,8 @@ def main(args: argparse.Namespace) -> int:
     if b"\n" in line or b"\r" in line:
         _fail("a command cannot contain a newline (the protocol is one command per line)")
         return EXIT_CONNECTION
-    timeout = args.timeout or None
     try:
-        client = KvClient(args.host, args.port, timeout=timeout)
+        client = _connect(args)
     except KvClientError as exc:
         _fail(f"{args.host}:{args.port} refused the session: {exc}")
         return EXIT_CONNECTION
@@ -109,6 +117,15 @@ def main(args: argparse.Namespace) -> int:
         except (KvClientError, OSError) as exc:
             _fail(f"connection lost: {exc}")
             return EXIT_CONNECTION
+
+
+def _connect(args: argparse.Namespace) -> KvClient:
+    """A connection, authenticated when a password is given (flag or env)."""
+    password = args.password if args.password is not None else os.environ.get(
+        "SOCKWORKS_PASSWORD")
+    return KvClient(args.host, args.port, timeout=args.timeout or None,
+                    password=None if password is None else os.fsencode(password),
+                    username=None if args.user is None else os.fsencode(args.user))
 
 
 @contextlib.contextmanager
@@ -160,7 +177,7 @@ def _interactive(client: KvClient, args: argparse.Namespace) -> int:
                 # The server dropped us while the user was thinking (its
                 # --idle-timeout): reconnect before sending, so nothing runs twice.
                 client.close()
-                client = KvClient(args.host, args.port, timeout=args.timeout or None)
+                client = _connect(args)
                 _fail("the server had closed the idle connection; reconnected")
             reply = client.execute(line)
             if reply.startswith(b"STATS ") and sys.stdout.isatty():

@@ -29,8 +29,8 @@ def cmd_acl(s: Ctx, argv: list[bytes]) -> bytes:
     low, high = _ARITY[sub]
     if not low <= len(argv) <= high:
         if sub == b"CAT":
-            return b"-ERR unknown subcommand or wrong number of arguments for 'cat'. " \
-                   b"Try ACL HELP.\r\n"
+            return error_quoting("ERR unknown subcommand or wrong number of arguments for "
+                                 f"'{quoted(argv[1])}'. Try ACL HELP.")
         return wrong_args("acl|" + sub.decode().lower())
     access = s.server.access
     if sub == b"WHOAMI":

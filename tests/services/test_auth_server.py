@@ -132,7 +132,7 @@ def test_acl_replies_match_redis(start_server: Any, acl_file: Path,
 
 def test_acl_list_load_and_bad_file(start_server: Any, acl_file: Path) -> None:
     server = start_server("serve", "kv", "--resp-port", "0", "--aclfile", str(acl_file))
-    admin = redis.Redis(port=resp_port(server), username="admin", password="s3cret")
+    admin: Any = redis.Redis(port=resp_port(server), username="admin", password="s3cret")
     listing = admin.execute_command("ACL", "LIST")
     assert f"user admin on #{SECRET_HASH} ~* resetchannels +@all".encode() in listing
     assert b"user default off resetchannels -@all" in listing

@@ -12,6 +12,8 @@ an ``ERROR:`` reply::
         kv.incr(b"visits")             # 1
         kv.pipeline([b"GET a", b"GET b"])   # [b"NOT_FOUND", b"NOT_FOUND"]
 
+    KvClient("db.internal", 9000, password=secret, username="app")  # AUTH first
+
 The protocol itself has one ambiguity worth knowing: a stored value that reads
 ``NOT_FOUND`` or starts with ``ERROR: `` cannot be told apart from those
 replies; use ``exists()`` or the RESP port when that matters.
@@ -105,9 +107,12 @@ class KvClient:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 9000, *,
                  timeout: float | None = 10.0, max_reply: int = MAX_REPLY_LINE,
-                 tls: ssl.SSLContext | None = None, unix_path: str | None = None) -> None:
+                 tls: ssl.SSLContext | None = None, unix_path: str | None = None,
+                 password: bytes | str | None = None,
+                 username: bytes | str | None = None) -> None:
         """Connect to ``host``:``port`` (over TLS with ``tls``, the server's
-        name checked against ``host``), or to the UNIX socket ``unix_path``."""
+        name checked against ``host``), or to the UNIX socket ``unix_path``;
+        with ``password`` (and ``username``), AUTH before anything else."""
         self.host = host
         self.port = port
         self.max_reply = max_reply
@@ -119,6 +124,10 @@ class KvClient:
                 raise ServerError(greeting[7:].decode("utf-8", "replace"))
             if greeting != b"READY":
                 raise ProtocolError(f"unexpected greeting {greeting[:80]!r} (not a KV server?)")
+            if password is not None:
+                # AUTH [user] password before anything else; ServerError if refused.
+                words = [b"AUTH"] + ([_as_bytes(username)] if username is not None else [])
+                self._checked(*words, _as_bytes(password))
         except BaseException:
             self.close()
             raise

@@ -12,11 +12,11 @@ import inspect
 import subprocess
 import sys
 
-from sockworks.services import resp_admin, resp_commands, resp_table
+from sockworks.services import resp_acl, resp_admin, resp_commands, resp_config, resp_table
 from sockworks.services.resp_table import COMMANDS, SPECS
 
 #: Commands in the table (aliases such as UNLINK and SUBSTR included).
-COMMAND_COUNT = 59
+COMMAND_COUNT = 60
 
 #: Flags COMMAND may report (Redis's names).
 KNOWN_FLAGS = {"readonly", "write", "denyoom", "fast", "loading", "stale", "admin", "noscript"}
@@ -32,9 +32,10 @@ def handlers(module: object) -> set[str]:
 
 def test_every_handler_is_in_the_table() -> None:
     in_table = {spec.handler.__name__ for spec in SPECS}
-    assert handlers(resp_commands) | handlers(resp_admin) == in_table
+    modules = {m.__name__: m for m in (resp_commands, resp_admin, resp_acl, resp_config)}
+    assert set().union(*(handlers(m) for m in modules.values())) == in_table
     for spec in SPECS:
-        module = resp_commands if spec.handler.__module__ == resp_commands.__name__ else resp_admin
+        module = modules[spec.handler.__module__]
         assert getattr(module, spec.handler.__name__) is spec.handler
 
 

@@ -39,7 +39,11 @@ stdin is not a terminal it reads one command per line from stdin until QUIT
 or the end of input, and exits 1 if any reply was an ERROR: line (as a
 script would want), else 0.
 
-Exit codes: 0 ok, 1 an ERROR reply, 2 cannot connect or connection lost.
+With --password (or the SOCKWORKS_PASSWORD environment variable, which
+keeps it out of ps) it sends AUTH [--user NAME] PASSWORD first.
+
+Exit codes: 0 ok, 1 an ERROR reply, 2 cannot connect, connection lost or
+authentication refused.
 """
 
 
@@ -65,6 +69,11 @@ def register(sub: Any) -> None:
                         help="with --tls: client certificate, for mutual TLS (default: none)")
     parser.add_argument("--key", metavar="PATH",
                         help="with --tls: the client certificate's key (default: in --cert)")
+    parser.add_argument("--user", metavar="NAME",
+                        help="ACL user to AUTH as (default: the default user)")
+    parser.add_argument("--password", metavar="PASSWORD",
+                        help="AUTH with this password on connect (visible in ps: prefer the "
+                             "SOCKWORKS_PASSWORD environment variable; default: none)")
     # REMAINDER so that "INCRBY n -5" is a command, not an unknown option.
     parser.add_argument("words", nargs=argparse.REMAINDER, metavar="COMMAND ...",
                         help="the command and its arguments, e.g. GET key")
@@ -145,8 +154,14 @@ def _tls_context(args: argparse.Namespace) -> ssl.SSLContext | None:
 
 
 def _connect(args: argparse.Namespace) -> KvClient:
+    """A connection (TCP, TLS or UNIX socket), authenticated when a password
+    is given (flag or SOCKWORKS_PASSWORD)."""
+    password = args.password if args.password is not None else os.environ.get(
+        "SOCKWORKS_PASSWORD")
     return KvClient(args.host, args.port, timeout=args.timeout or None,
-                    tls=args.tls_context, unix_path=args.unix)
+                    tls=args.tls_context, unix_path=args.unix,
+                    password=None if password is None else os.fsencode(password),
+                    username=None if args.user is None else os.fsencode(args.user))
 
 
 @contextlib.contextmanager

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 from sockworks.core.logs import RateLimitedLog
 from sockworks.core.stats import ServerStats
@@ -22,12 +23,19 @@ __all__ = ["Admission"]
 class Admission:
     """A counting gate over live connections, safe from any thread."""
 
-    def __init__(self, limit: int, stats: ServerStats) -> None:
-        self.limit = limit
+    def __init__(self, limit: int, stats: ServerStats,
+                 live_limit: Callable[[], int] | None = None) -> None:
+        self._limit = limit
+        #: Where the limit in force is read (CONFIG SET maxclients changes it).
+        self._live_limit = live_limit
         self.stats = stats
         self.active = 0
         self._lock = threading.Lock()
         self._log_refusal = RateLimitedLog(logger, logging.WARNING)
+
+    @property
+    def limit(self) -> int:
+        return self._live_limit() if self._live_limit is not None else self._limit
 
     def _acquire(self) -> bool:
         with self._lock:

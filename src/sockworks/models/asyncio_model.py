@@ -423,9 +423,9 @@ class AsyncioModel(Model):
         #: parent's SIGTERM; a repeated SIGTERM is not an escalation (the
         #: parent escalates with SIGKILL).
         self.supervised = supervised
-        self.admission = admission or Admission(settings.max_connections, stats)
+        self.admission = admission or Admission(settings.max_connections, stats,
+                                                    lambda: settings.max_connections)
         self.reuse_port = reuse_port
-        self.idle_timeout = settings.idle_timeout
         self.output_limit = settings.client_output_buffer_limit.normal
         #: Pause reading (and check the output limits) past this many unsent bytes.
         self.write_high_water = min([WRITE_HIGH_WATER] + [
@@ -495,6 +495,11 @@ class AsyncioModel(Model):
         await self._stopped.wait()
         sweeper.cancel()
         await self._shutdown()
+
+    @property
+    def idle_timeout(self) -> float:
+        """--idle-timeout in force (CONFIG SET timeout changes it)."""
+        return self.settings.idle_timeout
 
     def tick_interval(self) -> float:
         idle = self.idle_timeout

@@ -333,7 +333,8 @@ class BlockingModel(Model):
     def __init__(self, endpoints: Sequence[Endpoint], settings: ServerSettings,
                  stats: ServerStats) -> None:
         super().__init__(endpoints, settings, stats)
-        self.admission = Admission(settings.max_connections, stats)
+        self.admission = Admission(settings.max_connections, stats,
+                                   lambda: settings.max_connections)
         self.registry = ConnectionRegistry()
         self.waker = Waker()
         self._stop = threading.Event()

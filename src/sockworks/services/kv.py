@@ -54,6 +54,8 @@ from sockworks.protocols.kvtext import (
 )
 from sockworks.protocols.lines import LineFramer
 from sockworks.protocols.resp import DEFAULT_MAX_BULK
+from sockworks.services.acl import User
+from sockworks.services.auth import DENIED_TEXT, AccessControl
 from sockworks.services.meminfo import memory_fields
 from sockworks.services.renames import CommandRenames
 from sockworks.services.resp_table import COMMANDS as RESP_COMMANDS
@@ -79,6 +81,22 @@ _SESSION_COUNTERS = ("commands_processed", "get_hits", "get_misses", "protocol_e
 _COMMANDS, _HITS, _MISSES, _ERRORS = range(4)
 #: A write refused at --maxmemory (RESP sends Redis's OOM text instead).
 OUT_OF_MEMORY_REPLY = b"ERROR: out of memory\n"
+#: Access control on the text port (docs/protocol.md, docs/security.md).
+AUTH_REQUIRED_REPLY = error_reply("authentication required")
+INVALID_PASSWORD_REPLY = error_reply("invalid password")
+NO_PASSWORD_REPLY = error_reply(
+    "AUTH <password> called without any password configured for the default user. Are you "
+    "sure your configuration is correct?")
+DENIED_REPLY = error_reply("protected mode: " + DENIED_TEXT)
+NO_KEY_PERMISSION_REPLY = error_reply(
+    "no permission: this user has no permissions to access one of the keys used as arguments")
+#: Each text command as the RESP command ACL rules name (STATS is INFO,
+#: COMPACT is BGREWRITEAOF).
+TEXT_TO_RESP: Mapping[bytes, str] = {
+    b"GET": "get", b"SET": "set", b"DEL": "del", b"INCR": "incr", b"INCRBY": "incrby",
+    b"EXISTS": "exists", b"EXPIRE": "expire", b"TTL": "ttl", b"PERSIST": "persist",
+    b"PING": "ping", b"DBSIZE": "dbsize", b"STATS": "info", b"COMPACT": "bgrewriteaof",
+    b"QUIT": "quit"}
 #: STATS names of the service's rare-event counters.
 _EVENT_COUNTERS = ("http_requests_refused", "lines_too_long")
 
@@ -104,7 +122,9 @@ class KvService(Service):
                  fsync: str = DEFAULT_FSYNC, url: str | None = None, maxmemory: int = 0,
                  maxmemory_policy: str = "noeviction", max_line: int = DEFAULT_MAX_LINE,
                  max_bulk: int = DEFAULT_MAX_BULK, blocking: bool | None = None,
-                 rename_commands: Mapping[str, str] | Iterable[tuple[str, str]] = ()) -> None:
+                 rename_commands: Mapping[str, str] | Iterable[tuple[str, str]] = (),
+                 access: AccessControl | None = None,
+                 options: Mapping[str, str] | None = None) -> None:
         renames = CommandRenames.of(
             rename_commands.items() if isinstance(rename_commands, Mapping) else rename_commands)
         if renames:
@@ -117,6 +137,10 @@ class KvService(Service):
         elif data_dir is not None or url is not None or maxmemory:
             raise TypeError("give either store= or data_dir=/url=/maxmemory=, not both")
         self.store = store
+        #: Users, passwords and protected mode, shared with the RESP port.
+        self.access = access if access is not None else AccessControl()
+        #: CONFIG GET values fixed by the command line (for the RESP port).
+        self.options = dict(options or {})
         self.max_line = max_line
         #: Largest bulk string the RESP front end accepts (resp_service()).
         self.max_bulk = max_bulk
@@ -144,8 +168,12 @@ class KvService(Service):
 
         settings = self.settings
         return RespService(self.store, self.stats, max_bulk=self.max_bulk, renames=self.renames,
+                           access=self.access, options=self.options,
                            idle_timeout=settings.idle_timeout if settings else 0.0,
                            max_connections=settings.max_connections if settings else 1024)
+
+    def bound(self, address: tuple[str, int]) -> None:
+        self.access.note_listening("KV text", address[0], address[1])
 
     def new_session(self, peer: str) -> KvSession:
         session = KvSession(self, peer)
@@ -208,6 +236,8 @@ class KvService(Service):
             "rejected_connections": conn["connections_rejected"],
             "evicted_clients": conn["evicted_clients"],
             **counters,
+            # Per process (prefork: the answering worker's).
+            **self.access.counters(),
             "keys": self.store.dbsize(),
         }
         store_info = self.store.info()
@@ -238,8 +268,9 @@ class KvSession(Session):
     methods; each returns its reply bytes.
     """
 
-    __slots__ = ("_backlog", "_done", "_framer", "_framing", "_get_words", "_max_line", "_peer",
-                 "_renamed", "_service", "_set_words", "_store", "counts")
+    __slots__ = ("_access", "_backlog", "_done", "_framer", "_framing", "_generation",
+                 "_get_words", "_max_line", "_open", "_peer", "_refused", "_renamed", "_service",
+                 "_set_words", "_store", "_user", "counts")
 
     def __init__(self, service: KvService, peer: str) -> None:
         self._service = service
@@ -258,6 +289,15 @@ class KvSession(Session):
         #: Lines received but held back (their replies would pass
         #: REPLY_BUDGET), and how the input ended after them.
         self._backlog: tuple[list[bytes], object] | None = None
+        access = self._access = service.access
+        self._refused = access.refuses(peer)
+        self._set_user(access.initial_user())
+
+    def _set_user(self, user: User | None) -> None:
+        """Run as ``user`` (None: must AUTH); open: nothing to check."""
+        self._user = user
+        self._generation = self._access.generation
+        self._open = user is not None and user.unrestricted
 
     @property
     def busy(self) -> bool:
@@ -283,6 +323,9 @@ class KvSession(Session):
         return self._run(lines, end)
 
     def on_connect(self) -> Output:
+        if self._refused:
+            self._done = True
+            return Output(DENIED_REPLY, True)
         return Output(GREETING)
 
     def on_data(self, data: bytes) -> Output:
@@ -290,6 +333,9 @@ class KvSession(Session):
             # QUIT, HTTP or an over-long line already ended the conversation:
             # nothing the peer sends afterwards may run.
             return CLOSE
+        if self._generation != self._access.generation:
+            user = self._user and self._access.user(self._user.name)
+            self._set_user(user if user is not None and user.enabled else None)
         end: object = NEED_DATA
         if self._backlog is not None:
             # Earlier lines still wait: these queue up behind them.
@@ -353,6 +399,13 @@ class KvSession(Session):
             parts = line.split(None, 2)
             nparts = len(parts)
             try:
+                if not self._open:
+                    # Not authenticated, or a restricted ACL user: AUTH, and
+                    # the checks, before anything runs.
+                    refusal = self._gate(parts, line)
+                    if refusal is not None:
+                        append(refusal)
+                        continue
                 if nparts == 2 and parts[0] in get_words and len(parts[1]) <= MAX_KEY_LENGTH:
                     counts[_COMMANDS] += 1
                     value = store.get(parts[1])
@@ -373,6 +426,9 @@ class KvSession(Session):
                     store.set(parts[1], parts[2].rstrip())
                     wrote = True
                     append(OK)
+                    continue
+                if parts and parts[0].upper() == b"AUTH":
+                    append(self._auth(line.split()))
                     continue
                 if renamed and parts:
                     # --rename-command: the command this word runs, if any.
@@ -430,6 +486,50 @@ class KvSession(Session):
                         self._framer.max_line, self._peer)
             append(LINE_TOO_LONG_REPLY)
         # CLOSED (only after on_eof): nothing to say.
+
+    def _gate(self, parts: list[bytes], line: bytes) -> bytes | None:
+        """AUTH's reply, or the refusal of a command this user may not run;
+        None: run it (the slow path, taken only by restricted users)."""
+        word = parts[0].upper() if parts else b""
+        if word == b"AUTH":
+            return self._auth(line.split())
+        user = self._user
+        if user is None:
+            return None if word in (b"QUIT", b"") else AUTH_REQUIRED_REPLY
+        if self._renamed and word in self._renamed:
+            runs = self._renamed[word]  # --rename-command: judge what it runs
+            if runs is None:
+                return None
+            line = runs + line.lstrip()[len(word):]
+            word = runs.upper()
+        name = TEXT_TO_RESP.get(word)
+        if name is None or name == "quit":
+            return None  # unknown or malformed: the parser says why
+        if not user.may_run(name):
+            self._access.count_denied(key=False)
+            return error_reply(f"no permission: this user has no permissions to run the "
+                               f"'{name}' command")
+        event = parse_line(line)
+        keys = getattr(event, "keys", None) or (
+            (event.key,) if hasattr(event, "key") else ())
+        if keys and not user.may_access(keys):
+            self._access.count_denied(key=True)
+            return NO_KEY_PERMISSION_REPLY
+        return None
+
+    def _auth(self, words: list[bytes]) -> bytes:
+        """AUTH password / AUTH user password -> OK or ERROR."""
+        if len(words) not in (2, 3):
+            return error_reply("usage: AUTH [user] password")
+        name = words[1].decode("utf-8", "surrogateescape") if len(words) == 3 else "default"
+        access = self._access
+        if name == "default" and access.passwordless_default:
+            return NO_PASSWORD_REPLY
+        user = access.authenticate(name, words[-1], self._peer)
+        if user is None:
+            return INVALID_PASSWORD_REPLY
+        self._set_user(user)
+        return OK
 
     def on_eof(self) -> Output:
         if not self._done:

@@ -29,7 +29,7 @@ import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 from sockworks._version import __version__
 from sockworks.core.config import Endpoint, ServerSettings
@@ -38,6 +38,9 @@ from sockworks.core.logs import RateLimitedLog
 from sockworks.core.service import CLOSE, NOTHING, REPLY_BUDGET, Output, Service, Session
 from sockworks.core.stats import ServerStats
 from sockworks.protocols.resp import DEFAULT_MAX_BULK, OK, RespParser, encode_null
+from sockworks.services.acl import User
+from sockworks.services.acl_categories import COMMAND_CATEGORIES, CONTAINERS
+from sockworks.services.auth import DENIED_TEXT, AccessControl
 from sockworks.services.meminfo import memory_fields
 from sockworks.services.renames import NO_RENAMES, CommandRenames
 from sockworks.services.resp_commands import (
@@ -63,7 +66,14 @@ logger = logging.getLogger(__name__)
 #: Command names that are really an HTTP request line or header (Redis's
 #: securityWarningCommand list): the connection is closed at once.
 _HTTP_WORDS = frozenset({b"post", b"host:"})
-#: Every spelling of GET and SET (command names are case-insensitive).
+#: What an unauthenticated client may run (Redis's no-auth commands); they
+#: are never subject to ACL rules either.
+_NO_AUTH = frozenset({"auth", "hello", "quit", "reset"})
+NOAUTH: Final = b"-NOAUTH Authentication required.\r\n"
+#: Redis 7.0's denial texts (the version the differential tests run).
+NOPERM_KEY: Final = (b"-NOPERM this user has no permissions to access one of the keys used "
+                     b"as arguments\r\n")
+DENIED_REPLY: Final = b"-DENIED " + DENIED_TEXT.encode() + b"\r\n"
 
 
 class RespService(Service):
@@ -76,8 +86,12 @@ class RespService(Service):
                  port: int = 0, use_hiredis: bool | None = None,
                  owns_store: bool = False, blocking: bool | None = None,
                  idle_timeout: float = 0.0, max_connections: int = 1024,
-                 renames: CommandRenames = NO_RENAMES) -> None:
+                 renames: CommandRenames = NO_RENAMES,
+                 access: AccessControl | None = None,
+                 options: Mapping[str, str] | None = None) -> None:
         self.store = store
+        #: Users, passwords and protected mode (shared with the text port).
+        self.access = access if access is not None else AccessControl()
         self._stats = stats
         self.max_bulk = max_bulk
         self.port = port
@@ -85,9 +99,12 @@ class RespService(Service):
         #: until bound_endpoint reports a listener).
         self.listening: dict[str, str] = {"tls-port": "0", "unixsocket": "",
                                           "unixsocketperm": "0"}
-        #: Only reported (CONFIG GET timeout / maxclients): the model enforces them.
-        self.idle_timeout = idle_timeout
-        self.max_connections = max_connections
+        #: Until attached: reported by CONFIG GET timeout / maxclients (the
+        #: model enforces the attached settings, which CONFIG SET changes).
+        self._idle_timeout = idle_timeout
+        self._max_connections = max_connections
+        #: CONFIG GET values the command line fixed (dir, appendfsync...).
+        self.options: Mapping[str, str] = dict(options or {})
         #: The command table in force (--rename-command applied) and the
         #: spellings the session's GET/SET fast path answers.
         self.renames = renames
@@ -115,11 +132,19 @@ class RespService(Service):
     def attach(self, stats: ServerStats, settings: ServerSettings) -> None:
         super().attach(stats, settings)
         stats.counter_sources[self.name] = self.counters
-        self.idle_timeout = settings.idle_timeout
-        self.max_connections = settings.max_connections
+
+    @property
+    def idle_timeout(self) -> float:
+        return self.settings.idle_timeout if self.settings is not None else self._idle_timeout
+
+    @property
+    def max_connections(self) -> int:
+        return (self.settings.max_connections if self.settings is not None
+                else self._max_connections)
 
     def bound(self, address: tuple[str, int]) -> None:
         self.port = address[1]
+        self.access.note_listening("RESP", address[0], address[1])
 
     def bound_endpoint(self, endpoint: Endpoint, address: tuple[str, int]) -> None:
         super().bound_endpoint(endpoint, address)
@@ -252,6 +277,7 @@ class RespService(Service):
             "keyspace_hits": store_info.get("keyspace_hits", 0),
             "keyspace_misses": store_info.get("keyspace_misses", 0),
             "total_error_replies": errors,
+            **self.access.counters(),
         })
         section("Replication", {"role": "master", "connected_slaves": 0})
         section("Cluster", {"cluster_enabled": 0})
@@ -283,6 +309,14 @@ class RespSession(Session):
         self.lib_ver = b""
         self.created = self.last_active = time.monotonic()
         self.last_command = b"NULL"
+        access = service.access
+        self._access = access
+        #: The ACL user this connection runs as (None: must AUTH first), and
+        #: whether it may run anything on any key (then nothing is checked).
+        self.user: User | None = access.initial_user()
+        self._acl_generation = access.generation
+        self._open = self.user is not None and self.user.unrestricted
+        self._refused = access.refuses(peer)
         #: Queued commands while in MULTI (None outside a transaction).
         self.queued: list[list[bytes]] | None = None
         self.queued_bytes = 0
@@ -316,10 +350,19 @@ class RespSession(Session):
             held += sum(len(arg) for argv in self._backlog for arg in argv)
         return held
 
+    def on_connect(self) -> Output:
+        if self._refused:
+            # Protected mode: say why, then close (as Redis does at accept).
+            self._done = True
+            return Output(DENIED_REPLY, True)
+        return NOTHING
+
     def on_data(self, data: bytes) -> Output:
         if self._done:
             return CLOSE  # QUIT or a protocol error ended the conversation
         self.last_active = time.monotonic()  # CLIENT LIST idle=
+        if self._acl_generation != self._access.generation:
+            self._refresh_user()
         parser = self._parser
         parser.receive_data(data)
         if self._backlog is not None:
@@ -357,7 +400,7 @@ class RespSession(Session):
             # workload, answered here without the command table's Plan
             # machinery (same replies, same errors).
             nargs = len(argv)
-            if nargs == 2 and argv[0] in self._get_words and self.queued is None:
+            if nargs == 2 and argv[0] in self._get_words and self.queued is None and self._open:
                 self.last_command = b"get"
                 try:
                     value = store.get(argv[1])
@@ -371,7 +414,7 @@ class RespSession(Session):
                     size += len(value)
                     append(b"$%d\r\n%s\r\n" % (len(value), value))
                 continue
-            if nargs == 3 and argv[0] in self._set_words and self.queued is None:
+            if nargs == 3 and argv[0] in self._set_words and self.queued is None and self._open:
                 self.last_command = b"set"
                 try:
                     store.set(argv[1], argv[2])
@@ -420,13 +463,22 @@ class RespSession(Session):
         """Run (or queue) one command; its reply bytes."""
         name = argv[0].lower()
         spec = self._commands.get(name)
-        if self.queued is not None and (spec is None or spec.queueable):
-            if spec is None:
+        refusal = None
+        if spec is None:
+            refusal = unknown_command(argv)
+        elif not arity_ok(spec.arity, len(argv)):
+            refusal = wrong_args(spec.name)
+        elif not self._open and spec.name not in _NO_AUTH:
+            refusal = self._check_access(spec, argv)
+            if refusal is not None and spec.name == "exec":
+                self.end_multi()  # Redis: the rejected EXEC ends the transaction
+                return b"-EXECABORT Transaction discarded because of: " + refusal[1:]
+        if refusal is not None:
+            if self.queued is not None:
                 self.multi_failed = True
-                return unknown_command(argv)
-            if not arity_ok(spec.arity, len(argv)):
-                self.multi_failed = True
-                return wrong_args(spec.name)
+            return refusal
+        assert spec is not None
+        if self.queued is not None and spec.queueable:
             if not self.store.make_room():
                 # Redis refuses to queue any command at the limit (queueing
                 # takes memory too), and the transaction is discarded.
@@ -441,10 +493,6 @@ class RespSession(Session):
                     self._parser.max_query)
             self.queued.append(argv)
             return QUEUED
-        if spec is None:
-            return unknown_command(argv)
-        if not arity_ok(spec.arity, len(argv)):
-            return wrong_args(spec.name)
         self.last_command = (name + b"|" + argv[1].lower()
                              if spec.name.encode() in CONTAINER_COMMANDS and len(argv) > 1
                              else name)
@@ -457,6 +505,41 @@ class RespSession(Session):
             return outcome
         assert isinstance(outcome, Plan)
         return self.run_plan(outcome)
+
+    def _check_access(self, spec: CommandSpec, argv: list[bytes]) -> bytes | None:
+        """NOAUTH, or a NOPERM for the command or one of its keys; None: allowed."""
+        user = self.user
+        if user is None:
+            return NOAUTH
+        name = spec.name
+        sub = None
+        if name in CONTAINERS and len(argv) > 1:
+            sub = argv[1].decode("latin-1").lower()
+            if f"{name}|{sub}" not in COMMAND_CATEGORIES:
+                sub = None
+        if not user.may_run(name, sub, spec.flags):
+            self._access.count_denied(key=False)
+            shown = f"{name}|{sub}" if sub is not None else name
+            return error_quoting(f"NOPERM this user has no permissions to run the '{shown}' "
+                                 "command")
+        first, last, step = spec.keys
+        if first and not user.all_keys:
+            end = len(argv) + last if last < 0 else last
+            if not user.may_access(argv[first:end + 1:step]):
+                self._access.count_denied(key=True)
+                return NOPERM_KEY
+        return None
+
+    def _refresh_user(self) -> None:
+        """The users changed (ACL LOAD, CONFIG SET requirepass): this
+        connection's user is re-read by name; gone or disabled, it must AUTH
+        again."""
+        access = self._access
+        self._acl_generation = access.generation
+        if self.user is not None:
+            fresh = access.user(self.user.name)
+            self.user = fresh if fresh is not None and fresh.enabled else None
+        self._open = self.user is not None and self.user.unrestricted
 
     def run_plan(self, plan: Plan[Any]) -> bytes:
         try:
@@ -511,6 +594,22 @@ class RespSession(Session):
         self.end_multi()
         self.proto = 2
         self.name = b""
+        self._set_user(self._access.initial_user())
+
+    def _set_user(self, user: User | None) -> None:
+        self.user = user
+        self._acl_generation = self._access.generation
+        self._open = user is not None and user.unrestricted
+
+    @property
+    def username(self) -> str | None:
+        return None if self.user is None else self.user.name
+
+    def authenticate(self, username: str, password: bytes) -> bool:
+        user = self._access.authenticate(username, password, self.peer)
+        if user is not None:
+            self._set_user(user)
+        return user is not None
 
     def close_after_reply(self) -> None:
         self._done = True
@@ -559,7 +658,7 @@ class RespSession(Session):
                 f"db=0 sub=0 psub=0 ssub=0 multi={multi} qbuf={qbuf} "
                 f"qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem={omem} "
                 f"tot-mem={tot_mem} events=r cmd={self.last_command.decode('latin-1')} "
-                f"user=default "
+                f"user={self.username or 'default'} "
                 f"redir=-1 resp={self.proto} "
                 f"lib-name={self.lib_name.decode('utf-8', 'replace')} "
                 f"lib-ver={self.lib_ver.decode('utf-8', 'replace')}\n")

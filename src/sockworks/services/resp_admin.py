@@ -39,15 +39,6 @@ from sockworks.services.resp_commands import (
 from sockworks.services.resp_context import CommandContext as Ctx
 from sockworks.services.resp_context import CommandSpec, Plan
 from sockworks.storage.base import Store, StoreError
-from sockworks.storage.eviction import (
-    DEFAULT_SAMPLES,
-    MAX_SAMPLES,
-    check_policy,
-    check_samples,
-    parse_memory,
-)
-from sockworks.storage.glob import compile_glob
-from sockworks.storage.memory import MemoryStore
 
 __all__: list[str] = []  # resp_table.py imports the cmd_* handlers by name
 
@@ -167,12 +158,24 @@ def _hello_map(s: Ctx) -> bytes:
     ]), s.proto)
 
 
-def _auth_check(username: bytes, password: bytes) -> bytes | None:
-    """No users are configured: the 'default' user has no password (Redis's
-    out-of-the-box nopass), so any password for it is accepted."""
-    if username == b"default":
-        return None
-    return b"-WRONGPASS invalid username-password pair or user is disabled.\r\n"
+#: AUTH/HELLO AUTH naming a default user that has no password (Redis's text;
+#: sockworks also answers it to the two-argument form, see docs/security.md).
+NO_PASSWORD: Final = (b"-ERR AUTH <password> called without any password configured for the "
+                      b"default user. Are you sure your configuration is correct?\r\n")
+WRONGPASS: Final = b"-WRONGPASS invalid username-password pair or user is disabled.\r\n"
+#: HELLO from a client that is not authenticated (Redis 7.0's text).
+HELLO_NOAUTH: Final = (b"-NOAUTH HELLO must be called with the client already authenticated, "
+                       b"otherwise the HELLO AUTH <user> <pass> option can be used to "
+                       b"authenticate the client and select the RESP protocol version at the "
+                       b"same time\r\n")
+
+
+def _authenticate(s: Ctx, username: bytes, password: bytes) -> bytes | None:
+    """None when ``s`` is now ``username``; else the error reply."""
+    name = username.decode("utf-8", "surrogateescape")
+    if name == "default" and s.server.access.passwordless_default:
+        return NO_PASSWORD
+    return None if s.authenticate(name, password) else WRONGPASS
 
 
 def cmd_hello(s: Ctx, argv: list[bytes]) -> bytes:
@@ -187,12 +190,11 @@ def cmd_hello(s: Ctx, argv: list[bytes]) -> bytes:
         proto = version
         i = 2
     name: bytes | None = None
+    credentials: tuple[bytes, bytes] | None = None
     while i < len(argv):
         opt = argv[i].upper()
         if opt == b"AUTH" and i + 2 < len(argv):
-            error = _auth_check(argv[i + 1], argv[i + 2])
-            if error is not None:
-                return error
+            credentials = (argv[i + 1], argv[i + 2])
             i += 3
         elif opt == b"SETNAME" and i + 1 < len(argv):
             name = argv[i + 1]
@@ -201,6 +203,12 @@ def cmd_hello(s: Ctx, argv: list[bytes]) -> bytes:
             i += 2
         else:
             return error_quoting(f"ERR Syntax error in HELLO option '{quoted(argv[i])}'")
+    if credentials is not None:
+        error = _authenticate(s, *credentials)
+        if error is not None:
+            return error
+    elif s.username is None:
+        return HELLO_NOAUTH
     s.set_protocol(proto)
     if name is not None:
         s.set_name(name)
@@ -210,10 +218,8 @@ def cmd_hello(s: Ctx, argv: list[bytes]) -> bytes:
 def cmd_auth(s: Ctx, argv: list[bytes]) -> bytes:
     if len(argv) > 3:
         return SYNTAX_ERROR
-    if len(argv) == 2:
-        return (b"-ERR AUTH <password> called without any password configured for the "
-                b"default user. Are you sure your configuration is correct?\r\n")
-    error = _auth_check(argv[1], argv[2])
+    username, password = (b"default", argv[1]) if len(argv) == 2 else (argv[1], argv[2])
+    error = _authenticate(s, username, password)
     return OK if error is None else error
 
 
@@ -327,98 +333,6 @@ def _kill(s: Ctx, handles: list[Any]) -> None:
             s.close_after_reply()  # Redis answers the killer first
         else:
             handle.close("killed by CLIENT KILL from " + str(s.client_id))
-
-
-def _config_values(s: Ctx) -> dict[bytes, bytes]:
-    """The CONFIG GET parameters clients ask about, with truthful values."""
-    info = s.store.info()
-    persistent = info.get("persistence") == "aof"
-    return {
-        b"save": b"",
-        b"appendonly": b"yes" if persistent else b"no",
-        b"databases": b"1",
-        # The embedded store's limit; a Redis backend's is Redis's own (ask it).
-        b"maxmemory": b"%d" % info.get("maxmemory", 0),
-        b"maxmemory-policy": str(info.get("maxmemory_policy", "noeviction")).encode(),
-        b"maxmemory-samples": b"%d" % info.get("maxmemory_samples", DEFAULT_SAMPLES),
-        b"timeout": b"%d" % int(s.server.idle_timeout),
-        b"maxclients": b"%d" % s.server.max_connections,
-        b"client-output-buffer-limit": s.server.output_limits.redis_format().encode(),
-        b"maxmemory-clients": b"%d" % s.server.client_memory_cap,
-        b"port": b"%d" % s.server.port,
-        b"bind": b"127.0.0.1",
-        b"proto-max-bulk-len": b"%d" % s.server.max_bulk,
-        b"client-query-buffer-limit": b"%d" % s.max_query,
-        b"cluster-enabled": b"no",
-        b"protected-mode": b"no",
-        # The listeners in force (TLS, UNIX socket): issue #11 item 3-4.
-        **{name.encode(): value.encode() for name, value in s.server.listening.items()},
-    }
-
-
-def cmd_config(s: Ctx, argv: list[bytes]) -> bytes:
-    sub = argv[1].upper()
-    if sub == b"GET":
-        if len(argv) < 3:
-            return wrong_args("config|get")
-        values = _config_values(s)
-        found: dict[bytes, bytes] = {}
-        for pattern in argv[2:]:
-            match = compile_glob(pattern.lower())
-            for key, value in values.items():
-                if match(key):
-                    found[key] = value
-        return encode(found, s.proto)
-    if sub == b"SET":
-        if len(argv) < 4 or len(argv) % 2:
-            return wrong_args("config|set")
-        return _config_set(s, argv[2:])
-    if sub == b"RESETSTAT":
-        return OK
-    return unknown_subcommand(argv)
-
-
-_MEMORY_PARAMETERS: Final = (b"maxmemory", b"maxmemory-policy", b"maxmemory-samples")
-
-
-def _config_set(s: Ctx, pairs: list[bytes]) -> bytes:
-    """CONFIG SET of the memory limit (all pairs checked before any is
-    applied, as Redis); any other parameter is refused as unknown."""
-    changes: dict[str, Any] = {}
-    store = s.store
-    for name, raw_value in zip(pairs[::2], pairs[1::2], strict=True):
-        lname = name.lower()
-        if lname not in _MEMORY_PARAMETERS or not isinstance(store, MemoryStore):
-            return error_quoting("ERR Unknown option or number of arguments for CONFIG SET - "
-                                 f"'{quoted(name)}'")
-        value = raw_value.decode("latin-1")
-        failed = f"ERR CONFIG SET failed (possibly related to argument '{quoted(lname)}') - "
-        try:
-            if lname == b"maxmemory":
-                changes["maxmemory"] = parse_memory(value)
-            elif lname == b"maxmemory-policy":
-                changes["policy"] = check_policy(value.lower())
-            else:
-                number = int_arg(raw_value)
-                if number is None:
-                    return error_quoting(failed + "argument couldn't be parsed into an integer")
-                changes["samples"] = check_samples(number)
-        except ValueError:
-            if lname == b"maxmemory":
-                return error_quoting(failed + "argument must be a memory value")
-            if lname == b"maxmemory-policy":
-                return error_quoting(failed + "argument(s) must be one of the following: "
-                                     + ", ".join(_REDIS_POLICY_ORDER))
-            return error_quoting(failed + f"argument must be between 1 and {MAX_SAMPLES} "
-                                 "inclusive")
-    assert isinstance(store, MemoryStore)  # checked with each name above
-    store.configure_memory(**changes)
-    return OK
-
-
-#: The order Redis's CONFIG SET error lists the policies in.
-_REDIS_POLICY_ORDER: Final = ("volatile-lru", "volatile-lfu", "volatile-random", "volatile-ttl",
-                              "allkeys-lru", "allkeys-lfu", "allkeys-random", "noeviction")
 
 
 def _command_info(spec: CommandSpec) -> list[Any]:

@@ -22,8 +22,10 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from sockworks.core.clients import ClientHandle
+    from sockworks.core.config import ServerSettings
     from sockworks.core.limits import OutputLimits
     from sockworks.core.stats import ServerStats
+    from sockworks.services.auth import AccessControl
     from sockworks.storage.base import Store
 
 __all__ = ["CommandContext", "CommandSpec", "Handler", "Plan", "RespServer"]
@@ -71,13 +73,26 @@ class RespServer(Protocol):
         """CONFIG GET tls-port, unixsocket, unixsocketperm: the values in force."""
 
     @property
-    def idle_timeout(self) -> float: ...
-
-    @property
     def max_connections(self) -> int: ...
 
     @property
     def stats(self) -> ServerStats: ...
+
+    @property
+    def access(self) -> AccessControl:
+        """Users, passwords and protected mode in force."""
+
+    @property
+    def idle_timeout(self) -> float: ...
+
+    @property
+    def settings(self) -> ServerSettings | None:
+        """The server's settings in force (CONFIG SET changes some of them)."""
+
+    @property
+    def options(self) -> Mapping[str, str]:
+        """CONFIG GET values fixed at start-up by the command line (dir,
+        appendfsync, aclfile...)."""
 
     @property
     def output_limits(self) -> OutputLimits:
@@ -119,6 +134,13 @@ class CommandContext(Protocol):
     @property
     def max_query(self) -> int:
         """Longest request the parser accepts (client-query-buffer-limit)."""
+
+    @property
+    def username(self) -> str | None:
+        """The ACL user this connection runs as (None: not authenticated)."""
+
+    def authenticate(self, username: str, password: bytes) -> bool:
+        """AUTH: become ``username`` if ``password`` is theirs (counted if not)."""
 
     def set_protocol(self, proto: int) -> None: ...
 

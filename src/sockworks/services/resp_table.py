@@ -15,12 +15,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
+from sockworks.services.resp_acl import cmd_acl
 from sockworks.services.resp_admin import (
     cmd_auth,
     cmd_client,
     cmd_command,
     cmd_compact,
-    cmd_config,
     cmd_discard,
     cmd_echo,
     cmd_exec,
@@ -73,6 +73,7 @@ from sockworks.services.resp_commands import (
     cmd_ttl,
     cmd_type,
 )
+from sockworks.services.resp_config import cmd_config
 from sockworks.services.resp_context import CommandSpec
 
 __all__ = ["COMMANDS", "CONTAINER_COMMANDS", "SPECS"]
@@ -133,6 +134,7 @@ SPECS: Final[tuple[CommandSpec, ...]] = (
     CommandSpec("bgrewriteaof", cmd_compact, 1, ("admin", "noscript")),
     CommandSpec("client", cmd_client, -2, ("loading", "stale")),
     CommandSpec("config", cmd_config, -2, ("admin", "loading", "stale")),
+    CommandSpec("acl", cmd_acl, -2, ("loading", "stale")),
     CommandSpec("command", cmd_command, -1, ("loading", "stale")),
     CommandSpec("hello", cmd_hello, -1, ("noscript", "loading", "stale", "fast")),
     CommandSpec("auth", cmd_auth, -2, ("noscript", "loading", "stale", "fast")),

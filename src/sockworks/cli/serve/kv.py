@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 
 from sockworks.cli.args import port_number, positive_int, seconds
 from sockworks.cli.serve import StartupError, add_tcp_arguments, serve
@@ -19,6 +20,8 @@ from sockworks.models import FORKING_MODELS
 from sockworks.models.pool import DEFAULT_WORKERS as DEFAULT_POOL_WORKERS
 from sockworks.protocols.kvtext import COMMAND_NAMES
 from sockworks.protocols.resp import DEFAULT_MAX_BULK
+from sockworks.services.acl import AclError
+from sockworks.services.auth import AccessControl
 from sockworks.services.kv import DEFAULT_PORT, KvService
 from sockworks.services.renames import CommandRenames
 from sockworks.services.resp_table import COMMANDS
@@ -104,6 +107,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help=f"keys sampled per eviction, 1..{MAX_SAMPLES} "
                             f"(default {DEFAULT_SAMPLES}, as Redis)")
 
+    security = parser.add_argument_group("security (docs/security.md)")
+    security.add_argument("--requirepass", metavar="PASSWORD",
+                          help="clients must AUTH with this password (Redis's requirepass; "
+                               "visible in ps: prefer --requirepass-file; default: none)")
+    security.add_argument("--requirepass-file", metavar="PATH",
+                          help="the password is the first line of PATH (default: none)")
+    security.add_argument("--aclfile", metavar="PATH",
+                          help="ACL users in Redis's syntax, one 'user NAME rules...' line "
+                               "each (default: none, only the default user)")
+    security.add_argument("--protected-mode", choices=("yes", "no"), default="yes",
+                          help="while no password is needed, refuse clients that are not on "
+                               "loopback (default yes, as Redis)")
+
     group.add_argument("--rename-command", nargs=2, action="append", metavar=("NAME", "NEWNAME"),
                        help="run command NAME as NEWNAME instead, on both ports; NEWNAME \"\" "
                             "disables it (Redis's rename-command; repeatable; default: none)")
@@ -116,6 +132,32 @@ def _memory_size(text: str) -> int:
         return parse_memory(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _access(args: argparse.Namespace) -> AccessControl:
+    """The users and rules the security flags give; StartupError (exit 2)."""
+    password: bytes | None = None
+    if args.requirepass is not None and args.requirepass_file is not None:
+        raise _fail("give --requirepass or --requirepass-file, not both", 2)
+    if args.requirepass is not None:
+        password = os.fsencode(args.requirepass)
+    elif args.requirepass_file is not None:
+        try:
+            with open(args.requirepass_file, "rb") as file:
+                password = file.readline().rstrip(b"\r\n")
+        except OSError as exc:
+            raise _fail(f"--requirepass-file: {exc.strerror or exc}: "
+                        f"{args.requirepass_file}", 2) from None
+        if not password:
+            raise _fail(f"--requirepass-file: the first line of {args.requirepass_file} "
+                        "is empty", 2)
+    try:
+        return AccessControl(requirepass=password or None, aclfile=args.aclfile,
+                             protected_mode=args.protected_mode == "yes")
+    except AclError as exc:
+        raise _fail(f"--aclfile: {exc}", 2) from None
+    except ValueError as exc:
+        raise _fail(str(exc), 2) from None
 
 
 def _fail(message: str, status: int) -> StartupError:
@@ -169,6 +211,7 @@ def endpoints(args: argparse.Namespace) -> list[Endpoint]:
         raise _fail(str(exc), 2) from None
     except OSError as exc:
         raise _fail(str(exc), 1) from None
+    access = _access(args)
     renames = [(old, new) for old, new in args.rename_command or ()]
     try:
         CommandRenames.of(renames).check([n.decode() for n in (*COMMANDS, *COMMAND_NAMES)])
@@ -184,7 +227,8 @@ def endpoints(args: argparse.Namespace) -> list[Endpoint]:
         raise _fail(f"cannot open the store{where}: {reason}", 1) from None
     # The text service opened the store; the Server closes it (both ports).
     service = KvService(store, max_line=args.max_line, max_bulk=args.max_bulk,
-                        rename_commands=renames)
+                        rename_commands=renames, access=access,
+                        options={"appendfsync": args.fsync or DEFAULT_FSYNC})
     made = [Endpoint(args.host, args.port, service)]
     wants_resp = any(v is not None for v in (args.resp_port, args.tls_resp_port,
                                             args.unixsocket_resp))

@@ -1,0 +1,221 @@
+"""CONFIG GET / SET on the RESP port: the settings in force, never made up.
+
+``CONFIG GET`` answers from what runs: the store's figures (memory limit,
+persistence), the attached :class:`~sockworks.core.config.ServerSettings`
+(timeout, maxclients, output limits), the addresses actually bound, the
+access control (requirepass, aclfile, protected-mode), the log level and
+the values the command line fixed (``RespService.options``). ``CONFIG SET``
+changes ``requirepass``, ``timeout``, ``maxclients``, ``loglevel``,
+``protected-mode`` and the maxmemory ones; every pair is checked before any
+is applied, as Redis; other known parameters answer Redis's
+immutable-parameter error, unknown ones its unknown-option error.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Final
+
+from sockworks.core.logs import set_log_level
+from sockworks.protocols.resp import OK, encode
+from sockworks.services.resp_commands import (
+    error_quoting,
+    int_arg,
+    quoted,
+    unknown_subcommand,
+    wrong_args,
+)
+from sockworks.services.resp_context import CommandContext as Ctx
+from sockworks.storage.eviction import (
+    DEFAULT_SAMPLES,
+    MAX_SAMPLES,
+    check_policy,
+    check_samples,
+    parse_memory,
+)
+from sockworks.storage.glob import compile_glob
+from sockworks.storage.memory import MemoryStore
+
+__all__: list[str] = []  # resp_table.py imports cmd_config by name
+
+#: Redis 7.0's log levels, and the Python level each sets / is shown as.
+_LOG_LEVELS: Final = {"debug": "DEBUG", "verbose": "INFO", "notice": "INFO",
+                      "warning": "WARNING"}
+
+
+def _loglevel() -> bytes:
+    level = logging.getLogger().getEffectiveLevel()
+    if level <= logging.DEBUG:
+        return b"debug"
+    return b"notice" if level <= logging.INFO else b"warning"
+
+
+def _bind(s: Ctx) -> bytes:
+    hosts: list[str] = []
+    for host in s.server.access.listening:
+        if host not in hosts:
+            hosts.append(host)
+    return " ".join(hosts).encode()
+
+
+def _config_values(s: Ctx) -> dict[bytes, bytes]:
+    """Every parameter CONFIG GET knows, with the value in force."""
+    info = s.store.info()
+    server = s.server
+    access = server.access
+    options = server.options
+    persistent = info.get("persistence") == "aof"
+    aof_path = info.get("aof_path")
+    values = {
+        b"save": b"",
+        b"appendonly": b"yes" if persistent else b"no",
+        b"appendfsync": str(info.get("aof_fsync", options.get("appendfsync", "everysec"))
+                            ).encode(),
+        b"dir": os.fsencode(os.path.dirname(os.path.abspath(aof_path)) if aof_path
+                            else os.getcwd()),
+        b"databases": b"1",
+        # The embedded store's limit; a Redis backend's is Redis's own (ask it).
+        b"maxmemory": b"%d" % info.get("maxmemory", 0),
+        b"maxmemory-policy": str(info.get("maxmemory_policy", "noeviction")).encode(),
+        b"maxmemory-samples": b"%d" % info.get("maxmemory_samples", DEFAULT_SAMPLES),
+        b"timeout": b"%d" % int(server.idle_timeout),
+        b"maxclients": b"%d" % server.max_connections,
+        b"client-output-buffer-limit": server.output_limits.redis_format().encode(),
+        b"maxmemory-clients": b"%d" % server.client_memory_cap,
+        b"port": b"%d" % server.port,
+        b"bind": _bind(s),
+        b"proto-max-bulk-len": b"%d" % server.max_bulk,
+        b"client-query-buffer-limit": b"%d" % s.max_query,
+        b"cluster-enabled": b"no",
+        b"protected-mode": b"yes" if access.protected_mode else b"no",
+        b"requirepass": access.requirepass or b"",
+        b"aclfile": os.fsencode(access.aclfile or ""),
+        b"loglevel": _loglevel(),
+        # The listeners in force (TLS, UNIX socket): issue #11 items 3-4.
+        **{name.encode(): value.encode() for name, value in server.listening.items()},
+    }
+    for name, value in options.items():
+        values.setdefault(name.encode(), os.fsencode(value))
+    return values
+
+
+def cmd_config(s: Ctx, argv: list[bytes]) -> bytes:
+    sub = argv[1].upper()
+    if sub == b"GET":
+        if len(argv) < 3:
+            return wrong_args("config|get")
+        values = _config_values(s)
+        found: dict[bytes, bytes] = {}
+        for pattern in argv[2:]:
+            match = compile_glob(pattern.lower())
+            for key, value in values.items():
+                if match(key):
+                    found[key] = value
+        return encode(found, s.proto)
+    if sub == b"SET":
+        if len(argv) < 4 or len(argv) % 2:
+            return wrong_args("config|set")
+        return _config_set(s, argv[2:])
+    if sub == b"RESETSTAT":
+        return OK
+    return unknown_subcommand(argv)
+
+
+_MEMORY_PARAMETERS: Final = (b"maxmemory", b"maxmemory-policy", b"maxmemory-samples")
+#: Parameters CONFIG SET changes on this server (besides the memory ones).
+_SERVER_PARAMETERS: Final = (b"requirepass", b"timeout", b"maxclients", b"loglevel",
+                             b"protected-mode")
+
+
+def _failed(name: bytes, reason: str) -> bytes:
+    return error_quoting(f"ERR CONFIG SET failed (possibly related to argument "
+                         f"'{quoted(name)}') - {reason}")
+
+
+def _check_server(name: bytes, raw: bytes) -> tuple[bytes | None, Any]:
+    """(error reply, None) or (None, the parsed value) for a server parameter."""
+    if name == b"requirepass":
+        return None, raw
+    if name in (b"timeout", b"maxclients"):
+        number = int_arg(raw)
+        if number is None:
+            return _failed(name, "argument couldn't be parsed into an integer"), None
+        low, high = (0, 2147483647) if name == b"timeout" else (1, 4294967295)
+        if not low <= number <= high:
+            return _failed(name, f"argument must be between {low} and {high} inclusive"), None
+        return None, number
+    text = raw.decode("latin-1").lower()
+    if name == b"loglevel":
+        if text not in _LOG_LEVELS:
+            return _failed(name, "argument(s) must be one of the following: "
+                           + ", ".join(_LOG_LEVELS)), None
+        return None, _LOG_LEVELS[text]
+    if text not in ("yes", "no"):
+        return _failed(name, "argument must be 'yes' or 'no'"), None
+    return None, text == "yes"
+
+
+def _apply_server(s: Ctx, name: bytes, value: Any) -> None:
+    server = s.server
+    settings = server.settings
+    if name == b"requirepass":
+        server.access.set_requirepass(value or None)
+    elif name == b"timeout" and settings is not None:
+        settings.idle_timeout = float(value)
+    elif name == b"maxclients" and settings is not None:
+        settings.max_connections = value
+    elif name == b"loglevel":
+        set_log_level(value)
+    elif name == b"protected-mode":
+        server.access.protected_mode = value
+
+
+def _config_set(s: Ctx, pairs: list[bytes]) -> bytes:
+    """CONFIG SET: every pair checked before any is applied, as Redis."""
+    memory: dict[str, Any] = {}
+    server_changes: list[tuple[bytes, Any]] = []
+    store = s.store
+    known = _config_values(s)
+    for name, raw_value in zip(pairs[::2], pairs[1::2], strict=True):
+        lname = name.lower()
+        if lname in _SERVER_PARAMETERS:
+            error, parsed = _check_server(lname, raw_value)
+            if error is not None:
+                return error
+            server_changes.append((lname, parsed))
+            continue
+        if lname not in _MEMORY_PARAMETERS or not isinstance(store, MemoryStore):
+            if lname in known:
+                return _failed(lname, "can't set immutable config")
+            return error_quoting("ERR Unknown option or number of arguments for CONFIG SET - "
+                                 f"'{quoted(name)}'")
+        value = raw_value.decode("latin-1")
+        try:
+            if lname == b"maxmemory":
+                memory["maxmemory"] = parse_memory(value)
+            elif lname == b"maxmemory-policy":
+                memory["policy"] = check_policy(value.lower())
+            else:
+                number = int_arg(raw_value)
+                if number is None:
+                    return _failed(lname, "argument couldn't be parsed into an integer")
+                memory["samples"] = check_samples(number)
+        except ValueError:
+            if lname == b"maxmemory":
+                return _failed(lname, "argument must be a memory value")
+            if lname == b"maxmemory-policy":
+                return _failed(lname, "argument(s) must be one of the following: "
+                               + ", ".join(_REDIS_POLICY_ORDER))
+            return _failed(lname, f"argument must be between 1 and {MAX_SAMPLES} inclusive")
+    if memory:
+        assert isinstance(store, MemoryStore)  # checked with each name above
+        store.configure_memory(**memory)
+    for name, parsed in server_changes:
+        _apply_server(s, name, parsed)
+    return OK
+
+
+#: The order Redis's CONFIG SET error lists the policies in.
+_REDIS_POLICY_ORDER: Final = ("volatile-lru", "volatile-lfu", "volatile-random", "volatile-ttl",
+                              "allkeys-lru", "allkeys-lfu", "allkeys-random", "noeviction")

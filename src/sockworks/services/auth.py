@@ -62,12 +62,13 @@ def known_command(name: str) -> bool:
 
 def is_loopback(host: str) -> bool:
     """Is ``host`` (an address, maybe ``[v6]`` or v4-mapped) on loopback?
-    Anything that is not an IP address (a UNIX socket path) counts as local."""
+    Anything that is not an IP address counts as local: a TCP peer always is
+    one, so that is a UNIX socket's path (absolute or relative)."""
     host = host.strip("[]").split("%")[0]
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
-        return not host or host.startswith("/")
+        return True
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         return address.ipv4_mapped.is_loopback
     return address.is_loopback

@@ -37,6 +37,7 @@ from sockworks.cli.serve import build_server
 from sockworks.core.logs import make_formatter
 from sockworks.models import FORKING_MODELS
 from sockworks.server import Server
+from tests.netns_support import netns_pair  # noqa: F401  (a fixture, for every test)
 
 # Helpers that tests import live in tests/support.py (see its docstring); they
 # are re-exported here only for code that still looks for them in conftest.

@@ -350,16 +350,16 @@ class RespSession(Session):
             held += sum(len(arg) for argv in self._backlog for arg in argv)
         return held
 
-    def on_connect(self) -> Output:
-        if self._refused:
-            # Protected mode: say why, then close (as Redis does at accept).
-            self._done = True
-            return Output(DENIED_REPLY, True)
-        return NOTHING
-
     def on_data(self, data: bytes) -> Output:
         if self._done:
             return CLOSE  # QUIT or a protocol error ended the conversation
+        if self._refused:
+            # Protected mode: say why, then close. Redis says it at accept;
+            # a RESP client speaks first, and answering its first request
+            # (now read) means the close does not reset the connection
+            # under the reply, so the client does see why.
+            self._done = True
+            return Output(DENIED_REPLY, True)
         self.last_active = time.monotonic()  # CLIENT LIST idle=
         if self._acl_generation != self._access.generation:
             self._refresh_user()

@@ -128,3 +128,47 @@ def test_sockworks_client_over_tls(start_server: StartServer, pki: Pki,
     untrusted = client("--tls", "GET", "k")  # the system's CAs do not know ours
     assert untrusted.returncode == 2
     assert b"CERTIFICATE_VERIFY_FAILED" in untrusted.stderr
+
+
+@pytest.mark.parametrize("model", ["asyncio", "thread"])
+def test_passwords_over_tls_and_unix_sockets(start_server: StartServer, pki: Pki,
+                                             tmp_path: Path, model: str) -> None:
+    """Authentication is the same on every listener: redis-cli -a, redis-py
+    password= (sync and asyncio) and sockworks client --password, over TLS
+    and UNIX sockets; without the password, NOAUTH / authentication required."""
+    cli = require_binary("redis-cli")
+    server = kv(start_server, pki, tmp_path, "--requirepass", "s3cret", model=model)
+    tls_port = server.addresses[3][1]
+    resp_sock = str(tmp_path / "resp.sock")
+    tls = ["-p", str(tls_port), "--tls", "--cacert", pki.path("ca.pem")]
+
+    def run(*argv: str) -> str:
+        done = subprocess.run([cli, "--no-auth-warning", *argv], capture_output=True,
+                              timeout=30, check=True)
+        return done.stdout.decode().strip()
+
+    assert run(*tls, "GET", "k").startswith("NOAUTH")
+    assert run(*tls, "-a", "s3cret", "SET", "k", "v") == "OK"
+    assert run("-s", resp_sock, "GET", "k").startswith("NOAUTH")
+    assert run("-s", resp_sock, "-a", "s3cret", "GET", "k") == "v"
+    with pytest.raises(redis.exceptions.AuthenticationError):
+        redis.Redis(unix_socket_path=resp_sock, password="wrong").ping()
+    with redis.Redis(host="127.0.0.1", port=tls_port, ssl=True, ssl_ca_certs=pki.path("ca.pem"),
+                     password="s3cret") as r:
+        assert r.get("k") == b"v"
+
+    async def via_asyncio() -> bytes | str | None:
+        client = redis.asyncio.Redis(unix_socket_path=resp_sock, password="s3cret")
+        try:
+            value: bytes | str | None = await client.get("k")
+            return value
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(via_asyncio()) == b"v"
+    text = [sys.executable, "-m", "sockworks", "client", "--unix", str(tmp_path / "kv.sock")]
+    denied = subprocess.run([*text, "GET", "k"], capture_output=True, timeout=30)
+    assert denied.stdout == b"ERROR: authentication required\n"
+    allowed = subprocess.run([*text, "--password", "s3cret", "GET", "k"], capture_output=True,
+                             timeout=30)
+    assert (allowed.returncode, allowed.stdout) == (0, b"v\n")

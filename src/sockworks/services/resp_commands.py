@@ -1,4 +1,4 @@
-"""The RESP service's data (string and keyspace) commands, and reply helpers.
+"""The RESP service's string and keyspace commands, and reply helpers.
 
 A handler ``cmd_x(ctx, argv)`` gets the connection's
 :class:`~sockworks.services.resp_context.CommandContext` and the arguments
@@ -602,25 +602,6 @@ def cmd_msetnx(s: Ctx, argv: list[bytes]) -> bytes | Plan[Any]:
     return _read_modify_write(body)
 
 
-def cmd_rename(s: Ctx, argv: list[bytes]) -> Plan[Any]:
-    source, target = argv[1], argv[2]
-    only_new = argv[0].lower() == b"renamenx"
-
-    def body(store: Store) -> bytes:
-        value = store.get(source)
-        if value is None:
-            return b"-ERR no such key\r\n"
-        if source == target:
-            return b":0\r\n" if only_new else OK
-        if only_new and store.exists([target]):
-            return b":0\r\n"
-        ttl = store.pttl(source)
-        store.set(target, value, px=ttl if ttl > 0 else None)
-        store.delete([source])
-        return b":1\r\n" if only_new else OK
-    return _read_modify_write(body)
-
-
 def cmd_getex(s: Ctx, argv: list[bytes]) -> bytes | Plan[Any]:
     key = argv[1]
     persist = False
@@ -660,11 +641,6 @@ def cmd_getex(s: Ctx, argv: list[bytes]) -> bytes | Plan[Any]:
     return _read_modify_write(body)
 
 
-def cmd_type(s: Ctx, argv: list[bytes]) -> Plan[Any]:
-    key = argv[1]
-    return Plan(lambda st: st.exists([key]), lambda n: b"+string\r\n" if n else b"+none\r\n")
-
-
 def cmd_dbsize(s: Ctx, argv: list[bytes]) -> Plan[Any]:
     return Plan(lambda st: st.dbsize(), _integer)
 
@@ -686,7 +662,7 @@ def cmd_scan(s: Ctx, argv: list[bytes]) -> bytes | Plan[Any]:
         return b"-ERR invalid cursor\r\n"
     match: bytes | None = None
     count = 10
-    only_strings = True
+    typed = False
     i = 2
     while i < len(argv):
         opt = argv[i].upper()
@@ -704,16 +680,19 @@ def cmd_scan(s: Ctx, argv: list[bytes]) -> bytes | Plan[Any]:
                 return SYNTAX_ERROR
             count = number
         elif opt == b"TYPE":
-            # Every value here is a string: TYPE string changes nothing,
-            # any other type matches no key (the cursor still advances).
-            only_strings = argv[i + 1].lower() == b"string"
+            # Filtering by type is the data model's (Store.execute_command).
+            typed = True
         else:
             return SYNTAX_ERROR
         i += 2
 
+    if typed:
+        proto = s.proto
+        return Plan(lambda st: st.execute_command(argv), lambda r: encode(r, proto))
+
     def finish(result: Any) -> bytes:
         next_cursor, keys = result
-        return encode([b"%d" % next_cursor, list(keys) if only_strings else []])
+        return encode([b"%d" % next_cursor, list(keys)])
     return Plan(lambda st: st.scan(cursor, match, count), finish)
 
 

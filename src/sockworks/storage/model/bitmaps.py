@@ -87,14 +87,17 @@ def _bits(value: bytes, first: int, last: int) -> str:
 
 
 def bitcount(ks: Keyspace, argv: Argv) -> Any:
-    if len(argv) == 3:
+    value = _string(ks, argv[1])
+    if value is None:
+        return 0  # Redis looks the key up before it reads the range
+    if len(argv) == 3 or len(argv) > 5:
         raise CommandError(SYNTAX)
-    if len(argv) > 5:
-        raise CommandError(SYNTAX)
-    value = _string(ks, argv[1]) or b""
     if len(argv) == 2:
         return sum(bin(b).count("1") for b in value) if len(value) < 4096 else \
             bin(int.from_bytes(value, "big")).count("1")
+    if parse_int(argv[2]) < 0 and parse_int(argv[3]) < 0 \
+            and parse_int(argv[2]) > parse_int(argv[3]):
+        return 0  # both from the end, start after end (Redis 7.0's check)
     span = _range(argv, 2, len(value))
     if span is None:
         return 0
@@ -105,14 +108,16 @@ def bitcount(ks: Keyspace, argv: Argv) -> Any:
 
 
 def bitpos(ks: Keyspace, argv: Argv) -> Any:
-    if argv[2] not in (b"0", b"1"):
+    if parse_int(argv[2]) not in (0, 1):
         raise CommandError("The bit argument must be 1 or 0.")
-    if len(argv) > 6:
-        raise CommandError(SYNTAX)
-    want = argv[2].decode()
+    want = "1" if parse_int(argv[2]) else "0"
     value = _string(ks, argv[1])
     if value is None:
         return -1 if want == "1" else 0
+    if not value:
+        return -1
+    if len(argv) > 6:
+        raise CommandError(SYNTAX)
     end_given = len(argv) > 4
     if len(argv) > 3:
         span = _range(argv, 3, len(value))

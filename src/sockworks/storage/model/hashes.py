@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import random
+from fractions import Fraction
 from collections.abc import Sequence
 from typing import Any
 
 from sockworks.protocols.resp import Map, Pairs, SimpleString
 from sockworks.storage.model.common import (
     CommandError,
-    parse_double,
     parse_int,
     scan_args,
     scan_slice,
     wrong_args,
 )
 from sockworks.storage.model.keyspace import Keyspace
+from sockworks.storage.model.longdouble import format_long_double, long_double, round_long_double
 from sockworks.storage.model.values import (
     HASH_FIELD_OVERHEAD,
     LISTPACK_ENTRIES,
@@ -141,38 +142,36 @@ def hincrby(ks: Keyspace, argv: Argv) -> Any:
 
 
 def hincrbyfloat(ks: Keyspace, argv: Argv) -> Any:
-    delta = parse_double(argv[3])
+    delta = long_double(argv[3])
+    if delta is None:
+        raise CommandError("value is not a valid float")
+    if isinstance(delta, str):
+        raise CommandError("value is NaN or Infinity")
     h = ks.typed(argv[1], HashValue)
     old = None if h is None else h.get(argv[2])
-    current = 0.0
+    current: Fraction | str | None = Fraction(0)
     if old is not None:
-        current = parse_double(old, "hash value is not a float")
-    result = current + delta
-    if result != result or result in (float("inf"), float("-inf")):
+        current = long_double(old)
+        if current is None:
+            raise CommandError("hash value is not a float")
+    if isinstance(current, str) or isinstance(delta, str):
         raise CommandError("increment would produce NaN or Infinity")
-    text = _format_ld(result)
+    total = round_long_double(current + delta)
+    if total is None:
+        raise CommandError("increment would produce NaN or Infinity")
+    text = format_long_double(total)
     ks.log((b"HSET", argv[1], argv[2], text))
     _store_field(ks, _target(ks, argv[1]), argv[2], text)
     return text
 
 
-def _format_ld(value: float) -> bytes:
-    """``%.17Lf`` with trailing zeros cut (Redis's long-double text);
-    computed from the double, so the last digits can differ from Redis's
-    80-bit arithmetic (docs/resp.md)."""
-    text = b"%.17f" % value
-    if b"." in text:
-        text = text.rstrip(b"0").rstrip(b".")
-    return b"0" if text == b"-0" else text
-
-
 def hrandfield(ks: Keyspace, argv: Argv) -> Any:
     if len(argv) > 4 or (len(argv) == 4 and argv[3].upper() != b"WITHVALUES"):
         raise CommandError("syntax error")
+    count = parse_int(argv[2]) if len(argv) > 2 else 0
     h = ks.typed(argv[1], HashValue)
     if len(argv) == 2:
         return None if h is None else random.choice(list(h))
-    count = parse_int(argv[2])
     withvalues = len(argv) == 4
     if withvalues and count < 0 and -count > (1 << 62):
         raise CommandError("value is out of range")

@@ -57,10 +57,11 @@ def object_(ks: Keyspace, argv: Argv) -> Any:
             "REFCOUNT <key>", "    Return the number of references of the value associated",
             "    with the specified <key>.",
             "HELP", "    Print this help.")]
-    if sub not in (b"encoding", b"refcount", b"idletime", b"freq") or len(argv) != 3:
+    if sub not in (b"encoding", b"refcount", b"idletime", b"freq", b"help"):
         shown = argv[1].decode("latin-1")
-        raise CommandError(f"unknown subcommand or wrong number of arguments for '{shown}'. "
-                           "Try OBJECT HELP.")
+        raise CommandError(f"unknown subcommand '{shown}'. Try OBJECT HELP.")
+    if len(argv) != (2 if sub == b"help" else 3):
+        raise CommandError(f"wrong number of arguments for 'object|{sub.decode()}' command")
     value = ks.lookup(argv[2])
     if value is None:
         return None
@@ -91,11 +92,11 @@ def copy(ks: Keyspace, argv: Argv) -> Any:
         else:
             raise CommandError(SYNTAX)
         i += 1
+    if source == dest:
+        raise CommandError("source and destination objects are the same")
     value = ks.lookup(source)
     if value is None:
         return 0
-    if source == dest:
-        raise CommandError("source and destination objects are the same")
     if ks.lookup(dest) is not None and not replace:
         return 0
     at = ks.expire_at(source)
@@ -243,8 +244,8 @@ def sort(ks: Keyspace, argv: Argv) -> Any:
             source = item if by is None else _lookup_pattern(ks, by, item)
             if alpha:
                 return source or b""
-            if source is None:
-                return 0.0
+            if not source:
+                return 0.0  # strtod of "" is 0 with nothing left over
             try:
                 return parse_double(source)
             except CommandError:

@@ -111,18 +111,20 @@ def lrange(ks: Keyspace, argv: Argv) -> Any:
 
 
 def lindex(ks: Keyspace, argv: Argv) -> Any:
-    index = parse_int(argv[2])
     lst = ks.typed(argv[1], ListValue)
-    if lst is None or not -len(lst) <= index < len(lst):
+    if lst is None:
+        return None  # looked up before the index is read, as Redis
+    index = parse_int(argv[2])
+    if not -len(lst) <= index < len(lst):
         return None
     return lst[index]
 
 
 def lset(ks: Keyspace, argv: Argv) -> Any:
-    index = parse_int(argv[2])
     lst = ks.typed(argv[1], ListValue)
     if lst is None:
         raise CommandError("no such key")
+    index = parse_int(argv[2])
     if not -len(lst) <= index < len(lst):
         raise CommandError("index out of range")
     ks.log(argv)
@@ -215,11 +217,11 @@ def lpos(ks: Keyspace, argv: Argv) -> Any:
                 raise CommandError("value is out of range, value must between "
                                    "-9223372036854775807 and 9223372036854775807")
         elif opt == b"COUNT":
-            count = parse_int(argv[i + 1])
+            count = parse_int(argv[i + 1], "COUNT can't be negative")
             if count < 0:
                 raise CommandError("COUNT can't be negative")
         elif opt == b"MAXLEN":
-            maxlen = parse_int(argv[i + 1])
+            maxlen = parse_int(argv[i + 1], "MAXLEN can't be negative")
             if maxlen < 0:
                 raise CommandError("MAXLEN can't be negative")
         else:
@@ -275,13 +277,15 @@ def _side(arg: bytes) -> bool:
 
 def lmove(ks: Keyspace, argv: Argv) -> Any:
     src_left, dst_left = _side(argv[3]), _side(argv[4])
-    ks.typed(argv[1], ListValue)
+    if ks.typed(argv[1], ListValue) is None:
+        return None
     ks.typed(argv[2], ListValue)
     return move(ks, argv[1], argv[2], src_left, dst_left)
 
 
 def rpoplpush(ks: Keyspace, argv: Argv) -> Any:
-    ks.typed(argv[1], ListValue)
+    if ks.typed(argv[1], ListValue) is None:
+        return None
     ks.typed(argv[2], ListValue)
     return move(ks, argv[1], argv[2], False, True)
 

@@ -111,12 +111,12 @@ def spop(ks: Keyspace, argv: Argv) -> Any:
 def srandmember(ks: Keyspace, argv: Argv) -> Any:
     if len(argv) > 3:
         raise CommandError(SYNTAX)
+    count = parse_int(argv[2]) if len(argv) == 3 else 0
+    if count < -(1 << 62):
+        raise CommandError("value is out of range")
     s = ks.typed(argv[1], SetValue)
     if len(argv) == 2:
         return None if s is None else random.choice(list(s))
-    count = parse_int(argv[2])
-    if count < -(1 << 62):
-        raise CommandError("value is out of range")
     if s is None or count == 0:
         return []
     members = list(s)
@@ -128,8 +128,10 @@ def srandmember(ks: Keyspace, argv: Argv) -> Any:
 def smove(ks: Keyspace, argv: Argv) -> Any:
     source, dest, member = argv[1], argv[2], argv[3]
     src = ks.typed(source, SetValue)
+    if src is None:
+        return 0
     dst = ks.typed(dest, SetValue)
-    if src is None or member not in src:
+    if member not in src:
         return 0
     if source == dest:
         return 1

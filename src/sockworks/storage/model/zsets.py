@@ -329,6 +329,19 @@ def zrank(ks: Keyspace, argv: Argv) -> Any:
     return len(z) - 1 - rank if argv[0].lower() == b"zrevrank" else rank
 
 
+def _check_bounds(by: str, lo: bytes, hi: bytes) -> None:
+    """Range arguments are checked before the key is looked up, as Redis."""
+    if by == "score":
+        _score_bound(lo)
+        _score_bound(hi)
+    elif by == "lex":
+        _lex_bound(lo)
+        _lex_bound(hi)
+    else:
+        parse_int(lo)
+        parse_int(hi)
+
+
 def _range_result(z: ZSetValue | None, by: str, lo: bytes, hi: bytes, rev: bool,
                   limit: tuple[int, int] | None) -> list[tuple[bytes, float]]:
     if by == "score":
@@ -389,6 +402,7 @@ def _zrange_generic(ks: Keyspace, argv: Argv, start: int, store: bytes | None) -
                            "either BYSCORE or BYLEX")
     if withscores and by == "lex":
         raise CommandError("syntax error, WITHSCORES not supported in combination with BYLEX")
+    _check_bounds(by, lo, hi)
     z = ks.typed(src, ZSetValue)
     items = _range_result(z, by, lo, hi, rev, limit)
     if store is not None:
@@ -420,6 +434,7 @@ def _legacy(by: str, rev: bool) -> Any:
             else:
                 raise CommandError(SYNTAX)
             i += 1
+        _check_bounds(by, argv[2], argv[3])
         z = ks.typed(argv[1], ZSetValue)
         return _reply(_range_result(z, by, argv[2], argv[3], rev, limit), withscores)
     return command
@@ -447,6 +462,19 @@ def _combine(ks: Keyspace, argv: Argv, op: str, start: int, store: bool) -> Any:
     if start + 1 + numkeys > len(argv):
         raise CommandError(SYNTAX)
     keys = argv[start + 1:start + 1 + numkeys]
+    sources: list[dict[bytes, float]] = []
+    for key in keys:
+        value = ks.lookup(key)
+        if value is None:
+            sources.append({})
+        elif isinstance(value, ZSetValue):
+            sources.append(value.scores)
+        elif isinstance(value, set):
+            sources.append(dict.fromkeys(value, 1.0))
+        else:
+            raise CommandError("WRONGTYPE Operation against a key holding the wrong kind "
+                               "of value")
+
     weights = [1.0] * numkeys
     aggregate = "sum"
     withscores = False
@@ -467,19 +495,6 @@ def _combine(ks: Keyspace, argv: Argv, op: str, start: int, store: bool) -> Any:
         else:
             raise CommandError(SYNTAX)
         i += 1
-    sources: list[dict[bytes, float]] = []
-    for key in keys:
-        value = ks.lookup(key)
-        if value is None:
-            sources.append({})
-        elif isinstance(value, ZSetValue):
-            sources.append(value.scores)
-        elif isinstance(value, set):
-            sources.append(dict.fromkeys(value, 1.0))
-        else:
-            raise CommandError("WRONGTYPE Operation against a key holding the wrong kind "
-                               "of value")
-
     def agg(a: float, b: float) -> float:
         if aggregate == "sum":
             total = a + b
@@ -548,10 +563,10 @@ def zintercard(ks: Keyspace, argv: Argv) -> Any:
 def zrandmember(ks: Keyspace, argv: Argv) -> Any:
     if len(argv) > 4 or (len(argv) == 4 and argv[3].upper() != b"WITHSCORES"):
         raise CommandError(SYNTAX)
+    count = parse_int(argv[2]) if len(argv) > 2 else 0
     z = ks.typed(argv[1], ZSetValue)
     if len(argv) == 2:
         return None if z is None else random.choice(list(z.scores))
-    count = parse_int(argv[2])
     withscores = len(argv) == 4
     if count < -(1 << 62) or (withscores and count < -(1 << 61)):
         raise CommandError("value is out of range")

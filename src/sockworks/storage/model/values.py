@@ -102,7 +102,8 @@ class ZSetValue:
         return len(self.scores)
 
     def add(self, member: bytes, score: float) -> int:
-        """Set ``member``'s score; the change in nbytes."""
+        """Set ``member``'s score; the change in size (the caller passes it
+        to ``Keyspace.grow``, which updates ``nbytes``)."""
         old = self.scores.get(member)
         if old is not None:
             if old == score:
@@ -114,18 +115,15 @@ class ZSetValue:
         self.scores[member] = score
         self.order.add((score, member))
         grown = len(member) + ZSET_MEMBER_OVERHEAD
-        self.nbytes += grown
         if len(member) > LISTPACK_VALUE or len(self.scores) > LISTPACK_ENTRIES:
             self.big = True
         return grown
 
     def remove(self, member: bytes) -> int:
-        """Remove ``member`` (present); the change in nbytes (negative)."""
+        """Remove ``member`` (present); the change in size (negative)."""
         score = self.scores.pop(member)
         self.order.remove((score, member))
-        shrunk = len(member) + ZSET_MEMBER_OVERHEAD
-        self.nbytes -= shrunk
-        return -shrunk
+        return -(len(member) + ZSET_MEMBER_OVERHEAD)
 
     def copy(self) -> ZSetValue:
         other = ZSetValue()

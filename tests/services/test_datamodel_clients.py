@@ -111,12 +111,16 @@ def test_redis_py_asyncio_every_type(port: int, protocol: int) -> None:
             assert await client.hgetall("h") == {b"a": b"1"}
             assert await client.zscore("z", "m") == 2.0
             async with client.pipeline(transaction=True) as tx:
-                tx.lpop("l").smembers("s").zrange("z", 0, -1, withscores=True).hlen("h")
+                tx.lpop("l")
+                tx.smembers("s")
+                tx.zrange("z", 0, -1, withscores=True)
+                tx.hlen("h")
                 popped, members, pairs, length = await tx.execute()
                 assert (popped, members, length) == (b"a", {b"m"}, 1)
                 assert [tuple(p) for p in pairs] == [(b"m", 2.0)]
             async with client.pipeline(transaction=False) as pipe:
-                pipe.type("l").type("s").type("z").type("h").type("nosuch")
+                for key in ("l", "s", "z", "h", "nosuch"):
+                    pipe.type(key)
                 assert await pipe.execute() == [b"list", b"set", b"zset", b"hash", b"none"]
         finally:
             await client.aclose()

@@ -147,7 +147,8 @@ COMMON = [cmd(b"SET", b"str", b"v"), cmd(b"TYPE", KEY), cmd(b"EXISTS", KEY),
 FIELDS = st.lists(st.tuples(ELEMS, ELEMS), min_size=1, max_size=3).map(
     lambda pairs: [x for p in pairs for x in p])
 
-HASH = COMMON + [
+HASH = [
+    *COMMON,
     var(b"HSET", KEY, rest=FIELDS), var(b"HMSET", KEY, rest=FIELDS),
     cmd(b"HSETNX", KEY, ELEMS, ELEMS), cmd(b"HGET", KEY, ELEMS),
     var(b"HMGET", KEY, rest=some(ELEMS)), var(b"HDEL", KEY, rest=some(ELEMS)),
@@ -158,7 +159,8 @@ HASH = COMMON + [
     cmd(b"HRANDFIELD", KEY), cmd(b"HRANDFIELD", KEY, INTS),
 ]
 
-LIST = COMMON + [
+LIST = [
+    *COMMON,
     var(b"LPUSH", KEY, rest=some(ELEMS)), var(b"RPUSH", KEY, rest=some(ELEMS)),
     var(b"LPUSHX", KEY, rest=some(ELEMS)), var(b"RPUSHX", KEY, rest=some(ELEMS)),
     cmd(b"LPOP", KEY), cmd(b"RPOP", KEY), cmd(b"LPOP", KEY, INTS), cmd(b"RPOP", KEY, INTS),
@@ -175,7 +177,8 @@ LIST = COMMON + [
     cmd(b"SORT", KEY), cmd(b"SORT", KEY, b"ALPHA", b"DESC", b"LIMIT", b"0", b"2"),
 ]
 
-SET = COMMON + [
+SET = [
+    *COMMON,
     var(b"SADD", KEY, rest=some(ELEMS)), var(b"SREM", KEY, rest=some(ELEMS)),
     cmd(b"SCARD", KEY), cmd(b"SISMEMBER", KEY, ELEMS), var(b"SMISMEMBER", KEY, rest=some(ELEMS)),
     cmd(b"SMEMBERS", KEY), cmd(b"SPOP", KEY), cmd(b"SPOP", KEY, INTS),
@@ -192,7 +195,8 @@ ZMEMBERS = st.lists(st.tuples(SCORES, ELEMS), min_size=1, max_size=3).map(
 ZFLAGS = st.lists(st.sampled_from([b"NX", b"XX", b"GT", b"LT", b"CH", b"INCR"]), max_size=2)
 WS = st.sampled_from([[], [b"WITHSCORES"]])
 
-ZSET = COMMON + [
+ZSET = [
+    *COMMON,
     st.tuples(cmd(b"ZADD", KEY), ZFLAGS, ZMEMBERS).map(lambda t: t[0] + t[1] + t[2]),
     cmd(b"ZINCRBY", KEY, SCORES, ELEMS), cmd(b"ZSCORE", KEY, ELEMS),
     var(b"ZMSCORE", KEY, rest=some(ELEMS)), cmd(b"ZCARD", KEY),
@@ -226,7 +230,8 @@ ZSET = COMMON + [
 
 #: OBJECT ENCODING left out: a string SETBIT or APPEND made is "raw" in
 #: Redis, and a bytes value here does not know how it was made (docs/resp.md).
-BITS = [c for c in COMMON if c is not OBJECT_ENCODING] + [
+BITS = [
+    *[c for c in COMMON if c is not OBJECT_ENCODING],
     cmd(b"SETBIT", KEY, INTS, st.sampled_from([b"0", b"1", b"2"])),
     cmd(b"SETBIT", KEY, st.sampled_from([b"7", b"100", b"15", b"0"]), b"1"),
     cmd(b"GETBIT", KEY, INTS), cmd(b"BITCOUNT", KEY), cmd(b"BITCOUNT", KEY, INTS, INTS),

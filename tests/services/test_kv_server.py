@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -328,7 +329,7 @@ def _mixed_writer(port: int, index: int, acked: list[tuple[int, bytes]],
             elif op == 3:
                 client.zadd(b"z%d" % index, {b"m" + value: n})
             else:
-                popped = client.lpop(b"l%d" % index)
+                popped: Any = client.lpop(b"l%d" % index)
                 value = popped if popped is not None else b""
             acked.append((op, value))
             if len(acked) >= target:
@@ -366,7 +367,8 @@ def test_kill_9_under_mixed_type_load_loses_no_acknowledged_write(
         for index, ops in enumerate(acked):
             fields = client.hgetall(b"h%d" % index)
             members = client.smembers(b"s%d" % index)
-            scores = dict(client.zrange(b"z%d" % index, 0, -1, withscores=True))
+            pairs: Any = client.zrange(b"z%d" % index, 0, -1, withscores=True)
+            scores = dict(pairs)
             expected: list[bytes] = []
             for op, value in ops:
                 if op == 0:

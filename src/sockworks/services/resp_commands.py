@@ -14,11 +14,9 @@ server commands live in ``resp_admin.py``; the table naming them all in
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 from fractions import Fraction
 from typing import Any, Final
 

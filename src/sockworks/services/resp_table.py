@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
+from sockworks.services.commands import bitmaps, hashes, keys, lists, sets, zsets
 from sockworks.services.resp_admin import (
     cmd_auth,
     cmd_client,
@@ -73,7 +74,6 @@ from sockworks.services.resp_commands import (
     cmd_strlen,
     cmd_ttl,
 )
-from sockworks.services.commands import bitmaps, hashes, keys, lists, sets, zsets
 from sockworks.services.resp_context import CommandSpec
 
 __all__ = ["COMMANDS", "SPECS"]

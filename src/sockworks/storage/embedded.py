@@ -97,7 +97,7 @@ def _snapshot_payload(key: bytes, value: Value, at: int) -> bytes:
     """One key of a compacted log in its shortest form: a SET, or one
     RPUSH/HSET/SADD/ZADD with every element, plus its expiry."""
     if value.__class__ is bytes:
-        return encode_set(key, value, at)  # type: ignore[arg-type]
+        return encode_set(key, value, at)
     payload = b"".join(encode_command(cmd) for cmd in value_commands(key, value))
     return payload + encode_expireat(key, at) if at else payload
 

@@ -466,7 +466,7 @@ class MemoryStore(Store):
                     self._touch(key)
                 if value.__class__ is not bytes:
                     raise WrongType()
-            return value  # type: ignore[return-value]
+            return value
 
     def mget(self, keys: Sequence[bytes]) -> list[bytes | None]:
         with self._lock:
@@ -474,7 +474,7 @@ class MemoryStore(Store):
             now = self._clock()
             # MGET answers nil for a key of another type, as Redis does.
             values: list[bytes | None] = [
-                v if v.__class__ is bytes else None  # type: ignore[misc]
+                v if v.__class__ is bytes else None
                 for v in (self._live(k, now) for k in keys)]
             found = sum(v is not None for v in values)
             if self._track and found:
@@ -633,7 +633,7 @@ class MemoryStore(Store):
             old = self._live(key, self._clock())
             if old is not None and old.__class__ is not bytes:
                 raise WrongType()
-            result = (0 if old is None else parse_int64(old)) + delta  # type: ignore[arg-type]
+            result = (0 if old is None else parse_int64(old)) + delta
             if not I64_MIN <= result <= I64_MAX:
                 raise IntegerOverflow()
             value = b"%d" % result
@@ -724,7 +724,7 @@ class MemoryStore(Store):
         self._hits += 1
         if self._track:
             self._touch(key)
-        return value  # type: ignore[return-value]
+        return value
 
     def expire_at(self, key: bytes) -> int:
         return self._expires.get(key, 0)

@@ -23,9 +23,9 @@ from sockworks.storage.base import BatchCall, SetResult, Store
 from sockworks.storage.redis_replies import retag
 
 __all__ = [
-    "BatchRecorder", "RedisPlan", "plan_command", "plan_dbsize", "plan_delete", "plan_exists", "plan_flushdb",
-    "plan_get", "plan_incrby", "plan_keys", "plan_mget", "plan_mset", "plan_persist",
-    "plan_pexpire", "plan_pttl", "plan_scan", "plan_set",
+    "BatchRecorder", "RedisPlan", "plan_command", "plan_dbsize", "plan_delete", "plan_exists",
+    "plan_flushdb", "plan_get", "plan_incrby", "plan_keys", "plan_mget", "plan_mset",
+    "plan_persist", "plan_pexpire", "plan_pttl", "plan_scan", "plan_set",
 ]
 
 T = TypeVar("T")

@@ -11,7 +11,7 @@ from typing import Any
 from sockworks.protocols.resp import encode
 from sockworks.services.resp_context import CommandContext, Plan
 
-__all__ = ["model_read", "model_write", "spec"]
+__all__ = ["model_read", "model_write"]
 
 
 def model_read(ctx: CommandContext, argv: list[bytes]) -> Plan[Any]:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import random
-from fractions import Fraction
 from collections.abc import Sequence
+from fractions import Fraction
 from typing import Any
 
 from sockworks.protocols.resp import Map, Pairs, SimpleString
@@ -76,7 +76,7 @@ def hget(ks: Keyspace, argv: Argv) -> Any:
 
 
 def hmget(ks: Keyspace, argv: Argv) -> Any:
-    h = ks.typed(argv[1], HashValue) or {}
+    h: dict[bytes, bytes] = ks.typed(argv[1], HashValue) or {}
     return [h.get(f) for f in argv[2:]]
 
 
@@ -149,11 +149,12 @@ def hincrbyfloat(ks: Keyspace, argv: Argv) -> Any:
         raise CommandError("value is NaN or Infinity")
     h = ks.typed(argv[1], HashValue)
     old = None if h is None else h.get(argv[2])
-    current: Fraction | str | None = Fraction(0)
+    current: Fraction | str = Fraction(0)
     if old is not None:
-        current = long_double(old)
-        if current is None:
+        parsed = long_double(old)
+        if parsed is None:
             raise CommandError("hash value is not a float")
+        current = parsed
     if isinstance(current, str) or isinstance(delta, str):
         raise CommandError("increment would produce NaN or Infinity")
     total = round_long_double(current + delta)

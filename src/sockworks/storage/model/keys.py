@@ -230,9 +230,7 @@ def sort(ks: Keyspace, argv: Argv) -> Any:
     value = ks.lookup(argv[1])
     if value is None:
         items: list[bytes] = []
-    elif isinstance(value, ListValue):
-        items = list(value)
-    elif isinstance(value, SetValue):
+    elif isinstance(value, ListValue | SetValue):
         items = list(value)
     elif isinstance(value, ZSetValue):
         items = [m for _, m in value.order]

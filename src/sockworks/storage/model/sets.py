@@ -82,7 +82,7 @@ def sismember(ks: Keyspace, argv: Argv) -> Any:
 
 
 def smismember(ks: Keyspace, argv: Argv) -> Any:
-    s = ks.typed(argv[1], SetValue) or set()
+    s: set[bytes] = ks.typed(argv[1], SetValue) or set()
     return [int(m in s) for m in argv[2:]]
 
 

@@ -26,7 +26,7 @@ import collections
 import re
 from typing import Final
 
-from sortedcontainers import SortedList
+from sortedcontainers import SortedList  # type: ignore[import-untyped]
 
 __all__ = [
     "HASH_FIELD_OVERHEAD", "LIST_ELEMENT_OVERHEAD", "SET_MEMBER_OVERHEAD",

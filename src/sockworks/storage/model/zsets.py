@@ -173,11 +173,10 @@ def zadd(ks: Keyspace, argv: Argv) -> Any:
     result: float | None = None
     for score, member in zip(scores, members, strict=True):
         old = plan.get(member, current.get(member))
-        if incr:
-            if old is not None:
-                score = old + score
-                if math.isnan(score):
-                    raise CommandError("resulting score is not a number (NaN)")
+        if incr and old is not None:
+            score = old + score
+            if math.isnan(score):
+                raise CommandError("resulting score is not a number (NaN)")
         if old is None:
             if xx:
                 continue

@@ -291,15 +291,23 @@ class MemoryStore(Store):
         data = self._data
         old = data.get(key)
         data[key] = value
-        if old is None:
-            # After the assignment: a slot compaction keeps live keys only.
-            self._add_slot(key)
-            self._used += len(key) + value_size(value) + eviction.ENTRY_OVERHEAD
-        else:
-            self._used += value_size(value) - value_size(old)
-            if old.__class__ is not bytes and value.__class__ is bytes:
+        if value.__class__ is bytes:
+            # A string (the hot path): sizes are plain lengths.
+            if old is None:
+                # After the assignment: a slot compaction keeps live keys only.
+                self._add_slot(key)
+                self._used += len(key) + len(value) + eviction.ENTRY_OVERHEAD
+            elif old.__class__ is bytes:
+                self._used += len(value) - len(old)
+            else:
+                self._used += len(value) - value_size(old)
                 self._aggregates.discard(key)
-        if value.__class__ is not bytes:
+        else:
+            if old is None:
+                self._add_slot(key)
+                self._used += len(key) + value_size(value) + eviction.ENTRY_OVERHEAD
+            else:
+                self._used += value_size(value) - value_size(old)
             self._aggregates.add(key)
         if at:
             self._set_expiry(key, at)

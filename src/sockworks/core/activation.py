@@ -97,7 +97,10 @@ def listener_for(ep: Endpoint, *, backlog: int, reuse_port: bool = False,
         return open_listener(ep.host, ep.port, backlog=backlog, reuse_port=reuse_port,
                              listen=listen)
     sock = ep.listener
-    sock.setblocking(True)
+    # Its blocking mode is left alone: every model accepts in non-blocking
+    # mode and sets it itself, and the mode belongs to the open file, which
+    # prefork workers share. A worker that set it blocking here stalled a
+    # sibling's event loop in accept() on the shared UNIX listener.
     if listen and backlog:
         sock.listen(backlog)
     return sock

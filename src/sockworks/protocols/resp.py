@@ -61,11 +61,14 @@ __all__ = [
     "HIREDIS_AVAILABLE",
     "MAX_MULTIBULK_LEN",
     "NEED_DATA",
+    "NULL_ARRAY",
     "OK",
     "PONG",
     "PROTO_INLINE_MAX_SIZE",
+    "Double",
     "ErrorReply",
     "Map",
+    "Pairs",
     "ProtocolViolation",
     "Push",
     "RespParser",
@@ -598,6 +601,29 @@ class Push:
     items: Sequence[Any]
 
 
+@dataclass(frozen=True, slots=True)
+class Double:
+    """A double already formatted as Redis prints it (``text``): RESP3
+    ``,text``, a bulk string in RESP2 (ZSCORE, ZINCRBY...)."""
+
+    text: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Pairs:
+    """Pairs as Redis sends them: a flat array in RESP2, an array of
+    2-element arrays in RESP3 (HRANDFIELD WITHVALUES, ZRANGE WITHSCORES)."""
+
+    items: Sequence[tuple[Any, Any]]
+
+
+class _NullArray(enum.Enum):
+    NULL_ARRAY = "null array"
+
+
+#: Redis's null array: ``*-1`` in RESP2, ``_`` in RESP3 (LMPOP of nothing...).
+NULL_ARRAY: Final = _NullArray.NULL_ARRAY
+
 OK: Final = b"+OK\r\n"
 PONG: Final = b"+PONG\r\n"
 _NULL2: Final = b"$-1\r\n"
@@ -675,6 +701,25 @@ def _encode_into(parts: list[bytes], value: Any, proto: int) -> None:
             parts.append(b"$%d\r\n%b\r\n" % (len(text), text))
     elif value is None:
         parts.append(_NULL3 if proto >= 3 else _NULL2)
+    elif isinstance(value, Double):
+        if proto >= 3:
+            parts.append(b",%b\r\n" % value.text)
+        else:
+            parts.append(b"$%d\r\n%b\r\n" % (len(value.text), value.text))
+    elif isinstance(value, Pairs):
+        if proto >= 3:
+            parts.append(b"*%d\r\n" % len(value.items))
+            for first, second in value.items:
+                parts.append(b"*2\r\n")
+                _encode_into(parts, first, proto)
+                _encode_into(parts, second, proto)
+        else:
+            parts.append(b"*%d\r\n" % (2 * len(value.items)))
+            for first, second in value.items:
+                _encode_into(parts, first, proto)
+                _encode_into(parts, second, proto)
+    elif value is NULL_ARRAY:
+        parts.append(_NULL3 if proto >= 3 else _NULL_ARRAY2)
     elif isinstance(value, (list, tuple)):
         parts.append(b"*%d\r\n" % len(value))
         for item in value:

@@ -60,7 +60,7 @@ from sockworks.services.meminfo import memory_fields
 from sockworks.services.renames import CommandRenames
 from sockworks.services.resp_table import COMMANDS as RESP_COMMANDS
 from sockworks.storage.aof import DEFAULT_FSYNC
-from sockworks.storage.base import OutOfMemory, Store, StoreError
+from sockworks.storage.base import OutOfMemory, Store, StoreError, WrongType
 from sockworks.storage.factory import open_store
 
 if TYPE_CHECKING:
@@ -97,6 +97,7 @@ TEXT_TO_RESP: Mapping[bytes, str] = {
     b"EXISTS": "exists", b"EXPIRE": "expire", b"TTL": "ttl", b"PERSIST": "persist",
     b"PING": "ping", b"DBSIZE": "dbsize", b"STATS": "info", b"COMPACT": "bgrewriteaof",
     b"QUIT": "quit"}
+WRONG_TYPE_REPLY = b"ERROR: wrong type\n"
 #: STATS names of the service's rare-event counters.
 _EVENT_COUNTERS = ("http_requests_refused", "lines_too_long")
 
@@ -458,6 +459,10 @@ class KvSession(Session):
                     break
             except OutOfMemory:
                 append(OUT_OF_MEMORY_REPLY)
+            except WrongType:
+                # A hash, list, set or sorted set made on the RESP port:
+                # the text protocol's commands work on strings only.
+                append(WRONG_TYPE_REPLY)
             except StoreError as exc:
                 append(error_reply(str(exc)))
         if not close and end is LINE_TOO_LONG:

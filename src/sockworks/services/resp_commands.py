@@ -1,4 +1,4 @@
-"""The RESP service's data (string and keyspace) commands, and reply helpers.
+"""The RESP service's string and keyspace commands, and reply helpers.
 
 A handler ``cmd_x(ctx, argv)`` gets the connection's
 :class:`~sockworks.services.resp_context.CommandContext` and the arguments
@@ -14,11 +14,9 @@ server commands live in ``resp_admin.py``; the table naming them all in
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 from fractions import Fraction
 from typing import Any, Final
 
@@ -32,6 +30,15 @@ from sockworks.protocols.resp import (
 from sockworks.services.resp_context import CommandContext as Ctx
 from sockworks.services.resp_context import Plan
 from sockworks.storage.base import SetResult, Store, StoreError
+from sockworks.storage.model.longdouble import (
+    format_long_double as _format_long_double,
+)
+from sockworks.storage.model.longdouble import (
+    long_double as _long_double,
+)
+from sockworks.storage.model.longdouble import (
+    round_long_double as _round_long_double,
+)
 
 __all__ = [
     "BUSY_REPLY", "EXECABORT", "EXECABORT_OOM", "NOT_INTEGER", "OOM_REPLY", "QUEUED",
@@ -507,66 +514,6 @@ def cmd_setrange(s: Ctx, argv: list[bytes]) -> bytes | Plan[Any]:
     return _read_modify_write(body)
 
 
-# INCRBYFLOAT computes in C's long double (x87: 64-bit significand) and
-# prints "%.17Lf" with trailing zeros removed. Fractions rounded to that
-# significand reproduce Redis's digits exactly, e.g. 10.6 + 1e3 ->
-# "1005.59999999999999998", where a double would say "1005.6".
-_LD_DIGITS: Final = 64
-_LD_MIN_EXP: Final = -16382          # smallest normal exponent
-_LD_OVERFLOW: Final = 2**16384        # first value that rounds to infinity
-_FLOAT_SYNTAX: Final = re.compile(rb"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
-_INF_SYNTAX: Final = re.compile(rb"[+-]?inf(?:inity)?", re.IGNORECASE)
-#: Sentinel results of :func:`_long_double`.
-_INFINITE: Final = "inf"
-
-
-def _round_long_double(value: Fraction) -> Fraction | None:
-    """``value`` rounded (half to even) to a long double; None on overflow."""
-    if value == 0:
-        return value
-    magnitude = abs(value)
-    exponent = magnitude.numerator.bit_length() - magnitude.denominator.bit_length()
-    if Fraction(2) ** exponent > magnitude:
-        exponent -= 1
-    shift = _LD_DIGITS - 1 - max(exponent, _LD_MIN_EXP)
-    rounded = Fraction(round(magnitude * Fraction(2) ** shift)) / Fraction(2) ** shift
-    if rounded >= _LD_OVERFLOW:
-        return None
-    return rounded if value > 0 else -rounded
-
-
-def _long_double(text: bytes) -> Fraction | str | None:
-    """What Redis's strtold-based parsing accepts: a finite value, the
-    :data:`_INFINITE` marker (``inf``/``infinity``) or None (not a valid
-    float: blanks, garbage, NaN, overflow, underflow to zero)."""
-    if _INF_SYNTAX.fullmatch(text):
-        return _INFINITE
-    if text[:2].lower() in (b"0x", b"+0", b"-0") and b"x" in text[:3].lower():
-        try:
-            return _round_long_double(Fraction(float.fromhex(text.decode("ascii"))))
-        except (ValueError, OverflowError, UnicodeDecodeError):
-            return None
-    if len(text) > 5000 or not _FLOAT_SYNTAX.fullmatch(text):
-        return None
-    number = Decimal(text.decode("ascii"))
-    if number.is_zero():
-        return Fraction(0)
-    if number.adjusted() > 4933:
-        return None       # ERANGE, HUGE_VAL
-    if number.adjusted() < -4952:
-        return None       # ERANGE, underflow to zero
-    return _round_long_double(Fraction(number))
-
-
-def _format_long_double(value: Fraction) -> bytes:
-    """C's "%.17Lf", then trailing zeros (and a bare '.') removed."""
-    scaled = round(abs(value) * 10**17)
-    digits = str(scaled).rjust(18, "0")
-    text = digits[:-17] + "." + digits[-17:]
-    text = text.rstrip("0").rstrip(".")
-    return ("-" + text if value < 0 and text != "0" else text).encode()
-
-
 def cmd_incrbyfloat(s: Ctx, argv: list[bytes]) -> bytes | Plan[Any]:
     delta = _long_double(argv[2])
     if delta is None:
@@ -599,25 +546,6 @@ def cmd_msetnx(s: Ctx, argv: list[bytes]) -> bytes | Plan[Any]:
             return b":0\r\n"
         store.mset(pairs)
         return b":1\r\n"
-    return _read_modify_write(body)
-
-
-def cmd_rename(s: Ctx, argv: list[bytes]) -> Plan[Any]:
-    source, target = argv[1], argv[2]
-    only_new = argv[0].lower() == b"renamenx"
-
-    def body(store: Store) -> bytes:
-        value = store.get(source)
-        if value is None:
-            return b"-ERR no such key\r\n"
-        if source == target:
-            return b":0\r\n" if only_new else OK
-        if only_new and store.exists([target]):
-            return b":0\r\n"
-        ttl = store.pttl(source)
-        store.set(target, value, px=ttl if ttl > 0 else None)
-        store.delete([source])
-        return b":1\r\n" if only_new else OK
     return _read_modify_write(body)
 
 
@@ -660,11 +588,6 @@ def cmd_getex(s: Ctx, argv: list[bytes]) -> bytes | Plan[Any]:
     return _read_modify_write(body)
 
 
-def cmd_type(s: Ctx, argv: list[bytes]) -> Plan[Any]:
-    key = argv[1]
-    return Plan(lambda st: st.exists([key]), lambda n: b"+string\r\n" if n else b"+none\r\n")
-
-
 def cmd_dbsize(s: Ctx, argv: list[bytes]) -> Plan[Any]:
     return Plan(lambda st: st.dbsize(), _integer)
 
@@ -686,7 +609,7 @@ def cmd_scan(s: Ctx, argv: list[bytes]) -> bytes | Plan[Any]:
         return b"-ERR invalid cursor\r\n"
     match: bytes | None = None
     count = 10
-    only_strings = True
+    typed = False
     i = 2
     while i < len(argv):
         opt = argv[i].upper()
@@ -704,16 +627,19 @@ def cmd_scan(s: Ctx, argv: list[bytes]) -> bytes | Plan[Any]:
                 return SYNTAX_ERROR
             count = number
         elif opt == b"TYPE":
-            # Every value here is a string: TYPE string changes nothing,
-            # any other type matches no key (the cursor still advances).
-            only_strings = argv[i + 1].lower() == b"string"
+            # Filtering by type is the data model's (Store.execute_command).
+            typed = True
         else:
             return SYNTAX_ERROR
         i += 2
 
+    if typed:
+        proto = s.proto
+        return Plan(lambda st: st.execute_command(argv), lambda r: encode(r, proto))
+
     def finish(result: Any) -> bytes:
         next_cursor, keys = result
-        return encode([b"%d" % next_cursor, list(keys) if only_strings else []])
+        return encode([b"%d" % next_cursor, list(keys)])
     return Plan(lambda st: st.scan(cursor, match, count), finish)
 
 

@@ -3,7 +3,9 @@
 Like Redis's command definitions (``src/commands.def``), one literal list
 names each command's handler, arity (n exact, -n at least n), flags (shown
 by COMMAND), key positions (first, last, step) and whether MULTI may queue
-it. Handlers live in ``resp_commands.py`` (data commands) and
+it. Handlers live in ``resp_commands.py`` (string commands),
+``services/commands/`` (hashes, lists, sets, sorted sets, bitmaps and
+keyspace commands across types, one module per family) and
 ``resp_admin.py`` (connection, transaction and server commands); nothing
 registers itself, so importing this module gives the whole table and
 importing the handler modules gives none of it. The session looks commands
@@ -15,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
+from sockworks.services.commands import bitmaps, hashes, keys, lists, sets, zsets
 from sockworks.services.resp_acl import cmd_acl
 from sockworks.services.resp_admin import (
     cmd_auth,
@@ -63,7 +66,6 @@ from sockworks.services.resp_commands import (
     cmd_pexpireat,
     cmd_psetex,
     cmd_pttl,
-    cmd_rename,
     cmd_scan,
     cmd_set,
     cmd_setex,
@@ -71,7 +73,6 @@ from sockworks.services.resp_commands import (
     cmd_setrange,
     cmd_strlen,
     cmd_ttl,
-    cmd_type,
 )
 from sockworks.services.resp_config import cmd_config
 from sockworks.services.resp_context import CommandSpec
@@ -115,14 +116,18 @@ SPECS: Final[tuple[CommandSpec, ...]] = (
     CommandSpec("setrange", cmd_setrange, 4, ("write", "denyoom"), ONE_KEY),
     CommandSpec("incrbyfloat", cmd_incrbyfloat, 3, ("write", "denyoom", "fast"), ONE_KEY),
     CommandSpec("msetnx", cmd_msetnx, -3, ("write", "denyoom"), (1, -1, 2)),
-    CommandSpec("rename", cmd_rename, 3, ("write",), (1, 2, 1)),
-    CommandSpec("renamenx", cmd_rename, 3, ("write", "fast"), (1, 2, 1)),
-    CommandSpec("type", cmd_type, 2, ("readonly", "fast"), ONE_KEY),
     CommandSpec("dbsize", cmd_dbsize, 1, ("readonly", "fast")),
     CommandSpec("flushdb", cmd_flushdb, -1, ("write",)),
     CommandSpec("flushall", cmd_flushdb, -1, ("write",)),
     CommandSpec("keys", cmd_keys, 2, ("readonly",)),
     CommandSpec("scan", cmd_scan, -2, ("readonly",)),
+    # -- the data model (services/commands/*.py -> Store.execute_command) -------
+    *keys.SPECS,
+    *hashes.SPECS,
+    *lists.SPECS,
+    *sets.SPECS,
+    *zsets.SPECS,
+    *bitmaps.SPECS,
     # -- connection, transaction and server commands (resp_admin.py) -----------
     CommandSpec("ping", cmd_ping, -1, ("fast",)),
     CommandSpec("echo", cmd_echo, 2, ("fast",)),

@@ -357,8 +357,8 @@ class AppendOnlyLog:
         the snapshot is taken)."""
         self._rewrite_buf = []
 
-    def write_snapshot(self, items: Iterable[tuple[bytes, bytes, int]]) -> tuple[str, int]:
-        """Write a new log from ``(key, value, expire_at)`` items to a temp
+    def write_snapshot(self, items: Iterable[bytes]) -> tuple[str, int]:
+        """Write a new log from record payloads (one per key) to a temp
         file in the same directory, fsynced. Runs without the store lock.
         Returns (temp path, number of keys)."""
         tmp = f"{self.path}.rewrite-{os.getpid()}"
@@ -366,9 +366,9 @@ class AppendOnlyLog:
         try:
             with open(tmp, "wb", buffering=REWRITE_BUFFER_BYTES) as f:
                 f.write(records.MAGIC)
-                write, frame, encode = f.write, records.frame, records.encode_set
-                for key, value, at in items:
-                    write(frame(encode(key, value, at)))
+                write, frame = f.write, records.frame
+                for payload in items:
+                    write(frame(payload))
                     count += 1
                 f.flush()
                 os.fsync(f.fileno())

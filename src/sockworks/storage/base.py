@@ -39,6 +39,7 @@ __all__ = [
     "StoreWriteError",
     "StoreUnavailable",
     "NotAnInteger",
+    "WrongType",
     "IntegerOverflow",
     "OutOfMemory",
     "RewriteInProgress",
@@ -66,6 +67,14 @@ class NotAnInteger(StoreError):
 
     def __init__(self) -> None:
         super().__init__("value is not an integer or out of range")
+
+
+class WrongType(StoreError):
+    """A command on a key holding another type (Redis's exact text; the text
+    port answers ``ERROR: wrong type``)."""
+
+    def __init__(self) -> None:
+        super().__init__("WRONGTYPE Operation against a key holding the wrong kind of value")
 
 
 class IntegerOverflow(StoreError):
@@ -178,6 +187,18 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def flushdb(self) -> None: ...
+
+    # -- the data model ---------------------------------------------------
+    def execute_command(self, argv: Sequence[bytes]) -> Any:
+        """Run one Redis data-model command (hashes, lists, sets, sorted
+        sets, bitmaps, keyspace commands: the families of docs/resp.md),
+        arity already checked, as one atomic unit. Returns the reply as a
+        value of :mod:`sockworks.protocols.resp`'s vocabulary (bytes, int,
+        None, list, SimpleString, Map, RespSet, Double, NULL_ARRAY), the same
+        for RESP2 and RESP3; raises StoreError with Redis's error text
+        (WrongType, ...). Default: no data model beyond strings."""
+        name = argv[0].decode("latin-1") if argv else ""
+        raise StoreError(f"unknown command '{name}'")
 
     # -- administration -------------------------------------------------
     def durability_barrier(self) -> Barrier | None:

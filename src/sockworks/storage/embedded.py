@@ -34,7 +34,14 @@ from sockworks.storage.aof import FSYNC_POLICIES, AppendOnlyLog, CorruptLogError
 from sockworks.storage.base import RewriteInProgress, StoreError, StoreWriteError
 from sockworks.storage.eviction import DEFAULT_SAMPLES
 from sockworks.storage.memory import MemoryStore, wall_clock_ms
-from sockworks.storage.records import RecordError
+from sockworks.storage.model.values import Value, copy_value
+from sockworks.storage.records import (
+    RecordError,
+    encode_command,
+    encode_expireat,
+    encode_set,
+    value_commands,
+)
 
 __all__ = [
     "AOF_FILENAME",
@@ -84,6 +91,15 @@ def _remove_leftovers(data_dir: str) -> None:
         if name.startswith(AOF_FILENAME + ".rewrite-") or name == AOF_FILENAME + ".new":
             logger.info("removing %s left by an interrupted rewrite", name)
             os.unlink(os.path.join(data_dir, name))
+
+
+def _snapshot_payload(key: bytes, value: Value, at: int) -> bytes:
+    """One key of a compacted log in its shortest form: a SET, or one
+    RPUSH/HSET/SADD/ZADD with every element, plus its expiry."""
+    if value.__class__ is bytes:
+        return encode_set(key, value, at)
+    payload = b"".join(encode_command(cmd) for cmd in value_commands(key, value))
+    return payload + encode_expireat(key, at) if at else payload
 
 
 class PersistentStore(MemoryStore):
@@ -207,11 +223,15 @@ class PersistentStore(MemoryStore):
             self._compacting = True
             now = self._clock()
             data = self._data.copy()
+            # Strings are immutable; aggregates are copied here, under the
+            # lock (O(their size)), since commands change them in place.
+            for key in self._aggregates:
+                data[key] = copy_value(data[key])
             expires = self._expires.copy()
             before = self._aof.size
             self._aof.begin_rewrite()
         items = (
-            (k, v, expires.get(k, 0))
+            _snapshot_payload(k, v, expires.get(k, 0))
             for k, v in data.items()
             if not (k in expires and expires[k] <= now)
         )

@@ -75,8 +75,14 @@ from sockworks.storage.base import (
     SetResult,
     Store,
     StoreError,
+    WrongType,
 )
 from sockworks.storage.glob import compile_glob
+from sockworks.storage.model.table import COMMANDS as MODEL_COMMANDS
+from sockworks.storage.model.table import REPLAY as MODEL_REPLAY
+from sockworks.storage.model.values import Value, type_name, value_size
+
+V = TypeVar("V")
 
 __all__ = ["MemoryStore", "parse_int64", "wall_clock_ms"]
 
@@ -166,7 +172,12 @@ class MemoryStore(Store):
                  maxmemory_samples: int = eviction.DEFAULT_SAMPLES) -> None:
         self._lock = threading.RLock()
         self._clock = clock
-        self._data: dict[bytes, bytes] = {}
+        self._data: dict[bytes, Value] = {}
+        #: Keys holding an aggregate (hash, list, set, zset): a log rewrite
+        #: copies those values under the lock (strings are immutable).
+        self._aggregates: set[bytes] = set()
+        #: Called with a key that got list/zset elements (blocking pops).
+        self.on_push: Callable[[bytes], None] | None = None
         self._expires: dict[bytes, int] = {}
         self._heap: list[tuple[int, bytes]] = []
         self._slot_keys: list[bytes] = []
@@ -230,7 +241,7 @@ class MemoryStore(Store):
             raise StoreError("store is closed")
 
     # -- internal state changes (lock held) ------------------------------
-    def _live(self, key: bytes, now: int) -> bytes | None:
+    def _live(self, key: bytes, now: int) -> Value | None:
         value = self._data.get(key)
         if value is not None and self._expires:
             at = self._expires.get(key)
@@ -276,16 +287,28 @@ class MemoryStore(Store):
             self._heap = [(t, k) for k, t in self._expires.items()]
             heapq.heapify(self._heap)
 
-    def _put(self, key: bytes, value: bytes, at: int) -> None:
+    def _put(self, key: bytes, value: Value, at: int) -> None:
         data = self._data
         old = data.get(key)
         data[key] = value
-        if old is None:
-            # After the assignment: a slot compaction keeps live keys only.
-            self._add_slot(key)
-            self._used += len(key) + len(value) + eviction.ENTRY_OVERHEAD
+        if value.__class__ is bytes:
+            # A string (the hot path): sizes are plain lengths.
+            if old is None:
+                # After the assignment: a slot compaction keeps live keys only.
+                self._add_slot(key)
+                self._used += len(key) + len(value) + eviction.ENTRY_OVERHEAD
+            elif old.__class__ is bytes:
+                self._used += len(value) - len(old)
+            else:
+                self._used += len(value) - value_size(old)
+                self._aggregates.discard(key)
         else:
-            self._used += len(value) - len(old)
+            if old is None:
+                self._add_slot(key)
+                self._used += len(key) + value_size(value) + eviction.ENTRY_OVERHEAD
+            else:
+                self._used += value_size(value) - value_size(old)
+            self._aggregates.add(key)
         if at:
             self._set_expiry(key, at)
         elif self._expires and self._expires.pop(key, None) is not None:
@@ -295,7 +318,11 @@ class MemoryStore(Store):
 
     def _remove(self, key: bytes) -> None:
         value = self._data.pop(key)
-        self._used -= len(key) + len(value) + eviction.ENTRY_OVERHEAD
+        if value.__class__ is not bytes:
+            self._aggregates.discard(key)
+            self._used -= len(key) + value_size(value) + eviction.ENTRY_OVERHEAD
+        else:
+            self._used -= len(key) + len(value) + eviction.ENTRY_OVERHEAD
         if self._expires and self._expires.pop(key, None) is not None:
             self._used -= eviction.EXPIRY_OVERHEAD
         if self._track:
@@ -445,13 +472,18 @@ class MemoryStore(Store):
                 self._hits += 1
                 if self._track:
                     self._touch(key)
+                if value.__class__ is not bytes:
+                    raise WrongType()
             return value
 
     def mget(self, keys: Sequence[bytes]) -> list[bytes | None]:
         with self._lock:
             self._check_open()
             now = self._clock()
-            values = [self._live(k, now) for k in keys]
+            # MGET answers nil for a key of another type, as Redis does.
+            values: list[bytes | None] = [
+                v if v.__class__ is bytes else None
+                for v in (self._live(k, now) for k in keys)]
             found = sum(v is not None for v in values)
             if self._track and found:
                 for key, value in zip(keys, values, strict=True):
@@ -559,7 +591,9 @@ class MemoryStore(Store):
             self._check_memory()
             now = self._clock()
             old = self._live(key, now)
-            shown = old if get else None
+            if get and old is not None and old.__class__ is not bytes:
+                raise WrongType()
+            shown: bytes | None = old if get else None  # type: ignore[assignment]
             if (nx and old is not None) or (xx and old is None):
                 return SetResult(False, shown)
             if px is not None:
@@ -605,6 +639,8 @@ class MemoryStore(Store):
             self._check_open()
             self._check_memory()
             old = self._live(key, self._clock())
+            if old is not None and old.__class__ is not bytes:
+                raise WrongType()
             result = (0 if old is None else parse_int64(old)) + delta
             if not I64_MIN <= result <= I64_MAX:
                 raise IntegerOverflow()
@@ -654,6 +690,7 @@ class MemoryStore(Store):
 
     def _clear(self) -> None:
         self._data.clear()
+        self._aggregates.clear()
         self._expires.clear()
         self._heap.clear()
         self._slot_keys.clear()
@@ -662,6 +699,94 @@ class MemoryStore(Store):
         self._order.clear()
         self._pool.clear()
         self._used = 0
+
+    # -- the data model (storage/model) ----------------------------------------
+    def execute_command(self, argv: Sequence[bytes]) -> Any:
+        entry = MODEL_COMMANDS.get(argv[0].lower())
+        if entry is None:
+            return super().execute_command(argv)
+        fn, denyoom = entry
+        with self._lock:
+            self._check_open()
+            if denyoom:
+                self._check_memory()
+            return fn(self, argv)
+
+    # The Keyspace protocol (storage/model/keyspace.py); lock held.
+    def now(self) -> int:
+        return self._clock()
+
+    def lookup(self, key: bytes) -> Value | None:
+        value = self._live(key, self._clock())
+        if value is not None and self._track:
+            self._touch(key)
+        return value
+
+    def typed(self, key: bytes, kind: type[V]) -> V | None:
+        value = self._live(key, self._clock())
+        if value is None:
+            self._misses += 1
+            return None
+        if value.__class__ is not kind:
+            raise WrongType()
+        self._hits += 1
+        if self._track:
+            self._touch(key)
+        return value
+
+    def expire_at(self, key: bytes) -> int:
+        return self._expires.get(key, 0)
+
+    def put(self, key: bytes, value: Value, at: int = 0) -> None:
+        self._put(key, value, at)
+
+    def drop(self, key: bytes) -> None:
+        self._remove(key)
+
+    def grow(self, value: Value, delta: int) -> None:
+        value.nbytes += delta  # type: ignore[union-attr]
+        self._used += delta
+
+    def log(self, *commands: Sequence[bytes]) -> None:
+        if self._persistent:
+            self._log(b"".join(
+                records.encode_del([cmd[1]]) if cmd[0] == b"DEL" and len(cmd) == 2
+                else records.encode_command(cmd) for cmd in commands))
+
+    def set_string(self, key: bytes, value: bytes, at: int = 0) -> None:
+        if self._persistent:
+            self._log(records.encode_set(key, value, at))
+        self._put(key, value, at)
+
+    def set_expiry(self, key: bytes, at: int) -> None:
+        if self._persistent:
+            self._log(records.encode_expireat(key, at) if at else records.encode_persist(key))
+        if at:
+            self._set_expiry(key, at)
+        elif self._expires.pop(key, None) is not None:
+            self._used -= eviction.EXPIRY_OVERHEAD
+
+    def scan_keys(self, cursor: int, match: bytes | None, count: int,
+                  kind: str | None) -> tuple[int, list[bytes]]:
+        nxt, keys = self.scan(cursor, match, count)
+        if kind is not None:
+            data = self._data
+            keys = [k for k in keys if k in data and type_name(data[k]) == kind]
+        return nxt, keys
+
+    def random_key(self) -> bytes | None:
+        now = self._clock()
+        for _ in range(100):
+            key = self._sample(False)
+            if key is None:
+                return None
+            if self._live(key, now) is not None:
+                return key
+        return None
+
+    def signal(self, key: bytes) -> None:
+        if self.on_push is not None:
+            self.on_push(key)
 
     # -- administration -------------------------------------------------------
     def info(self) -> dict[str, Any]:
@@ -812,9 +937,24 @@ class MemoryStore(Store):
                         expires[key] = at
             elif op == records.OP_PERSIST:
                 expires.pop(key, None)
+            elif op == records.OP_CMD:
+                self._replay_command(records.decode_args(value))
             else:  # OP_FLUSH
                 data.clear()
                 expires.clear()
+                self._aggregates.clear()
+
+    def _replay_command(self, argv: list[bytes]) -> None:
+        """Run one logged data-model command (logging is off during replay).
+        An error means the command failed the same way when it was logged:
+        it changed nothing then, and changes nothing now."""
+        entry = MODEL_REPLAY.get(argv[0].lower())
+        if entry is None:
+            raise records.RecordError(f"unknown command {argv[0]!r} in the log")
+        try:
+            entry[0](self, argv)
+        except StoreError:
+            pass
 
     def _rebuild_indexes(self) -> None:
         self._slot_keys = list(self._data)
@@ -823,7 +963,8 @@ class MemoryStore(Store):
         self._heap = [(t, k) for k, t in self._expires.items()]
         heapq.heapify(self._heap)
         # The one full pass: after a replay, which wrote the dicts directly.
-        self._used = (sum(len(k) + len(v) for k, v in self._data.items())
+        self._aggregates = {k for k, v in self._data.items() if v.__class__ is not bytes}
+        self._used = (sum(len(k) + value_size(v) for k, v in self._data.items())
                       + eviction.ENTRY_OVERHEAD * len(self._data)
                       + eviction.EXPIRY_OVERHEAD * len(self._expires))
         self._access.clear()

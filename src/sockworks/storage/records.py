@@ -11,6 +11,17 @@ format is documented in docs/storage.md; in short::
              | 'E' u32 klen key i64 expire_at_ms                  EXPIREAT
              | 'P' u32 klen key                                   PERSIST
              | 'F'                                                FLUSHDB
+             | 'C' u32 argc (u32 len arg)*                        a command (data model)
+
+A 'C' op holds one data-model command as its argv (``HSET key f v``,
+``RPUSH key a b``, ``ZADD key 1 m``, ``DEL key``, ``RENAME a b``...): replay
+runs it through the same code as a client's command (storage/model). A
+command is logged in a form whose replay is deterministic: SPOP logs the
+``SREM`` of what it removed, the *STORE commands ``DEL dst`` plus the
+result. Logs written before 'C' existed hold only S/D/E/P/F ops and still
+load. A compacted log writes each key in its shortest form
+(:func:`value_commands`: one SET, RPUSH, HSET, SADD or ZADD with every
+element, then its expiry).
 
 A record holds the *effects* of one write (INCR logs the resulting SET; MSET
 logs all its SETs in one record, so it replays all-or-nothing). Expiry times
@@ -25,8 +36,9 @@ from __future__ import annotations
 
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = [
     "HEADER",
@@ -34,11 +46,14 @@ __all__ = [
     "MAX_PAYLOAD",
     "OP_DEL",
     "OP_EXPIREAT",
+    "OP_CMD",
     "OP_FLUSH",
     "OP_PERSIST",
     "OP_SET",
     "LogScan",
     "RecordError",
+    "decode_args",
+    "encode_command",
     "encode_del",
     "encode_expireat",
     "encode_flush",
@@ -48,6 +63,7 @@ __all__ = [
     "frame",
     "iter_ops",
     "scan_log",
+    "value_commands",
 ]
 
 #: File signature and format version; a file without it is not our log.
@@ -63,6 +79,7 @@ OP_DEL = 0x44  # 'D'
 OP_EXPIREAT = 0x45  # 'E'
 OP_PERSIST = 0x50  # 'P'
 OP_FLUSH = 0x46  # 'F'
+OP_CMD = 0x43  # 'C'
 
 _U32 = struct.Struct("<I")
 _I64 = struct.Struct("<q")
@@ -98,6 +115,40 @@ def encode_persist(key: bytes) -> bytes:
 
 def encode_flush() -> bytes:
     return bytes([OP_FLUSH])
+
+
+def encode_command(argv: Sequence[bytes]) -> bytes:
+    """One 'C' op: a command's argv."""
+    return b"".join((_SET_HEAD.pack(OP_CMD, len(argv)),
+                     *(_U32.pack(len(arg)) + arg for arg in argv)))
+
+
+def decode_args(encoded: bytes) -> list[bytes]:
+    """The argv of an OP_CMD op as :func:`iter_ops` yields it (its value)."""
+    args: list[bytes] = []
+    pos, end = 0, len(encoded)
+    while pos < end:
+        (alen,) = _U32.unpack_from(encoded, pos)
+        args.append(encoded[pos + 4 : pos + 4 + alen])
+        pos += 4 + alen
+    return args
+
+
+def value_commands(key: bytes, value: Any) -> list[tuple[bytes, ...]]:
+    """The shortest commands that build ``value`` (a model value) under ``key``."""
+    from sockworks.storage.model.common import format_double
+    from sockworks.storage.model.values import HashValue, ListValue, SetValue, ZSetValue
+    if isinstance(value, bytes):
+        return [(b"SET", key, value)]
+    if isinstance(value, HashValue):
+        return [(b"HSET", key, *[x for item in value.items() for x in item])]
+    if isinstance(value, ListValue):
+        return [(b"RPUSH", key, *value)]
+    if isinstance(value, SetValue):
+        return [(b"SADD", key, *value)]
+    assert isinstance(value, ZSetValue)
+    return [(b"ZADD", key, *[x for score, member in value.order
+                             for x in (format_double(score), member)])]
 
 
 def frame(payload: bytes) -> bytes:
@@ -138,6 +189,19 @@ def iter_ops(payload: bytes) -> Iterator[Op]:
                 (at,) = _I64.unpack_from(payload, pos)
                 pos += 8
                 yield (OP_EXPIREAT, key, b"", at)
+            elif op == OP_CMD:
+                # klen is argc here: the args follow, each u32 len + bytes.
+                # Yields (OP_CMD, b"", encoded args, argc): decode_args().
+                pos -= klen
+                begin = pos
+                for _ in range(klen):
+                    (alen,) = _U32.unpack_from(payload, pos)
+                    pos += 4 + alen
+                    if pos > end:
+                        raise RecordError("op runs past the end of its record")
+                if not klen:
+                    raise RecordError("empty command")
+                yield (OP_CMD, b"", payload[begin:pos], klen)
             else:
                 raise RecordError(f"unknown op 0x{op:02x}")
             if pos > end:
@@ -161,7 +225,7 @@ class LogScan:
     corrupt_at: int | None
 
 
-_OPCODES = frozenset((OP_SET, OP_DEL, OP_EXPIREAT, OP_PERSIST, OP_FLUSH))
+_OPCODES = frozenset((OP_SET, OP_DEL, OP_EXPIREAT, OP_PERSIST, OP_FLUSH, OP_CMD))
 
 
 def _valid_at(image: bytes | memoryview, off: int, size: int) -> bool:

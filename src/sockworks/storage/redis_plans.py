@@ -20,11 +20,12 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, cast
 
 from sockworks.storage.base import BatchCall, SetResult, Store
+from sockworks.storage.redis_replies import retag
 
 __all__ = [
-    "BatchRecorder", "RedisPlan", "plan_dbsize", "plan_delete", "plan_exists", "plan_flushdb",
-    "plan_get", "plan_incrby", "plan_keys", "plan_mget", "plan_mset", "plan_persist",
-    "plan_pexpire", "plan_pttl", "plan_scan", "plan_set",
+    "BatchRecorder", "RedisPlan", "plan_command", "plan_dbsize", "plan_delete", "plan_exists",
+    "plan_flushdb", "plan_get", "plan_incrby", "plan_keys", "plan_mget", "plan_mset",
+    "plan_persist", "plan_pexpire", "plan_pttl", "plan_scan", "plan_set",
 ]
 
 T = TypeVar("T")
@@ -65,6 +66,14 @@ class RedisPlan(Generic[T]):
     args: tuple[Any, ...]
     convert: Callable[[Any], T]
     options: dict[str, Any] = field(default_factory=dict)
+
+
+def plan_command(argv: Sequence[bytes]) -> RedisPlan[Any]:
+    """A data-model command passed through as it is. The name is sent as
+    bytes so redis-py applies none of its reply callbacks (they are keyed
+    by str): the reply comes back raw, and redis_replies retags it."""
+    name = bytes(argv[0])
+    return RedisPlan((name, *argv[1:]), lambda raw: retag(argv, raw))
 
 
 def plan_get(key: bytes) -> RedisPlan[bytes | None]:
@@ -190,6 +199,9 @@ class BatchRecorder(Store):
         self.plans.append(plan)
         self._last = _Pending()
         return cast(T, self._last)
+
+    def execute_command(self, argv: Sequence[bytes]) -> Any:
+        return self._add(plan_command(argv))
 
     def get(self, key: bytes) -> bytes | None:
         return self._add(plan_get(key))

@@ -13,7 +13,10 @@ Mapping. ``get`` GET, ``mget`` MGET, ``exists`` EXISTS k..., ``pttl`` PTTL,
 ``dbsize`` DBSIZE, ``keys`` KEYS, ``scan`` SCAN, ``set`` SET with
 PX/NX/XX/GET/KEEPTTL (SET ... GET needs Redis >= 6.2, NX together with GET
 >= 7.0), ``mset`` MSET, ``delete`` DEL, ``incrby`` INCRBY, ``pexpire``
-PEXPIRE, ``persist`` PERSIST, ``flushdb`` FLUSHDB ASYNC. Each is one command, so
+PEXPIRE, ``persist`` PERSIST, ``flushdb`` FLUSHDB ASYNC, and
+``execute_command`` (hashes, lists, sets, sorted sets, bitmaps, keyspace
+commands) sends the command as it is and retags the raw reply
+(redis_replies.py). Each is one command, so
 each is atomic across every sockworks server sharing the Redis, and expiry is
 Redis's own.
 
@@ -85,6 +88,7 @@ from sockworks.storage.base import (
 from sockworks.storage.redis_plans import (
     BatchRecorder,
     RedisPlan,
+    plan_command,
     plan_dbsize,
     plan_delete,
     plan_exists,
@@ -412,6 +416,11 @@ class RedisStore(Store):
         return [cluster.get_redis_connection(node) for node in nodes]
 
     # -- reads ---------------------------------------------------------------
+
+    def execute_command(self, argv: Sequence[bytes]) -> Any:
+        """Passed through to Redis (its semantics are Redis's own); the raw
+        reply retagged (redis_replies.py)."""
+        return self._run(plan_command(argv))
 
     def get(self, key: bytes) -> bytes | None:
         return self._run(plan_get(key))

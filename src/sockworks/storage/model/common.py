@@ -1,0 +1,142 @@
+"""What every command family shares: Redis's error texts, argument parsing
+(integers, doubles, score and lex bounds) and double formatting.
+
+Errors are raised as :class:`CommandError` with Redis's text; ERR-class
+errors leave the ``ERR`` prefix out (the RESP service adds it, as it does for
+every StoreError), other classes (``WRONGTYPE``...) carry their prefix.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterator, Sequence
+from typing import Final
+
+from sockworks.storage.base import StoreError, WrongType
+from sockworks.storage.glob import compile_glob
+
+__all__ = [
+    "CommandError", "NOT_FLOAT", "NOT_INT", "SYNTAX", "WrongType", "format_double",
+    "parse_double", "parse_int", "parse_score", "scan_args",
+]
+
+NOT_INT: Final = "value is not an integer or out of range"
+NOT_FLOAT: Final = "value is not a valid float"
+SYNTAX: Final = "syntax error"
+I64_MIN: Final = -(1 << 63)
+I64_MAX: Final = (1 << 63) - 1
+
+
+class CommandError(StoreError):
+    """A command's error reply (Redis's text, ERR prefix implied)."""
+
+
+def wrong_args(name: str) -> CommandError:
+    return CommandError(f"wrong number of arguments for '{name}' command")
+
+
+def parse_int(arg: bytes, message: str = NOT_INT) -> int:
+    """A Redis integer argument (string2ll: canonical, 64-bit)."""
+    if len(arg) > 20:
+        raise CommandError(message)
+    try:
+        number = int(arg)
+    except ValueError:
+        raise CommandError(message) from None
+    if b"%d" % number != arg or not I64_MIN <= number <= I64_MAX:
+        raise CommandError(message)
+    return number
+
+
+def parse_positive(arg: bytes, what: str) -> int:
+    number = parse_int(arg, f"{what} is out of range, must be positive")
+    if number < 0:
+        raise CommandError(f"{what} is out of range, must be positive")
+    return number
+
+
+_FLOAT: Final = re.compile(rb"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_INF: Final = re.compile(rb"[+-]?inf(?:inity)?", re.IGNORECASE)
+
+
+def parse_double(arg: bytes, message: str = NOT_FLOAT) -> float:
+    """What Redis's strtod-based parsing accepts (no NaN, no blanks)."""
+    if _INF.fullmatch(arg):
+        return -math.inf if arg[:1] == b"-" else math.inf
+    if not _FLOAT.fullmatch(arg):
+        raise CommandError(message)
+    value = float(arg)
+    if math.isinf(value):
+        raise CommandError(message)  # overflow (ERANGE)
+    return value
+
+
+def parse_score(arg: bytes) -> float:
+    return parse_double(arg, NOT_FLOAT)
+
+
+def format_double(value: float) -> bytes:
+    """Redis 7.0's reply text for a double (``%.17g``; inf, -inf)."""
+    if math.isinf(value):
+        return b"inf" if value > 0 else b"-inf"
+    text = b"%.17g" % value
+    return text
+
+
+def scan_args(argv: Sequence[bytes], start: int) -> tuple[int, bytes | None, int, bool]:
+    """HSCAN/SSCAN/ZSCAN: cursor, MATCH, COUNT, NOVALUES (7.4, unused)."""
+    cursor = parse_cursor(argv[start])
+    match: bytes | None = None
+    count = 10
+    i = start + 1
+    while i < len(argv):
+        opt = argv[i].upper()
+        if i + 1 >= len(argv):
+            raise CommandError(SYNTAX)
+        if opt == b"MATCH":
+            match = argv[i + 1]
+        elif opt == b"COUNT":
+            count = parse_int(argv[i + 1])
+            if count < 1:
+                raise CommandError(SYNTAX)
+        else:
+            raise CommandError(SYNTAX)
+        i += 2
+    return cursor, match, count, False
+
+
+def parse_cursor(text: bytes) -> int:
+    digits = text[1:] if text[:1] in (b"+", b"-") else text
+    if digits and not digits.isdigit():
+        raise CommandError("invalid cursor")
+    value = int(digits) if digits else 0
+    if value >= 2**64:
+        raise CommandError("invalid cursor")
+    return (2**64 - value) % 2**64 if text[:1] == b"-" else value
+
+
+def scan_slice(items: Sequence[bytes], cursor: int, match: bytes | None,
+               count: int) -> tuple[int, list[bytes]]:
+    """A cursor over a snapshot of an aggregate's elements, in their
+    iteration order: the cursor is the position reached. Like Redis for a
+    small (listpack) aggregate, everything comes in one call when the
+    aggregate is small; a big one is walked COUNT elements at a time."""
+    if len(items) <= 128 and cursor == 0:
+        chosen = list(items)
+        nxt = 0
+    else:
+        chosen = list(items[cursor:cursor + count])
+        nxt = cursor + count if cursor + count < len(items) else 0
+    if match is not None:
+        matcher = compile_glob(match)
+        chosen = [item for item in chosen if matcher(item)]
+    return nxt, chosen
+
+
+def pairs(argv: Sequence[bytes], start: int) -> Iterator[tuple[bytes, bytes]]:
+    return zip(argv[start::2], argv[start + 1::2], strict=False)
+
+
+def wrongtype() -> WrongType:
+    return WrongType()

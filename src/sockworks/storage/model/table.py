@@ -1,0 +1,62 @@
+"""Every data-model command of the embedded store, by lower-case name.
+
+``COMMANDS`` maps a name to its function ``fn(ks, argv) -> reply`` and
+whether it may add data (Redis's ``denyoom``: refused over maxmemory).
+``REPLAY`` adds the commands only the log uses (``DEL``, ``SET``,
+``PEXPIREAT``, written by COPY and the *STORE commands).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Final
+
+from sockworks.protocols.resp import SimpleString
+from sockworks.storage.model import bitmaps, hashes, keys, lists, sets, zsets
+from sockworks.storage.model.common import parse_int
+from sockworks.storage.model.keyspace import Keyspace
+
+__all__ = ["COMMANDS", "REPLAY", "Command"]
+
+Command = Callable[[Keyspace, Sequence[bytes]], Any]
+
+#: Commands that cannot add data (everything else is denyoom).
+_NO_GROWTH: Final = frozenset((
+    b"hget", b"hmget", b"hdel", b"hlen", b"hstrlen", b"hexists", b"hkeys", b"hvals",
+    b"hgetall", b"hrandfield", b"hscan", b"lpop", b"rpop", b"llen", b"lrange", b"lindex",
+    b"lrem", b"ltrim", b"lpos", b"lmpop", b"srem", b"scard", b"sismember", b"smismember",
+    b"smembers", b"spop", b"srandmember", b"sinter", b"sunion", b"sdiff", b"sintercard",
+    b"sscan", b"zrem", b"zremrangebyrank", b"zremrangebyscore", b"zremrangebylex",
+    b"zpopmin", b"zpopmax", b"zmpop", b"zscore", b"zmscore", b"zcard", b"zcount",
+    b"zlexcount", b"zrank", b"zrevrank", b"zrange", b"zrevrange", b"zrangebyscore",
+    b"zrevrangebyscore", b"zrangebylex", b"zrevrangebylex", b"zunion", b"zinter", b"zdiff",
+    b"zintercard", b"zrandmember", b"zscan", b"getbit", b"bitcount", b"bitpos", b"lcs",
+    b"type", b"object", b"rename", b"renamenx", b"randomkey", b"touch", b"expiretime",
+    b"pexpiretime", b"scan", b"sort_ro",
+))
+
+COMMANDS: Final[Mapping[bytes, tuple[Command, bool]]] = {
+    name: (fn, name not in _NO_GROWTH)
+    for family in (hashes, lists, sets, zsets, bitmaps, keys)
+    for name, fn in family.COMMANDS.items()
+}
+
+
+def _del(ks: Keyspace, argv: Sequence[bytes]) -> Any:
+    return ks.delete(argv[1:])
+
+
+def _set(ks: Keyspace, argv: Sequence[bytes]) -> Any:
+    ks.set_string(argv[1], argv[2])
+    return SimpleString("OK")
+
+
+def _pexpireat(ks: Keyspace, argv: Sequence[bytes]) -> Any:
+    if ks.lookup(argv[1]) is not None:
+        ks.set_expiry(argv[1], parse_int(argv[2]))
+    return 1
+
+
+REPLAY: Final[Mapping[bytes, tuple[Command, bool]]] = {
+    **COMMANDS, b"del": (_del, False), b"set": (_set, True), b"pexpireat": (_pexpireat, False),
+}

@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+from sockworks.core.command_stats import BUCKETS, CommandStats
 from sockworks.core.net import format_address
 from sockworks.core.stats import ServerStats
 
@@ -66,9 +67,48 @@ Snapshot = Callable[[], Mapping[str, object]]
 class _Collector:
     """A prometheus_client collector reading the server's figures at scrape time."""
 
-    def __init__(self, stats: ServerStats, snapshots: Mapping[str, Snapshot]) -> None:
+    def __init__(self, stats: ServerStats, snapshots: Mapping[str, Snapshot],
+                 commands: Mapping[str, CommandStats]) -> None:
         self.stats = stats
         self.snapshots = snapshots
+        self.commands = commands
+
+    def _summed(self, source: str, values: dict[str, float]) -> dict[str, float]:
+        """``values`` (counter source ``source``) plus the other workers' (prefork)."""
+        if self.stats.shared is not None:
+            others = self.stats.shared.others()
+            for key in values:
+                values[key] += others.get(f"{source}.{key}", 0.0)
+        return values
+
+    def _command_families(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+
+        calls = CounterMetricFamily("sockworks_commands", "Commands run, by service and name",
+                                    labels=["service", "cmd"])
+        errors = CounterMetricFamily("sockworks_command_errors",
+                                     "Commands answered with an error, by service and name",
+                                     labels=["service", "cmd"])
+        duration = HistogramMetricFamily(
+            "sockworks_command_duration_seconds",
+            "Processing time of each received chunk of commands (one request, or one "
+            "pipelined batch)", labels=["service"])
+        for service, command_stats in self.commands.items():
+            flat = self._summed(f"{service}.cmd", command_stats.flat())
+            for name in command_stats.names:
+                if flat[f"calls.{name}"]:
+                    calls.add_metric([service, name], flat[f"calls.{name}"])
+                if flat[f"errors.{name}"]:
+                    errors.add_metric([service, name], flat[f"errors.{name}"])
+            cumulative, buckets = 0.0, []
+            for index, bound in enumerate((*BUCKETS, float("inf"))):
+                cumulative += flat[f"bucket.{index}"]
+                buckets.append((repr(bound) if bound != float("inf") else "+Inf",
+                                cumulative))
+            duration.add_metric([service], buckets, flat["sum"])
+        yield calls
+        yield errors
+        yield duration
 
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -97,6 +137,7 @@ class _Collector:
                                   value=conn["evicted_clients"])
         yield GaugeMetricFamily("sockworks_uptime_seconds", "Seconds since start",
                                 value=stats.uptime)
+        yield from self._command_families()
         for service, snapshot in self.snapshots.items():
             try:
                 fields = snapshot()
@@ -118,13 +159,14 @@ class MetricsServer:
     """``/metrics``, ``/healthz`` and ``/readyz`` on ``host``:``port`` (0: free)."""
 
     def __init__(self, host: str, port: int, stats: ServerStats,
-                 snapshots: Mapping[str, Snapshot], ready: Callable[[], bool]) -> None:
+                 snapshots: Mapping[str, Snapshot], ready: Callable[[], bool],
+                 commands: Mapping[str, CommandStats] | None = None) -> None:
         try:
             from prometheus_client import CollectorRegistry
         except ImportError:
             raise MetricsUnavailable(INSTALL_HINT) from None
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(_Collector(stats, snapshots))
+        self.registry.register(_Collector(stats, snapshots, commands or {}))
         self.ready = ready
         self._httpd = http.server.ThreadingHTTPServer((host, port), self._handler())
         self._httpd.daemon_threads = True

@@ -18,11 +18,13 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 from sockworks._version import __version__
+from sockworks.core.command_stats import CommandStats
 from sockworks.core.config import DEFAULT_MAX_LINE, ServerSettings
 from sockworks.core.logs import RateLimitedLog
 from sockworks.core.service import CLOSE, NOTHING, REPLY_BUDGET, Output, Service, Session
@@ -160,6 +162,9 @@ class KvService(Service):
         self._live: weakref.WeakSet[KvSession] = weakref.WeakSet()
         self._closed = False
         self.http_log = RateLimitedLog(logger, logging.WARNING)
+        #: Commands by name, errors by name, per-chunk processing time (metrics).
+        self.command_stats = CommandStats(
+            [*(name.decode().lower() for name in kvtext.COMMAND_NAMES), "auth"])
 
     def resp_service(self) -> RespService:
         """The same store over RESP (the Redis protocol), sharing the counters;
@@ -196,6 +201,7 @@ class KvService(Service):
     def attach(self, stats: ServerStats, settings: ServerSettings) -> None:
         super().attach(stats, settings)
         stats.counter_sources[self.name] = self.counters
+        stats.counter_sources[f"{self.name}.cmd"] = self.command_stats.flat
 
     def counters(self) -> dict[str, int]:
         """This process's request counters (live sessions + closed ones)."""
@@ -382,13 +388,18 @@ class KvSession(Session):
         split words (the same rules as kvtext.parse_line's fast path); every
         other line goes through the parser and the handler table.
         """
+        started = time.perf_counter()
         store = self._store
         counts = self.counts
         get_words, set_words, renamed = self._get_words, self._set_words, self._renamed
         replies: list[bytes] = []
         append = replies.append
         wrote = close = False
-        size = done = 0
+        size = done = gets = sets = 0
+        # Commands off the GET/SET fast path, and error replies, by name.
+        calls: dict[str, int] = {}
+        errors: dict[str, int] = {}
+        name = ""
         for line in lines:
             if size >= REPLY_BUDGET:
                 # Back-pressure (core/service.py): the rest waits for resume().
@@ -408,6 +419,7 @@ class KvSession(Session):
                         continue
                 if nparts == 2 and parts[0] in get_words and len(parts[1]) <= MAX_KEY_LENGTH:
                     counts[_COMMANDS] += 1
+                    gets += 1
                     value = store.get(parts[1])
                     if value is None:
                         counts[_MISSES] += 1
@@ -423,12 +435,17 @@ class KvSession(Session):
                     continue
                 if nparts == 3 and parts[0] in set_words and len(parts[1]) <= MAX_KEY_LENGTH:
                     counts[_COMMANDS] += 1
+                    sets += 1
                     store.set(parts[1], parts[2].rstrip())
                     wrote = True
                     append(OK)
                     continue
                 if parts and parts[0].upper() == b"AUTH":
-                    append(self._auth(line.split()))
+                    reply = self._auth(line.split())
+                    calls["auth"] = calls.get("auth", 0) + 1
+                    if reply[:6] == b"ERROR:":
+                        errors["auth"] = errors.get("auth", 0) + 1
+                    append(reply)
                     continue
                 if renamed and parts:
                     # --rename-command: the command this word runs, if any.
@@ -440,26 +457,41 @@ class KvSession(Session):
                             append(UNKNOWN_COMMAND_REPLY)
                             continue
                         line = runs + line.lstrip()[len(word):]
+                name = line.split(None, 1)[0].decode("latin-1").lower() if parts else ""
+                calls[name] = calls.get(name, 0) + 1
                 event = parse_line(line)
                 kind = type(event)
                 if kind in _HANDLERS:
                     counts[_COMMANDS] += 1
                     handler, is_write = _HANDLERS[kind]
                     reply = handler(self, event)
+                    if reply[:6] == b"ERROR:":
+                        errors[name] = errors.get(name, 0) + 1
                     size += len(reply)
                     append(reply)
                     wrote = wrote or is_write
                 elif kind is BadRequest:
                     counts[_ERRORS] += 1
+                    errors[name] = errors.get(name, 0) + 1
                     append(error_reply(cast(BadRequest, event).reason))
                 else:  # QUIT or HTTP: the conversation ends here
                     close = True
                     self._finish(event, append)
                     break
             except OutOfMemory:
+                name = self._failed(parts, name)
+                errors[name] = errors.get(name, 0) + 1
                 append(OUT_OF_MEMORY_REPLY)
             except StoreError as exc:
+                name = self._failed(parts, name)
+                errors[name] = errors.get(name, 0) + 1
                 append(error_reply(str(exc)))
+        if gets:
+            calls["get"] = calls.get("get", 0) + gets
+        if sets:
+            calls["set"] = calls.get("set", 0) + sets
+        if calls:
+            self._service.command_stats.add(calls, errors, time.perf_counter() - started)
         if not close and end is LINE_TOO_LONG:
             close = True
             self._finish(end, append)
@@ -486,6 +518,14 @@ class KvSession(Session):
                         self._framer.max_line, self._peer)
             append(LINE_TOO_LONG_REPLY)
         # CLOSED (only after on_eof): nothing to say.
+
+    def _failed(self, parts: list[bytes], name: str) -> str:
+        """The command name of a line whose store call raised (rare): the
+        fast path's GET/SET, or the slow path's ``name``."""
+        word = parts[0] if parts else b""
+        if word in self._set_words:
+            return "set"
+        return "get" if word in self._get_words else name
 
     def _gate(self, parts: list[bytes], line: bytes) -> bytes | None:
         """AUTH's reply, or the refusal of a command this user may not run;

@@ -21,6 +21,7 @@ from typing import Any
 from sockworks.cli.args import port_number, setting_type
 from sockworks.core.config import DEFAULT_HOST, SERVER_SETTINGS, Endpoint
 from sockworks.core.logs import LOG_FORMATS, LOG_LEVELS, configure_logging, set_log_level
+from sockworks.core.command_stats import CommandStats
 from sockworks.core.metrics import MetricsServer, MetricsUnavailable
 from sockworks.core.notify import Notifier
 from sockworks.models import FORKING_MODELS, MODELS
@@ -185,6 +186,8 @@ def start_metrics(args: argparse.Namespace, server: Server) -> MetricsServer | N
     snapshots = {name: getattr(svc, "snapshot") for name, svc in services.items()  # noqa: B009
                  if callable(getattr(svc, "snapshot", None))}
     stores = [svc.store for svc in services.values() if hasattr(svc, "store")]
+    commands = {name: svc.command_stats for name, svc in services.items()
+                if isinstance(getattr(svc, "command_stats", None), CommandStats)}
 
     shared = server.stats.shared
 
@@ -194,7 +197,7 @@ def start_metrics(args: argparse.Namespace, server: Server) -> MetricsServer | N
 
     try:
         metrics = MetricsServer(args.metrics_host, args.metrics_port, server.stats,
-                            snapshots, ready)
+                                snapshots, ready, commands)
     except MetricsUnavailable as exc:
         raise StartupError(f"sockworks: {exc}", 2) from None
     except OSError as exc:

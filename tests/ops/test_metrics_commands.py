@@ -13,7 +13,6 @@ import socket
 import time
 
 import pytest
-
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import ServerProcess, spawn_server

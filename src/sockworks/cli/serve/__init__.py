@@ -19,9 +19,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from sockworks.cli.args import port_number, setting_type
+from sockworks.core.command_stats import CommandStats
 from sockworks.core.config import DEFAULT_HOST, SERVER_SETTINGS, Endpoint
 from sockworks.core.logs import LOG_FORMATS, LOG_LEVELS, configure_logging, set_log_level
-from sockworks.core.command_stats import CommandStats
 from sockworks.core.metrics import MetricsServer, MetricsUnavailable
 from sockworks.core.notify import Notifier
 from sockworks.models import FORKING_MODELS, MODELS

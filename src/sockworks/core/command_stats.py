@@ -39,13 +39,20 @@ class CommandStats:
         self._errors = dict.fromkeys(self.names, 0)
         self._buckets = [0] * (len(BUCKETS) + 1)
         self._sum = 0.0
+        self._received = 0
+        self._sent = 0
 
     def add(self, calls: Mapping[str, int], errors: Mapping[str, int] | None,
-            seconds: float) -> None:
-        """One chunk: its commands by name, its error replies by name, and
-        how long it took to process."""
+            seconds: float, received: int = 0, sent: int = 0) -> None:
+        """One chunk: its commands by name, its error replies by name, how
+        long it took to process (observed if it ran a command), the bytes
+        received since the last call and the reply bytes it produced."""
         slot = bisect.bisect_left(BUCKETS, seconds)
         with self._lock:
+            self._received += received
+            self._sent += sent
+            if not calls:
+                return
             known = self._calls
             for name, count in calls.items():
                 known[name if name in known else OTHER] += count
@@ -64,4 +71,6 @@ class CommandStats:
             values.update({f"errors.{n}": v for n, v in self._errors.items()})
             values.update({f"bucket.{i}": v for i, v in enumerate(self._buckets)})
             values["sum"] = self._sum
+            values["bytes_in"] = self._received
+            values["bytes_out"] = self._sent
         return values

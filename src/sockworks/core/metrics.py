@@ -93,6 +93,10 @@ class _Collector:
             "sockworks_command_duration_seconds",
             "Processing time of each received chunk of commands (one request, or one "
             "pipelined batch)", labels=["service"])
+        received = CounterMetricFamily("sockworks_received_bytes",
+                                       "Bytes received from clients", labels=["service"])
+        sent = CounterMetricFamily("sockworks_sent_bytes",
+                                   "Reply bytes produced for clients", labels=["service"])
         for service, command_stats in self.commands.items():
             flat = self._summed(f"{service}.cmd", command_stats.flat())
             for name in command_stats.names:
@@ -106,6 +110,10 @@ class _Collector:
                 buckets.append((repr(bound) if bound != float("inf") else "+Inf",
                                 cumulative))
             duration.add_metric([service], buckets, flat["sum"])
+            received.add_metric([service], flat["bytes_in"])
+            sent.add_metric([service], flat["bytes_out"])
+        yield received
+        yield sent
         yield calls
         yield errors
         yield duration
@@ -120,6 +128,9 @@ class _Collector:
             "connections_rejected": stats.connections_rejected,
             "idle_closed": stats.idle_closed,
             "evicted_clients": stats.clients.evicted,
+            "deadline_closed": stats.deadline_closed,
+            "output_limit_closed": stats.output_limit_closed,
+            "send_timeout_aborted": stats.send_timeout_aborted,
         }).items() if isinstance(value, int | float)}
         yield GaugeMetricFamily("sockworks_connections_current", "Open client connections",
                                 value=conn["connections_current"])
@@ -132,6 +143,15 @@ class _Collector:
         yield CounterMetricFamily("sockworks_connections_closed_idle",
                                   "Connections closed by --idle-timeout",
                                   value=conn["idle_closed"])
+        yield CounterMetricFamily("sockworks_connections_closed_deadline",
+                                  "Connections closed at --idle-timeout holding part of a "
+                                  "request", value=conn["deadline_closed"])
+        yield CounterMetricFamily("sockworks_connections_closed_output_limit",
+                                  "Connections closed over --client-output-buffer-limit",
+                                  value=conn["output_limit_closed"])
+        yield CounterMetricFamily("sockworks_connections_aborted_send_timeout",
+                                  "Connections aborted: the peer stopped reading for "
+                                  "--send-timeout", value=conn["send_timeout_aborted"])
         yield CounterMetricFamily("sockworks_clients_evicted",
                                   "Clients closed by --maxmemory-clients",
                                   value=conn["evicted_clients"])

@@ -276,7 +276,7 @@ class KvSession(Session):
 
     __slots__ = ("_access", "_backlog", "_done", "_framer", "_framing", "_generation",
                  "_get_words", "_max_line", "_open", "_peer", "_refused", "_renamed", "_service",
-                 "_set_words", "_store", "_user", "counts")
+                 "_received", "_set_words", "_store", "_user", "counts")
 
     def __init__(self, service: KvService, peer: str) -> None:
         self._service = service
@@ -290,6 +290,8 @@ class KvSession(Session):
         #: The framer holds part of a line (so the next chunk must go through it).
         self._framing = False
         self._done = False
+        #: Bytes received and not yet reported to the service's CommandStats.
+        self._received = 0
         #: commands, GET hits, GET misses, protocol errors (see _SESSION_COUNTERS)
         self.counts = [0, 0, 0, 0]
         #: Lines received but held back (their replies would pass
@@ -332,6 +334,7 @@ class KvSession(Session):
         if self._refused:
             self._done = True
             return Output(DENIED_REPLY, True)
+        self._service.command_stats.add({}, None, 0.0, 0, len(GREETING))
         return Output(GREETING)
 
     def on_data(self, data: bytes) -> Output:
@@ -339,6 +342,7 @@ class KvSession(Session):
             # QUIT, HTTP or an over-long line already ended the conversation:
             # nothing the peer sends afterwards may run.
             return CLOSE
+        self._received += len(data)
         if self._generation != self._access.generation:
             user = self._user and self._access.user(self._user.name)
             self._set_user(user if user is not None and user.enabled else None)
@@ -490,16 +494,17 @@ class KvSession(Session):
             calls["get"] = calls.get("get", 0) + gets
         if sets:
             calls["set"] = calls.get("set", 0) + sets
-        if calls:
-            self._service.command_stats.add(calls, errors, time.perf_counter() - started)
         if not close and end is LINE_TOO_LONG:
             close = True
             self._finish(end, append)
+        data = replies[0] if len(replies) == 1 else b"".join(replies)
+        received, self._received = self._received, 0
+        self._service.command_stats.add(calls, errors, time.perf_counter() - started,
+                                        received, len(data))
         if close:
             self._done = True
         elif not replies:
             return NOTHING
-        data = replies[0] if len(replies) == 1 else b"".join(replies)
         return Output(data, close, store.durability_barrier() if wrote else None)
 
     def _finish(self, event: object, append: Callable[[bytes], None]) -> None:

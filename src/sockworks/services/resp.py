@@ -333,6 +333,8 @@ class RespSession(Session):
         #: REPLY_BUDGET), and the protocol error after them, if any.
         self._backlog: list[list[bytes]] | None = None
         self._backlog_violation: Any = None
+        #: Bytes received and not yet reported to the service's CommandStats.
+        self._received = 0
 
     @property
     def client_id(self) -> int:
@@ -365,6 +367,7 @@ class RespSession(Session):
             self._done = True
             return Output(DENIED_REPLY, True)
         self.last_active = time.monotonic()  # CLIENT LIST idle=
+        self._received += len(data)
         if self._acl_generation != self._access.generation:
             self._refresh_user()
         parser = self._parser
@@ -459,16 +462,18 @@ class RespSession(Session):
             replies.append(error_quoting("ERR " + violation.message))
             self._done = True
         self.service.count(executed, errors, int(violation is not None))
-        if executed:
-            if gets:
-                calls["get"] = calls.get("get", 0) + gets
-            if sets:
-                calls["set"] = calls.get("set", 0) + sets
-            self.service.command_stats.add(calls, failed, time.perf_counter() - started)
+        if gets:
+            calls["get"] = calls.get("get", 0) + gets
+        if sets:
+            calls["set"] = calls.get("set", 0) + sets
+        data = b"".join(replies)
+        received, self._received = self._received, 0
+        self.service.command_stats.add(calls, failed, time.perf_counter() - started,
+                                       received, len(data))
         barrier = self.store.durability_barrier() if self._wrote else None
         if not replies and not self._done:
             return NOTHING
-        return Output(b"".join(replies), self._done, barrier)
+        return Output(data, self._done, barrier)
 
     def on_eof(self) -> Output:
         self._done = True

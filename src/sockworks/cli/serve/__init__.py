@@ -186,8 +186,11 @@ def start_metrics(args: argparse.Namespace, server: Server) -> MetricsServer | N
     snapshots = {name: getattr(svc, "snapshot") for name, svc in services.items()  # noqa: B009
                  if callable(getattr(svc, "snapshot", None))}
     stores = [svc.store for svc in services.values() if hasattr(svc, "store")]
-    commands = {name: svc.command_stats for name, svc in services.items()
-                if isinstance(getattr(svc, "command_stats", None), CommandStats)}
+    commands: dict[str, CommandStats] = {}
+    for name, svc in services.items():
+        command_stats = getattr(svc, "command_stats", None)
+        if isinstance(command_stats, CommandStats):
+            commands[name] = command_stats
 
     shared = server.stats.shared
 

@@ -67,15 +67,17 @@ Snapshot = Callable[[], Mapping[str, object]]
 class _Collector:
     """A prometheus_client collector reading the server's figures at scrape time."""
 
-    def __init__(self, stats: ServerStats, snapshots: Mapping[str, Snapshot],
-                 commands: Mapping[str, CommandStats]) -> None:
+    def __init__(self, stats: ServerStats | None, snapshots: Mapping[str, Snapshot],
+                 commands: Mapping[str, CommandStats],
+                 datagrams: Snapshot | None = None) -> None:
         self.stats = stats
         self.snapshots = snapshots
         self.commands = commands
+        self.datagrams = datagrams
 
     def _summed(self, source: str, values: dict[str, float]) -> dict[str, float]:
         """``values`` (counter source ``source``) plus the other workers' (prefork)."""
-        if self.stats.shared is not None:
+        if self.stats is not None and self.stats.shared is not None:
             others = self.stats.shared.others()
             for key in values:
                 values[key] += others.get(f"{source}.{key}", 0.0)
@@ -119,9 +121,16 @@ class _Collector:
         yield duration
 
     def collect(self) -> Iterator[Any]:
+        if self.datagrams is not None:
+            yield from _datagram_families(self.datagrams())
+        if self.stats is not None:
+            yield from self._connection_families(self.stats)
+        yield from self._command_families()
+        yield from self._snapshot_families()
+
+    def _connection_families(self, stats: ServerStats) -> Iterator[Any]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-        stats = self.stats
         conn = {name: float(value) for name, value in stats.server_wide({
             "connections_current": stats.connections_current,
             "connections_total": stats.connections_total,
@@ -157,7 +166,10 @@ class _Collector:
                                   value=conn["evicted_clients"])
         yield GaugeMetricFamily("sockworks_uptime_seconds", "Seconds since start",
                                 value=stats.uptime)
-        yield from self._command_families()
+
+    def _snapshot_families(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
         for service, snapshot in self.snapshots.items():
             try:
                 fields = snapshot()
@@ -175,18 +187,56 @@ class _Collector:
                     yield GaugeMetricFamily(name, f"{service} {field} (STATS)", value=value)
 
 
+#: UDP counters (services/udp.py UdpCounters) that are a datagram's fate.
+_DATAGRAM_OUTCOMES = ("replied", "rate_limited", "unanswered", "send_failed")
+
+
+def _datagram_families(fields: Mapping[str, object]) -> Iterator[Any]:
+    """The UDP service's figures (its ``snapshot()`` plus ``limited_sources``)."""
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    def number(name: str) -> float:
+        value = fields.get(name, 0)
+        return float(value) if isinstance(value, int | float) else 0.0
+
+    yield CounterMetricFamily("sockworks_udp_datagrams_received", "Datagrams received",
+                              value=number("received"))
+    outcomes = CounterMetricFamily(
+        "sockworks_udp_datagrams", "Datagrams by outcome (they add up to those received)",
+        labels=["outcome"])
+    for outcome in _DATAGRAM_OUTCOMES:
+        outcomes.add_metric([outcome], number(outcome))
+    yield outcomes
+    errors = CounterMetricFamily("sockworks_udp_errors", "Requests answered with an error",
+                                 labels=["reason"])
+    errors.add_metric(["too_large"], number("too_large"))
+    errors.add_metric(["other"], number("errors") - number("too_large"))
+    yield errors
+    yield GaugeMetricFamily("sockworks_udp_sources", "Source addresses the rate limiter tracks",
+                            value=number("sources"))
+    yield GaugeMetricFamily("sockworks_udp_sources_limited",
+                            "Tracked sources out of tokens now (being rate-limited)",
+                            value=number("limited_sources"))
+    yield CounterMetricFamily("sockworks_udp_sources_evicted",
+                              "Sources the rate limiter forgot (--max-sources)",
+                              value=number("sources_evicted"))
+    yield GaugeMetricFamily("sockworks_uptime_seconds", "Seconds since start",
+                            value=number("uptime_s"))
+
+
 class MetricsServer:
     """``/metrics``, ``/healthz`` and ``/readyz`` on ``host``:``port`` (0: free)."""
 
-    def __init__(self, host: str, port: int, stats: ServerStats,
+    def __init__(self, host: str, port: int, stats: ServerStats | None,
                  snapshots: Mapping[str, Snapshot], ready: Callable[[], bool],
-                 commands: Mapping[str, CommandStats] | None = None) -> None:
+                 commands: Mapping[str, CommandStats] | None = None,
+                 datagrams: Snapshot | None = None) -> None:
         try:
             from prometheus_client import CollectorRegistry
         except ImportError:
             raise MetricsUnavailable(INSTALL_HINT) from None
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(_Collector(stats, snapshots, commands or {}))
+        self.registry.register(_Collector(stats, snapshots, commands or {}, datagrams))
         self.ready = ready
         self._httpd = http.server.ThreadingHTTPServer((host, port), self._handler())
         self._httpd.daemon_threads = True

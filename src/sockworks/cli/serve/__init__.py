@@ -81,12 +81,17 @@ def add_tcp_arguments(parser: argparse.ArgumentParser, *, default_port: int,
     for setting in SERVER_SETTINGS.values():
         group.add_argument(setting.flag, type=setting_type(setting), default=setting.default,
                            metavar=setting.metavar, help=setting.help)
+    add_metrics_arguments(group)
+    add_logging_arguments(parser)
+
+
+def add_metrics_arguments(group: argparse._ArgumentGroup) -> None:
+    """--metrics-port and --metrics-host (TCP services and UDP)."""
     group.add_argument("--metrics-port", type=port_number, metavar="PORT",
                        help="serve Prometheus metrics, /healthz and /readyz over HTTP on PORT "
                             "(needs the 'metrics' extra; default: off)")
     group.add_argument("--metrics-host", default=DEFAULT_HOST,
                        help=f"address of the metrics port (default {DEFAULT_HOST})")
-    add_logging_arguments(parser)
 
 
 def server_settings(args: argparse.Namespace) -> dict[str, Any]:

@@ -24,6 +24,7 @@ the command line says so). Paths:
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import logging
 import os
@@ -123,10 +124,14 @@ class _Collector:
     def collect(self) -> Iterator[Any]:
         if self.datagrams is not None:
             yield from _datagram_families(self.datagrams())
-        if self.stats is not None:
-            yield from self._connection_families(self.stats)
-        yield from self._command_families()
-        yield from self._snapshot_families()
+        shared = self.stats.shared if self.stats is not None else None
+        # prefork: every family from one read of the workers' rows.
+        with shared.held() if shared is not None else contextlib.nullcontext():
+            families = list(self._connection_families(self.stats)) \
+                if self.stats is not None else []
+            families += self._command_families()
+            families += self._snapshot_families()
+        yield from families
 
     def _connection_families(self, stats: ServerStats) -> Iterator[Any]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily

@@ -24,6 +24,7 @@ the command line says so). Paths:
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import logging
 import os
@@ -34,6 +35,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+from sockworks.core.command_stats import BUCKETS, CommandStats
 from sockworks.core.net import format_address
 from sockworks.core.stats import ServerStats
 
@@ -66,20 +68,83 @@ Snapshot = Callable[[], Mapping[str, object]]
 class _Collector:
     """A prometheus_client collector reading the server's figures at scrape time."""
 
-    def __init__(self, stats: ServerStats, snapshots: Mapping[str, Snapshot]) -> None:
+    def __init__(self, stats: ServerStats | None, snapshots: Mapping[str, Snapshot],
+                 commands: Mapping[str, CommandStats],
+                 datagrams: Snapshot | None = None) -> None:
         self.stats = stats
         self.snapshots = snapshots
+        self.commands = commands
+        self.datagrams = datagrams
+
+    def _summed(self, source: str, values: dict[str, float]) -> dict[str, float]:
+        """``values`` (counter source ``source``) plus the other workers' (prefork)."""
+        if self.stats is not None and self.stats.shared is not None:
+            others = self.stats.shared.others()
+            for key in values:
+                values[key] += others.get(f"{source}.{key}", 0.0)
+        return values
+
+    def _command_families(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+
+        calls = CounterMetricFamily("sockworks_commands", "Commands run, by service and name",
+                                    labels=["service", "cmd"])
+        errors = CounterMetricFamily("sockworks_command_errors",
+                                     "Commands answered with an error, by service and name",
+                                     labels=["service", "cmd"])
+        duration = HistogramMetricFamily(
+            "sockworks_command_duration_seconds",
+            "Processing time of each received chunk of commands (one request, or one "
+            "pipelined batch)", labels=["service"])
+        received = CounterMetricFamily("sockworks_received_bytes",
+                                       "Bytes received from clients", labels=["service"])
+        sent = CounterMetricFamily("sockworks_sent_bytes",
+                                   "Reply bytes produced for clients", labels=["service"])
+        for service, command_stats in self.commands.items():
+            flat = self._summed(f"{service}.cmd", command_stats.flat())
+            for name in command_stats.names:
+                if flat[f"calls.{name}"]:
+                    calls.add_metric([service, name], flat[f"calls.{name}"])
+                if flat[f"errors.{name}"]:
+                    errors.add_metric([service, name], flat[f"errors.{name}"])
+            cumulative, buckets = 0.0, []
+            for index, bound in enumerate((*BUCKETS, float("inf"))):
+                cumulative += flat[f"bucket.{index}"]
+                buckets.append((repr(bound) if bound != float("inf") else "+Inf",
+                                cumulative))
+            duration.add_metric([service], buckets, flat["sum"])
+            received.add_metric([service], flat["bytes_in"])
+            sent.add_metric([service], flat["bytes_out"])
+        yield received
+        yield sent
+        yield calls
+        yield errors
+        yield duration
 
     def collect(self) -> Iterator[Any]:
+        if self.datagrams is not None:
+            yield from _datagram_families(self.datagrams())
+        shared = self.stats.shared if self.stats is not None else None
+        # prefork: every family from one read of the workers' rows.
+        with shared.held() if shared is not None else contextlib.nullcontext():
+            families = list(self._connection_families(self.stats)) \
+                if self.stats is not None else []
+            families += self._command_families()
+            families += self._snapshot_families()
+        yield from families
+
+    def _connection_families(self, stats: ServerStats) -> Iterator[Any]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-        stats = self.stats
         conn = {name: float(value) for name, value in stats.server_wide({
             "connections_current": stats.connections_current,
             "connections_total": stats.connections_total,
             "connections_rejected": stats.connections_rejected,
             "idle_closed": stats.idle_closed,
             "evicted_clients": stats.clients.evicted,
+            "deadline_closed": stats.deadline_closed,
+            "output_limit_closed": stats.output_limit_closed,
+            "send_timeout_aborted": stats.send_timeout_aborted,
         }).items() if isinstance(value, int | float)}
         yield GaugeMetricFamily("sockworks_connections_current", "Open client connections",
                                 value=conn["connections_current"])
@@ -92,11 +157,24 @@ class _Collector:
         yield CounterMetricFamily("sockworks_connections_closed_idle",
                                   "Connections closed by --idle-timeout",
                                   value=conn["idle_closed"])
+        yield CounterMetricFamily("sockworks_connections_closed_deadline",
+                                  "Connections closed at --idle-timeout holding part of a "
+                                  "request", value=conn["deadline_closed"])
+        yield CounterMetricFamily("sockworks_connections_closed_output_limit",
+                                  "Connections closed over --client-output-buffer-limit",
+                                  value=conn["output_limit_closed"])
+        yield CounterMetricFamily("sockworks_connections_aborted_send_timeout",
+                                  "Connections aborted: the peer stopped reading for "
+                                  "--send-timeout", value=conn["send_timeout_aborted"])
         yield CounterMetricFamily("sockworks_clients_evicted",
                                   "Clients closed by --maxmemory-clients",
                                   value=conn["evicted_clients"])
         yield GaugeMetricFamily("sockworks_uptime_seconds", "Seconds since start",
                                 value=stats.uptime)
+
+    def _snapshot_families(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
         for service, snapshot in self.snapshots.items():
             try:
                 fields = snapshot()
@@ -114,17 +192,56 @@ class _Collector:
                     yield GaugeMetricFamily(name, f"{service} {field} (STATS)", value=value)
 
 
+#: UDP counters (services/udp.py UdpCounters) that are a datagram's fate.
+_DATAGRAM_OUTCOMES = ("replied", "rate_limited", "unanswered", "send_failed")
+
+
+def _datagram_families(fields: Mapping[str, object]) -> Iterator[Any]:
+    """The UDP service's figures (its ``snapshot()`` plus ``limited_sources``)."""
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    def number(name: str) -> float:
+        value = fields.get(name, 0)
+        return float(value) if isinstance(value, int | float) else 0.0
+
+    yield CounterMetricFamily("sockworks_udp_datagrams_received", "Datagrams received",
+                              value=number("received"))
+    outcomes = CounterMetricFamily(
+        "sockworks_udp_datagrams", "Datagrams by outcome (they add up to those received)",
+        labels=["outcome"])
+    for outcome in _DATAGRAM_OUTCOMES:
+        outcomes.add_metric([outcome], number(outcome))
+    yield outcomes
+    errors = CounterMetricFamily("sockworks_udp_errors", "Requests answered with an error",
+                                 labels=["reason"])
+    errors.add_metric(["too_large"], number("too_large"))
+    errors.add_metric(["other"], number("errors") - number("too_large"))
+    yield errors
+    yield GaugeMetricFamily("sockworks_udp_sources", "Source addresses the rate limiter tracks",
+                            value=number("sources"))
+    yield GaugeMetricFamily("sockworks_udp_sources_limited",
+                            "Tracked sources out of tokens now (being rate-limited)",
+                            value=number("limited_sources"))
+    yield CounterMetricFamily("sockworks_udp_sources_evicted",
+                              "Sources the rate limiter forgot (--max-sources)",
+                              value=number("sources_evicted"))
+    yield GaugeMetricFamily("sockworks_uptime_seconds", "Seconds since start",
+                            value=number("uptime_s"))
+
+
 class MetricsServer:
     """``/metrics``, ``/healthz`` and ``/readyz`` on ``host``:``port`` (0: free)."""
 
-    def __init__(self, host: str, port: int, stats: ServerStats,
-                 snapshots: Mapping[str, Snapshot], ready: Callable[[], bool]) -> None:
+    def __init__(self, host: str, port: int, stats: ServerStats | None,
+                 snapshots: Mapping[str, Snapshot], ready: Callable[[], bool],
+                 commands: Mapping[str, CommandStats] | None = None,
+                 datagrams: Snapshot | None = None) -> None:
         try:
             from prometheus_client import CollectorRegistry
         except ImportError:
             raise MetricsUnavailable(INSTALL_HINT) from None
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(_Collector(stats, snapshots))
+        self.registry.register(_Collector(stats, snapshots, commands or {}, datagrams))
         self.ready = ready
         self._httpd = http.server.ThreadingHTTPServer((host, port), self._handler())
         self._httpd.daemon_threads = True

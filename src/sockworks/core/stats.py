@@ -28,13 +28,19 @@ class ServerStats:
     connections_total: int = 0
     connections_rejected: int = 0
     idle_closed: int = 0
+    #: Closed at the idle timeout holding part of a request (a deadline).
+    deadline_closed: int = 0
+    #: Closed over --client-output-buffer-limit.
+    output_limit_closed: int = 0
+    #: Aborted: the peer stopped reading for --send-timeout.
+    send_timeout_aborted: int = 0
     #: Live connections' handles (CLIENT KILL, INFO clients, client eviction).
     clients: ClientRegistry = field(default_factory=ClientRegistry, repr=False)
     #: prefork: every worker's counters in shared memory (None elsewhere).
     shared: WorkerSums | None = field(default=None, repr=False)
     #: A service's summable counters by name (``kv`` -> its STATS counters),
     #: published to :attr:`shared` under ``service.field``.
-    counter_sources: dict[str, Callable[[], Mapping[str, int]]] = field(
+    counter_sources: dict[str, Callable[[], Mapping[str, float]]] = field(
         default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1), repr=False)
@@ -59,6 +65,18 @@ class ServerStats:
         with self._lock:
             self.idle_closed += 1
 
+    def deadline(self) -> None:
+        with self._lock:
+            self.deadline_closed += 1
+
+    def output_limit(self) -> None:
+        with self._lock:
+            self.output_limit_closed += 1
+
+    def send_timeout(self) -> None:
+        with self._lock:
+            self.send_timeout_aborted += 1
+
     def local_counters(self) -> dict[str, float]:
         """This process's summable counters, by the names :attr:`shared` uses."""
         values: dict[str, float] = {
@@ -67,6 +85,9 @@ class ServerStats:
             "connections_rejected": self.connections_rejected,
             "idle_closed": self.idle_closed,
             "evicted_clients": self.clients.evicted,
+            "deadline_closed": self.deadline_closed,
+            "output_limit_closed": self.output_limit_closed,
+            "send_timeout_aborted": self.send_timeout_aborted,
         }
         for service, source in self.counter_sources.items():
             for name, value in source().items():

@@ -21,9 +21,10 @@ multiprocess mode.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 __all__ = ["PUBLISH_INTERVAL", "WorkerSums"]
@@ -51,6 +52,8 @@ class WorkerSums:
         self.slot: int | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        #: Per reading thread: the rows read once for a whole scrape (held()).
+        self._held = threading.local()
 
     # -- readiness (for /readyz in a separate metrics process) ------------------
     @property
@@ -105,8 +108,22 @@ class WorkerSums:
                 self._table[base + index] = 0.0
 
     # -- reading -----------------------------------------------------------------
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """Within it, :meth:`others` in this thread reads the table once: a
+        scrape's families are then one consistent view (a worker publishing
+        mid-scrape cannot make connections lag commands)."""
+        self._held.rows = self.others()
+        try:
+            yield
+        finally:
+            self._held.rows = None
+
     def others(self) -> dict[str, float]:
         """Every row but this process's own (exited workers included)."""
+        held = getattr(self._held, "rows", None)
+        if held is not None:
+            return dict(held)
         width = len(self.names)
         with self._table.get_lock():
             table = list(self._table)

@@ -315,6 +315,7 @@ class _Connection(asyncio.Protocol):
         unsent = transport.get_write_buffer_size()
         limit = self.model.output_limit
         if limit.hard and unsent > limit.hard:
+            self.model.stats.output_limit()
             self.model.log_limit("closing %s: %d bytes of unsent replies over "
                                  "client-output-buffer-limit hard %d", self.peer, unsent,
                                  limit.hard)
@@ -325,6 +326,7 @@ class _Connection(asyncio.Protocol):
             if self.over_soft_since is None:
                 self.over_soft_since = now
             if now - self.over_soft_since >= limit.soft_seconds:
+                self.model.stats.output_limit()
                 self.model.log_limit("closing %s: %d bytes of unsent replies over "
                                      "client-output-buffer-limit soft %d for %gs", self.peer,
                                      unsent, limit.soft, limit.soft_seconds)
@@ -349,6 +351,7 @@ class _Connection(asyncio.Protocol):
         self.model.stats.idle_timeout()
         held = self._input_bytes()
         if held:
+            self.model.stats.deadline()
             self.model.log_limit("closing %s: idle for %gs holding %d bytes of an "
                                  "unfinished request", self.peer, idle, held)
         else:
@@ -381,6 +384,7 @@ class _Connection(asyncio.Protocol):
         transport = self.transport
         if transport is None or not self.admitted:
             return
+        self.model.stats.send_timeout()
         self.model.log_limit("closing %s: aborted: peer not reading (%d bytes unsent "
                              "after %gs)", self.peer, transport.get_write_buffer_size(),
                              self.model.settings.send_timeout)

@@ -266,6 +266,7 @@ def drive_connection(
                 stats.idle_timeout()
                 held = session.input_bytes
                 if held:
+                    stats.deadline()
                     log_limit("closing %s: idle for %gs holding %d bytes of an unfinished "
                               "request", peer, idle_timeout, held)
                 else:
@@ -289,9 +290,11 @@ def drive_connection(
                 return
     except LimitClose as exc:
         conn.reset = True
+        stats.output_limit()
         log_limit("closing %s: %s", peer, exc)
     except (TimeoutError, BlockingIOError):
         conn.reset = True
+        stats.send_timeout()
         log_limit("closing %s: aborted: peer not reading (send blocked %gs)", peer,
                   settings.send_timeout)
     except DISCONNECT_ERRORS as exc:

@@ -140,6 +140,7 @@ class PoolModel(BlockingModel):
                 self.stats.idle_timeout()
                 held = conn.session.input_bytes
                 if held:
+                    self.stats.deadline()
                     self.registry.log_limit("closing %s: idle for %gs holding %d bytes of "
                                             "an unfinished request", conn.peer, idle, held)
                 else:
@@ -256,9 +257,11 @@ class PoolModel(BlockingModel):
                     self.registry.stopping and not session.busy)
         except LimitClose as exc:
             conn.reset = True
+            self.stats.output_limit()
             self.registry.log_limit("closing %s: %s", conn.peer, exc)
         except (TimeoutError, BlockingIOError):
             conn.reset = True
+            self.stats.send_timeout()
             self.registry.log_limit("closing %s: aborted: peer not reading (send blocked "
                                     "%gs)", conn.peer, self.settings.send_timeout)
         except DISCONNECT_ERRORS as exc:

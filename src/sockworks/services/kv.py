@@ -18,11 +18,13 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 from sockworks._version import __version__
+from sockworks.core.command_stats import CommandStats
 from sockworks.core.config import DEFAULT_MAX_LINE, ServerSettings
 from sockworks.core.logs import RateLimitedLog
 from sockworks.core.service import CLOSE, NOTHING, REPLY_BUDGET, Output, Service, Session
@@ -161,6 +163,9 @@ class KvService(Service):
         self._live: weakref.WeakSet[KvSession] = weakref.WeakSet()
         self._closed = False
         self.http_log = RateLimitedLog(logger, logging.WARNING)
+        #: Commands by name, errors by name, per-chunk processing time (metrics).
+        self.command_stats = CommandStats(
+            [*(name.decode().lower() for name in kvtext.COMMAND_NAMES), "auth"])
 
     def resp_service(self) -> RespService:
         """The same store over RESP (the Redis protocol), sharing the counters;
@@ -197,6 +202,7 @@ class KvService(Service):
     def attach(self, stats: ServerStats, settings: ServerSettings) -> None:
         super().attach(stats, settings)
         stats.counter_sources[self.name] = self.counters
+        stats.counter_sources[f"{self.name}.cmd"] = self.command_stats.flat
 
     def counters(self) -> dict[str, int]:
         """This process's request counters (live sessions + closed ones)."""
@@ -271,7 +277,7 @@ class KvSession(Session):
 
     __slots__ = ("_access", "_backlog", "_done", "_framer", "_framing", "_generation",
                  "_get_words", "_max_line", "_open", "_peer", "_refused", "_renamed", "_service",
-                 "_set_words", "_store", "_user", "counts")
+                 "_received", "_set_words", "_store", "_user", "counts")
 
     def __init__(self, service: KvService, peer: str) -> None:
         self._service = service
@@ -285,6 +291,8 @@ class KvSession(Session):
         #: The framer holds part of a line (so the next chunk must go through it).
         self._framing = False
         self._done = False
+        #: Bytes received and not yet reported to the service's CommandStats.
+        self._received = 0
         #: commands, GET hits, GET misses, protocol errors (see _SESSION_COUNTERS)
         self.counts = [0, 0, 0, 0]
         #: Lines received but held back (their replies would pass
@@ -327,6 +335,7 @@ class KvSession(Session):
         if self._refused:
             self._done = True
             return Output(DENIED_REPLY, True)
+        self._service.command_stats.add({}, None, 0.0, 0, len(GREETING))
         return Output(GREETING)
 
     def on_data(self, data: bytes) -> Output:
@@ -334,6 +343,7 @@ class KvSession(Session):
             # QUIT, HTTP or an over-long line already ended the conversation:
             # nothing the peer sends afterwards may run.
             return CLOSE
+        self._received += len(data)
         if self._generation != self._access.generation:
             user = self._user and self._access.user(self._user.name)
             self._set_user(user if user is not None and user.enabled else None)
@@ -383,13 +393,18 @@ class KvSession(Session):
         split words (the same rules as kvtext.parse_line's fast path); every
         other line goes through the parser and the handler table.
         """
+        started = time.perf_counter()
         store = self._store
         counts = self.counts
         get_words, set_words, renamed = self._get_words, self._set_words, self._renamed
         replies: list[bytes] = []
         append = replies.append
         wrote = close = False
-        size = done = 0
+        size = done = gets = sets = 0
+        # Commands off the GET/SET fast path, and error replies, by name.
+        calls: dict[str, int] = {}
+        errors: dict[str, int] = {}
+        name = ""
         for line in lines:
             if size >= REPLY_BUDGET:
                 # Back-pressure (core/service.py): the rest waits for resume().
@@ -409,6 +424,7 @@ class KvSession(Session):
                         continue
                 if nparts == 2 and parts[0] in get_words and len(parts[1]) <= MAX_KEY_LENGTH:
                     counts[_COMMANDS] += 1
+                    gets += 1
                     value = store.get(parts[1])
                     if value is None:
                         counts[_MISSES] += 1
@@ -424,12 +440,17 @@ class KvSession(Session):
                     continue
                 if nparts == 3 and parts[0] in set_words and len(parts[1]) <= MAX_KEY_LENGTH:
                     counts[_COMMANDS] += 1
+                    sets += 1
                     store.set(parts[1], parts[2].rstrip())
                     wrote = True
                     append(OK)
                     continue
                 if parts and parts[0].upper() == b"AUTH":
-                    append(self._auth(line.split()))
+                    reply = self._auth(line.split())
+                    calls["auth"] = calls.get("auth", 0) + 1
+                    if reply[:6] == b"ERROR:":
+                        errors["auth"] = errors.get("auth", 0) + 1
+                    append(reply)
                     continue
                 if renamed and parts:
                     # --rename-command: the command this word runs, if any.
@@ -441,38 +462,54 @@ class KvSession(Session):
                             append(UNKNOWN_COMMAND_REPLY)
                             continue
                         line = runs + line.lstrip()[len(word):]
+                name = line.split(None, 1)[0].decode("latin-1").lower() if parts else ""
+                calls[name] = calls.get(name, 0) + 1
                 event = parse_line(line)
                 kind = type(event)
                 if kind in _HANDLERS:
                     counts[_COMMANDS] += 1
                     handler, is_write = _HANDLERS[kind]
                     reply = handler(self, event)
+                    if reply[:6] == b"ERROR:":
+                        errors[name] = errors.get(name, 0) + 1
                     size += len(reply)
                     append(reply)
                     wrote = wrote or is_write
                 elif kind is BadRequest:
                     counts[_ERRORS] += 1
+                    errors[name] = errors.get(name, 0) + 1
                     append(error_reply(cast(BadRequest, event).reason))
                 else:  # QUIT or HTTP: the conversation ends here
                     close = True
                     self._finish(event, append)
                     break
             except OutOfMemory:
+                name = self._failed(parts, name)
+                errors[name] = errors.get(name, 0) + 1
                 append(OUT_OF_MEMORY_REPLY)
             except WrongType:
                 # A hash, list, set or sorted set made on the RESP port:
                 # the text protocol's commands work on strings only.
                 append(WRONG_TYPE_REPLY)
             except StoreError as exc:
+                name = self._failed(parts, name)
+                errors[name] = errors.get(name, 0) + 1
                 append(error_reply(str(exc)))
+        if gets:
+            calls["get"] = calls.get("get", 0) + gets
+        if sets:
+            calls["set"] = calls.get("set", 0) + sets
         if not close and end is LINE_TOO_LONG:
             close = True
             self._finish(end, append)
+        data = replies[0] if len(replies) == 1 else b"".join(replies)
+        received, self._received = self._received, 0
+        self._service.command_stats.add(calls, errors, time.perf_counter() - started,
+                                        received, len(data))
         if close:
             self._done = True
         elif not replies:
             return NOTHING
-        data = replies[0] if len(replies) == 1 else b"".join(replies)
         return Output(data, close, store.durability_barrier() if wrote else None)
 
     def _finish(self, event: object, append: Callable[[bytes], None]) -> None:
@@ -491,6 +528,14 @@ class KvSession(Session):
                         self._framer.max_line, self._peer)
             append(LINE_TOO_LONG_REPLY)
         # CLOSED (only after on_eof): nothing to say.
+
+    def _failed(self, parts: list[bytes], name: str) -> str:
+        """The command name of a line whose store call raised (rare): the
+        fast path's GET/SET, or the slow path's ``name``."""
+        word = parts[0] if parts else b""
+        if word in self._set_words:
+            return "set"
+        return "get" if word in self._get_words else name
 
     def _gate(self, parts: list[bytes], line: bytes) -> bytes | None:
         """AUTH's reply, or the refusal of a command this user may not run;

@@ -32,6 +32,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from sockworks._version import __version__
+from sockworks.core.command_stats import OTHER, CommandStats
 from sockworks.core.config import Endpoint, ServerSettings
 from sockworks.core.limits import OutputLimits, default_maxmemory_clients
 from sockworks.core.logs import RateLimitedLog
@@ -128,10 +129,13 @@ class RespService(Service):
         self._errors = 0
         self._protocol_errors = 0
         self._closed = False
+        #: Commands by name, errors by name, per-chunk processing time (metrics).
+        self.command_stats = CommandStats(spec.name for spec in COMMANDS.values())
 
     def attach(self, stats: ServerStats, settings: ServerSettings) -> None:
         super().attach(stats, settings)
         stats.counter_sources[self.name] = self.counters
+        stats.counter_sources[f"{self.name}.cmd"] = self.command_stats.flat
 
     @property
     def idle_timeout(self) -> float:
@@ -329,6 +333,8 @@ class RespSession(Session):
         #: REPLY_BUDGET), and the protocol error after them, if any.
         self._backlog: list[list[bytes]] | None = None
         self._backlog_violation: Any = None
+        #: Bytes received and not yet reported to the service's CommandStats.
+        self._received = 0
 
     @property
     def client_id(self) -> int:
@@ -361,6 +367,7 @@ class RespSession(Session):
             self._done = True
             return Output(DENIED_REPLY, True)
         self.last_active = time.monotonic()  # CLIENT LIST idle=
+        self._received += len(data)
         if self._acl_generation != self._access.generation:
             self._refresh_user()
         parser = self._parser
@@ -382,12 +389,14 @@ class RespSession(Session):
         return self._execute(commands, violation)
 
     def _execute(self, commands: list[list[bytes]], violation: Any) -> Output:
+        started = time.perf_counter()
         replies: list[bytes] = []
         append = replies.append
         self._wrote = False
-        errors = 0
-        executed = 0
-        size = 0
+        errors = executed = size = gets = sets = 0
+        # Commands off the GET/SET fast path, and error replies, by name.
+        calls: dict[str, int] = {}
+        failed: dict[str, int] = {}
         store = self.store
         for argv in commands:
             if size >= REPLY_BUDGET:
@@ -402,10 +411,12 @@ class RespSession(Session):
             nargs = len(argv)
             if nargs == 2 and argv[0] in self._get_words and self.queued is None and self._open:
                 self.last_command = b"get"
+                gets += 1
                 try:
                     value = store.get(argv[1])
                 except StoreError as exc:
                     errors += 1
+                    failed["get"] = failed.get("get", 0) + 1
                     append(store_error(exc))
                     continue
                 if value is None:
@@ -416,10 +427,12 @@ class RespSession(Session):
                 continue
             if nargs == 3 and argv[0] in self._set_words and self.queued is None and self._open:
                 self.last_command = b"set"
+                sets += 1
                 try:
                     store.set(argv[1], argv[2])
                 except StoreError as exc:
                     errors += 1
+                    failed["set"] = failed.get("set", 0) + 1
                     append(store_error(exc))
                     continue
                 self._wrote = True
@@ -434,8 +447,12 @@ class RespSession(Session):
                 self._done = True
                 break
             reply = self.execute(argv)
+            spec = self._commands.get(argv[0].lower())
+            name = spec.name if spec is not None else OTHER
+            calls[name] = calls.get(name, 0) + 1
             if reply[:1] == b"-":
                 errors += 1
+                failed[name] = failed.get(name, 0) + 1
             size += len(reply)
             append(reply)
             if self._done:  # QUIT: nothing after it may run
@@ -445,10 +462,18 @@ class RespSession(Session):
             replies.append(error_quoting("ERR " + violation.message))
             self._done = True
         self.service.count(executed, errors, int(violation is not None))
+        if gets:
+            calls["get"] = calls.get("get", 0) + gets
+        if sets:
+            calls["set"] = calls.get("set", 0) + sets
+        data = b"".join(replies)
+        received, self._received = self._received, 0
+        self.service.command_stats.add(calls, failed, time.perf_counter() - started,
+                                       received, len(data))
         barrier = self.store.durability_barrier() if self._wrote else None
         if not replies and not self._done:
             return NOTHING
-        return Output(b"".join(replies), self._done, barrier)
+        return Output(data, self._done, barrier)
 
     def on_eof(self) -> Output:
         self._done = True

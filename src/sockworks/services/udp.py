@@ -113,6 +113,13 @@ class TokenBucketTable:
             return True
         return False
 
+    def limited(self, now: float) -> int:
+        """Tracked sources that would be refused now (out of tokens). Safe to
+        call from another thread: it reads a copy of the table."""
+        rate = self.rate
+        return sum(1 for tokens, last in list(self._buckets.values())
+                   if tokens + max(0.0, now - last) * rate < 1.0)
+
 
 @dataclass
 class UdpCounters:
@@ -178,6 +185,13 @@ class UdpJsonService:
         doc["sources"] = len(self.limiter)
         doc["sources_evicted"] = self.limiter.evicted
         doc["uptime_s"] = int(self._clock() - self.started)
+        return doc
+
+    def metrics(self) -> dict[str, int]:
+        """:meth:`snapshot` plus the sources being rate-limited now (for
+        ``--metrics-port``; read from the metrics thread)."""
+        doc = self.snapshot()
+        doc["limited_sources"] = self.limiter.limited(self._clock())
         return doc
 
     def handle(self, datagram: bytes, source: tuple[Any, ...]) -> bytes | None:

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from sockworks.cli.args import port_number, setting_type
+from sockworks.core.command_stats import CommandStats
 from sockworks.core.config import DEFAULT_HOST, SERVER_SETTINGS, Endpoint
 from sockworks.core.logs import LOG_FORMATS, LOG_LEVELS, configure_logging, set_log_level
 from sockworks.core.metrics import MetricsServer, MetricsUnavailable
@@ -80,12 +81,17 @@ def add_tcp_arguments(parser: argparse.ArgumentParser, *, default_port: int,
     for setting in SERVER_SETTINGS.values():
         group.add_argument(setting.flag, type=setting_type(setting), default=setting.default,
                            metavar=setting.metavar, help=setting.help)
+    add_metrics_arguments(group)
+    add_logging_arguments(parser)
+
+
+def add_metrics_arguments(group: argparse._ArgumentGroup) -> None:
+    """--metrics-port and --metrics-host (TCP services and UDP)."""
     group.add_argument("--metrics-port", type=port_number, metavar="PORT",
                        help="serve Prometheus metrics, /healthz and /readyz over HTTP on PORT "
                             "(needs the 'metrics' extra; default: off)")
     group.add_argument("--metrics-host", default=DEFAULT_HOST,
                        help=f"address of the metrics port (default {DEFAULT_HOST})")
-    add_logging_arguments(parser)
 
 
 def server_settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -185,6 +191,11 @@ def start_metrics(args: argparse.Namespace, server: Server) -> MetricsServer | N
     snapshots = {name: getattr(svc, "snapshot") for name, svc in services.items()  # noqa: B009
                  if callable(getattr(svc, "snapshot", None))}
     stores = [svc.store for svc in services.values() if hasattr(svc, "store")]
+    commands: dict[str, CommandStats] = {}
+    for name, svc in services.items():
+        command_stats = getattr(svc, "command_stats", None)
+        if isinstance(command_stats, CommandStats):
+            commands[name] = command_stats
 
     shared = server.stats.shared
 
@@ -194,7 +205,7 @@ def start_metrics(args: argparse.Namespace, server: Server) -> MetricsServer | N
 
     try:
         metrics = MetricsServer(args.metrics_host, args.metrics_port, server.stats,
-                            snapshots, ready)
+                                snapshots, ready, commands)
     except MetricsUnavailable as exc:
         raise StartupError(f"sockworks: {exc}", 2) from None
     except OSError as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import sys
 from collections.abc import Callable
 from types import FrameType
 
@@ -14,11 +15,13 @@ from sockworks.cli.serve import (
     EXIT_STARTUP,
     add_listen_arguments,
     add_logging_arguments,
+    add_metrics_arguments,
     reload_log_level,
     start_logging,
     startup_error,
 )
 from sockworks.core.logs import log_in_signal_handler, reopen_log_files
+from sockworks.core.metrics import MetricsServer, MetricsUnavailable
 from sockworks.core.net import format_address
 from sockworks.protocols import udpjson
 from sockworks.services.udp import (
@@ -60,8 +63,9 @@ def _datagram_size(text: str) -> int:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     models = tuple(UDP_MODELS)
-    add_listen_arguments(parser, default_port=DEFAULT_PORT, default_model=models[0],
-                         models=models)
+    group = add_listen_arguments(parser, default_port=DEFAULT_PORT, default_model=models[0],
+                                 models=models)
+    add_metrics_arguments(group)
     limits = parser.add_argument_group("limits")
     limits.add_argument("--rate", type=positive_float, default=DEFAULT_RATE,
                         help=f"requests/s allowed per source address (default {DEFAULT_RATE:g})")
@@ -106,12 +110,29 @@ def main(args: argparse.Namespace) -> int:
         return startup_error(str(exc.strerror or exc))
     with sock:
         server = get_udp_model(args.model)(sock, service)
+        metrics = None
+        if args.metrics_port is not None:
+            try:
+                # Bound already: ready from the start (/readyz).
+                metrics = MetricsServer(args.metrics_host, args.metrics_port, None, {},
+                                        lambda: True, datagrams=service.metrics)
+            except MetricsUnavailable as exc:
+                print(f"sockworks: {exc}", file=sys.stderr, flush=True)
+                return 2
+            except OSError as exc:
+                return startup_error(f"cannot listen on the metrics port {args.metrics_host}:"
+                                     f"{args.metrics_port}: {exc.strerror or exc}")
+            metrics.start()
         server.install_signal_handlers()
         signal.signal(signal.SIGHUP, on_sighup(args))
         # With --port 0 this line is how callers learn the real port.
         logger.info("listening on %s (model=%s)", format_address(sock.getsockname()),
                     args.model)
-        server.serve_forever()
+        try:
+            server.serve_forever()
+        finally:
+            if metrics is not None:
+                metrics.close()
     if server.failed:
         return EXIT_STARTUP + 1
     logger.info("server stopped: %s", " ".join(

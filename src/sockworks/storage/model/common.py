@@ -18,6 +18,7 @@ from sockworks.storage.glob import compile_glob
 
 __all__ = [
     "CommandError", "NOT_FLOAT", "NOT_INT", "SYNTAX", "WrongType", "format_double",
+    "parse_intercard",
     "parse_double", "parse_int", "parse_score", "scan_args",
 ]
 
@@ -47,6 +48,25 @@ def parse_int(arg: bytes, message: str = NOT_INT) -> int:
     if b"%d" % number != arg or not I64_MIN <= number <= I64_MAX:
         raise CommandError(message)
     return number
+
+
+def parse_intercard(argv: Sequence[bytes]) -> tuple[int, int]:
+    """SINTERCARD/ZINTERCARD's ``numkeys key... [LIMIT n]``: (numkeys,
+    limit; 0 = none), with Redis's errors in Redis's order."""
+    numkeys = parse_int(argv[1], "numkeys should be greater than 0")
+    if numkeys <= 0:
+        raise CommandError("numkeys should be greater than 0")
+    if numkeys > len(argv) - 2:
+        raise CommandError("Number of keys can't be greater than number of args")
+    limit = 0
+    rest = argv[2 + numkeys:]
+    if rest:
+        if len(rest) != 2 or rest[0].upper() != b"LIMIT":
+            raise CommandError(SYNTAX)
+        limit = parse_int(rest[1], "LIMIT can't be negative")
+        if limit < 0:
+            raise CommandError("LIMIT can't be negative")
+    return numkeys, limit
 
 
 def parse_positive(arg: bytes, what: str) -> int:

@@ -15,6 +15,7 @@ from sockworks.storage.model.common import (
     SYNTAX,
     CommandError,
     parse_int,
+    parse_intercard,
     parse_positive,
     scan_args,
     scan_slice,
@@ -180,19 +181,7 @@ def store_set(ks: Keyspace, dest: bytes, members: set[bytes] | list[bytes]) -> N
 
 
 def sintercard(ks: Keyspace, argv: Argv) -> Any:
-    numkeys = parse_int(argv[1], "numkeys should be greater than 0")
-    if numkeys <= 0:
-        raise CommandError("numkeys should be greater than 0")
-    if numkeys > len(argv) - 2:
-        raise CommandError("Number of keys can't be greater than number of args")
-    limit = 0
-    rest = argv[2 + numkeys:]
-    if rest:
-        if len(rest) != 2 or rest[0].upper() != b"LIMIT":
-            raise CommandError(SYNTAX)
-        limit = parse_int(rest[1], "LIMIT can't be negative")
-        if limit < 0:
-            raise CommandError("LIMIT can't be negative")
+    numkeys, limit = parse_intercard(argv)
     count = len(_combine("inter", _operands(ks, argv[2:2 + numkeys])))
     return min(count, limit) if limit else count
 

@@ -21,6 +21,7 @@ from sockworks.storage.model.common import (
     format_double,
     parse_double,
     parse_int,
+    parse_intercard,
     parse_positive,
     scan_args,
     scan_slice,
@@ -542,19 +543,7 @@ def _fold(member: bytes, sources: list[dict[bytes, float]], weights: list[float]
 
 
 def zintercard(ks: Keyspace, argv: Argv) -> Any:
-    numkeys = parse_int(argv[1], "numkeys should be greater than 0")
-    if numkeys <= 0:
-        raise CommandError("numkeys should be greater than 0")
-    if numkeys > len(argv) - 2:
-        raise CommandError("Number of keys can't be greater than number of args")
-    limit = 0
-    rest = argv[2 + numkeys:]
-    if rest:
-        if len(rest) != 2 or rest[0].upper() != b"LIMIT":
-            raise CommandError(SYNTAX)
-        limit = parse_int(rest[1], "LIMIT can't be negative")
-        if limit < 0:
-            raise CommandError("LIMIT can't be negative")
+    numkeys, limit = parse_intercard(argv)
     reply = _combine(ks, [b"zinter", *argv[1:2 + numkeys]], "inter", 1, False)
     return min(len(reply), limit) if limit else len(reply)
 

@@ -80,7 +80,7 @@ from sockworks.storage.base import (
 from sockworks.storage.glob import compile_glob
 from sockworks.storage.model.table import COMMANDS as MODEL_COMMANDS
 from sockworks.storage.model.table import REPLAY as MODEL_REPLAY
-from sockworks.storage.model.values import Value, type_name, value_size
+from sockworks.storage.model.values import ListValue, Value, ZSetValue, type_name, value_size
 
 V = TypeVar("V")
 
@@ -115,6 +115,8 @@ REBUILD_FLOOR = 1024
 #: EVICT_RUNNING: progress was made, the next command continues), so a
 #: lowered limit does not stall one client for a whole store's eviction.
 EVICT_BATCH = 1000
+#: Types whose new keys may serve blocked clients (BLPOP..., BZPOPMIN...).
+_WAKING = (ListValue, ZSetValue)
 #: Random draws per sample before giving up on a list of mostly dead slots
 #: (then it is compacted and tried once more).
 _SAMPLE_TRIES = 64
@@ -178,6 +180,12 @@ class MemoryStore(Store):
         self._aggregates: set[bytes] = set()
         #: Called with a key that got list/zset elements (blocking pops).
         self.on_push: Callable[[bytes], None] | None = None
+        #: Called (lock held) when the outermost command or group that
+        #: pushed has finished: blocked clients are served then, as Redis
+        #: serves them after the command or EXEC, before any other client.
+        self.on_settle: Callable[[], None] | None = None
+        self._depth = 0
+        self._signalled = False
         self._expires: dict[bytes, int] = {}
         self._heap: list[tuple[int, bytes]] = []
         self._slot_keys: list[bytes] = []
@@ -710,7 +718,13 @@ class MemoryStore(Store):
             self._check_open()
             if denyoom:
                 self._check_memory()
-            return fn(self, argv)
+            self._depth += 1
+            try:
+                return fn(self, argv)
+            finally:
+                self._depth -= 1
+                if self._signalled and not self._depth:
+                    self._settle()
 
     # The Keyspace protocol (storage/model/keyspace.py); lock held.
     def now(self) -> int:
@@ -739,6 +753,10 @@ class MemoryStore(Store):
 
     def put(self, key: bytes, value: Value, at: int = 0) -> None:
         self._put(key, value, at)
+        if self.on_push is not None and value.__class__ in _WAKING:
+            # A new list or sorted set, however made (ZADD, ZUNIONSTORE,
+            # COPY...): Redis's dbAdd signals it for blocked clients.
+            self.signal(key)
 
     def drop(self, key: bytes) -> None:
         self._remove(key)
@@ -786,7 +804,14 @@ class MemoryStore(Store):
 
     def signal(self, key: bytes) -> None:
         if self.on_push is not None:
+            self._signalled = True
             self.on_push(key)
+
+    def _settle(self) -> None:
+        """The pushing command or group is over (lock held): on_settle."""
+        self._signalled = False
+        if self.on_settle is not None:
+            self.on_settle()
 
     # -- administration -------------------------------------------------------
     def info(self) -> dict[str, Any]:
@@ -818,7 +843,13 @@ class MemoryStore(Store):
 
     def run_grouped(self, fn: Callable[[Store], T]) -> T:
         with self._lock:
-            return fn(self)
+            self._depth += 1
+            try:
+                return fn(self)
+            finally:
+                self._depth -= 1
+                if self._signalled and not self._depth:
+                    self._settle()
 
     @contextlib.contextmanager
     def atomic(self) -> Iterator[None]:

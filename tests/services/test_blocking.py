@@ -24,8 +24,12 @@ import pytest
 
 from sockworks.models import FORKING_MODELS
 from sockworks.protocols.resp import encode_command
+from sockworks.core.stats import ServerStats
 from sockworks.server import Server
 from sockworks.services.kv import KvService
+from sockworks.services.resp import RespService
+from sockworks.services.resp_blocking import registry_for
+from sockworks.storage.memory import MemoryStore
 from tests.conftest import ServerProcess
 from tests.redis_support import RedisServer, redis_server_fixture  # noqa: F401 (fixture)
 from tests.support import SHARED_MEMORY_MODELS, StartServer, recv_all
@@ -45,6 +49,10 @@ def start_kv(start_server: StartServer, model: str, *extra: str) -> ServerProces
 
 def blocked_clients(client: Any) -> int:
     return int(client.info("clients")["blocked_clients"])
+
+
+def wait_blocked(client: Any, count: int) -> None:
+    wait_until(lambda: blocked_clients(client) == count, f"{count} blocked client(s)")
 
 
 def wait_until(condition: Callable[[], bool], what: str) -> None:
@@ -161,13 +169,15 @@ def test_a_wake_up_is_logged_as_the_plain_pop_and_replays(tmp_path: Path) -> Non
             ("blmpop", lambda c: c.blmpop(0, 1, "m", direction="LEFT", count=2)),
         ]
         threads = []
+
+        def run(name: str, call: Callable[[Any], Any], client: Any) -> None:
+            results[name] = call(client)
+
         for n, ((name, call), client) in enumerate(zip(calls, waiters)):
-            thread = threading.Thread(
-                target=lambda name=name, call=call, client=client: results.__setitem__(
-                    name, call(client)))
+            thread = threading.Thread(target=run, args=(name, call, client))
             thread.start()
             threads.append(thread)
-            wait_until(lambda n=n: blocked_clients(pusher) == n + 1, "clients blocked")
+            wait_blocked(pusher, n + 1)
         pusher.rpush("src", "a", "b")
         pusher.zadd("z", {"low": 1, "high": 2})
         pusher.rpush("m", "1", "2", "3")
@@ -217,5 +227,42 @@ def test_requests_flooded_while_blocked_close_the_client_at_the_query_limit(
         server.wait_for_log(b"over the query buffer limit")
         assert blocked_clients(admin) == 0
         assert admin.ping()
+    finally:
+        admin.close()
+
+
+def test_waits_with_long_timeouts_served_over_and_over_keep_the_heap_bounded() -> None:
+    """A client that waits with a day-long timeout and is served at once,
+    ten thousand times, leaves stale heap entries: they are dropped."""
+    store = MemoryStore()
+    service = RespService(store, ServerStats(), owns_store=True)
+    waiter, pusher = service.new_session("127.0.0.1:1"), service.new_session("127.0.0.1:2")
+    registry = registry_for(store)
+    assert registry is not None
+    try:
+        for _ in range(10_000):
+            assert waiter.on_data(encode_command([b"BLPOP", b"k", b"86400"])).data == b""
+            assert waiter.expects_deliveries
+            pusher.on_data(encode_command([b"RPUSH", b"k", b"v"]))
+            assert not waiter.expects_deliveries
+        assert registry.blocked == 0
+        assert registry.scheduled <= 3 * 1024
+    finally:
+        waiter.on_close()
+        pusher.on_close()
+        service.close()
+
+
+def test_blocked_clients_count_against_max_connections(start_server: StartServer) -> None:
+    server = start_kv(start_server, "thread", "--max-connections", "2")
+    port = server.addresses[1][1]
+    admin = redis.Redis(port=port, socket_timeout=20)
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            sock.sendall(encode_command([b"BLPOP", b"k", b"0"]))
+            wait_blocked(admin, 1)
+            # The two slots are the waiter's and admin's: a third is refused.
+            with socket.create_connection(("127.0.0.1", port), timeout=30) as third:
+                assert recv_all(third).startswith(b"-ERR max number of clients reached")
     finally:
         admin.close()

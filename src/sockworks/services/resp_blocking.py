@@ -462,6 +462,16 @@ class BlockingRegistry:
                         with self._cond:
                             self._stale -= 1  # counted by _remove; its entry is gone
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def scheduled(self) -> int:
+        """Entries in the timeout heap (live and stale)."""
+        with self._cond:
+            return len(self._heap)
+
     def close(self) -> None:
         with self._cond:
             self._closed = True
@@ -483,6 +493,6 @@ def registry_for(store: Store) -> BlockingRegistry | None:
         return None
     with _REGISTRIES_LOCK:
         registry = _REGISTRIES.get(store)
-        if registry is None:
+        if registry is None or registry.closed:
             registry = _REGISTRIES[store] = BlockingRegistry(store)
         return registry

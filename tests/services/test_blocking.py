@@ -22,9 +22,9 @@ from typing import Any
 
 import pytest
 
+from sockworks.core.stats import ServerStats
 from sockworks.models import FORKING_MODELS
 from sockworks.protocols.resp import encode_command
-from sockworks.core.stats import ServerStats
 from sockworks.server import Server
 from sockworks.services.kv import KvService
 from sockworks.services.resp import RespService

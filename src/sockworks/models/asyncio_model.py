@@ -39,6 +39,7 @@ from sockworks.core.activation import listener_for
 from sockworks.core.admission import Admission
 from sockworks.core.clients import ClientHandle
 from sockworks.core.config import Endpoint, ServerSettings
+from sockworks.core.limits import OutputLimit
 from sockworks.core.logs import RateLimitedLog
 from sockworks.core.loop import loop_name, new_event_loop
 from sockworks.core.net import (
@@ -158,7 +159,7 @@ class _Connection(asyncio.Protocol):
                 return False
             self.model.loop.call_soon_threadsafe(self._flush_pushed)
             return True
-        hard = self.model.output_limit.hard
+        hard = self._output_limit().hard
         with self.push_lock:
             if self.closing or not self.admitted:
                 return False
@@ -179,6 +180,13 @@ class _Connection(asyncio.Protocol):
         if first:
             self.model.loop.call_soon_threadsafe(self._flush_pushed)
         return True
+
+    def _output_limit(self) -> OutputLimit:
+        """The limits of the client's class (normal; pubsub once subscribed)."""
+        if self.handle is None or self.handle.output_class == "normal":
+            return self.model.output_limit
+        classes = self.model.settings.client_output_buffer_limit.classes
+        return classes.get(self.handle.output_class, self.model.output_limit)
 
     def _take_pushed(self) -> bytes:
         with self.push_lock:
@@ -382,7 +390,7 @@ class _Connection(asyncio.Protocol):
         if transport is None or self.closing:
             return
         unsent = transport.get_write_buffer_size()
-        limit = self.model.output_limit
+        limit = self._output_limit()
         if limit.hard and unsent > limit.hard:
             self.model.stats.output_limit()
             self.model.log_limit("closing %s: %d bytes of unsent replies over "

@@ -45,7 +45,7 @@ from sockworks.core.activation import listener_for
 from sockworks.core.admission import Admission
 from sockworks.core.clients import ClientHandle
 from sockworks.core.config import Endpoint, ServerSettings
-from sockworks.core.limits import OutputLimit
+from sockworks.core.limits import OutputLimit, OutputLimits
 from sockworks.core.logs import RateLimitedLog
 from sockworks.core.net import (
     ACCEPT_RESOURCE_ERRNOS,
@@ -118,16 +118,17 @@ class Tracked:
     """
 
     __slots__ = ("sock", "session", "peer", "active", "handle", "unsent", "kill_reason",
-                 "reset", "stats", "limit", "out_lock", "outbox", "outbox_bytes",
+                 "reset", "stats", "limits", "out_lock", "outbox", "outbox_bytes",
                  "over_soft_since", "waker", "wake", "woken", "gone", "__weakref__")
 
     def __init__(self, sock: socket.socket, service: Service, peer: str,
-                 stats: ServerStats, limit: OutputLimit | None = None) -> None:
+                 stats: ServerStats, limits: OutputLimits | None = None) -> None:
         self.sock = sock
         self.peer = peer
         self.stats = stats
-        #: The output limits deliveries are held to (None: none).
-        self.limit = limit
+        #: The output limits deliveries are held to, by the handle's
+        #: output_class (None: none).
+        self.limits = limits
         #: True from "bytes received" until "reply sent".
         self.active = False
         #: Bytes of the reply being sent not yet handed to the kernel.
@@ -191,9 +192,10 @@ class Tracked:
 
     def _over_limit(self, pending: int) -> str | None:
         """Why ``pending`` unsent bytes end the connection (out_lock held)."""
-        limit = self.limit
-        if limit is None:
+        if self.limits is None:
             return None
+        classes = self.limits.classes
+        limit = classes.get(self.handle.output_class, classes["normal"])
         if limit.hard and pending > limit.hard:
             return (f"{pending} bytes of unsent output over client-output-buffer-limit "
                     f"hard {limit.hard}")
@@ -652,7 +654,7 @@ def serve_socket(model: BlockingModel, sock: socket.socket, peer: str,
                  endpoint: Endpoint) -> None:
     """Thread body for one connection on a plain socket (thread model)."""
     conn = Tracked(sock, endpoint.service, peer, model.stats,
-                   model.settings.client_output_buffer_limit.normal)
+                   model.settings.client_output_buffer_limit)
     model.registry.add(conn)
     settings = model.settings
     try:

@@ -70,7 +70,7 @@ class SessionHandler(socketserver.StreamRequestHandler):
         server = self.server
         peer = format_address(self.client_address)
         conn = Tracked(self.connection, server.service, peer, server.stats,
-                       server.settings.client_output_buffer_limit.normal)
+                       server.settings.client_output_buffer_limit)
         self.tracked = conn
         registry = server.registry
         registry.add(conn)

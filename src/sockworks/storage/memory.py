@@ -80,7 +80,7 @@ from sockworks.storage.base import (
 from sockworks.storage.glob import compile_glob
 from sockworks.storage.model.table import COMMANDS as MODEL_COMMANDS
 from sockworks.storage.model.table import REPLAY as MODEL_REPLAY
-from sockworks.storage.model.values import Value, type_name, value_size
+from sockworks.storage.model.values import Encodings, Value, type_name, value_size
 from sockworks.storage.slots import REBUILD_FACTOR, REBUILD_FLOOR, SlotIndex
 
 V = TypeVar("V")
@@ -177,6 +177,8 @@ class MemoryStore(Store):
         self.on_push: Callable[[bytes], None] | None = None
         self._expires: dict[bytes, int] = {}
         self._heap: list[tuple[int, bytes]] = []
+        #: OBJECT ENCODING's thresholds (CONFIG SET hash-max-listpack-entries ...).
+        self.encodings = Encodings()
         #: SCAN cursors and random sampling (slots.py).
         self._slots = SlotIndex(self._data)
         self._hits = 0

@@ -32,7 +32,7 @@ _NO_GROWTH: Final = frozenset((
     b"zrevrangebyscore", b"zrangebylex", b"zrevrangebylex", b"zunion", b"zinter", b"zdiff",
     b"zintercard", b"zrandmember", b"zscan", b"getbit", b"bitcount", b"bitpos", b"lcs",
     b"type", b"object", b"rename", b"renamenx", b"randomkey", b"touch", b"expiretime",
-    b"pexpiretime", b"scan", b"sort_ro",
+    b"pexpiretime", b"scan", b"sort_ro", b"memory",
 ))
 
 COMMANDS: Final[Mapping[bytes, tuple[Command, bool]]] = {

@@ -20,11 +20,11 @@ from sockworks.services import (
     resp_introspect,
     resp_table,
 )
-from sockworks.services.commands import model
+from sockworks.services.commands import bitmaps, model
 from sockworks.services.resp_table import COMMANDS, SPECS
 
 #: Commands in the table (aliases such as UNLINK and SUBSTR included).
-COMMAND_COUNT = 157
+COMMAND_COUNT = 159
 
 #: Flags COMMAND may report (Redis's names).
 KNOWN_FLAGS = {"readonly", "write", "denyoom", "fast", "loading", "stale", "admin", "noscript",
@@ -42,9 +42,9 @@ def handlers(module: object) -> set[str]:
 def test_every_handler_is_in_the_table() -> None:
     in_table = {spec.handler.__name__ for spec in SPECS}
     modules = {m.__name__: m for m in (resp_commands, resp_admin, resp_acl, resp_config,
-                                          resp_introspect, model)}
+                                          resp_introspect, model, bitmaps)}
     assert set().union(*(handlers(m) for m in modules.values()),
-                       {"model_read", "model_write"}) == in_table
+                       {"model_read", "model_write", "bits_read", "bits_write"}) == in_table
     for spec in SPECS:
         module = modules[spec.handler.__module__]
         assert getattr(module, spec.handler.__name__) is spec.handler

@@ -214,6 +214,8 @@ COMMAND_CATEGORIES: Final[Mapping[str, tuple[str, ...]]] = {
     "bitcount": ("read", "bitmap", "slow"),
     "bitpos": ("read", "bitmap", "slow"),
     "bitop": ("write", "bitmap", "slow"),
+    "bitfield": ("write", "bitmap", "slow"),
+    "bitfield_ro": ("read", "bitmap", "fast"),
     "lcs": ("read", "string", "slow"),
 }
 

@@ -57,12 +57,12 @@ class CommandStats:
     def add(self, calls: Mapping[str, int], errors: Mapping[str, int] | None,
             seconds: float, received: int = 0, sent: int = 0,
             rejected: Mapping[str, int] | None = None,
-            usec: Mapping[str, float] | None = None) -> None:
+            spent: Mapping[str, float] | None = None) -> None:
         """One chunk: its commands by name, its error replies by name, how
         long it took to process (observed if it ran a command), the bytes
         received since the last call, the reply bytes it produced, the
-        error replies that were refusals (by name) and the microseconds
-        each command name took."""
+        error replies that were refusals (by name) and the seconds each
+        command name took."""
         slot = bisect.bisect_left(BUCKETS, seconds)
         with self._lock:
             self._received += received
@@ -80,10 +80,10 @@ class CommandStats:
                 refused = self._rejected
                 for name, count in rejected.items():
                     refused[name if name in refused else OTHER] += count
-            if usec:
-                spent = self._usec
-                for name, micros in usec.items():
-                    spent[name if name in spent else OTHER] += micros
+            if spent:
+                usec = self._usec
+                for name, seconds in spent.items():
+                    usec[name if name in usec else OTHER] += seconds * 1e6
             self._buckets[slot] += 1
             self._sum += seconds
 

@@ -366,7 +366,8 @@ class RespSession(Session):
         self._parser = RespParser(service.max_bulk, use_hiredis=service.use_hiredis)
         self._done = False
         self._wrote = False
-        #: The last command was refused before it ran (INFO's rejected_calls).
+        #: A command was refused before it ran (INFO's rejected_calls); set
+        #: with its error reply, cleared when that reply is counted.
         self._rejected = False
         #: Commands received but held back (their replies would pass
         #: REPLY_BUDGET), and the protocol error after them, if any.
@@ -433,14 +434,17 @@ class RespSession(Session):
         append = replies.append
         self._wrote = False
         errors = executed = size = gets = sets = 0
-        # Commands off the GET/SET fast path, their time (us), error
+        # Commands off the GET/SET fast path, their time (s), error
         # replies, and the refusals among them, by name.
         calls: dict[str, int] = {}
-        usec: dict[str, float] = {}
+        spent: dict[str, float] = {}
         failed: dict[str, int] = {}
         rejected: dict[str, int] = {}
         timed = 0.0  # seconds spent in the commands timed one by one
         perf_counter = time.perf_counter
+        # One clock read per timed command: each starts where the last ended,
+        # unless fast-path commands ran in between (their count moved).
+        mark, fast = started, 0
         store = self.store
         for argv in commands:
             if size >= REPLY_BUDGET:
@@ -490,19 +494,22 @@ class RespSession(Session):
                                       "or a cross-protocol attack); closing", self.peer)
                 self._done = True
                 break
-            self._rejected = False
-            began = perf_counter()
+            if gets + sets != fast:
+                fast = gets + sets
+                mark = perf_counter()
             reply = self.execute(argv)
-            took = perf_counter() - began
+            now = perf_counter()
+            took, mark = now - mark, now
             timed += took
             spec = self._commands.get(argv[0].lower())
             name = spec.name if spec is not None else OTHER
             calls[name] = calls.get(name, 0) + 1
-            usec[name] = usec.get(name, 0.0) + took * 1e6
+            spent[name] = spent.get(name, 0.0) + took
             if reply[:1] == b"-":
                 errors += 1
                 failed[name] = failed.get(name, 0) + 1
                 if self._rejected:
+                    self._rejected = False
                     rejected[name] = rejected.get(name, 0) + 1
             size += len(reply)
             append(reply)
@@ -517,17 +524,17 @@ class RespSession(Session):
         if gets or sets:
             # The fast path is not timed per command (CommandStats says why):
             # the rest of the chunk's time is shared among its GETs and SETs.
-            share = max(elapsed - timed, 0.0) * 1e6 / (gets + sets)
+            share = max(elapsed - timed, 0.0) / (gets + sets)
             if gets:
                 calls["get"] = calls.get("get", 0) + gets
-                usec["get"] = usec.get("get", 0.0) + share * gets
+                spent["get"] = spent.get("get", 0.0) + share * gets
             if sets:
                 calls["set"] = calls.get("set", 0) + sets
-                usec["set"] = usec.get("set", 0.0) + share * sets
+                spent["set"] = spent.get("set", 0.0) + share * sets
         data = b"".join(replies)
         received, self._received = self._received, 0
         self.service.command_stats.add(calls, failed, elapsed, received, len(data),
-                                       rejected, usec)
+                                       rejected, spent)
         barrier = self.store.durability_barrier() if self._wrote else None
         if not replies and not self._done:
             return NOTHING

@@ -57,6 +57,7 @@ from sockworks.services.resp_commands import (
     wrong_args,
 )
 from sockworks.services.resp_context import CommandSpec, Plan
+from sockworks.services.resp_introspect import command_keys
 from sockworks.services.resp_table import COMMANDS, CONTAINER_COMMANDS
 from sockworks.storage.base import Store, StoreError
 
@@ -615,10 +616,11 @@ class RespSession(Session):
             shown = f"{name}|{sub}" if sub is not None else name
             return error_quoting(f"NOPERM this user has no permissions to run the '{shown}' "
                                  "command")
-        first, last, step = spec.keys
-        if first and not user.all_keys:
-            end = len(argv) + last if last < 0 else last
-            if not user.may_access(argv[first:end + 1:step]):
+        if not user.all_keys:
+            # The keys COMMAND GETKEYS names: key positions, numkeys
+            # (ZUNIONSTORE, LMPOP...), SORT's STORE, MEMORY USAGE's key.
+            keys = command_keys(spec, argv)
+            if keys and not user.may_access(keys):
                 self._access.count_denied(key=True)
                 return NOPERM_KEY
         return None

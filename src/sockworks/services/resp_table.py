@@ -142,8 +142,8 @@ SPECS: Final[tuple[CommandSpec, ...]] = (
     CommandSpec("config", cmd_config, -2, ("admin", "loading", "stale")),
     CommandSpec("acl", cmd_acl, -2, ("loading", "stale")),
     CommandSpec("command", cmd_command, -1, ("loading", "stale")),
-    # As Redis's container entry: no keys (memory|usage's key is argument 2;
-    # like OBJECT's, ACL key patterns do not reach it, docs/resp.md).
+    # As Redis's container entry: no key positions (memory|usage's key,
+    # argument 2, is found by resp_introspect.command_keys for ACL checks).
     CommandSpec("memory", cmd_memory, -2),
     CommandSpec("hello", cmd_hello, -1, ("noscript", "loading", "stale", "fast")),
     CommandSpec("auth", cmd_auth, -2, ("noscript", "loading", "stale", "fast")),

@@ -112,6 +112,9 @@ SCAN_MAX_COUNT = 10_000
 #: EVICT_RUNNING: progress was made, the next command continues), so a
 #: lowered limit does not stall one client for a whole store's eviction.
 EVICT_BATCH = 1000
+#: INFO's avg_ttl is exact up to this many keys with a TTL, else the mean of
+#: this many drawn at random (about a millisecond of work under the lock).
+AVG_TTL_SAMPLES = 1000
 #: Random draws per sample before giving up on a list of mostly dead slots
 #: (then it is compacted and tried once more).
 _SAMPLE_TRIES = 64
@@ -813,11 +816,30 @@ class MemoryStore(Store):
             self.on_push(key)
 
     # -- administration -------------------------------------------------------
+    def _avg_ttl(self) -> int:
+        """INFO keyspace's avg_ttl (ms): the mean time left of the keys with
+        a TTL, exact up to AVG_TTL_SAMPLES of them, else over that many
+        drawn at random (Redis's own figure is an estimate from its expiry
+        cycle's samples too). Lock held."""
+        expires = self._expires
+        if not expires:
+            return 0
+        now = self._clock()
+        if len(expires) <= AVG_TTL_SAMPLES:
+            ats = list(expires.values())
+        else:
+            ats = [at for at in (expires.get(key) for key in (
+                self._sample(True) for _ in range(AVG_TTL_SAMPLES)) if key is not None)
+                   if at is not None]
+        left = [at - now for at in ats if at > now]
+        return sum(left) // len(left) if left else 0
+
     def info(self) -> dict[str, Any]:
         with self._lock:
             return {
                 "keys": len(self._data),
                 "expires": len(self._expires),
+                "avg_ttl": self._avg_ttl(),
                 "expired_keys": self._expired,
                 "keyspace_hits": self._hits,
                 "keyspace_misses": self._misses,

@@ -67,7 +67,7 @@ class _Connection(asyncio.Protocol):
     __slots__ = ("model", "service", "session", "transport", "peer", "last_active",
                  "pauses", "pending", "closing", "admitted", "slow", "on_data",
                  "write", "time", "handle", "over_soft_since", "last_unsent", "abort_timer",
-                 "unix_path")
+                 "unix_path", "deferred")
 
     def __init__(self, model: AsyncioModel, service: Service,
                  unix_path: str | None = None) -> None:
@@ -79,7 +79,8 @@ class _Connection(asyncio.Protocol):
         self.peer = "?"
         self.last_active = 0.0
         self.pauses: set[str] = set()
-        self.pending = 0          # outputs waiting on a barrier or a worker thread
+        self.pending = 0          # outputs waiting on a worker thread
+        self.deferred = 0         # outputs held until the loop iteration's log flush
         self.closing = False
         self.admitted = False
         #: True unless data_received may take the inline fast path (see _update_slow).
@@ -139,7 +140,7 @@ class _Connection(asyncio.Protocol):
 
     def _update_slow(self) -> None:
         self.slow = (self.session is None or self.closing or self.service.blocking
-                     or bool(self.pending) or bool(self.pauses))
+                     or bool(self.pending) or bool(self.deferred) or bool(self.pauses))
 
     def data_received(self, data: bytes) -> None:
         # The hot path: every request of every connection comes through here.
@@ -148,13 +149,16 @@ class _Connection(asyncio.Protocol):
             self._data_received_slow(data)
             return
         try:
-            out, close, barrier = self.on_data(data)
+            output = self.on_data(data)
         except Exception:
             logger.exception("unexpected error on connection from %s", self.peer)
             self._abort()
             return
+        out, close, barrier, _ = output
         if barrier is not None:
-            self._wait_barrier(Output(out, close, barrier))
+            # Writes: the reply waits for the end of this loop iteration,
+            # when one log write covers every connection's (AsyncioModel.defer).
+            self.model.defer(self, output)
             return
         if out:
             self.write(out)
@@ -205,7 +209,7 @@ class _Connection(asyncio.Protocol):
     # -- helpers ------------------------------------------------------------
     @property
     def busy(self) -> bool:
-        return bool(self.pending) or (self.session is not None
+        return bool(self.pending or self.deferred) or (self.session is not None
                                       and (self.session.busy or self.session.backlog))
 
     def _pause(self, reason: str) -> None:
@@ -252,37 +256,40 @@ class _Connection(asyncio.Protocol):
             return
         self._deliver(future.result())
 
-    def _wait_barrier(self, out: Output) -> None:
-        assert out.barrier is not None
-        self.pending += 1
-        self._pause("pending")
-        loop = self.model.loop
+    def _deliver(self, out: Output) -> None:
+        if out.barrier is not None or self.deferred:
+            # Behind a held output too, so replies keep their order.
+            self.model.defer(self, out)
+            return
+        self._send(out, out.data)
 
-        def done(ok: bool) -> None:
-            loop.call_soon_threadsafe(self._barrier_done, out, ok)
-
-        out.barrier.add_done_callback(done)
-
-    def _barrier_done(self, out: Output, ok: bool) -> None:
-        self.pending -= 1
-        if not self.pending:
-            self._resume("pending")
-        if not ok:
-            self.model.log_error("write to storage failed; closing %s without acknowledging",
-                                 self.peer)
+    def flushed(self, out: Output, ok: bool) -> None:
+        """A held output, after the iteration's log flush: its replies, the
+        error replies if the flush failed, or (with no error replies to
+        give) a close without acknowledging."""
+        self.deferred -= 1
+        if not self.deferred:
+            self._update_slow()
+        if ok:
+            self._send(out, out.data)
+            return
+        barrier = out.barrier
+        error = barrier.error if barrier is not None else ""
+        if out.failed is None:
+            self.model.log_error("write to storage failed (%s); closing %s without "
+                                 "acknowledging", error, self.peer)
             self._abort()
             return
-        self._deliver(Output(out.data, out.close))
+        self.model.log_error("write to storage failed (%s); error replies to %s", error,
+                             self.peer)
+        self._send(out, out.failed(error))
 
-    def _deliver(self, out: Output) -> None:
-        if out.barrier is not None:
-            self._wait_barrier(out)
-            return
+    def _send(self, out: Output, data: bytes) -> None:
         transport = self.transport
         if transport is None or transport.is_closing():
             return
-        if out.data:
-            transport.write(out.data)
+        if data:
+            transport.write(data)
         if out.close or (self.model.stopping and not self.busy):
             self._close()
         elif self.session is not None and self.session.backlog:
@@ -412,7 +419,7 @@ def _no_session(data: bytes) -> Output:
 
 
 def _closing(out: Output) -> Output:
-    return Output(out.data, True, out.barrier)
+    return out._replace(close=True)
 
 
 class AsyncioModel(Model):
@@ -438,6 +445,8 @@ class AsyncioModel(Model):
         self.log_limit = RateLimitedLog(logger, logging.WARNING)
         self.log_error = RateLimitedLog(logger, logging.ERROR)
         self.connections: set[_Connection] = set()
+        #: Outputs with writes held until this loop iteration's log flush.
+        self._deferred: list[tuple[_Connection, Output]] = []
         self.stopping = False
         self._stop_requested = False
         self.loop = new_event_loop()
@@ -479,6 +488,31 @@ class AsyncioModel(Model):
             self.loop.close()
             asyncio.set_event_loop(None)
         logger.info("server stopped")
+
+    # -- the log batch: one write (and fsync) per loop iteration ----------------
+    def defer(self, conn: _Connection, out: Output) -> None:
+        """Hold ``out`` until the end of this loop iteration. The first one
+        schedules the flush with call_soon: both loops run it after every I/O
+        callback of the current iteration (asyncio: the callback lands behind
+        this iteration's ready handles; uvloop: in the next idle phase,
+        before it polls again), so one log write covers the writes of all
+        connections read in the iteration, as Redis's beforeSleep does."""
+        deferred = self._deferred
+        if not deferred:
+            self.loop.call_soon(self._flush_deferred)
+        deferred.append((conn, out))
+        conn.deferred += 1
+        conn.slow = True
+
+    def _flush_deferred(self) -> None:
+        batch, self._deferred = self._deferred, []
+        for conn, out in batch:
+            barrier = out.barrier
+            # The first flush writes (and under always fsyncs) everything
+            # buffered and resolves every barrier it covered; the rest only
+            # read their result.
+            ok = barrier is None or barrier.flush()
+            conn.flushed(out, ok)
 
     def connection_gone(self) -> None:
         if self.stopping and not self.connections and self._all_gone is not None:

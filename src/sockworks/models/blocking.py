@@ -314,12 +314,23 @@ def drive_connection(
 
 def deliver(conn: Tracked, out: Output, send: Callable[[bytes], object],
              limit: OutputLimit) -> bool:
-    """Send an Output (after its barrier); False when the connection must end."""
-    if out.barrier is not None and not out.barrier.wait():
-        _log_error("write to storage failed; closing %s without acknowledging", conn.peer)
-        return False
-    if out.data:
-        send_reply(conn, send, out.data, limit)
+    """Send an Output (after its barrier); False when the connection must end.
+
+    The barrier's wait writes the log batch this thread's chunk made (one
+    write for all of it) and, under ``always``, waits for the shared fsync.
+    """
+    data = out.data
+    barrier = out.barrier
+    if barrier is not None and not barrier.wait():
+        if out.failed is None:
+            _log_error("write to storage failed (%s); closing %s without acknowledging",
+                       barrier.error, conn.peer)
+            return False
+        _log_error("write to storage failed (%s); error replies to %s", barrier.error,
+                   conn.peer)
+        data = out.failed(barrier.error)
+    if data:
+        send_reply(conn, send, data, limit)
     return not out.close
 
 

@@ -21,6 +21,7 @@ embedded store) and runs after it otherwise (Redis).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import platform
@@ -58,7 +59,7 @@ from sockworks.services.resp_commands import (
 )
 from sockworks.services.resp_context import CommandSpec, Plan
 from sockworks.services.resp_table import COMMANDS, CONTAINER_COMMANDS
-from sockworks.storage.base import Store, StoreError
+from sockworks.storage.base import Store, StoreError, StoreWriteError
 
 __all__ = ["COMMANDS", "REDIS_VERSION", "RespService", "RespSession"]
 
@@ -134,6 +135,8 @@ class RespService(Service):
 
     def attach(self, stats: ServerStats, settings: ServerSettings) -> None:
         super().attach(stats, settings)
+        # As KvService.attach: the models flush the sessions' barriers.
+        self.store.batch_log_writes()
         stats.counter_sources[self.name] = self.counters
         stats.counter_sources[f"{self.name}.cmd"] = self.command_stats.flat
 
@@ -296,6 +299,16 @@ class RespService(Service):
         return "\r\n".join(parts)
 
 
+def _with_write_errors(replies: list[bytes], writes: list[int], error: str) -> bytes:
+    """The replies of a chunk whose log batch failed: every write's
+    acknowledgement (an EXEC's whole array) becomes the error."""
+    failed = list(replies)
+    reply = store_error(StoreWriteError(error))
+    for index in writes:
+        failed[index] = reply
+    return b"".join(failed)
+
+
 class RespSession(Session):
     """One RESP connection: requests in, replies out, in order."""
 
@@ -329,6 +342,8 @@ class RespSession(Session):
         self._parser = RespParser(service.max_bulk, use_hiredis=service.use_hiredis)
         self._done = False
         self._wrote = False
+        #: Commands that wrote, ever (tells _execute which replies acknowledge a write).
+        self._writes = 0
         #: Commands received but held back (their replies would pass
         #: REPLY_BUDGET), and the protocol error after them, if any.
         self._backlog: list[list[bytes]] | None = None
@@ -392,6 +407,9 @@ class RespSession(Session):
         started = time.perf_counter()
         replies: list[bytes] = []
         append = replies.append
+        # Where the writes' acknowledgements are in replies: a failed log
+        # batch turns each into an error reply (Output.failed).
+        writes: list[int] = []
         self._wrote = False
         errors = executed = size = gets = sets = 0
         # Commands off the GET/SET fast path, and error replies, by name.
@@ -436,6 +454,7 @@ class RespSession(Session):
                     append(store_error(exc))
                     continue
                 self._wrote = True
+                writes.append(len(replies))
                 append(OK)
                 continue
             if argv[0].lower() in _HTTP_WORDS:
@@ -446,7 +465,10 @@ class RespSession(Session):
                                       "or a cross-protocol attack); closing", self.peer)
                 self._done = True
                 break
+            before = self._writes
             reply = self.execute(argv)
+            if self._writes != before:
+                writes.append(len(replies))
             spec = self._commands.get(argv[0].lower())
             name = spec.name if spec is not None else OTHER
             calls[name] = calls.get(name, 0) + 1
@@ -470,10 +492,13 @@ class RespSession(Session):
         received, self._received = self._received, 0
         self.service.command_stats.add(calls, failed, time.perf_counter() - started,
                                        received, len(data))
-        barrier = self.store.durability_barrier() if self._wrote else None
         if not replies and not self._done:
             return NOTHING
-        return Output(data, self._done, barrier)
+        if not self._wrote:
+            return Output(data, self._done)
+        return Output(data, self._done, self.store.durability_barrier(),
+                      functools.partial(_with_write_errors, replies, writes)
+                      if writes else None)
 
     def on_eof(self) -> Output:
         self._done = True
@@ -573,6 +598,7 @@ class RespSession(Session):
             return store_error(exc)
         if plan.write:
             self._wrote = True
+            self._writes += 1
         return reply
 
     # -- the handlers' view of the connection (CommandContext) ---------------------
@@ -664,7 +690,9 @@ class RespSession(Session):
                 if isinstance(result, StoreError):
                     replies.append(store_error(result))
                 else:
-                    self._wrote = self._wrote or outcome.write
+                    if outcome.write:
+                        self._wrote = True
+                        self._writes += 1
                     replies.append(outcome.finish(result))
         return b"*%d\r\n" % len(replies) + b"".join(replies)
 

@@ -203,6 +203,9 @@ class PersistentStore(MemoryStore):
     def durability_barrier(self) -> Barrier | None:
         return self._aof.barrier()
 
+    def batch_log_writes(self) -> None:
+        self._aof.batching = True
+
     # -- compaction ------------------------------------------------------------
     def compact(self) -> str:
         if not self._compact_lock.acquire(blocking=False):

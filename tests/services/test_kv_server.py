@@ -468,7 +468,7 @@ def test_disk_full_fails_writes_and_keeps_reads(start_server: StartServer, tmp_p
         assert client.get(b"other") is None
         assert client.stats()["aof_last_write_status"] == "err"
     server.wait_for_log(b"write failed")
-    server.proc.send_signal(signal.SIGTERM)
+    server.signal(signal.SIGTERM)
     assert server.wait(30) == 0
     restarted = start_server("serve", "kv", "--data-dir", str(tmp_path))
     with KvClient(restarted.host, restarted.port) as client:

@@ -283,6 +283,8 @@ class AppendOnlyLog:
         self._retry = b""
         self._unwritten: collections.deque[DurabilityBarrier] = collections.deque()
         self._write_lock = threading.Lock()
+        #: The batch write (a seam: tests count calls or inject ENOSPC here).
+        self._os_write: Callable[[int, bytes], int] = os.write
         self._waiters: collections.deque[DurabilityBarrier] = collections.deque()
         self._failed: str | None = None
         self._last_error: str = ""
@@ -367,9 +369,10 @@ class AppendOnlyLog:
             size = len(data)
             written = 0
             try:
-                written = os.write(self._fd, data)
+                write = self._os_write
+                written = write(self._fd, data)
                 while written < size:  # a short write (rare): finish the batch
-                    written += os.write(self._fd, data[written:])
+                    written += write(self._fd, data[written:])
             except OSError as exc:
                 self._undo_partial(written)
                 self._retry = data

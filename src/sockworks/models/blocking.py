@@ -49,7 +49,7 @@ from sockworks.core.net import (
     set_nodelay,
     set_reset_on_close,
 )
-from sockworks.core.service import Output, Service
+from sockworks.core.service import REPLY_BUDGET, Output, Service
 from sockworks.core.stats import ServerStats
 from sockworks.core.tls import handshake_failure
 from sockworks.models.base import Model
@@ -252,6 +252,9 @@ def drive_connection(
     session, peer = conn.session, conn.peer
     on_data = session.on_data
     limit = settings.client_output_buffer_limit.normal
+    # A reply this short, with no barrier, is sent straight away: no limit
+    # can refuse it (the per-request path, kept to a few bytecodes).
+    direct = min([n for n in (limit.hard, limit.soft) if n] or [REPLY_BUDGET * 1024])
     idle_timeout = settings.idle_timeout
     log_limit = registry.log_limit
     try:
@@ -279,7 +282,14 @@ def drive_connection(
                 deliver(conn, session.on_eof(), send, limit)
                 return
             conn.active = True
-            if not deliver(conn, on_data(data), send, limit):
+            out = on_data(data)
+            reply, close, barrier, _ = out
+            if barrier is None and not close and len(reply) <= direct:
+                if reply:
+                    conn.unsent = len(reply)
+                    send(reply)
+                    conn.unsent = 0
+            elif not deliver(conn, out, send, limit):
                 return
             # Back-pressure: requests held back run once the last slice is sent.
             while session.backlog and conn.kill_reason is None:

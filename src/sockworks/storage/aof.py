@@ -74,6 +74,9 @@ DEFAULT_FSYNC = "everysec"
 EVERYSEC_INTERVAL = 1.0
 #: Buffer for writing a compacted log: large sequential writes.
 REWRITE_BUFFER_BYTES = 1 << 20
+# Bound once: append() runs for every write.
+_frame = records.frame
+_MAX_PAYLOAD = records.MAX_PAYLOAD
 
 
 class CorruptLogError(StoreError):
@@ -302,15 +305,17 @@ class AppendOnlyLog:
             self._thread.start()
 
     # -- appending (store lock held) --------------------------------------
-    def append(self, payload: bytes) -> None:
+    def append(self, payload: bytes) -> int:
+        """Log ``payload`` (store lock held); the log's size after it, what
+        is still buffered included."""
         if self._failed is not None:
             raise StoreWriteError(f"writes disabled: {self._failed}; restart to recover")
         if self._fd < 0:
             raise StoreWriteError("the log is closed")
-        if len(payload) > records.MAX_PAYLOAD:
+        if len(payload) > _MAX_PAYLOAD:
             # Replay would take a longer record for damage: refuse it now.
             raise StoreWriteError("write too large for one log record")
-        record = records.frame(payload)
+        record = _frame(payload)
         size = len(record)
         if self.batching:
             if self._retry:
@@ -326,7 +331,7 @@ class AppendOnlyLog:
             self._queued += size
             if self._rewrite_buf is not None:
                 self._rewrite_buf.append(record)
-            return
+            return self._size + self._queued - self._appended
         written = 0
         try:
             written = os.write(self._fd, record)
@@ -347,6 +352,7 @@ class AppendOnlyLog:
         self._queued += size
         if self._last_error:
             self._last_error = ""
+        return self._size
 
     def _write_pending(self) -> tuple[str | None, int]:
         """Write every buffered record with one write() (batching). Returns
@@ -451,7 +457,13 @@ class AppendOnlyLog:
             return barrier
 
     def _batch_barrier(self) -> DurabilityBarrier:
-        """A barrier for everything appended so far, to flush (batching)."""
+        """A barrier for everything appended so far, to flush (batching).
+
+        One barrier per batch, not per caller: while the newest one still
+        waits for its write, later callers share it and its ``seq`` grows to
+        cover their records too (a loop iteration's 50 replies resolve with
+        one barrier). A flush that took the buffer before the growth leaves
+        it unresolved, and its next flush writes the rest."""
         with self._cond:
             if self._failed is not None:
                 return _resolved(False, f"writes disabled: {self._failed}; restart to recover")
@@ -461,9 +473,14 @@ class AppendOnlyLog:
                     return _DURABLE
                 barrier = DurabilityBarrier(seq, self)
                 self._waiters.append(barrier)  # written: only the fsync is missing
-            else:
-                barrier = DurabilityBarrier(seq, self)
-                self._unwritten.append(barrier)
+                return barrier
+            pending = self._unwritten
+            if pending and pending[-1]._state is None:
+                barrier = pending[-1]
+                barrier.seq = seq
+                return barrier
+            barrier = DurabilityBarrier(seq, self)
+            pending.append(barrier)
             return barrier
 
     def _fsync_upto(self, target: int) -> None:

@@ -159,8 +159,7 @@ class PersistentStore(MemoryStore):
 
     # -- the write-ahead hook (store lock held) -----------------------------
     def _log(self, payload: bytes) -> None:
-        self._aof.append(payload)
-        size = self._aof.size
+        size = self._aof.append(payload)
         if (
             size >= self._auto_min
             and size * 100 >= self._aof.base_size * (100 + self._auto_pct)

@@ -48,8 +48,11 @@ class CountingWriter:
         self.bytes = 0
         self.fail: int | None = None  # an errno to raise instead of writing
         self.lock = threading.Lock()
+        #: Called before each write (the test checks no reply went out yet).
+        self.before: Callable[[], None] = lambda: None
 
     def __call__(self, fd: int, data: bytes) -> int:
+        self.before()
         with self.lock:
             self.calls += 1
             if self.fail is not None:
@@ -163,6 +166,10 @@ def test_one_write_per_loop_iteration_for_every_clients_pipeline(
         sent = 0
         fsyncs = store.info()["aof_fsyncs"]
         writes = writer.calls
+        # Bytes of replies the clients could read when the log was written:
+        # the batch must be written before any of its replies is sent.
+        replies_before_write: list[int] = []
+        writer.before = lambda: replies_before_write.append(sum(map(unread, clients)))
         with HeldLoop(server) as held:
             held.wait_received(0)
             for index, sock in enumerate(clients[:-1]):
@@ -181,6 +188,7 @@ def test_one_write_per_loop_iteration_for_every_clients_pipeline(
         # 8 clients x 16 writes, all read in one iteration: ONE write() for
         # all 128 records, and under always one fsync, before any reply.
         assert writer.calls == writes + 1
+        assert replies_before_write == [0]
         if fsync == "always":
             assert store.info()["aof_fsyncs"] == fsyncs + 1
         assert store.info()["aof_buffered_bytes"] == 0

@@ -506,12 +506,16 @@ class AsyncioModel(Model):
 
     def _flush_deferred(self) -> None:
         batch, self._deferred = self._deferred, []
+        last: object = None
+        ok = True
         for conn, out in batch:
             barrier = out.barrier
             # The first flush writes (and under always fsyncs) everything
-            # buffered and resolves every barrier it covered; the rest only
-            # read their result.
-            ok = barrier is None or barrier.flush()
+            # buffered and resolves every barrier it covered (the outputs of
+            # one batch mostly share one); the rest only read their result.
+            if barrier is not last:
+                last = barrier
+                ok = barrier is None or barrier.flush()
             conn.flushed(out, ok)
 
     def connection_gone(self) -> None:

@@ -115,6 +115,12 @@ def _with_write_errors(replies: list[bytes], writes: list[int], error: str) -> b
     return b"".join(failed)
 
 
+def _one_write_error(error: str) -> bytes:
+    """The failed-batch reply of a chunk that was one write (no allocation
+    per request on the pipeline-1 write path)."""
+    return error_reply(error)
+
+
 class KvService(Service):
     """The text-protocol front end of a :class:`Store` (shared by all sessions).
 
@@ -531,6 +537,7 @@ class KvSession(Session):
         if not writes:
             return Output(data, close)
         return Output(data, close, store.durability_barrier(),
+                      _one_write_error if len(replies) == 1 else
                       functools.partial(_with_write_errors, replies, writes))
 
     def _finish(self, event: object, append: Callable[[bytes], None]) -> None:

@@ -29,7 +29,7 @@ import secrets
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 from sockworks._version import __version__
@@ -309,6 +309,11 @@ def _with_write_errors(replies: list[bytes], writes: list[int], error: str) -> b
     return b"".join(failed)
 
 
+def _one_write_error(error: str) -> bytes:
+    """The failed-batch reply of a chunk that was one write."""
+    return store_error(StoreWriteError(error))
+
+
 class RespSession(Session):
     """One RESP connection: requests in, replies out, in order."""
 
@@ -496,9 +501,12 @@ class RespSession(Session):
             return NOTHING
         if not self._wrote:
             return Output(data, self._done)
-        return Output(data, self._done, self.store.durability_barrier(),
-                      functools.partial(_with_write_errors, replies, writes)
-                      if writes else None)
+        on_failure: Callable[[str], bytes] | None = None
+        if len(replies) == 1 and writes:
+            on_failure = _one_write_error
+        elif writes:
+            on_failure = functools.partial(_with_write_errors, replies, writes)
+        return Output(data, self._done, self.store.durability_barrier(), on_failure)
 
     def on_eof(self) -> Output:
         self._done = True

@@ -270,7 +270,10 @@ class AppendOnlyLog:
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND)
         self._size = size
         self._base_size = size
-        self._cond = threading.Condition(threading.Lock())
+        #: _cond's own lock, taken directly on the per-write paths (a
+        #: Condition's ``with`` is a Python-level call, the lock's is not).
+        self._state_lock = threading.Lock()
+        self._cond = threading.Condition(self._state_lock)
         self._fsync_lock = threading.Lock()
         # Sequence numbers are bytes ever appended in this process, so they
         # keep growing across a rewrite that shrinks the file.
@@ -388,7 +391,7 @@ class AppendOnlyLog:
                         self._appended + size)
             self._retry = b""
             self._size += size
-            with self._cond:
+            with self._state_lock:
                 self._appended += size
                 end = self._appended
             if self._last_error:
@@ -464,7 +467,7 @@ class AppendOnlyLog:
         cover their records too (a loop iteration's 50 replies resolve with
         one barrier). A flush that took the buffer before the growth leaves
         it unresolved, and its next flush writes the rest."""
-        with self._cond:
+        with self._state_lock:
             if self._failed is not None:
                 return _resolved(False, f"writes disabled: {self._failed}; restart to recover")
             seq = self._queued

@@ -204,6 +204,8 @@ class PersistentStore(MemoryStore):
 
     def batch_log_writes(self) -> None:
         self._aof.batching = True
+        # Asked for once per output with writes: straight to the log's.
+        self.durability_barrier = self._aof.barrier  # type: ignore[method-assign]
 
     # -- compaction ------------------------------------------------------------
     def compact(self) -> str:

@@ -170,6 +170,15 @@ def test_one_write_per_loop_iteration_for_every_clients_pipeline(
         # the batch must be written before any of its replies is sent.
         replies_before_write: list[int] = []
         writer.before = lambda: replies_before_write.append(sum(map(unread, clients)))
+        # ... and, under always, before the fsync that covers it.
+        replies_before_fsync: list[int] = []
+        real_fsync = store._aof._os_fsync
+
+        def fsync_spy(fd: int) -> None:
+            replies_before_fsync.append(sum(map(unread, clients)))
+            real_fsync(fd)
+
+        store._aof._os_fsync = fsync_spy
         with HeldLoop(server) as held:
             held.wait_received(0)
             for index, sock in enumerate(clients[:-1]):
@@ -186,10 +195,12 @@ def test_one_write_per_loop_iteration_for_every_clients_pipeline(
             assert read_lines(sock, PIPELINE) == [b"OK"] * PIPELINE
         assert read_lines(clients[-1], PIPELINE, b"\r\n") == [b"+OK"] * PIPELINE
         # 8 clients x 16 writes, all read in one iteration: ONE write() for
-        # all 128 records, and under always one fsync, before any reply.
+        # all 128 records, and under always one fsync (the flusher's), before
+        # any reply.
         assert writer.calls == writes + 1
         assert replies_before_write == [0]
         if fsync == "always":
+            assert replies_before_fsync == [0]
             assert store.info()["aof_fsyncs"] == fsyncs + 1
         assert store.info()["aof_buffered_bytes"] == 0
     finally:

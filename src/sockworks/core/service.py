@@ -75,15 +75,17 @@ class Barrier(Protocol):
     Batching (as Redis does it): an event-loop model holds every Output with a
     barrier it got during one loop iteration and calls ``flush`` at the end of
     the iteration, once all connections' input was handled: the first call
-    writes the log once for all of them (and under ``always`` fsyncs it in
-    that thread), and the replies go out after it. Thread models call ``wait``.
+    writes the log once for all of them, and the replies go out after it (under
+    ``always`` once an fsync covered them: ``flush`` returns None until then,
+    and ``add_done_callback`` says when). Thread models call ``wait``.
     """
 
     #: Why the barrier failed (empty until then).
     error: str
 
-    def flush(self) -> bool:
-        """Make the guarded writes durable now, in the calling thread; the result."""
+    def flush(self) -> bool | None:
+        """Write the guarded writes now, in the calling thread; the result, or
+        None while it still waits (for an fsync running elsewhere)."""
         ...
 
     def wait(self, timeout: float | None = None) -> bool:

@@ -24,6 +24,7 @@ clients forever.
 from __future__ import annotations
 
 import asyncio
+import collections
 import errno
 import logging
 import signal
@@ -43,7 +44,7 @@ from sockworks.core.net import (
     format_address,
     format_peer,
 )
-from sockworks.core.service import Output, Service, Session
+from sockworks.core.service import Barrier, Output, Service, Session
 from sockworks.core.stats import ServerStats
 from sockworks.core.tls import handshake_failure
 from sockworks.models.base import Model, install_stop_signals
@@ -67,7 +68,7 @@ class _Connection(asyncio.Protocol):
     __slots__ = ("model", "service", "session", "transport", "peer", "last_active",
                  "pauses", "pending", "closing", "admitted", "slow", "on_data",
                  "write", "time", "handle", "over_soft_since", "last_unsent", "abort_timer",
-                 "unix_path", "deferred")
+                 "unix_path", "held", "waiting")
 
     def __init__(self, model: AsyncioModel, service: Service,
                  unix_path: str | None = None) -> None:
@@ -80,7 +81,11 @@ class _Connection(asyncio.Protocol):
         self.last_active = 0.0
         self.pauses: set[str] = set()
         self.pending = 0          # outputs waiting on a worker thread
-        self.deferred = 0         # outputs held until the loop iteration's log flush
+        #: Outputs held for the log (their barrier), in order; a reply
+        #: behind one waits too, so replies keep their order.
+        self.held: collections.deque[Output] = collections.deque()
+        #: The barrier whose resolution will call release() (one callback each).
+        self.waiting: Barrier | None = None
         self.closing = False
         self.admitted = False
         #: True unless data_received may take the inline fast path (see _update_slow).
@@ -140,7 +145,7 @@ class _Connection(asyncio.Protocol):
 
     def _update_slow(self) -> None:
         self.slow = (self.session is None or self.closing or self.service.blocking
-                     or bool(self.pending) or bool(self.deferred) or bool(self.pauses))
+                     or bool(self.pending) or bool(self.held) or bool(self.pauses))
 
     def data_received(self, data: bytes) -> None:
         # The hot path: every request of every connection comes through here.
@@ -209,7 +214,7 @@ class _Connection(asyncio.Protocol):
     # -- helpers ------------------------------------------------------------
     @property
     def busy(self) -> bool:
-        return bool(self.pending or self.deferred) or (self.session is not None
+        return bool(self.pending or self.held) or (self.session is not None
                                       and (self.session.busy or self.session.backlog))
 
     def _pause(self, reason: str) -> None:
@@ -257,19 +262,42 @@ class _Connection(asyncio.Protocol):
         self._deliver(future.result())
 
     def _deliver(self, out: Output) -> None:
-        if out.barrier is not None or self.deferred:
+        if out.barrier is not None or self.held:
             # Behind a held output too, so replies keep their order.
             self.model.defer(self, out)
             return
         self._send(out, out.data)
 
-    def flushed(self, out: Output, ok: bool) -> None:
-        """A held output, after the iteration's log flush: its replies, the
-        error replies if the flush failed, or (with no error replies to
-        give) a close without acknowledging."""
-        self.deferred -= 1
-        if not self.deferred:
-            self._update_slow()
+    def release(self) -> None:
+        """Send the held outputs whose barrier resolved, in order; at the
+        first one still waiting (its fsync runs in the flusher thread), ask
+        to be called again when it resolves."""
+        held = self.held
+        while held:
+            out = held[0]
+            barrier = out.barrier
+            ok = True
+            if barrier is not None:
+                result = barrier.flush()  # written already: only reads the state
+                if result is None:
+                    if self.waiting is not barrier:
+                        self.waiting = barrier
+                        barrier.add_done_callback(self._resolved)
+                    return
+                ok = result
+            held.popleft()
+            if not held:
+                self._update_slow()
+            self._flushed(out, ok)
+
+    def _resolved(self, ok: bool) -> None:
+        # In the flusher thread: back to the loop.
+        self.model.loop.call_soon_threadsafe(self.release)
+
+    def _flushed(self, out: Output, ok: bool) -> None:
+        """A held output whose barrier resolved: its replies, the error
+        replies if the batch failed, or (with no error replies to give) a
+        close without acknowledging."""
         if ok:
             self._send(out, out.data)
             return
@@ -445,8 +473,10 @@ class AsyncioModel(Model):
         self.log_limit = RateLimitedLog(logger, logging.WARNING)
         self.log_error = RateLimitedLog(logger, logging.ERROR)
         self.connections: set[_Connection] = set()
-        #: Outputs with writes held until this loop iteration's log flush.
-        self._deferred: list[tuple[_Connection, Output]] = []
+        #: Connections holding outputs for this loop iteration's log flush,
+        #: and the barriers to flush.
+        self._deferred: list[_Connection] = []
+        self._barriers: list[Barrier] = []
         self.stopping = False
         self._stop_requested = False
         self.loop = new_event_loop()
@@ -496,27 +526,32 @@ class AsyncioModel(Model):
         callback of the current iteration (asyncio: the callback lands behind
         this iteration's ready handles; uvloop: in the next idle phase,
         before it polls again), so one log write covers the writes of all
-        connections read in the iteration, as Redis's beforeSleep does."""
+        connections read in the iteration, as Redis's beforeSleep does.
+        Under ``always`` the replies then wait for the flusher thread's
+        fsync (Connection.release), while the loop goes on reading."""
         deferred = self._deferred
         if not deferred:
             self.loop.call_soon(self._flush_deferred)
-        deferred.append((conn, out))
-        conn.deferred += 1
+        if not conn.held:
+            deferred.append(conn)
+        conn.held.append(out)
         conn.slow = True
+        barrier = out.barrier
+        barriers = self._barriers
+        if barrier is not None and (not barriers or barriers[-1] is not barrier):
+            barriers.append(barrier)
 
     def _flush_deferred(self) -> None:
-        batch, self._deferred = self._deferred, []
-        last: object = None
-        ok = True
-        for conn, out in batch:
-            barrier = out.barrier
-            # The first flush writes (and under always fsyncs) everything
-            # buffered and resolves every barrier it covered (the outputs of
-            # one batch mostly share one); the rest only read their result.
-            if barrier is not last:
-                last = barrier
-                ok = barrier is None or barrier.flush()
-            conn.flushed(out, ok)
+        conns, self._deferred = self._deferred, []
+        barriers, self._barriers = self._barriers, []
+        # The first flush writes everything buffered (one write() for the
+        # iteration) and resolves what it covered; under always the flusher
+        # thread's fsync resolves them, covering every batch written while
+        # the previous fsync ran (the loop never waits for the disk).
+        for barrier in barriers:
+            barrier.flush()
+        for conn in conns:
+            conn.release()
 
     def connection_gone(self) -> None:
         if self.stopping and not self.connections and self._all_gone is not None:

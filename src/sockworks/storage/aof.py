@@ -35,6 +35,15 @@ batch stays buffered, since its writes are already applied in memory, and
 the next write retries it first: while it still fails, new writes are
 refused before they change anything (Redis's MISCONF), so the retained batch
 is bounded and the log never misses a write that memory holds.
+
+A failed write() is undone (the file is cut back to the last whole record,
+so no torn record is left in the middle for a later write to bury) and
+raises StoreWriteError; the next write tries again, so a disk that frees up
+recovers by itself. A failed fsync is sticky: after it the kernel may have
+dropped the dirty pages and cleared the error ("fsyncgate", PostgreSQL
+2018), so a retry that succeeds proves nothing. Every pending barrier
+resolves False and every later write raises StoreWriteError until the
+process is restarted and replays what is really on disk.
 """
 
 from __future__ import annotations

@@ -477,6 +477,7 @@ class AsyncioModel(Model):
         #: and the barriers to flush.
         self._deferred: list[_Connection] = []
         self._barriers: list[Barrier] = []
+        self._flush_scheduled = False
         self.stopping = False
         self._stop_requested = False
         self.loop = new_event_loop()
@@ -529,11 +530,11 @@ class AsyncioModel(Model):
         connections read in the iteration, as Redis's beforeSleep does.
         Under ``always`` the replies then wait for the flusher thread's
         fsync (Connection.release), while the loop goes on reading."""
-        deferred = self._deferred
-        if not deferred:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
             self.loop.call_soon(self._flush_deferred)
         if not conn.held:
-            deferred.append(conn)
+            self._deferred.append(conn)
         conn.held.append(out)
         conn.slow = True
         barrier = out.barrier
@@ -542,6 +543,7 @@ class AsyncioModel(Model):
             barriers.append(barrier)
 
     def _flush_deferred(self) -> None:
+        self._flush_scheduled = False
         conns, self._deferred = self._deferred, []
         barriers, self._barriers = self._barriers, []
         # The first flush writes everything buffered (one write() for the

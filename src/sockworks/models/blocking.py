@@ -59,7 +59,7 @@ from sockworks.core.net import (
     set_nodelay,
     set_reset_on_close,
 )
-from sockworks.core.service import Output, Service
+from sockworks.core.service import REPLY_BUDGET, Output, Service
 from sockworks.core.stats import ServerStats
 from sockworks.core.tls import handshake_failure
 from sockworks.models.base import Model
@@ -382,6 +382,9 @@ def drive_connection(
     session, peer = conn.session, conn.peer
     on_data = session.on_data
     limit = settings.client_output_buffer_limit.normal
+    # A reply this short, with no barrier, is sent straight away: no limit
+    # can refuse it (the per-request path, kept to a few bytecodes).
+    direct = min([n for n in (limit.hard, limit.soft) if n] or [REPLY_BUDGET * 1024])
     idle_timeout = settings.idle_timeout
     log_limit = registry.log_limit
     try:
@@ -427,7 +430,14 @@ def drive_connection(
                 deliver(conn, session.on_eof(), send, limit)
                 return
             conn.active = True
-            if not deliver(conn, on_data(data), send, limit):
+            out = on_data(data)
+            reply, close, barrier, _ = out
+            if barrier is None and not close and len(reply) <= direct:
+                if reply:
+                    conn.unsent = len(reply)
+                    send(reply)
+                    conn.unsent = 0
+            elif not deliver(conn, out, send, limit):
                 return
             # Back-pressure: requests held back run once the last slice is sent.
             while session.backlog and conn.kill_reason is None:
@@ -461,14 +471,25 @@ def drive_connection(
 def deliver(conn: Tracked, out: Output, send: Callable[[bytes], object],
              limit: OutputLimit) -> bool:
     """Send an Output (after its barrier, and after what was delivered to
-    the connection meanwhile); False when the connection must end."""
-    if out.barrier is not None and not out.barrier.wait():
-        _log_error("write to storage failed; closing %s without acknowledging", conn.peer)
-        return False
+    the connection meanwhile); False when the connection must end.
+
+    The barrier's wait writes the log batch this thread's chunk made (one
+    write for all of it) and, under ``always``, waits for the shared fsync.
+    """
+    data = out.data
+    barrier = out.barrier
+    if barrier is not None and not barrier.wait():
+        if out.failed is None:
+            _log_error("write to storage failed (%s); closing %s without acknowledging",
+                       barrier.error, conn.peer)
+            return False
+        _log_error("write to storage failed (%s); error replies to %s", barrier.error,
+                   conn.peer)
+        data = out.failed(barrier.error)
     if conn.outbox_bytes:
         flush_outbox(conn, send, limit)
-    if out.data:
-        send_reply(conn, send, out.data, limit)
+    if data:
+        send_reply(conn, send, data, limit)
     return not out.close
 
 

@@ -21,6 +21,7 @@ embedded store) and runs after it otherwise (Redis).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import platform
@@ -28,7 +29,7 @@ import secrets
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 from sockworks._version import __version__
@@ -73,7 +74,7 @@ from sockworks.services.resp_commands import (
 from sockworks.services.resp_context import CommandSpec, Plan
 from sockworks.services.resp_introspect import command_keys
 from sockworks.services.resp_table import COMMANDS, CONTAINER_COMMANDS
-from sockworks.storage.base import Store, StoreError
+from sockworks.storage.base import Store, StoreError, StoreWriteError
 
 __all__ = ["COMMANDS", "REDIS_VERSION", "RespService", "RespSession"]
 
@@ -155,6 +156,8 @@ class RespService(Service):
 
     def attach(self, stats: ServerStats, settings: ServerSettings) -> None:
         super().attach(stats, settings)
+        # As KvService.attach: the models flush the sessions' barriers.
+        self.store.batch_log_writes()
         stats.counter_sources[self.name] = self.counters
         stats.counter_sources[f"{self.name}.cmd"] = self.command_stats.flat
 
@@ -354,6 +357,21 @@ def _commandstats(flat: Mapping[str, float]) -> dict[str, object]:
     return fields
 
 
+def _with_write_errors(replies: list[bytes], writes: list[int], error: str) -> bytes:
+    """The replies of a chunk whose log batch failed: every write's
+    acknowledgement (an EXEC's whole array) becomes the error."""
+    failed = list(replies)
+    reply = store_error(StoreWriteError(error))
+    for index in writes:
+        failed[index] = reply
+    return b"".join(failed)
+
+
+def _one_write_error(error: str) -> bytes:
+    """The failed-batch reply of a chunk that was one write."""
+    return store_error(StoreWriteError(error))
+
+
 class RespSession(Session):
     """One RESP connection: requests in, replies out, in order."""
 
@@ -390,6 +408,8 @@ class RespSession(Session):
         #: A command was refused before it ran (INFO's rejected_calls); set
         #: with its error reply, cleared when that reply is counted.
         self._rejected = False
+        #: Commands that wrote, ever (tells _execute which replies acknowledge a write).
+        self._writes = 0
         #: Commands received but held back (their replies would pass
         #: REPLY_BUDGET), and the protocol error after them, if any.
         self._backlog: list[list[bytes]] | None = None
@@ -509,6 +529,9 @@ class RespSession(Session):
         started = time.perf_counter()
         replies: list[bytes] = []
         append = replies.append
+        # Where the writes' acknowledgements are in replies: a failed log
+        # batch turns each into an error reply (Output.failed).
+        writes: list[int] = []
         self._wrote = False
         errors = executed = size = gets = sets = 0
         # Commands off the GET/SET fast path, their time (s), error
@@ -561,6 +584,7 @@ class RespSession(Session):
                     append(store_error(exc))
                     continue
                 self._wrote = True
+                writes.append(len(replies))
                 append(OK)
                 continue
             if argv[0].lower() in _HTTP_WORDS:
@@ -574,10 +598,13 @@ class RespSession(Session):
             if gets + sets != fast:
                 fast = gets + sets
                 mark = perf_counter()
+            before = self._writes
             reply = self.execute(argv)
             now = perf_counter()
             took, mark = now - mark, now
             timed += took
+            if self._writes != before:
+                writes.append(len(replies))
             spec = self._commands.get(argv[0].lower())
             name = spec.name if spec is not None else OTHER
             calls[name] = calls.get(name, 0) + 1
@@ -620,10 +647,16 @@ class RespSession(Session):
         received, self._received = self._received, 0
         self.service.command_stats.add(calls, failed, elapsed, received, len(data),
                                        rejected, spent)
-        barrier = self.store.durability_barrier() if self._wrote else None
         if not replies and not self._done:
             return NOTHING
-        return Output(data, self._done, barrier)
+        if not self._wrote:
+            return Output(data, self._done)
+        on_failure: Callable[[str], bytes] | None = None
+        if len(replies) == 1 and writes:
+            on_failure = _one_write_error
+        elif writes:
+            on_failure = functools.partial(_with_write_errors, replies, writes)
+        return Output(data, self._done, self.store.durability_barrier(), on_failure)
 
     def on_eof(self) -> Output:
         self._cancel_wait()  # Redis frees a blocked client whose peer closed
@@ -660,6 +693,7 @@ class RespSession(Session):
         reply, wrote = outcome
         if wrote:
             self._wrote = True
+            self._writes += 1  # its reply acknowledges a write (a failed batch errs it)
         return reply
 
     def park(self, waiter: Waiter) -> None:
@@ -788,6 +822,7 @@ class RespSession(Session):
             return store_error(exc)
         if plan.write:
             self._wrote = True
+            self._writes += 1
         return reply
 
     # -- the handlers' view of the connection (CommandContext) ---------------------
@@ -883,7 +918,9 @@ class RespSession(Session):
                 if isinstance(result, StoreError):
                     replies.append(store_error(result))
                 else:
-                    self._wrote = self._wrote or outcome.write
+                    if outcome.write:
+                        self._wrote = True
+                        self._writes += 1
                     replies.append(outcome.finish(result))
         return b"*%d\r\n" % len(replies) + b"".join(replies)
 

@@ -58,7 +58,7 @@ from sockworks.services.resp_commands import (
 )
 from sockworks.services.resp_context import CommandSpec, Plan
 from sockworks.services.resp_table import COMMANDS, CONTAINER_COMMANDS
-from sockworks.storage.base import Store, StoreError
+from sockworks.storage.base import Store, StoreError, WatchSet
 
 __all__ = ["COMMANDS", "REDIS_VERSION", "RespService", "RespSession"]
 
@@ -326,6 +326,10 @@ class RespSession(Session):
         self.queued_bytes = 0
         #: A command was refused while queueing: EXEC answers EXECABORT.
         self.multi_failed = False
+        #: WATCHed keys (None: none) and what they cost, bounded like a
+        #: transaction's queue (see watch()).
+        self._watch: WatchSet | None = None
+        self._watched_bytes = 0
         self._parser = RespParser(service.max_bulk, use_hiredis=service.use_hiredis)
         self._done = False
         self._wrote = False
@@ -481,6 +485,7 @@ class RespSession(Session):
 
     def on_close(self) -> None:
         self._done = True
+        self.unwatch()  # a disconnected client watches nothing (Redis's freeClient)
         self.service.forget(self)
 
     # -- dispatch ----------------------------------------------------------------
@@ -497,6 +502,7 @@ class RespSession(Session):
             refusal = self._check_access(spec, argv)
             if refusal is not None and spec.name == "exec":
                 self.end_multi()  # Redis: the rejected EXEC ends the transaction
+                self.unwatch()
                 return b"-EXECABORT Transaction discarded because of: " + refusal[1:]
         if refusal is not None:
             if self.queued is not None:
@@ -617,6 +623,7 @@ class RespSession(Session):
 
     def reset(self) -> None:
         self.end_multi()
+        self.unwatch()
         self.proto = 2
         self.name = b""
         self._set_user(self._access.initial_user())
@@ -639,8 +646,46 @@ class RespSession(Session):
     def close_after_reply(self) -> None:
         self._done = True
 
+    def watch(self, keys: list[bytes]) -> bytes:
+        watch = self._watch if self._watch is not None else WatchSet()
+        added = sum(len(key) + QUEUED_OVERHEAD for key in dict.fromkeys(keys)
+                    if key not in watch.keys)
+        if self._watched_bytes + added > self._parser.max_query:
+            # Redis lets a client watch keys until memory runs out; here it
+            # may watch as many key bytes as one request may hold.
+            return b"-ERR watched keys exceed %d bytes: UNWATCH first\r\n" % (
+                self._parser.max_query)
+        try:
+            self.store.watch(watch, keys)
+        except StoreError as exc:
+            return store_error(exc)
+        self._watch = watch
+        self._watched_bytes += added
+        return OK
+
+    def unwatch(self) -> None:
+        watch, self._watch = self._watch, None
+        self._watched_bytes = 0
+        if watch is not None:
+            try:
+                self.store.unwatch(watch)
+            except StoreError:
+                pass  # a closed store forgets its watchers anyway
+
     def run_transaction(self, queued: list[list[bytes]]) -> bytes:
-        """EXEC: the queued commands as one unit, one reply array."""
+        """EXEC: the queued commands as one unit, one reply array (or the
+        null array when a WATCHed key changed)."""
+        # Detached first: an UNWATCH queued in the transaction runs below
+        # (its handler), and must not clear what this EXEC checks.
+        watch, self._watch = self._watch, None
+        self._watched_bytes = 0
+        try:
+            return self._run_transaction(queued, watch)
+        finally:
+            if watch is not None:
+                self.store.unwatch(watch)
+
+    def _run_transaction(self, queued: list[list[bytes]], watch: WatchSet | None) -> bytes:
         outcomes = [self._commands[argv[0].lower()].handler(self, argv) for argv in queued]
         store = self.store
         # One batch: every single-call plan, and the groups too where the
@@ -648,10 +693,20 @@ class RespSession(Session):
         # its lock, so other clients see all of it or none of it).
         batched = [o for o in outcomes if isinstance(o, Plan)
                    and (o.single or store.isolates_groups)]
+        calls = [plan.call for plan in batched]
+
+        def guarded(st: Store) -> list[Any] | None:
+            # The WATCH check and the batch under one hold of the store's
+            # lock: nothing can change a watched key in between.
+            if watch is not None and st.watch_broken(watch):
+                return None
+            return st.execute_batch(calls)
         try:
-            results = store.execute_batch([plan.call for plan in batched])
+            results = store.run_grouped(guarded)
         except StoreError as exc:
             return store_error(exc)
+        if results is None:
+            return encode_null(self.proto, array=True)
         by_plan = {id(plan): result for plan, result in zip(batched, results)}
         replies: list[bytes] = []
         for outcome in outcomes:

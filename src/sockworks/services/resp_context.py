@@ -163,7 +163,14 @@ class CommandContext(Protocol):
         """Leave MULTI: the queued commands, and whether one was refused."""
 
     def run_transaction(self, queued: list[list[bytes]]) -> bytes:
-        """EXEC's reply: the queued commands run as one unit."""
+        """EXEC's reply: the queued commands run as one unit, or the null
+        array if a WATCHed key changed (checked atomically with the run)."""
+
+    def watch(self, keys: list[bytes]) -> bytes:
+        """WATCH ``keys`` (the store supports it); the reply."""
+
+    def unwatch(self) -> None:
+        """Forget every WATCHed key (UNWATCH, EXEC, DISCARD, RESET)."""
 
     def reset(self) -> None:
         """RESET: leave MULTI, RESP2, no name."""

@@ -21,7 +21,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from sockworks._version import __version__
 from sockworks.core.command_stats import CommandStats
@@ -267,6 +267,10 @@ class KvService(Service):
         self.store.close()  # waits for a rewrite in progress
 
 
+#: The text port's answer while a Lua script holds the store (RESP's -BUSY).
+BUSY_SCRIPT_REPLY: Final = b"ERROR: busy running a script (SCRIPT KILL on the RESP port stops it)\n"
+
+
 class KvSession(Session):
     """One text-protocol connection: bytes in, replies out, in order.
 
@@ -387,6 +391,20 @@ class KvSession(Session):
         return lines, end
 
     def _run(self, lines: list[bytes], end: object) -> Output:
+        """:meth:`_run_lines` behind the store's script gate (storage/gate.py):
+        while a Lua script has run past busy-reply-threshold, every line is
+        answered BUSY_REPLY at once instead of waiting on the store."""
+        gate = self._store.script_gate
+        if gate is None or not lines:
+            return self._run_lines(lines, end)
+        if not gate.enter():
+            return Output(BUSY_SCRIPT_REPLY * sum(1 for line in lines if line.strip()))
+        try:
+            return self._run_lines(lines, end)
+        finally:
+            gate.leave()
+
+    def _run_lines(self, lines: list[bytes], end: object) -> Output:
         """Execute complete request lines in order; one Output for them all.
 
         GET and SET, most of any workload, are dispatched right here on the

@@ -28,7 +28,7 @@ import secrets
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 from sockworks._version import __version__
@@ -57,8 +57,10 @@ from sockworks.services.resp_commands import (
     wrong_args,
 )
 from sockworks.services.resp_context import CommandSpec, Plan
+from sockworks.services.resp_scripting import BUSY_SCRIPT, Scripts, ScriptTicket, busy_allowed
 from sockworks.services.resp_table import COMMANDS, CONTAINER_COMMANDS
 from sockworks.storage.base import Store, StoreError, WatchSet
+from sockworks.storage.gate import DEFAULT_BUSY_REPLY_THRESHOLD_MS, ExclusiveRun
 
 __all__ = ["COMMANDS", "REDIS_VERSION", "RespService", "RespSession"]
 
@@ -89,8 +91,14 @@ class RespService(Service):
                  idle_timeout: float = 0.0, max_connections: int = 1024,
                  renames: CommandRenames = NO_RENAMES,
                  access: AccessControl | None = None,
-                 options: Mapping[str, str] | None = None) -> None:
+                 options: Mapping[str, str] | None = None,
+                 busy_reply_threshold: int = DEFAULT_BUSY_REPLY_THRESHOLD_MS) -> None:
         self.store = store
+        #: Lua scripts: engine, cache and runner (services/resp_scripting.py).
+        self.scripts = Scripts()
+        if store.script_gate is not None:
+            # Milliseconds, Redis's unit for busy-reply-threshold.
+            store.script_gate.threshold = busy_reply_threshold / 1000
         #: Users, passwords and protected mode (shared with the text port).
         self.access = access if access is not None else AccessControl()
         self._stats = stats
@@ -203,6 +211,11 @@ class RespService(Service):
             if self._closed:
                 return
             self._closed = True
+        gate = self.store.script_gate
+        run = gate.running if gate is not None else None
+        if run is not None:
+            run.killed = True  # shutdown stops a script, writes or not
+        self.scripts.close()
         if self.owns_store:
             self.store.close()
 
@@ -331,6 +344,12 @@ class RespSession(Session):
         self._watch: WatchSet | None = None
         self._watched_bytes = 0
         self._parser = RespParser(service.max_bulk, use_hiredis=service.use_hiredis)
+        #: The store's script gate (None: it runs no scripts), the script
+        #: handed to the runner and not yet answered, and whether an EXEC
+        #: is running (a script inside it runs at once, in this thread).
+        self._gate = self.store.script_gate
+        self._ticket: ScriptTicket | None = None
+        self._in_exec = False
         self._done = False
         self._wrote = False
         #: Commands received but held back (their replies would pass
@@ -393,11 +412,34 @@ class RespSession(Session):
         return self._execute(commands, violation)
 
     def _execute(self, commands: list[list[bytes]], violation: Any) -> Output:
+        """:meth:`_run_commands` behind the store's script gate
+        (storage/gate.py): while a script has run past busy-reply-threshold,
+        they are answered -BUSY without touching the store."""
+        gate = self._gate
+        if gate is None or not commands:
+            return self._run_commands(commands, violation, False)
+        if not gate.enter():
+            return self._run_commands(commands, violation, True)
+        try:
+            return self._run_commands(commands, violation, False)
+        finally:
+            gate.leave()
+
+    def _run_commands(self, commands: list[list[bytes]], violation: Any,
+                      busy: bool) -> Output:
         started = time.perf_counter()
         replies: list[bytes] = []
         append = replies.append
         self._wrote = False
         errors = executed = size = gets = sets = 0
+        ticket = self._ticket
+        if ticket is not None:
+            # A script answered: its reply comes before what followed it.
+            self._ticket = None
+            append(ticket.reply)
+            size += len(ticket.reply)
+            errors += ticket.reply[:1] == b"-"
+            self._wrote = ticket.wrote
         # Commands off the GET/SET fast path, and error replies, by name.
         calls: dict[str, int] = {}
         failed: dict[str, int] = {}
@@ -409,6 +451,11 @@ class RespSession(Session):
                 self._backlog_violation, violation = violation, None
                 break
             executed += 1
+            if busy:
+                reply = self._refuse_busy(argv)
+                errors += reply[:1] == b"-"
+                append(reply)
+                continue
             # GET and SET without options, outside MULTI: most of any
             # workload, answered here without the command table's Plan
             # machinery (same replies, same errors).
@@ -461,6 +508,12 @@ class RespSession(Session):
             append(reply)
             if self._done:  # QUIT: nothing after it may run
                 break
+            if self._ticket is not None:
+                # A script went to the runner: the rest waits for its reply
+                # (resume(), once the model has waited on the ticket).
+                self._backlog = commands[executed:]
+                self._backlog_violation, violation = violation, None
+                break
         if violation is not None and not self._done:
             logger.debug("protocol error from %s: %s", self.peer, violation.message)
             replies.append(error_quoting("ERR " + violation.message))
@@ -475,9 +528,22 @@ class RespSession(Session):
         self.service.command_stats.add(calls, failed, time.perf_counter() - started,
                                        received, len(data))
         barrier = self.store.durability_barrier() if self._wrote else None
+        if self._ticket is not None:
+            self._ticket.after = barrier
+            return Output(data, self._done, self._ticket)
         if not replies and not self._done:
             return NOTHING
         return Output(data, self._done, barrier)
+
+    def _refuse_busy(self, argv: list[bytes]) -> bytes:
+        """A command while a script is busy: argument errors as usual, the
+        few commands Redis lets through, BUSY for the rest."""
+        spec = self._commands.get(argv[0].lower())
+        if spec is None or not arity_ok(spec.arity, len(argv)) or busy_allowed(spec, argv):
+            return self.execute(argv)
+        if self.queued is not None:
+            self.multi_failed = True  # Redis: a refused command fails the transaction
+        return BUSY_SCRIPT
 
     def on_eof(self) -> Output:
         self._done = True
@@ -663,6 +729,35 @@ class RespSession(Session):
         self._watched_bytes += added
         return OK
 
+    def run_script(self, job: Callable[[ExclusiveRun], bytes]) -> bytes:
+        if self._in_exec or self._gate is None:
+            # Inside EXEC: now, in this thread, as part of the transaction.
+            return self._run_isolated(job, ExclusiveRun())
+        gate, ticket = self._gate, ScriptTicket()
+
+        def work() -> None:
+            run = gate.begin()
+            try:
+                reply = self._run_isolated(job, run)
+            except Exception:
+                logger.exception("script from %s failed", self.peer)
+                reply = b"-ERR internal error running the script\r\n"
+            finally:
+                gate.end()
+            ticket.resolve(reply, run.wrote)
+        self._ticket = ticket
+        self.service.scripts.submit(work)
+        return b""
+
+    def _run_isolated(self, job: Callable[[ExclusiveRun], bytes], run: ExclusiveRun) -> bytes:
+        try:
+            return self.store.run_isolated(lambda st: job(run))
+        except StoreError as exc:
+            return store_error(exc)
+
+    def script_access(self, spec: CommandSpec, argv: list[bytes]) -> bytes | None:
+        return None if self._open else self._check_access(spec, argv)
+
     def unwatch(self) -> None:
         watch, self._watch = self._watch, None
         self._watched_bytes = 0
@@ -679,9 +774,11 @@ class RespSession(Session):
         # (its handler), and must not clear what this EXEC checks.
         watch, self._watch = self._watch, None
         self._watched_bytes = 0
+        self._in_exec = True
         try:
             return self._run_transaction(queued, watch)
         finally:
+            self._in_exec = False
             if watch is not None:
                 self.store.unwatch(watch)
 
@@ -702,7 +799,7 @@ class RespSession(Session):
                 return None
             return st.execute_batch(calls)
         try:
-            results = store.run_grouped(guarded)
+            results = store.run_isolated(guarded)
         except StoreError as exc:
             return store_error(exc)
         if results is None:

@@ -26,7 +26,9 @@ if TYPE_CHECKING:
     from sockworks.core.limits import OutputLimits
     from sockworks.core.stats import ServerStats
     from sockworks.services.auth import AccessControl
+    from sockworks.services.resp_scripting import Scripts
     from sockworks.storage.base import Store
+    from sockworks.storage.gate import ExclusiveRun
 
 __all__ = ["CommandContext", "CommandSpec", "Handler", "Plan", "RespServer"]
 
@@ -104,6 +106,10 @@ class RespServer(Protocol):
 
     def info(self, sections: Sequence[str]) -> str: ...
 
+    @property
+    def scripts(self) -> Scripts:
+        """Lua scripting: engine, script cache, runner."""
+
     def sessions(self) -> Sequence[CommandContext]: ...
 
 
@@ -174,6 +180,18 @@ class CommandContext(Protocol):
 
     def reset(self) -> None:
         """RESET: leave MULTI, RESP2, no name."""
+
+    # -- scripting -------------------------------------------------------------
+    def run_script(self, job: Callable[[ExclusiveRun], bytes]) -> bytes:
+        """Run ``job`` (a script) alone on the store, its writes logged as
+        one record: its reply now (inside EXEC), or b"" and the reply later
+        (the session hands it to the runner thread)."""
+
+    def run_plan(self, plan: Plan[Any]) -> bytes:
+        """A command's plan, run now (redis.call): its reply."""
+
+    def script_access(self, spec: CommandSpec, argv: list[bytes]) -> bytes | None:
+        """The ACL refusal of ``argv`` for this connection's user, or None."""
 
     def close_after_reply(self) -> None:
         """QUIT: nothing after this command runs; the connection closes."""

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sockworks.core.service import Barrier
+from sockworks.storage.gate import ExclusiveGate
 
 __all__ = [
     "Store",
@@ -148,6 +149,10 @@ class Store(abc.ABC):
     #: True when :meth:`watch` works (the embedded store); False: WATCH is
     #: refused (the Redis backend's pooled connections cannot hold a WATCH).
     supports_watch: bool = False
+    #: Sessions pass it before touching the store, so a Lua script can hold
+    #: the store alone while they answer BUSY (storage/gate.py); None: the
+    #: store runs no scripts (the Redis backend).
+    script_gate: ExclusiveGate | None = None
 
     # -- reads ---------------------------------------------------------
     @abc.abstractmethod
@@ -282,6 +287,12 @@ class Store(abc.ABC):
         clients when :attr:`isolates_groups` says so; by default (False) its
         calls run one after another, each atomic on its own."""
         return fn(self)
+
+    def run_isolated(self, fn: Callable[[Store], T]) -> T:
+        """Like :meth:`run_grouped`, and the writes ``fn`` makes are logged
+        as one record, so a crash replays all of them or none (a script, a
+        transaction). Default: :meth:`run_grouped` (nothing to log)."""
+        return self.run_grouped(fn)
 
     def execute_batch(self, calls: Sequence[BatchCall]) -> list[Any]:
         """Run ``calls`` in order as one unit (RESP ``EXEC``): each call's

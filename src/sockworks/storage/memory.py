@@ -87,6 +87,7 @@ from sockworks.storage.base import (
     WatchSet,
     WrongType,
 )
+from sockworks.storage.gate import ExclusiveGate
 from sockworks.storage.glob import compile_glob
 from sockworks.storage.model.table import COMMANDS as MODEL_COMMANDS
 from sockworks.storage.model.table import REPLAY as MODEL_REPLAY
@@ -182,6 +183,7 @@ class MemoryStore(Store):
                  maxmemory_policy: str = "noeviction",
                  maxmemory_samples: int = eviction.DEFAULT_SAMPLES) -> None:
         self._lock = threading.RLock()
+        self.script_gate = ExclusiveGate()
         self._clock = clock
         self._data: dict[bytes, Value] = {}
         #: Keys holding an aggregate (hash, list, set, zset): a log rewrite

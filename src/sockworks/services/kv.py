@@ -167,14 +167,19 @@ class KvService(Service):
         self.command_stats = CommandStats(
             [*(name.decode().lower() for name in kvtext.COMMAND_NAMES), "auth"])
 
-    def resp_service(self) -> RespService:
+    def resp_service(self, *, busy_reply_threshold: int | None = None) -> RespService:
         """The same store over RESP (the Redis protocol), sharing the counters;
-        this service opened the store and closes it."""
+        this service opened the store and closes it. ``busy_reply_threshold``:
+        milliseconds a Lua script runs before other clients get -BUSY."""
         from sockworks.services.resp import RespService
+        from sockworks.storage.gate import DEFAULT_BUSY_REPLY_THRESHOLD_MS
 
         settings = self.settings
+        threshold = (DEFAULT_BUSY_REPLY_THRESHOLD_MS if busy_reply_threshold is None
+                     else busy_reply_threshold)
         return RespService(self.store, self.stats, max_bulk=self.max_bulk, renames=self.renames,
                            access=self.access, options=self.options,
+                           busy_reply_threshold=threshold,
                            idle_timeout=settings.idle_timeout if settings else 0.0,
                            max_connections=settings.max_connections if settings else 1024)
 

@@ -214,10 +214,15 @@ local function on_error(err)
   return err
 end
 
+-- Raises only in the script's own code (not in this file's helpers, nor
+-- while the error handler or run() itself executes).
 local function kill_hook()
   if py_killed() then
-    sethook(kill_hook, 'l')  -- every line from now on: pcall cannot swallow it
-    error({err = 'ERR Script killed by user with SCRIPT KILL...'})
+    local info = getinfo(2, 'S')
+    if info and info.source == chunk_name then
+      sethook(kill_hook, 'l')  -- every line from now on: pcall cannot swallow it
+      error({err = 'ERR Script killed by user with SCRIPT KILL...'})
+    end
   end
 end
 
@@ -286,9 +291,10 @@ class LuaEngine:
         if not LUA_AVAILABLE:
             raise RuntimeError("lupa is not installed")
         self.lock = threading.RLock()
+        self._max_memory = max_memory
         self._lua = _lupa.LuaRuntime(encoding=None, register_eval=False,
                                      register_builtins=False, unpack_returned_tuples=True,
-                                     max_memory=max_memory)
+                                     max_memory=0)
         #: redis.log, by level: a script logging in a loop costs a line per 5 s.
         self._logs = tuple(RateLimitedLog(logger, level) for level in _LOG_LEVELS)
         self._dispatch: Callable[[list[bytes]], bytes] | None = None
@@ -327,8 +333,19 @@ class LuaEngine:
             env = self._env
             env[b"KEYS"] = self._table_from(list(keys))
             env[b"ARGV"] = self._table_from(list(args))
+            # The cap holds while the script runs, where running out is a Lua
+            # error the script's pcall-protected frame turns into its reply;
+            # lifted outside it, where lupa's own calls are unprotected and a
+            # failed allocation would abort the process (Lua's panic).
+            lua = self._lua
+            lua.set_max_memory(self._max_memory)
             try:
-                ok, result = self._run(fn)
+                try:
+                    ok, result = self._run(fn)
+                finally:
+                    lua.set_max_memory(0)
+                if lua.get_memory_used() > self._max_memory // 2:
+                    lua.execute("collectgarbage()")  # what the script left behind
                 if ok:
                     return self.to_resp(result, proto)
                 return self._error_reply(result, sha)
@@ -345,8 +362,8 @@ class LuaEngine:
             message = rawget(err, b"err")
             source = rawget(err, b"source")
             line = rawget(err, b"line")
-        else:
-            message, source, line = err, None, None
+        else:  # Lua raised a string without the handler (out of memory)
+            message, source, line = b"ERR %s" % _lua_text_or_bytes(err), None, None
         text = (message if isinstance(message, bytes)
                 else _format_number(message) if isinstance(message, (int, float))
                 else b"ERR unknown error")
@@ -565,6 +582,10 @@ class _RedisError(Exception):
 def _unwrap(err: Any) -> Any:
     """The error table a redis.* callback raised; anything else as is."""
     return err.table if isinstance(err, _RedisError) else err
+
+
+def _lua_text_or_bytes(value: Any) -> bytes:
+    return value if isinstance(value, bytes) else _lua_text(value)
 
 
 def _lua_text(value: Any) -> bytes:

@@ -211,10 +211,8 @@ class RespService(Service):
             if self._closed:
                 return
             self._closed = True
-        gate = self.store.script_gate
-        run = gate.running if gate is not None else None
-        if run is not None:
-            run.killed = True  # shutdown stops a script, writes or not
+        if self.store.script_gate is not None:
+            self.store.script_gate.stop()  # shutdown stops a script, writes or not
         self.scripts.close()
         if self.owns_store:
             self.store.close()

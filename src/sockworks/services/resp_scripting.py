@@ -379,7 +379,7 @@ def cmd_script(s: Ctx, argv: list[bytes]) -> bytes:
     if sub == b"help" and n == 2:
         return b"*%d\r\n" % len(_SCRIPT_HELP) + b"".join(
             b"+" + line.encode() + b"\r\n" for line in _SCRIPT_HELP)
-    arity = {b"load": n == 3, b"exists": n >= 3, b"flush": n <= 3, b"kill": n == 2}
+    arity = {b"load": n == 3, b"exists": n >= 3, b"flush": True, b"kill": n == 2}
     if sub not in arity:
         return unknown_subcommand(argv)
     if not arity[sub]:
@@ -397,7 +397,7 @@ def cmd_script(s: Ctx, argv: list[bytes]) -> bytes:
         return b"*%d\r\n" % (n - 2) + b"".join(
             encode_integer(int(scripts.exists(sha))) for sha in argv[2:])
     if sub == b"flush":
-        if n == 3 and argv[2].lower() not in (b"sync", b"async"):
+        if n > 3 or (n == 3 and argv[2].lower() not in (b"sync", b"async")):
             return _FLUSH_OPTION
         scripts.flush()
         return OK

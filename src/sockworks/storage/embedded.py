@@ -314,6 +314,8 @@ class PersistentStore(MemoryStore):
         return info
 
     def close(self) -> None:
+        if self.script_gate is not None:  # a running script holds the lock
+            self.script_gate.stop()
         self.stop_expiry()
         with self._lock:
             if self._closed or self._closing:

@@ -105,6 +105,13 @@ class ExclusiveGate:
         run.started = time.monotonic()
         return run
 
+    def stop(self) -> None:
+        """Shutdown: stop the run in progress, whether it wrote or not (its
+        Lua hook raises at its next check; the store's lock comes free)."""
+        run = self._run
+        if run is not None:
+            run.killed = True
+
     def end(self) -> None:
         with self._cond:
             self._run = None

@@ -915,6 +915,8 @@ class MemoryStore(Store):
             yield
 
     def close(self) -> None:
+        if self.script_gate is not None:  # a running script holds the lock
+            self.script_gate.stop()
         self.stop_expiry()
         with self._lock:
             self._closed = True

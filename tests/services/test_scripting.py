@@ -36,7 +36,7 @@ from tests.redis_support import (  # noqa: F401 (fixtures)
     RedisServer,
     shared_redis_server_fixture,
 )
-from tests.support import IN_CI
+from tests.support import IN_CI, SHARED_MEMORY_MODELS
 
 redis = pytest.importorskip("redis")
 
@@ -506,7 +506,7 @@ def wait_busy(sock: socket.socket) -> None:
         assert time.monotonic() < deadline, "the script was never reported busy"
 
 
-@pytest.mark.parametrize("model", ["asyncio", "thread"])
+@pytest.mark.parametrize("model", SHARED_MEMORY_MODELS)
 def test_script_kill_stops_a_busy_script(model: str) -> None:
     proc = spawn_server("serve", "kv", "--resp-port", "0", "--model", model,
                         "--busy-reply-threshold", "100", expect_listeners=2)

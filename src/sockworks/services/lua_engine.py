@@ -45,6 +45,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Final, NoReturn
 
 from sockworks.core.logs import RateLimitedLog
+from sockworks.services.resp_commands import REDIS_VERSION
 
 __all__ = ["HOOK_INSTRUCTIONS", "LUA_AVAILABLE", "LUA_VERSION", "DEFAULT_LUA_MEMORY",
            "LuaEngine", "ScriptError", "sha1hex"]
@@ -89,7 +90,7 @@ _PRELUDE: Final = r"""
 -- (the error names the script's line, as Redis's C functions do). They
 -- raise a Python exception carrying the error table; unwrap() gets it back.
 local py_call, py_pcall, py_sha1, py_log, py_setresp, unwrap, py_killed, chunk_name,
-      hook_count = ...
+      hook_count, version, version_num = ...
 local G = _G
 local error, type, tostring, select, unpack = error, type, tostring, select, unpack
 local setmetatable, rawget, rawset, setfenv = setmetatable, rawget, rawset, setfenv
@@ -137,6 +138,7 @@ function redis.replicate_commands() return true end
 function redis.set_repl() end
 function redis.breakpoint() return false end
 function redis.debug() end
+redis.REDIS_VERSION, redis.REDIS_VERSION_NUM = version, version_num
 redis.LOG_DEBUG, redis.LOG_VERBOSE, redis.LOG_NOTICE, redis.LOG_WARNING = 0, 1, 2, 3
 redis.REPL_NONE, redis.REPL_AOF, redis.REPL_SLAVE = 0, 1, 2
 redis.REPL_REPLICA, redis.REPL_ALL = 2, 3
@@ -245,6 +247,12 @@ class ScriptError(Exception):
         self.reply = reply
 
 
+def _version_num() -> int:
+    """REDIS_VERSION as Redis's REDIS_VERSION_NUM (0x00MMmmpp)."""
+    major, minor, patch = (int(part) for part in REDIS_VERSION.split("."))
+    return (major << 16) | (minor << 8) | patch
+
+
 def sha1hex(body: bytes) -> bytes:
     return hashlib.sha1(body, usedforsecurity=False).hexdigest().encode()
 
@@ -304,7 +312,7 @@ class LuaEngine:
         lua = self._lua
         prelude = lua.execute(_PRELUDE, self._py_call, self._py_pcall, self._py_sha1,
                               self._py_log, self._py_setresp, _unwrap, self._py_killed, CHUNK,
-                              HOOK_INSTRUCTIONS)
+                              HOOK_INSTRUCTIONS, REDIS_VERSION.encode(), _version_num())
         self._compile, self._run, self._env = prelude
         self._rawget = lua.globals().rawget
         self._lua_type = _lupa.lua_type

@@ -552,3 +552,33 @@ def test_a_script_that_wrote_cannot_be_killed_and_shutdown_stops_it() -> None:
         assert proc.wait(DEADLINE) == 0
     finally:
         proc.stop()
+
+
+# -- access control ------------------------------------------------------------------
+
+def test_acl_scripting_category_and_calls_inside_scripts(tmp_path: Path) -> None:
+    from sockworks.services.auth import AccessControl
+    aclfile = tmp_path / "users.acl"
+    aclfile.write_text("user default on nopass ~* +@all\n"
+                       "user noscripts on >pw ~* +@all -@scripting\n"
+                       "user reader on >pw ~* +@scripting +get\n")
+    service = RespService(MemoryStore(), ServerStats(), owns_store=True,
+                          access=AccessControl(aclfile=str(aclfile)))
+    ours = Ours.__new__(Ours)
+    ours.service, ours.session = service, service.new_session("127.0.0.1:1")
+    try:
+        assert ours.send([b"AUTH", b"noscripts", b"pw"]) == b"+OK\r\n"
+        assert ours.send([b"EVAL", b"return 1", b"0"]).startswith(
+            b"-NOPERM this user has no permissions to run the 'eval' command")
+        assert ours.send([b"SCRIPT", b"LOAD", b"return 1"]).startswith(
+            b"-NOPERM this user has no permissions to run the 'script|load' command")
+        assert ours.send([b"AUTH", b"reader", b"pw"]) == b"+OK\r\n"
+        assert ours.send([b"EVAL", b"return redis.call('get', 'k')", b"0"]) == b"$-1\r\n"
+        # A script runs its commands as its caller: what the user may not
+        # run, the script may not either.
+        reply = ours.send([b"EVAL", b"return redis.call('set', 'k', 'v')", b"0"])
+        assert reply.startswith(b"-NOPERM this user has no permissions to run the 'set' "
+                                b"command script: "), reply
+        assert service.store.get(b"k") is None
+    finally:
+        ours.close()

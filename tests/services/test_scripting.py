@@ -192,6 +192,24 @@ SCRIPTS = [
     "local f = function() return y end; return f()", "local t = {} ; t.x = 1; return t.x",
     "return loadstring('return 1')()", "return _VERSION", "return string.rep('x', 3)",
     "return tostring(math.huge)", "return string.format('%d', 5)",
+    # the bit and cjson libraries
+    "return {bit.band(0xff, 0x0f), bit.tohex(65535), bit.bnot(0), bit.lshift(1, 31),"
+    " bit.tohex(-1, -4)}",
+    "return {bit.bor(1, 2, 4), bit.bxor(5, 3), bit.rshift(-1, 28), bit.arshift(-256, 4),"
+    " bit.rol(0x12345678, 8), bit.ror(0x12345678, 8), bit.bswap(0x12345678),"
+    " bit.tobit(2^32 + 5), bit.tobit(1.5), bit.tobit(2.5)}",
+    "return type(bit)", "bit.x = 1", "cjson.x = 1", "return type(cjson.null)",
+    "return cjson.encode({1,2,3,'sdf',{1,2}})", "return cjson.encode({a=1})",
+    "return cjson.encode({})", "return cjson.encode(3.5)", "return cjson.encode(12345678901234)",
+    "return cjson.encode(0.1)", "return cjson.encode('a\\nb/c\\\\\"')",
+    "return cjson.encode({true, false, cjson.null})",
+    "return table.concat(cjson.decode('[0.0, -5e3, -1, 0.3e-3, 1023.2, 0e10]'), ' ')",
+    "local d = cjson.decode('{\"keya\": \"a\", \"keyb\": \"b\"}') return {d.keya, d.keyb}",
+    "return cjson.encode(cjson.decode('[1,null,\"x/y\",{\"k\":[true]}]'))",
+    "return cjson.decode('null') == cjson.null",
+    "local ok, e = pcall(cjson.encode, 1/0) return e",
+    "local ok, e = pcall(cjson.encode, {[1]=1,[100]=2}) return e",
+    "local ok, e = pcall(cjson.encode, function() end) return e",
 ]
 
 #: Raw commands (arguments split on '|'), compared the same way.

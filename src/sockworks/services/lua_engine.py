@@ -45,6 +45,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Final, NoReturn
 
 from sockworks.core.logs import RateLimitedLog
+from sockworks.services import lua_libs
 from sockworks.services.resp_commands import REDIS_VERSION
 
 __all__ = ["HOOK_INSTRUCTIONS", "LUA_AVAILABLE", "LUA_VERSION", "DEFAULT_LUA_MEMORY",
@@ -235,7 +236,7 @@ local function run(fn)
   return ok, result
 end
 
-return compile, run, env
+return compile, run, env, protect
 """
 
 
@@ -313,7 +314,8 @@ class LuaEngine:
         prelude = lua.execute(_PRELUDE, self._py_call, self._py_pcall, self._py_sha1,
                               self._py_log, self._py_setresp, _unwrap, self._py_killed, CHUNK,
                               HOOK_INSTRUCTIONS, REDIS_VERSION.encode(), _version_num())
-        self._compile, self._run, self._env = prelude
+        self._compile, self._run, self._env, protect = prelude
+        lua_libs.install(lua, self._env, protect, _lupa.lua_type, _raising)
         self._rawget = lua.globals().rawget
         self._lua_type = _lupa.lua_type
         self._table_from = lua.table_from
@@ -580,16 +582,27 @@ class LuaEngine:
 
 
 class _RedisError(Exception):
-    """Raised by a redis.* callback to make Lua raise ``table``."""
+    """Raised by a callback to make Lua raise ``value`` (an error table, or
+    a string as a C library's luaL_error raises)."""
 
-    def __init__(self, table: Any) -> None:
+    def __init__(self, value: Any) -> None:
         super().__init__("redis error")
-        self.table = table
+        self.value = value
 
 
 def _unwrap(err: Any) -> Any:
-    """The error table a redis.* callback raised; anything else as is."""
-    return err.table if isinstance(err, _RedisError) else err
+    """The error value a callback raised; anything else as is."""
+    return err.value if isinstance(err, _RedisError) else err
+
+
+def _raising(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """A library function whose LibError becomes a Lua string error."""
+    def call(*args: Any) -> Any:
+        try:
+            return fn(*args)
+        except lua_libs.LibError as exc:
+            raise _RedisError(str(exc).encode()) from None
+    return call
 
 
 def _lua_text_or_bytes(value: Any) -> bytes:

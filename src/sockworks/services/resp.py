@@ -549,6 +549,13 @@ class RespSession(Session):
 
     def on_close(self) -> None:
         self._done = True
+        if self._watch is not None and self._gate is not None \
+                and self._gate.running is not None:
+            # A script holds the store's lock, which unwatch() would wait
+            # for (on an event loop, every connection would). Marked dirty,
+            # the watch is dropped at the next change of one of its keys.
+            self._watch.dirty = True
+            self._watch = None
         self.unwatch()  # a disconnected client watches nothing (Redis's freeClient)
         self.service.forget(self)
 

@@ -1,7 +1,7 @@
 # Everything runs from a private virtualenv that `make` creates on first use.
 # Two install stamps: `make run` installs only what serving needs (.[fast]:
 # uvloop, and hiredis for the RESP port); `make test`, `make lint` and the
-# benchmarks install the developer extras on top (redis-py, matplotlib,
+# benchmarks install the developer extras on top (redis-py, matplotlib, lupa,
 # pytest, mypy, ruff, import-linter).
 PYTHON ?= python3
 VENV   := .venv
@@ -22,7 +22,7 @@ $(RUN_STAMP): pyproject.toml | $(PY)
 
 # The developer extras include .[fast], so this satisfies `make run` too.
 $(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e '.[fast,redis,metrics,bench,test]'
+	$(PY) -m pip install --quiet -e '.[fast,redis,metrics,lua,bench,test]'
 	touch $(RUN_STAMP) $(STAMP)
 
 ## run: the KV server on its embedded store, persisted under ./data (port 9000)

@@ -15,7 +15,7 @@ from tests.support import require_binary
 
 REPO = Path(__file__).resolve().parent.parent
 
-DEV_EXTRAS = "'.[fast,redis,metrics,bench,test]'"
+DEV_EXTRAS = "'.[fast,redis,metrics,lua,bench,test]'"
 
 
 def dry_run(target: str, tmp_path: Path) -> list[str]:

@@ -136,6 +136,9 @@ GETKEYS = [
     [b"sort_ro", b"k"], [b"lmove", b"a", b"b", b"LEFT", b"RIGHT"], [b"bitop", b"AND", b"d",
                                                                     b"a", b"b"],
     [b"memory", b"usage", b"k"], [b"object", b"encoding", b"k"],
+    [b"blmpop", b"0", b"2", b"a", b"b", b"LEFT"], [b"bzmpop", b"1", b"1", b"z", b"MIN"],
+    [b"blpop", b"a", b"b", b"0"], [b"blmove", b"a", b"b", b"LEFT", b"RIGHT", b"0"],
+    [b"eval", b"return 1", b"2", b"a", b"b", b"x"], [b"evalsha_ro", b"f" * 40, b"1", b"k"],
 ]
 
 

@@ -400,6 +400,10 @@ class _Connection(asyncio.Protocol):
             self.close_if_idle()
         elif self.session is not None and self.session.backlog:
             self._start_backlog()
+        elif "backlog" in self.pauses:
+            # The last of a backlog ran (a small reply, which no
+            # resume_writing follows): read again.
+            self._resume("backlog")
 
     # -- back-pressure: a session's backlog is run a slice at a time ------------
     def _start_backlog(self) -> None:

@@ -22,7 +22,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from sockworks._version import __version__
 from sockworks.core.command_stats import CommandStats
@@ -184,14 +184,19 @@ class KvService(Service):
         self.command_stats = CommandStats(
             [*(name.decode().lower() for name in kvtext.COMMAND_NAMES), "auth"])
 
-    def resp_service(self) -> RespService:
+    def resp_service(self, *, busy_reply_threshold: int | None = None) -> RespService:
         """The same store over RESP (the Redis protocol), sharing the counters;
-        this service opened the store and closes it."""
+        this service opened the store and closes it. ``busy_reply_threshold``:
+        milliseconds a Lua script runs before other clients get -BUSY."""
         from sockworks.services.resp import RespService
+        from sockworks.storage.gate import DEFAULT_BUSY_REPLY_THRESHOLD_MS
 
         settings = self.settings
+        threshold = (DEFAULT_BUSY_REPLY_THRESHOLD_MS if busy_reply_threshold is None
+                     else busy_reply_threshold)
         return RespService(self.store, self.stats, max_bulk=self.max_bulk, renames=self.renames,
                            access=self.access, options=self.options,
+                           busy_reply_threshold=threshold,
                            idle_timeout=settings.idle_timeout if settings else 0.0,
                            max_connections=settings.max_connections if settings else 1024)
 
@@ -285,6 +290,10 @@ class KvService(Service):
                 return
             self._closed = True
         self.store.close()  # waits for a rewrite in progress
+
+
+#: The text port's answer while a Lua script holds the store (RESP's -BUSY).
+BUSY_SCRIPT_REPLY: Final = b"ERROR: busy running a script (SCRIPT KILL on the RESP port stops it)\n"
 
 
 class KvSession(Session):
@@ -407,6 +416,20 @@ class KvSession(Session):
         return lines, end
 
     def _run(self, lines: list[bytes], end: object) -> Output:
+        """:meth:`_run_lines` behind the store's script gate (storage/gate.py):
+        while a Lua script has run past busy-reply-threshold, every line is
+        answered BUSY_REPLY at once instead of waiting on the store."""
+        gate = self._store.script_gate
+        if gate is None or not lines:
+            return self._run_lines(lines, end)
+        if not gate.enter():
+            return Output(BUSY_SCRIPT_REPLY * sum(1 for line in lines if line.strip()))
+        try:
+            return self._run_lines(lines, end)
+        finally:
+            gate.leave()
+
+    def _run_lines(self, lines: list[bytes], end: object) -> Output:
         """Execute complete request lines in order; one Output for them all.
 
         GET and SET, most of any workload, are dispatched right here on the

@@ -73,8 +73,10 @@ from sockworks.services.resp_commands import (
 )
 from sockworks.services.resp_context import CommandSpec, Plan
 from sockworks.services.resp_introspect import command_keys
+from sockworks.services.resp_scripting import BUSY_SCRIPT, Scripts, ScriptTicket, busy_allowed
 from sockworks.services.resp_table import COMMANDS, CONTAINER_COMMANDS
-from sockworks.storage.base import Store, StoreError, StoreWriteError
+from sockworks.storage.base import Store, StoreError, StoreWriteError, WatchSet
+from sockworks.storage.gate import DEFAULT_BUSY_REPLY_THRESHOLD_MS, ExclusiveRun
 
 __all__ = ["COMMANDS", "REDIS_VERSION", "RespService", "RespSession"]
 
@@ -105,8 +107,14 @@ class RespService(Service):
                  idle_timeout: float = 0.0, max_connections: int = 1024,
                  renames: CommandRenames = NO_RENAMES,
                  access: AccessControl | None = None,
-                 options: Mapping[str, str] | None = None) -> None:
+                 options: Mapping[str, str] | None = None,
+                 busy_reply_threshold: int = DEFAULT_BUSY_REPLY_THRESHOLD_MS) -> None:
         self.store = store
+        #: Lua scripts: engine, cache and runner (services/resp_scripting.py).
+        self.scripts = Scripts()
+        if store.script_gate is not None:
+            # Milliseconds, Redis's unit for busy-reply-threshold.
+            store.script_gate.threshold = busy_reply_threshold / 1000
         #: Users, passwords and protected mode (shared with the text port).
         self.access = access if access is not None else AccessControl()
         self._stats = stats
@@ -229,6 +237,11 @@ class RespService(Service):
             if self._closed:
                 return
             self._closed = True
+        # The script first: it holds the store's lock, which the waits'
+        # timer thread and the store's close take.
+        if self.store.script_gate is not None:
+            self.store.script_gate.stop()  # shutdown stops a script, writes or not
+        self.scripts.close()
         if self.waits is not None:
             self.waits.close()
         if self.owns_store:
@@ -402,7 +415,20 @@ class RespSession(Session):
         self.queued_bytes = 0
         #: A command was refused while queueing: EXEC answers EXECABORT.
         self.multi_failed = False
+        #: WATCHed keys (None: none) and what they cost, bounded like a
+        #: transaction's queue (see watch()).
+        self._watch: WatchSet | None = None
+        self._watched_bytes = 0
         self._parser = RespParser(service.max_bulk, use_hiredis=service.use_hiredis)
+        #: The store's script gate (None: it runs no scripts), the script
+        #: handed to the runner and not yet answered, whether an EXEC is
+        #: running (a script inside it runs in its batch, in this thread)
+        #: and whether a script is: in either, a blocking command does not
+        #: block (may_block).
+        self._gate = self.store.script_gate
+        self._ticket: ScriptTicket | None = None
+        self._in_exec = False
+        self._in_script = False
         self._done = False
         self._wrote = False
         #: A command was refused before it ran (INFO's rejected_calls); set
@@ -426,8 +452,6 @@ class RespSession(Session):
         #: A wait served while one of our calls ran: its reply goes out with
         #: that call's replies, after them.
         self._stash = b""
-        #: Running EXEC: blocking commands do not block.
-        self._in_exec = False
 
     @property
     def client_id(self) -> int:
@@ -526,6 +550,21 @@ class RespSession(Session):
         return NOTHING
 
     def _execute(self, commands: list[list[bytes]], violation: Any) -> Output:
+        """:meth:`_run_commands` behind the store's script gate
+        (storage/gate.py): while a script has run past busy-reply-threshold,
+        they are answered -BUSY without touching the store."""
+        gate = self._gate
+        if gate is None or not commands:
+            return self._run_commands(commands, violation, False)
+        if not gate.enter():
+            return self._run_commands(commands, violation, True)
+        try:
+            return self._run_commands(commands, violation, False)
+        finally:
+            gate.leave()
+
+    def _run_commands(self, commands: list[list[bytes]], violation: Any,
+                      busy: bool) -> Output:
         started = time.perf_counter()
         replies: list[bytes] = []
         append = replies.append
@@ -545,6 +584,20 @@ class RespSession(Session):
         # One clock read per timed command: each starts where the last ended,
         # unless fast-path commands ran in between (their count moved).
         mark, fast = started, 0
+        ticket = self._ticket
+        if ticket is not None:
+            # A script answered: its reply comes before what followed it;
+            # its command is counted now, with the script's run time and
+            # its error, if any (INFO commandstats).
+            self._ticket = None
+            append(ticket.reply)
+            size += len(ticket.reply)
+            self._wrote = ticket.wrote
+            calls[ticket.name] = 1
+            spent[ticket.name] = ticket.overhead + ticket.seconds
+            if ticket.reply[:1] == b"-":
+                errors += 1
+                failed[ticket.name] = 1
         store = self.store
         for argv in commands:
             if size >= REPLY_BUDGET:
@@ -553,6 +606,20 @@ class RespSession(Session):
                 self._backlog_violation, violation = violation, None
                 break
             executed += 1
+            if busy:
+                reply = self._refuse_busy(argv)
+                spec = self._commands.get(argv[0].lower())
+                name = spec.name if spec is not None else OTHER
+                calls[name] = calls.get(name, 0) + 1
+                if reply[:1] == b"-":
+                    errors += 1
+                    failed[name] = failed.get(name, 0) + 1
+                    if self._rejected:  # BUSY: Redis counts it as rejected_calls
+                        self._rejected = False
+                        rejected[name] = rejected.get(name, 0) + 1
+                size += len(reply)
+                append(reply)
+                continue
             # GET and SET without options, outside MULTI: most of any
             # workload, answered here without the command table's Plan
             # machinery (same replies, same errors).
@@ -607,6 +674,14 @@ class RespSession(Session):
                 writes.append(len(replies))
             spec = self._commands.get(argv[0].lower())
             name = spec.name if spec is not None else OTHER
+            if self._ticket is not None:
+                # A script went to the runner: the rest waits for its reply
+                # (resume(), once the model has waited on the ticket), and
+                # the call is counted then, with the script's run time.
+                self._ticket.name, self._ticket.overhead = name, took
+                self._backlog = commands[executed:]
+                self._backlog_violation, violation = violation, None
+                break
             calls[name] = calls.get(name, 0) + 1
             spent[name] = spent.get(name, 0.0) + took
             if reply[:1] == b"-":
@@ -647,6 +722,11 @@ class RespSession(Session):
         received, self._received = self._received, 0
         self.service.command_stats.add(calls, failed, elapsed, received, len(data),
                                        rejected, spent)
+        if self._ticket is not None:
+            # A script went to the runner: its reply follows this chunk's,
+            # after the chunk's log batch (the ticket waits for both).
+            self._ticket.after = (self.store.durability_barrier() if self._wrote else None)
+            return Output(data, self._done, self._ticket)
         if not replies and not self._done:
             return NOTHING
         if not self._wrote:
@@ -658,6 +738,17 @@ class RespSession(Session):
             on_failure = functools.partial(_with_write_errors, replies, writes)
         return Output(data, self._done, self.store.durability_barrier(), on_failure)
 
+    def _refuse_busy(self, argv: list[bytes]) -> bytes:
+        """A command while a script is busy: argument errors as usual, the
+        few commands Redis lets through, BUSY for the rest."""
+        spec = self._commands.get(argv[0].lower())
+        if spec is None or not arity_ok(spec.arity, len(argv)) or busy_allowed(spec, argv):
+            return self.execute(argv)
+        if self.queued is not None:
+            self.multi_failed = True  # Redis: a refused command fails the transaction
+        self._rejected = True
+        return BUSY_SCRIPT
+
     def on_eof(self) -> Output:
         self._cancel_wait()  # Redis frees a blocked client whose peer closed
         self._done = True
@@ -666,13 +757,25 @@ class RespSession(Session):
     def on_close(self) -> None:
         self._cancel_wait()
         self._done = True
+        if self._watch is not None:
+            # A disconnected client watches nothing (Redis's freeClient).
+            self._outside_script(self.unwatch)
         self.service.forget(self)
 
     def on_stop(self) -> Output:
-        """Shutdown: a waiting client gets the timeout's null array."""
-        waiter, waits = self._blocked, self.service.waits
-        if waiter is None or waits is None or not waits.cancel(waiter):
+        """Shutdown: a waiting client gets the timeout's null array (if no
+        script holds the store: then it is closed without it)."""
+        waiter, waits, gate = self._blocked, self.service.waits, self._gate
+        if waiter is None or waits is None:
             return NOTHING
+        if gate is not None and not gate.try_enter():
+            return NOTHING
+        try:
+            if not waits.cancel(waiter):
+                return NOTHING
+        finally:
+            if gate is not None:
+                gate.leave()
         with self._block_lock:
             self._blocked = None
         self._done = True
@@ -681,7 +784,10 @@ class RespSession(Session):
     # -- blocking commands (resp_blocking.py) -------------------------------------------
     @property
     def may_block(self) -> bool:
-        return not self._in_exec
+        # Redis: in MULTI/EXEC a blocking command is its non-blocking form
+        # (CLIENT_DENY_BLOCKING); a script cannot call one (Redis 7.0 flags
+        # them noscript), and were it let through it would not block either.
+        return not (self._in_exec or self._in_script)
 
     def block(self, request: BlockRequest) -> bytes:
         waits = self.service.waits
@@ -726,7 +832,23 @@ class RespSession(Session):
     def _cancel_wait(self) -> None:
         waiter, waits = self._blocked, self.service.waits
         if waiter is not None and waits is not None:
-            waits.cancel(waiter)
+            self._outside_script(lambda: waits.cancel(waiter))
+
+    def _outside_script(self, fn: Callable[[], object]) -> None:
+        """``fn`` (it takes the store's lock) now, or, while a script holds
+        the store, on the script runner once the script is over: a
+        disconnect must not wait for a script (on an event loop every
+        connection would)."""
+        gate = self._gate
+        if gate is None:
+            fn()
+        elif gate.try_enter():
+            try:
+                fn()
+            finally:
+                gate.leave()
+        else:
+            self.service.scripts.submit(fn)
 
     # -- dispatch ----------------------------------------------------------------
     def execute(self, argv: list[bytes]) -> bytes:
@@ -742,6 +864,7 @@ class RespSession(Session):
             refusal = self._check_access(spec, argv)
             if refusal is not None and spec.name == "exec":
                 self.end_multi()  # Redis: the rejected EXEC ends the transaction
+                self.unwatch()
                 return b"-EXECABORT Transaction discarded because of: " + refusal[1:]
         if refusal is not None:
             if self.queued is not None:
@@ -867,6 +990,7 @@ class RespSession(Session):
 
     def reset(self) -> None:
         self.end_multi()
+        self.unwatch()
         self.proto = 2
         self.name = b""
         self._set_user(self._access.initial_user())
@@ -889,23 +1013,112 @@ class RespSession(Session):
     def close_after_reply(self) -> None:
         self._done = True
 
+    def watch(self, keys: list[bytes]) -> bytes:
+        watch = self._watch if self._watch is not None else WatchSet()
+        added = sum(len(key) + QUEUED_OVERHEAD for key in dict.fromkeys(keys)
+                    if key not in watch.keys)
+        if self._watched_bytes + added > self._parser.max_query:
+            # Redis lets a client watch keys until memory runs out; here it
+            # may watch as many key bytes as one request may hold.
+            return b"-ERR watched keys exceed %d bytes: UNWATCH first\r\n" % (
+                self._parser.max_query)
+        try:
+            self.store.watch(watch, keys)
+        except StoreError as exc:
+            return store_error(exc)
+        self._watch = watch
+        self._watched_bytes += added
+        return OK
+
+    def run_script(self, job: Callable[[ExclusiveRun], bytes]) -> bytes | Plan[bytes]:
+        if self._in_exec or self._gate is None:
+            # Inside EXEC: in this thread, as part of the transaction's
+            # batch (in its order, after its WATCH check, under its hold of
+            # the lock), not now, while EXEC is still collecting the plans.
+            run = ExclusiveRun()
+
+            def body(st: Store) -> bytes:
+                reply = self._run_isolated(job, run)
+                if run.wrote:
+                    self._wrote = True
+                return reply
+            return Plan.group(body)
+        gate, ticket = self._gate, ScriptTicket()
+
+        def work() -> None:
+            run = gate.begin()
+            started = time.perf_counter()
+            try:
+                reply = self._run_isolated(job, run)
+            except Exception:
+                logger.exception("script from %s failed", self.peer)
+                reply = b"-ERR internal error running the script\r\n"
+            finally:
+                gate.end()
+            ticket.seconds = time.perf_counter() - started
+            ticket.resolve(reply, run.wrote)
+        self._ticket = ticket
+        self.service.scripts.submit(work)
+        return b""
+
+    def _run_isolated(self, job: Callable[[ExclusiveRun], bytes], run: ExclusiveRun) -> bytes:
+        self._in_script = True  # a blocking command in it does not block
+        try:
+            return self.store.run_isolated(lambda st: job(run))
+        except StoreError as exc:
+            return store_error(exc)
+        finally:
+            self._in_script = False
+
+    def script_access(self, spec: CommandSpec, argv: list[bytes]) -> bytes | None:
+        return None if self._open else self._check_access(spec, argv)
+
+    def unwatch(self) -> None:
+        watch, self._watch = self._watch, None
+        self._watched_bytes = 0
+        if watch is not None:
+            try:
+                self.store.unwatch(watch)
+            except StoreError:
+                pass  # a closed store forgets its watchers anyway
+
     def run_transaction(self, queued: list[list[bytes]]) -> bytes:
-        """EXEC: the queued commands as one unit, one reply array."""
+        """EXEC: the queued commands as one unit, one reply array (or the
+        null array when a WATCHed key changed)."""
+        # Detached first: an UNWATCH queued in the transaction runs below
+        # (its handler), and must not clear what this EXEC checks.
+        watch, self._watch = self._watch, None
+        self._watched_bytes = 0
         self._in_exec = True
         try:
-            outcomes = [self._commands[argv[0].lower()].handler(self, argv) for argv in queued]
+            return self._run_transaction(queued, watch)
         finally:
             self._in_exec = False
+            if watch is not None:
+                self.store.unwatch(watch)
+
+    def _run_transaction(self, queued: list[list[bytes]], watch: WatchSet | None) -> bytes:
+        outcomes = [self._commands[argv[0].lower()].handler(self, argv) for argv in queued]
         store = self.store
         # One batch: every single-call plan, and the groups too where the
         # store isolates them (the embedded store runs the whole batch under
         # its lock, so other clients see all of it or none of it).
         batched = [o for o in outcomes if isinstance(o, Plan)
                    and (o.single or store.isolates_groups)]
+        calls = [plan.call for plan in batched]
+
+        def guarded(st: Store) -> list[Any] | None:
+            # The WATCH check and the batch under one hold of the store's
+            # lock: nothing can change a watched key in between.
+            if watch is not None and st.watch_broken(watch):
+                return None
+            return st.execute_batch(calls)
         try:
-            results = store.execute_batch([plan.call for plan in batched])
+            results = store.run_isolated(guarded)
         except StoreError as exc:
             return store_error(exc)
+        if results is None:
+            return encode_null(self.proto, array=True)
         by_plan = {id(plan): result for plan, result in zip(batched, results)}
         replies: list[bytes] = []
         for outcome in outcomes:

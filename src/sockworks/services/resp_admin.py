@@ -44,6 +44,11 @@ from sockworks.storage.base import Store, StoreError
 
 __all__: list[str] = []  # resp_table.py imports the cmd_* handlers by name
 
+#: WATCH on a store that cannot track it: the Redis backend's commands go
+#: over pooled connections, and a WATCH belongs to one connection.
+WATCH_UNSUPPORTED: Final = (b"-ERR WATCH is not supported with a Redis backend "
+                            b"(--store redis://...): use the embedded store\r\n")
+
 
 def cmd_ping(s: Ctx, argv: list[bytes]) -> bytes:
     if len(argv) > 2:
@@ -121,30 +126,37 @@ def cmd_exec(s: Ctx, argv: list[bytes]) -> bytes:
     if not s.in_multi:
         return b"-ERR EXEC without MULTI\r\n"
     queued, failed = s.end_multi()
-    if failed:
-        return EXECABORT
-    if any("denyoom" in s.commands[argv[0].lower()].flags for argv in queued) \
-            and not s.store.make_room():
-        return EXECABORT_OOM
-    return s.run_transaction(queued)
+    try:
+        if failed:
+            return EXECABORT
+        if any("denyoom" in s.commands[argv[0].lower()].flags for argv in queued) \
+                and not s.store.make_room():
+            return EXECABORT_OOM
+        return s.run_transaction(queued)
+    finally:
+        s.unwatch()  # Redis: EXEC, whatever its outcome, unwatches everything
 
 
 def cmd_discard(s: Ctx, argv: list[bytes]) -> bytes:
     if not s.in_multi:
         return b"-ERR DISCARD without MULTI\r\n"
     s.end_multi()
+    s.unwatch()
     return OK
 
 
 def cmd_watch(s: Ctx, argv: list[bytes]) -> bytes:
     if s.in_multi:
         return b"-ERR WATCH inside MULTI is not allowed\r\n"
-    # Optimistic locking is not implemented: refuse rather than pretend, so a
-    # client's check-and-set loop fails loudly instead of racing silently.
-    return b"-ERR WATCH is not supported by this server\r\n"
+    if not s.store.supports_watch:
+        # Refuse rather than pretend, so a client's check-and-set loop fails
+        # loudly instead of racing silently (docs/resp.md).
+        return WATCH_UNSUPPORTED
+    return s.watch(argv[1:])
 
 
 def cmd_unwatch(s: Ctx, argv: list[bytes]) -> bytes:
+    s.unwatch()
     return OK
 
 

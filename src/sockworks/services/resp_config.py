@@ -107,6 +107,10 @@ def _config_values(s: Ctx) -> dict[bytes, bytes]:
         for parameter in (*_ENCODING_LIMITS, *_ENCODING_ALIASES):
             field = _ENCODING_ALIASES.get(parameter, parameter).decode().replace("-", "_")
             values[parameter] = b"%d" % getattr(encodings, field)
+    gate = s.store.script_gate
+    if gate is not None:
+        threshold = b"%d" % round(gate.threshold * 1000)
+        values[b"busy-reply-threshold"] = values[b"lua-time-limit"] = threshold
     for name, value in options.items():
         values.setdefault(name.encode(), os.fsencode(value))
     return values
@@ -178,7 +182,7 @@ def cmd_config(s: Ctx, argv: list[bytes]) -> bytes:
 _MEMORY_PARAMETERS: Final = (b"maxmemory", b"maxmemory-policy", b"maxmemory-samples")
 #: Parameters CONFIG SET changes on this server (besides the memory ones).
 _SERVER_PARAMETERS: Final = (b"requirepass", b"timeout", b"maxclients", b"loglevel",
-                             b"protected-mode")
+                             b"protected-mode", b"busy-reply-threshold", b"lua-time-limit")
 
 
 def _failed(name: bytes, reason: str) -> bytes:
@@ -190,11 +194,12 @@ def _check_server(name: bytes, raw: bytes) -> tuple[bytes | None, Any]:
     """(error reply, None) or (None, the parsed value) for a server parameter."""
     if name == b"requirepass":
         return None, raw
-    if name in (b"timeout", b"maxclients"):
+    if name in (b"timeout", b"maxclients", b"busy-reply-threshold", b"lua-time-limit"):
         number = int_arg(raw)
         if number is None:
             return _failed(name, "argument couldn't be parsed into an integer"), None
-        low, high = (0, 2147483647) if name == b"timeout" else (1, 4294967295)
+        low, high = ((0, 2147483647) if name == b"timeout" else (1, 4294967295)
+                     if name == b"maxclients" else (0, 9223372036854775807))
         if not low <= number <= high:
             return _failed(name, f"argument must be between {low} and {high} inclusive"), None
         return None, number
@@ -222,6 +227,8 @@ def _apply_server(s: Ctx, name: bytes, value: Any) -> None:
         set_log_level(value)
     elif name == b"protected-mode":
         server.access.protected_mode = value
+    elif name in (b"busy-reply-threshold", b"lua-time-limit") and s.store.script_gate:
+        s.store.script_gate.threshold = value / 1000
 
 
 def _config_set(s: Ctx, pairs: list[bytes]) -> bytes:

@@ -27,7 +27,9 @@ if TYPE_CHECKING:
     from sockworks.core.stats import ServerStats
     from sockworks.services.auth import AccessControl
     from sockworks.services.resp_blocking import BlockRequest
+    from sockworks.services.resp_scripting import Scripts
     from sockworks.storage.base import Store
+    from sockworks.storage.gate import ExclusiveRun
 
 __all__ = ["CommandContext", "CommandSpec", "Handler", "Plan", "RespServer"]
 
@@ -105,6 +107,10 @@ class RespServer(Protocol):
 
     def info(self, sections: Sequence[str]) -> str: ...
 
+    @property
+    def scripts(self) -> Scripts:
+        """Lua scripting: engine, script cache, runner."""
+
     def sessions(self) -> Sequence[CommandContext]: ...
 
 
@@ -164,10 +170,30 @@ class CommandContext(Protocol):
         """Leave MULTI: the queued commands, and whether one was refused."""
 
     def run_transaction(self, queued: list[list[bytes]]) -> bytes:
-        """EXEC's reply: the queued commands run as one unit."""
+        """EXEC's reply: the queued commands run as one unit, or the null
+        array if a WATCHed key changed (checked atomically with the run)."""
+
+    def watch(self, keys: list[bytes]) -> bytes:
+        """WATCH ``keys`` (the store supports it); the reply."""
+
+    def unwatch(self) -> None:
+        """Forget every WATCHed key (UNWATCH, EXEC, DISCARD, RESET)."""
 
     def reset(self) -> None:
         """RESET: leave MULTI, RESP2, no name."""
+
+    # -- scripting -------------------------------------------------------------
+    def run_script(self, job: Callable[[ExclusiveRun], bytes]) -> bytes | Plan[bytes]:
+        """Run ``job`` (a script) alone on the store, its writes logged as
+        one record: inside EXEC, the plan that runs it in the transaction's
+        batch; otherwise b"" and the reply later (the session hands it to
+        the runner thread)."""
+
+    def run_plan(self, plan: Plan[Any]) -> bytes:
+        """A command's plan, run now (redis.call): its reply."""
+
+    def script_access(self, spec: CommandSpec, argv: list[bytes]) -> bytes | None:
+        """The ACL refusal of ``argv`` for this connection's user, or None."""
 
     def close_after_reply(self) -> None:
         """QUIT: nothing after this command runs; the connection closes."""

@@ -194,6 +194,8 @@ _NUMKEYS: Final = {
     "zunionstore": (2, 1), "zinterstore": (2, 1), "zdiffstore": (2, 1),
     "zunion": (1, 0), "zinter": (1, 0), "zdiff": (1, 0), "zintercard": (1, 0),
     "sintercard": (1, 0), "lmpop": (1, 0), "zmpop": (1, 0),
+    "blmpop": (2, 0), "bzmpop": (2, 0),
+    "eval": (2, 0), "evalsha": (2, 0), "eval_ro": (2, 0), "evalsha_ro": (2, 0),
 }
 
 

@@ -77,6 +77,13 @@ from sockworks.services.resp_commands import (
 from sockworks.services.resp_config import cmd_config
 from sockworks.services.resp_context import CommandSpec
 from sockworks.services.resp_introspect import cmd_command, cmd_memory
+from sockworks.services.resp_scripting import (
+    cmd_eval,
+    cmd_eval_ro,
+    cmd_evalsha,
+    cmd_evalsha_ro,
+    cmd_script,
+)
 
 __all__ = ["COMMANDS", "CONTAINER_COMMANDS", "SPECS"]
 
@@ -160,6 +167,14 @@ SPECS: Final[tuple[CommandSpec, ...]] = (
                 queueable=False),
     CommandSpec("reset", cmd_reset, 1, ("noscript", "loading", "stale", "fast"),
                 queueable=False),
+    # -- Lua scripting (resp_scripting.py) --------------------------------------
+    # No fixed key positions: numkeys says which arguments are keys.
+    CommandSpec("eval", cmd_eval, -3, ("noscript", "stale", "movablekeys")),
+    CommandSpec("evalsha", cmd_evalsha, -3, ("noscript", "stale", "movablekeys")),
+    CommandSpec("eval_ro", cmd_eval_ro, -3, ("readonly", "noscript", "stale", "movablekeys")),
+    CommandSpec("evalsha_ro", cmd_evalsha_ro, -3,
+                ("readonly", "noscript", "stale", "movablekeys")),
+    CommandSpec("script", cmd_script, -2),
 )
 
 #: Lower-case name -> spec (read-only by type; built once from SPECS).

@@ -315,6 +315,20 @@ class AppendOnlyLog:
             self._thread.start()
 
     # -- appending (store lock held) --------------------------------------
+    def check_writable(self) -> None:
+        """StoreWriteError if an append would be refused (failed or closed)."""
+        if self._failed is not None:
+            raise StoreWriteError(f"writes disabled: {self._failed}; restart to recover")
+        if self._fd < 0:
+            raise StoreWriteError("the log is closed")
+
+    def fail(self, reason: str) -> None:
+        """Refuse every later write until a restart (memory holds changes
+        the log does not: a restart must replay what is really on disk)."""
+        if self._failed is None:
+            self._failed = reason
+            logger.error("%s: %s; writes disabled until restart", self.path, reason)
+
     def append(self, payload: bytes) -> int:
         """Log ``payload`` (store lock held); the log's size after it, what
         is still buffered included."""

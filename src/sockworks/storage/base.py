@@ -14,6 +14,14 @@ several calls (read-modify-write: APPEND, GETDEL...); whether no other
 client's call can come in between is a capability the store declares in
 ``isolates_groups``, not something a caller discovers by probing.
 
+Optimistic locking (WATCH). A backend that says ``supports_watch`` tracks
+a :class:`WatchSet` per client: :meth:`Store.watch` registers keys, any
+change to one of them from any client (a write, a deletion, an expiry, a
+flush) marks the set dirty, and :meth:`Store.watch_broken` (called inside the
+same ``run_grouped`` as the transaction it guards) says whether EXEC must
+abort. The cost is one dict lookup per change while anybody watches, none
+otherwise: no snapshot of values is ever compared.
+
 Durability contract: a write method returns only after the write is in the
 backend's log (or the backend itself); ``durability_barrier()`` then returns a
 barrier the caller waits on before acknowledging the write to a client, or
@@ -36,6 +44,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sockworks.core.service import Barrier
+from sockworks.storage.gate import ExclusiveGate
 
 __all__ = [
     "Store",
@@ -49,6 +58,7 @@ __all__ = [
     "RewriteInProgress",
     "SetResult",
     "BatchCall",
+    "WatchSet",
 ]
 
 T = TypeVar("T")
@@ -113,6 +123,19 @@ class SetResult:
     old: bytes | None = None
 
 
+class WatchSet:
+    """One client's WATCHed keys: ``keys`` maps each key to whether it was
+    already expired (but not yet reclaimed) when watched, which Redis 7 does
+    not count as a change when it is reclaimed; ``dirty`` is set by the
+    store, under its lock, when a watched key changes. Compared by identity."""
+
+    __slots__ = ("dirty", "keys")
+
+    def __init__(self) -> None:
+        self.dirty = False
+        self.keys: dict[bytes, bool] = {}
+
+
 #: One call of :meth:`Store.execute_batch`: makes one Store call and returns
 #: its result, e.g. ``lambda st: st.set(key, value, nx=True)``.
 BatchCall = Callable[["Store"], Any]
@@ -127,6 +150,13 @@ class Store(abc.ABC):
     #: False: a group's calls run one after another, each atomic alone, and
     #: each batch call must make exactly one Store call (the Redis backend).
     isolates_groups: bool = False
+    #: True when :meth:`watch` works (the embedded store); False: WATCH is
+    #: refused (the Redis backend's pooled connections cannot hold a WATCH).
+    supports_watch: bool = False
+    #: Sessions pass it before touching the store, so a Lua script can hold
+    #: the store alone while they answer BUSY (storage/gate.py); None: the
+    #: store runs no scripts (the Redis backend).
+    script_gate: ExclusiveGate | None = None
 
     # -- reads ---------------------------------------------------------
     @abc.abstractmethod
@@ -250,12 +280,32 @@ class Store(abc.ABC):
         """Counters and persistence state for STATS/INFO (flat, str keys)."""
         return {}
 
+    # -- optimistic locking (WATCH) ------------------------------------------
+    def watch(self, watch: WatchSet, keys: Sequence[bytes]) -> None:
+        """Add ``keys`` to ``watch`` (see the module docstring)."""
+        raise StoreError("WATCH is not supported by this store")
+
+    def watch_broken(self, watch: WatchSet) -> bool:
+        """Whether a watched key changed (or expired) since it was watched."""
+        return watch.dirty
+
+    def unwatch(self, watch: WatchSet) -> None:
+        """Forget every key of ``watch`` and clear its dirty flag."""
+        watch.keys.clear()
+        watch.dirty = False
+
     # -- groups of calls --------------------------------------------------
     def run_grouped(self, fn: Callable[[Store], T]) -> T:
         """``fn(self)``: a function making several calls. Isolated from other
         clients when :attr:`isolates_groups` says so; by default (False) its
         calls run one after another, each atomic on its own."""
         return fn(self)
+
+    def run_isolated(self, fn: Callable[[Store], T]) -> T:
+        """Like :meth:`run_grouped`, and the writes ``fn`` makes are logged
+        as one record, so a crash replays all of them or none (a script, a
+        transaction). Default: :meth:`run_grouped` (nothing to log)."""
+        return self.run_grouped(fn)
 
     def execute_batch(self, calls: Sequence[BatchCall]) -> list[Any]:
         """Run ``calls`` in order as one unit (RESP ``EXEC``): each call's

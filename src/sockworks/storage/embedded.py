@@ -27,11 +27,12 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 from sockworks.core.service import Barrier
+from sockworks.storage import records
 from sockworks.storage.aof import FSYNC_POLICIES, AppendOnlyLog, CorruptLogError, load_log
-from sockworks.storage.base import RewriteInProgress, StoreError, StoreWriteError
+from sockworks.storage.base import RewriteInProgress, Store, StoreError, StoreWriteError
 from sockworks.storage.eviction import DEFAULT_SAMPLES
 from sockworks.storage.memory import MemoryStore, wall_clock_ms
 from sockworks.storage.model.values import Value, copy_value
@@ -52,6 +53,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 AOF_FILENAME = "sockworks.aof"
 LOCK_FILENAME = "sockworks.lock"
@@ -145,6 +148,9 @@ class PersistentStore(MemoryStore):
             self._dir_lock.close()
             raise
         self._persistent = True
+        #: Payloads of the run_isolated group in progress (None: none).
+        self._group_log: list[bytes] | None = None
+        self._group_bytes = 0
         self._closing = False
         self._compact_lock = threading.Lock()
         self._compact_thread: threading.Thread | None = None
@@ -159,6 +165,51 @@ class PersistentStore(MemoryStore):
 
     # -- the write-ahead hook (store lock held) -----------------------------
     def _log(self, payload: bytes) -> None:
+        group = self._group_log
+        if group is not None:
+            # Inside run_isolated: collected, written as one record at the end.
+            self._aof.check_writable()
+            self._group_bytes += len(payload)
+            if self._group_bytes > records.MAX_PAYLOAD:
+                raise StoreWriteError("writes of one script or transaction exceed one log "
+                                      "record")
+            group.append(payload)
+            return
+        self._append(payload)
+
+    def run_isolated(self, fn: Callable[[Store], T]) -> T:
+        """``fn`` under the lock; its writes are logged as ONE record after
+        it returns (or raises): replay applies all of them or none. Each
+        write is applied as it is made (``fn`` reads its own writes), so if
+        that record cannot be written, memory holds changes the log does
+        not: the log then refuses every write until a restart, which
+        replays the state before ``fn``."""
+        with self._lock:
+            if self._group_log is not None:
+                return fn(self)  # nested: the outer group logs
+            self._group_log, self._group_bytes = [], 0
+            # A group, as in MemoryStore.run_grouped: clients blocked on
+            # keys it pushed to are served once it is over and logged (their
+            # pops are records of their own, after it).
+            self._depth += 1
+            try:
+                try:
+                    return fn(self)
+                finally:
+                    payloads, self._group_log = self._group_log, None
+                    if payloads:
+                        try:
+                            self._append(b"".join(payloads))
+                        except StoreWriteError as exc:
+                            self._aof.fail(f"a script's or transaction's writes could not "
+                                           f"be logged ({exc})")
+                            raise
+            finally:
+                self._depth -= 1
+                if self._signalled and not self._depth:
+                    self._settle()
+
+    def _append(self, payload: bytes) -> None:
         size = self._aof.append(payload)
         if (
             size >= self._auto_min
@@ -276,6 +327,8 @@ class PersistentStore(MemoryStore):
         return info
 
     def close(self) -> None:
+        if self.script_gate is not None:  # a running script holds the lock
+            self.script_gate.stop()
         self.stop_expiry()
         with self._lock:
             if self._closed or self._closing:

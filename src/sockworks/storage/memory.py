@@ -47,6 +47,15 @@ recently used in O(1) (sampling in Python cost 13 us per eviction).
 volatile-lru and the LFU policies keep a stamp per key in ``_access``; the
 others pay nothing for either.
 
+WATCH: ``_watchers`` maps each watched key to the client WatchSets watching
+it (empty when nobody watches, so a write pays one falsy-dict test). Every
+change passes through a few places, and each one touches the key: ``_put``,
+``_remove`` (deletion, eviction, lazy and active expiry), ``_set_expiry``,
+PERSIST, FLUSHDB, and the data model's ``log`` (every data-model write logs
+its effects before applying them, including in-place changes of a hash,
+list, set or sorted set). Touching marks the watchers dirty and drops their
+registrations (Redis's touchWatchedKey: a dirty client's EXEC fails anyway).
+
 Persistence hook: a subclass that sets ``_persistent`` receives every write as
 a log payload (records.py format) through :meth:`_log` *before* the change is
 applied, under the lock; if ``_log`` raises, nothing changes.
@@ -75,8 +84,10 @@ from sockworks.storage.base import (
     SetResult,
     Store,
     StoreError,
+    WatchSet,
     WrongType,
 )
+from sockworks.storage.gate import ExclusiveGate
 from sockworks.storage.glob import compile_glob
 from sockworks.storage.model.table import COMMANDS as MODEL_COMMANDS
 from sockworks.storage.model.table import REPLAY as MODEL_REPLAY
@@ -175,11 +186,13 @@ class MemoryStore(Store):
     """In-memory store; see the module docstring for the contracts."""
 
     isolates_groups = True
+    supports_watch = True
 
     def __init__(self, *, clock: Callable[[], int] = wall_clock_ms, maxmemory: int = 0,
                  maxmemory_policy: str = "noeviction",
                  maxmemory_samples: int = eviction.DEFAULT_SAMPLES) -> None:
         self._lock = threading.RLock()
+        self.script_gate = ExclusiveGate()
         self._clock = clock
         self._data: dict[bytes, Value] = {}
         #: Keys holding an aggregate (hash, list, set, zset): a log rewrite
@@ -194,6 +207,8 @@ class MemoryStore(Store):
         self._depth = 0
         self._signalled = False
         self._expires: dict[bytes, int] = {}
+        #: Watched key -> the WatchSets watching it (module docstring).
+        self._watchers: dict[bytes, set[WatchSet]] = {}
         self._heap: list[tuple[int, bytes]] = []
         #: OBJECT ENCODING's thresholds (CONFIG SET hash-max-listpack-entries ...).
         self.encodings = Encodings()
@@ -267,7 +282,33 @@ class MemoryStore(Store):
                 return None
         return value
 
+    def _touch_watched(self, key: bytes, gone: bool = False) -> None:
+        """``key`` changed: its watchers' EXEC must fail (Redis's
+        touchWatchedKey). ``gone``: the change removes it; a key that was
+        already expired when watched and is now removed is no change
+        (Redis 7): its flag is cleared instead."""
+        watchers = self._watchers.get(key)
+        if watchers is None:
+            return
+        for watch in list(watchers):
+            if gone and watch.keys.get(key):
+                watch.keys[key] = False
+                continue
+            watch.dirty = True
+            self._forget_watch(watch)
+
+    def _forget_watch(self, watch: WatchSet) -> None:
+        for key in watch.keys:
+            watchers = self._watchers.get(key)
+            if watchers is not None:
+                watchers.discard(watch)
+                if not watchers:
+                    del self._watchers[key]
+        watch.keys.clear()
+
     def _set_expiry(self, key: bytes, at: int) -> None:
+        if self._watchers:
+            self._touch_watched(key)
         old = self._expires.get(key)
         if old == at:
             return
@@ -280,6 +321,8 @@ class MemoryStore(Store):
             heapq.heapify(self._heap)
 
     def _put(self, key: bytes, value: Value, at: int) -> None:
+        if self._watchers:
+            self._touch_watched(key)
         data = self._data
         old = data.get(key)
         data[key] = value
@@ -310,6 +353,8 @@ class MemoryStore(Store):
 
     def _remove(self, key: bytes) -> None:
         value = self._data.pop(key)
+        if self._watchers:
+            self._touch_watched(key, gone=True)
         if value.__class__ is not bytes:
             self._aggregates.discard(key)
             self._used -= len(key) + value_size(value) + eviction.ENTRY_OVERHEAD
@@ -720,6 +765,8 @@ class MemoryStore(Store):
                 return False
             if self._persistent:
                 self._log(records.encode_persist(key))
+            if self._watchers:
+                self._touch_watched(key)
             del self._expires[key]
             self._used -= eviction.EXPIRY_OVERHEAD
             return True
@@ -729,6 +776,9 @@ class MemoryStore(Store):
             self._check_open()
             if self._persistent:
                 self._log(records.encode_flush())
+            # Redis's touchAllWatchedKeysInDb: only watched keys that exist.
+            for key in [k for k in self._watchers if k in self._data]:
+                self._touch_watched(key, gone=True)
             self._clear()
 
     def _clear(self) -> None:
@@ -800,6 +850,13 @@ class MemoryStore(Store):
         self._used += delta
 
     def log(self, *commands: Sequence[bytes]) -> None:
+        if self._watchers:
+            # Every data-model write logs its effects first: the keys they
+            # name (RENAME's two) are the keys it changes.
+            for cmd in commands:
+                self._touch_watched(cmd[1])
+                if cmd[0] == b"RENAME":
+                    self._touch_watched(cmd[2])
         if self._persistent:
             self._log(b"".join(
                 records.encode_del([cmd[1]]) if cmd[0] == b"DEL" and len(cmd) == 2
@@ -811,6 +868,8 @@ class MemoryStore(Store):
         self._put(key, value, at)
 
     def set_expiry(self, key: bytes, at: int) -> None:
+        if self._watchers:
+            self._touch_watched(key)
         if self._persistent:
             self._log(records.encode_expireat(key, at) if at else records.encode_persist(key))
         if at:
@@ -894,6 +953,35 @@ class MemoryStore(Store):
         """The store's own count of the bytes it holds (module docstring)."""
         return self._used
 
+    # -- optimistic locking (WATCH) --------------------------------------------
+    def watch(self, watch: WatchSet, keys: Sequence[bytes]) -> None:
+        with self._lock:
+            self._check_open()
+            if watch.dirty:
+                return  # Redis: no point watching more, EXEC will fail
+            now = self._clock()
+            for key in keys:
+                if key in watch.keys:
+                    continue
+                at = self._expires.get(key)
+                watch.keys[key] = at is not None and at <= now and key in self._data
+                self._watchers.setdefault(key, set()).add(watch)
+
+    def watch_broken(self, watch: WatchSet) -> bool:
+        with self._lock:
+            if watch.dirty:
+                return True
+            # Redis 7's isWatchedKeyExpired: a key that expired since WATCH
+            # counts as changed even before anything reclaims it.
+            now, expires, data = self._clock(), self._expires, self._data
+            return any(not was_expired and key in data and expires.get(key, now + 1) <= now
+                       for key, was_expired in watch.keys.items())
+
+    def unwatch(self, watch: WatchSet) -> None:
+        with self._lock:
+            self._forget_watch(watch)
+            watch.dirty = False
+
     def run_grouped(self, fn: Callable[[Store], T]) -> T:
         with self._lock:
             self._depth += 1
@@ -911,6 +999,8 @@ class MemoryStore(Store):
             yield
 
     def close(self) -> None:
+        if self.script_gate is not None:  # a running script holds the lock
+            self.script_gate.stop()
         self.stop_expiry()
         with self._lock:
             self._closed = True

@@ -29,6 +29,7 @@ from sockworks.storage.aof import DEFAULT_FSYNC, FSYNC_POLICIES
 from sockworks.storage.base import Store, StoreError
 from sockworks.storage.eviction import DEFAULT_SAMPLES, MAX_SAMPLES, POLICIES, parse_memory
 from sockworks.storage.factory import is_embedded, open_store
+from sockworks.storage.gate import DEFAULT_BUSY_REPLY_THRESHOLD_MS
 
 __all__ = ["DESCRIPTION", "HELP", "add_arguments", "endpoints", "main"]
 
@@ -106,6 +107,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        metavar="N",
                        help=f"keys sampled per eviction, 1..{MAX_SAMPLES} "
                             f"(default {DEFAULT_SAMPLES}, as Redis)")
+
+    group.add_argument("--busy-reply-threshold", type=positive_int,
+                       default=DEFAULT_BUSY_REPLY_THRESHOLD_MS, metavar="MS",
+                       help="RESP port: once a Lua script has run this long, other clients "
+                            "get -BUSY and SCRIPT KILL may stop it (Redis's "
+                            f"busy-reply-threshold, formerly lua-time-limit; default "
+                            f"{DEFAULT_BUSY_REPLY_THRESHOLD_MS})")
 
     security = parser.add_argument_group("security (docs/security.md)")
     security.add_argument("--requirepass", metavar="PASSWORD",
@@ -232,7 +240,8 @@ def endpoints(args: argparse.Namespace) -> list[Endpoint]:
     made = [Endpoint(args.host, args.port, service)]
     wants_resp = any(v is not None for v in (args.resp_port, args.tls_resp_port,
                                             args.unixsocket_resp))
-    resp = service.resp_service() if wants_resp else None
+    resp = (service.resp_service(busy_reply_threshold=args.busy_reply_threshold)
+            if wants_resp else None)
     if args.resp_port is not None and resp is not None:
         made.append(Endpoint(args.host, args.resp_port, resp))
     return made + extra_endpoints(args, tls, service, resp)

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sockworks.core.service import Barrier
+from sockworks.storage.functions import FunctionLibraries
 from sockworks.storage.gate import ExclusiveGate
 
 __all__ = [
@@ -153,6 +154,8 @@ class Store(abc.ABC):
     #: the store alone while they answer BUSY (storage/gate.py); None: the
     #: store runs no scripts (the Redis backend).
     script_gate: ExclusiveGate | None = None
+    #: FUNCTION libraries (storage/functions.py); None: no scripting.
+    function_libraries: FunctionLibraries | None = None
 
     # -- reads ---------------------------------------------------------
     @abc.abstractmethod

@@ -87,6 +87,8 @@ from sockworks.storage.base import (
     WatchSet,
     WrongType,
 )
+from sockworks.storage.functions import LOG_PREFIX as FUNCTION_LOG_PREFIX
+from sockworks.storage.functions import FunctionLibraries
 from sockworks.storage.gate import ExclusiveGate
 from sockworks.storage.glob import compile_glob
 from sockworks.storage.model.table import COMMANDS as MODEL_COMMANDS
@@ -184,6 +186,7 @@ class MemoryStore(Store):
                  maxmemory_samples: int = eviction.DEFAULT_SAMPLES) -> None:
         self._lock = threading.RLock()
         self.script_gate = ExclusiveGate()
+        self.function_libraries = FunctionLibraries(self._lock, self._log)
         self._clock = clock
         self._data: dict[bytes, Value] = {}
         #: Keys holding an aggregate (hash, list, set, zset): a log rewrite
@@ -1039,6 +1042,10 @@ class MemoryStore(Store):
         An error means the command failed the same way when it was logged:
         it changed nothing then, and changes nothing now."""
         entry = MODEL_REPLAY.get(argv[0].lower())
+        if entry is None and argv[0].lower().startswith(FUNCTION_LOG_PREFIX):
+            assert self.function_libraries is not None
+            self.function_libraries.replay(argv)
+            return
         if entry is None:
             raise records.RecordError(f"unknown command {argv[0]!r} in the log")
         try:

@@ -137,16 +137,16 @@ local function register(...)
                                  description = description}
 end
 
-local api = strict({redis = strict({
+local api = {redis = strict({
   register_function = register, log = log,
   LOG_DEBUG = 0, LOG_VERBOSE = 1, LOG_NOTICE = 2, LOG_WARNING = 3,
-  REDIS_VERSION = version, REDIS_VERSION_NUM = version_num})})
+  REDIS_VERSION = version, REDIS_VERSION_NUM = version_num})}
 
 -- A library's globals: the loader API while it loads, a script's after.
 local globals = setmetatable({}, {
   __index = function(_, name)
-    if loading then return api[name] end
-    local value = env[name]
+    local value
+    if loading then value = api[name] else value = env[name] end
     if value == nil then
       error("Script attempted to access nonexistent global variable '" .. tostring(name) .. "'", 2)
     end

@@ -16,10 +16,21 @@ from __future__ import annotations
 import time
 from typing import Any, Final
 
-from sockworks.protocols.resp import OK, Map, RespSet, encode
+from sockworks.protocols.resp import OK, Map, RespSet, SimpleString, encode
 from sockworks.services.lua_engine import ScriptError
-from sockworks.services.lua_functions import MAX_LIBRARIES_BYTES, Libraries, Library
-from sockworks.services.resp_commands import int_arg, unknown_subcommand, wrong_args
+from sockworks.services.lua_functions import (
+    MAX_LIBRARIES_BYTES,
+    Libraries,
+    Library,
+    parse_metadata,
+)
+from sockworks.services.resp_commands import (
+    error_quoting,
+    int_arg,
+    quoted,
+    unknown_subcommand,
+    wrong_args,
+)
 from sockworks.services.resp_context import CommandContext as Ctx
 from sockworks.services.resp_scripting import (
     NOTBUSY,
@@ -167,7 +178,10 @@ def cmd_function(s: Ctx, argv: list[bytes]) -> bytes:
             libraries.mark_synced(store, remaining)
         return OK
     if sub == b"flush":
-        if n > 3 or (n == 3 and argv[2].lower() not in (b"sync", b"async")):
+        if n > 3:
+            return error_quoting(f"ERR unknown subcommand or wrong number of arguments for "
+                                 f"'{quoted(argv[1])}'. Try FUNCTION HELP.")
+        if n == 3 and argv[2].lower() not in (b"sync", b"async"):
             return _FLUSH_OPTION
         with libraries.lock:
             store.flush()
@@ -196,12 +210,13 @@ def _load(scripts: Scripts, libraries: Libraries, store: FunctionLibraries,
     code = argv[pos]
     with libraries.lock:
         try:
+            name, _ = parse_metadata(code)
+            old = libraries.libraries.get(name)
+            if old is not None and not replace:
+                return encode_error_text(b"ERR Library '" + name + b"' already exists")
             library = libraries.compile(scripts.engine, code)
         except ScriptError as exc:
             return exc.reply
-        old = libraries.libraries.get(library.name)
-        if old is not None and not replace:
-            return encode_error_text(b"ERR Library '" + library.name + b"' already exists")
         clash = libraries.collision(library)
         if clash is not None:
             return encode_error_text(b"ERR Function " + clash + b" already exists")
@@ -244,7 +259,7 @@ def _list(s: Ctx, libraries: Libraries, argv: list[bytes]) -> bytes:
             fields: list[tuple[Any, Any]] = [
                 ("library_name", library.name), ("engine", "LUA"),
                 ("functions", [Map([("name", f.name), ("description", f.description),
-                                    ("flags", RespSet(list(f.flags)))])
+                                    ("flags", RespSet([SimpleString(flag) for flag in f.flags]))])
                                for f in library.functions.values()]),
             ]
             if with_code:

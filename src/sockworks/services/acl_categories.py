@@ -114,6 +114,8 @@ COMMAND_CATEGORIES: Final[Mapping[str, tuple[str, ...]]] = {
     "function|stats": ("slow", "scripting"),
     "function|kill": ("slow", "scripting"),
     "function|help": ("slow", "scripting"),
+    "function|dump": ("slow", "scripting"),
+    "function|restore": ("write", "slow", "scripting"),
     "multi": ("fast", "transaction"),
     "exec": ("slow", "transaction"),
     "discard": ("fast", "transaction"),

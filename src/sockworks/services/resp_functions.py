@@ -17,6 +17,7 @@ import time
 from typing import Any, Final
 
 from sockworks.protocols.resp import OK, Map, RespSet, SimpleString, encode
+from sockworks.services import function_dump
 from sockworks.services.lua_engine import ScriptError
 from sockworks.services.lua_functions import (
     MAX_LIBRARIES_BYTES,
@@ -87,13 +88,28 @@ _HELP: Final = (
     "    lazyfree-lazy-user-flush configuration directive. Valid modes are:",
     "    * ASYNC: Asynchronously flush the libraries.",
     "    * SYNC: Synchronously flush the libraries.",
+    "DUMP",
+    "    Return a serialized payload representing the current libraries, can be restored "
+    "using FUNCTION RESTORE command",
+    "RESTORE <PAYLOAD> [FLUSH|APPEND|REPLACE]",
+    "    Restore the libraries represented by the given payload, it is possible to give a "
+    "restore policy to",
+    "    control how to handle existing libraries (default APPEND):",
+    "    * FLUSH: delete all existing libraries.",
+    "    * APPEND: appends the restored libraries to the existing libraries. On collision, "
+    "abort.",
+    "    * REPLACE: appends the restored libraries to the existing libraries, On collision, "
+    "replace the old",
+    "      libraries with the new libraries (notice that even on this option there is a "
+    "chance of failure",
+    "      in case of functions name collision with another library).",
     "HELP",
     "    Prints this help.",
 )
 
 #: FUNCTION's subcommands and their arities (Redis's).
 _ARITY: Final = {b"load": -3, b"delete": 3, b"flush": -2, b"list": -2, b"stats": 2,
-                 b"kill": 2, b"help": 2}
+                 b"kill": 2, b"help": 2, b"dump": 2, b"restore": -3}
 
 
 def _libraries(s: Ctx) -> tuple[Scripts, Libraries, FunctionLibraries] | bytes:
@@ -162,6 +178,13 @@ def cmd_function(s: Ctx, argv: list[bytes]) -> bytes:
     if sub == b"help":
         return b"*%d\r\n" % len(_HELP) + b"".join(
             b"+" + line.encode() + b"\r\n" for line in _HELP)
+    if sub in (b"stats", b"kill"):
+        # Answered while a function holds the store (and its lock): neither
+        # touches the store; STATS counts what this engine compiled.
+        scripts = scripting(s)
+        if isinstance(scripts, bytes):
+            return scripts
+        return _stats(s, scripts.libraries) if sub == b"stats" else _kill(s)
     found = _libraries(s)
     if isinstance(found, bytes):
         return found
@@ -189,9 +212,12 @@ def cmd_function(s: Ctx, argv: list[bytes]) -> bytes:
         return OK
     if sub == b"list":
         return _list(s, libraries, argv)
-    if sub == b"stats":
-        return _stats(s, libraries)
-    return _kill(s)
+    if sub == b"dump":
+        with libraries.lock:
+            payload = function_dump.dump(lib.code for lib in libraries.libraries.values())
+        return b"$%d\r\n%b\r\n" % (len(payload), payload)
+
+    return _restore(s, scripts, libraries, store, argv)
 
 
 def _load(scripts: Scripts, libraries: Libraries, store: FunctionLibraries,
@@ -228,6 +254,62 @@ def _load(scripts: Scripts, libraries: Libraries, store: FunctionLibraries,
         store.load(library.name, code)
         libraries.mark_synced(store, updated)
     return b"$%d\r\n%b\r\n" % (len(library.name), library.name)
+
+
+def _restore(s: Ctx, scripts: Scripts, libraries: Libraries, store: FunctionLibraries,
+             argv: list[bytes]) -> bytes:
+    if len(argv) > 4:
+        return error_quoting(f"ERR unknown subcommand or wrong number of arguments for "
+                             f"'{quoted(argv[1])}'. Try FUNCTION HELP.")
+    policy = argv[3].lower() if len(argv) == 4 else b"append"
+    if policy not in (b"append", b"replace", b"flush"):
+        return (b"-ERR Wrong restore policy given, value should be either FLUSH, APPEND or "
+                b"REPLACE.\r\n")
+    try:
+        codes = function_dump.parse(argv[2])
+    except function_dump.PayloadError as exc:
+        return encode_error_text(b"ERR " + str(exc).encode())
+    with libraries.lock:
+        # Compiled into a set of their own first (Redis's new library context).
+        restored: dict[bytes, Library] = {}
+        names: set[bytes] = set()
+        for code in codes:
+            try:
+                name, _ = parse_metadata(code)
+                if name in restored:
+                    return encode_error_text(b"ERR Library '" + name + b"' already exists")
+                library = libraries.compile(scripts.engine, code)
+            except ScriptError as exc:
+                return exc.reply
+            for fname in library.functions:
+                if fname.lower() in names:
+                    return encode_error_text(b"ERR Function " + fname + b" already exists")
+                names.add(fname.lower())
+            restored[name] = library
+        updated: dict[bytes, Library] = {} if policy == b"flush" else dict(libraries.libraries)
+        for name in restored:
+            if name in updated:
+                if policy == b"append":
+                    return encode_error_text(b"ERR Library " + name + b" already exists")
+                del updated[name]
+        for library in restored.values():
+            for fname in library.functions:
+                for other in updated.values():
+                    if any(known.lower() == fname.lower() for known in other.functions):
+                        return encode_error_text(b"ERR Function " + fname
+                                                 + b" already exists")
+        updated.update(restored)
+        if sum(len(lib.code) for lib in updated.values()) > MAX_LIBRARIES_BYTES:
+            return _TOO_BIG
+
+        def apply(_: object) -> None:
+            if policy == b"flush":
+                store.flush()
+            for library in restored.values():
+                store.load(library.name, library.code)
+        s.store.run_isolated(apply)  # one log record: all of it or none
+        libraries.mark_synced(store, updated)
+    return OK
 
 
 def encode_error_text(text: bytes) -> bytes:
@@ -276,9 +358,8 @@ def _stats(s: Ctx, libraries: Libraries) -> bytes:
         name, command = run.function
         running = Map([("name", name), ("command", command),
                        ("duration_ms", int((time.monotonic() - run.started) * 1000))])
-    with libraries.lock:
-        counts = Map([("libraries_count", len(libraries.libraries)),
-                      ("functions_count", len(libraries.functions))])
+    counts = Map([("libraries_count", len(libraries.libraries)),
+                  ("functions_count", len(libraries.functions))])
     return encode(Map([("running_script", running), ("engines", Map([("LUA", counts)]))]),
                   s.proto)
 

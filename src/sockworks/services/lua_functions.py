@@ -56,7 +56,8 @@ local function strict(t)
     __index = function(_, name)
       local value = t[name]
       if value == nil then
-        error("Script attempted to access nonexistent global variable '" .. tostring(name) .. "'", 2)
+        error("Script attempted to access nonexistent global variable '" .. tostring(name)
+              .. "'", 2)
       end
       return value
     end,
@@ -169,6 +170,8 @@ return prepare, invoke
 
 @dataclass(frozen=True, slots=True)
 class Function:
+    """One registered function (FUNCTION LIST shows its fields)."""
+
     name: bytes
     library: bytes
     callback: Any
@@ -178,6 +181,8 @@ class Function:
 
 @dataclass(frozen=True, slots=True)
 class Library:
+    """A loaded library: its code and functions by name."""
+
     name: bytes
     code: bytes
     functions: dict[bytes, Function]
@@ -207,7 +212,7 @@ def parse_metadata(code: bytes) -> tuple[bytes, bytes]:
         name = part[5:]
     if name is None:
         raise ScriptError(b"-ERR Library name was not given\r\n")
-    if not name or not all(c == 0x5F or chr(c).isalnum() and c < 0x80 for c in name):
+    if not name or not all(c == 0x5F or (chr(c).isalnum() and c < 0x80) for c in name):
         raise ScriptError(b"-ERR " + _NAME_RULE + b"\r\n")
     return name, newline + rest
 
@@ -243,9 +248,9 @@ class Libraries:
             compiled = lua.globals().loadstring(source, CHUNK)
             fn, err = compiled if isinstance(compiled, tuple) else (compiled, None)
             if fn is None:
-                text = err.decode("utf-8", "replace") if isinstance(err, bytes) else str(err)
+                message = err.decode("utf-8", "replace") if isinstance(err, bytes) else str(err)
                 raise ScriptError(b"-ERR Error compiling function: "
-                                  + text.replace("\r", " ").replace("\n", " ").encode()
+                                  + message.replace("\r", " ").replace("\n", " ").encode()
                                   + b"\r\n")
             deadline = time.monotonic() + LOAD_TIMEOUT
             timed_out = False

@@ -57,8 +57,8 @@ from sockworks.storage.gate import ExclusiveRun
 if TYPE_CHECKING:
     from sockworks.services.resp_context import CommandSpec
 
-__all__ = ["BUSY_FUNCTION", "BUSY_SCRIPT", "NO_LUA", "SLOW_EVAL", "busy_reply", "scripting", "Scripts", "ScriptTicket", "call_command",
-           "SCRIPT_COMMANDS"]
+__all__ = ["BUSY_FUNCTION", "BUSY_SCRIPT", "NO_LUA", "SLOW_EVAL", "busy_reply", "scripting",
+           "Scripts", "ScriptTicket", "call_command", "SCRIPT_COMMANDS"]
 
 logger = logging.getLogger(__name__)
 

@@ -108,6 +108,12 @@ COMMANDS = [
     "FUNCTION|STATS", "FCALL|f1|0",
     "FUNCTION|DUMP", "FUNCTION|DUMP|x", "FUNCTION|RESTORE", "FUNCTION|RESTORE|x",
     "FUNCTION|RESTORE|x|foo", "FUNCTION|RESTORE|x|FLUSH|y",
+    # COMMAND GETKEYS (Redis's functions unit asks it of FCALL)
+    "COMMAND|GETKEYS|fcall|test|1|x|foo", "COMMAND|GETKEYS|fcall_ro|test|2|x|y|z",
+    "COMMAND|GETKEYS|fcall|f|x", "COMMAND|GETKEYS|fcall|f|5|x", "COMMAND|GETKEYS|eval|s|0|a",
+    "COMMAND|GETKEYS|get|a", "COMMAND|GETKEYS|get|a|b", "COMMAND|GETKEYS|mset|a|1|b|2",
+    "COMMAND|GETKEYS|ping|x", "COMMAND|GETKEYS|nope|x", "COMMAND|GETKEYS|get",
+    "COMMAND|GETKEYS",
 ]
 
 

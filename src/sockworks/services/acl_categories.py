@@ -92,6 +92,7 @@ COMMAND_CATEGORIES: Final[Mapping[str, tuple[str, ...]]] = {
     "command|docs": ("slow", "connection"),
     "command|info": ("slow", "connection"),
     "command|list": ("slow", "connection"),
+    "command|getkeys": ("slow", "connection"),
     "hello": ("fast", "connection"),
     "auth": ("fast", "connection"),
     "eval": ("slow", "scripting"),

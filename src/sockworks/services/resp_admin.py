@@ -30,6 +30,7 @@ from sockworks.services.resp_commands import (
     REDIS_VERSION,
     SYNTAX_ERROR,
     error_quoting,
+    arity_ok,
     int_arg,
     quoted,
     store_error,
@@ -370,4 +371,34 @@ def cmd_command(s: Ctx, argv: list[bytes]) -> bytes:
                        for n in names], s.proto)
     if sub == b"LIST":
         return encode([spec.name.encode() for spec in commands.values()], s.proto)
+    if sub == b"GETKEYS":
+        return _getkeys(s, argv)
     return unknown_subcommand(argv)
+
+
+#: Commands whose keys follow a numkeys argument at argv[2] (movablekeys).
+_NUMKEYS_AT_2: Final = frozenset({"eval", "evalsha", "eval_ro", "evalsha_ro", "fcall",
+                                  "fcall_ro"})
+
+
+def _getkeys(s: Ctx, argv: list[bytes]) -> bytes:
+    """COMMAND GETKEYS: the keys of a command line (its key positions; for
+    the scripting commands, the numkeys keys)."""
+    if len(argv) < 4:
+        return wrong_args("command|getkeys")
+    spec = s.commands.get(argv[2].lower())
+    line = argv[2:]
+    if spec is None:
+        return b"-ERR Invalid command specified\r\n"
+    if not arity_ok(spec.arity, len(line)):
+        return b"-ERR Invalid number of arguments specified for command\r\n"
+    if spec.name in _NUMKEYS_AT_2:
+        numkeys = int_arg(line[2]) if len(line) > 2 else None
+        if numkeys is None or numkeys < 0 or numkeys > len(line) - 3:
+            return encode([], s.proto)
+        return encode(line[3:3 + numkeys], s.proto)
+    first, last, step = spec.keys
+    if first == 0:
+        return b"-ERR The command has no key arguments\r\n"
+    stop = len(line) + last if last < 0 else last
+    return encode(line[first:stop + 1:step or 1], s.proto)

@@ -72,6 +72,9 @@ local known_flags = {['no-writes'] = true, ['allow-oom'] = true, ['allow-stale']
                      ['no-cluster'] = true, ['allow-cross-slot-keys'] = true}
 
 local function register(...)
+  if not loading then
+    fail('redis.register_function can only be called on FUNCTION LOAD command')
+  end
   local n = select('#', ...)
   local name, callback, flags, description
   if n == 1 then

@@ -26,6 +26,7 @@ from sockworks.services.lua_functions import (
     parse_metadata,
 )
 from sockworks.services.resp_commands import (
+    OOM_REPLY,
     error_quoting,
     int_arg,
     quoted,
@@ -189,6 +190,8 @@ def cmd_function(s: Ctx, argv: list[bytes]) -> bytes:
     if isinstance(found, bytes):
         return found
     scripts, libraries, store = found
+    if sub in (b"load", b"restore") and not s.store.make_room():
+        return OOM_REPLY  # Redis's denyoom (this store's used memory counts the code)
     if sub == b"load":
         return _load(scripts, libraries, store, argv)
     if sub == b"delete":

@@ -186,7 +186,7 @@ class MemoryStore(Store):
                  maxmemory_samples: int = eviction.DEFAULT_SAMPLES) -> None:
         self._lock = threading.RLock()
         self.script_gate = ExclusiveGate()
-        self.function_libraries = FunctionLibraries(self._lock, self._log)
+        self.function_libraries = FunctionLibraries(self._lock, self._log, self._account)
         self._clock = clock
         self._data: dict[bytes, Value] = {}
         #: Keys holding an aggregate (hash, list, set, zset): a log rewrite
@@ -751,7 +751,11 @@ class MemoryStore(Store):
         self._access.clear()
         self._order.clear()
         self._pool.clear()
-        self._used = 0
+        self._used = self.function_libraries.size  # FLUSHALL keeps them
+
+    def _account(self, delta: int) -> None:
+        """FUNCTION libraries' code counts as used memory (as in Redis)."""
+        self._used += delta
 
     # -- the data model (storage/model) ----------------------------------------
     def execute_command(self, argv: Sequence[bytes]) -> Any:
@@ -1063,7 +1067,8 @@ class MemoryStore(Store):
         self._aggregates = {k for k, v in self._data.items() if v.__class__ is not bytes}
         self._used = (sum(len(k) + value_size(v) for k, v in self._data.items())
                       + eviction.ENTRY_OVERHEAD * len(self._data)
-                      + eviction.EXPIRY_OVERHEAD * len(self._expires))
+                      + eviction.EXPIRY_OVERHEAD * len(self._expires)
+                      + self.function_libraries.size)
         self._access.clear()
         self._pool.clear()
         if self._track == _ORDER:

@@ -97,6 +97,13 @@ COMMANDS = [
     "FUNCTION|LOAD|" + lib("redis.register_function('f1', function() end)"),
     "FUNCTION|LOAD|" + lib("redis.register_function('boom', function() return nope end)"),
     "FCALL|boom|0",
+    # the load API kept by a function is refused at run time
+    "FUNCTION|LOAD|" + lib("local lib = redis\n"
+                           "lib.register_function('mal', function() "
+                           "lib.register_function('x', function() end) end)\n"
+                           "lib.register_function('mal2', function() lib.redis = redis end)",
+                           "mal"),
+    "FCALL|mal|0", "FCALL|mal2|0", "FUNCTION|DELETE|mal",
     # listing, stats, delete, flush
     "FUNCTION|LIST", "FUNCTION|LIST|WITHCODE", "FUNCTION|LIST|LIBRARYNAME|lib*",
     "FUNCTION|LIST|LIBRARYNAME|vl?b|WITHCODE",
@@ -199,6 +206,19 @@ def test_dump_and_restore_go_both_ways_with_redis(sides: tuple[Any, Ours]) -> No
                  [b"FCALL", b"f1", b"1", b"a"]):
         expected, got = ask(sock, *argv), ours.send(argv)
         assert got == expected, (argv[:2], expected, got)
+
+
+@pytest.mark.redis
+def test_load_and_restore_are_refused_over_maxmemory(sides: tuple[Any, Ours]) -> None:
+    """Redis's denyoom: the libraries' code counts as used memory."""
+    sock, ours = sides
+    for line in ("FUNCTION|LOAD|" + LIB1, "FUNCTION|DUMP", "CONFIG|SET|maxmemory|1",
+                 "FUNCTION|LOAD|REPLACE|" + LIB1, "FCALL|ro|1|k", "FUNCTION|FLUSH",
+                 "CONFIG|SET|maxmemory|0"):
+        argv = [part.encode() for part in line.split("|")]
+        expected, got = ask(sock, *argv), ours.send(argv)
+        if line != "FUNCTION|DUMP":
+            assert got == expected, (line, expected, got)
 
 
 def test_without_lupa_functions_say_how_to_get_it(monkeypatch: pytest.MonkeyPatch) -> None:

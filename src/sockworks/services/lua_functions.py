@@ -290,6 +290,8 @@ class Libraries:
     # -- the loaded set, in sync with the store's ------------------------------
     def sync(self, engine: LuaEngine, store: FunctionLibraries) -> None:
         """Compile what the store holds if it changed since (lock held)."""
+        if store.version == self._version:
+            return  # the common case: no copy, no store lock
         version, codes = store.current()
         if version == self._version:
             return

@@ -17,6 +17,7 @@ from sockworks.services import (
     resp_admin,
     resp_commands,
     resp_config,
+    resp_functions,
     resp_scripting,
     resp_table,
 )
@@ -24,7 +25,7 @@ from sockworks.services.commands import model
 from sockworks.services.resp_table import COMMANDS, SPECS
 
 #: Commands in the table (aliases such as UNLINK and SUBSTR included).
-COMMAND_COUNT = 161
+COMMAND_COUNT = 164
 
 #: Flags COMMAND may report (Redis's names).
 KNOWN_FLAGS = {"readonly", "write", "denyoom", "fast", "loading", "stale", "admin", "noscript",
@@ -42,7 +43,7 @@ def handlers(module: object) -> set[str]:
 def test_every_handler_is_in_the_table() -> None:
     in_table = {spec.handler.__name__ for spec in SPECS}
     modules = {m.__name__: m for m in (resp_commands, resp_admin, resp_acl, resp_config, model,
-                                       resp_scripting)}
+                                       resp_scripting, resp_functions)}
     assert set().union(*(handlers(m) for m in modules.values()),
                        {"model_read", "model_write"}) == in_table
     for spec in SPECS:

@@ -206,7 +206,12 @@ def test_dump_and_restore_go_both_ways_with_redis(sides: tuple[Any, Ours]) -> No
                  [b"FUNCTION", b"RESTORE", mine, b"FLUSH"], [b"FCALL", b"g1", b"0"],
                  [b"FCALL", b"f1", b"1", b"a"]):
         expected, got = ask(sock, *argv), ours.send(argv)
-        assert got == expected, (argv[:2], expected, got)
+        # Which of two colliding libraries is named follows Redis's hash order.
+        either = {b"-ERR Library lib1 already exists\r\n", b"-ERR Library big already exists\r\n"}
+        if expected in either:
+            assert got in either, (argv[:2], expected, got)
+        else:
+            assert got == expected, (argv[:2], expected, got)
 
 
 @pytest.mark.redis

@@ -186,7 +186,8 @@ class MemoryStore(Store):
                  maxmemory_samples: int = eviction.DEFAULT_SAMPLES) -> None:
         self._lock = threading.RLock()
         self.script_gate = ExclusiveGate()
-        self.function_libraries = FunctionLibraries(self._lock, self._log, self._account)
+        self.function_libraries: FunctionLibraries = FunctionLibraries(self._lock, self._log,
+                                                                        self._account)
         self._clock = clock
         self._data: dict[bytes, Value] = {}
         #: Keys holding an aggregate (hash, list, set, zset): a log rewrite

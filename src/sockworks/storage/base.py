@@ -37,11 +37,13 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sockworks.core.service import Barrier
-from sockworks.storage.functions import FunctionLibraries
 from sockworks.storage.gate import ExclusiveGate
+
+if TYPE_CHECKING:
+    from sockworks.storage.functions import FunctionLibraries
 
 __all__ = [
     "Store",

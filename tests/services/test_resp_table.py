@@ -18,6 +18,7 @@ from sockworks.services import (
     resp_blocking,
     resp_commands,
     resp_config,
+    resp_functions,
     resp_introspect,
     resp_scripting,
     resp_table,
@@ -26,7 +27,7 @@ from sockworks.services.commands import bitmaps, model
 from sockworks.services.resp_table import COMMANDS, SPECS
 
 #: Commands in the table (aliases such as UNLINK and SUBSTR included).
-COMMAND_COUNT = 172
+COMMAND_COUNT = 175
 
 #: Flags COMMAND may report (Redis's names).
 KNOWN_FLAGS = {"readonly", "write", "denyoom", "fast", "loading", "stale", "admin", "noscript",
@@ -45,7 +46,7 @@ def test_every_handler_is_in_the_table() -> None:
     in_table = {spec.handler.__name__ for spec in SPECS}
     modules = {m.__name__: m for m in (resp_commands, resp_admin, resp_acl, resp_config,
                                           resp_introspect, model, bitmaps, resp_blocking,
-                                          resp_scripting)}
+                                          resp_scripting, resp_functions)}
     assert set().union(*(handlers(m) for m in modules.values()),
                        {"model_read", "model_write", "bits_read", "bits_write"}) == in_table
     for spec in SPECS:

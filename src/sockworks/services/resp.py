@@ -73,7 +73,12 @@ from sockworks.services.resp_commands import (
 )
 from sockworks.services.resp_context import CommandSpec, Plan
 from sockworks.services.resp_introspect import command_keys
-from sockworks.services.resp_scripting import BUSY_SCRIPT, Scripts, ScriptTicket, busy_allowed
+from sockworks.services.resp_scripting import (
+    Scripts,
+    ScriptTicket,
+    busy_allowed,
+    busy_reply,
+)
 from sockworks.services.resp_table import COMMANDS, CONTAINER_COMMANDS
 from sockworks.storage.base import Store, StoreError, StoreWriteError, WatchSet
 from sockworks.storage.gate import DEFAULT_BUSY_REPLY_THRESHOLD_MS, ExclusiveRun
@@ -747,7 +752,7 @@ class RespSession(Session):
         if self.queued is not None:
             self.multi_failed = True  # Redis: a refused command fails the transaction
         self._rejected = True
-        return BUSY_SCRIPT
+        return busy_reply(self._gate.running if self._gate is not None else None)
 
     def on_eof(self) -> Output:
         self._cancel_wait()  # Redis frees a blocked client whose peer closed

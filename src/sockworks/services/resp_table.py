@@ -76,6 +76,7 @@ from sockworks.services.resp_commands import (
 )
 from sockworks.services.resp_config import cmd_config
 from sockworks.services.resp_context import CommandSpec
+from sockworks.services.resp_functions import cmd_fcall, cmd_fcall_ro, cmd_function
 from sockworks.services.resp_introspect import cmd_command, cmd_memory
 from sockworks.services.resp_scripting import (
     cmd_eval,
@@ -175,6 +176,10 @@ SPECS: Final[tuple[CommandSpec, ...]] = (
     CommandSpec("evalsha_ro", cmd_evalsha_ro, -3,
                 ("readonly", "noscript", "stale", "movablekeys")),
     CommandSpec("script", cmd_script, -2),
+    # -- Redis 7 Functions (resp_functions.py) --------------------------------------
+    CommandSpec("fcall", cmd_fcall, -3, ("noscript", "stale", "movablekeys")),
+    CommandSpec("fcall_ro", cmd_fcall_ro, -3, ("readonly", "noscript", "stale", "movablekeys")),
+    CommandSpec("function", cmd_function, -2),
 )
 
 #: Lower-case name -> spec (read-only by type; built once from SPECS).
@@ -184,4 +189,4 @@ COMMANDS: Final[Mapping[bytes, CommandSpec]] = {spec.name.encode(): spec for spe
 #: commands): CLIENT LIST and the like name them ``client|list``.
 CONTAINER_COMMANDS: Final = frozenset(
     name for name in (b"acl", b"client", b"command", b"config", b"memory", b"object",
-                      b"pubsub", b"script") if name in COMMANDS)
+                      b"pubsub", b"script", b"function") if name in COMMANDS)

@@ -41,7 +41,7 @@ _DRAIN_POLL: Final = 0.05
 class ExclusiveRun:
     """One exclusive run: when it started, and what SCRIPT KILL may do to it."""
 
-    __slots__ = ("started", "killed", "wrote")
+    __slots__ = ("started", "killed", "wrote", "function")
 
     def __init__(self) -> None:
         self.started = time.monotonic()
@@ -49,6 +49,9 @@ class ExclusiveRun:
         self.killed = False
         #: It already made a write: it cannot be killed (Redis: UNKILLABLE).
         self.wrote = False
+        #: FCALL's function name and command line (None: EVAL), for
+        #: FUNCTION STATS/KILL (services/resp_functions.py).
+        self.function: tuple[bytes, list[bytes]] | None = None
 
 
 class ExclusiveGate:

@@ -87,6 +87,8 @@ from sockworks.storage.base import (
     WatchSet,
     WrongType,
 )
+from sockworks.storage.functions import LOG_PREFIX as FUNCTION_LOG_PREFIX
+from sockworks.storage.functions import FunctionLibraries
 from sockworks.storage.gate import ExclusiveGate
 from sockworks.storage.glob import compile_glob
 from sockworks.storage.model.table import COMMANDS as MODEL_COMMANDS
@@ -193,6 +195,8 @@ class MemoryStore(Store):
                  maxmemory_samples: int = eviction.DEFAULT_SAMPLES) -> None:
         self._lock = threading.RLock()
         self.script_gate = ExclusiveGate()
+        self.function_libraries: FunctionLibraries = FunctionLibraries(self._lock, self._log,
+                                                                        self._account)
         self._clock = clock
         self._data: dict[bytes, Value] = {}
         #: Keys holding an aggregate (hash, list, set, zset): a log rewrite
@@ -790,7 +794,11 @@ class MemoryStore(Store):
         self._access.clear()
         self._order.clear()
         self._pool.clear()
-        self._used = 0
+        self._used = self.function_libraries.size  # FLUSHALL keeps them
+
+    def _account(self, delta: int) -> None:
+        """FUNCTION libraries' code counts as used memory (as in Redis)."""
+        self._used += delta
 
     # -- the data model (storage/model) ----------------------------------------
     def execute_command(self, argv: Sequence[bytes]) -> Any:
@@ -1123,6 +1131,10 @@ class MemoryStore(Store):
         An error means the command failed the same way when it was logged:
         it changed nothing then, and changes nothing now."""
         entry = MODEL_REPLAY.get(argv[0].lower())
+        if entry is None and argv[0].lower().startswith(FUNCTION_LOG_PREFIX):
+            assert self.function_libraries is not None
+            self.function_libraries.replay(argv)
+            return
         if entry is None:
             raise records.RecordError(f"unknown command {argv[0]!r} in the log")
         try:
@@ -1138,7 +1150,8 @@ class MemoryStore(Store):
         self._aggregates = {k for k, v in self._data.items() if v.__class__ is not bytes}
         self._used = (sum(len(k) + value_size(v) for k, v in self._data.items())
                       + eviction.ENTRY_OVERHEAD * len(self._data)
-                      + eviction.EXPIRY_OVERHEAD * len(self._expires))
+                      + eviction.EXPIRY_OVERHEAD * len(self._expires)
+                      + self.function_libraries.size)
         self._access.clear()
         self._pool.clear()
         if self._track == _ORDER:

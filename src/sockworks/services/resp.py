@@ -34,7 +34,7 @@ from typing import Any, Final
 from sockworks._version import __version__
 from sockworks.core.command_stats import OTHER, CommandStats
 from sockworks.core.config import Endpoint, ServerSettings
-from sockworks.core.limits import OutputLimits, default_maxmemory_clients
+from sockworks.core.limits import OutputLimit, OutputLimits, default_maxmemory_clients
 from sockworks.core.logs import RateLimitedLog
 from sockworks.core.service import CLOSE, NOTHING, REPLY_BUDGET, Output, Service, Session
 from sockworks.core.stats import ServerStats
@@ -43,6 +43,7 @@ from sockworks.services.acl import User
 from sockworks.services.acl_categories import COMMAND_CATEGORIES, CONTAINERS
 from sockworks.services.auth import DENIED_TEXT, AccessControl
 from sockworks.services.meminfo import memory_fields
+from sockworks.services.pubsub import Broker, Subscriptions
 from sockworks.services.renames import NO_RENAMES, CommandRenames
 from sockworks.services.resp_commands import (
     BUSY_REPLY,
@@ -71,6 +72,12 @@ _HTTP_WORDS = frozenset({b"post", b"host:"})
 #: are never subject to ACL rules either.
 _NO_AUTH = frozenset({"auth", "hello", "quit", "reset"})
 NOAUTH: Final = b"-NOAUTH Authentication required.\r\n"
+#: What a RESP2 connection with subscriptions may run (Redis's list).
+_SUBSCRIBED_OK = frozenset({"subscribe", "ssubscribe", "psubscribe", "unsubscribe",
+                            "sunsubscribe", "punsubscribe", "ping", "quit", "reset"})
+#: Commands after which the session re-reads its pub/sub mode.
+_MODE_CHANGERS = frozenset({b"subscribe", b"ssubscribe", b"psubscribe", b"unsubscribe",
+                            b"sunsubscribe", b"punsubscribe", b"hello", b"reset", b"exec"})
 #: Redis 7.0's denial texts (the version the differential tests run).
 NOPERM_KEY: Final = (b"-NOPERM this user has no permissions to access one of the keys used "
                      b"as arguments\r\n")
@@ -131,6 +138,8 @@ class RespService(Service):
         self._closed = False
         #: Commands by name, errors by name, per-chunk processing time (metrics).
         self.command_stats = CommandStats(spec.name for spec in COMMANDS.values())
+        #: Pub/sub channels and patterns of this process (services/pubsub.py).
+        self.broker = Broker()
 
     def attach(self, stats: ServerStats, settings: ServerSettings) -> None:
         super().attach(stats, settings)
@@ -335,6 +344,24 @@ class RespSession(Session):
         self._backlog_violation: Any = None
         #: Bytes received and not yet reported to the service's CommandStats.
         self._received = 0
+        #: Pub/sub: this connection's subscriptions and ordered push path.
+        self.subs = Subscriptions(self._pubsub_limit)
+
+    def _pubsub_limit(self) -> OutputLimit:
+        return self.service.output_limits.classes["pubsub"]
+
+    @property
+    def subscriptions(self) -> Subscriptions:
+        return self.subs
+
+    def _update_mode(self) -> None:
+        """RESP2 with subscriptions: only the pub/sub commands run, so the
+        GET/SET fast path is off."""
+        self.subs.proto = self.proto
+        subscribed = self.proto == 2 and self.subs.active
+        service = self.service
+        self._get_words = frozenset() if subscribed else service.get_words
+        self._set_words = frozenset() if subscribed else service.set_words
 
     @property
     def client_id(self) -> int:
@@ -398,6 +425,9 @@ class RespSession(Session):
         calls: dict[str, int] = {}
         failed: dict[str, int] = {}
         store = self.store
+        subs = self.subs
+        if subs.active:
+            subs.start()  # pushes wait for this chunk's replies (services/pubsub.py)
         for argv in commands:
             if size >= REPLY_BUDGET:
                 # Back-pressure (core/service.py): the rest waits for resume().
@@ -454,7 +484,15 @@ class RespSession(Session):
                 errors += 1
                 failed[name] = failed.get(name, 0) + 1
             size += len(reply)
-            append(reply)
+            if subs.waiting:
+                # Pushed while it ran: its own PUBLISH's message goes before
+                # the reply (as in Redis), everybody else's after.
+                own, others = subs.take()
+                replies.extend(own)
+                append(reply)
+                replies.extend(others)
+            else:
+                append(reply)
             if self._done:  # QUIT: nothing after it may run
                 break
         if violation is not None and not self._done:
@@ -467,11 +505,17 @@ class RespSession(Session):
         if sets:
             calls["set"] = calls.get("set", 0) + sets
         data = b"".join(replies)
+        barrier = self.store.durability_barrier() if self._wrote else None
+        if subs.running:
+            # Subscribed: the replies join the pushes' queue (services/pubsub.py).
+            sent = len(data)
+            data = subs.finish(data, direct=barrier is not None)
+        else:
+            sent = len(data)
         received, self._received = self._received, 0
         self.service.command_stats.add(calls, failed, time.perf_counter() - started,
-                                       received, len(data))
-        barrier = self.store.durability_barrier() if self._wrote else None
-        if not replies and not self._done:
+                                       received, sent)
+        if not data and not self._done:
             return NOTHING
         return Output(data, self._done, barrier)
 
@@ -481,7 +525,12 @@ class RespSession(Session):
 
     def on_close(self) -> None:
         self._done = True
+        self.service.broker.drop(self.subs)
         self.service.forget(self)
+
+    @property
+    def expects_deliveries(self) -> bool:
+        return self.subs.active
 
     # -- dispatch ----------------------------------------------------------------
     def execute(self, argv: list[bytes]) -> bytes:
@@ -498,6 +547,13 @@ class RespSession(Session):
             if refusal is not None and spec.name == "exec":
                 self.end_multi()  # Redis: the rejected EXEC ends the transaction
                 return b"-EXECABORT Transaction discarded because of: " + refusal[1:]
+        elif self.proto == 2 and self.subs.active and spec.name not in _SUBSCRIBED_OK:
+            shown = (f"{spec.name}|{argv[1].decode('latin-1').lower()}"
+                     if spec.name.encode() in CONTAINER_COMMANDS and len(argv) > 1
+                     else spec.name)
+            refusal = error_quoting(f"ERR Can't execute '{shown}': only (P|S)SUBSCRIBE / "
+                                    "(P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in "
+                                    "this context")
         if refusal is not None:
             if self.queued is not None:
                 self.multi_failed = True
@@ -526,6 +582,8 @@ class RespSession(Session):
             # nothing that may add data runs, even if it would not have.
             return OOM_REPLY
         outcome = spec.handler(self, argv)
+        if name in _MODE_CHANGERS:
+            self._update_mode()
         if type(outcome) is bytes:
             return outcome
         assert isinstance(outcome, Plan)
@@ -590,6 +648,7 @@ class RespSession(Session):
 
     def set_protocol(self, proto: int) -> None:
         self.proto = proto
+        self.subs.proto = proto
 
     def set_name(self, name: bytes) -> None:
         self.name = name
@@ -617,7 +676,8 @@ class RespSession(Session):
 
     def reset(self) -> None:
         self.end_multi()
-        self.proto = 2
+        self.service.broker.drop(self.subs)
+        self.set_protocol(2)
         self.name = b""
         self._set_user(self._access.initial_user())
 
@@ -678,9 +738,11 @@ class RespSession(Session):
         # --client-output-buffer-limit and --maxmemory-clients.
         omem = self.client.output_bytes() if self.client is not None else 0
         tot_mem = self.client.memory if self.client is not None else qbuf
+        subs = self.subs
         return (f"id={self.client_id} addr={self.peer} laddr=? fd=-1 "
-                f"name={self.name.decode('utf-8', 'replace')} age={age} idle={idle} flags=N "
-                f"db=0 sub=0 psub=0 ssub=0 multi={multi} qbuf={qbuf} "
+                f"name={self.name.decode('utf-8', 'replace')} age={age} idle={idle} "
+                f"flags={'P' if subs.active else 'N'} db=0 sub={len(subs.channels)} "
+                f"psub={len(subs.patterns)} ssub={len(subs.shard)} multi={multi} qbuf={qbuf} "
                 f"qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem={omem} "
                 f"tot-mem={tot_mem} events=r cmd={self.last_command.decode('latin-1')} "
                 f"user={self.username or 'default'} "

@@ -36,6 +36,7 @@ from sockworks.services.resp_commands import (
     unknown_subcommand,
     wrong_args,
 )
+from sockworks.services.pubsub import push_frame
 from sockworks.services.resp_context import CommandContext as Ctx
 from sockworks.services.resp_context import CommandSpec, Plan
 from sockworks.storage.base import Store, StoreError
@@ -46,6 +47,9 @@ __all__: list[str] = []  # resp_table.py imports the cmd_* handlers by name
 def cmd_ping(s: Ctx, argv: list[bytes]) -> bytes:
     if len(argv) > 2:
         return wrong_args("ping")
+    if s.proto == 2 and s.subscriptions.active:
+        # Redis: in RESP2 subscribed mode PING answers in the pub/sub shape.
+        return push_frame(2, b"pong", argv[1] if len(argv) > 1 else b"")
     return PONG if len(argv) == 1 else encode_bulk(argv[1])
 
 

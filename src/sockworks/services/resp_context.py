@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from sockworks.core.limits import OutputLimits
     from sockworks.core.stats import ServerStats
     from sockworks.services.auth import AccessControl
+    from sockworks.services.pubsub import Broker, Subscriptions
     from sockworks.storage.base import Store
 
 __all__ = ["CommandContext", "CommandSpec", "Handler", "Plan", "RespServer"]
@@ -102,6 +103,10 @@ class RespServer(Protocol):
     def client_memory_cap(self) -> int:
         """maxmemory-clients in force (bytes)."""
 
+    @property
+    def broker(self) -> Broker:
+        """The pub/sub channels and patterns of this server process."""
+
     def info(self, sections: Sequence[str]) -> str: ...
 
     def sessions(self) -> Sequence[CommandContext]: ...
@@ -174,6 +179,10 @@ class CommandContext(Protocol):
     @property
     def client(self) -> ClientHandle | None:
         """The model's handle of this connection (None outside a server)."""
+
+    @property
+    def subscriptions(self) -> Subscriptions:
+        """This connection's pub/sub subscriptions and push path."""
 
 
 Handler = Callable[[CommandContext, list[bytes]], "bytes | Plan[Any]"]

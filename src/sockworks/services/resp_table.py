@@ -75,6 +75,17 @@ from sockworks.services.resp_commands import (
     cmd_ttl,
 )
 from sockworks.services.resp_config import cmd_config
+from sockworks.services.resp_pubsub import (
+    cmd_psubscribe,
+    cmd_publish,
+    cmd_pubsub,
+    cmd_punsubscribe,
+    cmd_spublish,
+    cmd_ssubscribe,
+    cmd_subscribe,
+    cmd_sunsubscribe,
+    cmd_unsubscribe,
+)
 from sockworks.services.resp_context import CommandSpec
 
 __all__ = ["COMMANDS", "CONTAINER_COMMANDS", "SPECS"]
@@ -156,6 +167,18 @@ SPECS: Final[tuple[CommandSpec, ...]] = (
                 queueable=False),
     CommandSpec("reset", cmd_reset, 1, ("noscript", "loading", "stale", "fast"),
                 queueable=False),
+    # -- pub/sub (resp_pubsub.py); shard channels are not keys to the ACL here --
+    CommandSpec("subscribe", cmd_subscribe, -2, ("pubsub", "noscript", "loading", "stale")),
+    CommandSpec("ssubscribe", cmd_ssubscribe, -2, ("pubsub", "noscript", "loading", "stale")),
+    CommandSpec("psubscribe", cmd_psubscribe, -2, ("pubsub", "noscript", "loading", "stale")),
+    CommandSpec("unsubscribe", cmd_unsubscribe, -1, ("pubsub", "noscript", "loading", "stale")),
+    CommandSpec("sunsubscribe", cmd_sunsubscribe, -1,
+                ("pubsub", "noscript", "loading", "stale")),
+    CommandSpec("punsubscribe", cmd_punsubscribe, -1,
+                ("pubsub", "noscript", "loading", "stale")),
+    CommandSpec("publish", cmd_publish, 3, ("pubsub", "loading", "stale", "fast")),
+    CommandSpec("spublish", cmd_spublish, 3, ("pubsub", "loading", "stale", "fast")),
+    CommandSpec("pubsub", cmd_pubsub, -2, ()),
 )
 
 #: Lower-case name -> spec (read-only by type; built once from SPECS).

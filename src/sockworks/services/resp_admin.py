@@ -23,6 +23,7 @@ from sockworks.protocols.resp import (
     encode_integer,
     encode_null,
 )
+from sockworks.services.pubsub import push_frame
 from sockworks.services.resp_commands import (
     EXECABORT,
     EXECABORT_OOM,
@@ -36,7 +37,6 @@ from sockworks.services.resp_commands import (
     unknown_subcommand,
     wrong_args,
 )
-from sockworks.services.pubsub import push_frame
 from sockworks.services.resp_context import CommandContext as Ctx
 from sockworks.services.resp_context import CommandSpec, Plan
 from sockworks.storage.base import Store, StoreError

@@ -128,7 +128,7 @@ def cmd_pubsub(s: Ctx, argv: list[bytes]) -> bytes:
     if sub not in (b"channels", b"shardchannels", b"numsub", b"shardnumsub", b"numpat",
                    b"help"):
         return unknown_subcommand(argv)
-    if sub == b"numpat" and argc != 2 or sub == b"help":
+    if (sub == b"numpat" and argc != 2) or sub == b"help":
         return wrong_args(f"pubsub|{sub.decode()}")
     if sub in (b"channels", b"shardchannels") and argc > 3:
         return error_quoting("ERR unknown subcommand or wrong number of arguments for "

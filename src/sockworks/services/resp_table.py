@@ -75,6 +75,7 @@ from sockworks.services.resp_commands import (
     cmd_ttl,
 )
 from sockworks.services.resp_config import cmd_config
+from sockworks.services.resp_context import CommandSpec
 from sockworks.services.resp_pubsub import (
     cmd_psubscribe,
     cmd_publish,
@@ -86,7 +87,6 @@ from sockworks.services.resp_pubsub import (
     cmd_sunsubscribe,
     cmd_unsubscribe,
 )
-from sockworks.services.resp_context import CommandSpec
 
 __all__ = ["COMMANDS", "CONTAINER_COMMANDS", "SPECS"]
 

@@ -273,9 +273,9 @@ class Broker:
             direct = list(table.get(channel, {}).values())
             matched: list[tuple[bytes, list[Subscriptions]]] = []
             if not shard:
-                for pattern, (match, listeners) in self._patterns.items():
+                for pattern, (match, by_id) in self._patterns.items():
                     if match(channel):
-                        matched.append((pattern, list(listeners.values())))
+                        matched.append((pattern, list(by_id.values())))
         receivers = 0
         if direct:
             frames = _Frames(b"smessage" if shard else b"message", channel, message)

@@ -1,0 +1,377 @@
+"""Pub/sub on the RESP port: against a real redis-server byte for byte
+(RESP2 and RESP3, subscribed-mode errors, PUBSUB, messages interleaved with
+replies), with redis-py's ``pubsub()`` (sync and asyncio, RESP2 and RESP3),
+under every shared-memory model, and a slow subscriber bounded by
+``client-output-buffer-limit pubsub``.
+
+The differential helper reads a command's frames up to a sentinel (``PING
+<token>``, whose reply has the same shape on both servers in every mode),
+so no test waits for silence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import hiredis
+import pytest
+
+from sockworks.protocols.resp import encode_command
+from tests.redis_support import RedisServer, redis_server_fixture  # noqa: F401 (fixture)
+from tests.support import SHARED_MEMORY_MODELS, RunningServer, StartServer
+
+redis = pytest.importorskip("redis")
+import redis.asyncio as aioredis  # noqa: E402 (after the importorskip above)
+
+pytestmark = pytest.mark.redis
+
+SENTINEL = b"sentinel-7f3a"
+#: The sentinel PING's reply: plain, or the RESP2 subscribed-mode array.
+_SENTINEL_REPLIES = (SENTINEL, [b"pong", SENTINEL])
+_SENTINEL_BYTES = (b"*2\r\n$4\r\npong\r\n$13\r\n" + SENTINEL + b"\r\n",
+                   b"$13\r\n" + SENTINEL + b"\r\n")
+
+
+def kv(start_server: StartServer, model: str = "thread", *extra: str) -> RunningServer:
+    return start_server("serve", "kv", "--resp-port", "0", "--model", model, *extra)
+
+
+class Conn:
+    """A raw RESP connection that reads whole frames."""
+
+    def __init__(self, address: tuple[str, int]) -> None:
+        self.sock = socket.create_connection(address, timeout=10)
+        self.reader = hiredis.Reader()
+
+    def send(self, *argv: bytes | str) -> None:
+        self.sock.sendall(encode_command(
+            [a.encode() if isinstance(a, str) else a for a in argv]))
+
+    def frames_until_sentinel(self) -> bytes:
+        """Everything before the sentinel's reply (raw bytes)."""
+        self.send("PING", SENTINEL)
+        raw = b""
+        for _ in range(10_000):
+            frame = self.reader.gets()
+            while frame is not False:
+                if frame in _SENTINEL_REPLIES:
+                    for tail in _SENTINEL_BYTES:
+                        if raw.endswith(tail):
+                            return raw[:-len(tail)]
+                    raise AssertionError(f"bytes after the sentinel: {raw!r}")
+                frame = self.reader.gets()
+            chunk = self.sock.recv(65536)
+            assert chunk, "the server closed the connection"
+            raw += chunk
+            self.reader.feed(chunk)
+        raise AssertionError("no sentinel")
+
+    def run(self, *argv: bytes | str) -> bytes:
+        self.send(*argv)
+        return self.frames_until_sentinel()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def pair(start_server: StartServer, redis_server: RedisServer) -> Iterator[
+        tuple[tuple[str, int], tuple[str, int]]]:
+    server = kv(start_server)
+    yield server.addresses[1], redis_server.address
+
+
+# Scripts of one connection: replies and errors compared byte for byte.
+SCRIPTS = [
+    # (UNSUBSCRIBE without arguments goes in Redis's hash order: one channel left.)
+    ["SUBSCRIBE a b", "PING", "PING x", "GET x", "PSUBSCRIBE h*", "UNSUBSCRIBE b", "UNSUBSCRIBE",
+     "PUNSUBSCRIBE", "UNSUBSCRIBE", "PUNSUBSCRIBE x", "SUBSCRIBE", "PSUBSCRIBE",
+     "PUBSUB NUMSUB a", "RESET", "GET x"],
+    ["SUBSCRIBE a", "PUBLISH a hi", "ECHO e", "SELECT 0", "CLIENT GETNAME", "UNSUBSCRIBE a", "GET x"],
+    ["MULTI | SUBSCRIBE a | EXEC", "PUBSUB NUMSUB a x", "MULTI | PING | DISCARD"],
+    ["SSUBSCRIBE a", "SUBSCRIBE b", "SUNSUBSCRIBE", "UNSUBSCRIBE", "PSUBSCRIBE p",
+     "PING", "GET x", "RESET"],
+    ["PUBSUB NUMPAT x", "PUBSUB CHANNELS a b", "PUBSUB HELP", "PUBSUB SHARDCHANNELS a b",
+     "PUBLISH a", "SPUBLISH a", "PUBSUB", "PUBSUB NOPE", "PUBSUB NUMPAT"],
+    ["SSUBSCRIBE a", "SSUBSCRIBE a", "SUNSUBSCRIBE", "SUNSUBSCRIBE", "SUBSCRIBE a a",
+     "UNSUBSCRIBE a a", "PSUBSCRIBE a a", "PUNSUBSCRIBE a a"],
+    # (Redis visits patterns in hash order: one pattern matches each channel.)
+    ["SUBSCRIBE c1", "PSUBSCRIBE c* [de]1", "PUBLISH c1 m", "PUBLISH c2 m", "PUBLISH e1 m",
+     "SPUBLISH c1 m",
+     "SSUBSCRIBE c1", "SPUBLISH c1 m", "PUBSUB NUMPAT", "PUBSUB CHANNELS", "PUBSUB CHANNELS c?",
+     "PUBSUB SHARDCHANNELS", "PUBSUB SHARDNUMSUB c1 zz"],
+]
+
+
+@pytest.mark.parametrize("proto", [2, 3])
+@pytest.mark.parametrize("script", SCRIPTS, ids=[s[0] + "..." for s in SCRIPTS])
+def test_one_connection_matches_redis(pair: tuple[tuple[str, int], tuple[str, int]],
+                                      proto: int, script: list[str]) -> None:
+    ours, theirs = Conn(pair[0]), Conn(pair[1])
+    try:
+        if proto == 3:
+            for conn in (ours, theirs):
+                conn.run("HELLO", "3")
+        for line in script:
+            # "A | B": pipelined, one sentinel after the last (MULTI queues it).
+            for conn in (ours, theirs):
+                for part in line.split(" | "):
+                    conn.send(*part.split())
+            assert ours.frames_until_sentinel() == theirs.frames_until_sentinel(), line
+    finally:
+        ours.close()
+        theirs.close()
+
+
+@pytest.mark.parametrize("proto", [2, 3])
+def test_messages_interleave_with_replies_as_in_redis(
+        pair: tuple[tuple[str, int], tuple[str, int]], proto: int) -> None:
+    """A subscriber that also sends commands (RESP3: any command) sees each
+    message between the replies of the commands around the PUBLISH."""
+    streams = []
+    for address in pair:
+        sub, pub = Conn(address), Conn(address)
+        seen = b""
+        try:
+            if proto == 3:
+                sub.run("HELLO", "3")
+            seen += sub.run("SUBSCRIBE", "news")
+            seen += sub.run("PSUBSCRIBE", "n*")
+            assert pub.run("PUBLISH", "news", "one") == b":2\r\n"
+            seen += sub.run("ECHO", "between")  # RESP2: refused, in order
+            assert pub.run("PUBLISH", "nope", "two") == b":1\r\n"
+            assert pub.run("PUBLISH", "other", "none") == b":0\r\n"
+            seen += sub.run("GET" if proto == 3 else "PING", "k")
+            for i in range(20):  # a burst, then a reply: all in order
+                pub.send("PUBLISH", "news", str(i))
+            pub.frames_until_sentinel()
+            seen += sub.run("PING")
+            seen += sub.run("UNSUBSCRIBE")
+            seen += sub.run("PUNSUBSCRIBE")
+            seen += sub.run("GET", "k")
+        finally:
+            sub.close()
+            pub.close()
+        streams.append(seen)
+    ours, theirs = streams
+    assert ours == theirs
+    assert b"one" in ours and b"two" in ours and b"none" not in ours
+
+
+def test_subscribed_client_counts_in_client_list(start_server: StartServer) -> None:
+    server = kv(start_server)
+    sub = Conn(server.addresses[1])
+    admin = Conn(server.addresses[1])
+    try:
+        sub.run("SUBSCRIBE", "a", "b")
+        sub.run("PSUBSCRIBE", "x*")
+        sub.run("SSUBSCRIBE", "s")
+        listing = admin.run("CLIENT", "LIST")
+        line = next(ln for ln in listing.split(b"\n") if b"sub=2" in ln)
+        assert b"flags=P" in line and b"psub=1" in line and b"ssub=1" in line
+    finally:
+        sub.close()
+        admin.close()
+
+
+# -- redis-py ----------------------------------------------------------------------
+
+def _wait_message(ps: Any, deadline: float) -> Any:
+    while time.monotonic() < deadline:
+        message = ps.get_message(ignore_subscribe_messages=True, timeout=0.5)
+        if message is not None:
+            return message
+    raise AssertionError("no message before the deadline")
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_redis_py_pubsub_get_message_and_listen(start_server: StartServer,
+                                                protocol: int) -> None:
+    server = kv(start_server)
+    port = server.addresses[1][1]
+    r = redis.Redis(host="127.0.0.1", port=port, socket_timeout=10, protocol=protocol)
+    try:
+        ps = r.pubsub()
+        ps.subscribe("chan")
+        ps.psubscribe("pat.*")
+        assert r.pubsub_numsub("chan") == [(b"chan", 1)]
+        assert r.pubsub_numpat() == 1
+        assert r.publish("chan", "hello") == 1
+        deadline = time.monotonic() + 10
+        message = _wait_message(ps, deadline)
+        assert message["type"] == "message" and message["data"] == b"hello"
+        assert r.publish("pat.x", "p") == 1
+        message = _wait_message(ps, deadline)
+        assert (message["type"], message["pattern"], message["channel"]) == (
+            "pmessage", b"pat.*", b"pat.x")
+        r.publish("chan", "via listen")
+        for item in ps.listen():
+            if item["type"] == "message":
+                assert item["data"] == b"via listen"
+                break
+        ps.unsubscribe()
+        ps.punsubscribe()
+        ps.close()
+        assert r.pubsub_numsub("chan") == [(b"chan", 0)]
+    finally:
+        r.close()
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_redis_py_pubsub_run_in_thread(start_server: StartServer, protocol: int) -> None:
+    server = kv(start_server, "asyncio")
+    port = server.addresses[1][1]
+    r = redis.Redis(host="127.0.0.1", port=port, socket_timeout=10, protocol=protocol)
+    got: list[bytes] = []
+    done = threading.Event()
+
+    def handler(message: dict[str, Any]) -> None:
+        got.append(message["data"])
+        if len(got) == 50:
+            done.set()
+
+    ps = r.pubsub()
+    ps.subscribe(**{"jobs": handler})
+    worker = ps.run_in_thread(sleep_time=0.05, daemon=True)
+    try:
+        deadline = time.monotonic() + 10
+        while r.pubsub_numsub("jobs") != [(b"jobs", 1)]:
+            assert time.monotonic() < deadline
+        for i in range(50):
+            assert r.publish("jobs", str(i)) == 1
+        assert done.wait(10)
+        assert got == [str(i).encode() for i in range(50)]
+    finally:
+        worker.stop()
+        worker.join(10)
+        ps.close()
+        r.close()
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_redis_py_asyncio_pubsub(start_server: StartServer, protocol: int) -> None:
+    server = kv(start_server, "asyncio")
+    port = server.addresses[1][1]
+
+    async def scenario() -> list[Any]:
+        r = aioredis.Redis(host="127.0.0.1", port=port, protocol=protocol)
+        try:
+            ps = r.pubsub()
+            await ps.subscribe("a")
+            await ps.psubscribe("b*")
+            assert await r.publish("a", "1") == 1
+            assert await r.publish("bee", "2") == 1
+            out: list[tuple[str, bytes]] = []
+            async with asyncio.timeout(10):
+                while len(out) < 2:
+                    message = await ps.get_message(ignore_subscribe_messages=True,
+                                                   timeout=1.0)
+                    if message is not None:
+                        out.append((message["type"], message["data"]))
+            await ps.aclose()  # type: ignore[no-untyped-call]
+            return out
+        finally:
+            await r.aclose()
+
+    assert asyncio.run(scenario()) == [("message", b"1"), ("pmessage", b"2")]
+
+
+@pytest.mark.parametrize("model", SHARED_MEMORY_MODELS)
+def test_subscriber_gets_messages_under_every_model(start_server: StartServer,
+                                                    model: str) -> None:
+    server = kv(start_server, model)
+    sub, pub = Conn(server.addresses[1]), Conn(server.addresses[1])
+    try:
+        sub.run("SUBSCRIBE", "m")
+        assert pub.run("PUBLISH", "m", "hello") == b":1\r\n"
+        # Nothing sent by the subscriber: the message arrives on its own.
+        reader = hiredis.Reader()
+        frame: Any = False
+        for _ in range(100):
+            reader.feed(sub.sock.recv(65536))
+            frame = reader.gets()
+            if frame is not False:
+                break
+        assert frame == [b"message", b"m", b"hello"]
+        assert sub.run("PING") == b"*2\r\n$4\r\npong\r\n$0\r\n\r\n"
+    finally:
+        sub.close()
+        pub.close()
+
+
+# -- bounds --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("model", ["thread", "asyncio"])
+def test_slow_subscriber_is_disconnected_and_others_are_not(start_server: StartServer,
+                                                           model: str) -> None:
+    server = kv(start_server, model, "--client-output-buffer-limit", "pubsub 1mb 512kb 60")
+    address = server.addresses[1]
+    slow = socket.socket()
+    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    slow.connect(address)
+    slow.settimeout(10)
+    slow.sendall(encode_command([b"SUBSCRIBE", b"flood"]))
+    good, pub = Conn(address), Conn(address)
+    try:
+        good.run("SUBSCRIBE", "flood")
+        deadline = time.monotonic() + 10
+        while pub.run("PUBSUB", "NUMSUB", "flood") != b"*2\r\n$5\r\nflood\r\n:2\r\n":
+            assert time.monotonic() < deadline
+        payload = b"x" * 16384
+        sent = 0
+        good_reader = hiredis.Reader()
+        received = 0
+        # Publish until the slow one is gone (far less than 64 MB), while
+        # the good subscriber keeps reading everything.
+        for _ in range(4096):
+            pub.send("PUBLISH", "flood", payload)
+            sent += 1
+            if sent % 16 == 0:
+                replies = pub.frames_until_sentinel()
+                if b":1\r\n" in replies:
+                    break
+                while received < sent:
+                    good_reader.feed(good.sock.recv(1 << 20))
+                    while (frame := good_reader.gets()) is not False:
+                        if frame[0] == b"message":
+                            received += 1
+        else:
+            raise AssertionError("the slow subscriber was never disconnected")
+        # Bounded: the limit (plus what the kernel buffers), not the flood.
+        assert sent * len(payload) < 16 * 1024 * 1024
+        assert pub.run("PUBSUB", "NUMSUB", "flood") == b"*2\r\n$5\r\nflood\r\n:1\r\n"
+        assert pub.run("PUBLISH", "flood", "after") == b":1\r\n"
+        # The slow subscriber's connection is closed (reset), not kept.
+        closed = False
+        for _ in range(10_000):
+            try:
+                if not slow.recv(1 << 20):
+                    closed = True
+                    break
+            except ConnectionResetError:
+                closed = True
+                break
+        assert closed
+        assert good.run("PING").endswith(b"pong\r\n$0\r\n\r\n")
+    finally:
+        slow.close()
+        good.close()
+        pub.close()
+
+
+def test_redis_backend_refuses_pubsub_clearly(start_server: StartServer,
+                                              redis_server: RedisServer) -> None:
+    server = start_server("serve", "kv", "--resp-port", "0", "--model", "thread",
+                          "--store", redis_server.url)
+    conn = Conn(server.addresses[1])
+    try:
+        for argv in (["SUBSCRIBE", "a"], ["PUBLISH", "a", "m"], ["PUBSUB", "NUMPAT"]):
+            assert conn.run(*argv).startswith(b"-ERR pub/sub is not available with a Redis "
+                                              b"backend")
+    finally:
+        conn.close()

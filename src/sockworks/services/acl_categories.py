@@ -116,6 +116,7 @@ COMMAND_CATEGORIES: Final[Mapping[str, tuple[str, ...]]] = {
     "pubsub|shardchannels": ("pubsub", "slow"),
     "pubsub|shardnumsub": ("pubsub", "slow"),
     "pubsub|help": ("slow",),
+    "monitor": ("admin", "slow", "dangerous"),
     "acl": ("slow",),
     "acl|whoami": ("slow",),
     "acl|list": ("admin", "slow", "dangerous"),

@@ -37,7 +37,43 @@ if TYPE_CHECKING:
     from sockworks.core.clients import ClientHandle
     from sockworks.core.limits import OutputLimit
 
-__all__ = ["Broker", "Subscriptions", "push_frame"]
+__all__ = ["Broker", "Subscriptions", "monitor_line", "push_frame"]
+
+#: sdscatrepr's escapes (what MONITOR shows for these bytes).
+_REPR_ESCAPES = {ord("\\"): b"\\\\", ord('"'): b'\\"', ord("\n"): b"\\n",
+                 ord("\r"): b"\\r", ord("\t"): b"\\t", 7: b"\\a", 8: b"\\b"}
+_REPR = [_REPR_ESCAPES.get(i, bytes([i]) if 32 <= i < 127 else b"\\x%02x" % i)
+         for i in range(256)]
+#: Arguments MONITOR never shows (Redis's redactClientCommandArgument).
+REDACTED = b"(redacted)"
+
+
+def _repr(arg: bytes) -> bytes:
+    return b'"' + b"".join([_REPR[i] for i in arg]) + b'"'
+
+
+def _redacted(argv: list[bytes]) -> list[bytes]:
+    name = argv[0].lower()
+    if name == b"auth":
+        return [argv[0], *[REDACTED] * (len(argv) - 1)]
+    if name == b"acl" and len(argv) > 2 and argv[1].lower() == b"setuser":
+        return [*argv[:2], *[REDACTED] * (len(argv) - 2)]
+    if name == b"hello":
+        out = list(argv)
+        for i in range(2, len(argv) - 2):
+            if argv[i].lower() == b"auth":
+                out[i + 1] = out[i + 2] = REDACTED
+        return out
+    return argv
+
+
+def monitor_line(argv: list[bytes], peer: str, now: float) -> bytes:
+    """Redis's MONITOR line: ``+1339518083.107412 [0 127.0.0.1:60866] "keys" "*"``
+    (arguments as typed, escaped as sdscatrepr does, secrets redacted)."""
+    micros = int(now * 1_000_000)
+    shown = b" ".join([_repr(arg) for arg in _redacted(argv)])
+    return b"+%d.%06d [0 %s] %s\r\n" % (micros // 1_000_000, micros % 1_000_000,
+                                          peer.encode(), shown)
 
 
 def _bulk(value: bytes) -> bytes:
@@ -68,6 +104,7 @@ class Subscriptions:
     """
 
     __slots__ = ("channels", "patterns", "shard", "proto", "client", "limit", "waiting",
+                 "monitoring",
                  "_lock", "_running", "_own", "_others", "_held_bytes", "_soft_since")
 
     def __init__(self, limit: Callable[[], OutputLimit]) -> None:
@@ -82,6 +119,8 @@ class Subscriptions:
         self.limit = limit
         #: Something was pushed while the session runs (read without the lock).
         self.waiting = False
+        #: MONITOR: every command of every client is pushed here.
+        self.monitoring = False
         self._lock = threading.Lock()
         self._running = False
         self._own: list[bytes] = []
@@ -98,6 +137,11 @@ class Subscriptions:
     def active(self) -> bool:
         """Subscribed to anything (Redis's pubsub client class)."""
         return bool(self.channels or self.patterns or self.shard)
+
+    @property
+    def pushed_to(self) -> bool:
+        """Others push to this connection (subscribed, or MONITOR)."""
+        return self.monitoring or bool(self.channels or self.patterns or self.shard)
 
     # -- the session's side ----------------------------------------------------
     @property
@@ -135,20 +179,22 @@ class Subscriptions:
                 self._held_bytes = 0
                 self.waiting = False
             client = self.client
-            if direct or not data or client is None or not self.active:
+            if direct or not data or client is None or not self.pushed_to:
                 return data
             client.deliver(data)
             return b""
 
     # -- any thread ------------------------------------------------------------
-    def push(self, data: bytes, *, own: bool = False) -> bool:
+    def push(self, data: bytes, *, own: bool = False, pubsub: bool = True) -> bool:
         """Queue ``data`` for this connection; False if it is gone or was
-        just disconnected for being over the pubsub output limit."""
+        just disconnected for being over its output limit (``pubsub``: the
+        pubsub class, checked here; else the normal class, which
+        ``deliver`` checks)."""
         with self._lock:
             client = self.client
             if client is None or client.closing:
                 return False
-            over = self._over_limit(client, len(data))
+            over = self._over_limit(client, len(data)) if pubsub and self.active else None
             if over is None:
                 if self._running:
                     (self._own if own else self._others).append(data)
@@ -204,6 +250,31 @@ class Broker:
         self._shard: dict[bytes, dict[int, Subscriptions]] = {}
         self._patterns: dict[bytes, tuple[Callable[[bytes], bool],
                                           dict[int, Subscriptions]]] = {}
+        self._monitors: dict[int, Subscriptions] = {}
+        #: Some connection is in MONITOR (read without the lock, per chunk).
+        self.monitored = False
+
+    # -- MONITOR ---------------------------------------------------------------------
+    def monitor(self, subs: Subscriptions) -> None:
+        subs.monitoring = True
+        with self._lock:
+            self._monitors[id(subs)] = subs
+            self.monitored = True
+
+    def unmonitor(self, subs: Subscriptions) -> None:
+        subs.monitoring = False
+        with self._lock:
+            self._monitors.pop(id(subs), None)
+            self.monitored = bool(self._monitors)
+
+    def feed_monitors(self, argv: list[bytes], peer: str) -> None:
+        """Show one command to every connection in MONITOR."""
+        with self._lock:
+            monitors = list(self._monitors.values())
+        if monitors:
+            line = monitor_line(argv, peer, time.time())
+            for subs in monitors:
+                subs.push(line, pubsub=False)
 
     # -- (un)subscribing ---------------------------------------------------------
     def subscribe(self, subs: Subscriptions, channel: bytes, *, shard: bool = False) -> bool:
@@ -255,7 +326,10 @@ class Broker:
         return True
 
     def drop(self, subs: Subscriptions) -> None:
-        """Forget every subscription of a connection (closed, or RESET)."""
+        """Forget every subscription of a connection (closed, or RESET),
+        and its MONITOR."""
+        if subs.monitoring:
+            self.unmonitor(subs)
         for channel in list(subs.channels):
             self.unsubscribe(subs, channel)
         for channel in list(subs.shard):

@@ -77,7 +77,8 @@ _SUBSCRIBED_OK = frozenset({"subscribe", "ssubscribe", "psubscribe", "unsubscrib
                             "sunsubscribe", "punsubscribe", "ping", "quit", "reset"})
 #: Commands after which the session re-reads its pub/sub mode.
 _MODE_CHANGERS = frozenset({b"subscribe", b"ssubscribe", b"psubscribe", b"unsubscribe",
-                            b"sunsubscribe", b"punsubscribe", b"hello", b"reset", b"exec"})
+                            b"sunsubscribe", b"punsubscribe", b"hello", b"reset", b"exec",
+                            b"monitor"})
 #: Redis 7.0's denial texts (the version the differential tests run).
 NOPERM_KEY: Final = (b"-NOPERM this user has no permissions to access one of the keys used "
                      b"as arguments\r\n")
@@ -355,10 +356,10 @@ class RespSession(Session):
         return self.subs
 
     def _update_mode(self) -> None:
-        """RESP2 with subscriptions: only the pub/sub commands run, so the
-        GET/SET fast path is off."""
+        """RESP2 with subscriptions: only the pub/sub commands run, and
+        MONITOR refuses data commands, so the GET/SET fast path is off."""
         self.subs.proto = self.proto
-        subscribed = self.proto == 2 and self.subs.active
+        subscribed = (self.proto == 2 and self.subs.active) or self.subs.monitoring
         service = self.service
         self._get_words = frozenset() if subscribed else service.get_words
         self._set_words = frozenset() if subscribed else service.set_words
@@ -426,8 +427,9 @@ class RespSession(Session):
         failed: dict[str, int] = {}
         store = self.store
         subs = self.subs
-        if subs.active:
+        if subs.pushed_to:
             subs.start()  # pushes wait for this chunk's replies (services/pubsub.py)
+        broker = self.service.broker
         for argv in commands:
             if size >= REPLY_BUDGET:
                 # Back-pressure (core/service.py): the rest waits for resume().
@@ -454,6 +456,8 @@ class RespSession(Session):
                 else:
                     size += len(value)
                     append(b"$%d\r\n%s\r\n" % (len(value), value))
+                if broker.monitored:
+                    broker.feed_monitors(argv, self.peer)
                 continue
             if nargs == 3 and argv[0] in self._set_words and self.queued is None and self._open:
                 self.last_command = b"set"
@@ -467,6 +471,8 @@ class RespSession(Session):
                     continue
                 self._wrote = True
                 append(OK)
+                if broker.monitored:
+                    broker.feed_monitors(argv, self.peer)
                 continue
             if argv[0].lower() in _HTTP_WORDS:
                 # An HTTP request on the Redis port (a browser made to POST
@@ -530,7 +536,7 @@ class RespSession(Session):
 
     @property
     def expects_deliveries(self) -> bool:
-        return self.subs.active
+        return self.subs.pushed_to
 
     # -- dispatch ----------------------------------------------------------------
     def execute(self, argv: list[bytes]) -> bytes:
@@ -547,6 +553,8 @@ class RespSession(Session):
             if refusal is not None and spec.name == "exec":
                 self.end_multi()  # Redis: the rejected EXEC ends the transaction
                 return b"-EXECABORT Transaction discarded because of: " + refusal[1:]
+        elif self.subs.monitoring and ("write" in spec.flags or "readonly" in spec.flags):
+            refusal = b"-ERR Replica can't interact with the keyspace\r\n"  # Redis's words
         elif self.proto == 2 and self.subs.active and spec.name not in _SUBSCRIBED_OK:
             shown = (f"{spec.name}|{argv[1].decode('latin-1').lower()}"
                      if spec.name.encode() in CONTAINER_COMMANDS and len(argv) > 1
@@ -584,10 +592,20 @@ class RespSession(Session):
         outcome = spec.handler(self, argv)
         if name in _MODE_CHANGERS:
             self._update_mode()
-        if type(outcome) is bytes:
-            return outcome
-        assert isinstance(outcome, Plan)
-        return self.run_plan(outcome)
+        reply = self.run_plan(outcome) if isinstance(outcome, Plan) else outcome
+        if self.service.broker.monitored:
+            self._feed_monitors(spec, argv)
+        return reply
+
+    def _feed_monitors(self, spec: CommandSpec, argv: list[bytes]) -> None:
+        """MONITOR shows the command unless it is an admin one (Redis)."""
+        categories = None
+        if spec.name in CONTAINERS and len(argv) > 1:
+            categories = COMMAND_CATEGORIES.get(f"{spec.name}|{argv[1].decode('latin-1').lower()}")
+        if categories is None:
+            categories = COMMAND_CATEGORIES.get(spec.name, ())
+        if "admin" not in categories:
+            self.service.broker.feed_monitors(argv, self.peer)
 
     def _check_access(self, spec: CommandSpec, argv: list[bytes]) -> bytes | None:
         """NOAUTH, or a NOPERM for the command or one of its keys; None: allowed."""
@@ -702,6 +720,9 @@ class RespSession(Session):
     def run_transaction(self, queued: list[list[bytes]]) -> bytes:
         """EXEC: the queued commands as one unit, one reply array."""
         outcomes = [self._commands[argv[0].lower()].handler(self, argv) for argv in queued]
+        if self.service.broker.monitored:
+            for argv in queued:
+                self._feed_monitors(self._commands[argv[0].lower()], argv)
         store = self.store
         # One batch: every single-call plan, and the groups too where the
         # store isolates them (the embedded store runs the whole batch under

@@ -1,4 +1,4 @@
-"""RESP handlers of the pub/sub commands (Redis 7's replies and errors).
+"""RESP handlers of the pub/sub commands and MONITOR (Redis 7's replies and errors).
 
 (S|P)SUBSCRIBE, (S|P)UNSUBSCRIBE, PUBLISH, SPUBLISH and PUBSUB, over the
 connection's :class:`~sockworks.services.pubsub.Subscriptions` and the
@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from typing import Final
 
-from sockworks.protocols.resp import SimpleString, encode
+from sockworks.protocols.resp import OK, SimpleString, encode
 from sockworks.services.pubsub import push_frame
 from sockworks.services.resp_commands import error_quoting, quoted, unknown_subcommand, wrong_args
 from sockworks.services.resp_context import CommandContext as Ctx
 
-__all__ = ["cmd_psubscribe", "cmd_publish", "cmd_pubsub", "cmd_punsubscribe", "cmd_spublish",
-           "cmd_ssubscribe", "cmd_subscribe", "cmd_sunsubscribe", "cmd_unsubscribe",
+__all__ = ["cmd_monitor", "cmd_psubscribe", "cmd_publish", "cmd_pubsub", "cmd_punsubscribe",
+           "cmd_spublish", "cmd_ssubscribe", "cmd_subscribe", "cmd_sunsubscribe", "cmd_unsubscribe",
            "REMOTE_STORE"]
 
 REMOTE_STORE: Final = (b"-ERR pub/sub is not available with a Redis backend (--store "
@@ -105,6 +105,17 @@ def _unsubscribe(s: Ctx, argv: list[bytes], kind: bytes) -> bytes:
             broker.unsubscribe(subs, name, shard=shard)
         out.append(push_frame(proto, kind, name, len(subs.shard) if shard else subs.count))
     return b"".join(out)
+
+
+def cmd_monitor(s: Ctx, argv: list[bytes]) -> bytes:
+    """Every command any client of this process runs from now on is pushed
+    here as Redis's MONITOR line, until QUIT or RESET (its own included)."""
+    subs = s.subscriptions
+    if not subs.monitoring:
+        subs.client = s.client
+        subs.start()
+        s.server.broker.monitor(subs)
+    return OK
 
 
 def cmd_publish(s: Ctx, argv: list[bytes]) -> bytes:

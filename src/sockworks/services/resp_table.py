@@ -77,6 +77,7 @@ from sockworks.services.resp_commands import (
 from sockworks.services.resp_config import cmd_config
 from sockworks.services.resp_context import CommandSpec
 from sockworks.services.resp_pubsub import (
+    cmd_monitor,
     cmd_psubscribe,
     cmd_publish,
     cmd_pubsub,
@@ -179,6 +180,7 @@ SPECS: Final[tuple[CommandSpec, ...]] = (
     CommandSpec("publish", cmd_publish, 3, ("pubsub", "loading", "stale", "fast")),
     CommandSpec("spublish", cmd_spublish, 3, ("pubsub", "loading", "stale", "fast")),
     CommandSpec("pubsub", cmd_pubsub, -2, ()),
+    CommandSpec("monitor", cmd_monitor, 1, ("admin", "noscript", "loading", "stale")),
 )
 
 #: Lower-case name -> spec (read-only by type; built once from SPECS).

@@ -12,7 +12,9 @@ so no test waits for silence.
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -23,7 +25,7 @@ import pytest
 
 from sockworks.protocols.resp import encode_command
 from tests.redis_support import RedisServer, redis_server_fixture  # noqa: F401 (fixture)
-from tests.support import SHARED_MEMORY_MODELS, RunningServer, StartServer
+from tests.support import SHARED_MEMORY_MODELS, RunningServer, StartServer, require_binary
 
 redis = pytest.importorskip("redis")
 import redis.asyncio as aioredis  # noqa: E402 (after the importorskip above)
@@ -375,3 +377,116 @@ def test_redis_backend_refuses_pubsub_clearly(start_server: StartServer,
                                               b"backend")
     finally:
         conn.close()
+
+
+# -- MONITOR ---------------------------------------------------------------------------
+
+_MONITOR_PREFIX = re.compile(rb"^\+\d+\.\d{6} \[0 127\.0\.0\.1:\d+\] ", re.M)
+
+
+@pytest.mark.parametrize("proto", [2, 3])
+def test_monitor_lines_match_redis(pair: tuple[tuple[str, int], tuple[str, int]],
+                                   proto: int) -> None:
+    """The same commands, as each server's MONITOR shows them (timestamps and
+    client ports aside): escaping, redaction, admin commands left out, MULTI."""
+    shown = []
+    for address in pair:
+        mon, client = Conn(address), Conn(address)
+        try:
+            if proto == 3:
+                mon.run("HELLO", "3")
+            mon.send("MONITOR")
+            assert mon.sock.recv(5) == b"+OK\r\n"
+            for line in (["SET", "a", b'x\ny\x01"\\'], ["AUTH", "nobody", "pw"],
+                         ["HELLO", "2", "AUTH", "default", "pw", "SETNAME", "x"],
+                         ["HELLO", "2"], ["NOPE"], ["GET"], ["CONFIG", "GET", "maxmemory"],
+                         ["GET", "a"]):
+                client.run(*line)
+            for line in (["MULTI"], ["SET", "q", "1"], ["EXEC"]):
+                client.send(*line)
+            client.frames_until_sentinel()
+            client.run("ECHO", "the-end")
+            seen = b""
+            for _ in range(1000):
+                if b'"the-end"' in seen:
+                    break
+                chunk = mon.sock.recv(65536)
+                assert chunk
+                seen += chunk
+            lines = [ln for ln in _MONITOR_PREFIX.sub(b"", seen).split(b"\r\n")
+                     if ln and SENTINEL not in ln]
+            shown.append(lines)
+            mon.send("GET", "x")
+            mon.send("RESET")
+            for _ in range(1000):
+                if seen.endswith(b"+RESET\r\n"):
+                    break
+                chunk = mon.sock.recv(65536)
+                assert chunk
+                seen += chunk
+            assert b"-ERR Replica can't interact with the keyspace\r\n" in seen
+            mon.reader = hiredis.Reader()
+            assert mon.run("GET", "x") == b"$-1\r\n"  # RESET: RESP2, no MONITOR
+        finally:
+            mon.close()
+            client.close()
+    ours, theirs = shown
+    assert ours == theirs
+    assert b'"AUTH" "(redacted)" "(redacted)"' in ours
+
+
+def test_redis_cli_monitor_sees_a_command(start_server: StartServer) -> None:
+    cli = require_binary("redis-cli")
+    server = kv(start_server)
+    port = server.addresses[1][1]
+    with subprocess.Popen([cli, "-p", str(port), "MONITOR"], stdout=subprocess.PIPE,
+                          stderr=subprocess.DEVNULL) as proc:
+        try:
+            _watch_redis_cli_monitor(proc, port)
+        finally:
+            proc.kill()
+
+
+def _watch_redis_cli_monitor(proc: subprocess.Popen[bytes], port: int) -> None:
+    r = redis.Redis(host="127.0.0.1", port=port, socket_timeout=10)
+    try:
+        deadline = time.monotonic() + 10
+        while b"cmd=monitor" not in r.execute_command("CLIENT", "LIST"):
+            assert time.monotonic() < deadline, "redis-cli never started MONITOR"
+        r.set("seen-by-monitor", "yes")
+        assert proc.stdout is not None
+        line = b""
+        for _ in range(100):
+            line = proc.stdout.readline()
+            if b"seen-by-monitor" in line or not line:
+                break
+        assert re.match(rb'^\d+\.\d{6} \[0 127\.0\.0\.1:\d+\] "SET" "seen-by-monitor" "yes"',
+                        line), line
+    finally:
+        r.close()
+
+
+def test_monitor_that_does_not_read_is_bounded(start_server: StartServer) -> None:
+    server = kv(start_server, "thread", "--client-output-buffer-limit", "normal 512kb 0 0")
+    address = server.addresses[1]
+    mon = socket.socket()
+    mon.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    mon.connect(address)
+    mon.settimeout(10)
+    mon.sendall(encode_command([b"MONITOR"]))
+    busy = Conn(address)
+    try:
+        deadline = time.monotonic() + 10
+        while b"cmd=monitor" not in busy.run("CLIENT", "LIST"):
+            assert time.monotonic() < deadline
+        value = b"v" * 8192
+        for i in range(2048):  # 16 MB of monitor lines if nothing stopped it
+            busy.send("SET", "k", value)
+            if i % 32 == 31 and b"cmd=monitor" not in busy.run("CLIENT", "LIST"):
+                break
+        else:
+            raise AssertionError("the monitor was never disconnected")
+        assert busy.run("GET", "k") == b"$8192\r\n" + value + b"\r\n"
+    finally:
+        mon.close()
+        busy.close()

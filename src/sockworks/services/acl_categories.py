@@ -76,6 +76,7 @@ COMMAND_CATEGORIES: Final[Mapping[str, tuple[str, ...]]] = {
     "client": ("slow",),
     "client|setname": ("slow", "connection"),
     "client|getname": ("slow", "connection"),
+    "client|reply": ("slow", "connection"),
     "client|id": ("slow", "connection"),
     "client|info": ("slow", "connection"),
     "client|list": ("admin", "slow", "dangerous", "connection"),

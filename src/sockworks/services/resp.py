@@ -347,6 +347,25 @@ class RespSession(Session):
         self._received = 0
         #: Pub/sub: this connection's subscriptions and ordered push path.
         self.subs = Subscriptions(self._pubsub_limit)
+        #: CLIENT REPLY: "on", "off"; skipping: drop the reply of the command
+        #: running (SKIP was the one before it); skip_next: SKIP just ran.
+        self._reply_mode = "on"
+        self._skipping = self._skip_next = False
+
+    def set_reply_mode(self, mode: str) -> None:
+        if mode == "skip":
+            self._skip_next = True
+        else:
+            self._reply_mode = mode
+        self._update_mode()
+
+    def _silenced(self, reply: bytes) -> bytes:
+        """CLIENT REPLY OFF/SKIP: the reply is dropped, RESP3 pushes are not."""
+        drop = self._skipping or self._reply_mode == "off"
+        self._skipping, self._skip_next = self._skip_next, False
+        if drop and reply[:1] != b">":
+            return b""
+        return reply
 
     def _pubsub_limit(self) -> OutputLimit:
         return self.service.output_limits.classes["pubsub"]
@@ -359,7 +378,8 @@ class RespSession(Session):
         """RESP2 with subscriptions: only the pub/sub commands run, and
         MONITOR refuses data commands, so the GET/SET fast path is off."""
         self.subs.proto = self.proto
-        subscribed = (self.proto == 2 and self.subs.active) or self.subs.monitoring
+        subscribed = ((self.proto == 2 and self.subs.active) or self.subs.monitoring
+                      or self._reply_mode != "on" or self._skip_next)
         service = self.service
         self._get_words = frozenset() if subscribed else service.get_words
         self._set_words = frozenset() if subscribed else service.set_words
@@ -483,6 +503,8 @@ class RespSession(Session):
                 self._done = True
                 break
             reply = self.execute(argv)
+            if self._reply_mode != "on" or self._skipping or self._skip_next:
+                reply = self._silenced(reply)
             spec = self._commands.get(argv[0].lower())
             name = spec.name if spec is not None else OTHER
             calls[name] = calls.get(name, 0) + 1
@@ -696,6 +718,8 @@ class RespSession(Session):
         self.end_multi()
         self.service.broker.drop(self.subs)
         self.set_protocol(2)
+        self._reply_mode = "on"
+        self._skipping = self._skip_next = False
         self.name = b""
         self._set_user(self._access.initial_user())
 

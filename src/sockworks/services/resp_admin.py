@@ -238,6 +238,14 @@ def _valid_client_name(name: bytes) -> bool:
 def cmd_client(s: Ctx, argv: list[bytes]) -> bytes:
     sub = argv[1].upper()
     argc = len(argv)
+    if sub == b"REPLY":
+        if argc != 3:
+            return wrong_args("client|reply")
+        mode = argv[2].lower()
+        if mode not in (b"on", b"off", b"skip"):
+            return SYNTAX_ERROR
+        s.set_reply_mode(mode.decode())
+        return OK if mode == b"on" else b""
     if sub == b"SETNAME":
         if argc != 3:
             return wrong_args("client|setname")

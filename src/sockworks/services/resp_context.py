@@ -157,6 +157,9 @@ class CommandContext(Protocol):
     def client_info(self) -> str:
         """This connection's CLIENT INFO / CLIENT LIST line."""
 
+    def set_reply_mode(self, mode: str) -> None:
+        """CLIENT REPLY on / off / skip (pushes are sent regardless)."""
+
     # -- transactions ----------------------------------------------------------
     @property
     def in_multi(self) -> bool: ...

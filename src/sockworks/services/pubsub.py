@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
+from sockworks.services.keyspace_events import KEYEVENT, KEYSPACE
 from sockworks.storage.glob import compile_glob
 
 if TYPE_CHECKING:
@@ -253,6 +254,21 @@ class Broker:
         self._monitors: dict[int, Subscriptions] = {}
         #: Some connection is in MONITOR (read without the lock, per chunk).
         self.monitored = False
+        #: notify-keyspace-events (services/keyspace_events.py); 0: off.
+        self.keyspace_flags = 0
+
+    # -- keyspace notifications ------------------------------------------------------
+    def notify(self, cls: int, event: str, key: bytes,
+               sender: Subscriptions | None = None) -> None:
+        """Publish one keyspace event if its class is enabled (notify.c)."""
+        flags = self.keyspace_flags
+        if not flags & cls:
+            return
+        name = event.encode()
+        if flags & KEYSPACE:
+            self.publish(b"__keyspace@0__:" + key, name, sender)
+        if flags & KEYEVENT:
+            self.publish(b"__keyevent@0__:" + name, key, sender)
 
     # -- MONITOR ---------------------------------------------------------------------
     def monitor(self, subs: Subscriptions) -> None:

@@ -39,6 +39,7 @@ from sockworks.core.logs import RateLimitedLog
 from sockworks.core.service import CLOSE, NOTHING, REPLY_BUDGET, Output, Service, Session
 from sockworks.core.stats import ServerStats
 from sockworks.protocols.resp import DEFAULT_MAX_BULK, OK, RespParser, encode_null
+from sockworks.services import keyspace_events
 from sockworks.services.acl import User
 from sockworks.services.acl_categories import COMMAND_CATEGORIES, CONTAINERS
 from sockworks.services.auth import DENIED_TEXT, AccessControl
@@ -60,6 +61,7 @@ from sockworks.services.resp_commands import (
 from sockworks.services.resp_context import CommandSpec, Plan
 from sockworks.services.resp_table import COMMANDS, CONTAINER_COMMANDS
 from sockworks.storage.base import Store, StoreError
+from sockworks.storage.memory import MemoryStore
 
 __all__ = ["COMMANDS", "REDIS_VERSION", "RespService", "RespSession"]
 
@@ -75,6 +77,9 @@ NOAUTH: Final = b"-NOAUTH Authentication required.\r\n"
 #: What a RESP2 connection with subscriptions may run (Redis's list).
 _SUBSCRIBED_OK = frozenset({"subscribe", "ssubscribe", "psubscribe", "unsubscribe",
                             "sunsubscribe", "punsubscribe", "ping", "quit", "reset"})
+#: Commands whose replies are pushes (CLIENT REPLY OFF does not drop them).
+_PUSHED_REPLIES = frozenset({b"subscribe", b"ssubscribe", b"psubscribe", b"unsubscribe",
+                             b"sunsubscribe", b"punsubscribe"})
 #: Commands after which the session re-reads its pub/sub mode.
 _MODE_CHANGERS = frozenset({b"subscribe", b"ssubscribe", b"psubscribe", b"unsubscribe",
                             b"sunsubscribe", b"punsubscribe", b"hello", b"reset", b"exec",
@@ -141,6 +146,18 @@ class RespService(Service):
         self.command_stats = CommandStats(spec.name for spec in COMMANDS.values())
         #: Pub/sub channels and patterns of this process (services/pubsub.py).
         self.broker = Broker()
+
+    def set_keyspace_events(self, flags: int) -> None:
+        self.broker.keyspace_flags = flags
+        store = self.store
+        if isinstance(store, MemoryStore):
+            wanted = flags & (keyspace_events.EXPIRED | keyspace_events.EVICTED)
+            store.key_events = self._store_event if wanted else None
+
+    def _store_event(self, event: str, key: bytes) -> None:
+        """The embedded store expired or evicted ``key`` (its lock held)."""
+        cls = keyspace_events.EXPIRED if event == "expired" else keyspace_events.EVICTED
+        self.broker.notify(cls, event, key)
 
     def attach(self, stats: ServerStats, settings: ServerSettings) -> None:
         super().attach(stats, settings)
@@ -359,11 +376,12 @@ class RespSession(Session):
             self._reply_mode = mode
         self._update_mode()
 
-    def _silenced(self, reply: bytes) -> bytes:
-        """CLIENT REPLY OFF/SKIP: the reply is dropped, RESP3 pushes are not."""
+    def _silenced(self, name: bytes, reply: bytes) -> bytes:
+        """CLIENT REPLY OFF/SKIP: the reply is dropped; (un)subscribe
+        confirmations are not (Redis sends them as pushes in RESP2 too)."""
         drop = self._skipping or self._reply_mode == "off"
         self._skipping, self._skip_next = self._skip_next, False
-        if drop and reply[:1] != b">":
+        if drop and name not in _PUSHED_REPLIES:
             return b""
         return reply
 
@@ -450,6 +468,8 @@ class RespSession(Session):
         if subs.pushed_to:
             subs.start()  # pushes wait for this chunk's replies (services/pubsub.py)
         broker = self.service.broker
+        # MONITOR and keyspace events need every command to go the long way.
+        fast = self._open and not (broker.monitored or broker.keyspace_flags)
         for argv in commands:
             if size >= REPLY_BUDGET:
                 # Back-pressure (core/service.py): the rest waits for resume().
@@ -461,7 +481,7 @@ class RespSession(Session):
             # workload, answered here without the command table's Plan
             # machinery (same replies, same errors).
             nargs = len(argv)
-            if nargs == 2 and argv[0] in self._get_words and self.queued is None and self._open:
+            if nargs == 2 and argv[0] in self._get_words and self.queued is None and fast:
                 self.last_command = b"get"
                 gets += 1
                 try:
@@ -476,10 +496,8 @@ class RespSession(Session):
                 else:
                     size += len(value)
                     append(b"$%d\r\n%s\r\n" % (len(value), value))
-                if broker.monitored:
-                    broker.feed_monitors(argv, self.peer)
                 continue
-            if nargs == 3 and argv[0] in self._set_words and self.queued is None and self._open:
+            if nargs == 3 and argv[0] in self._set_words and self.queued is None and fast:
                 self.last_command = b"set"
                 sets += 1
                 try:
@@ -491,8 +509,6 @@ class RespSession(Session):
                     continue
                 self._wrote = True
                 append(OK)
-                if broker.monitored:
-                    broker.feed_monitors(argv, self.peer)
                 continue
             if argv[0].lower() in _HTTP_WORDS:
                 # An HTTP request on the Redis port (a browser made to POST
@@ -504,7 +520,7 @@ class RespSession(Session):
                 break
             reply = self.execute(argv)
             if self._reply_mode != "on" or self._skipping or self._skip_next:
-                reply = self._silenced(reply)
+                reply = self._silenced(argv[0].lower(), reply)
             spec = self._commands.get(argv[0].lower())
             name = spec.name if spec is not None else OTHER
             calls[name] = calls.get(name, 0) + 1
@@ -611,13 +627,35 @@ class RespSession(Session):
             # Checked before the command runs, as Redis does: at the limit
             # nothing that may add data runs, even if it would not have.
             return OOM_REPLY
+        broker = self.service.broker
+        flags = broker.keyspace_flags
+        before: dict[bytes, bool] = {}
+        if flags and "write" in spec.flags and spec.keys[0]:
+            before = self._key_snapshot(spec, argv)
         outcome = spec.handler(self, argv)
         if name in _MODE_CHANGERS:
             self._update_mode()
         reply = self.run_plan(outcome) if isinstance(outcome, Plan) else outcome
-        if self.service.broker.monitored:
+        if flags and reply[:1] != b"-":
+            subs = self.subs
+            keyspace_events.emit(
+                lambda cls, event, key: broker.notify(cls, event, key, subs),
+                flags, spec.name, argv, reply, before, self._exists)
+        if broker.monitored:
             self._feed_monitors(spec, argv)
         return reply
+
+    def _exists(self, key: bytes) -> bool:
+        return bool(self.store.exists([key]))
+
+    def _key_snapshot(self, spec: CommandSpec, argv: list[bytes]) -> dict[bytes, bool]:
+        """Which of the command's keys exist now (keyspace events)."""
+        first, last, step = spec.keys
+        end = len(argv) + last if last < 0 else last
+        try:
+            return {key: self._exists(key) for key in argv[first:end + 1:step]}
+        except StoreError:
+            return {}
 
     def _feed_monitors(self, spec: CommandSpec, argv: list[bytes]) -> None:
         """MONITOR shows the command unless it is an admin one (Redis)."""

@@ -25,6 +25,7 @@ from typing import Any, Final
 from sockworks.core.limits import MemoryOverflow
 from sockworks.core.logs import set_log_level
 from sockworks.protocols.resp import OK, encode
+from sockworks.services.keyspace_events import BAD_FLAGS, flags_to_string, parse_flags
 from sockworks.services.resp_commands import (
     error_quoting,
     int_arg,
@@ -99,6 +100,7 @@ def _config_values(s: Ctx) -> dict[bytes, bytes]:
         b"requirepass": access.requirepass or b"",
         b"aclfile": os.fsencode(access.aclfile or ""),
         b"loglevel": _loglevel(),
+        b"notify-keyspace-events": flags_to_string(server.broker.keyspace_flags).encode(),
         # The listeners in force (TLS, UNIX socket): issue #11 items 3-4.
         **{name.encode(): value.encode() for name, value in server.listening.items()},
     }
@@ -222,6 +224,8 @@ def _apply_server(s: Ctx, name: bytes, value: Any) -> None:
         set_log_level(value)
     elif name == b"protected-mode":
         server.access.protected_mode = value
+    elif name == b"notify-keyspace-events":
+        server.set_keyspace_events(value)
 
 
 def _config_set(s: Ctx, pairs: list[bytes]) -> bytes:
@@ -248,6 +252,12 @@ def _config_set(s: Ctx, pairs: list[bytes]) -> bytes:
             continue
         if lname == b"save" and not raw_value.strip():
             continue  # no snapshots, and none asked for
+        if lname == b"notify-keyspace-events":
+            flags = parse_flags(raw_value.decode("latin-1"))
+            if flags is None:
+                return _failed(lname, BAD_FLAGS)
+            server_changes.append((lname, flags))
+            continue
         if lname not in _MEMORY_PARAMETERS or not isinstance(store, MemoryStore):
             if lname in known:
                 return _failed(lname, "can't set immutable config")

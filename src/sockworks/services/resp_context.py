@@ -107,6 +107,10 @@ class RespServer(Protocol):
     def broker(self) -> Broker:
         """The pub/sub channels and patterns of this server process."""
 
+    def set_keyspace_events(self, flags: int) -> None:
+        """CONFIG SET notify-keyspace-events (and the store's expiry and
+        eviction hook)."""
+
     def info(self, sections: Sequence[str]) -> str: ...
 
     def sessions(self) -> Sequence[CommandContext]: ...

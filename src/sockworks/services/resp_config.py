@@ -284,6 +284,9 @@ def _config_set(s: Ctx, pairs: list[bytes]) -> bytes:
     if memory:
         assert isinstance(store, MemoryStore)  # checked with each name above
         store.configure_memory(**memory)
+        # Redis evicts at once when the limit drops below what is used (and
+        # tells keyspace subscribers), rather than at the next write.
+        store.make_room()
     for name, parsed in server_changes:
         _apply_server(s, name, parsed)
     for field, number in encoding_changes:

@@ -490,3 +490,97 @@ def test_monitor_that_does_not_read_is_bounded(start_server: StartServer) -> Non
     finally:
         mon.close()
         busy.close()
+
+
+# -- keyspace notifications ----------------------------------------------------------
+
+# Commands run in order with every class on (KEA plus n); the events each
+# server publishes are compared.
+KEYSPACE_SCRIPT = [
+    "SET s v", "SET s v2 EX 100", "SETNX s x", "SETNX s2 x", "MSET m1 a m2 b", "APPEND s !",
+    "INCR n", "INCRBY n 5", "DECR n", "INCRBYFLOAT f 1.5", "SETRANGE s 0 X", "GETSET s y",
+    "GETDEL s2", "GETDEL nokey", "EXPIRE m1 100", "PERSIST m1", "PERSIST m1", "EXPIRE nokey 5",
+    "PEXPIRE m2 -1", "DEL m1 nokey n", "RENAME f g", "LPUSH l a b", "RPUSH l c", "LPOP l",
+    "RPOP l", "LSET l 0 z", "LINSERT l BEFORE z q", "LREM l 0 q", "LTRIM l 0 0",
+    "RPOPLPUSH l l2", "LPUSHX l x", "HSET h a 1 b 2", "HSETNX h a 9", "HINCRBY h a 1",
+    "HINCRBYFLOAT h b 0.5", "HDEL h a b", "SADD st a b", "SADD st a", "SREM st x",
+    "SREM st a", "SMOVE st st2 b", "ZADD z 1 a 2 b", "ZINCRBY z 1 a", "ZREM z x", "ZREM z a",
+    "ZADD z 3 c", "ZREMRANGEBYSCORE z 0 2", "ZPOPMIN z", "UNLINK l2 g",
+]
+
+
+def _keyspace_events(address: tuple[str, int]) -> list[Any]:
+    listener, client = Conn(address), Conn(address)
+    try:
+        client.run("FLUSHALL")
+        client.run("CONFIG", "SET", "notify-keyspace-events", "KEAn")
+        listener.run("PSUBSCRIBE", "__key*__:*")
+        for line in KEYSPACE_SCRIPT:
+            client.run(*line.split())
+        client.run("PUBLISH", "__keyevent@0__:the-end", "x")
+        events: list[Any] = []
+        reader = listener.reader
+        for _ in range(10_000):
+            frame = reader.gets()
+            if frame is False:
+                chunk = listener.sock.recv(65536)
+                assert chunk
+                reader.feed(chunk)
+                continue
+            if frame[2] == b"__keyevent@0__:the-end":
+                break
+            events.append(frame[2:])
+        client.run("CONFIG", "SET", "notify-keyspace-events", "")
+        return events
+    finally:
+        listener.close()
+        client.close()
+
+
+def test_keyspace_events_match_redis(pair: tuple[tuple[str, int], tuple[str, int]]) -> None:
+    ours, theirs = (_keyspace_events(address) for address in pair)
+    assert ours == theirs
+    assert [b"__keyevent@0__:expire", b"m1"] in ours  # the script did fire events
+
+
+@pytest.mark.parametrize("flags", ["KA", "EA", "gKE", "$lshzxeKE", "KEA", "Kgmdtn$", "A", "",
+                                   "Ex", "KEAn", "Q", "KX", "g$lshzxetd"])
+def test_notify_keyspace_events_config_matches_redis(
+        pair: tuple[tuple[str, int], tuple[str, int]], flags: str) -> None:
+    ours, theirs = Conn(pair[0]), Conn(pair[1])
+    try:
+        for argv in (["CONFIG", "SET", "notify-keyspace-events", flags],
+                     ["CONFIG", "GET", "notify-keyspace-events"],
+                     ["CONFIG", "SET", "notify-keyspace-events", ""]):
+            assert ours.run(*argv) == theirs.run(*argv), argv
+    finally:
+        ours.close()
+        theirs.close()
+
+
+def test_expired_and_evicted_events(start_server: StartServer) -> None:
+    server = kv(start_server)
+    listener, client = Conn(server.addresses[1]), Conn(server.addresses[1])
+    try:
+        client.run("CONFIG", "SET", "notify-keyspace-events", "Exe")
+        listener.run("PSUBSCRIBE", "*")
+        deadline = time.monotonic() + 10
+
+        def next_event() -> Any:
+            while time.monotonic() < deadline:
+                frame = listener.reader.gets()
+                if frame is not False:
+                    return frame[2:]
+                listener.reader.feed(listener.sock.recv(65536))
+            raise AssertionError("no event before the deadline")
+
+        client.run("PSETEX", "short", "50", "1")  # the active cycle expires it
+        assert next_event() == [b"__keyevent@0__:expired", b"short"]
+        client.run("SET", "victim", "v")
+        client.run("CONFIG", "SET", "maxmemory-policy", "allkeys-lru")
+        client.run("CONFIG", "SET", "maxmemory", "1")
+        assert next_event() == [b"__keyevent@0__:evicted", b"victim"]
+        client.run("CONFIG", "SET", "maxmemory", "0")
+    finally:
+        listener.close()
+        client.close()

@@ -98,9 +98,9 @@ EVENTS: Final[dict[str, tuple[Rule, ...]]] = {
     "append": ((_S, "append", "first", False),),
     "setrange": ((_S, "setrange", "first", False),),
     "incr": ((_S, "incrby", "first", False),),
-    "decr": ((_S, "decrby", "first", False),),
+    "decr": ((_S, "incrby", "first", False),),  # Redis names every one incrby
     "incrby": ((_S, "incrby", "first", False),),
-    "decrby": ((_S, "decrby", "first", False),),
+    "decrby": ((_S, "incrby", "first", False),),
     "incrbyfloat": ((_S, "incrbyfloat", "first", False),),
     "getdel": ((_G, "del", "first", True),),
     # keyspace
@@ -125,7 +125,8 @@ EVENTS: Final[dict[str, tuple[Rule, ...]]] = {
     "linsert": ((_L, "linsert", "first", True),),
     "lrem": ((_L, "lrem", "first", True),),
     "ltrim": ((_L, "ltrim", "first", False),),
-    "rpoplpush": ((_L, "rpop", "first", True), (_L, "lpush", "second", True)),
+    # (the push is announced before the pop, as t_list.c does)
+    "rpoplpush": ((_L, "lpush", "second", True), (_L, "rpop", "first", True)),
     # hashes
     "hset": ((_H, "hset", "first", False),),
     "hmset": ((_H, "hset", "first", False),),
@@ -158,6 +159,8 @@ EVENTS: Final[dict[str, tuple[Rule, ...]]] = {
 
 #: Replies that mean the command changed nothing.
 _NOTHING: Final = frozenset({b":0\r\n", b"$-1\r\n", b"_\r\n", b"*-1\r\n", b"*0\r\n"})
+#: Commands whose destination key is made before any event (db.c's RENAME, COPY).
+_CREATES_FIRST: Final = frozenset({"rename", "renamenx", "copy"})
 #: Options of SET / GETEX that set a time to live (they add an expire event).
 _TTL_OPTIONS: Final = frozenset({b"ex", b"px", b"exat", b"pxat"})
 
@@ -177,24 +180,43 @@ def emit(publish: Callable[[int, str, bytes], None], flags: int, name: str,
          exists: Callable[[bytes], bool]) -> None:
     """Fire the events of one command that ran (``reply`` not an error).
     ``before``: which of its keys existed before it ran (empty unless a
-    snapshot was taken); ``publish(class, event, key)``."""
-    if flags & NEW:
-        for key, existed in before.items():
-            if not existed and exists(key):
-                publish(NEW, "new", key)
+    snapshot was taken); ``publish(class, event, key)``. Per key, in Redis's
+    order: ``new`` (created), the command's event, then ``del`` (emptied)."""
     changed = reply not in _NOTHING
+    told: set[bytes] = set()
+    newed: set[bytes] = set()
+
+    def created(key: bytes) -> None:
+        if key not in newed and flags & NEW and before.get(key) is False and exists(key):
+            publish(NEW, "new", key)
+        newed.add(key)
+
+    if name in _CREATES_FIRST:
+        for key in argv[2:3]:
+            created(key)
+
+    def emptied(key: bytes) -> None:
+        if before.get(key) and not exists(key):
+            publish(GENERIC, "del", key)  # popped / removed empty
+
     for cls, event, which, conditional in EVENTS.get(name, ()):
         if conditional and not changed:
             continue
         for key in _keys(which, argv):
             if which == "all" and not before.get(key, True):
                 continue  # DEL of a key that was not there
-            if event == "expire" and before.get(key) and not exists(key):
-                event = "del"  # a time in the past deletes (expire.c)
-            publish(cls, event, key)
+            gone = before.get(key) and not exists(key)
+            created(key)
+            if event == "expire" and gone:
+                publish(cls, "del", key)  # a time in the past deletes (expire.c)
+            else:
+                publish(cls, event, key)
+                if gone and event not in ("del", "rename_from") and key not in told:
+                    emptied(key)
+            told.add(key)
     if name == "set" and changed and any(a.lower() in _TTL_OPTIONS for a in argv[3:]):
         publish(GENERIC, "expire", argv[1])
-    if name not in ("del", "unlink", "getdel", "rename", "renamenx") and before:
-        for key, existed in before.items():
-            if existed and not exists(key) and not name.startswith(("expire", "pexpire")):
-                publish(GENERIC, "del", key)  # popped / removed empty
+    for key in before:
+        created(key)
+        if key not in told:
+            emptied(key)

@@ -176,6 +176,13 @@ def test_subscribed_client_counts_in_client_list(start_server: StartServer) -> N
         listing = admin.run("CLIENT", "LIST")
         line = next(ln for ln in listing.split(b"\n") if b"sub=2" in ln)
         assert b"flags=P" in line and b"psub=1" in line and b"ssub=1" in line
+        # Subscriptions count toward the client's memory (tot-mem).
+        names = [b"c%03d" % i + b"x" * 96 for i in range(100)]
+        sub.run("SUBSCRIBE", *names)
+        listing = admin.run("CLIENT", "LIST")
+        line = next(ln for ln in listing.split(b"\n") if b"sub=102" in ln)
+        tot_mem = int(re.search(rb"tot-mem=(\d+)", line).group(1))  # type: ignore[union-attr]
+        assert tot_mem >= 100 * 100
     finally:
         sub.close()
         admin.close()

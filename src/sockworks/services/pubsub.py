@@ -40,6 +40,10 @@ if TYPE_CHECKING:
 
 __all__ = ["Broker", "Subscriptions", "monitor_line", "push_frame"]
 
+#: Bookkeeping bytes counted per subscription besides its name (a dict entry
+#: on each side, the pattern's compiled matcher shared).
+SUBSCRIPTION_OVERHEAD = 128
+
 #: sdscatrepr's escapes (what MONITOR shows for these bytes).
 _REPR_ESCAPES = {ord("\\"): b"\\\\", ord('"'): b'\\"', ord("\n"): b"\\n",
                  ord("\r"): b"\\r", ord("\t"): b"\\t", 7: b"\\a", 8: b"\\b"}
@@ -105,7 +109,7 @@ class Subscriptions:
     """
 
     __slots__ = ("channels", "patterns", "shard", "proto", "client", "limit", "waiting",
-                 "monitoring",
+                 "monitoring", "memory",
                  "_lock", "_running", "_own", "_others", "_held_bytes", "_soft_since")
 
     def __init__(self, limit: Callable[[], OutputLimit]) -> None:
@@ -122,6 +126,9 @@ class Subscriptions:
         self.waiting = False
         #: MONITOR: every command of every client is pushed here.
         self.monitoring = False
+        #: Bytes the subscriptions hold (names plus bookkeeping): they count
+        #: toward the client's memory (maxmemory-clients, CLIENT LIST tot-mem).
+        self.memory = 0
         self._lock = threading.Lock()
         self._running = False
         self._own: list[bytes] = []
@@ -299,6 +306,7 @@ class Broker:
         if channel in mine:
             return False
         mine[channel] = None
+        subs.memory += len(channel) + SUBSCRIPTION_OVERHEAD
         table = self._shard if shard else self._channels
         with self._lock:
             table.setdefault(channel, {})[id(subs)] = subs
@@ -309,6 +317,7 @@ class Broker:
         if channel not in mine:
             return False
         del mine[channel]
+        subs.memory -= len(channel) + SUBSCRIPTION_OVERHEAD
         table = self._shard if shard else self._channels
         with self._lock:
             listeners = table.get(channel)
@@ -322,6 +331,7 @@ class Broker:
         if pattern in subs.patterns:
             return False
         subs.patterns[pattern] = None
+        subs.memory += len(pattern) + SUBSCRIPTION_OVERHEAD
         with self._lock:
             entry = self._patterns.get(pattern)
             if entry is None:
@@ -333,6 +343,7 @@ class Broker:
         if pattern not in subs.patterns:
             return False
         del subs.patterns[pattern]
+        subs.memory -= len(pattern) + SUBSCRIPTION_OVERHEAD
         with self._lock:
             entry = self._patterns.get(pattern)
             if entry is not None:

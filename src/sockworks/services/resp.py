@@ -417,7 +417,9 @@ class RespSession(Session):
 
     @property
     def input_bytes(self) -> int:
-        held = self._parser.buffered
+        # Subscriptions count as held input: they are memory the client
+        # makes the server keep (maxmemory-clients, CLIENT LIST tot-mem).
+        held = self._parser.buffered + self.subs.memory
         if self._backlog:
             held += sum(len(arg) for argv in self._backlog for arg in argv)
         return held

@@ -24,7 +24,11 @@ import hiredis
 import pytest
 
 from sockworks.protocols.resp import encode_command
-from tests.redis_support import RedisServer, redis_server_fixture  # noqa: F401 (fixture)
+from tests.redis_support import (  # noqa: F401 (fixture)
+    RedisServer,
+    redis_server_fixture,
+    start_redis,
+)
 from tests.support import SHARED_MEMORY_MODELS, RunningServer, StartServer, require_binary
 
 redis = pytest.importorskip("redis")
@@ -591,3 +595,33 @@ def test_expired_and_evicted_events(start_server: StartServer) -> None:
     finally:
         listener.close()
         client.close()
+
+
+# -- ACL channel rules -------------------------------------------------------------------
+
+CHANNEL_ACL = ("user default on nopass ~* &* +@all\n"
+               "user chan on nopass ~* &a* &b +@all\n"
+               "user none on nopass ~* +@all\n"
+               "user nopubsub on nopass ~* &* +@all -@pubsub\n")
+
+
+def test_acl_channel_rules_match_redis(start_server: StartServer, tmp_path: Any) -> None:
+    acl_file = tmp_path / "users.acl"
+    acl_file.write_text(CHANNEL_ACL)
+    binary = require_binary("redis-server")
+    server = start_server("serve", "kv", "--resp-port", "0", "--aclfile", str(acl_file))
+    real = start_redis(binary, tmp_path, ["--aclfile", str(acl_file)])
+    script = [["ACL", "LIST"], ["AUTH", "chan", "x"], ["PUBLISH", "zz", "m"],
+              ["PUBLISH", "abc", "m"], ["SPUBLISH", "b", "m"], ["SUBSCRIBE", "a1", "zz"],
+              ["PSUBSCRIBE", "a*"], ["PSUBSCRIBE", "a1"], ["SSUBSCRIBE", "zz"],
+              ["UNSUBSCRIBE", "zz"], ["RESET"], ["AUTH", "none", "x"], ["PUBLISH", "a", "m"],
+              ["SUBSCRIBE", "b"], ["AUTH", "nopubsub", "x"], ["PUBLISH", "a", "m"],
+              ["PUBSUB", "NUMPAT"], ["RESET"], ["PUBLISH", "q", "m"]]
+    ours, theirs = Conn(server.addresses[1]), Conn(real.address)
+    try:
+        for argv in script:
+            assert ours.run(*argv) == theirs.run(*argv), argv
+    finally:
+        ours.close()
+        theirs.close()
+        real.kill()

@@ -87,6 +87,10 @@ _MODE_CHANGERS = frozenset({b"subscribe", b"ssubscribe", b"psubscribe", b"unsubs
 #: Redis 7.0's denial texts (the version the differential tests run).
 NOPERM_KEY: Final = (b"-NOPERM this user has no permissions to access one of the keys used "
                      b"as arguments\r\n")
+NOPERM_CHANNEL: Final = (b"-NOPERM this user has no permissions to access one of the channels "
+                         b"used as arguments\r\n")
+#: Commands whose arguments are channels the ACL checks (&pattern).
+_CHANNEL_ARGS = frozenset({"subscribe", "ssubscribe", "psubscribe", "publish", "spublish"})
 DENIED_REPLY: Final = b"-DENIED " + DENIED_TEXT.encode() + b"\r\n"
 
 
@@ -685,6 +689,11 @@ class RespSession(Session):
             shown = f"{name}|{sub}" if sub is not None else name
             return error_quoting(f"NOPERM this user has no permissions to run the '{shown}' "
                                  "command")
+        if name in _CHANNEL_ARGS and not user.all_channels:
+            channels = argv[1:] if name != "publish" and name != "spublish" else argv[1:2]
+            if not user.may_use_channels(channels, patterns=name == "psubscribe"):
+                self._access.count_denied(key=False)
+                return NOPERM_CHANNEL
         first, last, step = spec.keys
         if first and not user.all_keys:
             end = len(argv) + last if last < 0 else last

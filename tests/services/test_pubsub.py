@@ -625,3 +625,18 @@ def test_acl_channel_rules_match_redis(start_server: StartServer, tmp_path: Any)
         ours.close()
         theirs.close()
         real.kill()
+
+
+def test_redis_backend_refuses_keyspace_events(start_server: StartServer,
+                                               redis_server: RedisServer) -> None:
+    server = start_server("serve", "kv", "--resp-port", "0", "--model", "thread",
+                          "--store", redis_server.url)
+    conn = Conn(server.addresses[1])
+    try:
+        assert b"pub/sub is not available with a Redis backend" in conn.run(
+            "CONFIG", "SET", "notify-keyspace-events", "KEA")
+        assert conn.run("CONFIG", "SET", "notify-keyspace-events", "Q").startswith(
+            b"-ERR CONFIG SET failed (possibly related to argument 'notify-keyspace-events') "
+            b"- Invalid event class character")
+    finally:
+        conn.close()

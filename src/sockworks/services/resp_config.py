@@ -256,6 +256,10 @@ def _config_set(s: Ctx, pairs: list[bytes]) -> bytes:
             flags = parse_flags(raw_value.decode("latin-1"))
             if flags is None:
                 return _failed(lname, BAD_FLAGS)
+            if store.shared_across_processes:
+                # Events would have no subscriber: pub/sub is Redis's there.
+                return _failed(lname, "pub/sub is not available with a Redis backend "
+                               "(--store redis://...): configure that Redis")
             server_changes.append((lname, flags))
             continue
         if lname not in _MEMORY_PARAMETERS or not isinstance(store, MemoryStore):

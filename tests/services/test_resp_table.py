@@ -12,16 +12,23 @@ import inspect
 import subprocess
 import sys
 
-from sockworks.services import resp_acl, resp_admin, resp_commands, resp_config, resp_table
+from sockworks.services import (
+    resp_acl,
+    resp_admin,
+    resp_commands,
+    resp_config,
+    resp_pubsub,
+    resp_table,
+)
 from sockworks.services.commands import model
 from sockworks.services.resp_table import COMMANDS, SPECS
 
 #: Commands in the table (aliases such as UNLINK and SUBSTR included).
-COMMAND_COUNT = 156
+COMMAND_COUNT = 166
 
 #: Flags COMMAND may report (Redis's names).
 KNOWN_FLAGS = {"readonly", "write", "denyoom", "fast", "loading", "stale", "admin", "noscript",
-               "movablekeys"}
+               "movablekeys", "pubsub"}
 
 #: What MULTI must not queue: the transaction and connection-state commands.
 NOT_QUEUEABLE = {"multi", "exec", "discard", "watch", "quit", "reset"}
@@ -34,7 +41,8 @@ def handlers(module: object) -> set[str]:
 
 def test_every_handler_is_in_the_table() -> None:
     in_table = {spec.handler.__name__ for spec in SPECS}
-    modules = {m.__name__: m for m in (resp_commands, resp_admin, resp_acl, resp_config, model)}
+    modules = {m.__name__: m for m in (resp_commands, resp_admin, resp_acl, resp_config,
+                                       resp_pubsub, model)}
     assert set().union(*(handlers(m) for m in modules.values()),
                        {"model_read", "model_write"}) == in_table
     for spec in SPECS:

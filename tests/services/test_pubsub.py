@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import select
 import socket
 import subprocess
 import threading
@@ -468,6 +469,10 @@ def _watch_redis_cli_monitor(proc: subprocess.Popen[bytes], port: int) -> None:
         assert proc.stdout is not None
         line = b""
         for _ in range(100):
+            # Bounded wait: redis-cli prints one line per command it sees.
+            ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline -
+                                                                    time.monotonic()))
+            assert ready, "redis-cli printed nothing before the deadline"
             line = proc.stdout.readline()
             if b"seen-by-monitor" in line or not line:
                 break

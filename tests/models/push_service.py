@@ -8,6 +8,7 @@ Run as ``python -m tests.models.push_service MODEL [--limit 'normal 1mb 0 0']``
 * ``WAIT`` parks the session: lines after it are held (the model keeps
   reading them), except ``KICK``, which makes another thread deliver
   ``woken``, unpark it and wake it: the held lines then run, after ``woken``;
+* ``CLASS name`` sets the client's output-limit class (``pubsub``);
 * ``FLOOD size`` makes another thread deliver ``size``-byte chunks until a
   delivery is refused (the output limit), then logs ``flood refused after N``;
 * at shutdown a parked session says ``stopped``.
@@ -90,6 +91,9 @@ class PushSession(Session):
                     handle.deliver(b"push %d\n" % i)
 
             threading.Thread(target=push, daemon=True).start()
+            return b"OK\n"
+        if word == b"CLASS":  # as a session that subscribes sets "pubsub"
+            handle.output_class = arg.decode()
             return b"OK\n"
         if word == b"FLOOD":
             chunk = b"x" * int(arg)

@@ -545,10 +545,14 @@ def test_a_delivery_wakes_a_waiting_session_before_what_it_held_runs(
         assert recv_lines(sock, 2) == [b"woken", b"PONG"]
 
 
+@pytest.mark.parametrize("limit_class", ["normal", "pubsub"])
 def test_deliveries_to_a_client_that_reads_nothing_hit_the_output_limit(
-        start_server: StartServer, model: str) -> None:
-    server = push_server(start_server, model, "--limit", "normal 1mb 0 0")
+        start_server: StartServer, model: str, limit_class: str) -> None:
+    # Only the client's own class is limited to 1 MB (the other keeps 256 MB).
+    server = push_server(start_server, model, "--limit", f"{limit_class} 1mb 0 0")
     with server.connect() as sock:
+        sock.sendall(f"CLASS {limit_class}\n".encode())
+        assert recv_until(sock) == b"OK\n"
         sock.sendall(b"FLOOD 65536\n")  # and never read
         log = server.wait_for_log(b"flood refused after", timeout=30)
         assert b"over client-output-buffer-limit hard 1048576" in log

@@ -457,15 +457,26 @@ def test_disk_full_fails_writes_and_keeps_reads(start_server: StartServer, tmp_p
             if reply != b"OK":
                 break
             written += 1
-        assert reply.startswith(b"ERROR: "), reply
+        assert reply.startswith(b"ERROR: cannot write to the log"), reply
         assert 0 < written < 200
-        # The failed write changed nothing; reads and the connection still work.
-        assert client.get(b"key%d" % written) is None
+        # The failed batch is not acknowledged; it stays applied in memory
+        # (kept for the retry), while later writes are refused before they
+        # change anything. Reads and the connection still work.
         assert client.get(b"first") == b"kept"
         assert client.get(b"key0") == value
-        assert client.execute(b"SET key%d %s" % (written, value)).startswith(b"ERROR: ")
+        assert client.execute(b"SET other %s" % value).startswith(b"ERROR: ")
+        assert client.get(b"other") is None
         assert client.stats()["aof_last_write_status"] == "err"
     server.wait_for_log(b"write failed")
+    server.signal(signal.SIGTERM)
+    assert server.wait(30) == 0
+    restarted = start_server("serve", "kv", "--data-dir", str(tmp_path))
+    with KvClient(restarted.host, restarted.port) as client:
+        # Everything acknowledged is in the log; the refused writes are not.
+        assert client.get(b"first") == b"kept"
+        assert [client.get(b"key%d" % i) for i in range(written)] == [value] * written
+        assert client.get(b"key%d" % written) is None
+        assert client.get(b"other") is None
 
 
 def test_compaction_under_write_load_loses_nothing(start_server: StartServer, tmp_path: Path) -> None:

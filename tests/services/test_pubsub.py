@@ -559,6 +559,55 @@ def test_keyspace_events_match_redis(pair: tuple[tuple[str, int], tuple[str, int
     assert [b"__keyevent@0__:expire", b"m1"] in ours  # the script did fire events
 
 
+# Blocking pops served at once, then clients woken by a push: their events.
+BLOCKING_AT_ONCE = ["RPUSH bi a", "BLPOP bi 0", "ZADD bz 1 a 2 b", "BZPOPMAX bz 0",
+                    "LPUSH bm x y", "BLMOVE bm bm2 LEFT RIGHT 0", "BLMPOP 0 2 nokey bm2 RIGHT"]
+BLOCKING_WAITS = [("BLPOP w1 w2 0", "RPUSH w2 a b"), ("BZPOPMIN wz 0", "ZADD wz 1 m"),
+                  ("BRPOPLPUSH wl wd 0", "LPUSH wl v")]
+
+
+def _blocking_events(address: tuple[str, int]) -> list[Any]:
+    listener, client, waiter = Conn(address), Conn(address), Conn(address)
+    try:
+        client.run("FLUSHALL")
+        client.run("CONFIG", "SET", "notify-keyspace-events", "KEAn")
+        listener.run("PSUBSCRIBE", "__key*__:*")
+        for line in BLOCKING_AT_ONCE:
+            client.run(*line.split())
+        for wait, push in BLOCKING_WAITS:
+            waiter.send(*wait.split())
+            deadline = time.monotonic() + 10
+            while b"flags=b" not in client.run("CLIENT", "LIST"):
+                assert time.monotonic() < deadline, "the waiter never blocked"
+            client.run(*push.split())
+            assert waiter.frames_until_sentinel()[:1] in (b"*", b"$")  # served
+        client.run("PUBLISH", "__keyevent@0__:the-end", "x")
+        events: list[Any] = []
+        reader = listener.reader
+        for _ in range(10_000):
+            frame = reader.gets()
+            if frame is False:
+                chunk = listener.sock.recv(65536)
+                assert chunk
+                reader.feed(chunk)
+                continue
+            if frame[2] == b"__keyevent@0__:the-end":
+                break
+            events.append(frame[2:])
+        client.run("CONFIG", "SET", "notify-keyspace-events", "")
+        return events
+    finally:
+        listener.close()
+        client.close()
+        waiter.close()
+
+
+def test_blocking_pop_events_match_redis(pair: tuple[tuple[str, int], tuple[str, int]]) -> None:
+    ours, theirs = (_blocking_events(address) for address in pair)
+    assert ours == theirs
+    assert [b"__keyevent@0__:zpopmin", b"wz"] in ours  # a woken client's pop fired
+
+
 @pytest.mark.parametrize("flags", ["KA", "EA", "gKE", "$lshzxeKE", "KEA", "Kgmdtn$", "A", "",
                                    "Ex", "KEAn", "Q", "KX", "g$lshzxetd"])
 def test_notify_keyspace_events_config_matches_redis(

@@ -48,7 +48,7 @@ class ClientHandle:
     """
 
     __slots__ = ("id", "peer", "created", "_closer", "_closed", "_lock",
-                 "input_bytes", "output_bytes", "_deliverer")
+                 "input_bytes", "output_bytes", "_deliverer", "output_class")
 
     def __init__(self, client_id: int, peer: str, closer: Callable[[str, bool], object], *,
                  input_bytes: Callable[[], int] = lambda: 0,
@@ -63,6 +63,10 @@ class ClientHandle:
         self.input_bytes = input_bytes
         self.output_bytes = output_bytes
         self._deliverer = deliverer
+        #: The client-output-buffer-limit class deliveries are held to: a
+        #: session sets "pubsub" once it subscribes, as Redis classifies a
+        #: client by what it does.
+        self.output_class = "normal"
 
     @property
     def memory(self) -> int:

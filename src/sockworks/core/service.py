@@ -82,9 +82,25 @@ class Barrier(Protocol):
     ``wait`` blocks the calling thread; ``add_done_callback`` registers a
     function called exactly once (from any thread) when the barrier resolves.
     The result is True when the guarded writes are durable and False when they
-    failed, in which case the model closes the connection without sending the
-    acknowledgement.
+    failed (``error`` says why), in which case the model sends the Output's
+    ``failed`` replies (each write's acknowledgement replaced by an error), or
+    closes the connection without sending the acknowledgement when it has none.
+
+    Batching (as Redis does it): an event-loop model holds every Output with a
+    barrier it got during one loop iteration and calls ``flush`` at the end of
+    the iteration, once all connections' input was handled: the first call
+    writes the log once for all of them, and the replies go out after it (under
+    ``always`` once an fsync covered them: ``flush`` returns None until then,
+    and ``add_done_callback`` says when). Thread models call ``wait``.
     """
+
+    #: Why the barrier failed (empty until then).
+    error: str
+
+    def flush(self) -> bool | None:
+        """Write the guarded writes now, in the calling thread; the result, or
+        None while it still waits (for an fsync running elsewhere)."""
+        ...
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the barrier resolves (at most ``timeout`` seconds); its result."""
@@ -106,6 +122,10 @@ class Output(NamedTuple):
     data: bytes = b""
     close: bool = False
     barrier: Barrier | None = None
+    #: What to send instead of ``data`` when the barrier fails, given its
+    #: error text: the same replies with each write's acknowledgement
+    #: replaced by an error reply (None: close without acknowledging).
+    failed: Callable[[str], bytes] | None = None
 
 
 NOTHING = Output()

@@ -27,6 +27,7 @@ clients forever.
 from __future__ import annotations
 
 import asyncio
+import collections
 import errno
 import logging
 import signal
@@ -39,6 +40,7 @@ from sockworks.core.activation import listener_for
 from sockworks.core.admission import Admission
 from sockworks.core.clients import ClientHandle
 from sockworks.core.config import Endpoint, ServerSettings
+from sockworks.core.limits import OutputLimit
 from sockworks.core.logs import RateLimitedLog
 from sockworks.core.loop import loop_name, new_event_loop
 from sockworks.core.net import (
@@ -47,7 +49,7 @@ from sockworks.core.net import (
     format_address,
     format_peer,
 )
-from sockworks.core.service import Output, Service, Session
+from sockworks.core.service import Barrier, Output, Service, Session
 from sockworks.core.stats import ServerStats
 from sockworks.core.tls import handshake_failure
 from sockworks.models.base import Model, install_stop_signals
@@ -71,7 +73,7 @@ class _Connection(asyncio.Protocol):
     __slots__ = ("model", "service", "session", "transport", "peer", "last_active",
                  "pauses", "pending", "closing", "admitted", "slow", "on_data",
                  "write", "time", "handle", "over_soft_since", "last_unsent", "abort_timer",
-                 "unix_path", "push_lock", "pushed", "pushed_bytes")
+                 "unix_path", "push_lock", "pushed", "pushed_bytes", "held", "waiting")
 
     def __init__(self, model: AsyncioModel, service: Service,
                  unix_path: str | None = None) -> None:
@@ -83,7 +85,12 @@ class _Connection(asyncio.Protocol):
         self.peer = "?"
         self.last_active = 0.0
         self.pauses: set[str] = set()
-        self.pending = 0          # outputs waiting on a barrier or a worker thread
+        self.pending = 0          # outputs waiting on a worker thread
+        #: Outputs held for the log (their barrier), in order; a reply
+        #: behind one waits too, so replies keep their order.
+        self.held: collections.deque[Output] = collections.deque()
+        #: The barrier whose resolution will call release() (one callback each).
+        self.waiting: Barrier | None = None
         self.closing = False
         self.admitted = False
         #: True unless data_received may take the inline fast path (see _update_slow).
@@ -158,7 +165,7 @@ class _Connection(asyncio.Protocol):
                 return False
             self.model.loop.call_soon_threadsafe(self._flush_pushed)
             return True
-        hard = self.model.output_limit.hard
+        hard = self._output_limit().hard
         with self.push_lock:
             if self.closing or not self.admitted:
                 return False
@@ -180,6 +187,13 @@ class _Connection(asyncio.Protocol):
             self.model.loop.call_soon_threadsafe(self._flush_pushed)
         return True
 
+    def _output_limit(self) -> OutputLimit:
+        """The limits of the client's class (normal; pubsub once subscribed)."""
+        if self.handle is None or self.handle.output_class == "normal":
+            return self.model.output_limit
+        classes = self.model.settings.client_output_buffer_limit.classes
+        return classes.get(self.handle.output_class, self.model.output_limit)
+
     def _take_pushed(self) -> bytes:
         with self.push_lock:
             pushed, self.pushed = self.pushed, []
@@ -192,7 +206,7 @@ class _Connection(asyncio.Protocol):
         transport = self.transport
         if transport is None or self.closing or transport.is_closing():
             return
-        if self.pushed:
+        if self.pushed and not self.held:  # held: they follow the held output (_send)
             transport.write(self._take_pushed())
         session = self.session
         if session is not None and session.backlog and not self.pending:
@@ -200,7 +214,7 @@ class _Connection(asyncio.Protocol):
 
     def _update_slow(self) -> None:
         self.slow = (self.session is None or self.closing or self.service.blocking
-                     or bool(self.pending) or bool(self.pauses))
+                     or bool(self.pending) or bool(self.held) or bool(self.pauses))
 
     def data_received(self, data: bytes) -> None:
         # The hot path: every request of every connection comes through here.
@@ -209,13 +223,16 @@ class _Connection(asyncio.Protocol):
             self._data_received_slow(data)
             return
         try:
-            out, close, barrier = self.on_data(data)
+            output = self.on_data(data)
         except Exception:
             logger.exception("unexpected error on connection from %s", self.peer)
             self._abort()
             return
+        out, close, barrier, _ = output
         if barrier is not None:
-            self._wait_barrier(Output(out, close, barrier))
+            # Writes: the reply waits for the end of this loop iteration,
+            # when one log write covers every connection's (AsyncioModel.defer).
+            self.model.defer(self, output)
             return
         if self.pushed:
             self.write(self._take_pushed())  # delivered before this reply
@@ -270,7 +287,7 @@ class _Connection(asyncio.Protocol):
     # -- helpers ------------------------------------------------------------
     @property
     def busy(self) -> bool:
-        return bool(self.pending) or (self.session is not None
+        return bool(self.pending or self.held) or (self.session is not None
                                       and (self.session.busy or self.session.backlog))
 
     def _pause(self, reason: str) -> None:
@@ -317,39 +334,66 @@ class _Connection(asyncio.Protocol):
             return
         self._deliver(future.result())
 
-    def _wait_barrier(self, out: Output) -> None:
-        assert out.barrier is not None
-        self.pending += 1
-        self._pause("pending")
-        loop = self.model.loop
+    def _deliver(self, out: Output) -> None:
+        if out.barrier is not None or self.held:
+            # Behind a held output too, so replies keep their order.
+            self.model.defer(self, out)
+            return
+        self._send(out, out.data)
 
-        def done(ok: bool) -> None:
-            loop.call_soon_threadsafe(self._barrier_done, out, ok)
+    def release(self) -> None:
+        """Send the held outputs whose barrier resolved, in order; at the
+        first one still waiting (its fsync runs in the flusher thread), ask
+        to be called again when it resolves."""
+        held = self.held
+        while held:
+            out = held[0]
+            barrier = out.barrier
+            ok = True
+            if barrier is not None:
+                result = barrier.flush()  # written already: only reads the state
+                if result is None:
+                    if self.waiting is not barrier:
+                        self.waiting = barrier
+                        barrier.add_done_callback(self._resolved)
+                    return
+                ok = result
+            held.popleft()
+            if not held:
+                self._update_slow()
+            self._flushed(out, ok)
 
-        out.barrier.add_done_callback(done)
+    def _resolved(self, ok: bool) -> None:
+        # In the flusher thread: back to the loop.
+        self.model.loop.call_soon_threadsafe(self.release)
 
-    def _barrier_done(self, out: Output, ok: bool) -> None:
-        self.pending -= 1
-        if not self.pending:
-            self._resume("pending")
-        if not ok:
-            self.model.log_error("write to storage failed; closing %s without acknowledging",
-                                 self.peer)
+    def _flushed(self, out: Output, ok: bool) -> None:
+        """A held output whose barrier resolved: its replies, the error
+        replies if the batch failed, or (with no error replies to give) a
+        close without acknowledging."""
+        if ok:
+            self._send(out, out.data)
+            return
+        barrier = out.barrier
+        error = barrier.error if barrier is not None else ""
+        if out.failed is None:
+            self.model.log_error("write to storage failed (%s); closing %s without "
+                                 "acknowledging", error, self.peer)
             self._abort()
             return
-        self._deliver(Output(out.data, out.close))
+        self.model.log_error("write to storage failed (%s); error replies to %s", error,
+                             self.peer)
+        self._send(out, out.failed(error))
 
-    def _deliver(self, out: Output) -> None:
-        if out.barrier is not None:
-            self._wait_barrier(out)
-            return
+    def _send(self, out: Output, data: bytes) -> None:
         transport = self.transport
         if transport is None or transport.is_closing():
             return
+        if data:
+            transport.write(data)
         if self.pushed:
-            transport.write(self._take_pushed())  # delivered before this reply
-        if out.data:
-            transport.write(out.data)
+            # Delivered while this output was held for its log batch: after it.
+            transport.write(self._take_pushed())
         if out.close:
             self._close()
         elif self.model.stopping and not self.busy:
@@ -382,7 +426,7 @@ class _Connection(asyncio.Protocol):
         if transport is None or self.closing:
             return
         unsent = transport.get_write_buffer_size()
-        limit = self.model.output_limit
+        limit = self._output_limit()
         if limit.hard and unsent > limit.hard:
             self.model.stats.output_limit()
             self.model.log_limit("closing %s: %d bytes of unsent replies over "
@@ -495,7 +539,7 @@ def _no_session(data: bytes) -> Output:
 
 
 def _closing(out: Output) -> Output:
-    return Output(out.data, True, out.barrier)
+    return out._replace(close=True)
 
 
 class AsyncioModel(Model):
@@ -521,6 +565,11 @@ class AsyncioModel(Model):
         self.log_limit = RateLimitedLog(logger, logging.WARNING)
         self.log_error = RateLimitedLog(logger, logging.ERROR)
         self.connections: set[_Connection] = set()
+        #: Connections holding outputs for this loop iteration's log flush,
+        #: and the barriers to flush.
+        self._deferred: list[_Connection] = []
+        self._barriers: list[Barrier] = []
+        self._flush_scheduled = False
         self.stopping = False
         self._stop_requested = False
         self.loop = new_event_loop()
@@ -562,6 +611,41 @@ class AsyncioModel(Model):
             self.loop.close()
             asyncio.set_event_loop(None)
         logger.info("server stopped")
+
+    # -- the log batch: one write (and fsync) per loop iteration ----------------
+    def defer(self, conn: _Connection, out: Output) -> None:
+        """Hold ``out`` until the end of this loop iteration. The first one
+        schedules the flush with call_soon: both loops run it after every I/O
+        callback of the current iteration (asyncio: the callback lands behind
+        this iteration's ready handles; uvloop: in the next idle phase,
+        before it polls again), so one log write covers the writes of all
+        connections read in the iteration, as Redis's beforeSleep does.
+        Under ``always`` the replies then wait for the flusher thread's
+        fsync (Connection.release), while the loop goes on reading."""
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._flush_deferred)
+        if not conn.held:
+            self._deferred.append(conn)
+        conn.held.append(out)
+        conn.slow = True
+        barrier = out.barrier
+        barriers = self._barriers
+        if barrier is not None and (not barriers or barriers[-1] is not barrier):
+            barriers.append(barrier)
+
+    def _flush_deferred(self) -> None:
+        self._flush_scheduled = False
+        conns, self._deferred = self._deferred, []
+        barriers, self._barriers = self._barriers, []
+        # The first flush writes everything buffered (one write() for the
+        # iteration) and resolves what it covered; under always the flusher
+        # thread's fsync resolves them, covering every batch written while
+        # the previous fsync ran (the loop never waits for the disk).
+        for barrier in barriers:
+            barrier.flush()
+        for conn in conns:
+            conn.release()
 
     def connection_gone(self) -> None:
         if self.stopping and not self.connections and self._all_gone is not None:

@@ -45,7 +45,7 @@ from sockworks.core.activation import listener_for
 from sockworks.core.admission import Admission
 from sockworks.core.clients import ClientHandle
 from sockworks.core.config import Endpoint, ServerSettings
-from sockworks.core.limits import OutputLimit
+from sockworks.core.limits import OutputLimit, OutputLimits
 from sockworks.core.logs import RateLimitedLog
 from sockworks.core.net import (
     ACCEPT_RESOURCE_ERRNOS,
@@ -59,7 +59,7 @@ from sockworks.core.net import (
     set_nodelay,
     set_reset_on_close,
 )
-from sockworks.core.service import Output, Service
+from sockworks.core.service import REPLY_BUDGET, Output, Service
 from sockworks.core.stats import ServerStats
 from sockworks.core.tls import handshake_failure
 from sockworks.models.base import Model
@@ -118,16 +118,17 @@ class Tracked:
     """
 
     __slots__ = ("sock", "session", "peer", "active", "handle", "unsent", "kill_reason",
-                 "reset", "stats", "limit", "out_lock", "outbox", "outbox_bytes",
+                 "reset", "stats", "limits", "out_lock", "outbox", "outbox_bytes",
                  "over_soft_since", "waker", "wake", "woken", "gone", "__weakref__")
 
     def __init__(self, sock: socket.socket, service: Service, peer: str,
-                 stats: ServerStats, limit: OutputLimit | None = None) -> None:
+                 stats: ServerStats, limits: OutputLimits | None = None) -> None:
         self.sock = sock
         self.peer = peer
         self.stats = stats
-        #: The output limits deliveries are held to (None: none).
-        self.limit = limit
+        #: The output limits deliveries are held to, by the handle's
+        #: output_class (None: none).
+        self.limits = limits
         #: True from "bytes received" until "reply sent".
         self.active = False
         #: Bytes of the reply being sent not yet handed to the kernel.
@@ -191,9 +192,10 @@ class Tracked:
 
     def _over_limit(self, pending: int) -> str | None:
         """Why ``pending`` unsent bytes end the connection (out_lock held)."""
-        limit = self.limit
-        if limit is None:
+        if self.limits is None:
             return None
+        classes = self.limits.classes
+        limit = classes.get(self.handle.output_class, classes["normal"])
         if limit.hard and pending > limit.hard:
             return (f"{pending} bytes of unsent output over client-output-buffer-limit "
                     f"hard {limit.hard}")
@@ -380,6 +382,9 @@ def drive_connection(
     session, peer = conn.session, conn.peer
     on_data = session.on_data
     limit = settings.client_output_buffer_limit.normal
+    # A reply this short, with no barrier, is sent straight away: no limit
+    # can refuse it (the per-request path, kept to a few bytecodes).
+    direct = min([n for n in (limit.hard, limit.soft) if n] or [REPLY_BUDGET * 1024])
     idle_timeout = settings.idle_timeout
     log_limit = registry.log_limit
     try:
@@ -425,7 +430,14 @@ def drive_connection(
                 deliver(conn, session.on_eof(), send, limit)
                 return
             conn.active = True
-            if not deliver(conn, on_data(data), send, limit):
+            out = on_data(data)
+            reply, close, barrier, _ = out
+            if barrier is None and not close and len(reply) <= direct:
+                if reply:
+                    conn.unsent = len(reply)
+                    send(reply)
+                    conn.unsent = 0
+            elif not deliver(conn, out, send, limit):
                 return
             # Back-pressure: requests held back run once the last slice is sent.
             while session.backlog and conn.kill_reason is None:
@@ -459,14 +471,25 @@ def drive_connection(
 def deliver(conn: Tracked, out: Output, send: Callable[[bytes], object],
              limit: OutputLimit) -> bool:
     """Send an Output (after its barrier, and after what was delivered to
-    the connection meanwhile); False when the connection must end."""
-    if out.barrier is not None and not out.barrier.wait():
-        _log_error("write to storage failed; closing %s without acknowledging", conn.peer)
-        return False
+    the connection meanwhile); False when the connection must end.
+
+    The barrier's wait writes the log batch this thread's chunk made (one
+    write for all of it) and, under ``always``, waits for the shared fsync.
+    """
+    data = out.data
+    barrier = out.barrier
+    if barrier is not None and not barrier.wait():
+        if out.failed is None:
+            _log_error("write to storage failed (%s); closing %s without acknowledging",
+                       barrier.error, conn.peer)
+            return False
+        _log_error("write to storage failed (%s); error replies to %s", barrier.error,
+                   conn.peer)
+        data = out.failed(barrier.error)
     if conn.outbox_bytes:
         flush_outbox(conn, send, limit)
-    if out.data:
-        send_reply(conn, send, out.data, limit)
+    if data:
+        send_reply(conn, send, data, limit)
     return not out.close
 
 
@@ -652,7 +675,7 @@ def serve_socket(model: BlockingModel, sock: socket.socket, peer: str,
                  endpoint: Endpoint) -> None:
     """Thread body for one connection on a plain socket (thread model)."""
     conn = Tracked(sock, endpoint.service, peer, model.stats,
-                   model.settings.client_output_buffer_limit.normal)
+                   model.settings.client_output_buffer_limit)
     model.registry.add(conn)
     settings = model.settings
     try:

@@ -64,7 +64,7 @@ class _PooledConn(Tracked):
     def __init__(self, sock: socket.socket, endpoint: Endpoint, peer: str,
                  stats: ServerStats, settings: ServerSettings) -> None:
         super().__init__(sock, endpoint.service, peer, stats,
-                         settings.client_output_buffer_limit.normal)
+                         settings.client_output_buffer_limit)
         #: A worker is serving it (under out_lock): it re-arms it when done.
         self.serving = False
         #: Held by the worker serving a request, and by whoever closes it.

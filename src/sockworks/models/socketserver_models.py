@@ -21,6 +21,7 @@ read, so nothing waits in a buffer that ``poll()`` cannot see) — with the chap
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
 import os
@@ -33,7 +34,13 @@ from types import FrameType
 from typing import Any
 
 from sockworks.core.config import Endpoint, ServerSettings
-from sockworks.core.net import RECV_SIZE, discard_input, format_address, set_reset_on_close
+from sockworks.core.net import (
+    RECV_SIZE,
+    discard_input,
+    format_address,
+    set_io_timeouts,
+    set_reset_on_close,
+)
 from sockworks.core.service import Service
 from sockworks.core.stats import ServerStats
 from sockworks.core.tls import handshake_failure
@@ -70,7 +77,7 @@ class SessionHandler(socketserver.StreamRequestHandler):
         server = self.server
         peer = format_address(self.client_address)
         conn = Tracked(self.connection, server.service, peer, server.stats,
-                       server.settings.client_output_buffer_limit.normal)
+                       server.settings.client_output_buffer_limit)
         self.tracked = conn
         registry = server.registry
         registry.add(conn)
@@ -85,13 +92,31 @@ class SessionHandler(socketserver.StreamRequestHandler):
                     return
             if registry.stopping:
                 return
+            settings = server.settings
+            if server.endpoint.tls is None:
+                # Kernel timeouts (SO_RCVTIMEO/SO_SNDTIMEO), as the thread
+                # model: a Python timeout costs a poll() before every read
+                # and write, and switching it for each reply two ioctls.
+                set_io_timeouts(self.connection, settings.idle_timeout, settings.send_timeout)
+                drive_connection(conn, registry, self._read, self.wfile.write, settings,
+                                 server.stats)
+                return
             rfile = self.rfile
             drive_connection(conn, registry, functools.partial(rfile.read, RECV_SIZE),
-                             self._send, server.settings, server.stats)
+                             self._send, settings, server.stats)
         finally:
             registry.remove(conn)
             conn.forget()
             conn.session.on_close()
+
+    def _read(self) -> bytes:
+        """One recv() under SO_RCVTIMEO. The unbuffered reader returns None
+        when the kernel timeout expires (EAGAIN) and b"" at the peer's EOF;
+        the timeout is raised as BlockingIOError, as drive_connection expects."""
+        data = self.rfile.read(RECV_SIZE)
+        if data is None:
+            raise BlockingIOError(errno.EAGAIN, "no input within the idle timeout")
+        return data
 
     def _send(self, data: bytes) -> None:
         """wfile.write bounded by --send-timeout instead of the idle timeout
@@ -170,10 +195,13 @@ class _SocketServerModel(BlockingModel):
         addresses = super().bind()
         handler = type("Handler", (SessionHandler,),
                        {"timeout": self.settings.idle_timeout or None})
+        plain = type("Handler", (SessionHandler,), {"timeout": None})  # kernel timeouts
         for listener, endpoint in zip(self.listeners, self.endpoints):
             server_cls: Any = self.server_class
             server_cls.address_family = listener.family
-            server = server_cls(listener.getsockname(), handler, bind_and_activate=False)
+            server = server_cls(listener.getsockname(),
+                                handler if endpoint.tls is not None else plain,
+                                bind_and_activate=False)
             server.socket.close()
             server.socket = listener  # our listener: getaddrinfo, dual-stack, reuse
             server.service = endpoint.service

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Final
 
-__all__ = ["ALL", "EVENTS", "Rule", "emit", "flags_to_string", "parse_flags", "KEYSPACE",
+__all__ = ["ALL", "EVENTS", "Rule", "emit", "served", "flags_to_string", "parse_flags", "KEYSPACE",
            "KEYEVENT", "NEW", "EXPIRED", "EVICTED", "GENERIC"]
 
 KEYSPACE: Final = 1 << 0   # K
@@ -161,6 +161,9 @@ EVENTS: Final[dict[str, tuple[Rule, ...]]] = {
 _NOTHING: Final = frozenset({b":0\r\n", b"$-1\r\n", b"_\r\n", b"*-1\r\n", b"*0\r\n"})
 #: Commands whose destination key is made before any event (db.c's RENAME, COPY).
 _CREATES_FIRST: Final = frozenset({"rename", "renamenx", "copy"})
+#: Blocking pops: their events are the served pop's (:func:`served`).
+_BLOCKING: Final = frozenset({"blpop", "brpop", "blmove", "brpoplpush", "blmpop", "bzpopmin",
+                              "bzpopmax", "bzmpop"})
 #: Options of SET / GETEX that set a time to live (they add an expire event).
 _TTL_OPTIONS: Final = frozenset({b"ex", b"px", b"exat", b"pxat"})
 
@@ -191,6 +194,10 @@ def emit(publish: Callable[[int, str, bytes], None], flags: int, name: str,
             publish(NEW, "new", key)
         newed.add(key)
 
+    if name in _BLOCKING:
+        for key in before:  # the pop's own events come from served()
+            created(key)
+        return
     if name in _CREATES_FIRST:
         for key in argv[2:3]:
             created(key)
@@ -220,3 +227,31 @@ def emit(publish: Callable[[int, str, bytes], None], flags: int, name: str,
         created(key)
         if key not in told:
             emptied(key)
+
+
+#: The pop event of a blocking command's plain command, by its direction.
+_POP_EVENTS: Final = {b"left": "lpop", b"right": "rpop", b"min": "zpopmin", b"max": "zpopmax"}
+_PUSH_EVENTS: Final = {b"left": "lpush", b"right": "rpush"}
+
+
+def served(publish: Callable[[int, str, bytes], None], command: Sequence[bytes],
+           result: object, exists: Callable[[bytes], bool], *, created: bool = False) -> None:
+    """The events of a blocking command's pop (``command``: the plain
+    LMPOP/ZMPOP/LMOVE it ran, at once or when a push woke it; ``result``
+    not empty), as Redis fires them for a served client: LMOVE's push on the
+    destination first, then the pop on the source, then ``del`` if that
+    emptied it. ``created``: LMOVE made its destination (``new`` first)."""
+    name = command[0].lower()
+    if name == b"lmove":
+        key = command[1]
+        if created:
+            publish(NEW, "new", command[2])
+        publish(LIST, _PUSH_EVENTS[command[4].lower()], command[2])
+        publish(LIST, _POP_EVENTS[command[3].lower()], key)
+    else:  # LMPOP / ZMPOP numkeys key... LEFT|RIGHT|MIN|MAX [COUNT n]
+        assert isinstance(result, list)
+        key = result[0]
+        side = command[2 + int(command[1])].lower()
+        publish(ZSET if name == b"zmpop" else LIST, _POP_EVENTS[side], key)
+    if not exists(key):
+        publish(GENERIC, "del", key)

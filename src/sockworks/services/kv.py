@@ -15,6 +15,7 @@ is the same store over RESP (``Server(..., resp_port=N)`` uses it).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -102,6 +103,22 @@ TEXT_TO_RESP: Mapping[bytes, str] = {
 WRONG_TYPE_REPLY = b"ERROR: wrong type\n"
 #: STATS names of the service's rare-event counters.
 _EVENT_COUNTERS = ("http_requests_refused", "lines_too_long")
+
+
+def _with_write_errors(replies: list[bytes], writes: list[int], error: str) -> bytes:
+    """The replies of a chunk whose log batch failed: every write's
+    acknowledgement becomes the error (reads keep their replies)."""
+    failed = list(replies)
+    reply = error_reply(error)
+    for index in writes:
+        failed[index] = reply
+    return b"".join(failed)
+
+
+def _one_write_error(error: str) -> bytes:
+    """The failed-batch reply of a chunk that was one write (no allocation
+    per request on the pipeline-1 write path)."""
+    return error_reply(error)
 
 
 class KvService(Service):
@@ -201,6 +218,9 @@ class KvService(Service):
 
     def attach(self, stats: ServerStats, settings: ServerSettings) -> None:
         super().attach(stats, settings)
+        # Every model waits on or flushes the sessions' barriers before it
+        # replies: the log can batch a loop iteration's (or a chunk's) writes.
+        self.store.batch_log_writes()
         stats.counter_sources[self.name] = self.counters
         stats.counter_sources[f"{self.name}.cmd"] = self.command_stats.flat
 
@@ -399,7 +419,10 @@ class KvSession(Session):
         get_words, set_words, renamed = self._get_words, self._set_words, self._renamed
         replies: list[bytes] = []
         append = replies.append
-        wrote = close = False
+        # Where the writes' acknowledgements are in replies: a failed log
+        # batch turns each into an error reply (Output.failed).
+        writes: list[int] = []
+        close = False
         size = done = gets = sets = 0
         # Commands off the GET/SET fast path, and error replies, by name.
         calls: dict[str, int] = {}
@@ -442,7 +465,7 @@ class KvSession(Session):
                     counts[_COMMANDS] += 1
                     sets += 1
                     store.set(parts[1], parts[2].rstrip())
-                    wrote = True
+                    writes.append(len(replies))
                     append(OK)
                     continue
                 if parts and parts[0].upper() == b"AUTH":
@@ -473,8 +496,9 @@ class KvSession(Session):
                     if reply[:6] == b"ERROR:":
                         errors[name] = errors.get(name, 0) + 1
                     size += len(reply)
+                    if is_write and reply[:6] != b"ERROR:":
+                        writes.append(len(replies))
                     append(reply)
-                    wrote = wrote or is_write
                 elif kind is BadRequest:
                     counts[_ERRORS] += 1
                     errors[name] = errors.get(name, 0) + 1
@@ -510,7 +534,11 @@ class KvSession(Session):
             self._done = True
         elif not replies:
             return NOTHING
-        return Output(data, close, store.durability_barrier() if wrote else None)
+        if not writes:
+            return Output(data, close)
+        return Output(data, close, store.durability_barrier(),
+                      _one_write_error if len(replies) == 1 else
+                      functools.partial(_with_write_errors, replies, writes))
 
     def _finish(self, event: object, append: Callable[[bytes], None]) -> None:
         """The events that end the conversation: QUIT, HTTP, too long."""

@@ -17,11 +17,12 @@ Redis) and, once a connection has subscriptions, its replies too leave
 through ``ClientHandle.deliver`` under the same lock as the pushes, so no
 reply can overtake a message or fall behind one (see docs/architecture.md).
 
-Bounds: a subscriber's pending output (unsent replies, queued pushes, held
-pushes) is held to ``client-output-buffer-limit pubsub`` (hard at once, soft
-for its seconds), checked on the publisher's thread before each push: past
-it the subscriber is reset, as Redis disconnects it, and publishing goes on
-for everyone else.
+Bounds: a subscribed connection's ``ClientHandle.output_class`` is
+``pubsub`` (the session sets it), so every model holds what is delivered to
+it to ``client-output-buffer-limit pubsub`` (hard at once, soft for its
+seconds): past it the subscriber is reset, as Redis disconnects it, and
+publishing goes on for everyone else. Pushes held while the session runs a
+chunk are bounded by that chunk's time.
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ from sockworks.storage.glob import compile_glob
 
 if TYPE_CHECKING:
     from sockworks.core.clients import ClientHandle
-    from sockworks.core.limits import OutputLimit
 
 __all__ = ["Broker", "Subscriptions", "monitor_line", "push_frame"]
 
@@ -103,16 +103,14 @@ class Subscriptions:
     """One connection's channels, patterns and shard channels, and the
     ordered push path to it (see the module docstring).
 
-    ``limit()`` gives the ``pubsub`` class limits in force (CONFIG SET may
-    change them). The session calls :meth:`start` before running a chunk of
+    The session calls :meth:`start` before running a chunk of
     commands, :meth:`take` after each command, :meth:`finish` at the end.
     """
 
-    __slots__ = ("channels", "patterns", "shard", "proto", "client", "limit", "waiting",
-                 "monitoring", "memory",
-                 "_lock", "_running", "_own", "_others", "_held_bytes", "_soft_since")
+    __slots__ = ("channels", "patterns", "shard", "proto", "client", "waiting",
+                 "monitoring", "memory", "_lock", "_running", "_own", "_others")
 
-    def __init__(self, limit: Callable[[], OutputLimit]) -> None:
+    def __init__(self) -> None:
         #: Dicts used as ordered sets: UNSUBSCRIBE without arguments goes in
         #: subscription order.
         self.channels: dict[bytes, None] = {}
@@ -121,7 +119,6 @@ class Subscriptions:
         #: RESP version pushes are encoded in (the session keeps it current).
         self.proto = 2
         self.client: ClientHandle | None = None
-        self.limit = limit
         #: Something was pushed while the session runs (read without the lock).
         self.waiting = False
         #: MONITOR: every command of every client is pushed here.
@@ -133,8 +130,6 @@ class Subscriptions:
         self._running = False
         self._own: list[bytes] = []
         self._others: list[bytes] = []
-        self._held_bytes = 0
-        self._soft_since: float | None = None
 
     @property
     def count(self) -> int:
@@ -170,7 +165,6 @@ class Subscriptions:
         with self._lock:
             own, others = self._own, self._others
             self._own, self._others = [], []
-            self._held_bytes = 0
             self.waiting = False
         return own, others
 
@@ -184,7 +178,6 @@ class Subscriptions:
             if self._own or self._others:
                 data += b"".join(self._own) + b"".join(self._others)
                 self._own, self._others = [], []
-                self._held_bytes = 0
                 self.waiting = False
             client = self.client
             if direct or not data or client is None or not self.pushed_to:
@@ -193,43 +186,19 @@ class Subscriptions:
             return b""
 
     # -- any thread ------------------------------------------------------------
-    def push(self, data: bytes, *, own: bool = False, pubsub: bool = True) -> bool:
+    def push(self, data: bytes, *, own: bool = False) -> bool:
         """Queue ``data`` for this connection; False if it is gone or was
-        just disconnected for being over its output limit (``pubsub``: the
-        pubsub class, checked here; else the normal class, which
-        ``deliver`` checks)."""
+        just disconnected for being over its output limit (its class's,
+        which ``deliver`` checks)."""
         with self._lock:
             client = self.client
             if client is None or client.closing:
                 return False
-            over = self._over_limit(client, len(data)) if pubsub and self.active else None
-            if over is None:
-                if self._running:
-                    (self._own if own else self._others).append(data)
-                    self._held_bytes += len(data)
-                    self.waiting = True
-                    return True
-                return client.deliver(data)
-        client.close(over, abort=True)
-        return False
-
-    def _over_limit(self, client: ClientHandle, adding: int) -> str | None:
-        limit = self.limit()
-        pending = client.output_bytes() + self._held_bytes + adding
-        if limit.hard and pending > limit.hard:
-            return (f"{pending} bytes of unsent pub/sub output over "
-                    f"client-output-buffer-limit pubsub hard {limit.hard}")
-        if limit.soft and pending > limit.soft:
-            now = time.monotonic()
-            if self._soft_since is None:
-                self._soft_since = now
-            elif now - self._soft_since >= limit.soft_seconds:
-                return (f"{pending} bytes of unsent pub/sub output over "
-                        f"client-output-buffer-limit pubsub soft {limit.soft} "
-                        f"for {limit.soft_seconds}s")
-        else:
-            self._soft_since = None
-        return None
+            if self._running:
+                (self._own if own else self._others).append(data)
+                self.waiting = True
+                return True
+            return client.deliver(data)
 
 
 class _Frames:
@@ -263,6 +232,10 @@ class Broker:
         self.monitored = False
         #: notify-keyspace-events (services/keyspace_events.py); 0: off.
         self.keyspace_flags = 0
+        #: Per thread, while a RESP command runs with events on: the events
+        #: of the blocking pops it served, published after its own (Redis
+        #: serves blocked clients after the command that pushed).
+        self._deferred = threading.local()
 
     # -- keyspace notifications ------------------------------------------------------
     def notify(self, cls: int, event: str, key: bytes,
@@ -276,6 +249,31 @@ class Broker:
             self.publish(b"__keyspace@0__:" + key, name, sender)
         if flags & KEYEVENT:
             self.publish(b"__keyevent@0__:" + name, key, sender)
+
+    def defer_pops(self) -> None:
+        """This thread runs a command: pop events wait for :meth:`flush_pops`."""
+        self._deferred.events = []
+
+    def pop_event(self, cls: int, event: str, key: bytes,
+                  sender: Subscriptions | None = None) -> None:
+        """A blocking pop's event: published now, or after the command that
+        is running on this thread (see :meth:`defer_pops`)."""
+        events: list[tuple[int, str, bytes, Subscriptions | None]] | None = getattr(
+            self._deferred, "events", None)
+        if events is None:
+            self.notify(cls, event, key, sender)
+        else:
+            events.append((cls, event, key, sender))
+
+    def popped_keys(self) -> set[bytes]:
+        """The keys of the pop events waiting on this thread."""
+        return {event[2] for event in getattr(self._deferred, "events", None) or ()}
+
+    def flush_pops(self) -> None:
+        events = getattr(self._deferred, "events", None)
+        self._deferred.events = None
+        for cls, event, key, sender in events or ():
+            self.notify(cls, event, key, sender)
 
     # -- MONITOR ---------------------------------------------------------------------
     def monitor(self, subs: Subscriptions) -> None:
@@ -297,7 +295,7 @@ class Broker:
         if monitors:
             line = monitor_line(argv, peer, time.time())
             for subs in monitors:
-                subs.push(line, pubsub=False)
+                subs.push(line)
 
     # -- (un)subscribing ---------------------------------------------------------
     def subscribe(self, subs: Subscriptions, channel: bytes, *, shard: bool = False) -> bool:

@@ -21,6 +21,7 @@ embedded store) and runs after it otherwise (Redis).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import platform
@@ -28,17 +29,24 @@ import secrets
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 from sockworks._version import __version__
-from sockworks.core.command_stats import OTHER, CommandStats
+from sockworks.core.command_stats import OTHER, CommandStats, OpsRate
 from sockworks.core.config import Endpoint, ServerSettings
-from sockworks.core.limits import OutputLimit, OutputLimits, default_maxmemory_clients
+from sockworks.core.limits import OutputLimits, default_maxmemory_clients
 from sockworks.core.logs import RateLimitedLog
 from sockworks.core.service import CLOSE, NOTHING, REPLY_BUDGET, Output, Service, Session
 from sockworks.core.stats import ServerStats
-from sockworks.protocols.resp import DEFAULT_MAX_BULK, OK, RespParser, encode_null
+from sockworks.protocols.resp import (
+    DEFAULT_MAX_BULK,
+    NULL_ARRAY,
+    OK,
+    RespParser,
+    encode,
+    encode_null,
+)
 from sockworks.services import keyspace_events
 from sockworks.services.acl import User
 from sockworks.services.acl_categories import COMMAND_CATEGORIES, CONTAINERS
@@ -46,6 +54,13 @@ from sockworks.services.auth import DENIED_TEXT, AccessControl
 from sockworks.services.meminfo import memory_fields
 from sockworks.services.pubsub import Broker, Subscriptions
 from sockworks.services.renames import NO_RENAMES, CommandRenames
+from sockworks.services.resp_blocking import (
+    REDIS_BACKEND_REFUSAL,
+    UNBLOCKED_ERROR,
+    BlockRequest,
+    Waiter,
+    registry_for,
+)
 from sockworks.services.resp_commands import (
     BUSY_REPLY,
     OOM_REPLY,
@@ -59,8 +74,9 @@ from sockworks.services.resp_commands import (
     wrong_args,
 )
 from sockworks.services.resp_context import CommandSpec, Plan
+from sockworks.services.resp_introspect import command_keys
 from sockworks.services.resp_table import COMMANDS, CONTAINER_COMMANDS
-from sockworks.storage.base import Store, StoreError
+from sockworks.storage.base import Store, StoreError, StoreWriteError
 from sockworks.storage.memory import MemoryStore
 
 __all__ = ["COMMANDS", "REDIS_VERSION", "RespService", "RespSession"]
@@ -136,15 +152,21 @@ class RespService(Service):
         # A network-backed store (Redis) blocks: event-loop models must run
         # sessions in worker threads (see Service.blocking).
         self.blocking = store.shared_across_processes if blocking is None else blocking
+        #: Clients waiting in blocking pops (None: the store cannot hold them).
+        self.waits = registry_for(store)
         self.run_id = secrets.token_hex(20)
         #: At most one line per 5 s however many HTTP requests arrive.
         self.http_log = RateLimitedLog(logger, logging.WARNING)
+        #: Clients closed at a limit (requests held while blocked).
+        self.limit_log = RateLimitedLog(logger, logging.WARNING)
         self._lock = threading.Lock()
         #: Live sessions by id(session) (their client ids come later, from the model).
         self._sessions: dict[int, RespSession] = {}
         self._commands = 0
         self._errors = 0
         self._protocol_errors = 0
+        #: instantaneous_ops_per_sec (INFO stats).
+        self._rate = OpsRate(time.monotonic())
         self._closed = False
         #: Commands by name, errors by name, per-chunk processing time (metrics).
         self.command_stats = CommandStats(spec.name for spec in COMMANDS.values())
@@ -165,6 +187,8 @@ class RespService(Service):
 
     def attach(self, stats: ServerStats, settings: ServerSettings) -> None:
         super().attach(stats, settings)
+        # As KvService.attach: the models flush the sessions' barriers.
+        self.store.batch_log_writes()
         stats.counter_sources[self.name] = self.counters
         stats.counter_sources[f"{self.name}.cmd"] = self.command_stats.flat
 
@@ -214,12 +238,14 @@ class RespService(Service):
             self._commands += commands
             self._errors += errors
             self._protocol_errors += protocol_errors
+            self._rate.observe(time.monotonic(), self._commands)
 
     def counters(self) -> dict[str, int]:
         """This process's INFO counters (prefork publishes them to be summed)."""
         with self._lock:
             return {"commands": self._commands, "errors": self._errors,
-                    "protocol_errors": self._protocol_errors, "clients": len(self._sessions)}
+                    "protocol_errors": self._protocol_errors, "clients": len(self._sessions),
+                    "ops_per_sec": self._rate.rate(time.monotonic(), self._commands)}
 
     def forget(self, session: RespSession) -> None:
         with self._lock:
@@ -234,20 +260,29 @@ class RespService(Service):
             if self._closed:
                 return
             self._closed = True
+        if self.waits is not None:
+            self.waits.close()
         if self.owns_store:
             self.store.close()
 
     # -- INFO ------------------------------------------------------------------
     def info(self, sections: Sequence[str]) -> str:
-        """INFO's text: ``# Section`` headers, ``key:value`` lines, CRLF."""
+        """INFO's text: ``# Section`` headers, ``key:value`` lines, CRLF.
+
+        The default sections are Redis's; ``commandstats`` is shown for
+        ``all``, ``everything`` or by name, as in Redis."""
         wanted = {s.lower() for s in sections} or {"default"}
         everything = bool(wanted & {"all", "everything", "default"})
+        every_section = bool(wanted & {"all", "everything"})
         store_info = self.store.info()
         stats = self.stats
         # prefork: every worker's figures (docs/operations.md).
         counters = stats.server_wide(dict(self.counters()), self.name)
         commands, errors, clients = (counters["commands"], counters["errors"],
                                      counters["clients"])
+        command_stats = {name: float(value) for name, value in stats.server_wide(
+            dict(self.command_stats.flat()), f"{self.name}.cmd").items()
+            if isinstance(value, (int, float))}
         conn = stats.server_wide({"connections_total": stats.connections_total,
                                   "connections_rejected": stats.connections_rejected,
                                   "evicted_clients": stats.clients.evicted})
@@ -280,7 +315,7 @@ class RespService(Service):
             "maxclients": self.max_connections,
             "client_recent_max_input_buffer": recent_in,
             "client_recent_max_output_buffer": recent_out,
-            "blocked_clients": 0,
+            "blocked_clients": self.waits.blocked if self.waits is not None else 0,
             "tracking_clients": 0,
             "clients_in_timeout_table": 0,
         })
@@ -304,7 +339,9 @@ class RespService(Service):
         section("Stats", {
             "total_connections_received": conn["connections_total"],
             "total_commands_processed": commands,
-            "instantaneous_ops_per_sec": 0,
+            "instantaneous_ops_per_sec": counters["ops_per_sec"],
+            "total_net_input_bytes": int(command_stats["bytes_in"]),
+            "total_net_output_bytes": int(command_stats["bytes_out"]),
             "rejected_connections": conn["connections_rejected"],
             "expired_keys": store_info.get("expired_keys", 0),
             "evicted_keys": store_info.get("evicted_keys", 0),
@@ -315,6 +352,8 @@ class RespService(Service):
             **self.access.counters(),
         })
         section("Replication", {"role": "master", "connected_slaves": 0})
+        if every_section or "commandstats" in wanted:
+            section("Commandstats", _commandstats(command_stats))
         section("Cluster", {"cluster_enabled": 0})
         keyspace: dict[str, object] = {}
         keys = store_info.get("keys")
@@ -322,9 +361,46 @@ class RespService(Service):
             keys = self.store.dbsize()
         if keys:
             expires = store_info.get("expires", 0)
-            keyspace["db0"] = f"keys={keys},expires={expires},avg_ttl=0"
+            avg_ttl = store_info.get("avg_ttl", 0)
+            keyspace["db0"] = f"keys={keys},expires={expires},avg_ttl={avg_ttl}"
         section("Keyspace", keyspace)
         return "\r\n".join(parts)
+
+
+def _commandstats(flat: Mapping[str, float]) -> dict[str, object]:
+    """INFO commandstats from CommandStats' figures (Redis's fields: a
+    rejected call never ran, so ``calls`` leaves it out; ``failed_calls``
+    ran and answered an error). Commands never called are not listed."""
+    fields: dict[str, object] = {}
+    for key, value in flat.items():
+        if not key.startswith("calls.") or key == f"calls.{OTHER}":
+            continue
+        name = key[6:]
+        rejected = int(flat[f"rejected.{name}"])
+        calls = int(value) - rejected
+        failed = int(flat[f"errors.{name}"]) - rejected
+        if not (calls or rejected):
+            continue
+        usec = int(flat[f"usec.{name}"])
+        per_call = usec / calls if calls else 0.0
+        fields[f"cmdstat_{name}"] = (f"calls={calls},usec={usec},usec_per_call={per_call:.2f},"
+                                     f"rejected_calls={rejected},failed_calls={failed}")
+    return fields
+
+
+def _with_write_errors(replies: list[bytes], writes: list[int], error: str) -> bytes:
+    """The replies of a chunk whose log batch failed: every write's
+    acknowledgement (an EXEC's whole array) becomes the error."""
+    failed = list(replies)
+    reply = store_error(StoreWriteError(error))
+    for index in writes:
+        failed[index] = reply
+    return b"".join(failed)
+
+
+def _one_write_error(error: str) -> bytes:
+    """The failed-batch reply of a chunk that was one write."""
+    return store_error(StoreWriteError(error))
 
 
 class RespSession(Session):
@@ -360,14 +436,31 @@ class RespSession(Session):
         self._parser = RespParser(service.max_bulk, use_hiredis=service.use_hiredis)
         self._done = False
         self._wrote = False
+        #: A command was refused before it ran (INFO's rejected_calls); set
+        #: with its error reply, cleared when that reply is counted.
+        self._rejected = False
+        #: Commands that wrote, ever (tells _execute which replies acknowledge a write).
+        self._writes = 0
         #: Commands received but held back (their replies would pass
         #: REPLY_BUDGET), and the protocol error after them, if any.
         self._backlog: list[list[bytes]] | None = None
         self._backlog_violation: Any = None
         #: Bytes received and not yet reported to the service's CommandStats.
         self._received = 0
+        #: The wait of a blocking command (resp_blocking.py); None: not waiting.
+        self._blocked: Waiter | None = None
+        #: Set by park() in the call that started the wait: the rest is held.
+        self._parked = False
+        #: Guards the end of a wait (another thread serves it) against our calls.
+        self._block_lock = threading.Lock()
+        self._in_call = False
+        #: A wait served while one of our calls ran: its reply goes out with
+        #: that call's replies, after them.
+        self._stash = b""
+        #: Running EXEC: blocking commands do not block.
+        self._in_exec = False
         #: Pub/sub: this connection's subscriptions and ordered push path.
-        self.subs = Subscriptions(self._pubsub_limit)
+        self.subs = Subscriptions()
         #: CLIENT REPLY: "on", "off"; skipping: drop the reply of the command
         #: running (SKIP was the one before it); skip_next: SKIP just ran.
         self._reply_mode = "on"
@@ -389,9 +482,6 @@ class RespSession(Session):
             return b""
         return reply
 
-    def _pubsub_limit(self) -> OutputLimit:
-        return self.service.output_limits.classes["pubsub"]
-
     @property
     def subscriptions(self) -> Subscriptions:
         return self.subs
@@ -402,6 +492,10 @@ class RespSession(Session):
         self.subs.proto = self.proto
         subscribed = ((self.proto == 2 and self.subs.active) or self.subs.monitoring
                       or self._reply_mode != "on" or self._skip_next)
+        client = self.client
+        if client is not None:
+            # Redis's class for a subscriber: deliveries held to its limits.
+            client.output_class = "pubsub" if self.subs.active else "normal"
         service = self.service
         self._get_words = frozenset() if subscribed else service.get_words
         self._set_words = frozenset() if subscribed else service.set_words
@@ -413,11 +507,18 @@ class RespSession(Session):
 
     @property
     def busy(self) -> bool:
-        return not self._done and (self._parser.busy or self._backlog is not None)
+        # A waiting client is idle for shutdown: on_stop answers its wait.
+        return (not self._done and self._blocked is None
+                and (self._parser.busy or self._backlog is not None))
 
     @property
     def backlog(self) -> bool:
-        return self._backlog is not None and not self._done
+        return self._backlog is not None and not self._done and self._blocked is None
+
+    @property
+    def expects_deliveries(self) -> bool:
+        # Waiting in a blocking command, or others push to it (pub/sub, MONITOR).
+        return self._blocked is not None or self.subs.pushed_to
 
     @property
     def input_bytes(self) -> int:
@@ -444,31 +545,80 @@ class RespSession(Session):
             self._refresh_user()
         parser = self._parser
         parser.receive_data(data)
+        with self._block_lock:
+            self._in_call = True
+            waiting = self._blocked is not None
+        if waiting:
+            return self._end_call(self._hold())
         if self._backlog is not None:
             # Earlier requests still wait: these queue up behind them.
             if self._backlog_violation is None:
                 more, self._backlog_violation = parser.next_commands()
                 self._backlog.extend(more)
-            return self.resume()
+            return self._end_call(self._resume())
         commands, violation = parser.next_commands()
-        return self._execute(commands, violation)
+        return self._end_call(self._execute(commands, violation))
 
     def resume(self) -> Output:
+        with self._block_lock:
+            self._in_call = True
+        return self._end_call(self._resume())
+
+    def _resume(self) -> Output:
+        if self._blocked is not None:
+            return NOTHING
         commands, violation = self._backlog or [], self._backlog_violation
         self._backlog = self._backlog_violation = None
         if self._done:
             return CLOSE
         return self._execute(commands, violation)
 
+    def _end_call(self, out: Output) -> Output:
+        """A wait served while the call ran: its reply follows the call's."""
+        with self._block_lock:
+            self._in_call = False
+            stash, self._stash = self._stash, b""
+        if stash:
+            return Output(out.data + stash, out.close, out.barrier)
+        return out
+
+    def _hold(self) -> Output:
+        """Requests that arrive while a blocking command waits run after it,
+        as in Redis; what they may hold is the query buffer limit."""
+        if self._backlog_violation is None:
+            more, self._backlog_violation = self._parser.next_commands()
+            if self._backlog is None:
+                self._backlog = []
+            self._backlog.extend(more)
+        if self.input_bytes > self._parser.max_query:
+            self._cancel_wait()
+            self._done = True
+            self.service.limit_log("closing %s: %d bytes of requests sent while blocked, "
+                                  "over the query buffer limit %d", self.peer,
+                                  self.input_bytes, self._parser.max_query)
+            return CLOSE
+        return NOTHING
+
     def _execute(self, commands: list[list[bytes]], violation: Any) -> Output:
         started = time.perf_counter()
         replies: list[bytes] = []
         append = replies.append
+        # Where the writes' acknowledgements are in replies: a failed log
+        # batch turns each into an error reply (Output.failed).
+        writes: list[int] = []
         self._wrote = False
         errors = executed = size = gets = sets = 0
-        # Commands off the GET/SET fast path, and error replies, by name.
+        # Commands off the GET/SET fast path, their time (s), error
+        # replies, and the refusals among them, by name.
         calls: dict[str, int] = {}
+        spent: dict[str, float] = {}
         failed: dict[str, int] = {}
+        rejected: dict[str, int] = {}
+        timed = 0.0  # seconds spent in the commands timed one by one
+        perf_counter = time.perf_counter
+        # One clock read per timed command: each starts where the last ended,
+        # unless fast-path commands ran in between (their count moved).
+        mark, fast = started, 0
         store = self.store
         subs = self.subs
         if subs.pushed_to:
@@ -514,6 +664,7 @@ class RespSession(Session):
                     append(store_error(exc))
                     continue
                 self._wrote = True
+                writes.append(len(replies))
                 append(OK)
                 continue
             if argv[0].lower() in _HTTP_WORDS:
@@ -524,25 +675,49 @@ class RespSession(Session):
                                       "or a cross-protocol attack); closing", self.peer)
                 self._done = True
                 break
+            if gets + sets != fast:
+                fast = gets + sets
+                mark = perf_counter()
+            before = self._writes
             reply = self.execute(argv)
             if self._reply_mode != "on" or self._skipping or self._skip_next:
                 reply = self._silenced(argv[0].lower(), reply)
+            now = perf_counter()
+            took, mark = now - mark, now
+            timed += took
+            wrote = self._writes != before and reply != b""
             spec = self._commands.get(argv[0].lower())
             name = spec.name if spec is not None else OTHER
             calls[name] = calls.get(name, 0) + 1
+            spent[name] = spent.get(name, 0.0) + took
             if reply[:1] == b"-":
                 errors += 1
                 failed[name] = failed.get(name, 0) + 1
+                if self._rejected:
+                    self._rejected = False
+                    rejected[name] = rejected.get(name, 0) + 1
             size += len(reply)
             if subs.waiting:
                 # Pushed while it ran: its own PUBLISH's message goes before
                 # the reply (as in Redis), everybody else's after.
                 own, others = subs.take()
                 replies.extend(own)
+                if wrote:
+                    writes.append(len(replies))
                 append(reply)
                 replies.extend(others)
             else:
+                if wrote:
+                    writes.append(len(replies))
                 append(reply)
+            if self._parked:
+                # A blocking command waits: what follows runs after its reply.
+                self._parked = False
+                rest = commands[executed:]
+                if rest or violation is not None:
+                    self._backlog = rest
+                    self._backlog_violation, violation = violation, None
+                break
             if self._done:  # QUIT: nothing after it may run
                 break
         if violation is not None and not self._done:
@@ -550,10 +725,17 @@ class RespSession(Session):
             replies.append(error_quoting("ERR " + violation.message))
             self._done = True
         self.service.count(executed, errors, int(violation is not None))
-        if gets:
-            calls["get"] = calls.get("get", 0) + gets
-        if sets:
-            calls["set"] = calls.get("set", 0) + sets
+        elapsed = perf_counter() - started
+        if gets or sets:
+            # The fast path is not timed per command (CommandStats says why):
+            # the rest of the chunk's time is shared among its GETs and SETs.
+            share = max(elapsed - timed, 0.0) / (gets + sets)
+            if gets:
+                calls["get"] = calls.get("get", 0) + gets
+                spent["get"] = spent.get("get", 0.0) + share * gets
+            if sets:
+                calls["set"] = calls.get("set", 0) + sets
+                spent["set"] = spent.get("set", 0.0) + share * sets
         data = b"".join(replies)
         barrier = self.store.durability_barrier() if self._wrote else None
         if subs.running:
@@ -563,24 +745,102 @@ class RespSession(Session):
         else:
             sent = len(data)
         received, self._received = self._received, 0
-        self.service.command_stats.add(calls, failed, time.perf_counter() - started,
-                                       received, sent)
-        if not data and not self._done:
+        self.service.command_stats.add(calls, failed, elapsed, received, sent,
+                                       rejected, spent)
+        if not data and not self._done and not self._wrote:
             return NOTHING
-        return Output(data, self._done, barrier)
+        if not self._wrote:
+            return Output(data, self._done)
+        on_failure: Callable[[str], bytes] | None = None
+        if len(replies) == 1 and writes and len(data) == sent:
+            on_failure = _one_write_error
+        elif writes:
+            if len(data) != sent:
+                # Pushes held to the end of the chunk follow the replies.
+                replies = [*replies, data[sent:]]
+            on_failure = functools.partial(_with_write_errors, replies, writes)
+        return Output(data, self._done, barrier, on_failure)
 
     def on_eof(self) -> Output:
+        self._cancel_wait()  # Redis frees a blocked client whose peer closed
         self._done = True
         return CLOSE
 
     def on_close(self) -> None:
+        self._cancel_wait()
         self._done = True
         self.service.broker.drop(self.subs)
         self.service.forget(self)
 
+    def on_stop(self) -> Output:
+        """Shutdown: a waiting client gets the timeout's null array."""
+        waiter, waits = self._blocked, self.service.waits
+        if waiter is None or waits is None or not waits.cancel(waiter):
+            return NOTHING
+        with self._block_lock:
+            self._blocked = None
+        self._done = True
+        return Output(encode(NULL_ARRAY, self.proto), True)
+
+    # -- blocking commands (resp_blocking.py) -------------------------------------------
     @property
-    def expects_deliveries(self) -> bool:
-        return self.subs.pushed_to
+    def may_block(self) -> bool:
+        return not self._in_exec
+
+    def block(self, request: BlockRequest) -> bytes:
+        waits = self.service.waits
+        if waits is None:
+            return REDIS_BACKEND_REFUSAL
+        outcome = waits.pop_or_wait(self, request)
+        if outcome is None:
+            return b""  # parked: the reply is delivered when the wait ends
+        reply, wrote = outcome
+        if wrote:
+            self._wrote = True
+            self._writes += 1  # its reply acknowledges a write (a failed batch errs it)
+        return reply
+
+    def park(self, waiter: Waiter) -> None:
+        with self._block_lock:
+            self._blocked = waiter
+        self._parked = True
+
+    def unblocked(self, reply: bytes) -> None:
+        """The wait is over (another thread, or the timer): send the reply,
+        then have the model run what was held behind it."""
+        client = self.client
+        with self._block_lock:
+            if self._in_call:
+                self._stash += reply
+                self._blocked = None
+                return
+            if client is not None:
+                client.deliver(reply)  # before the held requests can run
+            self._blocked = None
+        if client is not None:
+            client.wake()
+
+    def served(self, command: list[bytes], result: Any, *, woken: bool) -> None:
+        """Keyspace events of a blocking pop (at once, or when woken; at
+        once, ``new`` for BLMOVE's destination came from the key snapshot)."""
+        broker, subs = self.service.broker, self.subs
+        if broker.keyspace_flags:
+            created = (woken and command[0] == b"LMOVE" and command[1] != command[2]
+                       and self.store.execute_command([b"LLEN", command[2]]) == 1)
+            keyspace_events.served(lambda cls, event, key: broker.pop_event(cls, event, key, subs),
+                                   command, result, self._exists, created=created)
+
+    def unblock(self, error: bool) -> bool:
+        waiter, waits = self._blocked, self.service.waits
+        if waiter is None or waits is None:
+            return False
+        reply = UNBLOCKED_ERROR if error else encode(NULL_ARRAY, self.proto)
+        return waits.unblock(waiter, reply)
+
+    def _cancel_wait(self) -> None:
+        waiter, waits = self._blocked, self.service.waits
+        if waiter is not None and waits is not None:
+            waits.cancel(waiter)
 
     # -- dispatch ----------------------------------------------------------------
     def execute(self, argv: list[bytes]) -> bytes:
@@ -609,6 +869,7 @@ class RespSession(Session):
         if refusal is not None:
             if self.queued is not None:
                 self.multi_failed = True
+            self._rejected = True
             return refusal
         assert spec is not None
         if self.queued is not None and spec.queueable:
@@ -616,6 +877,7 @@ class RespSession(Session):
                 # Redis refuses to queue any command at the limit (queueing
                 # takes memory too), and the transaction is discarded.
                 self.multi_failed = True
+                self._rejected = True
                 return OOM_REPLY
             self.queued_bytes += sum(map(len, argv)) + QUEUED_OVERHEAD * len(argv)
             if self.queued_bytes > self._parser.max_query:
@@ -632,21 +894,33 @@ class RespSession(Session):
         if "denyoom" in spec.flags and not self.store.make_room():
             # Checked before the command runs, as Redis does: at the limit
             # nothing that may add data runs, even if it would not have.
+            self._rejected = True
             return OOM_REPLY
         broker = self.service.broker
         flags = broker.keyspace_flags
         before: dict[bytes, bool] = {}
         if flags and "write" in spec.flags and spec.keys[0]:
             before = self._key_snapshot(spec, argv)
-        outcome = spec.handler(self, argv)
-        if name in _MODE_CHANGERS:
-            self._update_mode()
-        reply = self.run_plan(outcome) if isinstance(outcome, Plan) else outcome
-        if flags and reply[:1] != b"-":
-            subs = self.subs
-            keyspace_events.emit(
-                lambda cls, event, key: broker.notify(cls, event, key, subs),
-                flags, spec.name, argv, reply, before, self._exists)
+        if flags:
+            broker.defer_pops()
+        try:
+            outcome = spec.handler(self, argv)
+            if name in _MODE_CHANGERS:
+                self._update_mode()
+            reply = self.run_plan(outcome) if isinstance(outcome, Plan) else outcome
+            if flags and reply[:1] != b"-":
+                subs = self.subs
+                # A key a served blocked client popped empty still counts as
+                # made and not emptied here (its del is the pop's event).
+                popped = broker.popped_keys()
+                exists = self._exists if not popped else (
+                    lambda key: key in popped or self._exists(key))
+                keyspace_events.emit(
+                    lambda cls, event, key: broker.notify(cls, event, key, subs),
+                    flags, spec.name, argv, reply, before, exists)
+        finally:
+            if flags:
+                broker.flush_pops()  # the blocked clients it served, after it
         if broker.monitored:
             self._feed_monitors(spec, argv)
         return reply
@@ -694,10 +968,11 @@ class RespSession(Session):
             if not user.may_use_channels(channels, patterns=name == "psubscribe"):
                 self._access.count_denied(key=False)
                 return NOPERM_CHANNEL
-        first, last, step = spec.keys
-        if first and not user.all_keys:
-            end = len(argv) + last if last < 0 else last
-            if not user.may_access(argv[first:end + 1:step]):
+        if not user.all_keys:
+            # The keys COMMAND GETKEYS names: key positions, numkeys
+            # (ZUNIONSTORE, LMPOP...), SORT's STORE, MEMORY USAGE's key.
+            keys = command_keys(spec, argv)
+            if keys and not user.may_access(keys):
                 self._access.count_denied(key=True)
                 return NOPERM_KEY
         return None
@@ -720,6 +995,7 @@ class RespSession(Session):
             return store_error(exc)
         if plan.write:
             self._wrote = True
+            self._writes += 1
         return reply
 
     # -- the handlers' view of the connection (CommandContext) ---------------------
@@ -792,7 +1068,11 @@ class RespSession(Session):
 
     def run_transaction(self, queued: list[list[bytes]]) -> bytes:
         """EXEC: the queued commands as one unit, one reply array."""
-        outcomes = [self._commands[argv[0].lower()].handler(self, argv) for argv in queued]
+        self._in_exec = True
+        try:
+            outcomes = [self._commands[argv[0].lower()].handler(self, argv) for argv in queued]
+        finally:
+            self._in_exec = False
         if self.service.broker.monitored:
             for argv in queued:
                 self._feed_monitors(self._commands[argv[0].lower()], argv)
@@ -818,7 +1098,9 @@ class RespSession(Session):
                 if isinstance(result, StoreError):
                     replies.append(store_error(result))
                 else:
-                    self._wrote = self._wrote or outcome.write
+                    if outcome.write:
+                        self._wrote = True
+                        self._writes += 1
                     replies.append(outcome.finish(result))
         return b"*%d\r\n" % len(replies) + b"".join(replies)
 
@@ -835,8 +1117,9 @@ class RespSession(Session):
         subs = self.subs
         return (f"id={self.client_id} addr={self.peer} laddr=? fd=-1 "
                 f"name={self.name.decode('utf-8', 'replace')} age={age} idle={idle} "
-                f"flags={'P' if subs.active else 'N'} db=0 sub={len(subs.channels)} "
-                f"psub={len(subs.patterns)} ssub={len(subs.shard)} multi={multi} qbuf={qbuf} "
+                f"flags={'P' if subs.active else 'b' if self._blocked is not None else 'N'} "
+                f"db=0 sub={len(subs.channels)} psub={len(subs.patterns)} "
+                f"ssub={len(subs.shard)} multi={multi} qbuf={qbuf} "
                 f"qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem={omem} "
                 f"tot-mem={tot_mem} events=r cmd={self.last_command.decode('latin-1')} "
                 f"user={self.username or 'default'} "

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from sockworks.core.stats import ServerStats
     from sockworks.services.auth import AccessControl
     from sockworks.services.pubsub import Broker, Subscriptions
+    from sockworks.services.resp_blocking import BlockRequest
     from sockworks.storage.base import Store
 
 __all__ = ["CommandContext", "CommandSpec", "Handler", "Plan", "RespServer"]
@@ -190,6 +191,18 @@ class CommandContext(Protocol):
     @property
     def subscriptions(self) -> Subscriptions:
         """This connection's pub/sub subscriptions and push path."""
+
+    # -- blocking commands (resp_blocking.py) ------------------------------------------
+    @property
+    def may_block(self) -> bool:
+        """False inside EXEC: a blocking command then runs as its plain one."""
+
+    def block(self, request: BlockRequest) -> bytes:
+        """Serve ``request`` now, or wait for a push (the reply comes later)."""
+
+    def unblock(self, error: bool) -> bool:
+        """CLIENT UNBLOCK: end this connection's wait (null reply, or the
+        UNBLOCKED error); False if it was not waiting."""
 
 
 Handler = Callable[[CommandContext, list[bytes]], "bytes | Plan[Any]"]

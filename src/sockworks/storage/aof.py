@@ -15,6 +15,27 @@ fsync policies, with Redis's meanings (appendfsync):
 * ``everysec``: a background thread fsyncs once a second if anything is new.
 * ``no``: the kernel writes back when it likes.
 
+Batching (``AppendOnlyLog.batching``, switched on by a service a server runs,
+as Redis does it): ``append`` only frames the record into a buffer, and the
+barrier a session takes after its writes is what writes it. An event-loop
+model calls :meth:`DurabilityBarrier.flush` once at the end of a loop
+iteration: ONE ``write()`` for every record of that iteration (all
+connections) before any of those replies is sent; under ``always`` the
+replies also wait for the flusher thread's fsync, which covers every batch
+written while the previous fsync ran (group commit across iterations: the
+loop keeps reading and writing the next batches meanwhile; fsyncing in the
+loop itself, as Redis's ``beforeSleep`` does, measured half as fast on a
+disk with 6 ms fsyncs because nothing overlaps the disk). A thread model's
+``wait()`` writes what is buffered (one write per chunk a thread handled,
+plus whatever other threads buffered meanwhile) and, under ``always``,
+waits for the same flusher.
+A failed batch write resolves every barrier the batch covered False with the
+error (each of those writes gets an error reply, none is acknowledged); the
+batch stays buffered, since its writes are already applied in memory, and
+the next write retries it first: while it still fails, new writes are
+refused before they change anything (Redis's MISCONF), so the retained batch
+is bounded and the log never misses a write that memory holds.
+
 A failed write() is undone (the file is cut back to the last whole record,
 so no torn record is left in the middle for a later write to bury) and
 raises StoreWriteError; the next write tries again, so a disk that frees up
@@ -57,6 +78,9 @@ DEFAULT_FSYNC = "everysec"
 EVERYSEC_INTERVAL = 1.0
 #: Buffer for writing a compacted log: large sequential writes.
 REWRITE_BUFFER_BYTES = 1 << 20
+# Bound once: append() runs for every write.
+_frame = records.frame
+_MAX_PAYLOAD = records.MAX_PAYLOAD
 
 
 class CorruptLogError(StoreError):
@@ -90,19 +114,25 @@ class DurabilityBarrier:
     callbacks instead).
     """
 
-    __slots__ = ("_callbacks", "_event", "_state", "seq")
+    __slots__ = ("_callbacks", "_event", "_log", "_state", "error", "seq")
 
-    def __init__(self, seq: int) -> None:
+    def __init__(self, seq: int, log: AppendOnlyLog | None = None) -> None:
         self.seq = seq
+        #: The log whose buffered records this barrier guards (batching), or None.
+        self._log = log
         self._state: bool | None = None
         self._event: threading.Event | None = None
         self._callbacks: list[Callable[[bool], None]] = []
+        #: Why it failed (the text a client's error reply carries).
+        self.error = ""
 
-    def resolve(self, ok: bool) -> None:
+    def resolve(self, ok: bool, error: str = "") -> None:
         with _BARRIER_LOCK:
             if self._state is not None:
                 return
             self._state = ok
+            if not ok:
+                self.error = error or "the write could not be made durable"
             event = self._event
             callbacks, self._callbacks = self._callbacks, []
         if event is not None:
@@ -114,7 +144,21 @@ class DurabilityBarrier:
     def done(self) -> bool:
         return self._state is not None
 
+    def flush(self) -> bool | None:
+        """Write what this barrier guards now, in this thread (an event
+        loop's end of iteration: one write for every barrier it covers); its
+        result, or None while the fsync ``always`` needs is still running
+        (in the flusher thread: ``add_done_callback`` says when)."""
+        if self._state is None and self._log is not None:
+            self._log.flush(inline_fsync=False)
+        return self._state
+
     def wait(self, timeout: float | None = None) -> bool:
+        if self._state is None and self._log is not None:
+            # Batching: write the buffered records (one write for this
+            # thread's chunk and whatever else is buffered); under always
+            # the flusher's group commit resolves the barrier.
+            self._log.flush(inline_fsync=False)
         with _BARRIER_LOCK:
             if self._state is not None:
                 return self._state
@@ -130,19 +174,22 @@ class DurabilityBarrier:
             state = self._state
             if state is None:
                 self._callbacks.append(fn)
-                return
+        if state is None:
+            if self._log is not None:
+                self._log.flush(inline_fsync=False)
+            return
         fn(state)
 
 
-def _resolved(ok: bool) -> DurabilityBarrier:
+def _resolved(ok: bool, error: str = "") -> DurabilityBarrier:
     barrier = DurabilityBarrier(0)
-    barrier.resolve(ok)
+    barrier.resolve(ok, error)
     return barrier
 
 
 #: Barriers for "already durable" / "can never be": shared, immutable once resolved.
 _DURABLE = _resolved(True)
-_FAILED = _resolved(False)
+_FAILED = _resolved(False, "the write could not be made durable")
 
 
 def fsync_dir(path: str) -> None:
@@ -228,12 +275,29 @@ class AppendOnlyLog:
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND)
         self._size = size
         self._base_size = size
-        self._cond = threading.Condition(threading.Lock())
+        #: _cond's own lock, taken directly on the per-write paths (a
+        #: Condition's ``with`` is a Python-level call, the lock's is not).
+        self._state_lock = threading.Lock()
+        self._cond = threading.Condition(self._state_lock)
         self._fsync_lock = threading.Lock()
         # Sequence numbers are bytes ever appended in this process, so they
         # keep growing across a rewrite that shrinks the file.
-        self._appended = 0
+        self._appended = 0        # written to the file
         self._synced = 0
+        #: Bytes ever handed to append(): equal to _appended unless batching.
+        self._queued = 0
+        #: Batching (module docstring): records framed but not yet written,
+        #: a failed batch kept for the retry, and the barriers waiting for
+        #: their records to be written. _write_lock orders the writes.
+        self.batching = False
+        self._buf: list[bytes] = []
+        self._retry = b""
+        self._unwritten: collections.deque[DurabilityBarrier] = collections.deque()
+        self._write_lock = threading.Lock()
+        #: The batch write and the fsync (seams: tests count calls, inject
+        #: ENOSPC, or look at what clients received when they happen).
+        self._os_write: Callable[[int, bytes], int] = os.write
+        self._os_fsync: Callable[[int], None] = os.fsync
         self._waiters: collections.deque[DurabilityBarrier] = collections.deque()
         self._failed: str | None = None
         self._last_error: str = ""
@@ -251,16 +315,33 @@ class AppendOnlyLog:
             self._thread.start()
 
     # -- appending (store lock held) --------------------------------------
-    def append(self, payload: bytes) -> None:
+    def append(self, payload: bytes) -> int:
+        """Log ``payload`` (store lock held); the log's size after it, what
+        is still buffered included."""
         if self._failed is not None:
             raise StoreWriteError(f"writes disabled: {self._failed}; restart to recover")
         if self._fd < 0:
             raise StoreWriteError("the log is closed")
-        if len(payload) > records.MAX_PAYLOAD:
+        if len(payload) > _MAX_PAYLOAD:
             # Replay would take a longer record for damage: refuse it now.
             raise StoreWriteError("write too large for one log record")
-        record = records.frame(payload)
+        record = _frame(payload)
         size = len(record)
+        if self.batching:
+            if self._retry:
+                # A failed batch waits (its writes are in memory): it goes
+                # first, and while it cannot be written this write is
+                # refused before it changes anything.
+                error, _ = self._write_pending()
+                if error is not None:
+                    raise StoreWriteError(error)
+            # Appends are serialised by the store lock; _write_pending takes
+            # from the front of the list only (each list operation is atomic).
+            self._buf.append(record)
+            self._queued += size
+            if self._rewrite_buf is not None:
+                self._rewrite_buf.append(record)
+            return self._size + self._queued - self._appended
         written = 0
         try:
             written = os.write(self._fd, record)
@@ -278,8 +359,84 @@ class AppendOnlyLog:
         # the only writer, and readers (the flusher, barrier()) take the
         # count under _cond after the append that produced it returned.
         self._appended += size
+        self._queued += size
         if self._last_error:
             self._last_error = ""
+        return self._size
+
+    def _write_pending(self) -> tuple[str | None, int]:
+        """Write every buffered record with one write() (batching). Returns
+        (None, end) or (the error a client is told, the end of the batch
+        that failed); a failed batch is kept and retried first next time."""
+        with self._write_lock:
+            if self._failed is not None:
+                return f"writes disabled: {self._failed}; restart to recover", self._queued
+            if self._fd < 0:
+                return "the log is closed", self._queued
+            buf = self._buf
+            count = len(buf)
+            if not count and not self._retry:
+                return None, self._appended
+            taken = buf[:count]
+            del buf[:count]
+            data = b"".join(taken)
+            if self._retry:
+                data = self._retry + data
+            size = len(data)
+            written = 0
+            try:
+                write = self._os_write
+                written = write(self._fd, data)
+                while written < size:  # a short write (rare): finish the batch
+                    written += write(self._fd, data[written:])
+            except OSError as exc:
+                self._undo_partial(written)
+                self._retry = data
+                self._last_error = f"{exc.strerror or exc} (errno {exc.errno})"
+                logger.error("%s: write failed: %s", self.path, self._last_error)
+                return (f"cannot write to the log: {exc.strerror or exc}",
+                        self._appended + size)
+            self._retry = b""
+            self._size += size
+            with self._state_lock:
+                self._appended += size
+                end = self._appended
+            if self._last_error:
+                self._last_error = ""
+            return None, end
+
+    def flush(self, *, inline_fsync: bool) -> None:
+        """Write the buffered records, then resolve the barriers they cover:
+        True (under ``always``: after an fsync, in this thread when
+        ``inline_fsync``, else the flusher's group commit), or False with
+        the error when the write failed."""
+        error, end = self._write_pending()
+        done: list[DurabilityBarrier] = []
+        failed: list[DurabilityBarrier] = []
+        always = self.policy == "always"
+        with self._cond:
+            written = self._appended
+            pending = self._unwritten
+            if error is None:
+                while pending and pending[0].seq <= written:
+                    if always:
+                        self._waiters.append(pending.popleft())
+                    else:
+                        done.append(pending.popleft())
+            else:
+                if self._failed is not None or self._fd < 0:
+                    end = self._queued  # nothing will ever be written
+                while pending and pending[0].seq <= end:
+                    failed.append(pending.popleft())
+            fsync = always and bool(self._waiters)
+            if fsync and not inline_fsync:
+                self._cond.notify()
+        for barrier in done:
+            barrier.resolve(True)
+        for barrier in failed:
+            barrier.resolve(False, error or "")
+        if fsync and inline_fsync:
+            self._fsync_upto(written)
 
     def _undo_partial(self, written: int) -> None:
         """Cut off a partly written record so the file ends on a record
@@ -295,11 +452,13 @@ class AppendOnlyLog:
     # -- durability ------------------------------------------------------------
     def barrier(self) -> DurabilityBarrier | None:
         """A barrier for everything appended so far (``always`` only)."""
+        if self.batching:
+            return self._batch_barrier()
         if self.policy != "always":
             return None
         with self._cond:
             if self._failed is not None:
-                return _FAILED
+                return _resolved(False, f"writes disabled: {self._failed}")
             if self._appended <= self._synced:
                 return _DURABLE
             barrier = DurabilityBarrier(self._appended)
@@ -307,13 +466,42 @@ class AppendOnlyLog:
             self._cond.notify()
             return barrier
 
+    def _batch_barrier(self) -> DurabilityBarrier:
+        """A barrier for everything appended so far, to flush (batching).
+
+        One barrier per batch, not per caller: while the newest one still
+        waits for its write, later callers share it and its ``seq`` grows to
+        cover their records too (a loop iteration's 50 replies resolve with
+        one barrier). A flush that took the buffer before the growth leaves
+        it unresolved, and its next flush writes the rest."""
+        with self._state_lock:
+            if self._failed is not None:
+                return _resolved(False, f"writes disabled: {self._failed}; restart to recover")
+            seq = self._queued
+            if seq <= self._appended:
+                if self.policy != "always" or seq <= self._synced:
+                    return _DURABLE
+                barrier = DurabilityBarrier(seq, self)
+                self._waiters.append(barrier)  # written: only the fsync is missing
+                return barrier
+            pending = self._unwritten
+            if pending and pending[-1]._state is None:
+                barrier = pending[-1]
+                barrier.seq = seq
+                return barrier
+            barrier = DurabilityBarrier(seq, self)
+            pending.append(barrier)
+            return barrier
+
     def _fsync_upto(self, target: int) -> None:
         """fsync, then resolve every barrier the fsync covered."""
         with self._fsync_lock:
             ok = self._failed is None and self._fd >= 0
-            if ok:
+            if ok and self._synced >= target:
+                pass  # an fsync that finished meanwhile covered it (group commit)
+            elif ok:
                 try:
-                    os.fsync(self._fd)
+                    self._os_fsync(self._fd)
                 except OSError as exc:
                     ok = False
                     self._failed = f"fsync failed: {exc.strerror or exc}"
@@ -326,8 +514,9 @@ class AppendOnlyLog:
                 done: list[DurabilityBarrier] = []
                 while self._waiters and (not ok or self._waiters[0].seq <= self._synced):
                     done.append(self._waiters.popleft())
+        error = "" if ok else f"writes disabled: {self._failed or 'the log is closed'}"
         for barrier in done:
-            barrier.resolve(ok)
+            barrier.resolve(ok, error)
 
     def _flush_always(self) -> None:
         while True:
@@ -346,6 +535,11 @@ class AppendOnlyLog:
                     self._cond.wait(EVERYSEC_INTERVAL)
                 if self._stopping:
                     return
+            if self.batching and (self._buf or self._retry):
+                # Records nobody flushed (a write without a barrier), or a
+                # failed batch to retry once a second, as Redis does.
+                self.flush(inline_fsync=False)
+            with self._cond:
                 target = self._appended
                 if target <= self._synced:
                     continue
@@ -354,7 +548,12 @@ class AppendOnlyLog:
     # -- rewrite (compaction) ---------------------------------------------------
     def begin_rewrite(self) -> None:
         """Start collecting appended records (store lock held, same moment as
-        the snapshot is taken)."""
+        the snapshot is taken). Buffered records are written first, so the
+        old file holds exactly what the snapshot holds."""
+        if self.batching:
+            error, _ = self._write_pending()
+            if error is not None:
+                raise StoreWriteError(error)
         self._rewrite_buf = []
 
     def write_snapshot(self, items: Iterable[bytes]) -> tuple[str, int]:
@@ -401,12 +600,17 @@ class AppendOnlyLog:
             fsync_dir(os.path.dirname(os.path.abspath(self.path)))
         except OSError as exc:  # the rename happened; only its durability is unsure
             logger.warning("%s: fsync of the directory failed: %s", self.path, exc)
-        with self._fsync_lock:
+        with self._write_lock, self._fsync_lock:
             old, self._fd = self._fd, fd
             os.close(old)
             self._size = self._base_size = size
+            # Records still buffered (or a failed batch) went into the new
+            # file with the side buffer: they must not be written again.
+            self._buf.clear()
+            self._retry = b""
             with self._cond:
                 # The new file holds everything appended so far and is fsynced.
+                self._appended = self._queued
                 self._synced = self._appended
                 done = list(self._waiters)
                 self._waiters.clear()
@@ -418,7 +622,8 @@ class AppendOnlyLog:
     # -- state ---------------------------------------------------------------------
     @property
     def size(self) -> int:
-        return self._size
+        """The log's size, records still buffered included."""
+        return self._size + self._queued - self._appended
 
     @property
     def base_size(self) -> int:
@@ -432,8 +637,10 @@ class AppendOnlyLog:
                 "aof_size": self._size,
                 "aof_base_size": self._base_size,
                 "aof_fsyncs": self._fsyncs,
-                "aof_pending_fsync_bytes": self._appended - self._synced,
-                "aof_pending_barriers": len(self._waiters),
+                "aof_pending_fsync_bytes": self._queued - self._synced,
+                "aof_pending_barriers": len(self._waiters) + len(self._unwritten),
+                "aof_buffered_bytes": self._queued - self._appended,
+                "aof_batching": int(self.batching),
                 "aof_last_write_status": "err" if (self._failed or self._last_error) else "ok",
                 "aof_last_write_error": self._failed or self._last_error,
                 "aof_writes_disabled": int(self._failed is not None),
@@ -447,6 +654,8 @@ class AppendOnlyLog:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
+        if self._fd >= 0 and self.batching:
+            self.flush(inline_fsync=True)
         if self._fd >= 0:
             with self._cond:
                 target = self._appended
@@ -455,10 +664,11 @@ class AppendOnlyLog:
                 os.close(self._fd)
                 self._fd = -1
         with self._cond:
-            leftover = list(self._waiters)
+            leftover = [*self._waiters, *self._unwritten]
             self._waiters.clear()
+            self._unwritten.clear()
         for barrier in leftover:
-            barrier.resolve(False)
+            barrier.resolve(False, "the log is closed")
 
 
 def _unlink_quietly(path: str) -> None:

@@ -19,6 +19,10 @@ backend's log (or the backend itself); ``durability_barrier()`` then returns a
 barrier the caller waits on before acknowledging the write to a client, or
 None when the fsync policy in force needs no wait. A write that cannot be
 logged (disk full) raises :class:`StoreWriteError` and changes nothing.
+After ``batch_log_writes()`` (what a server's services ask for) a write
+method returns once its record is buffered, and the barrier is what writes
+it: a failed batch resolves the barrier False (the write is applied in
+memory, not acknowledged, and written when a later write retries the batch).
 
 Times are milliseconds. TTL queries follow Redis: -2 the key does not exist,
 -1 it exists with no expiry.
@@ -204,6 +208,15 @@ class Store(abc.ABC):
     def durability_barrier(self) -> Barrier | None:
         """See the module docstring. Default: nothing to wait for."""
         return None
+
+    def batch_log_writes(self) -> None:
+        """From now on, buffer each write's log record instead of writing it
+        at once; the barrier :meth:`durability_barrier` returns writes the
+        buffer (one write for all buffered records) when it is waited on or
+        flushed. Called by a service that a server runs (every model waits
+        on or flushes its sessions' barriers before replying); a caller of
+        the store's methods must then do the same before it acknowledges a
+        write. Default: nothing to batch."""
 
     def make_room(self) -> bool:
         """Before a command that may add data (Redis's ``denyoom`` flag):

@@ -159,8 +159,7 @@ class PersistentStore(MemoryStore):
 
     # -- the write-ahead hook (store lock held) -----------------------------
     def _log(self, payload: bytes) -> None:
-        self._aof.append(payload)
-        size = self._aof.size
+        size = self._aof.append(payload)
         if (
             size >= self._auto_min
             and size * 100 >= self._aof.base_size * (100 + self._auto_pct)
@@ -202,6 +201,11 @@ class PersistentStore(MemoryStore):
 
     def durability_barrier(self) -> Barrier | None:
         return self._aof.barrier()
+
+    def batch_log_writes(self) -> None:
+        self._aof.batching = True
+        # Asked for once per output with writes: straight to the log's.
+        self.durability_barrier = self._aof.barrier  # type: ignore[method-assign]
 
     # -- compaction ------------------------------------------------------------
     def compact(self) -> str:

@@ -80,7 +80,14 @@ from sockworks.storage.base import (
 from sockworks.storage.glob import compile_glob
 from sockworks.storage.model.table import COMMANDS as MODEL_COMMANDS
 from sockworks.storage.model.table import REPLAY as MODEL_REPLAY
-from sockworks.storage.model.values import Encodings, Value, type_name, value_size
+from sockworks.storage.model.values import (
+    Encodings,
+    ListValue,
+    Value,
+    ZSetValue,
+    type_name,
+    value_size,
+)
 from sockworks.storage.slots import REBUILD_FACTOR, REBUILD_FLOOR, SlotIndex
 
 V = TypeVar("V")
@@ -112,6 +119,11 @@ SCAN_MAX_COUNT = 10_000
 #: EVICT_RUNNING: progress was made, the next command continues), so a
 #: lowered limit does not stall one client for a whole store's eviction.
 EVICT_BATCH = 1000
+#: Types whose new keys may serve blocked clients (BLPOP..., BZPOPMIN...).
+_WAKING = (ListValue, ZSetValue)
+#: INFO's avg_ttl is exact up to this many keys with a TTL, else the mean of
+#: this many drawn at random (about a millisecond of work under the lock).
+AVG_TTL_SAMPLES = 1000
 #: Random draws per sample before giving up on a list of mostly dead slots
 #: (then it is compacted and tried once more).
 _SAMPLE_TRIES = 64
@@ -175,6 +187,12 @@ class MemoryStore(Store):
         self._aggregates: set[bytes] = set()
         #: Called with a key that got list/zset elements (blocking pops).
         self.on_push: Callable[[bytes], None] | None = None
+        #: Called (lock held) when the outermost command or group that
+        #: pushed has finished: blocked clients are served then, as Redis
+        #: serves them after the command or EXEC, before any other client.
+        self.on_settle: Callable[[], None] | None = None
+        self._depth = 0
+        self._signalled = False
         self._expires: dict[bytes, int] = {}
         self._heap: list[tuple[int, bytes]] = []
         #: OBJECT ENCODING's thresholds (CONFIG SET hash-max-listpack-entries ...).
@@ -745,7 +763,13 @@ class MemoryStore(Store):
             self._check_open()
             if denyoom:
                 self._check_memory()
-            return fn(self, argv)
+            self._depth += 1
+            try:
+                return fn(self, argv)
+            finally:
+                self._depth -= 1
+                if self._signalled and not self._depth:
+                    self._settle()
 
     # The Keyspace protocol (storage/model/keyspace.py); lock held.
     def now(self) -> int:
@@ -774,6 +798,10 @@ class MemoryStore(Store):
 
     def put(self, key: bytes, value: Value, at: int = 0) -> None:
         self._put(key, value, at)
+        if self.on_push is not None and value.__class__ in _WAKING:
+            # A new list or sorted set, however made (ZADD, ZUNIONSTORE,
+            # COPY...): Redis's dbAdd signals it for blocked clients.
+            self.signal(key)
 
     def drop(self, key: bytes) -> None:
         self._remove(key)
@@ -821,14 +849,40 @@ class MemoryStore(Store):
 
     def signal(self, key: bytes) -> None:
         if self.on_push is not None:
+            self._signalled = True
             self.on_push(key)
 
+    def _settle(self) -> None:
+        """The pushing command or group is over (lock held): on_settle."""
+        self._signalled = False
+        if self.on_settle is not None:
+            self.on_settle()
+
     # -- administration -------------------------------------------------------
+    def _avg_ttl(self) -> int:
+        """INFO keyspace's avg_ttl (ms): the mean time left of the keys with
+        a TTL, exact up to AVG_TTL_SAMPLES of them, else over that many
+        drawn at random (Redis's own figure is an estimate from its expiry
+        cycle's samples too). Lock held."""
+        expires = self._expires
+        if not expires:
+            return 0
+        now = self._clock()
+        if len(expires) <= AVG_TTL_SAMPLES:
+            ats = list(expires.values())
+        else:
+            ats = [at for at in (expires.get(key) for key in (
+                self._sample(True) for _ in range(AVG_TTL_SAMPLES)) if key is not None)
+                   if at is not None]
+        left = [at - now for at in ats if at > now]
+        return sum(left) // len(left) if left else 0
+
     def info(self) -> dict[str, Any]:
         with self._lock:
             return {
                 "keys": len(self._data),
                 "expires": len(self._expires),
+                "avg_ttl": self._avg_ttl(),
                 "expired_keys": self._expired,
                 "keyspace_hits": self._hits,
                 "keyspace_misses": self._misses,
@@ -853,7 +907,13 @@ class MemoryStore(Store):
 
     def run_grouped(self, fn: Callable[[Store], T]) -> T:
         with self._lock:
-            return fn(self)
+            self._depth += 1
+            try:
+                return fn(self)
+            finally:
+                self._depth -= 1
+                if self._signalled and not self._depth:
+                    self._settle()
 
     @contextlib.contextmanager
     def atomic(self) -> Iterator[None]:

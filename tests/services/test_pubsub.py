@@ -12,6 +12,7 @@ so no test waits for silence.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import select
 import socket
@@ -467,14 +468,16 @@ def _watch_redis_cli_monitor(proc: subprocess.Popen[bytes], port: int) -> None:
             assert time.monotonic() < deadline, "redis-cli never started MONITOR"
         r.set("seen-by-monitor", "yes")
         assert proc.stdout is not None
-        line = b""
+        # Raw reads (a buffered readline could take the next line along, and
+        # select() would not see it): redis-cli prints one line per command.
+        fd, out, line = proc.stdout.fileno(), b"", b""
         for _ in range(100):
-            # Bounded wait: redis-cli prints one line per command it sees.
-            ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline -
-                                                                    time.monotonic()))
+            ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
             assert ready, "redis-cli printed nothing before the deadline"
-            line = proc.stdout.readline()
-            if b"seen-by-monitor" in line or not line:
+            chunk = os.read(fd, 65536)
+            out += chunk
+            line = next((ln for ln in out.split(b"\n") if b"seen-by-monitor" in ln), b"")
+            if line or not chunk:
                 break
         assert re.match(rb'^\d+\.\d{6} \[0 127\.0\.0\.1:\d+\] "SET" "seen-by-monitor" "yes"',
                         line), line

@@ -25,6 +25,7 @@ from typing import Any, Final
 from sockworks.core.limits import MemoryOverflow
 from sockworks.core.logs import set_log_level
 from sockworks.protocols.resp import OK, encode
+from sockworks.services.keyspace_events import BAD_FLAGS, flags_to_string, parse_flags
 from sockworks.services.resp_commands import (
     error_quoting,
     int_arg,
@@ -99,6 +100,7 @@ def _config_values(s: Ctx) -> dict[bytes, bytes]:
         b"requirepass": access.requirepass or b"",
         b"aclfile": os.fsencode(access.aclfile or ""),
         b"loglevel": _loglevel(),
+        b"notify-keyspace-events": flags_to_string(server.broker.keyspace_flags).encode(),
         # The listeners in force (TLS, UNIX socket): issue #11 items 3-4.
         **{name.encode(): value.encode() for name, value in server.listening.items()},
     }
@@ -229,6 +231,8 @@ def _apply_server(s: Ctx, name: bytes, value: Any) -> None:
         server.access.protected_mode = value
     elif name in (b"busy-reply-threshold", b"lua-time-limit") and s.store.script_gate:
         s.store.script_gate.threshold = value / 1000
+    elif name == b"notify-keyspace-events":
+        server.set_keyspace_events(value)
 
 
 def _config_set(s: Ctx, pairs: list[bytes]) -> bytes:
@@ -255,6 +259,16 @@ def _config_set(s: Ctx, pairs: list[bytes]) -> bytes:
             continue
         if lname == b"save" and not raw_value.strip():
             continue  # no snapshots, and none asked for
+        if lname == b"notify-keyspace-events":
+            flags = parse_flags(raw_value.decode("latin-1"))
+            if flags is None:
+                return _failed(lname, BAD_FLAGS)
+            if store.shared_across_processes:
+                # Events would have no subscriber: pub/sub is Redis's there.
+                return _failed(lname, "pub/sub is not available with a Redis backend "
+                               "(--store redis://...): configure that Redis")
+            server_changes.append((lname, flags))
+            continue
         if lname not in _MEMORY_PARAMETERS or not isinstance(store, MemoryStore):
             if lname in known:
                 return _failed(lname, "can't set immutable config")
@@ -281,6 +295,9 @@ def _config_set(s: Ctx, pairs: list[bytes]) -> bytes:
     if memory:
         assert isinstance(store, MemoryStore)  # checked with each name above
         store.configure_memory(**memory)
+        # Redis evicts at once when the limit drops below what is used (and
+        # tells keyspace subscribers), rather than at the next write.
+        store.make_room()
     for name, parsed in server_changes:
         _apply_server(s, name, parsed)
     for field, number in encoding_changes:

@@ -221,6 +221,9 @@ class MemoryStore(Store):
         self._hits = 0
         self._misses = 0
         self._expired = 0
+        #: Told of every key expired or evicted, ("expired" | "evicted", key),
+        #: with the lock held (keyspace notifications); None: nobody asks.
+        self.key_events: Callable[[str, bytes], None] | None = None
         self._closed = False
         self._persistent = False
         self._sweeper: threading.Thread | None = None
@@ -283,6 +286,8 @@ class MemoryStore(Store):
             if at is not None and at <= now:
                 self._remove(key)
                 self._expired += 1
+                if self.key_events is not None:
+                    self.key_events("expired", key)
                 return None
         return value
 
@@ -413,6 +418,8 @@ class MemoryStore(Store):
                 self._log(records.encode_del([key]))
             self._remove(key)
             self._evicted += 1
+            if self.key_events is not None:
+                self.key_events("evicted", key)
             if self._used <= limit:
                 return True
         return True  # progress made: the next write continues (EVICT_RUNNING)
@@ -429,7 +436,7 @@ class MemoryStore(Store):
         if not order:
             return False
         data, expires = self._data, self._expires
-        if not self._persistent:
+        if not self._persistent and self.key_events is None:
             # Nothing to log: pop straight off the head, accounting inline.
             used, evicted = self._used, 0
             popitem = order.popitem
@@ -462,6 +469,8 @@ class MemoryStore(Store):
         remove = self._remove
         for key in victims:
             remove(key)
+            if self.key_events is not None:
+                self.key_events("evicted", key)
         self._evicted += len(victims)
         return True
 
@@ -546,6 +555,8 @@ class MemoryStore(Store):
                 self._remove(key)
                 self._expired += 1
                 done += 1
+                if self.key_events is not None:
+                    self.key_events("expired", key)
         return done, bool(heap) and heap[0][0] <= now
 
     # -- reads -------------------------------------------------------------

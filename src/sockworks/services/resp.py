@@ -852,10 +852,18 @@ class RespSession(Session):
         spec = self._commands.get(argv[0].lower())
         if spec is None or not arity_ok(spec.arity, len(argv)) or busy_allowed(spec, argv):
             return self.execute(argv)
-        if self.queued is not None:
-            self.multi_failed = True  # Redis: a refused command fails the transaction
         self._rejected = True
-        return busy_reply(self._gate.running if self._gate is not None else None)
+        reply = busy_reply(self._gate.running if self._gate is not None else None)
+        if self.queued is not None:
+            if spec.name == "exec":
+                # Redis's execCommandAbort: a refused EXEC discards the
+                # transaction (and its watches) and says why.
+                self.end_multi()
+                self._outside_script(self.unwatch)
+                return (b"-EXECABORT Transaction discarded because of: "
+                        + reply[1:])
+            self.multi_failed = True  # Redis: a refused command fails the transaction
+        return reply
 
     def on_eof(self) -> Output:
         self._cancel_wait()  # Redis frees a blocked client whose peer closed

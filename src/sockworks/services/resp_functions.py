@@ -28,7 +28,6 @@ from sockworks.services.lua_functions import (
 from sockworks.services.resp_commands import (
     OOM_REPLY,
     error_quoting,
-    int_arg,
     quoted,
     unknown_subcommand,
     wrong_args,
@@ -41,6 +40,7 @@ from sockworks.services.resp_scripting import (
     UNKILLABLE,
     Scripts,
     call_command,
+    parse_numkeys,
     scripting,
 )
 from sockworks.storage.functions import FunctionLibraries
@@ -51,8 +51,6 @@ __all__ = ["cmd_fcall", "cmd_fcall_ro", "cmd_function"]
 
 _NOT_FOUND: Final = b"-ERR Function not found\r\n"
 _BAD_KEYS: Final = b"-ERR Bad number of keys provided\r\n"
-_NEGATIVE_KEYS: Final = b"-ERR Number of keys can't be negative\r\n"
-_TOO_MANY_KEYS: Final = b"-ERR Number of keys can't be greater than number of args\r\n"
 _WRITE_FLAG: Final = b"-ERR Can not execute a script with write flag using *_ro command.\r\n"
 _LIBRARY_NOT_FOUND: Final = b"-ERR Library not found\r\n"
 _FLUSH_OPTION: Final = b"-ERR FUNCTION FLUSH only supports SYNC|ASYNC option\r\n"
@@ -135,13 +133,9 @@ def _fcall(s: Ctx, argv: list[bytes], *, read_only: bool) -> bytes | Plan[bytes]
     function = libraries.functions.get(argv[1].lower())
     if function is None:
         return _NOT_FOUND
-    numkeys = int_arg(argv[2])
-    if numkeys is None:
-        return _BAD_KEYS
-    if numkeys < 0:
-        return _NEGATIVE_KEYS
-    if numkeys > len(argv) - 3:
-        return _TOO_MANY_KEYS
+    numkeys = parse_numkeys(argv, _BAD_KEYS)
+    if isinstance(numkeys, bytes):
+        return numkeys
     no_writes = "no-writes" in function.flags
     if read_only and not no_writes:
         return _WRITE_FLAG

@@ -58,7 +58,7 @@ if TYPE_CHECKING:
     from sockworks.services.resp_context import CommandSpec
 
 __all__ = ["BUSY_FUNCTION", "BUSY_SCRIPT", "NO_LUA", "SLOW_EVAL", "busy_reply", "scripting",
-           "Scripts", "ScriptTicket", "call_command", "SCRIPT_COMMANDS"]
+           "Scripts", "ScriptTicket", "call_command", "parse_numkeys", "SCRIPT_COMMANDS"]
 
 logger = logging.getLogger(__name__)
 
@@ -357,15 +357,24 @@ def scripting(s: Ctx) -> Scripts | bytes:
     return s.server.scripts
 
 
-def _eval(s: Ctx, argv: list[bytes], *, by_sha: bool,
-          read_only: bool) -> bytes | Plan[bytes]:
+def parse_numkeys(argv: list[bytes], not_integer: bytes) -> int | bytes:
+    """EVAL's and FCALL's ``numkeys`` (argv[2]), or the error reply: Redis
+    answers a non-integer differently for each (``not_integer``)."""
     numkeys = int_arg(argv[2])
     if numkeys is None:
-        return NOT_INTEGER
+        return not_integer
     if numkeys < 0:
         return _NEGATIVE_KEYS
     if numkeys > len(argv) - 3:
         return _TOO_MANY_KEYS
+    return numkeys
+
+
+def _eval(s: Ctx, argv: list[bytes], *, by_sha: bool,
+          read_only: bool) -> bytes | Plan[bytes]:
+    numkeys = parse_numkeys(argv, NOT_INTEGER)
+    if isinstance(numkeys, bytes):
+        return numkeys
     scripts = scripting(s)
     if isinstance(scripts, bytes):
         return scripts

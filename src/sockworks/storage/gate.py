@@ -74,13 +74,10 @@ class ExclusiveGate:
         """True: use the store, then call :meth:`leave`. False: a run has
         gone on for more than :attr:`threshold` seconds: answer BUSY (do
         not call leave)."""
-        inside = self._inside
-        inside.append(None)
-        if self._run is None:
+        if self.try_enter():
             return True
-        inside.pop()
+        inside = self._inside
         with self._cond:
-            self._cond.notify_all()  # the runner may be waiting for us
             while True:
                 run = self._run
                 if run is None:

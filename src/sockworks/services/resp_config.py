@@ -107,8 +107,7 @@ def _config_values(s: Ctx) -> dict[bytes, bytes]:
     if isinstance(s.store, MemoryStore):
         encodings = s.store.encodings
         for parameter in (*_ENCODING_LIMITS, *_ENCODING_ALIASES):
-            field = _ENCODING_ALIASES.get(parameter, parameter).decode().replace("-", "_")
-            values[parameter] = b"%d" % getattr(encodings, field)
+            values[parameter] = b"%d" % getattr(encodings, _encoding_field(parameter))
     gate = s.store.script_gate
     if gate is not None:
         threshold = b"%d" % round(gate.threshold * 1000)
@@ -134,8 +133,15 @@ _ENCODING_LIMITS: Final = {
 #: Redis 7.0's aliases (the names before listpack replaced ziplist).
 _ENCODING_ALIASES: Final = {name.replace(b"listpack", b"ziplist"): name
                             for name in _ENCODING_LIMITS if b"listpack" in name}
+
+
+def _encoding_field(name: bytes) -> str:
+    """The Encodings field a parameter (or its ziplist alias) sets."""
+    return _ENCODING_ALIASES.get(name, name).decode().replace("-", "_")
+
+
 assert {f.name for f in dataclasses.fields(Encodings)} == {
-    n.decode().replace("-", "_") for n in _ENCODING_LIMITS}
+    _encoding_field(n) for n in _ENCODING_LIMITS}
 
 
 def _check_encoding(name: bytes, canonical: bytes, raw: bytes) -> tuple[bytes | None, int]:
@@ -255,7 +261,7 @@ def _config_set(s: Ctx, pairs: list[bytes]) -> bytes:
             error, threshold = _check_encoding(lname, canonical, raw_value)
             if error is not None:
                 return error
-            encoding_changes.append((canonical.decode().replace("-", "_"), threshold))
+            encoding_changes.append((_encoding_field(canonical), threshold))
             continue
         if lname == b"save" and not raw_value.strip():
             continue  # no snapshots, and none asked for

@@ -14,6 +14,10 @@ port in between; redis-server then exits at start-up ("Address already in
 use") and we try again with a new port, a bounded number of times
 (:data:`START_ATTEMPTS`). Readiness is the server's own "Ready to accept
 connections" log line, never a sleep.
+
+:func:`redis_call` sends one command on a socket to such a server and reads
+its one reply, within a deadline: the differential tests' half that talks to
+the real thing.
 """
 
 from __future__ import annotations
@@ -29,8 +33,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import hiredis
 import pytest
 
+from sockworks.protocols.resp import encode_command
 from tests.support import require_binary
 
 #: Attempts at starting a server when the probed port was taken meanwhile.
@@ -44,6 +50,45 @@ CLUSTER_OK_TIMEOUT = 20.0
 CLUSTER_ATTEMPTS = 2
 
 READY_LINE = b"Ready to accept connections"
+#: Seconds a differential test waits for one reply from redis-server: every
+#: command they send is answered in microseconds, so this only bounds a hang.
+REPLY_TIMEOUT = 10.0
+
+
+def redis_call(sock: socket.socket, argv: list[bytes],
+               timeout: float = REPLY_TIMEOUT) -> bytes:
+    """Send ``argv`` on ``sock`` and return the raw bytes of the one reply.
+
+    Fails (AssertionError) if the server closes the connection or the reply
+    is not complete within ``timeout`` seconds.
+    """
+    return redis_pipeline(sock, [argv], 1, timeout)
+
+
+def redis_pipeline(sock: socket.socket, commands: list[list[bytes]], replies: int,
+                   timeout: float = REPLY_TIMEOUT) -> bytes:
+    """Send ``commands`` at once and return the raw bytes of ``replies``
+    replies (fewer than commands when some are silenced: CLIENT REPLY)."""
+    sock.sendall(b"".join(encode_command(argv) for argv in commands))
+    incomplete = object()  # not False: RESP3 has a false reply
+    reader = hiredis.Reader(notEnoughData=incomplete)
+    raw = b""
+    got = 0
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            break
+        assert chunk, f"redis-server closed the connection after {commands!r}"
+        raw += chunk
+        reader.feed(chunk)
+        while reader.gets() is not incomplete:
+            got += 1
+        if got >= replies:
+            return raw
+    raise AssertionError(f"not {replies} replies to {commands!r} within {timeout}s")
 
 
 def probe_free_port() -> int:

@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import random
 import socket
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import hiredis
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -32,6 +30,7 @@ from sockworks.storage.factory import open_store
 from sockworks.storage.memory import MemoryStore
 from tests.redis_support import (  # noqa: F401 (fixtures)
     RedisServer,
+    redis_call,
     redis_server_fixture,
     shared_redis_server_fixture,
 )
@@ -57,22 +56,8 @@ class Pair:
         self.same(b"SET", b"s", b"\x00\xffsockworks\x81")
         self.same(b"RPUSH", b"list", b"x")
 
-    def redis(self, argv: list[bytes]) -> bytes:
-        self.sock.sendall(encode_command(argv))
-        reader = hiredis.Reader()
-        raw = b""
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            chunk = self.sock.recv(65536)
-            assert chunk, "redis-server closed the connection"
-            raw += chunk
-            reader.feed(chunk)
-            if reader.gets() is not False:
-                return raw
-        raise AssertionError(f"no reply to {argv!r}")
-
     def same(self, *argv: bytes, check: bool = True) -> bytes:
-        expected = self.redis(list(argv))
+        expected = redis_call(self.sock, list(argv))
         got = self.session.on_data(encode_command(list(argv))).data
         if check:
             assert got == expected, (argv, expected, got)

@@ -31,6 +31,7 @@ from sockworks.storage.factory import open_store
 from sockworks.storage.memory import MemoryStore
 from tests.redis_support import (  # noqa: F401 (fixtures)
     RedisServer,
+    redis_call,
     redis_server_fixture,
     shared_redis_server_fixture,
 )
@@ -57,23 +58,11 @@ class Pair:
         if proto == 3:
             self.run([b"HELLO", b"3"], compare=False)
 
-    def redis(self, argv: list[bytes]) -> bytes:
-        self.sock.sendall(encode_command(argv))
-        reader = hiredis.Reader()
-        raw = b""
-        while True:
-            chunk = self.sock.recv(65536)
-            assert chunk, "redis-server closed the connection"
-            raw += chunk
-            reader.feed(chunk)
-            if reader.gets() is not False:
-                return raw
-
     def ours(self, argv: list[bytes]) -> bytes:
         return self.session.on_data(encode_command(argv)).data
 
     def run(self, argv: list[bytes], compare: bool = True) -> None:
-        expected, got = self.redis(argv), self.ours(argv)
+        expected, got = redis_call(self.sock, argv), self.ours(argv)
         if not compare:
             return
         name = argv[0].lower()

@@ -35,6 +35,8 @@ from sockworks.storage.model.values import LIST_ELEMENT_OVERHEAD
 from tests.conftest import ServerProcess, spawn_server
 from tests.redis_support import (  # noqa: F401 (fixtures)
     RedisServer,
+    redis_call,
+    redis_pipeline,
     redis_server_fixture,
     shared_redis_server_fixture,
 )
@@ -61,18 +63,7 @@ class Pair:
             self.both(b"HELLO", b"3")
 
     def redis(self, *argv: bytes) -> bytes:
-        self.sock.sendall(encode_command(list(argv)))
-        reader = hiredis.Reader()
-        raw = b""
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            chunk = self.sock.recv(65536)
-            assert chunk, "redis-server closed the connection"
-            raw += chunk
-            reader.feed(chunk)
-            if reader.gets() is not False:
-                return raw
-        raise AssertionError(f"no complete reply to {argv!r}")
+        return redis_call(self.sock, list(argv))
 
     def ours(self, *argv: bytes) -> bytes:
         return self.session.on_data(encode_command(list(argv))).data
@@ -83,6 +74,13 @@ class Pair:
     def same(self, *argv: bytes) -> bytes:
         expected, got = self.both(*argv)
         assert got == expected, (argv, expected, got)
+        return got
+
+    def pipeline(self, commands: list[list[bytes]], replies: int) -> bytes:
+        """Send commands in one go to both; the same bytes come back."""
+        expected = redis_pipeline(self.sock, commands, replies)
+        got = self.session.on_data(b"".join(encode_command(argv) for argv in commands)).data
+        assert got == expected, (commands, expected, got)
         return got
 
     def close(self) -> None:
@@ -182,6 +180,24 @@ def test_command_list_filterby(pair: Pair) -> None:
     # Every sorted-set command Redis 7.0 has, the blocking ones included.
     theirs, ours = pair.both(b"COMMAND", b"LIST", b"FILTERBY", b"ACLCAT", b"sortedset")
     assert set(parse(ours)) == set(parse(theirs)) and b"bzmpop" in parse(ours)
+
+
+REPLY = b"CLIENT", b"REPLY"
+
+
+@pytest.mark.parametrize(("commands", "replies"), [
+    # ON ends a SKIP: its own OK is sent (the unit's "unset SKIP flag").
+    ([[*REPLY, b"SKIP"], [*REPLY, b"ON"], [b"PING", b"a"]], 2),
+    ([[*REPLY, b"SKIP"], [b"PING", b"a"], [b"PING", b"b"]], 1),
+    # SKIP under OFF changes nothing; ON answers OK and replies resume.
+    ([[*REPLY, b"OFF"], [*REPLY, b"SKIP"], [b"PING", b"a"], [*REPLY, b"ON"],
+      [b"PING", b"b"]], 2),
+    ([[*REPLY, b"OFF"], [*REPLY, b"SKIP"], [*REPLY, b"ON"], [b"PING", b"b"]], 2),
+    ([[*REPLY, b"SKIP"], [*REPLY, b"SKIP"], [b"PING", b"a"], [b"PING", b"b"]], 1),
+], ids=["skip-on", "skip", "off-skip-on", "off-skip-on-at-once", "skip-skip"])
+def test_client_reply_modes(pair: Pair, commands: list[list[bytes]], replies: int) -> None:
+    pair.pipeline(commands, replies)
+    pair.same(b"PING")  # and the connection is back to normal
 
 
 def test_memory_usage_shapes(pair: Pair) -> None:

@@ -496,10 +496,15 @@ class RespSession(Session):
         self._skipping = self._skip_next = False
 
     def set_reply_mode(self, mode: str) -> None:
+        # As Redis's clientCommand: SKIP under OFF changes nothing, and ON
+        # also ends a SKIP, so its own OK is sent (CLIENT REPLY SKIP then
+        # CLIENT REPLY ON answers OK).
         if mode == "skip":
-            self._skip_next = True
+            self._skip_next = self._reply_mode != "off"
         else:
             self._reply_mode = mode
+            if mode == "on":
+                self._skipping = self._skip_next = False
         self._update_mode()
 
     def _silenced(self, name: bytes, reply: bytes) -> bytes:

@@ -394,14 +394,15 @@ def test_redis_backend_refuses_pubsub_clearly(start_server: StartServer,
 
 # -- MONITOR ---------------------------------------------------------------------------
 
-_MONITOR_PREFIX = re.compile(rb"^\+\d+\.\d{6} \[0 127\.0\.0\.1:\d+\] ", re.M)
+_MONITOR_PREFIX = re.compile(rb"^\+\d+\.\d{6} \[0 (127\.0\.0\.1:\d+|lua)\] ", re.M)
 
 
 @pytest.mark.parametrize("proto", [2, 3])
 def test_monitor_lines_match_redis(pair: tuple[tuple[str, int], tuple[str, int]],
                                    proto: int) -> None:
     """The same commands, as each server's MONITOR shows them (timestamps and
-    client ports aside): escaping, redaction, admin commands left out, MULTI."""
+    client ports aside): escaping, redaction, admin commands left out, MULTI,
+    a script before the calls it makes (shown as the "lua" client's)."""
     shown = []
     for address in pair:
         mon, client = Conn(address), Conn(address)
@@ -413,7 +414,13 @@ def test_monitor_lines_match_redis(pair: tuple[tuple[str, int], tuple[str, int]]
             for line in (["SET", "a", b'x\ny\x01"\\'], ["AUTH", "nobody", "pw"],
                          ["HELLO", "2", "AUTH", "default", "pw", "SETNAME", "x"],
                          ["HELLO", "2"], ["NOPE"], ["GET"], ["CONFIG", "GET", "maxmemory"],
-                         ["GET", "a"]):
+                         ["GET", "a"],
+                         ["FUNCTION", "LOAD", "REPLACE", "#!lua name=mon\n"
+                          "redis.register_function('f', function(k) "
+                          "return redis.call('incr', k[1]) end)"],
+                         ["EVAL", "redis.call('set', KEYS[1], ARGV[1])", "1", "a", "b"],
+                         ["EVAL", "return 1", "x"], ["FCALL", "f", "1", "n"],
+                         ["FCALL", "nosuch", "0"]):
                 client.run(*line)
             for line in (["MULTI"], ["SET", "q", "1"], ["EXEC"]):
                 client.send(*line)
@@ -446,6 +453,7 @@ def test_monitor_lines_match_redis(pair: tuple[tuple[str, int], tuple[str, int]]
     ours, theirs = shown
     assert ours == theirs
     assert b'"AUTH" "(redacted)" "(redacted)"' in ours
+    assert ours[ours.index(b'"FCALL" "f" "1" "n"') + 1] == b'"incr" "n"'
 
 
 def test_redis_cli_monitor_sees_a_command(start_server: StartServer) -> None:

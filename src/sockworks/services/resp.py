@@ -107,6 +107,8 @@ _PUSHED_REPLIES = frozenset({b"subscribe", b"ssubscribe", b"psubscribe", b"unsub
 _MODE_CHANGERS = frozenset({b"subscribe", b"ssubscribe", b"psubscribe", b"unsubscribe",
                             b"sunsubscribe", b"punsubscribe", b"hello", b"reset", b"exec",
                             b"monitor"})
+#: Commands that run a script: MONITOR shows them before the script's own calls.
+_SCRIPT_COMMANDS = frozenset({"eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro"})
 #: Redis 7.0's denial texts (the version the differential tests run).
 NOPERM_KEY: Final = (b"-NOPERM this user has no permissions to access one of the keys used "
                      b"as arguments\r\n")
@@ -1044,6 +1046,11 @@ class RespSession(Session):
             before = self._key_snapshot(spec, argv)
         if flags:
             broker.defer_pops()
+        # A script is shown before the commands it runs (Redis's evalCommand
+        # feeds MONITOR first); everything else once it has run.
+        fed = broker.monitored and spec.name in _SCRIPT_COMMANDS
+        if fed:
+            self._feed_monitors(spec, argv)
         try:
             outcome = spec.handler(self, argv)
             if name in _MODE_CHANGERS:
@@ -1062,7 +1069,7 @@ class RespSession(Session):
         finally:
             if flags:
                 broker.flush_pops()  # the blocked clients it served, after it
-        if broker.monitored:
+        if broker.monitored and not fed:
             self._feed_monitors(spec, argv)
         return reply
 

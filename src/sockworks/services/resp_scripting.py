@@ -344,6 +344,10 @@ def call_command(s: Ctx, argv: list[bytes], read_only: bool, run: ExclusiveRun,
         return outcome
     finally:
         s.set_protocol(shown)
+        broker = s.server.broker
+        if broker.monitored:
+            # Redis shows a script's calls as its Lua client's: "[0 lua]".
+            broker.feed_monitors(argv, "lua")
 
 
 # -- the commands ---------------------------------------------------------------------

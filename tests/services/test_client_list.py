@@ -43,3 +43,30 @@ def test_omem_shows_a_non_readers_unsent_replies(model: str) -> None:
         finally:
             hog.close()
             admin.close()
+
+
+def test_client_kill_by_type_and_user() -> None:
+    """TYPE pubsub takes the subscriber only (RESP3 too); USER takes every
+    connection of that user but the killer (SKIPME yes)."""
+    with Server(KvService(), model="asyncio", resp_port=0) as server:
+        host, port = server.addresses[1]
+        admin = redis.Redis(host=host, port=port, socket_timeout=10)
+        plain = redis.Redis(host=host, port=port, socket_timeout=10)
+        subscribers = [redis.Redis(host=host, port=port, socket_timeout=10, protocol=proto)
+                       for proto in (2, 3)]
+        pubsubs = [client.pubsub() for client in subscribers]
+        try:
+            plain.ping()
+            for ps in pubsubs:
+                ps.subscribe("news")
+                assert ps.get_message(timeout=10)["type"] == "subscribe"
+            assert admin.execute_command("CLIENT", "KILL", "TYPE", "pubsub") == 2
+            assert admin.execute_command("CLIENT", "KILL", "TYPE", "pubsub") == 0
+            assert admin.execute_command("CLIENT", "KILL", "USER", "default") == 1  # plain
+            assert admin.execute_command("CLIENT", "KILL", "TYPE", "normal") == 0
+            assert admin.ping()
+        finally:
+            for ps in pubsubs:
+                ps.close()
+            for client in (admin, plain, *subscribers):
+                client.close()

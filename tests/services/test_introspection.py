@@ -116,6 +116,15 @@ ERRORS = [
     [b"COMMAND", b"LIST", b"FILTERBY", b"foo", b"x"], [b"COMMAND", b"LIST", b"foo"],
     # CLIENT HELP (our own unknown-subcommand error recommends it).
     [b"CLIENT"], [b"CLIENT", b"FOO"], [b"CLIENT", b"HELP", b"x"],
+    # CLIENT KILL filters' refusals (the unit's "CLIENT KILL with illegal arguments").
+    [b"CLIENT", b"KILL", b"TYPE", b"wrong_type"], [b"CLIENT", b"KILL", b"USER", b"wrong_user"],
+    [b"CLIENT", b"KILL", b"SKIPME", b"yes_or_no"], [b"CLIENT", b"KILL", b"ID", b"str"],
+    [b"CLIENT", b"KILL", b"ID", b"10", b"wrong_arg"], [b"CLIENT", b"KILL", b"ID", b"0"],
+    # CONFIG SET: duplicates (any case), Redis's immutable and protected ones.
+    [b"CONFIG", b"SET", b"maxmemory", b"1", b"maxmemory", b"2"],
+    [b"CONFIG", b"SET", b"maxmemory", b"1", b"MAXMEMORY", b"2"],
+    [b"CONFIG", b"SET", b"daemonize", b"yes"], [b"CONFIG", b"SET", b"daemonize", b"no"],
+    [b"CONFIG", b"SET", b"databases", b"1"], [b"CONFIG", b"SET", b"dir", b"/tmp"],
 ]
 
 
@@ -180,6 +189,23 @@ def test_command_list_filterby(pair: Pair) -> None:
     # Every sorted-set command Redis 7.0 has, the blocking ones included.
     theirs, ours = pair.both(b"COMMAND", b"LIST", b"FILTERBY", b"ACLCAT", b"sortedset")
     assert set(parse(ours)) == set(parse(theirs)) and b"bzmpop" in parse(ours)
+
+
+def test_config_set_matches_redis(pair: Pair) -> None:
+    pair.same(b"CONFIG", b"GET", b"daemonize")
+    for kind in (b"master", b"replica", b"slave"):
+        pair.same(b"CLIENT", b"KILL", b"TYPE", kind)  # none here, none there
+    # A parameter this server cannot change takes its current value (no-op),
+    # as Redis's CONFIG SET does; Redis's own immutable ones never.
+    values = parse(pair.ours(b"CONFIG", b"GET", b"*"))
+    if isinstance(values, list):
+        values = dict(zip(values[::2], values[1::2], strict=True))
+    refused = {name for name, value in values.items()
+               if pair.ours(b"CONFIG", b"SET", name, value) != b"+OK\r\n"}
+    assert refused == {b"databases", b"cluster-enabled", b"aclfile", b"unixsocket",
+                       b"unixsocketperm", b"daemonize", b"dir"}
+    assert pair.ours(b"CONFIG", b"SET", b"port", b"1").startswith(
+        b"-ERR CONFIG SET failed (possibly related to argument 'port') - can't set immutable")
 
 
 REPLY = b"CLIENT", b"REPLY"

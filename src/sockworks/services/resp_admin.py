@@ -352,6 +352,10 @@ _CLIENT_HELP: Final = (
     "      Kill connections made to specified local address",
     "    * ID <client-id>",
     "      Kill connections by client id.",
+    "    * TYPE (NORMAL|MASTER|REPLICA|PUBSUB)",
+    "      Kill connections by type.",
+    "    * USER <username>",
+    "      Kill connections authenticated by <username>.",
     "    * SKIPME (YES|NO)",
     "      Skip killing current connection (default: yes).",
     "LIST",
@@ -368,11 +372,14 @@ _CLIENT_HELP: Final = (
 
 
 _NO_SUCH_CLIENT: Final = b"-ERR No such client\r\n"
+#: CLIENT KILL TYPE's names (Redis's getClientTypeByName).
+_CLIENT_TYPES: Final = frozenset({b"normal", b"master", b"replica", b"slave", b"pubsub"})
 
 
 def _client_kill(s: Ctx, argv: list[bytes]) -> bytes:
     """CLIENT KILL ip:port (old form: +OK) or filters ID / ADDR / LADDR /
-    SKIPME (new form: how many were closed), as Redis 7 answers them."""
+    TYPE / USER / SKIPME (new form: how many were closed), as Redis 7.0
+    answers them."""
     argc = len(argv)
     if argc < 3:
         return wrong_args("client|kill")
@@ -402,6 +409,22 @@ def _client_kill(s: Ctx, argv: list[bytes]) -> bytes:
             handles = [h for h in handles if h.peer == value.decode("latin-1")]
         elif option == b"LADDR":
             handles = []  # local addresses are not tracked: nothing matches
+        elif option == b"TYPE":
+            kind = value.lower()
+            if kind not in _CLIENT_TYPES:
+                return error_quoting(f"ERR Unknown client type '{quoted(value)}'")
+            # No replicas or masters here; a subscriber is "pubsub" (RESP3 too).
+            pubsub = {other.client_id for other in s.server.sessions()
+                      if other.subscriptions.active}
+            handles = [h for h in handles
+                       if kind == (b"pubsub" if h.id in pubsub else b"normal")]
+        elif option == b"USER":
+            name = value.decode("utf-8", "surrogateescape")
+            if s.server.access.user(name) is None:
+                return error_quoting(f"ERR No such user '{quoted(value)}'")
+            ids = {other.client_id for other in s.server.sessions()
+                   if other.username == name}
+            handles = [h for h in handles if h.id in ids]
         elif option == b"SKIPME":
             choice = value.lower()
             if choice not in (b"yes", b"no"):

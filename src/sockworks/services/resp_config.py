@@ -96,6 +96,7 @@ def _config_values(s: Ctx) -> dict[bytes, bytes]:
         b"proto-max-bulk-len": b"%d" % server.max_bulk,
         b"client-query-buffer-limit": b"%d" % s.max_query,
         b"cluster-enabled": b"no",
+        b"daemonize": b"no",  # the service manager's job (docs/operations.md)
         b"protected-mode": b"yes" if access.protected_mode else b"no",
         b"requirepass": access.requirepass or b"",
         b"aclfile": os.fsencode(access.aclfile or ""),
@@ -188,6 +189,13 @@ def cmd_config(s: Ctx, argv: list[bytes]) -> bytes:
 
 
 _MEMORY_PARAMETERS: Final = (b"maxmemory", b"maxmemory-policy", b"maxmemory-samples")
+#: Parameters Redis itself never changes at run time (its IMMUTABLE_CONFIG):
+#: refused whatever the value. The others this server cannot change accept
+#: their current value (a no-op, as in Redis) and refuse any other.
+_IMMUTABLE: Final = frozenset({b"databases", b"cluster-enabled", b"aclfile", b"unixsocket",
+                               b"unixsocketperm", b"daemonize"})
+#: Redis's PROTECTED_CONFIG ones (enable-protected-configs is "no" by default).
+_PROTECTED: Final = frozenset({b"dir"})
 #: Parameters CONFIG SET changes on this server (besides the memory ones).
 _SERVER_PARAMETERS: Final = (b"requirepass", b"timeout", b"maxclients", b"loglevel",
                              b"protected-mode", b"busy-reply-threshold", b"lua-time-limit")
@@ -248,8 +256,12 @@ def _config_set(s: Ctx, pairs: list[bytes]) -> bytes:
     encoding_changes: list[tuple[str, int]] = []
     store = s.store
     known = _config_values(s)
+    seen: set[bytes] = set()
     for name, raw_value in zip(pairs[::2], pairs[1::2], strict=True):
         lname = name.lower()
+        if lname in seen:
+            return _failed(name, "duplicate parameter")
+        seen.add(lname)
         if lname in _SERVER_PARAMETERS:
             error, parsed = _check_server(lname, raw_value)
             if error is not None:
@@ -276,6 +288,10 @@ def _config_set(s: Ctx, pairs: list[bytes]) -> bytes:
             server_changes.append((lname, flags))
             continue
         if lname not in _MEMORY_PARAMETERS or not isinstance(store, MemoryStore):
+            if lname in _PROTECTED:
+                return _failed(lname, "can't set protected config")
+            if lname in known and lname not in _IMMUTABLE and raw_value == known[lname]:
+                continue  # its value already: nothing to change
             if lname in known:
                 return _failed(lname, "can't set immutable config")
             return error_quoting("ERR Unknown option or number of arguments for CONFIG SET - "

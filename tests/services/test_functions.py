@@ -227,6 +227,46 @@ def test_load_and_restore_are_refused_over_maxmemory(sides: tuple[Any, Ours]) ->
             assert got == expected, (line, expected, got)
 
 
+FLAGGED = lib("""
+redis.register_function{function_name='oom', flags={'allow-oom'},
+                        callback=function(k) return redis.call('set', k[1], '1') end}
+redis.register_function{function_name='w', callback=function(k) return redis.call('set', k[1], '2') end}
+redis.register_function{function_name='ro', flags={'no-writes'},
+                        callback=function(k) return redis.call('get', k[1]) end}
+redis.register_function{function_name='r', callback=function(k) return redis.call('get', k[1]) end}
+""", "flagged")
+
+
+@pytest.mark.redis
+def test_maxmemory_1_refuses_what_redis_refuses(sides: tuple[Any, Ours]) -> None:
+    """At maxmemory 1 Redis refuses every denyoom command, even on an empty
+    data set (its used memory includes the request itself): FUNCTION LOAD
+    after FLUSH too. Functions and scripts flagged allow-oom still write,
+    no-writes ones read, the others are refused before they start; an EVAL
+    without flags is refused at its first write (Redis's unit/functions)."""
+    sock, ours = sides
+    lines = [["FUNCTION", "LOAD", FLAGGED], ["CONFIG", "SET", "maxmemory", "1"],
+             ["FCALL", "oom", "1", "x"], ["GET", "x"], ["FCALL", "w", "1", "x"],
+             ["FCALL", "ro", "1", "x"], ["FCALL", "r", "1", "x"], ["FCALL", "nosuch", "0"],
+             ["EVAL", "return redis.call('set', KEYS[1], '1')", "1", "y"],
+             ["EVAL", "#!lua\nreturn redis.call('set', KEYS[1], '1')", "1", "y"],
+             ["EVAL", "#!lua flags=allow-oom\nreturn redis.call('set', KEYS[1], '1')", "1", "y"],
+             ["EVAL", "return redis.call('get', KEYS[1])", "1", "y"],
+             ["EVAL", "#!lua\nreturn redis.call('get', KEYS[1])", "1", "y"],
+             ["FUNCTION", "FLUSH"], ["FLUSHALL"], ["FUNCTION", "LOAD", LIB1], ["SET", "a", "b"],
+             ["SET", "a", "b", "EX", "100"], ["LPUSH", "l", "a"], ["FUNCTION", "LIST"]]
+    try:
+        for line in lines:
+            argv = [part.encode() for part in line]
+            expected, got = ask(sock, *argv), ours.send(argv)
+            if b"script: " in expected:  # the script's sha and line: compared up to them
+                expected, got = expected.split(b"script: ")[0], got.split(b"script: ")[0]
+            assert got == expected, (line, expected, got)
+    finally:
+        for argv in ([b"CONFIG", b"SET", b"maxmemory", b"0"], [b"FUNCTION", b"FLUSH"]):
+            assert ask(sock, *argv) == ours.send(argv) == b"+OK\r\n"
+
+
 def test_without_lupa_functions_say_how_to_get_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(resp_scripting, "LUA_AVAILABLE", False)
     ours = Ours()

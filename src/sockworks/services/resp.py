@@ -735,6 +735,13 @@ class RespSession(Session):
             if nargs == 3 and argv[0] in self._set_words and self.queued is None and fast:
                 self.last_command = b"set"
                 sets += 1
+                if not store.make_room(len(argv[0]) + len(argv[1]) + len(argv[2])):
+                    # The denyoom check execute() makes (a no-op without a limit).
+                    errors += 1
+                    failed["set"] = failed.get("set", 0) + 1
+                    rejected["set"] = rejected.get("set", 0) + 1
+                    append(OOM_REPLY)
+                    continue
                 try:
                     store.set(argv[1], argv[2])
                 except StoreError as exc:
@@ -1016,7 +1023,7 @@ class RespSession(Session):
             return refusal
         assert spec is not None
         if self.queued is not None and spec.queueable:
-            if not self.store.make_room():
+            if not self.store.make_room(sum(map(len, argv))):
                 # Redis refuses to queue any command at the limit (queueing
                 # takes memory too), and the transaction is discarded.
                 self.multi_failed = True
@@ -1034,7 +1041,7 @@ class RespSession(Session):
         self.last_command = (name + b"|" + argv[1].lower()
                              if spec.name.encode() in CONTAINER_COMMANDS and len(argv) > 1
                              else name)
-        if "denyoom" in spec.flags and not self.store.make_room():
+        if "denyoom" in spec.flags and not self.store.make_room(sum(map(len, argv))):
             # Checked before the command runs, as Redis does: at the limit
             # nothing that may add data runs, even if it would not have.
             self._rejected = True

@@ -134,7 +134,7 @@ def cmd_exec(s: Ctx, argv: list[bytes]) -> bytes:
         if failed:
             return EXECABORT
         if any("denyoom" in s.commands[argv[0].lower()].flags for argv in queued) \
-                and not s.store.make_room():
+                and not s.store.make_room(sum(len(arg) for argv in queued for arg in argv)):
             return EXECABORT_OOM
         return s.run_transaction(queued)
     finally:

@@ -41,6 +41,7 @@ from sockworks.services.resp_scripting import (
     Scripts,
     call_command,
     parse_numkeys,
+    refused_for_memory,
     scripting,
 )
 from sockworks.storage.functions import FunctionLibraries
@@ -133,6 +134,8 @@ def _fcall(s: Ctx, argv: list[bytes], *, read_only: bool) -> bytes | Plan[bytes]
     function = libraries.functions.get(argv[1].lower())
     if function is None:
         return _NOT_FOUND
+    if refused_for_memory(s, function.flags, argv):
+        return OOM_REPLY
     numkeys = parse_numkeys(argv, _BAD_KEYS)
     if isinstance(numkeys, bytes):
         return numkeys
@@ -145,6 +148,7 @@ def _fcall(s: Ctx, argv: list[bytes], *, read_only: bool) -> bytes | Plan[bytes]
 
     def job(run: ExclusiveRun) -> bytes:
         run.function = (function.name, command)
+        run.allow_oom = "allow-oom" in function.flags
 
         def dispatch(call: list[bytes]) -> bytes:
             return call_command(s, call, no_writes, run, engine.resp)
@@ -185,7 +189,7 @@ def cmd_function(s: Ctx, argv: list[bytes]) -> bytes:
     if isinstance(found, bytes):
         return found
     scripts, libraries, store = found
-    if sub in (b"load", b"restore") and not s.store.make_room():
+    if sub in (b"load", b"restore") and not s.store.make_room(sum(map(len, argv))):
         return OOM_REPLY  # Redis's denyoom (this store's used memory counts the code)
     if sub == b"load":
         return _load(scripts, libraries, store, argv)

@@ -45,6 +45,7 @@ from sockworks.services.lua_engine import (
 from sockworks.services.lua_functions import Libraries
 from sockworks.services.resp_commands import (
     NOT_INTEGER,
+    OOM_REPLY,
     arity_ok,
     int_arg,
     unknown_subcommand,
@@ -338,16 +339,31 @@ def call_command(s: Ctx, argv: list[bytes], read_only: bool, run: ExclusiveRun,
     shown = s.proto
     s.set_protocol(resp)
     try:
-        outcome = spec.handler(s, argv)
-        if isinstance(outcome, Plan):
-            return s.run_plan(outcome)
-        return outcome
+        if run.allow_oom:
+            with s.store.memory_limit_lifted():
+                return _run(s, spec, argv)
+        return _run(s, spec, argv)
     finally:
         s.set_protocol(shown)
         broker = s.server.broker
         if broker.monitored:
             # Redis shows a script's calls as its Lua client's: "[0 lua]".
             broker.feed_monitors(argv, "lua")
+
+
+def _run(s: Ctx, spec: CommandSpec, argv: list[bytes]) -> bytes:
+    outcome = spec.handler(s, argv)
+    return s.run_plan(outcome) if isinstance(outcome, Plan) else outcome
+
+
+def refused_for_memory(s: Ctx, flags: frozenset[str] | tuple[str, ...],
+                       argv: list[bytes]) -> bool:
+    """A script or function that may write and is not flagged allow-oom does
+    not start over maxmemory (Redis 7 derives ``denyoom`` from its flags);
+    one without declared flags (EVAL with no ``#!``) is left to its writes."""
+    if "no-writes" in flags or "allow-oom" in flags:
+        return False
+    return not s.store.make_room(sum(map(len, argv)))
 
 
 # -- the commands ---------------------------------------------------------------------
@@ -392,11 +408,16 @@ def _eval(s: Ctx, argv: list[bytes], *, by_sha: bool,
             script = scripts.load(argv[1])
         except ScriptError as exc:
             return exc.reply
+    if script.body.startswith(b"#!") and refused_for_memory(s, script.flags, argv):
+        return OOM_REPLY
     keys, args = argv[3:3 + numkeys], argv[3 + numkeys:]
     no_writes = read_only or "no-writes" in script.flags
     engine = scripts.engine
+    allow_oom = "allow-oom" in script.flags
 
     def job(run: ExclusiveRun) -> bytes:
+        run.allow_oom = allow_oom
+
         def dispatch(call: list[bytes]) -> bytes:
             return call_command(s, call, no_writes, run, engine.resp)
         return engine.run(script.fn, script.sha, keys, args, s.proto, dispatch,

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -253,13 +254,22 @@ class Store(abc.ABC):
         the store's methods must then do the same before it acknowledges a
         write. Default: nothing to batch."""
 
-    def make_room(self) -> bool:
+    def make_room(self, reserve: int = 0) -> bool:
         """Before a command that may add data (Redis's ``denyoom`` flag):
         evict what the memory policy allows; False when memory is still over
         the limit, and the command must be refused with :class:`OutOfMemory`.
-        The write methods check this themselves too. Default: no limit here
-        (the Redis backend is governed by Redis's own maxmemory)."""
+        ``reserve``: the bytes of the request itself, which count as used
+        (Redis's used_memory includes the query buffer holding the command,
+        so at ``maxmemory 1`` nothing fits). The write methods check this
+        themselves too. Default: no limit here (the Redis backend is
+        governed by Redis's own maxmemory)."""
         return True
+
+    def memory_limit_lifted(self) -> AbstractContextManager[None]:
+        """Within: writes go ahead whatever the memory limit (a script or
+        function flagged ``allow-oom``, inside :meth:`run_isolated`).
+        Default: nothing to lift (no limit here)."""
+        return nullcontext()
 
     def compact(self) -> str:
         """Rewrite the log from live data now; returns a short status text."""

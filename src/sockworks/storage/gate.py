@@ -41,7 +41,7 @@ _DRAIN_POLL: Final = 0.05
 class ExclusiveRun:
     """One exclusive run: when it started, and what SCRIPT KILL may do to it."""
 
-    __slots__ = ("started", "killed", "wrote", "function")
+    __slots__ = ("started", "killed", "wrote", "function", "allow_oom")
 
     def __init__(self) -> None:
         self.started = time.monotonic()
@@ -52,6 +52,8 @@ class ExclusiveRun:
         #: FCALL's function name and command line (None: EVAL), for
         #: FUNCTION STATS/KILL (services/resp_functions.py).
         self.function: tuple[bytes, list[bytes]] | None = None
+        #: Flagged allow-oom: its writes go ahead over maxmemory (Redis 7).
+        self.allow_oom = False
 
 
 class ExclusiveGate:

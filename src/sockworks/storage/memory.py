@@ -238,6 +238,8 @@ class MemoryStore(Store):
         #: Eviction pool: candidate key -> score (higher: evict sooner).
         self._pool: dict[bytes, int] = {}
         self._maxmemory = 0
+        #: memory_limit_lifted(): an allow-oom script is running (lock held).
+        self._lifted = False
         self._policy = "noeviction"
         self._samples = eviction.DEFAULT_SAMPLES
         self._track = _NO_TRACKING
@@ -402,9 +404,13 @@ class MemoryStore(Store):
         if not self._make_room():
             raise OutOfMemory()
 
-    def _make_room(self) -> bool:
-        limit = self._maxmemory
-        if not limit or self._used <= limit:
+    def _make_room(self, reserve: int = 0) -> bool:
+        """Evict until ``reserve`` more bytes fit under the limit (see
+        make_room); False if they cannot."""
+        if not self._maxmemory or self._lifted:
+            return True
+        limit = self._maxmemory - reserve
+        if self._used <= limit:
             return True
         if self._policy == "noeviction":
             return False
@@ -961,12 +967,21 @@ class MemoryStore(Store):
                 "evicted_keys": self._evicted,
             }
 
-    def make_room(self) -> bool:
+    @contextlib.contextmanager
+    def memory_limit_lifted(self) -> Iterator[None]:
+        with self._lock:
+            lifted, self._lifted = self._lifted, True
+            try:
+                yield
+            finally:
+                self._lifted = lifted
+
+    def make_room(self, reserve: int = 0) -> bool:
         if not self._maxmemory:
             return True
         with self._lock:
             self._check_open()
-            return self._make_room()
+            return self._make_room(reserve)
 
     def used_memory(self) -> int:
         """The store's own count of the bytes it holds (module docstring)."""

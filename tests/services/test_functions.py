@@ -66,6 +66,11 @@ COMMANDS = [
     "FUNCTION|LOAD|#!lu name=x\nreturn 1", "FUNCTION|LOAD|#!lua name=x foo=bar\nreturn 1",
     "FUNCTION|LOAD|#!lua name=a name=b\nreturn 1", "FUNCTION|LOAD|#!lua name=a-b\nreturn 1",
     "FUNCTION|LOAD|#!lua name=\nreturn 1", "FUNCTION|LOAD|" + lib("return 1"),
+    # the #! line is split as Redis splits arguments: quotes, any case of name=
+    "FUNCTION|LOAD|REPLACE|#!lua name=\"q1\"\nredis.register_function('q1', function() end)",
+    "FUNCTION|LOAD|REPLACE|#!lua 'name=q2'  NAME=q3\nreturn 1",
+    "FUNCTION|LOAD|#!lua name=\"q4\nreturn 1", "FUNCTION|LOAD|#!lua name=\"q\"x\nreturn 1",
+    "FUNCTION|LOAD|#!lua name=\"\"\nreturn 1", "FUNCTION|LOAD|#!Lua\tname=q5\r\nreturn 1",
     "FUNCTION|LOAD|" + lib("foo bar"), "FUNCTION|LOAD|REPLACE",
     "FUNCTION|LOAD|foo|bar", "FUNCTION|LOAD|" + lib("return 1") + "|extra",
     # the restricted load environment

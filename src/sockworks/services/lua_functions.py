@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
+from sockworks.protocols.resp import split_inline
 from sockworks.services.lua_engine import ScriptError
 
 if TYPE_CHECKING:
@@ -199,15 +200,16 @@ def parse_metadata(code: bytes) -> tuple[bytes, bytes]:
     line, newline, rest = code.partition(b"\n")
     if not newline:
         raise ScriptError(b"-ERR Invalid library metadata\r\n")
-    parts = line[2:].split(b" ")
-    engine = parts[0]
+    # Split as Redis does (sdssplitargs): quotes allowed, name="foo" is foo.
+    parts = split_inline(line)
+    if not parts:
+        raise ScriptError(b"-ERR Invalid library metadata\r\n")
+    engine = parts[0][2:]
     if engine.lower() != b"lua":
         raise ScriptError(b"-ERR Engine '" + engine + b"' not found\r\n")
     name: bytes | None = None
     for part in parts[1:]:
-        if not part:
-            continue
-        if not part.startswith(b"name="):
+        if part[:5].lower() != b"name=":
             raise ScriptError(b"-ERR Invalid metadata value given: " + part + b"\r\n")
         if name is not None:
             raise ScriptError(b"-ERR Invalid metadata value, name argument was given multiple "

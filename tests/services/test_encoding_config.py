@@ -84,3 +84,24 @@ def test_save_takes_only_the_empty_schedule(pair: Pair) -> None:
     # Redis would schedule RDB snapshots; there are none here, so it is refused.
     got = pair.ours([b"CONFIG", b"SET", b"save", b"100 100"])
     assert got.startswith(b"-ERR CONFIG SET failed (possibly related to argument 'save')")
+
+
+def test_strings_changed_in_place_are_raw(pair: Pair) -> None:
+    """Redis reports a string changed in place (SETRANGE, APPEND to an
+    existing key, SETBIT, BITFIELD writes, BITOP's result) as ``raw`` even
+    when short or numeric, until a SET-like write replaces it."""
+    for argv in ([b"SET", b"k", b"1234"], [b"SETRANGE", b"k", b"0", b""],
+                 [b"SETRANGE", b"k", b"0", b"2"], [b"SET", b"k", b"1234"],
+                 [b"SETRANGE", b"k", b"5", b"2"], [b"SETRANGE", b"new", b"1", b"x"],
+                 [b"APPEND", b"a", b"12"], [b"APPEND", b"b", b"hello"], [b"APPEND", b"a", b"3"],
+                 [b"SETBIT", b"bits", b"3", b"1"], [b"SET", b"n", b"1"],
+                 [b"SETBIT", b"n", b"6", b"1"], [b"BITFIELD", b"bf", b"GET", b"u8", b"0"],
+                 [b"SET", b"bf", b"7"], [b"BITFIELD", b"bf", b"GET", b"u8", b"0"],
+                 [b"BITFIELD", b"bf2", b"SET", b"u8", b"0", b"65"],
+                 [b"BITOP", b"OR", b"dest", b"bf", b"bf2"], [b"INCR", b"a"],
+                 [b"SETRANGE", b"b", b"0", b"j"], [b"SET", b"b", b"x"],
+                 [b"SETRANGE", b"c", b"0", b"abc"], [b"DEL", b"c"], [b"SET", b"c", b"abc"]):
+        pair.run(argv)
+        pair.run([b"OBJECT", b"ENCODING", argv[2] if argv[0] == b"BITOP" else argv[1]])
+    for key in (b"k", b"new", b"a", b"b", b"bits", b"n", b"bf", b"bf2", b"dest", b"c"):
+        pair.run([b"OBJECT", b"ENCODING", key])

@@ -460,10 +460,13 @@ def cmd_append(s: Ctx, argv: list[bytes]) -> Plan[Any]:
     key, extra, limit = argv[1], argv[2], s.server.max_bulk
 
     def body(store: Store) -> bytes:
-        value = (store.get(key) or b"") + extra
+        old = store.get(key)
+        value = (old or b"") + extra
         if len(value) > limit:
             return _TOO_BIG
         store.set(key, value, keepttl=True)
+        if old is not None:
+            store.mark_raw(key)  # Redis: a new key is encoded by content
         return b":%d\r\n" % len(value)
     return _read_modify_write(body)
 
@@ -511,6 +514,7 @@ def cmd_setrange(s: Ctx, argv: list[bytes]) -> bytes | Plan[Any]:
         old = value or b""
         new = old[:offset].ljust(offset, b"\x00") + patch + old[offset + len(patch):]
         store.set(key, new, keepttl=True)
+        store.mark_raw(key)
         return b":%d\r\n" % len(new)
     return _read_modify_write(body)
 

@@ -265,6 +265,11 @@ class Store(abc.ABC):
         governed by Redis's own maxmemory)."""
         return True
 
+    def mark_raw(self, key: bytes) -> None:
+        """The string under ``key`` was just changed in place (SETRANGE,
+        APPEND): OBJECT ENCODING answers ``raw`` until it is replaced, as
+        Redis's. Default: nothing (the backend reports its own encodings)."""
+
     def memory_limit_lifted(self) -> AbstractContextManager[None]:
         """Within: writes go ahead whatever the memory limit (a script or
         function flagged ``allow-oom``, inside :meth:`run_isolated`).

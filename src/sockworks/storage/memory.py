@@ -237,6 +237,8 @@ class MemoryStore(Store):
         self._order: collections.OrderedDict[bytes, None] = collections.OrderedDict()
         #: Eviction pool: candidate key -> score (higher: evict sooner).
         self._pool: dict[bytes, int] = {}
+        #: Strings changed in place: OBJECT ENCODING "raw" (mark_raw).
+        self._raw: set[bytes] = set()
         self._maxmemory = 0
         #: memory_limit_lifted(): an allow-oom script is running (lock held).
         self._lifted = False
@@ -334,6 +336,8 @@ class MemoryStore(Store):
     def _put(self, key: bytes, value: Value, at: int) -> None:
         if self._watchers:
             self._touch_watched(key)
+        if self._raw:
+            self._raw.discard(key)
         data = self._data
         old = data.get(key)
         data[key] = value
@@ -366,6 +370,8 @@ class MemoryStore(Store):
         value = self._data.pop(key)
         if self._watchers:
             self._touch_watched(key, gone=True)
+        if self._raw:
+            self._raw.discard(key)
         if value.__class__ is not bytes:
             self._aggregates.discard(key)
             self._used -= len(key) + value_size(value) + eviction.ENTRY_OVERHEAD
@@ -449,6 +455,7 @@ class MemoryStore(Store):
             while used > limit and evicted < EVICT_BATCH and order:
                 key = popitem(False)[0]
                 value = data.pop(key)
+                self._raw.discard(key)
                 if value.__class__ is bytes:
                     used -= len(key) + len(value) + eviction.ENTRY_OVERHEAD
                 else:
@@ -804,6 +811,7 @@ class MemoryStore(Store):
 
     def _clear(self) -> None:
         self._data.clear()
+        self._raw.clear()
         self._aggregates.clear()
         self._expires.clear()
         self._heap.clear()
@@ -886,6 +894,14 @@ class MemoryStore(Store):
             self._log(b"".join(
                 records.encode_del([cmd[1]]) if cmd[0] == b"DEL" and len(cmd) == 2
                 else records.encode_command(cmd) for cmd in commands))
+
+    def mark_raw(self, key: bytes) -> None:
+        with self._lock:
+            if key in self._data:
+                self._raw.add(key)
+
+    def is_raw(self, key: bytes) -> bool:
+        return key in self._raw
 
     def set_string(self, key: bytes, value: bytes, at: int = 0) -> None:
         if self._persistent:
@@ -1169,6 +1185,9 @@ class MemoryStore(Store):
             pass
 
     def _rebuild_indexes(self) -> None:
+        # After a replay every string is encoded by its content again (the
+        # log holds values, not how they were made).
+        self._raw.clear()
         self._slots.reset(list(self._data))
         self._heap = [(t, k) for k, t in self._expires.items()]
         heapq.heapify(self._heap)

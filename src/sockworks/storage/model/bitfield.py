@@ -203,6 +203,7 @@ def _bitfield(ks: Keyspace, argv: Argv, readonly: bool) -> Any:
         reply.append(shown)
     ks.log(argv)
     ks.put(key, bytes(data), ks.expire_at(key))
+    ks.mark_raw(key)
     return reply
 
 

@@ -58,6 +58,7 @@ def setbit(ks: Keyspace, argv: Argv) -> Any:
     else:
         value[byte] &= ~(1 << (7 - bit)) & 0xFF
     ks.set_string(argv[1], bytes(value), ks.expire_at(argv[1]))
+    ks.mark_raw(argv[1])
     return previous
 
 
@@ -167,6 +168,7 @@ def bitop(ks: Keyspace, argv: Argv) -> Any:
         ks.delete([dest])
         return 0
     ks.set_string(dest, result.to_bytes(size, "big"))
+    ks.mark_raw(dest)
     return size
 
 

@@ -73,7 +73,7 @@ def object_(ks: Keyspace, argv: Argv) -> Any:
     if value is None:
         return None
     if sub == b"encoding":
-        return encoding_of(value, ks.encodings).encode()
+        return encoding_of(value, ks.encodings, ks.is_raw(argv[2])).encode()
     if sub == b"refcount":
         return 1
     if sub == b"idletime":

@@ -64,5 +64,13 @@ class Keyspace(Protocol):
     def random_key(self) -> bytes | None:
         """A random live key."""
 
+    def mark_raw(self, key: bytes) -> None:
+        """The string under ``key`` was changed in place (SETBIT, BITFIELD,
+        BITOP, SETRANGE, APPEND): OBJECT ENCODING says ``raw`` until the
+        key is replaced or removed (Redis's dbUnshareStringValue)."""
+
+    def is_raw(self, key: bytes) -> bool:
+        """See :meth:`mark_raw`."""
+
     def signal(self, key: bytes) -> None:
         """A list or sorted set under ``key`` got elements (wakes blocked clients)."""

@@ -20,7 +20,9 @@ a hash is ``listpack`` up to 512 entries, a sorted set up to 128, of at most
 64 bytes, then
 ``hashtable`` / ``skiplist`` for good (Redis never converts back); a set of
 integers up to 512 members is ``intset``, else ``hashtable``; a list is
-``quicklist``; a string is ``int``, ``embstr`` (up to 44 bytes) or ``raw``.
+``quicklist``; a string is ``int``, ``embstr`` (up to 44 bytes) or ``raw``,
+and ``raw`` whatever its content once changed in place (SETRANGE, APPEND,
+SETBIT, BITFIELD, BITOP: the store's ``mark_raw``) until it is replaced.
 The thresholds change what OBJECT ENCODING reports and nothing else: the
 Python structures are the same whatever Redis would have chosen.
 """
@@ -189,9 +191,12 @@ def copy_value(value: Value) -> Value:
     return value.copy()
 
 
-def encoding_of(value: Value, enc: Encodings) -> str:
-    """OBJECT ENCODING's answer (see the module docstring)."""
+def encoding_of(value: Value, enc: Encodings, raw: bool = False) -> str:
+    """OBJECT ENCODING's answer (see the module docstring); ``raw``: a
+    string changed in place (Keyspace.mark_raw)."""
     if type(value) is bytes:
+        if raw:
+            return "raw"
         if len(value) <= 20 and is_int_string(value):
             return "int"
         return "embstr" if len(value) <= 44 else "raw"

@@ -74,7 +74,7 @@ def parse_random_count(arg: bytes, with_pairs: bool) -> int:
 
 
 def parse_intercard(argv: Sequence[bytes]) -> tuple[int, int]:
-    """SINTERCARD/ZINTERCARD's ``numkeys key... [LIMIT n]``: (numkeys,
+    """SINTERCARD's ``numkeys key... [LIMIT n]``: (numkeys,
     limit; 0 = none), with Redis's errors in Redis's order."""
     numkeys = parse_int(argv[1], "numkeys should be greater than 0")
     if numkeys <= 0:

@@ -21,7 +21,6 @@ from sockworks.storage.model.common import (
     format_double,
     parse_double,
     parse_int,
-    parse_intercard,
     parse_positive,
     parse_random_count,
     scan_args,
@@ -88,12 +87,51 @@ def _score_span(z: ZSetValue, lo: tuple[float, bool], hi: tuple[float, bool]) ->
     return range(start, max(start, stop))
 
 
+def _gte_min(member: bytes, bound: tuple[bytes | _Top, bool]) -> bool:
+    value, exclusive = bound
+    if isinstance(value, _Top):
+        return value is BOTTOM
+    return member > value if exclusive else member >= value
+
+
+def _lte_max(member: bytes, bound: tuple[bytes | _Top, bool]) -> bool:
+    value, exclusive = bound
+    if isinstance(value, _Top):
+        return value is TOP
+    return member < value if exclusive else member <= value
+
+
 def _lex_span(z: ZSetValue, lo: tuple[bytes | _Top, bool],
-              hi: tuple[bytes | _Top, bool]) -> range:
+              hi: tuple[bytes | _Top, bool], reverse: bool = False) -> range:
     order = z.order
     if not order:
         return range(0)
     score = order[0][0]  # lex ranges assume one score for all members, as Redis
+    if order[-1][0] != score:
+        # Mixed scores (Redis leaves the result undefined): walk as its
+        # listpack does, from the head to the first member >= min, then on
+        # while <= max; reversed, the mirror image from the tail. First its
+        # zzlIsInLexRange: an empty range, or a last member under min or a
+        # first member over max, is nothing.
+        (low, low_ex), (high, high_ex) = lo, hi
+        if (low is TOP or high is BOTTOM or (
+                isinstance(low, bytes) and isinstance(high, bytes)
+                and (low > high or (low == high and (low_ex or high_ex))))
+                or not _gte_min(order[-1][1], lo) or not _lte_max(order[0][1], hi)):
+            return range(0)
+        members = [member for _, member in order]
+        n = len(members)
+        if not reverse:
+            start = next((i for i, m in enumerate(members) if _gte_min(m, lo)), n)
+            stop = start
+            while stop < n and _lte_max(members[stop], hi):
+                stop += 1
+            return range(start, stop)
+        last = next((i for i in range(n - 1, -1, -1) if _lte_max(members[i], hi)), -1)
+        first = last + 1
+        while first > 0 and _gte_min(members[first - 1], lo):
+            first -= 1
+        return range(first, last + 1)
 
     def position(bound: tuple[bytes | _Top, bool], upper: bool) -> int:
         member, exclusive = bound
@@ -355,7 +393,7 @@ def _range_result(z: ZSetValue | None, by: str, lo: bytes, hi: bytes, rev: bool,
         la, lb = (_lex_bound(hi), _lex_bound(lo)) if rev else (_lex_bound(lo), _lex_bound(hi))
         if z is None:
             return []
-        span = _lex_span(z, la, lb)
+        span = _lex_span(z, la, lb, rev)
     else:
         start, end = parse_int(lo), parse_int(hi)
         if z is None:
@@ -544,8 +582,23 @@ def _fold(member: bytes, sources: list[dict[bytes, float]], weights: list[float]
 
 
 def zintercard(ks: Keyspace, argv: Argv) -> Any:
-    numkeys, limit = parse_intercard(argv)
+    """Parsed as Redis's zunionInterDiffGenericCommand (not SINTERCARD's
+    parser): its numkeys errors, the keys' types, then LIMIT."""
+    numkeys = parse_int(argv[1])
+    if numkeys < 1:
+        raise CommandError("at least 1 input key is needed for 'zintercard' command")
+    if numkeys > len(argv) - 2:
+        raise CommandError(SYNTAX)
     reply = _combine(ks, [b"zinter", *argv[1:2 + numkeys]], "inter", 1, False)
+    limit = 0
+    rest = argv[2 + numkeys:]
+    while rest:
+        if len(rest) < 2 or rest[0].upper() != b"LIMIT":
+            raise CommandError(SYNTAX)
+        limit = parse_int(rest[1], "LIMIT can't be negative")
+        if limit < 0:
+            raise CommandError("LIMIT can't be negative")
+        rest = rest[2:]
     return min(len(reply), limit) if limit else len(reply)
 
 

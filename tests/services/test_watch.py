@@ -125,6 +125,12 @@ SCENARIOS: dict[str, list[Step]] = {
     "hash no-op": tx((A, "HSET h f 1"), (A, "WATCH h"), (B, "HDEL h nope")),
     "sadd no-op": tx((A, "SADD s a"), (A, "WATCH s"), (B, "SADD s a")),
     "sadd": tx((A, "SADD s a"), (A, "WATCH s"), (B, "SADD s b")),
+    # SMOVE of a member the destination has: only the source changes.
+    "smove to a set holding it": tx((A, "SADD src a b"), (A, "SADD dst a"), (A, "WATCH dst"),
+                                    (B, "SMOVE src dst a"), (B, "SMEMBERS src")),
+    "smove source watched": tx((A, "SADD src a b"), (A, "SADD dst a"), (A, "WATCH src"),
+                               (B, "SMOVE src dst a")),
+    "smove adding": tx((A, "SADD src a b"), (A, "WATCH dst"), (B, "SMOVE src dst a")),
     "zadd score": tx((A, "ZADD z 1 m"), (A, "WATCH z"), (B, "ZADD z 2 m")),
     "lset": tx((A, "RPUSH l a"), (A, "WATCH l"), (B, "LSET l 0 b")),
     "expire": tx((A, "SET k v"), (A, "WATCH k"), (B, "EXPIRE k 100")),

@@ -138,6 +138,12 @@ def smove(ks: Keyspace, argv: Argv) -> Any:
         return 0
     if source == dest:
         return 1
+    if dst is not None and member in dst:
+        # Redis's smoveCommand: the destination is not changed, so its
+        # WATCHers are not told (only the source lost a member).
+        ks.log((b"SREM", source, member))
+        _remove(ks, source, src, [member])
+        return 1
     ks.log((b"SREM", source, member), (b"SADD", dest, member))
     _remove(ks, source, src, [member])
     _add(ks, dest, [member], dst)

@@ -376,6 +376,11 @@ EXPIRE z 100 NX
 EXPIRE z 200 NX
 EXPIRETIME nosuch
 SORT s ALPHA
+SADD sb b a aa c 10 2
+SORT sb BY nosort STORE sorted
+LRANGE sorted 0 -1
+SORT sb BY nosort DESC LIMIT 1 3 STORE sorted
+LRANGE sorted 0 -1
 SORT z BADOPT
 SORT h
 LPOP l 1 2

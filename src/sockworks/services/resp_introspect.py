@@ -178,8 +178,8 @@ def _numkeys_keys(argv: Sequence[bytes], at: int, before: int) -> list[bytes]:
 
 def _sort_keys(argv: Sequence[bytes]) -> list[bytes]:
     """SORT's key and its STORE destination (BY and GET patterns are not
-    keys, as in Redis's sortGetKeys)."""
-    keys = [argv[1]]
+    keys), as Redis's sortGetKeys: the last STORE counts, as in SORT."""
+    store: bytes | None = None
     i = 2
     while i < len(argv):
         word = argv[i].upper()
@@ -190,11 +190,9 @@ def _sort_keys(argv: Sequence[bytes]) -> list[bytes]:
             i += 2
             continue
         if word == b"STORE" and i + 1 < len(argv):
-            keys.append(argv[i + 1])
-            i += 2
-            continue
+            store = argv[i + 1]  # the word after it is looked at too, as Redis
         i += 1
-    return keys
+    return [argv[1]] if store is None else [argv[1], store]
 
 
 #: Where the movable keys of a command are: (index of the key count, keys before it).

@@ -244,6 +244,10 @@ def sort(ks: Keyspace, argv: Argv) -> Any:
     else:
         raise CommandError("WRONGTYPE Operation against a key holding the wrong kind of value")
     dontsort = by is not None and b"*" not in by
+    if dontsort and store is not None and isinstance(value, SetValue):
+        # Redis sorts a set ALPHA when it is stored, so the stored list does
+        # not depend on the set's internal order (replication, the log).
+        dontsort, alpha, by = False, True, None
     if not dontsort:
         def weight(item: bytes) -> Any:
             source = item if by is None else _lookup_pattern(ks, by, item)

@@ -90,14 +90,14 @@ def _score_span(z: ZSetValue, lo: tuple[float, bool], hi: tuple[float, bool]) ->
 def _gte_min(member: bytes, bound: tuple[bytes | _Top, bool]) -> bool:
     value, exclusive = bound
     if isinstance(value, _Top):
-        return value is BOTTOM
+        return False  # nothing sorts after "+"
     return member > value if exclusive else member >= value
 
 
 def _lte_max(member: bytes, bound: tuple[bytes | _Top, bool]) -> bool:
     value, exclusive = bound
     if isinstance(value, _Top):
-        return value is TOP
+        return True
     return member < value if exclusive else member <= value
 
 
@@ -114,7 +114,7 @@ def _lex_span(z: ZSetValue, lo: tuple[bytes | _Top, bool],
         # zzlIsInLexRange: an empty range, or a last member under min or a
         # first member over max, is nothing.
         (low, low_ex), (high, high_ex) = lo, hi
-        if (low is TOP or high is BOTTOM or (
+        if (isinstance(low, _Top) or (
                 isinstance(low, bytes) and isinstance(high, bytes)
                 and (low > high or (low == high and (low_ex or high_ex))))
                 or not _gte_min(order[-1][1], lo) or not _lte_max(order[0][1], hi)):

@@ -72,3 +72,34 @@ def test_client_kill_by_type_and_user() -> None:
                 ps.close()
             for client in (admin, plain, *subscribers):
                 client.close()
+
+
+@pytest.mark.parametrize("model", ["asyncio", "thread"])
+def test_client_list_filters_and_local_address(model: str) -> None:
+    """laddr= is the address the client connected to (what CLIENT KILL LADDR
+    matches); CLIENT LIST ID and TYPE choose lines as Redis's do."""
+    with Server(KvService(), model=model, resp_port=0) as server:
+        host, port = server.addresses[1]
+        # Any: redis-py types client_kill_filter's laddr as a bool.
+        admin: Any = redis.Redis(host=host, port=port, socket_timeout=10)
+        other = redis.Redis(host=host, port=port, socket_timeout=10)
+        subscriber: Any = redis.Redis(host=host, port=port, socket_timeout=10)
+        ps = subscriber.pubsub()
+        try:
+            other.ping()
+            ps.subscribe("news")
+            assert ps.get_message(timeout=10)["type"] == "subscribe"
+            me = admin.client_id()
+            clients = admin.client_list()
+            assert {c["laddr"] for c in clients} == {f"{host}:{port}"}
+            assert [c["id"] for c in admin.client_list(client_id=[me])] == [str(me)]
+            assert [c["sub"] for c in admin.client_list(_type="pubsub")] == ["1"]
+            assert len(admin.client_list(_type="normal")) == 2
+            assert admin.client_list(_type="replica") == []
+            assert admin.client_kill_filter(laddr="127.0.0.1:1") == 0
+            assert admin.client_kill_filter(laddr=f"{host}:{port}") == 2  # not me
+            assert [c["id"] for c in admin.client_list()] == [str(me)]
+        finally:
+            ps.close()
+            for client in (admin, other, subscriber):
+                client.close()

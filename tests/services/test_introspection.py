@@ -120,6 +120,9 @@ ERRORS = [
     [b"CLIENT", b"KILL", b"TYPE", b"wrong_type"], [b"CLIENT", b"KILL", b"USER", b"wrong_user"],
     [b"CLIENT", b"KILL", b"SKIPME", b"yes_or_no"], [b"CLIENT", b"KILL", b"ID", b"str"],
     [b"CLIENT", b"KILL", b"ID", b"10", b"wrong_arg"], [b"CLIENT", b"KILL", b"ID", b"0"],
+    [b"CLIENT", b"LIST", b"ID", b"nosuch"], [b"CLIENT", b"LIST", b"ID", b"1", b"x"],
+    [b"CLIENT", b"LIST", b"TYPE", b"foo"], [b"CLIENT", b"LIST", b"TYPE"],
+    [b"CLIENT", b"LIST", b"foo"],
     # CONFIG SET: duplicates (any case), Redis's immutable and protected ones.
     [b"CONFIG", b"SET", b"maxmemory", b"1", b"maxmemory", b"2"],
     [b"CONFIG", b"SET", b"maxmemory", b"1", b"MAXMEMORY", b"2"],
@@ -190,6 +193,27 @@ def test_command_list_filterby(pair: Pair) -> None:
     # Every sorted-set command Redis 7.0 has, the blocking ones included.
     theirs, ours = pair.both(b"COMMAND", b"LIST", b"FILTERBY", b"ACLCAT", b"sortedset")
     assert set(parse(ours)) == set(parse(theirs)) and b"bzmpop" in parse(ours)
+
+
+def _client_fields(reply: bytes) -> dict[str, str]:
+    line = parse(reply)
+    text = line.decode() if isinstance(line, bytes) else str(line)
+    return dict(field.split("=", 1) for field in text.split())
+
+
+def test_client_info_fields_match_redis(pair: Pair) -> None:
+    """Redis 7.0's CLIENT INFO fields in its order (Redis 7.2's lib-name and
+    lib-ver after them), and the same values where they are this
+    connection's state: qbuf= holds the running command (26 bytes here)."""
+    for kind in (b"master", b"replica", b"slave"):
+        pair.same(b"CLIENT", b"LIST", b"TYPE", kind)  # nobody of these types
+    pair.same(b"CLIENT", b"LIST", b"ID", b"99999")
+    theirs, ours = (_client_fields(raw) for raw in pair.both(b"CLIENT", b"INFO"))
+    assert list(ours)[:len(theirs)] == list(theirs)
+    for name in ("flags", "db", "sub", "psub", "ssub", "multi", "qbuf", "multi-mem", "obl",
+                 "oll", "omem", "events", "cmd", "user", "redir", "resp"):
+        assert ours[name] == theirs[name], (name, theirs, ours)
+    assert theirs["qbuf"] == "26"
 
 
 def test_config_set_matches_redis(pair: Pair) -> None:

@@ -47,15 +47,19 @@ class ClientHandle:
     delivers nothing).
     """
 
-    __slots__ = ("id", "peer", "created", "_closer", "_closed", "_lock",
+    __slots__ = ("id", "peer", "local", "created", "_closer", "_closed", "_lock",
                  "input_bytes", "output_bytes", "_deliverer", "output_class")
 
     def __init__(self, client_id: int, peer: str, closer: Callable[[str, bool], object], *,
                  input_bytes: Callable[[], int] = lambda: 0,
                  output_bytes: Callable[[], int] = lambda: 0,
-                 deliverer: Callable[[bytes], bool] | None = None) -> None:
+                 deliverer: Callable[[bytes], bool] | None = None,
+                 local: str = "?") -> None:
         self.id = client_id
         self.peer = peer
+        #: The local address the client connected to (CLIENT LIST laddr=,
+        #: CLIENT KILL LADDR), as ``peer`` is shown; "?" when unknown.
+        self.local = local
         self.created = time.monotonic()
         self._closer = closer
         self._closed = False

@@ -175,6 +175,18 @@ def format_peer(addr: object, unix_path: str | None = None) -> str:
     return format_address(addr)  # type: ignore[arg-type]
 
 
+def local_name(sock: socket.socket) -> str:
+    """The address ``sock`` is connected to on this side, shown as a peer is
+    (``host:port``, ``PATH:0`` on a UNIX socket), "?" if it is gone."""
+    try:
+        name = sock.getsockname()
+    except OSError:
+        return "?"
+    if sock.family == getattr(socket, "AF_UNIX", None):
+        return f"{name}:0"
+    return format_address(name)
+
+
 def peer_name(sock: socket.socket) -> str:
     try:
         return format_address(sock.getpeername())

@@ -112,6 +112,13 @@ class _Connection(asyncio.Protocol):
         self.pushed: list[bytes] = []
         self.pushed_bytes = 0
 
+    def _local(self, transport: asyncio.Transport) -> str:
+        """The local address, shown as the peer is (CLIENT LIST laddr=)."""
+        if self.unix_path is not None:
+            return f"{self.unix_path}:0"
+        sockname = transport.get_extra_info("sockname")
+        return format_address(sockname) if sockname else "?"
+
     # -- asyncio.Protocol ---------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement the interface without subclassing it.
@@ -140,7 +147,7 @@ class _Connection(asyncio.Protocol):
             model.stats.next_client_id(), self.peer,
             lambda reason, abort: loop.call_soon_threadsafe(self.kill, reason, abort),
             input_bytes=self._input_bytes, output_bytes=self._output_bytes,
-            deliverer=self._deliver_threadsafe)
+            deliverer=self._deliver_threadsafe, local=self._local(transport))
         self.session = session = self.service.new_session(self.peer)
         session.client = handle
         model.stats.clients.add(handle)

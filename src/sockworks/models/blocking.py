@@ -54,6 +54,7 @@ from sockworks.core.net import (
     RECV_SIZE,
     discard_input,
     format_peer,
+    local_name,
     send_nowait,
     set_io_timeouts,
     set_nodelay,
@@ -153,7 +154,7 @@ class Tracked:
         self.handle = ClientHandle(stats.next_client_id(), peer, self._kill,
                                    input_bytes=self._input_bytes,
                                    output_bytes=self._output_bytes,
-                                   deliverer=self._deliver)
+                                   deliverer=self._deliver, local=local_name(sock))
         self.session = service.new_session(peer)
         self.session.client = self.handle
         stats.clients.add(self.handle)

@@ -496,6 +496,8 @@ class RespSession(Session):
         #: running (SKIP was the one before it); skip_next: SKIP just ran.
         self._reply_mode = "on"
         self._skipping = self._skip_next = False
+        #: Bytes held when the current on_data call started (0: none runs).
+        self._qbuf = 0
 
     def set_reply_mode(self, mode: str) -> None:
         # As Redis's clientCommand: SKIP under OFF changes nothing, and ON
@@ -581,6 +583,9 @@ class RespSession(Session):
             self._refresh_user()
         parser = self._parser
         parser.receive_data(data)
+        # CLIENT LIST qbuf= while this call runs: what Redis's query buffer
+        # holds while it processes a read (the running command included).
+        self._qbuf = parser.buffered
         with self._block_lock:
             self._in_call = True
             waiting = self._blocked is not None
@@ -611,6 +616,7 @@ class RespSession(Session):
 
     def _end_call(self, out: Output) -> Output:
         """A wait served while the call ran: its reply follows the call's."""
+        self._qbuf = 0
         with self._block_lock:
             self._in_call = False
             stash, self._stash = self._stash, b""
@@ -1354,13 +1360,14 @@ class RespSession(Session):
         multi = -1 if self.queued is None else len(self.queued)
         now = time.monotonic()
         age, idle = int(now - self.created), int(now - self.last_active)
-        qbuf = self._parser.buffered
+        qbuf = self._qbuf or self._parser.buffered
         # Unsent replies and everything held, as the model counts them for
         # --client-output-buffer-limit and --maxmemory-clients.
         omem = self.client.output_bytes() if self.client is not None else 0
         tot_mem = self.client.memory if self.client is not None else qbuf
         subs = self.subs
-        return (f"id={self.client_id} addr={self.peer} laddr=? fd=-1 "
+        laddr = self.client.local if self.client is not None else "?"
+        return (f"id={self.client_id} addr={self.peer} laddr={laddr} fd=-1 "
                 f"name={self.name.decode('utf-8', 'replace')} age={age} idle={idle} "
                 f"flags={'P' if subs.active else 'b' if self._blocked is not None else 'N'} "
                 f"db=0 sub={len(subs.channels)} psub={len(subs.patterns)} "

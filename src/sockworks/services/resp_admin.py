@@ -316,8 +316,7 @@ def cmd_client(s: Ctx, argv: list[bytes]) -> bytes:
             return wrong_args("client|info")
         return encode(Verbatim(s.client_info()), s.proto)
     if sub == b"LIST":
-        listing = "".join(other.client_info() for other in s.server.sessions())
-        return encode(Verbatim(listing), s.proto)
+        return _client_list(s, argv)
     if sub == b"KILL":
         return _client_kill(s, argv)
     if sub == b"UNBLOCK":
@@ -376,6 +375,39 @@ _NO_SUCH_CLIENT: Final = b"-ERR No such client\r\n"
 _CLIENT_TYPES: Final = frozenset({b"normal", b"master", b"replica", b"slave", b"pubsub"})
 
 
+def _client_type(session: Ctx) -> bytes:
+    """Redis's getClientType: no masters or replicas here (MONITOR counts
+    as normal, as in Redis); a subscriber, in RESP2 or 3, is pubsub."""
+    return b"pubsub" if session.subscriptions.active else b"normal"
+
+
+def _client_list(s: Ctx, argv: list[bytes]) -> bytes:
+    """CLIENT LIST [TYPE type | ID id...], Redis 7.0's arguments and errors.
+    A client being closed (CLIENT KILL) is gone already, as in Redis."""
+    sessions = [other for other in s.server.sessions()
+                if other.client is None or not other.client.closing]
+    if len(argv) == 4 and argv[2].upper() == b"TYPE":
+        kind = argv[3].lower()
+        if kind not in _CLIENT_TYPES:
+            return error_quoting(f"ERR Unknown client type '{quoted(argv[3])}'")
+        chosen = [other for other in sessions
+                  if _client_type(other) == (b"replica" if kind == b"slave" else kind)]
+    elif len(argv) > 3 and argv[2].upper() == b"ID":
+        by_id = {other.client_id: other for other in sessions}
+        chosen = []
+        for raw in argv[3:]:
+            wanted = int_arg(raw)
+            if wanted is None:
+                return b"-ERR Invalid client ID\r\n"
+            if wanted in by_id:
+                chosen.append(by_id[wanted])
+    elif len(argv) != 2:
+        return SYNTAX_ERROR
+    else:
+        chosen = list(sessions)
+    return encode(Verbatim("".join(other.client_info() for other in chosen)), s.proto)
+
+
 def _client_kill(s: Ctx, argv: list[bytes]) -> bytes:
     """CLIENT KILL ip:port (old form: +OK) or filters ID / ADDR / LADDR /
     TYPE / USER / SKIPME (new form: how many were closed), as Redis 7.0
@@ -408,16 +440,14 @@ def _client_kill(s: Ctx, argv: list[bytes]) -> bytes:
         elif option == b"ADDR":
             handles = [h for h in handles if h.peer == value.decode("latin-1")]
         elif option == b"LADDR":
-            handles = []  # local addresses are not tracked: nothing matches
+            handles = [h for h in handles if h.local == value.decode("latin-1")]
         elif option == b"TYPE":
             kind = value.lower()
             if kind not in _CLIENT_TYPES:
                 return error_quoting(f"ERR Unknown client type '{quoted(value)}'")
-            # No replicas or masters here; a subscriber is "pubsub" (RESP3 too).
-            pubsub = {other.client_id for other in s.server.sessions()
-                      if other.subscriptions.active}
-            handles = [h for h in handles
-                       if kind == (b"pubsub" if h.id in pubsub else b"normal")]
+            kind = b"replica" if kind == b"slave" else kind
+            types = {other.client_id: _client_type(other) for other in s.server.sessions()}
+            handles = [h for h in handles if types.get(h.id) == kind]
         elif option == b"USER":
             name = value.decode("utf-8", "surrogateescape")
             if s.server.access.user(name) is None:

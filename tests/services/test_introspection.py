@@ -216,6 +216,33 @@ def test_client_info_fields_match_redis(pair: Pair) -> None:
     assert theirs["qbuf"] == "26"
 
 
+def _info(reply: bytes) -> dict[str, list[str]]:
+    """INFO's sections: title -> field names, in order."""
+    sections: dict[str, list[str]] = {}
+    raw = parse(reply)
+    for line in (raw.decode() if isinstance(raw, bytes) else str(raw)).splitlines():
+        if line.startswith("# "):
+            fields = sections.setdefault(line[2:], [])
+        elif line:
+            fields.append(line.split(":", 1)[0])
+    return sections
+
+
+def test_info_sections_follow_redis(pair: Pair) -> None:
+    """The sections this server has come in Redis's order; INFO cpu and
+    replication have Redis's fields, but for those it does not keep (the
+    main thread's CPU, replication ids and backlog)."""
+    for argv in ([b"INFO", b"everything"], [b"INFO"], [b"INFO", b"cpu", b"sentinel"],
+                 [b"INFO", b"cpu", b"default"], [b"INFO", b"replication"]):
+        theirs, ours = (_info(raw) for raw in pair.both(*argv))
+        assert [t for t in theirs if t in ours] == list(ours), argv
+        if "CPU" in theirs:
+            assert ours["CPU"] == [f for f in theirs["CPU"] if "main_thread" not in f]
+        if "Replication" in theirs:
+            assert set(ours["Replication"]) <= set(theirs["Replication"])
+            assert "master_repl_offset" in ours["Replication"]
+
+
 def test_config_set_matches_redis(pair: Pair) -> None:
     pair.same(b"CONFIG", b"GET", b"daemonize")
     for kind in (b"master", b"replica", b"slave"):

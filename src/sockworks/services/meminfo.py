@@ -8,17 +8,21 @@ Redis's INFO fields: ``used_memory``, ``used_memory_human``,
 ``maxmemory_human``, ``maxmemory_policy``, ``mem_fragmentation_ratio``
 (rss / used, as Redis). A store that keeps no accounting (the Redis backend:
 Redis's own INFO memory has its figures) gets the RSS fields only.
+
+``cpu_fields()`` is INFO cpu: this process's and its children's CPU time
+(``getrusage``), under Redis's names.
 """
 
 from __future__ import annotations
 
 import os
+import resource
 from collections.abc import Mapping
 from typing import Any
 
 from sockworks.storage.eviction import bytes_to_human
 
-__all__ = ["memory_fields", "rss_bytes"]
+__all__ = ["cpu_fields", "memory_fields", "rss_bytes"]
 
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
@@ -49,3 +53,13 @@ def memory_fields(store_info: Mapping[str, Any]) -> dict[str, object]:
             mem_fragmentation_ratio=f"{rss / used:.2f}" if used else "0.00",
         )
     return fields
+
+
+def cpu_fields() -> dict[str, str]:
+    """INFO cpu: seconds of CPU this process (all its threads) and its
+    reaped children used, as Redis prints them (``%ld.%06ld``)."""
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {"used_cpu_sys": f"{me.ru_stime:.6f}", "used_cpu_user": f"{me.ru_utime:.6f}",
+            "used_cpu_sys_children": f"{children.ru_stime:.6f}",
+            "used_cpu_user_children": f"{children.ru_utime:.6f}"}

@@ -51,7 +51,7 @@ from sockworks.services import keyspace_events
 from sockworks.services.acl import User
 from sockworks.services.acl_categories import COMMAND_CATEGORIES, CONTAINERS
 from sockworks.services.auth import DENIED_TEXT, AccessControl
-from sockworks.services.meminfo import memory_fields
+from sockworks.services.meminfo import cpu_fields, memory_fields
 from sockworks.services.pubsub import Broker, Subscriptions
 from sockworks.services.renames import NO_RENAMES, CommandRenames
 from sockworks.services.resp_blocking import (
@@ -371,7 +371,13 @@ class RespService(Service):
             "total_error_replies": errors,
             **self.access.counters(),
         })
-        section("Replication", {"role": "master", "connected_slaves": 0})
+        # No replication here: a master without replicas, offset 0 (Redis's
+        # figures for one that never had any).
+        section("Replication", {"role": "master", "connected_slaves": 0,
+                                "master_failover_state": "no-failover",
+                                "master_repl_offset": 0, "second_repl_offset": -1,
+                                "repl_backlog_active": 0})
+        section("CPU", cpu_fields())
         if every_section or "commandstats" in wanted:
             section("Commandstats", _commandstats(command_stats))
         section("Cluster", {"cluster_enabled": 0})

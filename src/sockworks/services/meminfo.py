@@ -55,7 +55,7 @@ def memory_fields(store_info: Mapping[str, Any]) -> dict[str, object]:
     return fields
 
 
-def cpu_fields() -> dict[str, str]:
+def cpu_fields() -> dict[str, object]:
     """INFO cpu: seconds of CPU this process (all its threads) and its
     reaped children used, as Redis prints them (``%ld.%06ld``)."""
     me = resource.getrusage(resource.RUSAGE_SELF)

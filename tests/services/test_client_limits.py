@@ -7,7 +7,9 @@ observed from outside (/proc of a server process) with wide margins.
 
 from __future__ import annotations
 
+import re
 import socket
+import time
 
 import pytest
 
@@ -197,6 +199,37 @@ def test_maxmemory_clients_evicts_the_biggest_client(start_server: StartServer,
     with resp_connect(server) as sock:
         info = call(sock, "INFO", "stats")
         assert b"evicted_clients:1" in info
+
+
+def _qbuf(line: bytes) -> int:
+    found = re.search(rb"qbuf=(\d+)", line)
+    assert found, line
+    return int(found.group(1))
+
+
+@pytest.mark.parametrize("model", ["asyncio", "thread"])
+def test_client_no_evict_exempts_a_client(start_server: StartServer, model: str) -> None:
+    """CLIENT NO-EVICT ON: over maxmemory-clients the biggest client that
+    may be evicted goes, never the exempt one (whose memory still counts)."""
+    server = kv(start_server, model, "--maxmemory-clients", "1mb", "--idle-timeout", "0")
+    keeper, hog = resp_connect(server), resp_connect(server)
+    try:
+        ident = int(call(keeper, "CLIENT", "ID")[1:-2])
+        assert call(keeper, "CLIENT", "NO-EVICT", "on") == b"+OK\r\n"
+        assert b"flags=e " in call(keeper, "CLIENT", "INFO")
+        head = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$2000000\r\n"
+        keeper.sendall(head + b"x" * 1_500_000)  # over the cap alone: kept
+        deadline = time.monotonic() + 30
+        while _qbuf(call(hog, "CLIENT", "LIST", "ID", b"%d" % ident)) < 1_500_000:
+            assert time.monotonic() < deadline, "the keeper's request was not read"
+            time.sleep(0.01)  # polled with a deadline: the server reads 1.5 MB
+        hog.sendall(head + b"y" * 1_200_000)  # smaller than the keeper's, over the cap
+        assert recv_all(hog) == b""  # evicted: the keeper is exempt
+        keeper.sendall(b"x" * 500_000 + b"\r\n")
+        assert recv_until(keeper, b"\r\n") == b"+OK\r\n"
+    finally:
+        keeper.close()
+        hog.close()
 
 
 # -- logs that cannot flood -------------------------------------------------------

@@ -122,7 +122,8 @@ ERRORS = [
     [b"CLIENT", b"KILL", b"ID", b"10", b"wrong_arg"], [b"CLIENT", b"KILL", b"ID", b"0"],
     [b"CLIENT", b"LIST", b"ID", b"nosuch"], [b"CLIENT", b"LIST", b"ID", b"1", b"x"],
     [b"CLIENT", b"LIST", b"TYPE", b"foo"], [b"CLIENT", b"LIST", b"TYPE"],
-    [b"CLIENT", b"LIST", b"foo"],
+    [b"CLIENT", b"LIST", b"foo"], [b"CLIENT", b"NO-EVICT"], [b"CLIENT", b"NO-EVICT", b"maybe"],
+    [b"CLIENT", b"NO-EVICT", b"on", b"x"],
     # CONFIG SET: duplicates (any case), Redis's immutable and protected ones.
     [b"CONFIG", b"SET", b"maxmemory", b"1", b"maxmemory", b"2"],
     [b"CONFIG", b"SET", b"maxmemory", b"1", b"MAXMEMORY", b"2"],
@@ -241,6 +242,23 @@ def test_info_sections_follow_redis(pair: Pair) -> None:
         if "Replication" in theirs:
             assert set(ours["Replication"]) <= set(theirs["Replication"])
             assert "master_repl_offset" in ours["Replication"]
+
+
+def test_client_flags_match_redis(pair: Pair) -> None:
+    """CLIENT INFO's flags in Redis's letters and order: x in MULTI, e with
+    NO-EVICT (which RESET keeps), N for none."""
+    for argv in ([b"CLIENT", b"INFO"], [b"CLIENT", b"NO-EVICT", b"on"], [b"CLIENT", b"INFO"],
+                 [b"MULTI"], [b"CLIENT", b"INFO"], [b"EXEC"], [b"RESET"],
+                 [b"CLIENT", b"INFO"], [b"CLIENT", b"NO-EVICT", b"off"], [b"CLIENT", b"INFO"]):
+        theirs, ours = pair.both(*argv)
+        if ours[:1] in (b"+", b"-"):  # OK, QUEUED, RESET, errors
+            assert ours == theirs, argv
+        elif argv == [b"EXEC"]:
+            shown = [_client_fields(b"$%d\r\n%s\r\n" % (len(r), r))["flags"]
+                     for r in (parse(theirs)[0], parse(ours)[0])]
+            assert shown[0] == shown[1] == "xe"
+        else:
+            assert _client_fields(ours)["flags"] == _client_fields(theirs)["flags"], argv
 
 
 def test_config_set_matches_redis(pair: Pair) -> None:

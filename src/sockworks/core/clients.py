@@ -48,7 +48,7 @@ class ClientHandle:
     """
 
     __slots__ = ("id", "peer", "local", "created", "_closer", "_closed", "_lock",
-                 "input_bytes", "output_bytes", "_deliverer", "output_class")
+                 "input_bytes", "output_bytes", "_deliverer", "output_class", "no_evict")
 
     def __init__(self, client_id: int, peer: str, closer: Callable[[str, bool], object], *,
                  input_bytes: Callable[[], int] = lambda: 0,
@@ -71,6 +71,9 @@ class ClientHandle:
         #: session sets "pubsub" once it subscribes, as Redis classifies a
         #: client by what it does.
         self.output_class = "normal"
+        #: CLIENT NO-EVICT ON: never closed by maxmemory-clients (its memory
+        #: still counts in the total, as in Redis).
+        self.no_evict = False
 
     @property
     def memory(self) -> int:
@@ -203,6 +206,8 @@ class ClientRegistry:
         for size, handle in sorted(sizes, key=lambda s: s[0], reverse=True):
             if total <= cap:
                 break
+            if handle.no_evict:
+                continue
             if handle.close(f"client memory {size} bytes; all clients hold {total} bytes, "
                             f"over maxmemory-clients {cap}", abort=True):
                 with self._lock:

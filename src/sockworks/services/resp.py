@@ -504,6 +504,8 @@ class RespSession(Session):
         self._skipping = self._skip_next = False
         #: Bytes held when the current on_data call started (0: none runs).
         self._qbuf = 0
+        #: CLIENT NO-EVICT ON (CLIENT LIST flag e).
+        self.no_evict = False
 
     def set_reply_mode(self, mode: str) -> None:
         # As Redis's clientCommand: SKIP under OFF changes nothing, and ON
@@ -1185,6 +1187,11 @@ class RespSession(Session):
     def set_name(self, name: bytes) -> None:
         self.name = name
 
+    def set_no_evict(self, on: bool) -> None:
+        self.no_evict = on
+        if self.client is not None:
+            self.client.no_evict = on
+
     def set_library(self, *, name: bytes | None = None, version: bytes | None = None) -> None:
         if name is not None:
             self.lib_name = name
@@ -1373,9 +1380,13 @@ class RespSession(Session):
         tot_mem = self.client.memory if self.client is not None else qbuf
         subs = self.subs
         laddr = self.client.local if self.client is not None else "?"
+        # Redis's flag letters, in its order (catClientInfoString): N: none.
+        in_multi = self.queued is not None or self._in_exec  # EXEC runs in MULTI too
+        flags = ("P" if subs.active else "") + ("x" if in_multi else "") \
+            + ("b" if self._blocked is not None else "") + ("e" if self.no_evict else "")
         return (f"id={self.client_id} addr={self.peer} laddr={laddr} fd=-1 "
                 f"name={self.name.decode('utf-8', 'replace')} age={age} idle={idle} "
-                f"flags={'P' if subs.active else 'b' if self._blocked is not None else 'N'} "
+                f"flags={flags or 'N'} "
                 f"db=0 sub={len(subs.channels)} psub={len(subs.patterns)} "
                 f"ssub={len(subs.shard)} multi={multi} qbuf={qbuf} "
                 f"qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem={omem} "

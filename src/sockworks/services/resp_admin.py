@@ -322,8 +322,12 @@ def cmd_client(s: Ctx, argv: list[bytes]) -> bytes:
     if sub == b"UNBLOCK":
         return _client_unblock(s, argv)
     if sub in (b"NO-EVICT", b"NO-TOUCH"):
-        if argc != 3 or argv[2].upper() not in (b"ON", b"OFF"):
+        if argc != 3:
+            return wrong_args(f"client|{sub.decode().lower()}")
+        if argv[2].upper() not in (b"ON", b"OFF"):
             return SYNTAX_ERROR
+        if sub == b"NO-EVICT":
+            s.set_no_evict(argv[2].upper() == b"ON")
         return OK
     if sub == b"HELP":
         if argc != 2:

@@ -171,6 +171,9 @@ class CommandContext(Protocol):
     def set_reply_mode(self, mode: str) -> None:
         """CLIENT REPLY on / off / skip (pushes are sent regardless)."""
 
+    def set_no_evict(self, on: bool) -> None:
+        """CLIENT NO-EVICT: exempt this connection from maxmemory-clients."""
+
     # -- transactions ----------------------------------------------------------
     @property
     def in_multi(self) -> bool: ...

@@ -56,6 +56,7 @@ from sockworks.protocols.kvtext import (
 )
 from sockworks.protocols.lines import LineFramer
 from sockworks.protocols.resp import DEFAULT_MAX_BULK
+from sockworks.services.accel import FASTPATH
 from sockworks.services.acl import User
 from sockworks.services.auth import DENIED_TEXT, AccessControl
 from sockworks.services.meminfo import memory_fields
@@ -70,6 +71,9 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_PORT", "KvService", "KvSession"]
 
+#: What the compiled fast path hands over when it stops early (fastpath.text_run):
+#: started, lines done, replies, reply bytes, GETs, SETs, wrote, calls, errors.
+TextSeed = tuple[float, int, list[bytes], int, int, int, bool, dict[str, int], dict[str, int]]
 #: What a renamed-away or disabled command answers (as an unknown one does).
 UNKNOWN_COMMAND_REPLY = error_reply("unknown command")
 
@@ -275,7 +279,7 @@ class KvSession(Session):
     methods; each returns its reply bytes.
     """
 
-    __slots__ = ("_access", "_backlog", "_done", "_framer", "_framing", "_generation",
+    __slots__ = ("_access", "_backlog", "_done", "_fast", "_framer", "_framing", "_generation",
                  "_get_words", "_max_line", "_open", "_peer", "_refused", "_renamed", "_service",
                  "_received", "_set_words", "_store", "_user", "counts")
 
@@ -285,6 +289,10 @@ class KvSession(Session):
         self._get_words = service.get_words
         self._set_words = service.set_words
         self._renamed = service.renamed_words
+        #: The compiled hot path (services/fastpath.py), used while the
+        #: session is plain; None: the reference code below runs everything.
+        #: --rename-command changes what the fast words mean: none then.
+        self._fast = FASTPATH.text_run if FASTPATH is not None and not service.renames else None
         self._peer = peer
         self._framer = LineFramer(service.max_line)
         self._max_line = service.max_line
@@ -368,6 +376,13 @@ class KvSession(Session):
             if tail:
                 self._framer.receive_data(tail)
                 self._framing = True
+            if self._fast is not None and self._open and type(data) is bytes:
+                # Compiled: the whole chunk, or the lines up to the first it
+                # does not handle, from which the reference below goes on.
+                outcome = self._fast(self, lines)
+                if type(outcome) is Output:
+                    return cast(Output, outcome)
+                return self._run(lines, end, outcome)
         else:
             lines, end = self._frame(data)
         return self._run(lines, end)
@@ -386,26 +401,33 @@ class KvSession(Session):
         self._framing = framer.buffered > 0
         return lines, end
 
-    def _run(self, lines: list[bytes], end: object) -> Output:
+    def _run(self, lines: list[bytes], end: object, seed: TextSeed | None = None) -> Output:
         """Execute complete request lines in order; one Output for them all.
 
         GET and SET, most of any workload, are dispatched right here on the
         split words (the same rules as kvtext.parse_line's fast path); every
-        other line goes through the parser and the handler table.
+        other line goes through the parser and the handler table. ``seed``:
+        the compiled fast path ran ``lines[:done]`` and these are its figures.
         """
-        started = time.perf_counter()
         store = self._store
         counts = self.counts
         get_words, set_words, renamed = self._get_words, self._set_words, self._renamed
-        replies: list[bytes] = []
+        close = False
+        todo = lines
+        if seed is None:
+            started = time.perf_counter()
+            replies: list[bytes] = []
+            wrote = False
+            size = done = gets = sets = 0
+            # Commands off the GET/SET fast path, and error replies, by name.
+            calls: dict[str, int] = {}
+            errors: dict[str, int] = {}
+        else:
+            started, done, replies, size, gets, sets, wrote, calls, errors = seed
+            todo = lines[done:]
         append = replies.append
-        wrote = close = False
-        size = done = gets = sets = 0
-        # Commands off the GET/SET fast path, and error replies, by name.
-        calls: dict[str, int] = {}
-        errors: dict[str, int] = {}
         name = ""
-        for line in lines:
+        for line in todo:
             if size >= REPLY_BUDGET:
                 # Back-pressure (core/service.py): the rest waits for resume().
                 self._backlog = (lines[done:], end)

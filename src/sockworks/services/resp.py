@@ -29,7 +29,7 @@ import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from sockworks._version import __version__
 from sockworks.core.command_stats import OTHER, CommandStats
@@ -39,6 +39,7 @@ from sockworks.core.logs import RateLimitedLog
 from sockworks.core.service import CLOSE, NOTHING, REPLY_BUDGET, Output, Service, Session
 from sockworks.core.stats import ServerStats
 from sockworks.protocols.resp import DEFAULT_MAX_BULK, OK, RespParser, encode_null
+from sockworks.services.accel import FASTPATH
 from sockworks.services.acl import User
 from sockworks.services.acl_categories import COMMAND_CATEGORIES, CONTAINERS
 from sockworks.services.auth import DENIED_TEXT, AccessControl
@@ -67,6 +68,10 @@ logger = logging.getLogger(__name__)
 #: Command names that are really an HTTP request line or header (Redis's
 #: securityWarningCommand list): the connection is closed at once.
 _HTTP_WORDS = frozenset({b"post", b"host:"})
+#: What the compiled fast path hands over when it stops early (fastpath.resp_run):
+#: started, replies, executed, errors, reply bytes, GETs, SETs, wrote, calls, failed.
+RespSeed = tuple[float, list[bytes], int, int, int, int, int, bool, dict[str, int],
+                 dict[str, int]]
 #: What an unauthenticated client may run (Redis's no-auth commands); they
 #: are never subject to ACL rules either.
 _NO_AUTH = frozenset({"auth", "hello", "quit", "reset"})
@@ -327,6 +332,10 @@ class RespSession(Session):
         #: A command was refused while queueing: EXEC answers EXECABORT.
         self.multi_failed = False
         self._parser = RespParser(service.max_bulk, use_hiredis=service.use_hiredis)
+        #: The compiled hot path (services/fastpath.py), used while the
+        #: session is plain; None: the reference code below runs everything.
+        #: --rename-command changes what the fast words mean: none then.
+        self._fast = FASTPATH.resp_run if FASTPATH is not None and not service.renames else None
         self._done = False
         self._wrote = False
         #: Commands received but held back (their replies would pass
@@ -371,6 +380,16 @@ class RespSession(Session):
         if self._acl_generation != self._access.generation:
             self._refresh_user()
         parser = self._parser
+        seed = None
+        if (self._fast is not None and self._open and self.queued is None
+                and self._backlog is None and not parser.busy and type(data) is bytes):
+            # Compiled: the whole chunk, or the requests up to the first it
+            # does not handle, from which the reference below goes on.
+            outcome = self._fast(self, data, parser.max_bulk)
+            if type(outcome) is Output:
+                return cast(Output, outcome)
+            offset, seed = outcome
+            data = data[offset:]
         parser.receive_data(data)
         if self._backlog is not None:
             # Earlier requests still wait: these queue up behind them.
@@ -379,7 +398,7 @@ class RespSession(Session):
                 self._backlog.extend(more)
             return self.resume()
         commands, violation = parser.next_commands()
-        return self._execute(commands, violation)
+        return self._execute(commands, violation, seed)
 
     def resume(self) -> Output:
         commands, violation = self._backlog or [], self._backlog_violation
@@ -388,20 +407,29 @@ class RespSession(Session):
             return CLOSE
         return self._execute(commands, violation)
 
-    def _execute(self, commands: list[list[bytes]], violation: Any) -> Output:
-        started = time.perf_counter()
-        replies: list[bytes] = []
+    def _execute(self, commands: list[list[bytes]], violation: Any,
+                 seed: RespSeed | None = None) -> Output:
+        """Run parsed commands in order; one Output for them all. ``seed``:
+        the compiled fast path ran the requests before ``commands``, and
+        these are its figures."""
+        if seed is None:
+            started = time.perf_counter()
+            replies: list[bytes] = []
+            self._wrote = False
+            errors = executed = size = gets = sets = 0
+            # Commands off the GET/SET fast path, and error replies, by name.
+            calls: dict[str, int] = {}
+            failed: dict[str, int] = {}
+        else:
+            started, replies, executed, errors, size, gets, sets, self._wrote, calls, failed = seed
         append = replies.append
-        self._wrote = False
-        errors = executed = size = gets = sets = 0
-        # Commands off the GET/SET fast path, and error replies, by name.
-        calls: dict[str, int] = {}
-        failed: dict[str, int] = {}
         store = self.store
+        # Commands before this call's (run by the compiled fast path).
+        before = executed
         for argv in commands:
             if size >= REPLY_BUDGET:
                 # Back-pressure (core/service.py): the rest waits for resume().
-                self._backlog = commands[executed:]
+                self._backlog = commands[executed - before:]
                 self._backlog_violation, violation = violation, None
                 break
             executed += 1

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
 
 #: The compiled modules (each has a pure-Python counterpart that is the reference).
 COMPILED = ["sockworks.services._fastpath"]
@@ -34,4 +35,28 @@ def extensions() -> list[Extension]:
     return cythonize(modules, build_dir="build/cython", quiet=True)
 
 
-setup(ext_modules=extensions())
+class OptionalBuildExt(build_ext):
+    """Build the extensions that can be built; warn about, and skip, the rest.
+
+    ``Extension(optional=True)`` says the same, but Extension objects made
+    by ``cythonize`` lose that flag, and a compiler that is missing or fails
+    must never fail the install (the pure-Python path is complete)."""
+
+    def run(self) -> None:
+        try:
+            super().run()
+        except Exception as exc:  # noqa: BLE001 - any build failure means "pure Python"
+            self._skip("the C extensions", exc)
+
+    def build_extension(self, ext: Extension) -> None:
+        try:
+            super().build_extension(ext)
+        except Exception as exc:  # noqa: BLE001 - as above
+            self._skip(ext.name, exc)
+
+    def _skip(self, what: str, exc: Exception) -> None:
+        self.warn(f"could not compile {what} ({exc}); sockworks will run its pure-Python "
+                  "hot path (sockworks --version says which one is in use)")
+
+
+setup(ext_modules=extensions(), cmdclass={"build_ext": OptionalBuildExt})

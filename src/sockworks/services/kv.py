@@ -381,7 +381,7 @@ class KvSession(Session):
                 # does not handle, from which the reference below goes on.
                 outcome = self._fast(self, lines)
                 if type(outcome) is Output:
-                    return cast(Output, outcome)
+                    return outcome
                 return self._run(lines, end, outcome)
         else:
             lines, end = self._frame(data)

@@ -29,7 +29,7 @@ import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, Final, cast
+from typing import Any, Final
 
 from sockworks._version import __version__
 from sockworks.core.command_stats import OTHER, CommandStats
@@ -387,7 +387,7 @@ class RespSession(Session):
             # does not handle, from which the reference below goes on.
             outcome = self._fast(self, data, parser.max_bulk)
             if type(outcome) is Output:
-                return cast(Output, outcome)
+                return outcome
             offset, seed = outcome
             data = data[offset:]
         parser.receive_data(data)

@@ -9,6 +9,7 @@ build, setup.py). ``DESCRIPTION`` is what ``sockworks --version`` prints.
 
 from __future__ import annotations
 
+import importlib
 import os
 from types import ModuleType
 
@@ -21,10 +22,10 @@ DISABLE_VARIABLE = "SOCKWORKS_NO_EXTENSIONS"
 def compiled_module() -> ModuleType | None:
     """The compiled fast-path module, or None when it was not built."""
     try:
-        from sockworks.services import _fastpath
+        # By name: the module exists only where the build compiled it.
+        return importlib.import_module("sockworks.services._fastpath")
     except ImportError:
         return None
-    return _fastpath
 
 
 def _select() -> tuple[ModuleType | None, str]:

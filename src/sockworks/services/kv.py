@@ -376,6 +376,8 @@ class KvSession(Session):
             if tail:
                 self._framer.receive_data(tail)
                 self._framing = True
+            # The plain state (docs/architecture.md): new per-connection state that
+            # changes how a command runs must be added to this test.
             if self._fast is not None and self._open and type(data) is bytes:
                 # Compiled: the whole chunk, or the lines up to the first it
                 # does not handle, from which the reference below goes on.

@@ -381,6 +381,8 @@ class RespSession(Session):
             self._refresh_user()
         parser = self._parser
         seed = None
+        # The plain state (docs/architecture.md): new per-connection state that
+        # changes how a command runs must be added to this test.
         if (self._fast is not None and self._open and self.queued is None
                 and self._backlog is None and not parser.busy and type(data) is bytes):
             # Compiled: the whole chunk, or the requests up to the first it

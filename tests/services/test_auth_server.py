@@ -101,6 +101,12 @@ SCRIPTS: list[tuple[bytes, ...]] = [
     (b"AUTH app wrong", b"AUTH app s3cret", b"ACL WHOAMI", b"FLUSHALL", b"GET foo",
      b"GET app:1", b"MGET app:1 foo", b"SET app:x 1", b"SET other 1", b"KEYS *",
      b"CONFIG GET port", b"MULTI", b"GET foo", b"SET app:y 2", b"EXEC", b"MULTI", b"EXEC"),
+    # Keys found by numkeys, SORT's STORE and MEMORY USAGE are checked too.
+    (b"AUTH app s3cret", b"ZUNIONSTORE app:d 2 app:a secret", b"ZUNIONSTORE app:d 1 app:a",
+     b"ZUNIONSTORE secret 1 app:a", b"ZINTER 2 app:a secret", b"ZINTER 1 app:a",
+     b"LMPOP 1 secret LEFT", b"LMPOP 2 app:l app:m LEFT", b"SINTERCARD 2 app:a secret",
+     b"MEMORY USAGE secret", b"MEMORY USAGE app:x", b"OBJECT ENCODING secret",
+     b"ZUNIONSTORE app:d 5 app:a"),
     (b"AUTH ro anything", b"GET x1", b"GET y", b"SET x1 1", b"CONFIG SET timeout 1",
      b"CLIENT INFO", b"MULTI", b"HELLO 2", b"RESET", b"GET x1"),
     (b"AUTH admin s3cret", b"ACL USERS", b"ACL WHOAMI x", b"ACL BOGUS", b"ACL CAT nope",

@@ -238,6 +238,10 @@ def real_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 #: one key present (so both are over the limit).
 DIFFERENTIAL = [
     [b"SET", b"a", b"1"], [b"GET", b"x"], [b"INCRBYFLOAT", b"f", b"1"], [b"APPEND", b"x", b"1"],
+    # The bit commands: BITFIELD is denyoom even with only GETs, BITFIELD_RO is not.
+    [b"SETBIT", b"x", b"0", b"1"], [b"GETBIT", b"x", b"0"],
+    [b"BITFIELD", b"x", b"SET", b"u8", b"0", b"1"], [b"BITFIELD", b"x", b"GET", b"u8", b"0"],
+    [b"BITFIELD_RO", b"x", b"GET", b"u8", b"0"],
     [b"SETRANGE", b"x", b"0", b"a"], [b"MSET", b"a", b"1"], [b"SETNX", b"b", b"1"],
     [b"EXPIRE", b"x", b"100"], [b"GETDEL", b"nothing"], [b"DEL", b"nothing"],
     [b"MULTI"], [b"SET", b"a", b"1"], [b"GET", b"x"], [b"EXEC"],
@@ -250,6 +254,13 @@ DIFFERENTIAL = [
     [b"SETRANGE", b"k", b"1048576", b"x"], [b"SETRANGE", b"k", b"1048575", b"x"],
     [b"SETRANGE", b"a", b"1048576", b""], [b"APPEND", b"k", b"y"],
     [b"SETRANGE", b"k", b"9223372036854775807", b"x"],
+    # Bit offsets hit the same bound (proto-max-bulk-len, 1 MiB here) as SETRANGE.
+    [b"SETBIT", b"k", b"8388608", b"1"], [b"SETBIT", b"k", b"8388607", b"1"],
+    [b"GETBIT", b"k", b"8388608"], [b"BITFIELD", b"k", b"GET", b"u8", b"8388608"],
+    [b"BITFIELD", b"k", b"SET", b"u8", b"8388600", b"255", b"GET", b"u1", b"#8388607"],
+    [b"BITFIELD", b"k", b"SET", b"u8", b"8388601", b"1"],
+    [b"BITFIELD_RO", b"k", b"GET", b"i8", b"#1048576"],
+    [b"BITFIELD", b"fresh", b"INCRBY", b"i64", b"#1048575", b"1"], [b"STRLEN", b"k"],
     [b"CONFIG", b"GET", b"maxmemory"], [b"CONFIG", b"GET", b"maxmemory-policy"],
     [b"CONFIG", b"GET", b"maxmemory-samples"], [b"CONFIG", b"GET", b"proto-max-bulk-len"],
     [b"FLUSHALL"],

@@ -1,6 +1,6 @@
 """The RESP command table (services/resp_table.py): complete, consistent, explicit.
 
-Every ``cmd_*`` handler of resp_commands.py and resp_admin.py is in the table;
+Every ``cmd_*`` handler of the handler modules is in the table;
 the count is pinned, so adding or dropping a command is a visible change; the
 arities, flags and key positions agree with each other; and the table exists
 only where it is written down (no module fills it as an import side effect).
@@ -12,12 +12,19 @@ import inspect
 import subprocess
 import sys
 
-from sockworks.services import resp_acl, resp_admin, resp_commands, resp_config, resp_table
-from sockworks.services.commands import model
+from sockworks.services import (
+    resp_acl,
+    resp_admin,
+    resp_commands,
+    resp_config,
+    resp_introspect,
+    resp_table,
+)
+from sockworks.services.commands import bitmaps, model
 from sockworks.services.resp_table import COMMANDS, SPECS
 
 #: Commands in the table (aliases such as UNLINK and SUBSTR included).
-COMMAND_COUNT = 156
+COMMAND_COUNT = 159
 
 #: Flags COMMAND may report (Redis's names).
 KNOWN_FLAGS = {"readonly", "write", "denyoom", "fast", "loading", "stale", "admin", "noscript",
@@ -34,9 +41,10 @@ def handlers(module: object) -> set[str]:
 
 def test_every_handler_is_in_the_table() -> None:
     in_table = {spec.handler.__name__ for spec in SPECS}
-    modules = {m.__name__: m for m in (resp_commands, resp_admin, resp_acl, resp_config, model)}
+    modules = {m.__name__: m for m in (resp_commands, resp_admin, resp_acl, resp_config,
+                                          resp_introspect, model, bitmaps)}
     assert set().union(*(handlers(m) for m in modules.values()),
-                       {"model_read", "model_write"}) == in_table
+                       {"model_read", "model_write", "bits_read", "bits_write"}) == in_table
     for spec in SPECS:
         module = modules[spec.handler.__module__]
         assert getattr(module, spec.handler.__name__) is spec.handler

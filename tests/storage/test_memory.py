@@ -377,7 +377,7 @@ def test_scan_cursor_survives_slot_compaction() -> None:
     for i in range(5000):
         store.set(b"tmp%d" % i, b"v")
         store.delete([b"tmp%d" % i])
-    assert len(store._slot_keys) < 2000
+    assert len(store._slots.keys) < 2000
     for _ in range(100):
         if cursor == 0:
             break

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-__all__ = ["memtoull", "OutputLimit", "OutputLimits", "default_maxmemory_clients",
+__all__ = ["memtoull", "MemoryOverflow", "OutputLimit", "OutputLimits", "default_maxmemory_clients",
            "DEFAULT_CLIENT_MEMORY", "parse_maxmemory_clients"]
 
 _UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1024, "m": 1000 ** 2, "mb": 1024 ** 2,
@@ -26,6 +26,11 @@ DEFAULT_CLIENT_MEMORY = 1024 ** 3
 
 #: Redis's memtoull refuses what does not fit in an unsigned 64-bit integer.
 _U64_MAX = 2**64 - 1
+
+
+class MemoryOverflow(ValueError):
+    """A well-formed byte count past 2**64 - 1 (Redis's strtoull clamps it,
+    so its range checks, not its syntax check, report it)."""
 
 
 def memtoull(text: str) -> int:
@@ -41,7 +46,7 @@ def memtoull(text: str) -> int:
         raise ValueError(f"must be a byte count like 100mb or 1gb, got {text!r}")
     value = int(digits) * _UNITS[unit]
     if value > _U64_MAX:
-        raise ValueError(f"byte count {text!r} is out of range")
+        raise MemoryOverflow(f"byte count {text!r} is out of range")
     return value
 
 

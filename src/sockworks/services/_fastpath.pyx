@@ -297,7 +297,12 @@ def resp_run(session, bytes data, Py_ssize_t max_bulk):
     requests, else ``(offset, seed)``: the bytes from ``offset`` go to the
     reference parser and ``RespSession._execute`` goes on from the seed
     ``(started, replies, executed, errors, size, gets, sets, wrote, calls,
-    failed)``.
+    failed, spent, rejected, timed)``.
+
+    Time per command (INFO commandstats' usec): the reference times the
+    commands off its GET/SET path one by one and shares the rest of the
+    chunk's time among GETs and SETs; here every command is on the fast
+    path, so the time is shared among all of them by count.
     """
     cdef double started = _perf_counter()
     store = session.store
@@ -306,7 +311,10 @@ def resp_run(session, bytes data, Py_ssize_t max_bulk):
     cdef list replies = []
     cdef dict calls = {}
     cdef dict failed = {}
-    cdef Py_ssize_t executed = 0, errors = 0, size = 0, gets = 0, sets = 0
+    cdef dict rejected = {}
+    cdef dict spent
+    cdef Py_ssize_t executed = 0, errors = 0, size = 0, gets = 0, sets = 0, others = 0
+    cdef double elapsed, share
     cdef bint wrote = False
     cdef bytes last = b""
     cdef const char *p = PyBytes_AS_STRING(data)
@@ -377,15 +385,18 @@ def resp_run(session, bytes data, Py_ssize_t max_bulk):
                 replies.append(RESP_OK)
         elif cmd == C_PING and count == 1:
             last = b"ping"
+            others += 1
             _bump(calls, "ping")
             size += len(RESP_PONG)
             replies.append(RESP_PONG)
         elif (cmd == C_DEL and count >= 2) or (cmd == C_INCR and count == 2):
             name = "del" if cmd == C_DEL else "incr"
             last = name.encode()
+            others += 1
             _bump(calls, name)
             if cmd == C_INCR and not store.make_room():
-                reply = OOM_REPLY
+                reply = OOM_REPLY  # refused before it ran (Redis's denyoom)
+                _bump(rejected, name)
             else:
                 try:
                     if cmd == C_DEL:
@@ -415,18 +426,26 @@ def resp_run(session, bytes data, Py_ssize_t max_bulk):
         session.last_command = last
     if wrote:
         session._wrote = True
+    elapsed = _perf_counter() - started
+    share = elapsed / (gets + sets + others) if gets + sets + others else 0.0
+    spent = {name: share * count for name, count in calls.items()}
     if pos < end:
-        return pos, (started, replies, executed, errors, size, gets, sets, wrote, calls, failed)
+        # The reference shares (its elapsed time - timed) among the GETs and
+        # SETs: the other commands' share of this part is timed.
+        return pos, (started, replies, executed, errors, size, gets, sets, wrote, calls, failed,
+                     spent, rejected, share * others)
     service = session.service
     service.count(executed, errors, 0)
     if gets:
         calls["get"] = gets
+        spent["get"] = share * gets
     if sets:
         calls["set"] = sets
+        spent["set"] = share * sets
     out = replies[0] if len(replies) == 1 else b"".join(replies)
     received = session._received
     session._received = 0
-    service.command_stats.add(calls, failed, _perf_counter() - started, received, len(out))
+    service.command_stats.add(calls, failed, elapsed, received, len(out), rejected, spent)
     if not replies:
         return NOTHING
     return Output(out, False, store.durability_barrier() if wrote else None)

@@ -83,6 +83,7 @@ COMMAND_CATEGORIES: Final[Mapping[str, tuple[str, ...]]] = {
     "client|kill": ("admin", "slow", "dangerous", "connection"),
     "client|no-evict": ("admin", "slow", "dangerous", "connection"),
     "client|no-touch": ("fast", "connection"),  # Redis 7.2
+    "client|help": ("slow", "connection"),
     "config": ("slow",),
     "config|get": ("admin", "slow", "dangerous"),
     "config|set": ("admin", "slow", "dangerous"),
@@ -92,6 +93,11 @@ COMMAND_CATEGORIES: Final[Mapping[str, tuple[str, ...]]] = {
     "command|docs": ("slow", "connection"),
     "command|info": ("slow", "connection"),
     "command|list": ("slow", "connection"),
+    "command|getkeys": ("slow", "connection"),
+    "command|help": ("slow", "connection"),
+    "memory": ("slow",),
+    "memory|usage": ("read", "slow"),
+    "memory|help": ("slow",),
     "hello": ("fast", "connection"),
     "auth": ("fast", "connection"),
     "multi": ("fast", "transaction"),
@@ -208,6 +214,8 @@ COMMAND_CATEGORIES: Final[Mapping[str, tuple[str, ...]]] = {
     "bitcount": ("read", "bitmap", "slow"),
     "bitpos": ("read", "bitmap", "slow"),
     "bitop": ("write", "bitmap", "slow"),
+    "bitfield": ("write", "bitmap", "slow"),
+    "bitfield_ro": ("read", "bitmap", "fast"),
     "lcs": ("read", "string", "slow"),
 }
 

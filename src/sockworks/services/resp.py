@@ -32,7 +32,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from sockworks._version import __version__
-from sockworks.core.command_stats import OTHER, CommandStats
+from sockworks.core.command_stats import OTHER, CommandStats, OpsRate
 from sockworks.core.config import Endpoint, ServerSettings
 from sockworks.core.limits import OutputLimits, default_maxmemory_clients
 from sockworks.core.logs import RateLimitedLog
@@ -58,6 +58,7 @@ from sockworks.services.resp_commands import (
     wrong_args,
 )
 from sockworks.services.resp_context import CommandSpec, Plan
+from sockworks.services.resp_introspect import command_keys
 from sockworks.services.resp_table import COMMANDS, CONTAINER_COMMANDS
 from sockworks.storage.base import Store, StoreError
 
@@ -68,10 +69,11 @@ logger = logging.getLogger(__name__)
 #: Command names that are really an HTTP request line or header (Redis's
 #: securityWarningCommand list): the connection is closed at once.
 _HTTP_WORDS = frozenset({b"post", b"host:"})
-#: What the compiled fast path hands over when it stops early (fastpath.resp_run):
-#: started, replies, executed, errors, reply bytes, GETs, SETs, wrote, calls, failed.
+#: What the compiled fast path hands over when it stops early (_fastpath.resp_run):
+#: started, replies, executed, errors, reply bytes, GETs, SETs, wrote, calls,
+#: failed, seconds by name, rejected, seconds timed.
 RespSeed = tuple[float, list[bytes], int, int, int, int, int, bool, dict[str, int],
-                 dict[str, int]]
+                 dict[str, int], dict[str, float], dict[str, int], float]
 #: What an unauthenticated client may run (Redis's no-auth commands); they
 #: are never subject to ACL rules either.
 _NO_AUTH = frozenset({"auth", "hello", "quit", "reset"})
@@ -133,6 +135,8 @@ class RespService(Service):
         self._commands = 0
         self._errors = 0
         self._protocol_errors = 0
+        #: instantaneous_ops_per_sec (INFO stats).
+        self._rate = OpsRate(time.monotonic())
         self._closed = False
         #: Commands by name, errors by name, per-chunk processing time (metrics).
         self.command_stats = CommandStats(spec.name for spec in COMMANDS.values())
@@ -188,12 +192,14 @@ class RespService(Service):
             self._commands += commands
             self._errors += errors
             self._protocol_errors += protocol_errors
+            self._rate.observe(time.monotonic(), self._commands)
 
     def counters(self) -> dict[str, int]:
         """This process's INFO counters (prefork publishes them to be summed)."""
         with self._lock:
             return {"commands": self._commands, "errors": self._errors,
-                    "protocol_errors": self._protocol_errors, "clients": len(self._sessions)}
+                    "protocol_errors": self._protocol_errors, "clients": len(self._sessions),
+                    "ops_per_sec": self._rate.rate(time.monotonic(), self._commands)}
 
     def forget(self, session: RespSession) -> None:
         with self._lock:
@@ -213,15 +219,22 @@ class RespService(Service):
 
     # -- INFO ------------------------------------------------------------------
     def info(self, sections: Sequence[str]) -> str:
-        """INFO's text: ``# Section`` headers, ``key:value`` lines, CRLF."""
+        """INFO's text: ``# Section`` headers, ``key:value`` lines, CRLF.
+
+        The default sections are Redis's; ``commandstats`` is shown for
+        ``all``, ``everything`` or by name, as in Redis."""
         wanted = {s.lower() for s in sections} or {"default"}
         everything = bool(wanted & {"all", "everything", "default"})
+        every_section = bool(wanted & {"all", "everything"})
         store_info = self.store.info()
         stats = self.stats
         # prefork: every worker's figures (docs/operations.md).
         counters = stats.server_wide(dict(self.counters()), self.name)
         commands, errors, clients = (counters["commands"], counters["errors"],
                                      counters["clients"])
+        command_stats = {name: float(value) for name, value in stats.server_wide(
+            dict(self.command_stats.flat()), f"{self.name}.cmd").items()
+            if isinstance(value, (int, float))}
         conn = stats.server_wide({"connections_total": stats.connections_total,
                                   "connections_rejected": stats.connections_rejected,
                                   "evicted_clients": stats.clients.evicted})
@@ -278,7 +291,9 @@ class RespService(Service):
         section("Stats", {
             "total_connections_received": conn["connections_total"],
             "total_commands_processed": commands,
-            "instantaneous_ops_per_sec": 0,
+            "instantaneous_ops_per_sec": counters["ops_per_sec"],
+            "total_net_input_bytes": int(command_stats["bytes_in"]),
+            "total_net_output_bytes": int(command_stats["bytes_out"]),
             "rejected_connections": conn["connections_rejected"],
             "expired_keys": store_info.get("expired_keys", 0),
             "evicted_keys": store_info.get("evicted_keys", 0),
@@ -289,6 +304,8 @@ class RespService(Service):
             **self.access.counters(),
         })
         section("Replication", {"role": "master", "connected_slaves": 0})
+        if every_section or "commandstats" in wanted:
+            section("Commandstats", _commandstats(command_stats))
         section("Cluster", {"cluster_enabled": 0})
         keyspace: dict[str, object] = {}
         keys = store_info.get("keys")
@@ -296,9 +313,31 @@ class RespService(Service):
             keys = self.store.dbsize()
         if keys:
             expires = store_info.get("expires", 0)
-            keyspace["db0"] = f"keys={keys},expires={expires},avg_ttl=0"
+            avg_ttl = store_info.get("avg_ttl", 0)
+            keyspace["db0"] = f"keys={keys},expires={expires},avg_ttl={avg_ttl}"
         section("Keyspace", keyspace)
         return "\r\n".join(parts)
+
+
+def _commandstats(flat: Mapping[str, float]) -> dict[str, object]:
+    """INFO commandstats from CommandStats' figures (Redis's fields: a
+    rejected call never ran, so ``calls`` leaves it out; ``failed_calls``
+    ran and answered an error). Commands never called are not listed."""
+    fields: dict[str, object] = {}
+    for key, value in flat.items():
+        if not key.startswith("calls.") or key == f"calls.{OTHER}":
+            continue
+        name = key[6:]
+        rejected = int(flat[f"rejected.{name}"])
+        calls = int(value) - rejected
+        failed = int(flat[f"errors.{name}"]) - rejected
+        if not (calls or rejected):
+            continue
+        usec = int(flat[f"usec.{name}"])
+        per_call = usec / calls if calls else 0.0
+        fields[f"cmdstat_{name}"] = (f"calls={calls},usec={usec},usec_per_call={per_call:.2f},"
+                                     f"rejected_calls={rejected},failed_calls={failed}")
+    return fields
 
 
 class RespSession(Session):
@@ -338,6 +377,9 @@ class RespSession(Session):
         self._fast = FASTPATH.resp_run if FASTPATH is not None and not service.renames else None
         self._done = False
         self._wrote = False
+        #: A command was refused before it ran (INFO's rejected_calls); set
+        #: with its error reply, cleared when that reply is counted.
+        self._rejected = False
         #: Commands received but held back (their replies would pass
         #: REPLY_BUDGET), and the protocol error after them, if any.
         self._backlog: list[list[bytes]] | None = None
@@ -414,17 +456,26 @@ class RespSession(Session):
         """Run parsed commands in order; one Output for them all. ``seed``:
         the compiled fast path ran the requests before ``commands``, and
         these are its figures."""
+        perf_counter = time.perf_counter
         if seed is None:
-            started = time.perf_counter()
+            started = perf_counter()
             replies: list[bytes] = []
             self._wrote = False
             errors = executed = size = gets = sets = 0
-            # Commands off the GET/SET fast path, and error replies, by name.
+            # Commands off the GET/SET fast path, their time (s), error
+            # replies, and the refusals among them, by name.
             calls: dict[str, int] = {}
+            spent: dict[str, float] = {}
             failed: dict[str, int] = {}
+            rejected: dict[str, int] = {}
+            timed = 0.0  # seconds spent in the commands timed one by one
         else:
-            started, replies, executed, errors, size, gets, sets, self._wrote, calls, failed = seed
+            (started, replies, executed, errors, size, gets, sets, self._wrote, calls, failed,
+             spent, rejected, timed) = seed
         append = replies.append
+        # One clock read per timed command: each starts where the last ended,
+        # unless fast-path commands ran in between (their count moved).
+        mark, fast = started, 0
         store = self.store
         # Commands before this call's (run by the compiled fast path).
         before = executed
@@ -476,13 +527,23 @@ class RespSession(Session):
                                       "or a cross-protocol attack); closing", self.peer)
                 self._done = True
                 break
+            if gets + sets != fast:
+                fast = gets + sets
+                mark = perf_counter()
             reply = self.execute(argv)
+            now = perf_counter()
+            took, mark = now - mark, now
+            timed += took
             spec = self._commands.get(argv[0].lower())
             name = spec.name if spec is not None else OTHER
             calls[name] = calls.get(name, 0) + 1
+            spent[name] = spent.get(name, 0.0) + took
             if reply[:1] == b"-":
                 errors += 1
                 failed[name] = failed.get(name, 0) + 1
+                if self._rejected:
+                    self._rejected = False
+                    rejected[name] = rejected.get(name, 0) + 1
             size += len(reply)
             append(reply)
             if self._done:  # QUIT: nothing after it may run
@@ -492,14 +553,21 @@ class RespSession(Session):
             replies.append(error_quoting("ERR " + violation.message))
             self._done = True
         self.service.count(executed, errors, int(violation is not None))
-        if gets:
-            calls["get"] = calls.get("get", 0) + gets
-        if sets:
-            calls["set"] = calls.get("set", 0) + sets
+        elapsed = perf_counter() - started
+        if gets or sets:
+            # The fast path is not timed per command (CommandStats says why):
+            # the rest of the chunk's time is shared among its GETs and SETs.
+            share = max(elapsed - timed, 0.0) / (gets + sets)
+            if gets:
+                calls["get"] = calls.get("get", 0) + gets
+                spent["get"] = spent.get("get", 0.0) + share * gets
+            if sets:
+                calls["set"] = calls.get("set", 0) + sets
+                spent["set"] = spent.get("set", 0.0) + share * sets
         data = b"".join(replies)
         received, self._received = self._received, 0
-        self.service.command_stats.add(calls, failed, time.perf_counter() - started,
-                                       received, len(data))
+        self.service.command_stats.add(calls, failed, elapsed, received, len(data),
+                                       rejected, spent)
         barrier = self.store.durability_barrier() if self._wrote else None
         if not replies and not self._done:
             return NOTHING
@@ -531,6 +599,7 @@ class RespSession(Session):
         if refusal is not None:
             if self.queued is not None:
                 self.multi_failed = True
+            self._rejected = True
             return refusal
         assert spec is not None
         if self.queued is not None and spec.queueable:
@@ -538,6 +607,7 @@ class RespSession(Session):
                 # Redis refuses to queue any command at the limit (queueing
                 # takes memory too), and the transaction is discarded.
                 self.multi_failed = True
+                self._rejected = True
                 return OOM_REPLY
             self.queued_bytes += sum(map(len, argv)) + QUEUED_OVERHEAD * len(argv)
             if self.queued_bytes > self._parser.max_query:
@@ -554,6 +624,7 @@ class RespSession(Session):
         if "denyoom" in spec.flags and not self.store.make_room():
             # Checked before the command runs, as Redis does: at the limit
             # nothing that may add data runs, even if it would not have.
+            self._rejected = True
             return OOM_REPLY
         outcome = spec.handler(self, argv)
         if type(outcome) is bytes:
@@ -577,10 +648,11 @@ class RespSession(Session):
             shown = f"{name}|{sub}" if sub is not None else name
             return error_quoting(f"NOPERM this user has no permissions to run the '{shown}' "
                                  "command")
-        first, last, step = spec.keys
-        if first and not user.all_keys:
-            end = len(argv) + last if last < 0 else last
-            if not user.may_access(argv[first:end + 1:step]):
+        if not user.all_keys:
+            # The keys COMMAND GETKEYS names: key positions, numkeys
+            # (ZUNIONSTORE, LMPOP...), SORT's STORE, MEMORY USAGE's key.
+            keys = command_keys(spec, argv)
+            if keys and not user.may_access(keys):
                 self._access.count_denied(key=True)
                 return NOPERM_KEY
         return None

@@ -1,7 +1,8 @@
 """The RESP service's connection, transaction and server commands.
 
 PING, ECHO, SELECT, INFO, TIME, LASTSAVE, COMPACT, QUIT, RESET, MULTI/EXEC/
-DISCARD/WATCH, HELLO, AUTH, CLIENT, CONFIG and COMMAND. Handlers see the
+DISCARD/WATCH, HELLO, AUTH and CLIENT (COMMAND and MEMORY are in
+resp_introspect.py, CONFIG in resp_config.py). Handlers see the
 connection only through :class:`~sockworks.services.resp_context.CommandContext`
 (state changes are its named methods); ``resp_table.py`` lists them.
 """
@@ -37,7 +38,8 @@ from sockworks.services.resp_commands import (
     wrong_args,
 )
 from sockworks.services.resp_context import CommandContext as Ctx
-from sockworks.services.resp_context import CommandSpec, Plan
+from sockworks.services.resp_context import Plan
+from sockworks.services.resp_introspect import help_reply
 from sockworks.storage.base import Store, StoreError
 
 __all__: list[str] = []  # resp_table.py imports the cmd_* handlers by name
@@ -276,7 +278,45 @@ def cmd_client(s: Ctx, argv: list[bytes]) -> bytes:
         if argc != 3 or argv[2].upper() not in (b"ON", b"OFF"):
             return SYNTAX_ERROR
         return OK
+    if sub == b"HELP":
+        if argc != 2:
+            return wrong_args("client|help")
+        return help_reply("CLIENT", _CLIENT_HELP, s.proto)
     return unknown_subcommand(argv)
+
+
+#: CLIENT HELP: Redis 7.0's lines for the subcommands served here (and
+#: the options of KILL served here), plus SETINFO and NO-TOUCH (Redis 7.2).
+_CLIENT_HELP: Final = (
+    "GETNAME",
+    "    Return the name of the current connection.",
+    "ID",
+    "    Return the ID of the current connection.",
+    "INFO",
+    "    Return information about the current client connection.",
+    "KILL <ip:port>",
+    "    Kill connection made from <ip:port>.",
+    "KILL <option> <value> [<option> <value> [...]]",
+    "    Kill connections. Options are:",
+    "    * ADDR (<ip:port>|<unixsocket>:0)",
+    "      Kill connections made from the specified address",
+    "    * LADDR (<ip:port>|<unixsocket>:0)",
+    "      Kill connections made to specified local address",
+    "    * ID <client-id>",
+    "      Kill connections by client id.",
+    "    * SKIPME (YES|NO)",
+    "      Skip killing current connection (default: yes).",
+    "LIST",
+    "    Return information about client connections.",
+    "SETNAME <name>",
+    "    Assign the name <name> to the current connection.",
+    "SETINFO <option> <value>",
+    "    Set the library name (LIB-NAME) or version (LIB-VER) of this connection.",
+    "NO-EVICT (ON|OFF)",
+    "    Protect current client connection from eviction.",
+    "NO-TOUCH (ON|OFF)",
+    "    Accepted; keys' access times are not tracked per command here.",
+)
 
 
 _NO_SUCH_CLIENT: Final = b"-ERR No such client\r\n"
@@ -333,29 +373,3 @@ def _kill(s: Ctx, handles: list[Any]) -> None:
             s.close_after_reply()  # Redis answers the killer first
         else:
             handle.close("killed by CLIENT KILL from " + str(s.client_id))
-
-
-def _command_info(spec: CommandSpec) -> list[Any]:
-    first, last, step = spec.keys
-    return [spec.name.encode(), spec.arity,
-            resp.RespSet([resp.SimpleString(f) for f in spec.flags]),
-            first, last, step, resp.RespSet([]), resp.RespSet([]), [], []]
-
-
-def cmd_command(s: Ctx, argv: list[bytes]) -> bytes:
-    commands = s.commands
-    if len(argv) == 1:
-        return encode([_command_info(spec) for spec in commands.values()], s.proto)
-    sub = argv[1].upper()
-    if sub == b"COUNT":
-        return encode_integer(len(commands))
-    if sub == b"DOCS":
-        # redis-cli asks at start-up for its hints; it works with none.
-        return encode({}, s.proto)
-    if sub == b"INFO":
-        names = argv[2:] or list(commands)
-        return encode([_command_info(commands[n.lower()]) if n.lower() in commands else None
-                       for n in names], s.proto)
-    if sub == b"LIST":
-        return encode([spec.name.encode() for spec in commands.values()], s.proto)
-    return unknown_subcommand(argv)

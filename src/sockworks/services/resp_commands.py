@@ -349,7 +349,8 @@ def _expire(s: Ctx, argv: list[bytes], scale: int, command: str,
         return b"-ERR NX and XX, GT or LT options at the same time are not compatible\r\n"
     if b"GT" in flags and b"LT" in flags:
         return b"-ERR GT and LT options at the same time are not compatible\r\n"
-    if not I64_MIN // scale <= number <= I64_MAX // scale:
+    # C's division truncates: Redis's bounds are LLONG_MIN/1000, LLONG_MAX/1000.
+    if not -(-I64_MIN // scale) <= number <= I64_MAX // scale:
         return encode_error(f"ERR invalid expire time in '{command}' command")
     ms = number * scale
     now = time.time_ns() // 1_000_000

@@ -6,17 +6,23 @@ persistence), the attached :class:`~sockworks.core.config.ServerSettings`
 access control (requirepass, aclfile, protected-mode), the log level and
 the values the command line fixed (``RespService.options``). ``CONFIG SET``
 changes ``requirepass``, ``timeout``, ``maxclients``, ``loglevel``,
-``protected-mode`` and the maxmemory ones; every pair is checked before any
-is applied, as Redis; other known parameters answer Redis's
-immutable-parameter error, unknown ones its unknown-option error.
+``protected-mode``, the maxmemory ones and, on the embedded store, Redis's
+encoding thresholds (``hash-max-listpack-entries`` ... and their 7.0
+``ziplist`` aliases: they change what OBJECT ENCODING reports, see
+storage/model/values.py); ``save`` takes only ``""`` (there are no RDB
+snapshots to schedule). Every pair is checked before any is applied, as
+Redis; other known parameters answer Redis's immutable-parameter error,
+unknown ones its unknown-option error.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from typing import Any, Final
 
+from sockworks.core.limits import MemoryOverflow
 from sockworks.core.logs import set_log_level
 from sockworks.protocols.resp import OK, encode
 from sockworks.services.resp_commands import (
@@ -36,6 +42,7 @@ from sockworks.storage.eviction import (
 )
 from sockworks.storage.glob import compile_glob
 from sockworks.storage.memory import MemoryStore
+from sockworks.storage.model.values import Encodings
 
 __all__: list[str] = []  # resp_table.py imports cmd_config by name
 
@@ -95,9 +102,55 @@ def _config_values(s: Ctx) -> dict[bytes, bytes]:
         # The listeners in force (TLS, UNIX socket): issue #11 items 3-4.
         **{name.encode(): value.encode() for name, value in server.listening.items()},
     }
+    if isinstance(s.store, MemoryStore):
+        encodings = s.store.encodings
+        for parameter in (*_ENCODING_LIMITS, *_ENCODING_ALIASES):
+            field = _ENCODING_ALIASES.get(parameter, parameter).decode().replace("-", "_")
+            values[parameter] = b"%d" % getattr(encodings, field)
     for name, value in options.items():
         values.setdefault(name.encode(), os.fsencode(value))
     return values
+
+
+_LLONG_MAX: Final = (1 << 63) - 1
+_INT_MIN, _INT_MAX = -(1 << 31), (1 << 31) - 1
+#: Redis's encoding thresholds: name -> (a memory value?, low, high). The
+#: field of :class:`Encodings` is the name with underscores.
+_ENCODING_LIMITS: Final = {
+    b"hash-max-listpack-entries": (False, 0, _LLONG_MAX),
+    b"hash-max-listpack-value": (True, 0, _LLONG_MAX),
+    b"zset-max-listpack-entries": (False, 0, _LLONG_MAX),
+    b"zset-max-listpack-value": (True, 0, _LLONG_MAX),
+    b"set-max-intset-entries": (False, 0, _LLONG_MAX),
+    b"list-max-listpack-size": (False, _INT_MIN, _INT_MAX),
+    b"list-compress-depth": (False, 0, _INT_MAX),
+}
+#: Redis 7.0's aliases (the names before listpack replaced ziplist).
+_ENCODING_ALIASES: Final = {name.replace(b"listpack", b"ziplist"): name
+                            for name in _ENCODING_LIMITS if b"listpack" in name}
+assert {f.name for f in dataclasses.fields(Encodings)} == {
+    n.decode().replace("-", "_") for n in _ENCODING_LIMITS}
+
+
+def _check_encoding(name: bytes, canonical: bytes, raw: bytes) -> tuple[bytes | None, int]:
+    """(error reply, 0) or (None, the value) for an encoding threshold
+    (``name`` as given, which may be an alias of ``canonical``)."""
+    memory, low, high = _ENCODING_LIMITS[canonical]
+    if memory:
+        try:
+            number: int | None = parse_memory(raw.decode("latin-1"))
+        except MemoryOverflow:
+            number = high + 1
+        except ValueError:
+            return _failed(name, "argument must be a memory value"), 0
+    else:
+        number = int_arg(raw)
+        if number is None:
+            return _failed(name, "argument couldn't be parsed into an integer"), 0
+    assert number is not None
+    if not low <= number <= high:
+        return _failed(name, f"argument must be between {low} and {high} inclusive"), 0
+    return None, number
 
 
 def cmd_config(s: Ctx, argv: list[bytes]) -> bytes:
@@ -175,6 +228,7 @@ def _config_set(s: Ctx, pairs: list[bytes]) -> bytes:
     """CONFIG SET: every pair checked before any is applied, as Redis."""
     memory: dict[str, Any] = {}
     server_changes: list[tuple[bytes, Any]] = []
+    encoding_changes: list[tuple[str, int]] = []
     store = s.store
     known = _config_values(s)
     for name, raw_value in zip(pairs[::2], pairs[1::2], strict=True):
@@ -185,6 +239,15 @@ def _config_set(s: Ctx, pairs: list[bytes]) -> bytes:
                 return error
             server_changes.append((lname, parsed))
             continue
+        canonical = _ENCODING_ALIASES.get(lname, lname)
+        if canonical in _ENCODING_LIMITS and isinstance(store, MemoryStore):
+            error, threshold = _check_encoding(lname, canonical, raw_value)
+            if error is not None:
+                return error
+            encoding_changes.append((canonical.decode().replace("-", "_"), threshold))
+            continue
+        if lname == b"save" and not raw_value.strip():
+            continue  # no snapshots, and none asked for
         if lname not in _MEMORY_PARAMETERS or not isinstance(store, MemoryStore):
             if lname in known:
                 return _failed(lname, "can't set immutable config")
@@ -213,6 +276,9 @@ def _config_set(s: Ctx, pairs: list[bytes]) -> bytes:
         store.configure_memory(**memory)
     for name, parsed in server_changes:
         _apply_server(s, name, parsed)
+    for field, number in encoding_changes:
+        assert isinstance(store, MemoryStore)  # checked with each name above
+        setattr(store.encodings, field, number)
     return OK
 
 

@@ -6,7 +6,8 @@ by COMMAND), key positions (first, last, step) and whether MULTI may queue
 it. Handlers live in ``resp_commands.py`` (string commands),
 ``services/commands/`` (hashes, lists, sets, sorted sets, bitmaps and
 keyspace commands across types, one module per family) and
-``resp_admin.py`` (connection, transaction and server commands); nothing
+``resp_admin.py`` (connection, transaction and server commands),
+``resp_introspect.py`` (COMMAND, MEMORY) and ``resp_config.py`` (CONFIG); nothing
 registers itself, so importing this module gives the whole table and
 importing the handler modules gives none of it. The session looks commands
 up here by lower-case name; COMMAND reads it through the handler context.
@@ -22,7 +23,6 @@ from sockworks.services.resp_acl import cmd_acl
 from sockworks.services.resp_admin import (
     cmd_auth,
     cmd_client,
-    cmd_command,
     cmd_compact,
     cmd_discard,
     cmd_echo,
@@ -76,6 +76,7 @@ from sockworks.services.resp_commands import (
 )
 from sockworks.services.resp_config import cmd_config
 from sockworks.services.resp_context import CommandSpec
+from sockworks.services.resp_introspect import cmd_command, cmd_memory
 
 __all__ = ["COMMANDS", "CONTAINER_COMMANDS", "SPECS"]
 
@@ -141,6 +142,9 @@ SPECS: Final[tuple[CommandSpec, ...]] = (
     CommandSpec("config", cmd_config, -2, ("admin", "loading", "stale")),
     CommandSpec("acl", cmd_acl, -2, ("loading", "stale")),
     CommandSpec("command", cmd_command, -1, ("loading", "stale")),
+    # As Redis's container entry: no key positions (memory|usage's key,
+    # argument 2, is found by resp_introspect.command_keys for ACL checks).
+    CommandSpec("memory", cmd_memory, -2),
     CommandSpec("hello", cmd_hello, -1, ("noscript", "loading", "stale", "fast")),
     CommandSpec("auth", cmd_auth, -2, ("noscript", "loading", "stale", "fast")),
     CommandSpec("multi", cmd_multi, 1, ("noscript", "loading", "stale", "fast"),

@@ -80,7 +80,8 @@ from sockworks.storage.base import (
 from sockworks.storage.glob import compile_glob
 from sockworks.storage.model.table import COMMANDS as MODEL_COMMANDS
 from sockworks.storage.model.table import REPLAY as MODEL_REPLAY
-from sockworks.storage.model.values import Value, type_name, value_size
+from sockworks.storage.model.values import Encodings, Value, type_name, value_size
+from sockworks.storage.slots import REBUILD_FACTOR, REBUILD_FLOOR, SlotIndex
 
 V = TypeVar("V")
 
@@ -99,9 +100,6 @@ EXPIRE_INTERVAL = 0.1
 EXPIRE_BATCH = 1000
 #: Wall time one cycle may spend (Redis: 25% of a 100 ms tick).
 EXPIRE_CYCLE_BUDGET = 0.025
-#: Rebuild the heap / SCAN slots when dead entries exceed live ones by this
-#: factor plus a floor (so small stores do not rebuild constantly).
-REBUILD_FACTOR = 2
 #: SCAN skips at most this many dead slots per requested key (Redis visits
 #: up to COUNT*10 empty buckets per call).
 SCAN_DEAD_FACTOR = 10
@@ -110,11 +108,13 @@ SCAN_DEAD_FACTOR = 10
 #: ``SCAN 0 COUNT 100000000`` cannot stall every other client: about 10 ms
 #: of work here; the cursor it returns stays valid.
 SCAN_MAX_COUNT = 10_000
-REBUILD_FLOOR = 1024
 #: Keys one command may evict before it goes ahead anyway (Redis's
 #: EVICT_RUNNING: progress was made, the next command continues), so a
 #: lowered limit does not stall one client for a whole store's eviction.
 EVICT_BATCH = 1000
+#: INFO's avg_ttl is exact up to this many keys with a TTL, else the mean of
+#: this many drawn at random (about a millisecond of work under the lock).
+AVG_TTL_SAMPLES = 1000
 #: Random draws per sample before giving up on a list of mostly dead slots
 #: (then it is compacted and tried once more).
 _SAMPLE_TRIES = 64
@@ -180,9 +180,10 @@ class MemoryStore(Store):
         self.on_push: Callable[[bytes], None] | None = None
         self._expires: dict[bytes, int] = {}
         self._heap: list[tuple[int, bytes]] = []
-        self._slot_keys: list[bytes] = []
-        self._slot_seqs: list[int] = []
-        self._next_seq = 1
+        #: OBJECT ENCODING's thresholds (CONFIG SET hash-max-listpack-entries ...).
+        self.encodings = Encodings()
+        #: SCAN cursors and random sampling (slots.py).
+        self._slots = SlotIndex(self._data)
         self._hits = 0
         self._misses = 0
         self._expired = 0
@@ -251,30 +252,6 @@ class MemoryStore(Store):
                 return None
         return value
 
-    def _add_slot(self, key: bytes) -> None:
-        self._slot_keys.append(key)
-        self._slot_seqs.append(self._next_seq)
-        self._next_seq += 1
-        if len(self._slot_keys) > REBUILD_FACTOR * len(self._data) + REBUILD_FLOOR:
-            self._compact_slots()
-
-    def _compact_slots(self) -> None:
-        """Drop dead slots, keeping each live key's newest one and every
-        surviving slot's sequence number (outstanding cursors stay valid)."""
-        seen: set[bytes] = set()
-        keys: list[bytes] = []
-        seqs: list[int] = []
-        data = self._data
-        for i in range(len(self._slot_keys) - 1, -1, -1):
-            key = self._slot_keys[i]
-            if key in data and key not in seen:
-                seen.add(key)
-                keys.append(key)
-                seqs.append(self._slot_seqs[i])
-        keys.reverse()
-        seqs.reverse()
-        self._slot_keys, self._slot_seqs = keys, seqs
-
     def _set_expiry(self, key: bytes, at: int) -> None:
         old = self._expires.get(key)
         if old == at:
@@ -295,7 +272,7 @@ class MemoryStore(Store):
             # A string (the hot path): sizes are plain lengths.
             if old is None:
                 # After the assignment: a slot compaction keeps live keys only.
-                self._add_slot(key)
+                self._slots.add(key)
                 self._used += len(key) + len(value) + eviction.ENTRY_OVERHEAD
             elif old.__class__ is bytes:
                 self._used += len(value) - len(old)
@@ -304,7 +281,7 @@ class MemoryStore(Store):
                 self._aggregates.discard(key)
         else:
             if old is None:
-                self._add_slot(key)
+                self._slots.add(key)
                 self._used += len(key) + value_size(value) + eviction.ENTRY_OVERHEAD
             else:
                 self._used += value_size(value) - value_size(old)
@@ -362,6 +339,8 @@ class MemoryStore(Store):
             return True
         if self._policy == "noeviction":
             return False
+        if self._track == _ORDER:
+            return self._evict_lru(limit)
         for _ in range(EVICT_BATCH):
             key = self._pick_victim()
             if key is None:
@@ -373,6 +352,54 @@ class MemoryStore(Store):
             if self._used <= limit:
                 return True
         return True  # progress made: the next write continues (EVICT_RUNNING)
+
+    def _evict_lru(self, limit: int) -> bool:
+        """allkeys-lru: evict from the head of the exact access order until
+        under ``limit`` (at most EVICT_BATCH keys), logged as one deletion.
+
+        The victims are chosen before anything changes, so the log record
+        (write-ahead, like any write) names exactly the keys removed; one
+        record and no per-victim policy dispatch keep an eviction near the
+        cost of the SET that caused it (issue #10's throughput target)."""
+        order = self._order
+        if not order:
+            return False
+        data, expires = self._data, self._expires
+        if not self._persistent:
+            # Nothing to log: pop straight off the head, accounting inline.
+            used, evicted = self._used, 0
+            popitem = order.popitem
+            while used > limit and evicted < EVICT_BATCH and order:
+                key = popitem(False)[0]
+                value = data.pop(key)
+                if value.__class__ is bytes:
+                    used -= len(key) + len(value) + eviction.ENTRY_OVERHEAD
+                else:
+                    self._aggregates.discard(key)
+                    used -= len(key) + value_size(value) + eviction.ENTRY_OVERHEAD
+                if expires and expires.pop(key, None) is not None:
+                    used -= eviction.EXPIRY_OVERHEAD
+                evicted += 1
+            self._used = used
+            self._evicted += evicted
+            return True
+        excess = self._used - limit
+        victims: list[bytes] = []
+        for key in order:
+            value = data[key]
+            excess -= (len(key) + eviction.ENTRY_OVERHEAD
+                       + (len(value) if value.__class__ is bytes else value_size(value))
+                       + (eviction.EXPIRY_OVERHEAD if key in expires else 0))
+            victims.append(key)
+            if excess <= 0 or len(victims) >= EVICT_BATCH:
+                break
+        if self._persistent:
+            self._log(records.encode_del(victims))
+        remove = self._remove
+        for key in victims:
+            remove(key)
+        self._evicted += len(victims)
+        return True
 
     def _pick_victim(self) -> bytes | None:
         policy = self._policy
@@ -432,13 +459,13 @@ class MemoryStore(Store):
                     heapq.heapify(self._heap)
                     continue
                 return None
-            slots, data = self._slot_keys, self._data
+            slots, data = self._slots.keys, self._data
             for _ in range(_SAMPLE_TRIES if slots else 0):
                 key = slots[random.randrange(len(slots))]
                 if key in data:
                     return key
             if attempt == 0 and data:
-                self._compact_slots()
+                self._slots.compact()
                 continue
             return None
         return None
@@ -538,8 +565,9 @@ class MemoryStore(Store):
         with self._lock:
             self._check_open()
             now = self._clock()
-            pos, limit = _decode_cursor(cursor) if cursor else (0, self._next_seq)
-            slot_keys, slot_seqs = self._slot_keys, self._slot_seqs
+            index = self._slots
+            pos, limit = _decode_cursor(cursor) if cursor else (0, index.next_seq)
+            slot_keys, slot_seqs = index.keys, index.seqs
             end = bisect.bisect_left(slot_seqs, limit)
             i = bisect.bisect_right(slot_seqs, pos)
             data, expires = self._data, self._expires
@@ -576,8 +604,8 @@ class MemoryStore(Store):
             with self._lock:
                 if self._closed:
                     self._check_open()
-                if self._maxmemory and self._used > self._maxmemory:
-                    self._check_memory()
+                if self._maxmemory and self._used > self._maxmemory and not self._make_room():
+                    raise OutOfMemory()
                 if self._persistent:
                     self._log(records.encode_set(key, value, 0))
                 self._put(key, value, 0)
@@ -693,8 +721,7 @@ class MemoryStore(Store):
         self._aggregates.clear()
         self._expires.clear()
         self._heap.clear()
-        self._slot_keys.clear()
-        self._slot_seqs.clear()
+        self._slots.reset([])
         self._access.clear()
         self._order.clear()
         self._pool.clear()
@@ -789,11 +816,30 @@ class MemoryStore(Store):
             self.on_push(key)
 
     # -- administration -------------------------------------------------------
+    def _avg_ttl(self) -> int:
+        """INFO keyspace's avg_ttl (ms): the mean time left of the keys with
+        a TTL, exact up to AVG_TTL_SAMPLES of them, else over that many
+        drawn at random (Redis's own figure is an estimate from its expiry
+        cycle's samples too). Lock held."""
+        expires = self._expires
+        if not expires:
+            return 0
+        now = self._clock()
+        if len(expires) <= AVG_TTL_SAMPLES:
+            ats = list(expires.values())
+        else:
+            ats = [at for at in (expires.get(key) for key in (
+                self._sample(True) for _ in range(AVG_TTL_SAMPLES)) if key is not None)
+                   if at is not None]
+        left = [at - now for at in ats if at > now]
+        return sum(left) // len(left) if left else 0
+
     def info(self) -> dict[str, Any]:
         with self._lock:
             return {
                 "keys": len(self._data),
                 "expires": len(self._expires),
+                "avg_ttl": self._avg_ttl(),
                 "expired_keys": self._expired,
                 "keyspace_hits": self._hits,
                 "keyspace_misses": self._misses,
@@ -957,9 +1003,7 @@ class MemoryStore(Store):
             pass
 
     def _rebuild_indexes(self) -> None:
-        self._slot_keys = list(self._data)
-        self._slot_seqs = list(range(self._next_seq, self._next_seq + len(self._slot_keys)))
-        self._next_seq += len(self._slot_keys)
+        self._slots.reset(list(self._data))
         self._heap = [(t, k) for k, t in self._expires.items()]
         heapq.heapify(self._heap)
         # The one full pass: after a replay, which wrote the dicts directly.

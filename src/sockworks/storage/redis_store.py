@@ -73,7 +73,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from sockworks.storage.base import (
     BatchCall,
@@ -568,10 +568,19 @@ class RedisStore(Store):
                 nodes = self._primaries() if self.is_cluster else [self._target()]
                 keys = expires = 0
                 version = ""
+                # Redis's own memory and keyspace counters, under its names
+                # (summed over a cluster's primaries): INFO shows them as the
+                # store's, since the data lives there.
+                totals: dict[str, int] = dict.fromkeys(_REDIS_FIGURES, 0)
+                policy = "noeviction"
                 for node in nodes:
                     section = node.info("keyspace")
                     server = node.info("server")
                     version = str(server.get("redis_version", ""))
+                    for part in (node.info("memory"), node.info("stats")):
+                        for name in _REDIS_FIGURES:
+                            totals[name] += int(part.get(name, 0))
+                        policy = str(part.get("maxmemory_policy", policy))
                     for name, figures in section.items():
                         if str(name) == f"db{self._db_index(node)}" and isinstance(figures, dict):
                             keys += int(figures.get("keys", 0))
@@ -580,7 +589,8 @@ class RedisStore(Store):
             info["store_status"] = str(exc)
             return info
         info.update(store_status="ok", store_keys=keys, store_expires=expires,
-                    store_redis_version=version, store_nodes=len(nodes))
+                    store_redis_version=version, store_nodes=len(nodes), **totals,
+                    maxmemory_policy=policy)
         return info
 
     @staticmethod
@@ -604,6 +614,11 @@ class RedisStore(Store):
             if self._cluster is not None:
                 self._cluster.close()
 
+
+#: INFO memory and INFO stats figures of Redis that the RESP port's INFO
+#: reports as the store's (redis-cli --stat reads used_memory).
+_REDIS_FIGURES: Final = ("used_memory", "maxmemory", "expired_keys", "evicted_keys",
+                         "keyspace_hits", "keyspace_misses")
 
 #: Commands with no key: they cannot be routed inside a cluster transaction.
 _KEYLESS = frozenset({"DBSIZE", "KEYS", "SCAN", "FLUSHDB"})

@@ -90,8 +90,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--max-bulk", type=positive_int, default=DEFAULT_MAX_BULK,
                        metavar="BYTES",
                        help=f"RESP port: largest bulk string accepted, and the largest value "
-                            f"SETRANGE/APPEND may make (proto-max-bulk-len; default "
-                            f"{DEFAULT_MAX_BULK}; see docs/resp.md)")
+                            f"SETRANGE/APPEND/SETBIT/BITFIELD may make (proto-max-bulk-len; "
+                            f"default {DEFAULT_MAX_BULK}; see docs/resp.md)")
     group.add_argument("--maxmemory", type=_memory_size, default=0, metavar="BYTES",
                        help="embedded store: memory limit for keys and values, Redis's units "
                             "(100mb = 100*1024*1024, 100m = 100*1000*1000, 1gb, 1k...); at the "

@@ -13,10 +13,14 @@ from typing import Any
 from sockworks.storage.model.common import SYNTAX, CommandError, parse_int
 from sockworks.storage.model.keyspace import Keyspace
 
-__all__ = ["COMMANDS"]
+__all__ = ["COMMANDS", "MAX_BITS", "check_offset"]
 
 Argv = Sequence[bytes]
-#: Redis's proto-max-bulk-len: the largest string SETBIT may grow.
+#: Redis's largest proto-max-bulk-len (512 MiB): no bit offset reaches past
+#: it whatever the service allows. The RESP port first checks the offsets
+#: against its own --max-bulk (check_offsets, as Redis checks them against
+#: proto-max-bulk-len), so SETBIT/BITFIELD grow a string no further than
+#: SETRANGE may.
 MAX_BITS = 512 * 1024 * 1024 * 8
 
 
@@ -24,14 +28,19 @@ def _string(ks: Keyspace, key: bytes) -> bytes | None:
     return ks.typed(key, bytes)
 
 
-def _offset(arg: bytes) -> int:
+def _offset(arg: bytes, max_bits: int = MAX_BITS) -> int:
     try:
         offset = parse_int(arg)
     except CommandError:
         raise CommandError("bit offset is not an integer or out of range") from None
-    if not 0 <= offset < MAX_BITS:
+    if not 0 <= offset < min(max_bits, MAX_BITS):
         raise CommandError("bit offset is not an integer or out of range")
     return offset
+
+
+def check_offset(argv: Argv, max_bytes: int) -> None:
+    """SETBIT/GETBIT's offset against a service's limit (CommandError)."""
+    _offset(argv[2], max_bytes * 8)
 
 
 def setbit(ks: Keyspace, argv: Argv) -> Any:

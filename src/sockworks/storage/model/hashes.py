@@ -19,8 +19,6 @@ from sockworks.storage.model.keyspace import Keyspace
 from sockworks.storage.model.longdouble import format_long_double, long_double, round_long_double
 from sockworks.storage.model.values import (
     HASH_FIELD_OVERHEAD,
-    LISTPACK_ENTRIES,
-    LISTPACK_VALUE,
     HashValue,
 )
 
@@ -33,8 +31,11 @@ def _store_field(ks: Keyspace, h: HashValue, field: bytes, value: bytes) -> int:
     """Set one field; 1 if it is new."""
     old = h.get(field)
     h[field] = value
-    if len(field) > LISTPACK_VALUE or len(value) > LISTPACK_VALUE or len(h) > LISTPACK_ENTRIES:
-        h.big = True
+    if not h.big:
+        enc = ks.encodings
+        limit = enc.hash_max_listpack_value
+        if len(field) > limit or len(value) > limit or len(h) > enc.hash_max_listpack_entries:
+            h.big = True
     if old is None:
         ks.grow(h, len(field) + len(value) + HASH_FIELD_OVERHEAD)
         return 1

@@ -1,5 +1,10 @@
 """Keyspace commands across types: TYPE OBJECT COPY RENAME RENAMENX
-RANDOMKEY TOUCH EXPIRETIME PEXPIRETIME SCAN (with TYPE) SORT.
+RANDOMKEY TOUCH EXPIRETIME PEXPIRETIME SCAN (with TYPE) SORT, MEMORY USAGE.
+
+MEMORY USAGE answers the key's share of ``used_memory``, from the same
+accounting (eviction.py, values.py): the key and value bytes, each
+element's overhead, the entry overhead and the expiry overhead if it has a
+TTL. Every element is counted as it is added, so nothing is sampled.
 
 RENAME logs itself (the value and its TTL move together, so a replay moves
 whatever is there); COPY logs the copy in its shortest form (records.py's
@@ -12,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sockworks.protocols.resp import NULL_ARRAY, SimpleString
+from sockworks.storage.eviction import ENTRY_OVERHEAD, EXPIRY_OVERHEAD
 from sockworks.storage.model.common import (
     SYNTAX,
     CommandError,
@@ -28,6 +34,7 @@ from sockworks.storage.model.values import (
     copy_value,
     encoding_of,
     type_name,
+    value_size,
 )
 from sockworks.storage.records import value_commands
 
@@ -66,7 +73,7 @@ def object_(ks: Keyspace, argv: Argv) -> Any:
     if value is None:
         return None
     if sub == b"encoding":
-        return encoding_of(value).encode()
+        return encoding_of(value, ks.encodings).encode()
     if sub == b"refcount":
         return 1
     if sub == b"idletime":
@@ -279,11 +286,21 @@ def sort(ks: Keyspace, argv: Argv) -> Any:
     return result
 
 
+def memory(ks: Keyspace, argv: Argv) -> Any:
+    """MEMORY USAGE key [SAMPLES n] (arguments checked by the RESP port)."""
+    key = argv[2]
+    value = ks.lookup(key)
+    if value is None:
+        return None
+    expiry = EXPIRY_OVERHEAD if ks.expire_at(key) else 0
+    return len(key) + value_size(value) + ENTRY_OVERHEAD + expiry
+
+
 _ = NULL_ARRAY
 
 COMMANDS = {
     b"type": type_, b"object": object_, b"copy": copy, b"rename": rename,
     b"renamenx": rename, b"randomkey": randomkey, b"touch": touch,
     b"expiretime": expiretime, b"pexpiretime": expiretime, b"scan": scan,
-    b"sort": sort, b"sort_ro": sort,
+    b"sort": sort, b"sort_ro": sort, b"memory": memory,
 }

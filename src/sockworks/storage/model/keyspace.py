@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, TypeVar
 
-from sockworks.storage.model.values import Value
+from sockworks.storage.model.values import Encodings, Value
 
 __all__ = ["Keyspace"]
 
@@ -21,6 +21,9 @@ V = TypeVar("V")
 
 
 class Keyspace(Protocol):
+    #: The encoding thresholds OBJECT ENCODING reports by (CONFIG SET).
+    encodings: Encodings
+
     def now(self) -> int:
         """Wall-clock milliseconds."""
 

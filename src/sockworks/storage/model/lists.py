@@ -13,7 +13,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from sockworks.protocols.resp import NULL_ARRAY, SimpleString
-from sockworks.storage.model.common import SYNTAX, CommandError, parse_int, parse_positive
+from sockworks.storage.model.common import (
+    SYNTAX,
+    CommandError,
+    parse_int,
+    parse_positive,
+    wrong_args,
+)
 from sockworks.storage.model.keyspace import Keyspace
 from sockworks.storage.model.values import LIST_ELEMENT_OVERHEAD, ListValue
 
@@ -66,7 +72,7 @@ def pop_from(ks: Keyspace, key: bytes, left: bool, count: int) -> list[bytes]:
 
 def pop(ks: Keyspace, argv: Argv) -> Any:
     if len(argv) > 3:
-        raise CommandError(SYNTAX)
+        raise wrong_args(argv[0].decode("latin-1").lower())
     count = parse_positive(argv[2], "value") if len(argv) == 3 else None
     lst = ks.typed(argv[1], ListValue)
     left = argv[0].lower() == b"lpop"

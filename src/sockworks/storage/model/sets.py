@@ -21,7 +21,7 @@ from sockworks.storage.model.common import (
     scan_slice,
 )
 from sockworks.storage.model.keyspace import Keyspace
-from sockworks.storage.model.values import SET_MEMBER_OVERHEAD, SetValue
+from sockworks.storage.model.values import SET_MEMBER_OVERHEAD, SetValue, is_int_string
 
 __all__ = ["COMMANDS"]
 
@@ -39,6 +39,10 @@ def _add(ks: Keyspace, key: bytes, members: Sequence[bytes], s: SetValue | None)
         if m not in s:
             s.add(m)
             grown += len(m) + _OVERHEAD
+            if not s.big and not is_int_string(m):
+                s.big = True  # Redis converts an intset for good
+    if not s.big and len(s) > ks.encodings.set_max_intset_entries:
+        s.big = True
     ks.grow(s, grown)
     return len(s) - before
 

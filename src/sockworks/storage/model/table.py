@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 from sockworks.protocols.resp import SimpleString
-from sockworks.storage.model import bitmaps, hashes, keys, lists, sets, zsets
+from sockworks.storage.model import bitfield, bitmaps, hashes, keys, lists, sets, zsets
 from sockworks.storage.model.common import parse_int
 from sockworks.storage.model.keyspace import Keyspace
 
@@ -32,12 +32,12 @@ _NO_GROWTH: Final = frozenset((
     b"zrevrangebyscore", b"zrangebylex", b"zrevrangebylex", b"zunion", b"zinter", b"zdiff",
     b"zintercard", b"zrandmember", b"zscan", b"getbit", b"bitcount", b"bitpos", b"lcs",
     b"type", b"object", b"rename", b"renamenx", b"randomkey", b"touch", b"expiretime",
-    b"pexpiretime", b"scan", b"sort_ro",
+    b"pexpiretime", b"scan", b"sort_ro", b"memory", b"bitfield_ro",
 ))
 
 COMMANDS: Final[Mapping[bytes, tuple[Command, bool]]] = {
     name: (fn, name not in _NO_GROWTH)
-    for family in (hashes, lists, sets, zsets, bitmaps, keys)
+    for family in (hashes, lists, sets, zsets, bitmaps, bitfield, keys)
     for name, fn in family.COMMANDS.items()
 }
 

@@ -13,16 +13,22 @@ bytes plus a per-element overhead, CPython's approximate real cost:
 * sorted-set member: ``ZSET_MEMBER_OVERHEAD`` (bytes header, float, dict
   entry, the (score, member) tuple in the sorted list).
 
-Encodings approximate Redis 7.0's by its default thresholds: a hash or
-sorted set is ``listpack`` up to 128 entries of at most 64 bytes, then
+Encodings approximate Redis 7.0's by its thresholds (:class:`Encodings`,
+one per store, set with CONFIG SET under Redis's names; defaults, those
+compiled into redis-server, which its sample redis.conf lowers for hashes:
+a hash is ``listpack`` up to 512 entries, a sorted set up to 128, of at most
+64 bytes, then
 ``hashtable`` / ``skiplist`` for good (Redis never converts back); a set of
 integers up to 512 members is ``intset``, else ``hashtable``; a list is
 ``quicklist``; a string is ``int``, ``embstr`` (up to 44 bytes) or ``raw``.
+The thresholds change what OBJECT ENCODING reports and nothing else: the
+Python structures are the same whatever Redis would have chosen.
 """
 
 from __future__ import annotations
 
 import collections
+import dataclasses
 import re
 from typing import Final
 
@@ -30,7 +36,8 @@ from sortedcontainers import SortedList  # type: ignore[import-untyped]
 
 __all__ = [
     "HASH_FIELD_OVERHEAD", "LIST_ELEMENT_OVERHEAD", "SET_MEMBER_OVERHEAD",
-    "ZSET_MEMBER_OVERHEAD", "HashValue", "ListValue", "SetValue", "Value", "ZSetValue",
+    "ZSET_MEMBER_OVERHEAD", "Encodings", "HashValue", "ListValue", "SetValue", "Value",
+    "ZSetValue",
     "encoding_of", "type_name", "value_size",
 ]
 
@@ -39,11 +46,21 @@ LIST_ELEMENT_OVERHEAD: Final = 48
 SET_MEMBER_OVERHEAD: Final = 64
 ZSET_MEMBER_OVERHEAD: Final = 160
 
-#: Redis 7.0's defaults: hash-max-listpack-entries/value,
-#: zset-max-listpack-entries/value, set-max-intset-entries.
-LISTPACK_ENTRIES: Final = 128
-LISTPACK_VALUE: Final = 64
-INTSET_ENTRIES: Final = 512
+
+
+@dataclasses.dataclass(slots=True)
+class Encodings:
+    """Redis 7.0's encoding thresholds, named as its CONFIG parameters with
+    underscores, with its defaults (the ``*-ziplist-*`` names are aliases)."""
+
+    hash_max_listpack_entries: int = 512
+    hash_max_listpack_value: int = 64
+    zset_max_listpack_entries: int = 128
+    zset_max_listpack_value: int = 64
+    set_max_intset_entries: int = 512
+    list_max_listpack_size: int = -2
+    list_compress_depth: int = 0
+
 
 _INT: Final = re.compile(rb"-?(?:0|[1-9][0-9]{0,18})")
 
@@ -101,7 +118,7 @@ class ZSetValue:
     def __len__(self) -> int:
         return len(self.scores)
 
-    def add(self, member: bytes, score: float) -> int:
+    def add(self, member: bytes, score: float, enc: Encodings) -> int:
         """Set ``member``'s score; the change in size (the caller passes it
         to ``Keyspace.grow``, which updates ``nbytes``)."""
         old = self.scores.get(member)
@@ -115,7 +132,8 @@ class ZSetValue:
         self.scores[member] = score
         self.order.add((score, member))
         grown = len(member) + ZSET_MEMBER_OVERHEAD
-        if len(member) > LISTPACK_VALUE or len(self.scores) > LISTPACK_ENTRIES:
+        if (len(member) > enc.zset_max_listpack_value
+                or len(self.scores) > enc.zset_max_listpack_entries):
             self.big = True
         return grown
 
@@ -171,7 +189,7 @@ def copy_value(value: Value) -> Value:
     return value.copy()
 
 
-def encoding_of(value: Value) -> str:
+def encoding_of(value: Value, enc: Encodings) -> str:
     """OBJECT ENCODING's answer (see the module docstring)."""
     if type(value) is bytes:
         if len(value) <= 20 and is_int_string(value):
@@ -182,7 +200,8 @@ def encoding_of(value: Value) -> str:
     if isinstance(value, ListValue):
         return "quicklist"
     if isinstance(value, SetValue):
-        if not value.big and len(value) <= INTSET_ENTRIES and all(map(is_int_string, value)):
+        if (not value.big and len(value) <= enc.set_max_intset_entries
+                and all(map(is_int_string, value))):
             return "intset"
         value.big = True
         return "hashtable"

@@ -196,7 +196,7 @@ def zadd(ks: Keyspace, argv: Argv) -> Any:
                                       for x in (format_double(s), m)]))
         z = _zset(ks, argv[1])
         for member, score in plan.items():
-            ks.grow(z, z.add(member, score))
+            ks.grow(z, z.add(member, score, ks.encodings))
     if incr:
         return None if result is None else _d(result)
     return added + changed if ch else added
@@ -451,7 +451,7 @@ def store_zset(ks: Keyspace, dest: bytes, items: Sequence[tuple[bytes, float]]) 
         ks.drop(dest)
     z = _zset(ks, dest)
     for member, score in items:
-        ks.grow(z, z.add(member, score))
+        ks.grow(z, z.add(member, score, ks.encodings))
 
 
 def _combine(ks: Keyspace, argv: Argv, op: str, start: int, store: bool) -> Any:

@@ -125,7 +125,8 @@ class ServerProcess:
 
 
 def spawn_server(*args: str, expect_listeners: int = 1, env: dict[str, str] | None = None,
-                 preexec_fn: Callable[[], object] | None = None, timeout: float = 20.0) -> ServerProcess:
+                 preexec_fn: Callable[[], object] | None = None, timeout: float = 20.0,
+                 module: str = "sockworks") -> ServerProcess:
     argv = list(args)
     if "--port" not in argv:
         argv += ["--port", "0"]
@@ -133,7 +134,7 @@ def spawn_server(*args: str, expect_listeners: int = 1, env: dict[str, str] | No
     if env:
         full_env.update(env)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sockworks", *argv],
+        [sys.executable, "-m", module, *argv],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         env=full_env, preexec_fn=preexec_fn,
     )

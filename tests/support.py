@@ -65,15 +65,15 @@ class StartServer(Protocol):
     Builds the server the command line describes (``--port 0`` unless given)
     and starts it in the test process, or, with ``process=True`` (and for the
     forking models, a log file, ``env``/``preexec_fn``), runs ``python -m
-    sockworks`` and waits until it logs its listening address(es). Every
-    server started is stopped when the test ends.
+    sockworks`` (or ``python -m MODULE``) and waits until it logs its
+    listening address(es). Every server started is stopped when the test ends.
     """
 
     @overload
     def __call__(self, *args: str, process: Literal[True], expect_listeners: int = ...,
                  env: dict[str, str] | None = ...,
                  preexec_fn: Callable[[], object] | None = ...,
-                 timeout: float = ...) -> ServerProcess: ...
+                 timeout: float = ..., module: str = ...) -> ServerProcess: ...
 
     @overload
     def __call__(self, *args: str, process: bool = ..., expect_listeners: int = ...,

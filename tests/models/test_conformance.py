@@ -7,6 +7,7 @@ a client would. What must hold is the same for every model (issue #2).
 from __future__ import annotations
 
 import os
+import re
 import resource
 import signal
 import socket
@@ -510,3 +511,68 @@ def test_a_peer_that_never_reads_is_reset_within_send_timeout(start_server: Star
     with server.connect() as other:
         other.sendall(b"still here\n")
         assert recv_until(other) == b"STILL HERE\n"
+
+
+# -- ClientHandle.deliver: output no session call produced ---------------------------
+# tests/models/push_service.py is a line service whose commands make another
+# thread deliver to the connection (as a pusher on another connection would).
+
+def push_server(start_server: StartServer, model: str, *extra: str) -> ServerProcess:
+    return start_server(model, *extra, process=True, module="tests.models.push_service")
+
+
+def test_deliveries_from_another_thread_arrive_whole_and_in_order(start_server: StartServer,
+                                                                 model: str) -> None:
+    server = push_server(start_server, model)
+    with server.connect() as sock:
+        sock.sendall(b"PUSH 200\n")
+        lines = recv_lines(sock, 201)
+        assert lines.count(b"OK") == 1
+        assert [line for line in lines if line != b"OK"] == [b"push %d" % i for i in range(200)]
+        sock.sendall(b"PING\n")
+        assert recv_until(sock) == b"PONG\n"
+
+
+def test_a_delivery_wakes_a_waiting_session_before_what_it_held_runs(
+        start_server: StartServer, model: str) -> None:
+    server = push_server(start_server, model)
+    with server.connect() as sock:
+        # Held while the session waits: the model keeps reading them.
+        sock.sendall(b"WAIT\nPING\nPING\n")
+        sock.sendall(b"KICK\n")
+        assert recv_lines(sock, 3) == [b"woken", b"PONG", b"PONG"]
+        sock.sendall(b"WAIT\nKICK\nPING\n")  # waiting and woken within one read
+        assert recv_lines(sock, 2) == [b"woken", b"PONG"]
+
+
+@pytest.mark.parametrize("limit_class", ["normal", "pubsub"])
+def test_deliveries_to_a_client_that_reads_nothing_hit_the_output_limit(
+        start_server: StartServer, model: str, limit_class: str) -> None:
+    # Only the client's own class is limited to 1 MB (the other keeps 256 MB).
+    server = push_server(start_server, model, "--limit", f"{limit_class} 1mb 0 0")
+    with server.connect() as sock:
+        sock.sendall(f"CLASS {limit_class}\n".encode())
+        assert recv_until(sock) == b"OK\n"
+        sock.sendall(b"FLOOD 65536\n")  # and never read
+        log = server.wait_for_log(b"flood refused after", timeout=30)
+        assert b"over client-output-buffer-limit hard 1048576" in log
+        # What was queued stayed bounded: the limit plus what the kernel's
+        # socket buffers took, never the 100,000 chunks the flood tried.
+        found = re.search(rb"flood refused after (\d+)\n", log)
+        assert found is not None, log
+        refused_after = int(found.group(1))
+        assert refused_after * 65536 < 64 * 1024 * 1024
+    with server.connect() as sock:  # the server goes on serving
+        sock.sendall(b"PING\n")
+        assert recv_until(sock) == b"PONG\n"
+
+
+def test_sigterm_gives_a_waiting_session_its_last_words(start_server: StartServer,
+                                                       model: str) -> None:
+    server = push_server(start_server, model, "--grace", "60")
+    with server.connect(timeout=30) as sock:
+        sock.sendall(b"PING\nWAIT\n")
+        assert recv_until(sock) == b"PONG\n"  # the same read ran WAIT too
+        server.signal(signal.SIGTERM)
+        assert recv_all(sock) == b"stopped\n"
+    assert server.wait(timeout=30) == 0  # well before the 60 s grace

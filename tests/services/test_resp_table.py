@@ -15,6 +15,7 @@ import sys
 from sockworks.services import (
     resp_acl,
     resp_admin,
+    resp_blocking,
     resp_commands,
     resp_config,
     resp_introspect,
@@ -24,11 +25,11 @@ from sockworks.services.commands import bitmaps, model
 from sockworks.services.resp_table import COMMANDS, SPECS
 
 #: Commands in the table (aliases such as UNLINK and SUBSTR included).
-COMMAND_COUNT = 159
+COMMAND_COUNT = 167
 
 #: Flags COMMAND may report (Redis's names).
 KNOWN_FLAGS = {"readonly", "write", "denyoom", "fast", "loading", "stale", "admin", "noscript",
-               "movablekeys"}
+               "movablekeys", "blocking"}
 
 #: What MULTI must not queue: the transaction and connection-state commands.
 NOT_QUEUEABLE = {"multi", "exec", "discard", "watch", "quit", "reset"}
@@ -42,7 +43,7 @@ def handlers(module: object) -> set[str]:
 def test_every_handler_is_in_the_table() -> None:
     in_table = {spec.handler.__name__ for spec in SPECS}
     modules = {m.__name__: m for m in (resp_commands, resp_admin, resp_acl, resp_config,
-                                          resp_introspect, model, bitmaps)}
+                                          resp_introspect, model, bitmaps, resp_blocking)}
     assert set().union(*(handlers(m) for m in modules.values()),
                        {"model_read", "model_write", "bits_read", "bits_write"}) == in_table
     for spec in SPECS:

@@ -1,8 +1,8 @@
 """The live clients of one server process: handles a command can act on.
 
 The model gives every connection a :class:`ClientHandle` (its id, its peer,
-the memory it holds, and a ``close(reason)`` that is safe from any thread)
-and registers it in the :class:`ClientRegistry` kept in
+the memory it holds, a ``close(reason)`` and a ``deliver(data)`` that are
+safe from any thread) and registers it in the :class:`ClientRegistry` kept in
 :attr:`sockworks.core.stats.ServerStats.clients`. Services read the registry
 for ``CLIENT KILL`` and ``INFO clients``; the model's periodic sweep calls
 :meth:`ClientRegistry.enforce_memory` to keep the memory held by all
@@ -42,15 +42,18 @@ class ClientHandle:
     once, instead of a close that lets them drain (within send-timeout).
     ``input_bytes`` and ``output_bytes`` are callables the model provides:
     bytes of unfinished requests, bytes of replies not yet handed to the
-    kernel.
+    kernel (pushed bytes waiting included). ``deliverer(data)`` is the
+    model's side of :meth:`deliver` (None: a handle without a model, which
+    delivers nothing).
     """
 
     __slots__ = ("id", "peer", "created", "_closer", "_closed", "_lock",
-                 "input_bytes", "output_bytes")
+                 "input_bytes", "output_bytes", "_deliverer", "output_class")
 
     def __init__(self, client_id: int, peer: str, closer: Callable[[str, bool], object], *,
                  input_bytes: Callable[[], int] = lambda: 0,
-                 output_bytes: Callable[[], int] = lambda: 0) -> None:
+                 output_bytes: Callable[[], int] = lambda: 0,
+                 deliverer: Callable[[bytes], bool] | None = None) -> None:
         self.id = client_id
         self.peer = peer
         self.created = time.monotonic()
@@ -59,6 +62,11 @@ class ClientHandle:
         self._lock = threading.Lock()
         self.input_bytes = input_bytes
         self.output_bytes = output_bytes
+        self._deliverer = deliverer
+        #: The client-output-buffer-limit class deliveries are held to: a
+        #: session sets "pubsub" once it subscribes, as Redis classifies a
+        #: client by what it does.
+        self.output_class = "normal"
 
     @property
     def memory(self) -> int:
@@ -70,6 +78,38 @@ class ClientHandle:
         KILL and CLIENT LIST (Redis frees it at once), though the model may
         still be flushing or tearing the connection down."""
         return self._closed
+
+    def deliver(self, data: bytes) -> bool:
+        """Send ``data`` to this client outside any session call (a wake-up
+        reply, a pub/sub message, a MONITOR line); safe from any thread.
+
+        It never blocks on the network: the bytes are queued and the model
+        writes them, in the order of the ``deliver`` calls, after every reply
+        the model already had and before any reply the session produces
+        afterwards (a session that waits for them says so with
+        :attr:`Session.expects_deliveries`; to have its held-back requests
+        run afterwards it calls :meth:`wake`). Pending pushed bytes
+        count as output: over ``--client-output-buffer-limit`` (hard, or
+        soft for its seconds) the connection is reset and this returns
+        False, as it does once the connection is closing. True: queued.
+        """
+        if self._closed or self._deliverer is None:
+            return False
+        if not data:
+            return True
+        return self._deliverer(data)
+
+    def wake(self) -> bool:
+        """Ask the model to run the session's backlog (:meth:`Session.resume`)
+        on the session's own thread soon; safe from any thread, never blocks.
+        A session that stops waiting because of another thread (a push served
+        its BLPOP) changes its state first, then calls this: the model's next
+        look at :attr:`Session.backlog` is after the call. Bytes delivered
+        before it are written before anything the resume produces. False once
+        the connection is closing."""
+        if self._closed or self._deliverer is None:
+            return False
+        return self._deliverer(b"")
 
     def close(self, reason: str, *, abort: bool = False) -> bool:
         """Ask the model to close this connection (once; any thread). False

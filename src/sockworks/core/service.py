@@ -34,6 +34,20 @@ requests) and nothing else. Each session gets a
 id, and a ``close(reason)`` safe from any thread, which is how a command on
 one connection (``CLIENT KILL``) ends another under every model.
 
+Output outside a call: :meth:`ClientHandle.deliver(data)
+<sockworks.core.clients.ClientHandle.deliver>` sends bytes no session call
+produced (a blocked command's late reply, pub/sub messages, MONITOR), from
+any thread, never blocking the caller; the model writes them in order,
+before any later reply, within the output limits. ``ClientHandle.wake()``
+asks the model to run the session's backlog on its own thread (a blocked
+command that another thread served: its held-back requests run now). A
+session that waits for such deliveries says so with
+:attr:`Session.expects_deliveries`: the thread models then watch for a
+delivery as well as for input, and the idle timeout spares it
+(Redis spares blocked and subscribed clients). At shutdown an idle
+connection's session gets :meth:`Session.on_stop` (its last words: a
+blocked command's null reply) before it is closed.
+
 Threading contract: the model makes the calls for one session from one thread
 at a time, in order, and never concurrently. Different sessions may be driven
 from different threads at once, so a service's shared state (its store) must be
@@ -128,6 +142,22 @@ class Session(abc.ABC):
 
     def resume(self) -> Output:
         """Run the next slice of the backlog; called only while :attr:`backlog`."""
+        return NOTHING
+
+    @property
+    def expects_deliveries(self) -> bool:
+        """True while another thread may :meth:`ClientHandle.deliver
+        <sockworks.core.clients.ClientHandle.deliver>` to this session and
+        the session waits for it (a blocked BLPOP, subscriptions, MONITOR).
+        The model then acts on a delivery at once even when the peer sends
+        nothing, and the idle timeout does not apply. Read by the model after
+        every call; it may turn False from another thread. Default: never."""
+        return False
+
+    def on_stop(self) -> Output:
+        """Graceful shutdown is closing this idle connection: bytes to send
+        first (a blocked command's timeout reply). Must not block. Default:
+        nothing."""
         return NOTHING
 
     @property

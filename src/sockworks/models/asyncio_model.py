@@ -15,7 +15,10 @@ connection holding half a request included — and its unsent replies against
 ``--maxmemory-clients``. A close that waits for a peer that reads nothing is
 aborted (RST) after ``--send-timeout``. A session's backlog (see
 core/service.py) is run a slice at a time, each once the write buffer has
-drained below its high-water mark. Shutdown closes the listeners, closes idle
+drained below its high-water mark. A delivery (``ClientHandle.deliver``,
+any thread) is queued under a lock, counted against the hard output limit
+at once, and written by the loop before the connection's next reply; the
+session's backlog then runs. Shutdown closes the listeners, closes idle
 connections, lets busy ones finish, and force-closes after the grace period;
 it never calls ``Server.wait_closed()``, which on Python 3.12+ waits for idle
 clients forever.
@@ -28,6 +31,7 @@ import errno
 import logging
 import signal
 import socket
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
@@ -35,6 +39,7 @@ from sockworks.core.activation import listener_for
 from sockworks.core.admission import Admission
 from sockworks.core.clients import ClientHandle
 from sockworks.core.config import Endpoint, ServerSettings
+from sockworks.core.limits import OutputLimit
 from sockworks.core.logs import RateLimitedLog
 from sockworks.core.loop import loop_name, new_event_loop
 from sockworks.core.net import (
@@ -67,7 +72,7 @@ class _Connection(asyncio.Protocol):
     __slots__ = ("model", "service", "session", "transport", "peer", "last_active",
                  "pauses", "pending", "closing", "admitted", "slow", "on_data",
                  "write", "time", "handle", "over_soft_since", "last_unsent", "abort_timer",
-                 "unix_path")
+                 "unix_path", "push_lock", "pushed", "pushed_bytes")
 
     def __init__(self, model: AsyncioModel, service: Service,
                  unix_path: str | None = None) -> None:
@@ -96,6 +101,10 @@ class _Connection(asyncio.Protocol):
         self.last_unsent = 0
         #: the send-timeout guard of a close waiting for the peer to read.
         self.abort_timer: asyncio.TimerHandle | None = None
+        #: Delivered bytes the loop has not written yet (under push_lock).
+        self.push_lock = threading.Lock()
+        self.pushed: list[bytes] = []
+        self.pushed_bytes = 0
 
     # -- asyncio.Protocol ---------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -124,7 +133,8 @@ class _Connection(asyncio.Protocol):
         self.handle = handle = ClientHandle(
             model.stats.next_client_id(), self.peer,
             lambda reason, abort: loop.call_soon_threadsafe(self.kill, reason, abort),
-            input_bytes=self._input_bytes, output_bytes=transport.get_write_buffer_size)
+            input_bytes=self._input_bytes, output_bytes=self._output_bytes,
+            deliverer=self._deliver_threadsafe)
         self.session = session = self.service.new_session(self.peer)
         session.client = handle
         model.stats.clients.add(handle)
@@ -136,6 +146,65 @@ class _Connection(asyncio.Protocol):
 
     def _input_bytes(self) -> int:
         return self.session.input_bytes if self.session is not None else 0
+
+    def _output_bytes(self) -> int:
+        transport = self.transport
+        held = transport.get_write_buffer_size() if transport is not None else 0
+        return held + self.pushed_bytes
+
+    # -- deliveries (ClientHandle.deliver, from any thread) ------------------------
+    def _deliver_threadsafe(self, data: bytes) -> bool:
+        if not data:  # ClientHandle.wake: look at the session's backlog
+            if self.closing or not self.admitted:
+                return False
+            self.model.loop.call_soon_threadsafe(self._flush_pushed)
+            return True
+        hard = self._output_limit().hard
+        with self.push_lock:
+            if self.closing or not self.admitted:
+                return False
+            self.pushed.append(data)
+            self.pushed_bytes += len(data)
+            first = len(self.pushed) == 1
+            over = bool(hard) and self._output_bytes() > hard
+        if over:
+            # Checked here, not when the loop gets to it: a flood of
+            # deliveries cannot pile up in the loop's queue.
+            self.model.stats.output_limit()
+            self.model.log_limit("closing %s: %d bytes of unsent output over "
+                                 "client-output-buffer-limit hard %d", self.peer,
+                                 self._output_bytes(), hard)
+            if self.handle is not None:
+                self.handle.close("over client-output-buffer-limit", abort=True)
+            return False
+        if first:
+            self.model.loop.call_soon_threadsafe(self._flush_pushed)
+        return True
+
+    def _output_limit(self) -> OutputLimit:
+        """The limits of the client's class (normal; pubsub once subscribed)."""
+        if self.handle is None or self.handle.output_class == "normal":
+            return self.model.output_limit
+        classes = self.model.settings.client_output_buffer_limit.classes
+        return classes.get(self.handle.output_class, self.model.output_limit)
+
+    def _take_pushed(self) -> bytes:
+        with self.push_lock:
+            pushed, self.pushed = self.pushed, []
+            self.pushed_bytes = 0
+        return pushed[0] if len(pushed) == 1 else b"".join(pushed)
+
+    def _flush_pushed(self) -> None:
+        """Write what was delivered; run the session's backlog if it has one
+        (ClientHandle.wake: a woken session's held-back requests)."""
+        transport = self.transport
+        if transport is None or self.closing or transport.is_closing():
+            return
+        if self.pushed:
+            transport.write(self._take_pushed())
+        session = self.session
+        if session is not None and session.backlog and not self.pending:
+            self._start_backlog()
 
     def _update_slow(self) -> None:
         self.slow = (self.session is None or self.closing or self.service.blocking
@@ -156,10 +225,14 @@ class _Connection(asyncio.Protocol):
         if barrier is not None:
             self._wait_barrier(Output(out, close, barrier))
             return
+        if self.pushed:
+            self.write(self._take_pushed())  # delivered before this reply
         if out:
             self.write(out)
-        if close or (self.model.stopping and not self.busy):
+        if close:
             self._close()
+        elif self.model.stopping and not self.busy:
+            self.close_if_idle()
         elif self.session.backlog:  # type: ignore[union-attr]
             self._start_backlog()
 
@@ -281,10 +354,14 @@ class _Connection(asyncio.Protocol):
         transport = self.transport
         if transport is None or transport.is_closing():
             return
+        if self.pushed:
+            transport.write(self._take_pushed())  # delivered before this reply
         if out.data:
             transport.write(out.data)
-        if out.close or (self.model.stopping and not self.busy):
+        if out.close:
             self._close()
+        elif self.model.stopping and not self.busy:
+            self.close_if_idle()
         elif self.session is not None and self.session.backlog:
             self._start_backlog()
 
@@ -313,7 +390,7 @@ class _Connection(asyncio.Protocol):
         if transport is None or self.closing:
             return
         unsent = transport.get_write_buffer_size()
-        limit = self.model.output_limit
+        limit = self._output_limit()
         if limit.hard and unsent > limit.hard:
             self.model.stats.output_limit()
             self.model.log_limit("closing %s: %d bytes of unsent replies over "
@@ -348,6 +425,8 @@ class _Connection(asyncio.Protocol):
         idle = self.model.idle_timeout
         if not idle or self.pending or now - self.last_active < idle:
             return
+        if self.session is not None and self.session.expects_deliveries:
+            return  # blocked or subscribed: Redis spares these from the timeout
         self.model.stats.idle_timeout()
         held = self._input_bytes()
         if held:
@@ -396,8 +475,20 @@ class _Connection(asyncio.Protocol):
             self.transport.abort()
 
     def close_if_idle(self) -> None:
-        if not self.busy:
-            self._close()
+        if self.busy:
+            return
+        transport = self.transport
+        if self.session is not None and transport is not None and not self.closing:
+            try:
+                out = self.session.on_stop()
+            except Exception:
+                logger.exception("unexpected error on connection from %s", self.peer)
+                out = Output()
+            if self.pushed:
+                transport.write(self._take_pushed())
+            if out.data and not transport.is_closing():
+                transport.write(out.data)
+        self._close()
 
 
 def _peer_of(sock: socket.socket, unix_path: str | None) -> str:

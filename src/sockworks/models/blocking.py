@@ -17,6 +17,14 @@ in a reset (SO_LINGER 0) so the close is real, a reply over
 session's backlog is run slice by slice after each ``sendall`` returned.
 A :class:`ClientHandle`'s close (CLIENT KILL, client eviction, from any
 thread) shuts the socket down, which wakes the thread blocked on it.
+
+Deliveries (``ClientHandle.deliver`` from another thread) go to the
+connection's outbox, bounded by ``--client-output-buffer-limit`` (over it
+the connection is reset); only the connection's own thread writes: it sends
+the outbox before any reply, and while its session expects deliveries it
+waits in ``poll()`` on the socket and a per-connection :class:`Waker`
+(created the first time it is needed) instead of in ``recv()``, so a
+delivery is written at once and the session's backlog runs after it.
 """
 
 from __future__ import annotations
@@ -25,8 +33,10 @@ import abc
 import errno
 import functools
 import logging
+import select
 import selectors
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -35,7 +45,7 @@ from sockworks.core.activation import listener_for
 from sockworks.core.admission import Admission
 from sockworks.core.clients import ClientHandle
 from sockworks.core.config import Endpoint, ServerSettings
-from sockworks.core.limits import OutputLimit
+from sockworks.core.limits import OutputLimit, OutputLimits
 from sockworks.core.logs import RateLimitedLog
 from sockworks.core.net import (
     ACCEPT_RESOURCE_ERRNOS,
@@ -57,10 +67,13 @@ from sockworks.models.base import Model
 logger = logging.getLogger(__name__)
 
 __all__ = ["Waker", "BlockingModel", "ConnectionRegistry", "Tracked", "drive_connection",
-           "send_reply", "LimitClose", "finish_socket", "deliver", "start_tls", "tls_sender"]
+           "send_reply", "LimitClose", "finish_socket", "deliver", "start_tls", "tls_sender",
+           "flush_outbox", "wait_input"]
 
 #: Failed storage writes: rate-limited (a full disk fails every write).
 _log_error = RateLimitedLog(logger, logging.ERROR)
+#: Deliveries over the output limits (a slow subscriber fills them over and over).
+_log_limit = RateLimitedLog(logger, logging.WARNING)
 
 #: Bytes per send() while a reply is over the soft output limit (so the time
 #: spent over it is checked between slices).
@@ -100,17 +113,22 @@ class Tracked:
     """A live connection as the shutdown logic and the client registry see it.
 
     Creates the session and its :class:`ClientHandle`, registered in
-    ``stats.clients`` until :meth:`forget`.
+    ``stats.clients`` until :meth:`forget`. Holds the outbox of delivered
+    bytes (``ClientHandle.deliver``) until the connection's thread sends it.
     """
 
     __slots__ = ("sock", "session", "peer", "active", "handle", "unsent", "kill_reason",
-                 "reset", "stats", "__weakref__")
+                 "reset", "stats", "limits", "out_lock", "outbox", "outbox_bytes",
+                 "over_soft_since", "waker", "wake", "woken", "gone", "__weakref__")
 
     def __init__(self, sock: socket.socket, service: Service, peer: str,
-                 stats: ServerStats) -> None:
+                 stats: ServerStats, limits: OutputLimits | None = None) -> None:
         self.sock = sock
         self.peer = peer
         self.stats = stats
+        #: The output limits deliveries are held to, by the handle's
+        #: output_class (None: none).
+        self.limits = limits
         #: True from "bytes received" until "reply sent".
         self.active = False
         #: Bytes of the reply being sent not yet handed to the kernel.
@@ -119,9 +137,23 @@ class Tracked:
         self.kill_reason: str | None = None
         #: Close with RST (SO_LINGER 0) rather than FIN.
         self.reset = False
+        #: Delivered bytes not yet sent, under out_lock.
+        self.out_lock = threading.Lock()
+        self.outbox: list[bytes] = []
+        self.outbox_bytes = 0
+        self.over_soft_since: float | None = None
+        #: Wakes the connection's thread from wait_input (made when first needed).
+        self.waker: Waker | None = None
+        #: How a delivery gets the connection's attention (the pool re-arms epoll).
+        self.wake: Callable[[], None] = self._wake_thread
+        #: A wake-up (ClientHandle.wake) not yet acted on, under out_lock.
+        self.woken = False
+        #: Set by forget(): deliveries are refused from then on.
+        self.gone = False
         self.handle = ClientHandle(stats.next_client_id(), peer, self._kill,
                                    input_bytes=self._input_bytes,
-                                   output_bytes=lambda: self.unsent)
+                                   output_bytes=self._output_bytes,
+                                   deliverer=self._deliver)
         self.session = service.new_session(peer)
         self.session.client = self.handle
         stats.clients.add(self.handle)
@@ -129,14 +161,69 @@ class Tracked:
     def _input_bytes(self) -> int:
         return self.session.input_bytes
 
+    def _output_bytes(self) -> int:
+        return self.unsent + self.outbox_bytes
+
     def _kill(self, reason: str, abort: bool) -> None:
         self.kill_reason = reason
         self.reset = self.reset or abort
         logger.info("closing %s: %s", self.peer, reason)
         _shutdown(self.sock, socket.SHUT_RDWR)  # wakes a recv() or sendall() in progress
 
+    def _deliver(self, data: bytes) -> bool:
+        """ClientHandle.deliver (b"": wake): queue, check the limits, wake the thread."""
+        with self.out_lock:
+            if self.gone or self.kill_reason is not None:
+                return False
+            if not data:  # ClientHandle.wake
+                self.woken = True
+                over = None
+            else:
+                self.outbox.append(data)
+                self.outbox_bytes += len(data)
+                over = self._over_limit(self.outbox_bytes + self.unsent)
+        if over is not None:
+            self.stats.output_limit()
+            _log_limit("closing %s: %s", self.peer, over)
+            self.handle.close(over, abort=True)
+            return False
+        self.wake()
+        return True
+
+    def _over_limit(self, pending: int) -> str | None:
+        """Why ``pending`` unsent bytes end the connection (out_lock held)."""
+        if self.limits is None:
+            return None
+        classes = self.limits.classes
+        limit = classes.get(self.handle.output_class, classes["normal"])
+        if limit.hard and pending > limit.hard:
+            return (f"{pending} bytes of unsent output over client-output-buffer-limit "
+                    f"hard {limit.hard}")
+        if limit.soft and pending > limit.soft:
+            now = time.monotonic()
+            if self.over_soft_since is None:
+                self.over_soft_since = now
+            elif now - self.over_soft_since >= limit.soft_seconds:
+                return (f"{pending} bytes of unsent output over client-output-buffer-limit "
+                        f"soft {limit.soft} for {limit.soft_seconds}s")
+        else:
+            self.over_soft_since = None
+        return None
+
+    def _wake_thread(self) -> None:
+        waker = self.waker
+        if waker is not None:
+            waker.wake()
+
     def forget(self) -> None:
         self.stats.clients.remove(self.handle)
+        with self.out_lock:
+            self.gone = True
+            self.outbox = []
+            self.outbox_bytes = 0
+            waker, self.waker = self.waker, None
+        if waker is not None:
+            waker.close()
 
     @property
     def busy(self) -> bool:
@@ -232,6 +319,46 @@ def send_reply(conn: Tracked, send: Callable[[bytes], object], data: bytes,
     conn.unsent = 0
 
 
+def flush_outbox(conn: Tracked, send: Callable[[bytes], object], limit: OutputLimit) -> None:
+    """Send what was delivered to ``conn`` (from its own thread)."""
+    with conn.out_lock:
+        if not conn.outbox:
+            return
+        chunks, conn.outbox = conn.outbox, []
+        conn.outbox_bytes = 0
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        conn.unsent = len(data)
+    send_reply(conn, send, data, limit)
+
+
+def wait_input(conn: Tracked) -> bool:
+    """Wait for input or a delivery (the session expects deliveries): True
+    when the socket has something to read (or is closed), False when woken
+    by a delivery. No timeout: the idle timeout spares such a session."""
+    sock = conn.sock
+    if isinstance(sock, ssl.SSLSocket) and sock.pending():
+        return True  # decrypted bytes poll() cannot see
+    with conn.out_lock:
+        if conn.waker is None:
+            conn.waker = Waker()
+        if conn.outbox or conn.woken or conn.gone:
+            conn.woken = False
+            return False
+        waker = conn.waker
+    if conn.session.backlog:
+        return False  # woken before the waker existed
+    poller = select.poll()
+    fd = sock.fileno()
+    poller.register(fd, select.POLLIN)
+    poller.register(waker.fileno(), select.POLLIN)
+    ready = poller.poll()
+    if any(f == waker.fileno() for f, _ in ready):
+        waker.drain()
+        with conn.out_lock:
+            conn.woken = False
+    return any(f == fd for f, _ in ready)
+
+
 def drive_connection(
     conn: Tracked,
     registry: ConnectionRegistry,
@@ -248,6 +375,9 @@ def drive_connection(
     (kernel SO_RCVTIMEO, see :func:`sockworks.core.net.set_io_timeouts`), and
     so does a send to a peer that stopped reading (``--send-timeout``): the
     connection is then marked for a reset, so closing it is immediate.
+    While the session expects deliveries the thread waits in
+    :func:`wait_input` instead; a delivery is sent at once, then the
+    session's backlog runs.
     """
     session, peer = conn.session, conn.peer
     on_data = session.on_data
@@ -258,6 +388,21 @@ def drive_connection(
         if not deliver(conn, session.on_connect(), send, limit):
             return
         while True:
+            if conn.outbox_bytes or session.backlog:
+                # Woken by a delivery: send it, then what the session held back.
+                conn.active = True
+                flush_outbox(conn, send, limit)
+                while session.backlog and conn.kill_reason is None:
+                    if not deliver(conn, session.resume(), send, limit):
+                        return
+                conn.active = False
+            if conn.kill_reason is not None:
+                return
+            if registry.stopping and not session.busy:
+                deliver(conn, session.on_stop(), send, limit)
+                return
+            if session.expects_deliveries and not wait_input(conn):
+                continue
             try:
                 data = recv()
             except (TimeoutError, BlockingIOError):
@@ -275,6 +420,9 @@ def drive_connection(
             if conn.kill_reason is not None:
                 return
             if not data:
+                if registry.stopping:  # shutdown(SHUT_RD) of an idle connection
+                    deliver(conn, session.on_stop(), send, limit)
+                    return
                 logger.debug("%s closed its side", peer)
                 deliver(conn, session.on_eof(), send, limit)
                 return
@@ -286,8 +434,6 @@ def drive_connection(
                 if not deliver(conn, session.resume(), send, limit):
                     return
             conn.active = False
-            if registry.stopping and not session.busy:
-                return
     except LimitClose as exc:
         conn.reset = True
         stats.output_limit()
@@ -314,10 +460,13 @@ def drive_connection(
 
 def deliver(conn: Tracked, out: Output, send: Callable[[bytes], object],
              limit: OutputLimit) -> bool:
-    """Send an Output (after its barrier); False when the connection must end."""
+    """Send an Output (after its barrier, and after what was delivered to
+    the connection meanwhile); False when the connection must end."""
     if out.barrier is not None and not out.barrier.wait():
         _log_error("write to storage failed; closing %s without acknowledging", conn.peer)
         return False
+    if conn.outbox_bytes:
+        flush_outbox(conn, send, limit)
     if out.data:
         send_reply(conn, send, out.data, limit)
     return not out.close
@@ -504,7 +653,8 @@ def tls_sender(sock: socket.socket, send_timeout: float,
 def serve_socket(model: BlockingModel, sock: socket.socket, peer: str,
                  endpoint: Endpoint) -> None:
     """Thread body for one connection on a plain socket (thread model)."""
-    conn = Tracked(sock, endpoint.service, peer, model.stats)
+    conn = Tracked(sock, endpoint.service, peer, model.stats,
+                   model.settings.client_output_buffer_limit)
     model.registry.add(conn)
     settings = model.settings
     try:

@@ -16,7 +16,11 @@ worker serves one *request* at a time (leader/followers over one epoll set):
   limit gets the busy reply instead of waiting.
 
 The idle timeout is enforced by the accept loop, which sweeps the parked
-connections every ``min(1 s, idle/4)``. Linux-only (epoll), like prefork's
+connections every ``min(1 s, idle/4)`` (sparing sessions that expect
+deliveries). A delivery (``ClientHandle.deliver``) re-arms the connection
+for ``EPOLLOUT`` too, so a worker picks it up at once, sends the outbox and
+runs the session's backlog; a connection being served is re-armed that way
+by its worker when it finishes. Linux-only (epoll), like prefork's
 SO_REUSEPORT.
 """
 
@@ -41,6 +45,7 @@ from sockworks.models.blocking import (
     Tracked,
     deliver,
     finish_socket,
+    flush_outbox,
 )
 
 logger = logging.getLogger(__name__)
@@ -54,11 +59,14 @@ _ARMED = select.EPOLLIN | select.EPOLLONESHOT
 
 
 class _PooledConn(Tracked):
-    __slots__ = ("lock", "deadline", "closed", "handshaking")
+    __slots__ = ("lock", "deadline", "closed", "handshaking", "serving")
 
     def __init__(self, sock: socket.socket, endpoint: Endpoint, peer: str,
-                 stats: ServerStats) -> None:
-        super().__init__(sock, endpoint.service, peer, stats)
+                 stats: ServerStats, settings: ServerSettings) -> None:
+        super().__init__(sock, endpoint.service, peer, stats,
+                         settings.client_output_buffer_limit)
+        #: A worker is serving it (under out_lock): it re-arms it when done.
+        self.serving = False
         #: Held by the worker serving a request, and by whoever closes it.
         self.lock = threading.Lock()
         self.deadline = 0.0
@@ -94,7 +102,8 @@ class PoolModel(BlockingModel):
 
     # -- accept side -----------------------------------------------------------
     def handle(self, sock: socket.socket, peer: str, endpoint: Endpoint) -> None:
-        conn = _PooledConn(sock, endpoint, peer, self.stats)
+        conn = _PooledConn(sock, endpoint, peer, self.stats, self.settings)
+        conn.wake = lambda: self._wake(conn)
         self.registry.add(conn)
         if self.registry.stopping:
             self._close(conn)
@@ -135,7 +144,7 @@ class PoolModel(BlockingModel):
             if conn.deadline > now or not conn.lock.acquire(blocking=False):
                 continue  # recently active, or a worker is serving it right now
             try:
-                if conn.closed or conn.deadline > now:
+                if conn.closed or conn.deadline > now or conn.session.expects_deliveries:
                     continue
                 self.stats.idle_timeout()
                 held = conn.session.input_bytes
@@ -224,6 +233,16 @@ class PoolModel(BlockingModel):
         finally:
             sock.settimeout(timeout)
 
+    def _wake(self, conn: _PooledConn) -> None:
+        """A delivery: have a worker send it (unless one is serving it now)."""
+        with conn.out_lock:
+            if conn.serving or conn.gone:
+                return  # the worker re-arms it for EPOLLOUT (woken/outbox)
+            try:
+                self._epoll.modify(conn.sock.fileno(), _ARMED | select.EPOLLOUT)
+            except (OSError, ValueError):
+                pass  # closing
+
     def _serve(self, conn: _PooledConn) -> None:
         """One request: read what is there, answer it, re-arm (lock held)."""
         if conn.handshaking:
@@ -232,6 +251,9 @@ class PoolModel(BlockingModel):
         session = conn.session
         keep = False
         conn.active = True
+        with conn.out_lock:
+            conn.serving = True
+            conn.woken = False
         try:
             try:
                 if isinstance(conn.sock, ssl.SSLSocket):
@@ -239,22 +261,29 @@ class PoolModel(BlockingModel):
                 else:
                     data = conn.sock.recv(RECV_SIZE, socket.MSG_DONTWAIT)
             except BlockingIOError:
-                data = None  # a stale wake-up: nothing to read after all
-            if data is None:
-                keep = True
-            elif conn.kill_reason is None:
-                if data:
-                    out = session.on_data(data)
-                else:
-                    logger.debug("%s closed its side", conn.peer)
-                    out = session.on_eof()._replace(close=True)
+                data = None  # nothing to read: a delivery, or a stale wake-up
+            if conn.kill_reason is None:
+                # ``keep`` is set last: an exception on the way closes.
                 send = conn.sock.sendall
-                keep = deliver(conn, out, send, self._limit)
+                ok = True
+                if conn.outbox_bytes:
+                    flush_outbox(conn, send, self._limit)
+                if data is not None:
+                    if data:
+                        out = session.on_data(data)
+                    elif self.registry.stopping:  # shutdown(SHUT_RD) of an idle one
+                        out = session.on_stop()._replace(close=True)
+                    else:
+                        logger.debug("%s closed its side", conn.peer)
+                        out = session.on_eof()._replace(close=True)
+                    ok = deliver(conn, out, send, self._limit)
                 # Back-pressure: requests held back run once the last slice is sent.
-                while keep and session.backlog and conn.kill_reason is None:
-                    keep = deliver(conn, session.resume(), send, self._limit)
-                keep = keep and conn.kill_reason is None and not (
-                    self.registry.stopping and not session.busy)
+                while ok and session.backlog and conn.kill_reason is None:
+                    ok = deliver(conn, session.resume(), send, self._limit)
+                if ok and self.registry.stopping and not session.busy:
+                    deliver(conn, session.on_stop(), send, self._limit)
+                    ok = False
+                keep = ok and conn.kill_reason is None
         except LimitClose as exc:
             conn.reset = True
             self.stats.output_limit()
@@ -276,10 +305,16 @@ class PoolModel(BlockingModel):
         if keep:
             conn.deadline = time.monotonic() + self.settings.idle_timeout
             try:
-                self._epoll.modify(conn.sock.fileno(), _ARMED)
+                with conn.out_lock:
+                    conn.serving = False
+                    # A delivery that came while we served is sent at once.
+                    events = _ARMED | (select.EPOLLOUT if conn.outbox or conn.woken else 0)
+                    self._epoll.modify(conn.sock.fileno(), events)
                 return
             except OSError as exc:
                 logger.debug("%s: cannot re-arm: %s", conn.peer, exc)
+        with conn.out_lock:
+            conn.serving = False
         self._close_locked(conn)
 
     # -- closing -------------------------------------------------------------------

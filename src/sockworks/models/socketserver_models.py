@@ -2,7 +2,8 @@
 
 Both models are real ``socketserver`` servers — ``ThreadingMixIn`` or
 ``ForkingMixIn`` over ``TCPServer`` with a ``StreamRequestHandler`` that feeds
-``rfile``/``wfile`` to the session — with the chapter's gaps closed:
+``rfile``/``wfile`` to the session (an unbuffered ``rfile``: one ``recv`` per
+read, so nothing waits in a buffer that ``poll()`` cannot see) — with the chapter's gaps closed:
 
 * ``serve_forever()`` wakes every 0.5 s to check for shutdown, and calling
   ``shutdown()`` from the serving thread (a signal handler) deadlocks. The
@@ -50,10 +51,13 @@ __all__ = ["SocketServerThreadModel", "SocketServerForkModel"]
 
 
 class SessionHandler(socketserver.StreamRequestHandler):
-    """Drives a session with the handler's buffered rfile and wfile."""
+    """Drives a session with the handler's rfile and wfile."""
 
     server: _ServerMixin  # type: ignore[assignment]
     tracked: Tracked | None = None
+    #: Unbuffered rfile: each read is one recv(), and no bytes hide in a
+    #: buffer while the connection waits in poll() for input or a delivery.
+    rbufsize = 0
 
     def setup(self) -> None:
         tls = self.server.endpoint.tls
@@ -65,7 +69,8 @@ class SessionHandler(socketserver.StreamRequestHandler):
     def handle(self) -> None:
         server = self.server
         peer = format_address(self.client_address)
-        conn = Tracked(self.connection, server.service, peer, server.stats)
+        conn = Tracked(self.connection, server.service, peer, server.stats,
+                       server.settings.client_output_buffer_limit)
         self.tracked = conn
         registry = server.registry
         registry.add(conn)
@@ -81,7 +86,7 @@ class SessionHandler(socketserver.StreamRequestHandler):
             if registry.stopping:
                 return
             rfile = self.rfile
-            drive_connection(conn, registry, functools.partial(rfile.read1, RECV_SIZE),
+            drive_connection(conn, registry, functools.partial(rfile.read, RECV_SIZE),
                              self._send, server.settings, server.stats)
         finally:
             registry.remove(conn)

@@ -38,13 +38,27 @@ from sockworks.core.limits import OutputLimits, default_maxmemory_clients
 from sockworks.core.logs import RateLimitedLog
 from sockworks.core.service import CLOSE, NOTHING, REPLY_BUDGET, Output, Service, Session
 from sockworks.core.stats import ServerStats
-from sockworks.protocols.resp import DEFAULT_MAX_BULK, OK, RespParser, encode_null
+from sockworks.protocols.resp import (
+    DEFAULT_MAX_BULK,
+    NULL_ARRAY,
+    OK,
+    RespParser,
+    encode,
+    encode_null,
+)
 from sockworks.services.accel import FASTPATH
 from sockworks.services.acl import User
 from sockworks.services.acl_categories import COMMAND_CATEGORIES, CONTAINERS
 from sockworks.services.auth import DENIED_TEXT, AccessControl
 from sockworks.services.meminfo import memory_fields
 from sockworks.services.renames import NO_RENAMES, CommandRenames
+from sockworks.services.resp_blocking import (
+    REDIS_BACKEND_REFUSAL,
+    UNBLOCKED_ERROR,
+    BlockRequest,
+    Waiter,
+    registry_for,
+)
 from sockworks.services.resp_commands import (
     BUSY_REPLY,
     OOM_REPLY,
@@ -126,9 +140,13 @@ class RespService(Service):
         # A network-backed store (Redis) blocks: event-loop models must run
         # sessions in worker threads (see Service.blocking).
         self.blocking = store.shared_across_processes if blocking is None else blocking
+        #: Clients waiting in blocking pops (None: the store cannot hold them).
+        self.waits = registry_for(store)
         self.run_id = secrets.token_hex(20)
         #: At most one line per 5 s however many HTTP requests arrive.
         self.http_log = RateLimitedLog(logger, logging.WARNING)
+        #: Clients closed at a limit (requests held while blocked).
+        self.limit_log = RateLimitedLog(logger, logging.WARNING)
         self._lock = threading.Lock()
         #: Live sessions by id(session) (their client ids come later, from the model).
         self._sessions: dict[int, RespSession] = {}
@@ -214,6 +232,8 @@ class RespService(Service):
             if self._closed:
                 return
             self._closed = True
+        if self.waits is not None:
+            self.waits.close()
         if self.owns_store:
             self.store.close()
 
@@ -267,7 +287,7 @@ class RespService(Service):
             "maxclients": self.max_connections,
             "client_recent_max_input_buffer": recent_in,
             "client_recent_max_output_buffer": recent_out,
-            "blocked_clients": 0,
+            "blocked_clients": self.waits.blocked if self.waits is not None else 0,
             "tracking_clients": 0,
             "clients_in_timeout_table": 0,
         })
@@ -386,6 +406,18 @@ class RespSession(Session):
         self._backlog_violation: Any = None
         #: Bytes received and not yet reported to the service's CommandStats.
         self._received = 0
+        #: The wait of a blocking command (resp_blocking.py); None: not waiting.
+        self._blocked: Waiter | None = None
+        #: Set by park() in the call that started the wait: the rest is held.
+        self._parked = False
+        #: Guards the end of a wait (another thread serves it) against our calls.
+        self._block_lock = threading.Lock()
+        self._in_call = False
+        #: A wait served while one of our calls ran: its reply goes out with
+        #: that call's replies, after them.
+        self._stash = b""
+        #: Running EXEC: blocking commands do not block.
+        self._in_exec = False
 
     @property
     def client_id(self) -> int:
@@ -394,11 +426,17 @@ class RespSession(Session):
 
     @property
     def busy(self) -> bool:
-        return not self._done and (self._parser.busy or self._backlog is not None)
+        # A waiting client is idle for shutdown: on_stop answers its wait.
+        return (not self._done and self._blocked is None
+                and (self._parser.busy or self._backlog is not None))
 
     @property
     def backlog(self) -> bool:
-        return self._backlog is not None and not self._done
+        return self._backlog is not None and not self._done and self._blocked is None
+
+    @property
+    def expects_deliveries(self) -> bool:
+        return self._blocked is not None
 
     @property
     def input_bytes(self) -> int:
@@ -422,34 +460,72 @@ class RespSession(Session):
         if self._acl_generation != self._access.generation:
             self._refresh_user()
         parser = self._parser
+        with self._block_lock:
+            self._in_call = True
+            waiting = self._blocked is not None
         seed = None
         # The plain state (docs/architecture.md): new per-connection state that
         # changes how a command runs must be added to this test.
-        if (self._fast is not None and self._open and self.queued is None
+        if (self._fast is not None and self._open and self.queued is None and not waiting
                 and self._backlog is None and not parser.busy and type(data) is bytes):
             # Compiled: the whole chunk, or the requests up to the first it
             # does not handle, from which the reference below goes on.
             outcome = self._fast(self, data, parser.max_bulk)
             if type(outcome) is Output:
-                return outcome
+                return self._end_call(outcome)
             offset, seed = outcome
             data = data[offset:]
         parser.receive_data(data)
+        if waiting:
+            return self._end_call(self._hold())
         if self._backlog is not None:
             # Earlier requests still wait: these queue up behind them.
             if self._backlog_violation is None:
                 more, self._backlog_violation = parser.next_commands()
                 self._backlog.extend(more)
-            return self.resume()
+            return self._end_call(self._resume())
         commands, violation = parser.next_commands()
-        return self._execute(commands, violation, seed)
+        return self._end_call(self._execute(commands, violation, seed))
 
     def resume(self) -> Output:
+        with self._block_lock:
+            self._in_call = True
+        return self._end_call(self._resume())
+
+    def _resume(self) -> Output:
+        if self._blocked is not None:
+            return NOTHING
         commands, violation = self._backlog or [], self._backlog_violation
         self._backlog = self._backlog_violation = None
         if self._done:
             return CLOSE
         return self._execute(commands, violation)
+
+    def _end_call(self, out: Output) -> Output:
+        """A wait served while the call ran: its reply follows the call's."""
+        with self._block_lock:
+            self._in_call = False
+            stash, self._stash = self._stash, b""
+        if stash:
+            return Output(out.data + stash, out.close, out.barrier)
+        return out
+
+    def _hold(self) -> Output:
+        """Requests that arrive while a blocking command waits run after it,
+        as in Redis; what they may hold is the query buffer limit."""
+        if self._backlog_violation is None:
+            more, self._backlog_violation = self._parser.next_commands()
+            if self._backlog is None:
+                self._backlog = []
+            self._backlog.extend(more)
+        if self.input_bytes > self._parser.max_query:
+            self._cancel_wait()
+            self._done = True
+            self.service.limit_log("closing %s: %d bytes of requests sent while blocked, "
+                                  "over the query buffer limit %d", self.peer,
+                                  self.input_bytes, self._parser.max_query)
+            return CLOSE
+        return NOTHING
 
     def _execute(self, commands: list[list[bytes]], violation: Any,
                  seed: RespSeed | None = None) -> Output:
@@ -546,6 +622,14 @@ class RespSession(Session):
                     rejected[name] = rejected.get(name, 0) + 1
             size += len(reply)
             append(reply)
+            if self._parked:
+                # A blocking command waits: what follows runs after its reply.
+                self._parked = False
+                rest = commands[executed - before:]
+                if rest or violation is not None:
+                    self._backlog = rest
+                    self._backlog_violation, violation = violation, None
+                break
             if self._done:  # QUIT: nothing after it may run
                 break
         if violation is not None and not self._done:
@@ -574,12 +658,73 @@ class RespSession(Session):
         return Output(data, self._done, barrier)
 
     def on_eof(self) -> Output:
+        self._cancel_wait()  # Redis frees a blocked client whose peer closed
         self._done = True
         return CLOSE
 
     def on_close(self) -> None:
+        self._cancel_wait()
         self._done = True
         self.service.forget(self)
+
+    def on_stop(self) -> Output:
+        """Shutdown: a waiting client gets the timeout's null array."""
+        waiter, waits = self._blocked, self.service.waits
+        if waiter is None or waits is None or not waits.cancel(waiter):
+            return NOTHING
+        with self._block_lock:
+            self._blocked = None
+        self._done = True
+        return Output(encode(NULL_ARRAY, self.proto), True)
+
+    # -- blocking commands (resp_blocking.py) -------------------------------------------
+    @property
+    def may_block(self) -> bool:
+        return not self._in_exec
+
+    def block(self, request: BlockRequest) -> bytes:
+        waits = self.service.waits
+        if waits is None:
+            return REDIS_BACKEND_REFUSAL
+        outcome = waits.pop_or_wait(self, request)
+        if outcome is None:
+            return b""  # parked: the reply is delivered when the wait ends
+        reply, wrote = outcome
+        if wrote:
+            self._wrote = True
+        return reply
+
+    def park(self, waiter: Waiter) -> None:
+        with self._block_lock:
+            self._blocked = waiter
+        self._parked = True
+
+    def unblocked(self, reply: bytes) -> None:
+        """The wait is over (another thread, or the timer): send the reply,
+        then have the model run what was held behind it."""
+        client = self.client
+        with self._block_lock:
+            if self._in_call:
+                self._stash += reply
+                self._blocked = None
+                return
+            if client is not None:
+                client.deliver(reply)  # before the held requests can run
+            self._blocked = None
+        if client is not None:
+            client.wake()
+
+    def unblock(self, error: bool) -> bool:
+        waiter, waits = self._blocked, self.service.waits
+        if waiter is None or waits is None:
+            return False
+        reply = UNBLOCKED_ERROR if error else encode(NULL_ARRAY, self.proto)
+        return waits.unblock(waiter, reply)
+
+    def _cancel_wait(self) -> None:
+        waiter, waits = self._blocked, self.service.waits
+        if waiter is not None and waits is not None:
+            waits.cancel(waiter)
 
     # -- dispatch ----------------------------------------------------------------
     def execute(self, argv: list[bytes]) -> bytes:
@@ -743,7 +888,11 @@ class RespSession(Session):
 
     def run_transaction(self, queued: list[list[bytes]]) -> bytes:
         """EXEC: the queued commands as one unit, one reply array."""
-        outcomes = [self._commands[argv[0].lower()].handler(self, argv) for argv in queued]
+        self._in_exec = True
+        try:
+            outcomes = [self._commands[argv[0].lower()].handler(self, argv) for argv in queued]
+        finally:
+            self._in_exec = False
         store = self.store
         # One batch: every single-call plan, and the groups too where the
         # store isolates them (the embedded store runs the whole batch under
@@ -781,7 +930,8 @@ class RespSession(Session):
         omem = self.client.output_bytes() if self.client is not None else 0
         tot_mem = self.client.memory if self.client is not None else qbuf
         return (f"id={self.client_id} addr={self.peer} laddr=? fd=-1 "
-                f"name={self.name.decode('utf-8', 'replace')} age={age} idle={idle} flags=N "
+                f"name={self.name.decode('utf-8', 'replace')} age={age} idle={idle} "
+                f"flags={'b' if self._blocked is not None else 'N'} "
                 f"db=0 sub=0 psub=0 ssub=0 multi={multi} qbuf={qbuf} "
                 f"qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem={omem} "
                 f"tot-mem={tot_mem} events=r cmd={self.last_command.decode('latin-1')} "

@@ -233,6 +233,28 @@ def _valid_client_name(name: bytes) -> bool:
     return all(33 <= c <= 126 for c in name)
 
 
+def _client_unblock(s: Ctx, argv: list[bytes]) -> bytes:
+    """CLIENT UNBLOCK id [TIMEOUT|ERROR] (Redis 7.0's checks and texts)."""
+    if len(argv) < 3:
+        return wrong_args("client|unblock")
+    if len(argv) > 4:
+        return error_quoting("ERR unknown subcommand or wrong number of arguments for "
+                             f"'{quoted(argv[1])}'. Try CLIENT HELP.")
+    client_id = int_arg(argv[2])
+    if client_id is None:
+        return b"-ERR value is not an integer or out of range\r\n"
+    error = False
+    if len(argv) == 4:
+        reason = argv[3].upper()
+        if reason not in (b"TIMEOUT", b"ERROR"):
+            return b"-ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR\r\n"
+        error = reason == b"ERROR"
+    for other in s.server.sessions():
+        if other.client_id == client_id:
+            return encode_integer(int(other.unblock(error)))
+    return encode_integer(0)
+
+
 def cmd_client(s: Ctx, argv: list[bytes]) -> bytes:
     sub = argv[1].upper()
     argc = len(argv)
@@ -274,6 +296,8 @@ def cmd_client(s: Ctx, argv: list[bytes]) -> bytes:
         return encode(Verbatim(listing), s.proto)
     if sub == b"KILL":
         return _client_kill(s, argv)
+    if sub == b"UNBLOCK":
+        return _client_unblock(s, argv)
     if sub in (b"NO-EVICT", b"NO-TOUCH"):
         if argc != 3 or argv[2].upper() not in (b"ON", b"OFF"):
             return SYNTAX_ERROR

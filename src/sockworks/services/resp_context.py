@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from sockworks.core.limits import OutputLimits
     from sockworks.core.stats import ServerStats
     from sockworks.services.auth import AccessControl
+    from sockworks.services.resp_blocking import BlockRequest
     from sockworks.storage.base import Store
 
 __all__ = ["CommandContext", "CommandSpec", "Handler", "Plan", "RespServer"]
@@ -174,6 +175,18 @@ class CommandContext(Protocol):
     @property
     def client(self) -> ClientHandle | None:
         """The model's handle of this connection (None outside a server)."""
+
+    # -- blocking commands (resp_blocking.py) ------------------------------------------
+    @property
+    def may_block(self) -> bool:
+        """False inside EXEC: a blocking command then runs as its plain one."""
+
+    def block(self, request: BlockRequest) -> bytes:
+        """Serve ``request`` now, or wait for a push (the reply comes later)."""
+
+    def unblock(self, error: bool) -> bool:
+        """CLIENT UNBLOCK: end this connection's wait (null reply, or the
+        UNBLOCKED error); False if it was not waiting."""
 
 
 Handler = Callable[[CommandContext, list[bytes]], "bytes | Plan[Any]"]

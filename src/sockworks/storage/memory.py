@@ -80,7 +80,14 @@ from sockworks.storage.base import (
 from sockworks.storage.glob import compile_glob
 from sockworks.storage.model.table import COMMANDS as MODEL_COMMANDS
 from sockworks.storage.model.table import REPLAY as MODEL_REPLAY
-from sockworks.storage.model.values import Encodings, Value, type_name, value_size
+from sockworks.storage.model.values import (
+    Encodings,
+    ListValue,
+    Value,
+    ZSetValue,
+    type_name,
+    value_size,
+)
 from sockworks.storage.slots import REBUILD_FACTOR, REBUILD_FLOOR, SlotIndex
 
 V = TypeVar("V")
@@ -112,6 +119,8 @@ SCAN_MAX_COUNT = 10_000
 #: EVICT_RUNNING: progress was made, the next command continues), so a
 #: lowered limit does not stall one client for a whole store's eviction.
 EVICT_BATCH = 1000
+#: Types whose new keys may serve blocked clients (BLPOP..., BZPOPMIN...).
+_WAKING = (ListValue, ZSetValue)
 #: INFO's avg_ttl is exact up to this many keys with a TTL, else the mean of
 #: this many drawn at random (about a millisecond of work under the lock).
 AVG_TTL_SAMPLES = 1000
@@ -178,6 +187,12 @@ class MemoryStore(Store):
         self._aggregates: set[bytes] = set()
         #: Called with a key that got list/zset elements (blocking pops).
         self.on_push: Callable[[bytes], None] | None = None
+        #: Called (lock held) when the outermost command or group that
+        #: pushed has finished: blocked clients are served then, as Redis
+        #: serves them after the command or EXEC, before any other client.
+        self.on_settle: Callable[[], None] | None = None
+        self._depth = 0
+        self._signalled = False
         self._expires: dict[bytes, int] = {}
         self._heap: list[tuple[int, bytes]] = []
         #: OBJECT ENCODING's thresholds (CONFIG SET hash-max-listpack-entries ...).
@@ -737,7 +752,13 @@ class MemoryStore(Store):
             self._check_open()
             if denyoom:
                 self._check_memory()
-            return fn(self, argv)
+            self._depth += 1
+            try:
+                return fn(self, argv)
+            finally:
+                self._depth -= 1
+                if self._signalled and not self._depth:
+                    self._settle()
 
     # The Keyspace protocol (storage/model/keyspace.py); lock held.
     def now(self) -> int:
@@ -766,6 +787,10 @@ class MemoryStore(Store):
 
     def put(self, key: bytes, value: Value, at: int = 0) -> None:
         self._put(key, value, at)
+        if self.on_push is not None and value.__class__ in _WAKING:
+            # A new list or sorted set, however made (ZADD, ZUNIONSTORE,
+            # COPY...): Redis's dbAdd signals it for blocked clients.
+            self.signal(key)
 
     def drop(self, key: bytes) -> None:
         self._remove(key)
@@ -813,7 +838,14 @@ class MemoryStore(Store):
 
     def signal(self, key: bytes) -> None:
         if self.on_push is not None:
+            self._signalled = True
             self.on_push(key)
+
+    def _settle(self) -> None:
+        """The pushing command or group is over (lock held): on_settle."""
+        self._signalled = False
+        if self.on_settle is not None:
+            self.on_settle()
 
     # -- administration -------------------------------------------------------
     def _avg_ttl(self) -> int:
@@ -864,7 +896,13 @@ class MemoryStore(Store):
 
     def run_grouped(self, fn: Callable[[Store], T]) -> T:
         with self._lock:
-            return fn(self)
+            self._depth += 1
+            try:
+                return fn(self)
+            finally:
+                self._depth -= 1
+                if self._signalled and not self._depth:
+                    self._settle()
 
     @contextlib.contextmanager
     def atomic(self) -> Iterator[None]:

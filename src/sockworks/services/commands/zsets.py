@@ -1,4 +1,4 @@
-"""Sorted-set commands (ZADD ... ZSCAN).
+"""Sorted-set commands (ZADD ... ZSCAN), and BZPOPMIN BZPOPMAX BZMPOP (resp_blocking.py).
 
 Arity, flags and key positions are Redis 7.0's (``COMMAND INFO``).
 """
@@ -8,6 +8,11 @@ from __future__ import annotations
 from typing import Final
 
 from sockworks.services.commands.model import model_read, model_write
+from sockworks.services.resp_blocking import (
+    cmd_bzmpop,
+    cmd_bzpopmax,
+    cmd_bzpopmin,
+)
 from sockworks.services.resp_context import CommandSpec
 
 __all__ = ["SPECS"]
@@ -45,4 +50,10 @@ SPECS: Final[tuple[CommandSpec, ...]] = (
     CommandSpec("zintercard", model_read, -3, ("readonly", "movablekeys"), (0, 0, 0)),
     CommandSpec("zmpop", model_write, -4, ("write", "movablekeys"), (0, 0, 0)),
     CommandSpec("zscan", model_read, -3, ("readonly",), (1, 1, 1)),
+    CommandSpec("bzpopmin", cmd_bzpopmin, -3,
+                ("write", "noscript", "blocking", "fast"), (1, -2, 1)),
+    CommandSpec("bzpopmax", cmd_bzpopmax, -3,
+                ("write", "noscript", "blocking", "fast"), (1, -2, 1)),
+    CommandSpec("bzmpop", cmd_bzmpop, -5, ("write", "blocking", "movablekeys"),
+                (0, 0, 0)),
 )

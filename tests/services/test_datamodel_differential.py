@@ -377,6 +377,16 @@ PEXPIRE big -9223372036854776
 SADD si 1 2 3 a
 SREM si a
 OBJECT ENCODING si
+HSET hr a 1
+HRANDFIELD hr -9223372036854775808
+HRANDFIELD hr -9223372036854775808 WITHVALUES
+HRANDFIELD hr -9223372036854770000 WITHVALUES
+HRANDFIELD hr -4611686018427387904 WITHVALUES
+HRANDFIELD nosuch -9223372036854775808
+SRANDMEMBER si -9223372036854775808
+ZRANDMEMBER z -9223372036854775808
+ZRANDMEMBER z -4611686018427387904 WITHSCORES
+ZRANDMEMBER nosuch -4611686018427387904 WITHSCORES
 """
 
 
@@ -438,3 +448,20 @@ class _Borrowed:
         if name == "close":
             return lambda: None
         return getattr(self._store, name)
+
+
+def test_a_negative_random_count_is_bounded(shared_redis_server: RedisServer) -> None:
+    # Redis would build -9223372036854775807 elements until the client's
+    # output limit; here the reply is built whole, so the count is capped
+    # (docs/resp.md) and one command cannot hold the store for hours.
+    pair = Pair(shared_redis_server.port, 2)
+    try:
+        pair.ours([b"SADD", b"s", b"a"])
+        pair.ours([b"HSET", b"h", b"f", b"v"])
+        pair.ours([b"ZADD", b"z", b"1", b"m"])
+        for argv in ([b"SRANDMEMBER", b"s"], [b"HRANDFIELD", b"h"], [b"ZRANDMEMBER", b"z"]):
+            assert pair.ours([*argv, b"-9223372036854775807"]) == (
+                b"-ERR count is past this server's limit of 1000000 random elements\r\n")
+            assert pair.ours([*argv, b"-1000000"]).startswith(b"*1000000\r\n")
+    finally:
+        pair.close()

@@ -81,3 +81,43 @@ def _info(sock: socket.socket) -> bytes:
     # One section: its bulk ends at the first blank line.
     sock.sendall(encode_command([b"INFO", b"clients"]))
     return recv_until(sock, b"\r\n\r\n")
+
+
+def test_session_states_that_change_a_command_keep_it_off_the_fast_path(
+        start_server: StartServer) -> None:
+    """Subscribed mode, CLIENT REPLY OFF, MONITOR and keyspace events all
+    change what a plain GET or SET does; in canonical frames (which the
+    compiled path would take) they get the reference's answers."""
+    server = start_server("serve", "kv", "--resp-port", "0", "--model", "asyncio",
+                          process=True, expect_listeners=2)
+    port = server.addresses[1][1]
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sub, \
+            socket.create_connection(("127.0.0.1", port), timeout=10) as watcher, \
+            socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+        # RESP2 subscribed mode refuses GET.
+        sub.sendall(encode_command([b"SUBSCRIBE", b"c"]))
+        recv_until(sub, b":1\r\n")
+        sub.sendall(encode_command([b"GET", b"k"]))
+        assert recv_until(sub, b"\r\n").startswith(b"-ERR Can't execute 'get'")
+        # CLIENT REPLY OFF: the SET and GET answer nothing; ON answers again.
+        client.sendall(encode_command([b"CLIENT", b"REPLY", b"OFF"])
+                       + encode_command([b"SET", b"k", b"v"]) + encode_command([b"GET", b"k"])
+                       + encode_command([b"CLIENT", b"REPLY", b"ON"]))
+        assert recv_until(client, b"+OK\r\n") == b"+OK\r\n"
+        client.sendall(encode_command([b"GET", b"k"]))
+        assert recv_until(client, b"v\r\n") == b"$1\r\nv\r\n"
+        # MONITOR sees another client's GET.
+        watcher.sendall(encode_command([b"MONITOR"]))
+        assert recv_until(watcher, b"+OK\r\n") == b"+OK\r\n"
+        client.sendall(encode_command([b"GET", b"k"]))
+        assert recv_until(client, b"v\r\n") == b"$1\r\nv\r\n"
+        assert b'"GET" "k"' in recv_until(watcher, b'"k"\r\n')
+        # Keyspace events fire for a SET sent as a canonical frame.
+        client.sendall(encode_command([b"CONFIG", b"SET", b"notify-keyspace-events", b"E$"]))
+        assert recv_until(client, b"+OK\r\n") == b"+OK\r\n"
+        sub.sendall(encode_command([b"SUBSCRIBE", b"__keyevent@0__:set"]))
+        recv_until(sub, b":2\r\n")
+        client.sendall(encode_command([b"SET", b"k", b"w"]))
+        assert recv_until(client, b"+OK\r\n") == b"+OK\r\n"
+        event = b"*3\r\n$7\r\nmessage\r\n$18\r\n__keyevent@0__:set\r\n$1\r\nk\r\n"
+        assert recv_until(sub, event) == event

@@ -18,7 +18,9 @@ from sockworks.services import (
     resp_blocking,
     resp_commands,
     resp_config,
+    resp_functions,
     resp_introspect,
+    resp_pubsub,
     resp_scripting,
     resp_table,
 )
@@ -26,11 +28,11 @@ from sockworks.services.commands import bitmaps, model
 from sockworks.services.resp_table import COMMANDS, SPECS
 
 #: Commands in the table (aliases such as UNLINK and SUBSTR included).
-COMMAND_COUNT = 172
+COMMAND_COUNT = 185
 
 #: Flags COMMAND may report (Redis's names).
 KNOWN_FLAGS = {"readonly", "write", "denyoom", "fast", "loading", "stale", "admin", "noscript",
-               "movablekeys", "blocking"}
+               "movablekeys", "blocking", "pubsub"}
 
 #: What MULTI must not queue: the transaction and connection-state commands.
 NOT_QUEUEABLE = {"multi", "exec", "discard", "watch", "quit", "reset"}
@@ -44,8 +46,8 @@ def handlers(module: object) -> set[str]:
 def test_every_handler_is_in_the_table() -> None:
     in_table = {spec.handler.__name__ for spec in SPECS}
     modules = {m.__name__: m for m in (resp_commands, resp_admin, resp_acl, resp_config,
-                                          resp_introspect, model, bitmaps, resp_blocking,
-                                          resp_scripting)}
+                                          resp_introspect, resp_pubsub, model, bitmaps,
+                                          resp_blocking, resp_scripting, resp_functions)}
     assert set().union(*(handlers(m) for m in modules.values()),
                        {"model_read", "model_write", "bits_read", "bits_write"}) == in_table
     for spec in SPECS:

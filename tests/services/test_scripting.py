@@ -576,6 +576,35 @@ def test_script_kill_stops_a_busy_script(model: str) -> None:
         proc.stop()
 
 
+def test_exec_refused_while_busy_aborts_the_transaction() -> None:
+    # Redis's unit/multi "EXEC and script timeout": EXEC refused with BUSY
+    # discards the transaction with EXECABORT (execCommandAbort), so after
+    # SCRIPT KILL the connection is out of MULTI and nothing queued ran.
+    proc = spawn_server("serve", "kv", "--resp-port", "0", "--busy-reply-threshold", "50",
+                        expect_listeners=2)
+    try:
+        port = resp_port(proc)
+        with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as runner, \
+                socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as other:
+            assert ask(other, "SET", "xx", "1") == b"+OK\r\n"
+            assert ask(other, "MULTI") == b"+OK\r\n"
+            assert ask(other, "INCR", "xx") == b"+QUEUED\r\n"
+            runner.sendall(encode_command([b"EVAL", LOOP, b"0"]))
+            deadline = time.monotonic() + DEADLINE
+            while (reply := ask(other, "INCR", "xx")) == b"+QUEUED\r\n":
+                assert time.monotonic() < deadline, "the script was never reported busy"
+            assert reply == resp_scripting.BUSY_SCRIPT
+            assert ask(other, "EXEC") == (b"-EXECABORT Transaction discarded because of: "
+                                          + resp_scripting.BUSY_SCRIPT[1:])
+            with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as killer:
+                assert ask(killer, "SCRIPT", "KILL") == b"+OK\r\n"
+            raw_reply(runner)
+            assert ask(other, "PING", "asdf") == b"$4\r\nasdf\r\n"  # not in MULTI
+            assert ask(other, "GET", "xx") == b"$1\r\n1\r\n"  # nothing queued ran
+    finally:
+        proc.stop()
+
+
 def test_a_script_that_wrote_cannot_be_killed_and_shutdown_stops_it() -> None:
     # A busy connection holds up shutdown for --grace; then the script is
     # stopped (written or not) and the server exits.

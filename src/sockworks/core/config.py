@@ -164,7 +164,8 @@ SERVER_SETTINGS: dict[str, Setting] = {s.name: s for s in (
     Setting("client_output_buffer_limit", OutputLimits, OutputLimits(), None,
             "Redis's CLASS HARD SOFT SOFT-SECONDS: a client whose unsent replies pass HARD, "
             "or stay over SOFT for SOFT-SECONDS, is closed; 0 disables "
-            "(default 'normal 256mb 0 0')", "'CLASS HARD SOFT SECONDS'",
+            "(default 'normal 256mb 0 0'; pub/sub subscribers: 'pubsub 32mb 8mb 60')",
+            "'CLASS HARD SOFT SECONDS'",
             reader=OutputLimits.parse),
     Setting("maxmemory_clients", int, None, 0,
             "cap on memory held by all clients' unfinished requests and unsent replies; "

@@ -82,9 +82,10 @@ def _defaults() -> dict[str, OutputLimit]:
 
 @dataclass(frozen=True, slots=True)
 class OutputLimits:
-    """``client-output-buffer-limit`` for every class. Only ``normal``
-    applies here (no replicas, no pub/sub yet); the others are kept and
-    reported so CONFIG GET answers as Redis does."""
+    """``client-output-buffer-limit`` for every class. The models apply
+    ``normal``; the RESP port's pub/sub applies ``pubsub`` to subscribers
+    (services/pubsub.py); ``slave`` is kept and reported so CONFIG GET
+    answers as Redis does (no replicas)."""
 
     classes: dict[str, OutputLimit] = field(default_factory=_defaults)
 

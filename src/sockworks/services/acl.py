@@ -8,8 +8,9 @@ A user is built from Redis's rule words, applied left to right::
 
 Supported: ``on``/``off``, ``>password``, ``<password``, ``#hash``,
 ``!hash``, ``nopass``, ``resetpass``, ``~pattern``, ``allkeys``,
-``resetkeys``, ``&pattern``/``allchannels``/``resetchannels`` (accepted and
-shown; there are no channels), ``+@category``/``-@category``,
+``resetkeys``, ``&pattern``/``allchannels``/``resetchannels`` (pub/sub
+channels: a new user has none, Redis 7.0's ``acl-pubsub-default
+resetchannels``), ``+@category``/``-@category``,
 ``+cmd``/``-cmd``, ``+cmd|sub``/``-cmd|sub``, ``allcommands``/
 ``nocommands``, ``reset``. Errors are Redis's texts (:class:`AclError`).
 
@@ -46,6 +47,10 @@ AFTER_ALLKEYS: Final = ("Adding a pattern after the * pattern (or the 'allkeys' 
                         "valid and does not have any effect. Try 'resetkeys' to start with an "
                         "empty list of patterns")
 
+AFTER_ALLCHANNELS: Final = ("Adding a pattern after the * pattern (or the 'allchannels' flag) "
+                            "is not valid and does not have any effect. Try 'resetchannels' to "
+                            "start with an empty list of channels")
+
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _USERNAME = re.compile(r"[^\s]+")
 
@@ -75,6 +80,8 @@ class User:
     passwords: list[str] = field(default_factory=list)
     key_patterns: list[bytes] = field(default_factory=list)
     all_channels: bool = False
+    #: ``&pattern`` rules (glob patterns of channels), in the order added.
+    channel_patterns: list[bytes] = field(default_factory=list)
     rules: list[Rule] = field(default_factory=list)
     _matchers: list[Callable[[bytes], bool]] = field(default_factory=list, repr=False)
     _decisions: dict[tuple[str, str | None], bool] = field(default_factory=dict, repr=False)
@@ -118,9 +125,15 @@ class User:
         elif low == "resetkeys":
             self.key_patterns, self._matchers = [], []
         elif low in ("allchannels", "&*"):
-            self.all_channels = True
-        elif low == "resetchannels" or rule[:1] == "&":
-            self.all_channels = False if low == "resetchannels" else self.all_channels
+            self.all_channels, self.channel_patterns = True, []
+        elif low == "resetchannels":
+            self.all_channels, self.channel_patterns = False, []
+        elif rule[:1] == "&":
+            if self.all_channels:
+                raise AclError(AFTER_ALLCHANNELS)
+            pattern = rule[1:].encode("utf-8", "surrogateescape")
+            if pattern not in self.channel_patterns:
+                self.channel_patterns.append(pattern)
         elif low in ("allcommands", "nocommands"):
             self.rules = [(low == "allcommands", "all", "all")]
         elif rule[:1] in ("+", "-") and len(rule) > 1:
@@ -164,7 +177,8 @@ class User:
     @property
     def unrestricted(self) -> bool:
         """Every command on every key: the session may skip the checks."""
-        return self.all_keys and bool(self.rules) and self.rules == [(True, "all", "all")]
+        return (self.all_keys and self.all_channels and bool(self.rules)
+                and self.rules == [(True, "all", "all")])
 
     def may_run(self, name: str, subcommand: str | None = None,
                 flags: tuple[str, ...] = ()) -> bool:
@@ -192,6 +206,17 @@ class User:
         matchers = self._matchers
         return all(any(match(key) for match in matchers) for key in keys)
 
+    def may_use_channels(self, channels: Iterable[bytes], *, patterns: bool = False) -> bool:
+        """May this user publish to / subscribe to every one of ``channels``?
+        A PSUBSCRIBE pattern must be one of the user's patterns literally
+        (Redis's rule: a pattern cannot be proven inside another)."""
+        if self.all_channels:
+            return True
+        allowed = self.channel_patterns
+        if patterns:
+            return all(channel in allowed for channel in channels)
+        return all(any(compile_glob(p)(channel) for p in allowed) for channel in channels)
+
     def check_password(self, password: bytes) -> bool:
         """Constant-time: every stored digest is compared, whatever matches."""
         if self.nopass:
@@ -214,7 +239,12 @@ class User:
             parts.append("~*")
         else:
             parts.extend("~" + p.decode("utf-8", "surrogateescape") for p in self.key_patterns)
-        parts.append("&*" if self.all_channels else "resetchannels")
+        if self.all_channels:
+            parts.append("&*")
+        else:
+            parts.append("resetchannels")
+            parts.extend("&" + p.decode("utf-8", "surrogateescape")
+                         for p in self.channel_patterns)
         rules = list(self.rules)
         if rules and rules[0] == (True, "all", "all"):
             parts.append("+@all")

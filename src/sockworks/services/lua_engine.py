@@ -97,6 +97,8 @@ local error, type, tostring, select, unpack = error, type, tostring, select, unp
 local setmetatable, rawget, rawset, setfenv = setmetatable, rawget, rawset, setfenv
 local loadstring, load, xpcall, pcall = loadstring, load, xpcall, pcall
 local sethook, getinfo = debug.sethook, debug.getinfo
+-- Scripts' and FUNCTION libraries' chunks (services/lua_functions.py).
+local chunk_names = {[chunk_name] = true, ['@user_function'] = true}
 
 local readonly = setmetatable({}, {__mode = 'k'})
 local function deny() error('Attempt to modify a readonly table', 2) end
@@ -209,7 +211,7 @@ local function on_error(err)
   while true do
     local info = getinfo(level, 'Sl')
     if not info then break end
-    if info.source == chunk_name then place = info break end
+    if chunk_names[info.source] then place = info break end
     level = level + 1
   end
   if type(err) ~= 'table' or readonly[err] then err = {err = 'ERR ' .. tostring(err)} end
@@ -222,7 +224,7 @@ end
 local function kill_hook()
   if py_killed() then
     local info = getinfo(2, 'S')
-    if info and info.source == chunk_name then
+    if info and chunk_names[info.source] then
       sethook(kill_hook, 'l')  -- every line from now on: pcall cannot swallow it
       error({err = 'ERR Script killed by user with SCRIPT KILL...'})
     end
@@ -336,13 +338,15 @@ class LuaEngine:
 
     def run(self, fn: Any, sha: bytes, keys: Sequence[bytes], args: Sequence[bytes],
             proto: int, dispatch: Callable[[list[bytes]], bytes],
-            killed: Callable[[], bool]) -> bytes:
-        """Run a compiled script; its reply in the caller's ``proto``."""
+            killed: Callable[[], bool], *, globals_: bool = True) -> bytes:
+        """Run a compiled script; its reply in the caller's ``proto``.
+        ``globals_=False`` (a FUNCTION): no KEYS and ARGV globals."""
         with self.lock:
             self._dispatch, self._killed, self.resp = dispatch, killed, 2
             env = self._env
-            env[b"KEYS"] = self._table_from(list(keys))
-            env[b"ARGV"] = self._table_from(list(args))
+            if globals_:
+                env[b"KEYS"] = self._table_from(list(keys))
+                env[b"ARGV"] = self._table_from(list(args))
             # The cap holds while the script runs, where running out is a Lua
             # error the script's pcall-protected frame turns into its reply;
             # lifted outside it, where lupa's own calls are unprotected and a
@@ -382,6 +386,41 @@ class LuaEngine:
             where = b", on %s:%s" % (source, _format_number(line) if line is not None else b"?")
         reply = b"%s script: %s%s." % (text, sha, where)
         return b"-" + reply.replace(b"\r", b" ").replace(b"\n", b" ") + b"\r\n"
+
+    def protected(self, fn: Any, killed: Callable[[], bool]) -> tuple[bool, Any]:
+        """Run ``fn`` (no redis.call) as a script runs, under the kill hook
+        and the memory cap: (True, its result) or (False, its error table
+        or a string). For FUNCTION LOAD (services/lua_functions.py)."""
+        with self.lock:
+            self._killed = killed
+            lua = self._lua
+            lua.set_max_memory(self._max_memory)
+            try:
+                ok, result = self._run(fn)
+            except _lupa.LuaError as exc:
+                return False, str(exc).encode()
+            finally:
+                lua.set_max_memory(0)
+                self._killed = lambda: False
+            return bool(ok), result
+
+    def error_text(self, err: Any) -> bytes:
+        """The err field of an error table (``ERR <text>`` for a string)."""
+        if self._lua_type(err) == "table":
+            field = self._rawget(err, b"err")
+            if isinstance(field, bytes):
+                return field
+        return b"ERR " + _lua_text_or_bytes(err)
+
+    @property
+    def runtime(self) -> Any:
+        """The lupa LuaRuntime (for services/lua_functions.py)."""
+        return self._lua
+
+    @property
+    def env(self) -> Any:
+        """What scripts see as their globals (a Lua table)."""
+        return self._env
 
     def flush(self) -> None:
         """SCRIPT FLUSH: collect what dropped scripts held."""

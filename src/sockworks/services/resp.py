@@ -47,11 +47,13 @@ from sockworks.protocols.resp import (
     encode,
     encode_null,
 )
+from sockworks.services import keyspace_events
 from sockworks.services.accel import FASTPATH
 from sockworks.services.acl import User
 from sockworks.services.acl_categories import COMMAND_CATEGORIES, CONTAINERS
 from sockworks.services.auth import DENIED_TEXT, AccessControl
 from sockworks.services.meminfo import memory_fields
+from sockworks.services.pubsub import Broker, Subscriptions
 from sockworks.services.renames import NO_RENAMES, CommandRenames
 from sockworks.services.resp_blocking import (
     REDIS_BACKEND_REFUSAL,
@@ -74,10 +76,16 @@ from sockworks.services.resp_commands import (
 )
 from sockworks.services.resp_context import CommandSpec, Plan
 from sockworks.services.resp_introspect import command_keys
-from sockworks.services.resp_scripting import BUSY_SCRIPT, Scripts, ScriptTicket, busy_allowed
+from sockworks.services.resp_scripting import (
+    Scripts,
+    ScriptTicket,
+    busy_allowed,
+    busy_reply,
+)
 from sockworks.services.resp_table import COMMANDS, CONTAINER_COMMANDS
 from sockworks.storage.base import Store, StoreError, StoreWriteError, WatchSet
 from sockworks.storage.gate import DEFAULT_BUSY_REPLY_THRESHOLD_MS, ExclusiveRun
+from sockworks.storage.memory import MemoryStore
 
 __all__ = ["COMMANDS", "REDIS_VERSION", "RespService", "RespSession"]
 
@@ -96,9 +104,23 @@ RespSeed = tuple[float, list[bytes], int, int, int, int, int, bool, dict[str, in
 #: are never subject to ACL rules either.
 _NO_AUTH = frozenset({"auth", "hello", "quit", "reset"})
 NOAUTH: Final = b"-NOAUTH Authentication required.\r\n"
+#: What a RESP2 connection with subscriptions may run (Redis's list).
+_SUBSCRIBED_OK = frozenset({"subscribe", "ssubscribe", "psubscribe", "unsubscribe",
+                            "sunsubscribe", "punsubscribe", "ping", "quit", "reset"})
+#: Commands whose replies are pushes (CLIENT REPLY OFF does not drop them).
+_PUSHED_REPLIES = frozenset({b"subscribe", b"ssubscribe", b"psubscribe", b"unsubscribe",
+                             b"sunsubscribe", b"punsubscribe"})
+#: Commands after which the session re-reads its pub/sub mode.
+_MODE_CHANGERS = frozenset({b"subscribe", b"ssubscribe", b"psubscribe", b"unsubscribe",
+                            b"sunsubscribe", b"punsubscribe", b"hello", b"reset", b"exec",
+                            b"monitor"})
 #: Redis 7.0's denial texts (the version the differential tests run).
 NOPERM_KEY: Final = (b"-NOPERM this user has no permissions to access one of the keys used "
                      b"as arguments\r\n")
+NOPERM_CHANNEL: Final = (b"-NOPERM this user has no permissions to access one of the channels "
+                         b"used as arguments\r\n")
+#: Commands whose arguments are channels the ACL checks (&pattern).
+_CHANNEL_ARGS = frozenset({"subscribe", "ssubscribe", "psubscribe", "publish", "spublish"})
 DENIED_REPLY: Final = b"-DENIED " + DENIED_TEXT.encode() + b"\r\n"
 
 
@@ -168,6 +190,20 @@ class RespService(Service):
         self._closed = False
         #: Commands by name, errors by name, per-chunk processing time (metrics).
         self.command_stats = CommandStats(spec.name for spec in COMMANDS.values())
+        #: Pub/sub channels and patterns of this process (services/pubsub.py).
+        self.broker = Broker()
+
+    def set_keyspace_events(self, flags: int) -> None:
+        self.broker.keyspace_flags = flags
+        store = self.store
+        if isinstance(store, MemoryStore):
+            wanted = flags & (keyspace_events.EXPIRED | keyspace_events.EVICTED)
+            store.key_events = self._store_event if wanted else None
+
+    def _store_event(self, event: str, key: bytes) -> None:
+        """The embedded store expired or evicted ``key`` (its lock held)."""
+        cls = keyspace_events.EXPIRED if event == "expired" else keyspace_events.EVICTED
+        self.broker.notify(cls, event, key)
 
     def attach(self, stats: ServerStats, settings: ServerSettings) -> None:
         super().attach(stats, settings)
@@ -463,6 +499,46 @@ class RespSession(Session):
         #: A wait served while one of our calls ran: its reply goes out with
         #: that call's replies, after them.
         self._stash = b""
+        #: Pub/sub: this connection's subscriptions and ordered push path.
+        self.subs = Subscriptions()
+        #: CLIENT REPLY: "on", "off"; skipping: drop the reply of the command
+        #: running (SKIP was the one before it); skip_next: SKIP just ran.
+        self._reply_mode = "on"
+        self._skipping = self._skip_next = False
+
+    def set_reply_mode(self, mode: str) -> None:
+        if mode == "skip":
+            self._skip_next = True
+        else:
+            self._reply_mode = mode
+        self._update_mode()
+
+    def _silenced(self, name: bytes, reply: bytes) -> bytes:
+        """CLIENT REPLY OFF/SKIP: the reply is dropped; (un)subscribe
+        confirmations are not (Redis sends them as pushes in RESP2 too)."""
+        drop = self._skipping or self._reply_mode == "off"
+        self._skipping, self._skip_next = self._skip_next, False
+        if drop and name not in _PUSHED_REPLIES:
+            return b""
+        return reply
+
+    @property
+    def subscriptions(self) -> Subscriptions:
+        return self.subs
+
+    def _update_mode(self) -> None:
+        """RESP2 with subscriptions: only the pub/sub commands run, and
+        MONITOR refuses data commands, so the GET/SET fast path is off."""
+        self.subs.proto = self.proto
+        subscribed = ((self.proto == 2 and self.subs.active) or self.subs.monitoring
+                      or self._reply_mode != "on" or self._skip_next)
+        client = self.client
+        if client is not None:
+            # Redis's class for a subscriber: deliveries held to its limits.
+            client.output_class = "pubsub" if self.subs.active else "normal"
+        service = self.service
+        self._get_words = frozenset() if subscribed else service.get_words
+        self._set_words = frozenset() if subscribed else service.set_words
 
     @property
     def client_id(self) -> int:
@@ -481,11 +557,14 @@ class RespSession(Session):
 
     @property
     def expects_deliveries(self) -> bool:
-        return self._blocked is not None
+        # Waiting in a blocking command, or others push to it (pub/sub, MONITOR).
+        return self._blocked is not None or self.subs.pushed_to
 
     @property
     def input_bytes(self) -> int:
-        held = self._parser.buffered
+        # Subscriptions count as held input: they are memory the client
+        # makes the server keep (maxmemory-clients, CLIENT LIST tot-mem).
+        held = self._parser.buffered + self.subs.memory
         if self._backlog:
             held += sum(len(arg) for argv in self._backlog for arg in argv)
         return held
@@ -511,8 +590,14 @@ class RespSession(Session):
         # The plain state (docs/architecture.md): new per-connection state that
         # changes how a command runs must be added to this test. (No script
         # of this session waits for its reply: its backlog is set then.)
+        # Subscriptions, MONITOR and CLIENT REPLY empty the GET/SET words
+        # (_update_mode); MONITOR and keyspace events anywhere need every
+        # command to go the long way, as in _run_commands.
+        broker = self.service.broker
         if (self._fast is not None and self._open and self.queued is None and not waiting
-                and self._backlog is None and not parser.busy and type(data) is bytes):
+                and self._backlog is None and not parser.busy and type(data) is bytes
+                and self._get_words and not self.subs.pushed_to
+                and not (broker.monitored or broker.keyspace_flags)):
             # Compiled: the whole chunk, or the requests up to the first it
             # does not handle, from which the reference goes on; behind the
             # script gate as the reference is (_execute).
@@ -650,6 +735,12 @@ class RespSession(Session):
         store = self.store
         # Commands before this call's (run by the compiled fast path).
         seeded = executed
+        subs = self.subs
+        if subs.pushed_to:
+            subs.start()  # pushes wait for this chunk's replies (services/pubsub.py)
+        broker = self.service.broker
+        # MONITOR and keyspace events need every command to go the long way.
+        plain = self._open and not (broker.monitored or broker.keyspace_flags)
         for argv in commands:
             if size >= REPLY_BUDGET:
                 # Back-pressure (core/service.py): the rest waits for resume().
@@ -675,7 +766,7 @@ class RespSession(Session):
             # workload, answered here without the command table's Plan
             # machinery (same replies, same errors).
             nargs = len(argv)
-            if nargs == 2 and argv[0] in self._get_words and self.queued is None and self._open:
+            if nargs == 2 and argv[0] in self._get_words and self.queued is None and plain:
                 self.last_command = b"get"
                 gets += 1
                 try:
@@ -691,7 +782,7 @@ class RespSession(Session):
                     size += len(value)
                     append(b"$%d\r\n%s\r\n" % (len(value), value))
                 continue
-            if nargs == 3 and argv[0] in self._set_words and self.queued is None and self._open:
+            if nargs == 3 and argv[0] in self._set_words and self.queued is None and plain:
                 self.last_command = b"set"
                 sets += 1
                 try:
@@ -718,11 +809,12 @@ class RespSession(Session):
                 mark = perf_counter()
             before = self._writes
             reply = self.execute(argv)
+            if self._reply_mode != "on" or self._skipping or self._skip_next:
+                reply = self._silenced(argv[0].lower(), reply)
             now = perf_counter()
             took, mark = now - mark, now
             timed += took
-            if self._writes != before:
-                writes.append(len(replies))
+            wrote = self._writes != before and reply != b""
             spec = self._commands.get(argv[0].lower())
             name = spec.name if spec is not None else OTHER
             if self._ticket is not None:
@@ -742,7 +834,19 @@ class RespSession(Session):
                     self._rejected = False
                     rejected[name] = rejected.get(name, 0) + 1
             size += len(reply)
-            append(reply)
+            if subs.waiting:
+                # Pushed while it ran: its own PUBLISH's message goes before
+                # the reply (as in Redis), everybody else's after.
+                own, others = subs.take()
+                replies.extend(own)
+                if wrote:
+                    writes.append(len(replies))
+                append(reply)
+                replies.extend(others)
+            else:
+                if wrote:
+                    writes.append(len(replies))
+                append(reply)
             if self._parked:
                 # A blocking command waits: what follows runs after its reply.
                 self._parked = False
@@ -770,31 +874,47 @@ class RespSession(Session):
                 calls["set"] = calls.get("set", 0) + sets
                 spent["set"] = spent.get("set", 0.0) + share * sets
         data = b"".join(replies)
+        barrier = self.store.durability_barrier() if self._wrote else None
+        if subs.running:
+            # Subscribed: the replies join the pushes' queue (services/pubsub.py).
+            sent = len(data)
+            data = subs.finish(data, direct=barrier is not None)
+        else:
+            sent = len(data)
         received, self._received = self._received, 0
-        self.service.command_stats.add(calls, failed, elapsed, received, len(data),
+        self.service.command_stats.add(calls, failed, elapsed, received, sent,
                                        rejected, spent)
         if self._ticket is not None:
             # A script went to the runner: its reply follows this chunk's,
             # after the chunk's log batch (the ticket waits for both).
-            self._ticket.after = (self.store.durability_barrier() if self._wrote else None)
+            self._ticket.after = barrier
             return Output(data, self._done, self._ticket)
-        if not replies and not self._done:
+        if not data and not self._done and not self._wrote:
             return NOTHING
         if not self._wrote:
             return Output(data, self._done)
-        return self._written(data, self._done, replies, writes)
+        return self._written(data, self._done, replies, writes, barrier, sent)
 
-    def _written(self, data: bytes, close: bool, replies: list[bytes],
-                 writes: list[int]) -> Output:
+    def _written(self, data: bytes, close: bool, replies: list[bytes], writes: list[int],
+                 barrier: Any = None, sent: int = -1) -> Output:
         """The Output of a chunk that wrote (here or in the compiled path):
-        after its log batch, and if that fails, with each write's
-        acknowledgement (``writes``: indices in ``replies``) an error."""
+        after its log batch (``barrier``, if taken already), and if that
+        fails, with each write's acknowledgement (``writes``: indices in
+        ``replies``) an error. ``sent``: where the replies end in ``data``
+        when pushes held to the end of the chunk follow them."""
+        if barrier is None:
+            barrier = self.store.durability_barrier()
+        if sent < 0:
+            sent = len(data)
         on_failure: Callable[[str], bytes] | None = None
-        if len(replies) == 1 and writes:
+        if len(replies) == 1 and writes and len(data) == sent:
             on_failure = _one_write_error
         elif writes:
+            if len(data) != sent:
+                # Pushes held to the end of the chunk follow the replies.
+                replies = [*replies, data[sent:]]
             on_failure = functools.partial(_with_write_errors, replies, writes)
-        return Output(data, close, self.store.durability_barrier(), on_failure)
+        return Output(data, close, barrier, on_failure)
 
     def _refuse_busy(self, argv: list[bytes]) -> bytes:
         """A command while a script is busy: argument errors as usual, the
@@ -802,10 +922,18 @@ class RespSession(Session):
         spec = self._commands.get(argv[0].lower())
         if spec is None or not arity_ok(spec.arity, len(argv)) or busy_allowed(spec, argv):
             return self.execute(argv)
-        if self.queued is not None:
-            self.multi_failed = True  # Redis: a refused command fails the transaction
         self._rejected = True
-        return BUSY_SCRIPT
+        reply = busy_reply(self._gate.running if self._gate is not None else None)
+        if self.queued is not None:
+            if spec.name == "exec":
+                # Redis's execCommandAbort: a refused EXEC discards the
+                # transaction (and its watches) and says why.
+                self.end_multi()
+                self._outside_script(self.unwatch)
+                return (b"-EXECABORT Transaction discarded because of: "
+                        + reply[1:])
+            self.multi_failed = True  # Redis: a refused command fails the transaction
+        return reply
 
     def on_eof(self) -> Output:
         self._cancel_wait()  # Redis frees a blocked client whose peer closed
@@ -818,6 +946,7 @@ class RespSession(Session):
         if self._watch is not None:
             # A disconnected client watches nothing (Redis's freeClient).
             self._outside_script(self.unwatch)
+        self.service.broker.drop(self.subs)
         self.service.forget(self)
 
     def on_stop(self) -> Output:
@@ -880,6 +1009,16 @@ class RespSession(Session):
         if client is not None:
             client.wake()
 
+    def served(self, command: list[bytes], result: Any, *, woken: bool) -> None:
+        """Keyspace events of a blocking pop (at once, or when woken; at
+        once, ``new`` for BLMOVE's destination came from the key snapshot)."""
+        broker, subs = self.service.broker, self.subs
+        if broker.keyspace_flags:
+            created = (woken and command[0] == b"LMOVE" and command[1] != command[2]
+                       and self.store.execute_command([b"LLEN", command[2]]) == 1)
+            keyspace_events.served(lambda cls, event, key: broker.pop_event(cls, event, key, subs),
+                                   command, result, self._exists, created=created)
+
     def unblock(self, error: bool) -> bool:
         waiter, waits = self._blocked, self.service.waits
         if waiter is None or waits is None:
@@ -924,6 +1063,15 @@ class RespSession(Session):
                 self.end_multi()  # Redis: the rejected EXEC ends the transaction
                 self.unwatch()
                 return b"-EXECABORT Transaction discarded because of: " + refusal[1:]
+        elif self.subs.monitoring and ("write" in spec.flags or "readonly" in spec.flags):
+            refusal = b"-ERR Replica can't interact with the keyspace\r\n"  # Redis's words
+        elif self.proto == 2 and self.subs.active and spec.name not in _SUBSCRIBED_OK:
+            shown = (f"{spec.name}|{argv[1].decode('latin-1').lower()}"
+                     if spec.name.encode() in CONTAINER_COMMANDS and len(argv) > 1
+                     else spec.name)
+            refusal = error_quoting(f"ERR Can't execute '{shown}': only (P|S)SUBSCRIBE / "
+                                    "(P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in "
+                                    "this context")
         if refusal is not None:
             if self.queued is not None:
                 self.multi_failed = True
@@ -954,11 +1102,56 @@ class RespSession(Session):
             # nothing that may add data runs, even if it would not have.
             self._rejected = True
             return OOM_REPLY
-        outcome = spec.handler(self, argv)
-        if type(outcome) is bytes:
-            return outcome
-        assert isinstance(outcome, Plan)
-        return self.run_plan(outcome)
+        broker = self.service.broker
+        flags = broker.keyspace_flags
+        before: dict[bytes, bool] = {}
+        if flags and "write" in spec.flags and spec.keys[0]:
+            before = self._key_snapshot(spec, argv)
+        if flags:
+            broker.defer_pops()
+        try:
+            outcome = spec.handler(self, argv)
+            if name in _MODE_CHANGERS:
+                self._update_mode()
+            reply = self.run_plan(outcome) if isinstance(outcome, Plan) else outcome
+            if flags and reply[:1] != b"-":
+                subs = self.subs
+                # A key a served blocked client popped empty still counts as
+                # made and not emptied here (its del is the pop's event).
+                popped = broker.popped_keys()
+                exists = self._exists if not popped else (
+                    lambda key: key in popped or self._exists(key))
+                keyspace_events.emit(
+                    lambda cls, event, key: broker.notify(cls, event, key, subs),
+                    flags, spec.name, argv, reply, before, exists)
+        finally:
+            if flags:
+                broker.flush_pops()  # the blocked clients it served, after it
+        if broker.monitored:
+            self._feed_monitors(spec, argv)
+        return reply
+
+    def _exists(self, key: bytes) -> bool:
+        return bool(self.store.exists([key]))
+
+    def _key_snapshot(self, spec: CommandSpec, argv: list[bytes]) -> dict[bytes, bool]:
+        """Which of the command's keys exist now (keyspace events)."""
+        first, last, step = spec.keys
+        end = len(argv) + last if last < 0 else last
+        try:
+            return {key: self._exists(key) for key in argv[first:end + 1:step]}
+        except StoreError:
+            return {}
+
+    def _feed_monitors(self, spec: CommandSpec, argv: list[bytes]) -> None:
+        """MONITOR shows the command unless it is an admin one (Redis)."""
+        categories = None
+        if spec.name in CONTAINERS and len(argv) > 1:
+            categories = COMMAND_CATEGORIES.get(f"{spec.name}|{argv[1].decode('latin-1').lower()}")
+        if categories is None:
+            categories = COMMAND_CATEGORIES.get(spec.name, ())
+        if "admin" not in categories:
+            self.service.broker.feed_monitors(argv, self.peer)
 
     def _check_access(self, spec: CommandSpec, argv: list[bytes]) -> bytes | None:
         """NOAUTH, or a NOPERM for the command or one of its keys; None: allowed."""
@@ -976,6 +1169,11 @@ class RespSession(Session):
             shown = f"{name}|{sub}" if sub is not None else name
             return error_quoting(f"NOPERM this user has no permissions to run the '{shown}' "
                                  "command")
+        if name in _CHANNEL_ARGS and not user.all_channels:
+            channels = argv[1:] if name != "publish" and name != "spublish" else argv[1:2]
+            if not user.may_use_channels(channels, patterns=name == "psubscribe"):
+                self._access.count_denied(key=False)
+                return NOPERM_CHANNEL
         if not user.all_keys:
             # The keys COMMAND GETKEYS names: key positions, numkeys
             # (ZUNIONSTORE, LMPOP...), SORT's STORE, MEMORY USAGE's key.
@@ -1021,6 +1219,7 @@ class RespSession(Session):
 
     def set_protocol(self, proto: int) -> None:
         self.proto = proto
+        self.subs.proto = proto
 
     def set_name(self, name: bytes) -> None:
         self.name = name
@@ -1049,7 +1248,10 @@ class RespSession(Session):
     def reset(self) -> None:
         self.end_multi()
         self.unwatch()
-        self.proto = 2
+        self.service.broker.drop(self.subs)
+        self.set_protocol(2)
+        self._reply_mode = "on"
+        self._skipping = self._skip_next = False
         self.name = b""
         self._set_user(self._access.initial_user())
 
@@ -1156,6 +1358,9 @@ class RespSession(Session):
                 self.store.unwatch(watch)
 
     def _run_transaction(self, queued: list[list[bytes]], watch: WatchSet | None) -> bytes:
+        if self.service.broker.monitored:
+            for argv in queued:
+                self._feed_monitors(self._commands[argv[0].lower()], argv)
         outcomes = [self._commands[argv[0].lower()].handler(self, argv) for argv in queued]
         store = self.store
         # One batch: every single-call plan, and the groups too where the
@@ -1205,10 +1410,12 @@ class RespSession(Session):
         # --client-output-buffer-limit and --maxmemory-clients.
         omem = self.client.output_bytes() if self.client is not None else 0
         tot_mem = self.client.memory if self.client is not None else qbuf
+        subs = self.subs
         return (f"id={self.client_id} addr={self.peer} laddr=? fd=-1 "
                 f"name={self.name.decode('utf-8', 'replace')} age={age} idle={idle} "
-                f"flags={'b' if self._blocked is not None else 'N'} "
-                f"db=0 sub=0 psub=0 ssub=0 multi={multi} qbuf={qbuf} "
+                f"flags={'P' if subs.active else 'b' if self._blocked is not None else 'N'} "
+                f"db=0 sub={len(subs.channels)} psub={len(subs.patterns)} "
+                f"ssub={len(subs.shard)} multi={multi} qbuf={qbuf} "
                 f"qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem={omem} "
                 f"tot-mem={tot_mem} events=r cmd={self.last_command.decode('latin-1')} "
                 f"user={self.username or 'default'} "

@@ -24,6 +24,7 @@ from sockworks.protocols.resp import (
     encode_integer,
     encode_null,
 )
+from sockworks.services.pubsub import push_frame
 from sockworks.services.resp_commands import (
     EXECABORT,
     EXECABORT_OOM,
@@ -53,6 +54,9 @@ WATCH_UNSUPPORTED: Final = (b"-ERR WATCH is not supported with a Redis backend "
 def cmd_ping(s: Ctx, argv: list[bytes]) -> bytes:
     if len(argv) > 2:
         return wrong_args("ping")
+    if s.proto == 2 and s.subscriptions.active:
+        # Redis: in RESP2 subscribed mode PING answers in the pub/sub shape.
+        return push_frame(2, b"pong", argv[1] if len(argv) > 1 else b"")
     return PONG if len(argv) == 1 else encode_bulk(argv[1])
 
 
@@ -270,6 +274,14 @@ def _client_unblock(s: Ctx, argv: list[bytes]) -> bytes:
 def cmd_client(s: Ctx, argv: list[bytes]) -> bytes:
     sub = argv[1].upper()
     argc = len(argv)
+    if sub == b"REPLY":
+        if argc != 3:
+            return wrong_args("client|reply")
+        mode = argv[2].lower()
+        if mode not in (b"on", b"off", b"skip"):
+            return SYNTAX_ERROR
+        s.set_reply_mode(mode.decode())
+        return OK if mode == b"on" else b""
     if sub == b"SETNAME":
         if argc != 3:
             return wrong_args("client|setname")

@@ -277,6 +277,10 @@ class BlockedClient(Protocol):
     def unblocked(self, reply: bytes) -> None:
         """Its wait is over with this reply (any thread)."""
 
+    def served(self, command: list[bytes], result: Any, *, woken: bool) -> None:
+        """``command`` popped ``result`` for it (store lock held), at once or
+        ``woken`` by a push: its keyspace events."""
+
 
 class Waiter:
     """One waiting client: its request and its deadline (monotonic; 0: none)."""
@@ -323,6 +327,7 @@ class BlockingRegistry:
             except StoreError as exc:
                 return store_error(exc), False
             if not _empty(result):
+                session.served(request.attempt, result, woken=False)
                 return request.reply(result, session.proto), True
             deadline = time.monotonic() + request.timeout if request.timeout else 0.0
             waiter = Waiter(session, request, deadline)
@@ -382,13 +387,15 @@ class BlockingRegistry:
             if client is not None and client.closing:
                 self._remove(waiter)  # killed, its connection not yet torn down
                 continue
+            command = waiter.request.serve(key)
             try:
-                result = store.execute_command(waiter.request.serve(key))
+                result = store.execute_command(command)
             except StoreError as exc:  # BLMOVE to a key of another type
                 self._finish(waiter, store_error(exc), wrote=False)
                 continue
             if _empty(result):
                 return
+            waiter.session.served(command, result, woken=True)
             self._finish(waiter, waiter.request.reply(result, waiter.session.proto),
                          wrote=True)
 

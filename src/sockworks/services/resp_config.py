@@ -25,6 +25,7 @@ from typing import Any, Final
 from sockworks.core.limits import MemoryOverflow
 from sockworks.core.logs import set_log_level
 from sockworks.protocols.resp import OK, encode
+from sockworks.services.keyspace_events import BAD_FLAGS, flags_to_string, parse_flags
 from sockworks.services.resp_commands import (
     error_quoting,
     int_arg,
@@ -99,14 +100,14 @@ def _config_values(s: Ctx) -> dict[bytes, bytes]:
         b"requirepass": access.requirepass or b"",
         b"aclfile": os.fsencode(access.aclfile or ""),
         b"loglevel": _loglevel(),
+        b"notify-keyspace-events": flags_to_string(server.broker.keyspace_flags).encode(),
         # The listeners in force (TLS, UNIX socket): issue #11 items 3-4.
         **{name.encode(): value.encode() for name, value in server.listening.items()},
     }
     if isinstance(s.store, MemoryStore):
         encodings = s.store.encodings
         for parameter in (*_ENCODING_LIMITS, *_ENCODING_ALIASES):
-            field = _ENCODING_ALIASES.get(parameter, parameter).decode().replace("-", "_")
-            values[parameter] = b"%d" % getattr(encodings, field)
+            values[parameter] = b"%d" % getattr(encodings, _encoding_field(parameter))
     gate = s.store.script_gate
     if gate is not None:
         threshold = b"%d" % round(gate.threshold * 1000)
@@ -132,8 +133,15 @@ _ENCODING_LIMITS: Final = {
 #: Redis 7.0's aliases (the names before listpack replaced ziplist).
 _ENCODING_ALIASES: Final = {name.replace(b"listpack", b"ziplist"): name
                             for name in _ENCODING_LIMITS if b"listpack" in name}
+
+
+def _encoding_field(name: bytes) -> str:
+    """The Encodings field a parameter (or its ziplist alias) sets."""
+    return _ENCODING_ALIASES.get(name, name).decode().replace("-", "_")
+
+
 assert {f.name for f in dataclasses.fields(Encodings)} == {
-    n.decode().replace("-", "_") for n in _ENCODING_LIMITS}
+    _encoding_field(n) for n in _ENCODING_LIMITS}
 
 
 def _check_encoding(name: bytes, canonical: bytes, raw: bytes) -> tuple[bytes | None, int]:
@@ -229,6 +237,8 @@ def _apply_server(s: Ctx, name: bytes, value: Any) -> None:
         server.access.protected_mode = value
     elif name in (b"busy-reply-threshold", b"lua-time-limit") and s.store.script_gate:
         s.store.script_gate.threshold = value / 1000
+    elif name == b"notify-keyspace-events":
+        server.set_keyspace_events(value)
 
 
 def _config_set(s: Ctx, pairs: list[bytes]) -> bytes:
@@ -251,10 +261,20 @@ def _config_set(s: Ctx, pairs: list[bytes]) -> bytes:
             error, threshold = _check_encoding(lname, canonical, raw_value)
             if error is not None:
                 return error
-            encoding_changes.append((canonical.decode().replace("-", "_"), threshold))
+            encoding_changes.append((_encoding_field(canonical), threshold))
             continue
         if lname == b"save" and not raw_value.strip():
             continue  # no snapshots, and none asked for
+        if lname == b"notify-keyspace-events":
+            flags = parse_flags(raw_value.decode("latin-1"))
+            if flags is None:
+                return _failed(lname, BAD_FLAGS)
+            if store.shared_across_processes:
+                # Events would have no subscriber: pub/sub is Redis's there.
+                return _failed(lname, "pub/sub is not available with a Redis backend "
+                               "(--store redis://...): configure that Redis")
+            server_changes.append((lname, flags))
+            continue
         if lname not in _MEMORY_PARAMETERS or not isinstance(store, MemoryStore):
             if lname in known:
                 return _failed(lname, "can't set immutable config")
@@ -281,6 +301,9 @@ def _config_set(s: Ctx, pairs: list[bytes]) -> bytes:
     if memory:
         assert isinstance(store, MemoryStore)  # checked with each name above
         store.configure_memory(**memory)
+        # Redis evicts at once when the limit drops below what is used (and
+        # tells keyspace subscribers), rather than at the next write.
+        store.make_room()
     for name, parsed in server_changes:
         _apply_server(s, name, parsed)
     for field, number in encoding_changes:

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from sockworks.core.limits import OutputLimits
     from sockworks.core.stats import ServerStats
     from sockworks.services.auth import AccessControl
+    from sockworks.services.pubsub import Broker, Subscriptions
     from sockworks.services.resp_blocking import BlockRequest
     from sockworks.services.resp_scripting import Scripts
     from sockworks.storage.base import Store
@@ -105,6 +106,14 @@ class RespServer(Protocol):
     def client_memory_cap(self) -> int:
         """maxmemory-clients in force (bytes)."""
 
+    @property
+    def broker(self) -> Broker:
+        """The pub/sub channels and patterns of this server process."""
+
+    def set_keyspace_events(self, flags: int) -> None:
+        """CONFIG SET notify-keyspace-events (and the store's expiry and
+        eviction hook)."""
+
     def info(self, sections: Sequence[str]) -> str: ...
 
     @property
@@ -159,6 +168,9 @@ class CommandContext(Protocol):
     def client_info(self) -> str:
         """This connection's CLIENT INFO / CLIENT LIST line."""
 
+    def set_reply_mode(self, mode: str) -> None:
+        """CLIENT REPLY on / off / skip (pushes are sent regardless)."""
+
     # -- transactions ----------------------------------------------------------
     @property
     def in_multi(self) -> bool: ...
@@ -201,6 +213,10 @@ class CommandContext(Protocol):
     @property
     def client(self) -> ClientHandle | None:
         """The model's handle of this connection (None outside a server)."""
+
+    @property
+    def subscriptions(self) -> Subscriptions:
+        """This connection's pub/sub subscriptions and push path."""
 
     # -- blocking commands (resp_blocking.py) ------------------------------------------
     @property

@@ -154,9 +154,17 @@ def cmd_command(s: Ctx, argv: list[bytes]) -> bytes:
             return b"-ERR Invalid number of arguments specified for command\r\n"
         keys = command_keys(spec, target)
         if not keys:
+            if spec.name in _NO_MANDATORY_KEYS:
+                return encode([], proto)  # Redis's no_mandatory_keys flag
             return b"-ERR Invalid arguments specified for command\r\n"
         return encode(keys, proto)
     return help_reply("COMMAND", _COMMAND_HELP, proto)
+
+
+#: Commands Redis flags no_mandatory_keys: GETKEYS answers an empty array
+#: where it finds no key, not an error.
+_NO_MANDATORY_KEYS: Final = frozenset({"eval", "evalsha", "eval_ro", "evalsha_ro",
+                                       "fcall", "fcall_ro"})
 
 
 def _numkeys_keys(argv: Sequence[bytes], at: int, before: int) -> list[bytes]:
@@ -196,6 +204,7 @@ _NUMKEYS: Final = {
     "sintercard": (1, 0), "lmpop": (1, 0), "zmpop": (1, 0),
     "blmpop": (2, 0), "bzmpop": (2, 0),
     "eval": (2, 0), "evalsha": (2, 0), "eval_ro": (2, 0), "evalsha_ro": (2, 0),
+    "fcall": (2, 0), "fcall_ro": (2, 0),
 }
 
 

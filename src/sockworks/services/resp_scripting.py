@@ -42,6 +42,7 @@ from sockworks.services.lua_engine import (
     ScriptError,
     sha1hex,
 )
+from sockworks.services.lua_functions import Libraries
 from sockworks.services.resp_commands import (
     NOT_INTEGER,
     arity_ok,
@@ -56,8 +57,8 @@ from sockworks.storage.gate import ExclusiveRun
 if TYPE_CHECKING:
     from sockworks.services.resp_context import CommandSpec
 
-__all__ = ["BUSY_SCRIPT", "NO_LUA", "Scripts", "ScriptTicket", "call_command",
-           "SCRIPT_COMMANDS"]
+__all__ = ["BUSY_FUNCTION", "BUSY_SCRIPT", "NO_LUA", "SLOW_EVAL", "busy_reply", "scripting",
+           "Scripts", "ScriptTicket", "call_command", "parse_numkeys", "SCRIPT_COMMANDS"]
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +72,10 @@ NO_SCRIPTING_BACKEND: Final = (b"-ERR scripting is not supported with a Redis ba
 NOSCRIPT: Final = b"-NOSCRIPT No matching script. Please use EVAL.\r\n"
 BUSY_SCRIPT: Final = (b"-BUSY Redis is busy running a script. You can only call SCRIPT KILL "
                       b"or SHUTDOWN NOSAVE.\r\n")
+#: Redis's "slowevalerr" (an EVAL runs) and "slowscripterr" (a FUNCTION runs).
+SLOW_EVAL: Final = BUSY_SCRIPT
+BUSY_FUNCTION: Final = (b"-BUSY Redis is busy running a script. You can only call FUNCTION KILL "
+                        b"or SHUTDOWN NOSAVE.\r\n")
 NOTBUSY: Final = b"-NOTBUSY No scripts in execution right now.\r\n"
 UNKILLABLE: Final = (b"-UNKILLABLE Sorry the script already executed write commands against "
                      b"the dataset. You can either wait the script termination or kill the "
@@ -228,6 +233,8 @@ class Scripts:
         self._closed = False
         #: Scripts dropped from the cache by its bounds (INFO).
         self.evicted = 0
+        #: FUNCTION libraries compiled in this engine (resp_functions.py).
+        self.libraries = Libraries()
 
     @property
     def engine(self) -> LuaEngine:
@@ -341,7 +348,7 @@ def call_command(s: Ctx, argv: list[bytes], read_only: bool, run: ExclusiveRun,
 
 # -- the commands ---------------------------------------------------------------------
 
-def _scripts(s: Ctx) -> Scripts | bytes:
+def scripting(s: Ctx) -> Scripts | bytes:
     """The service's scripting, or the reply saying why there is none."""
     if s.store.script_gate is None:
         return NO_SCRIPTING_BACKEND
@@ -350,16 +357,25 @@ def _scripts(s: Ctx) -> Scripts | bytes:
     return s.server.scripts
 
 
-def _eval(s: Ctx, argv: list[bytes], *, by_sha: bool,
-          read_only: bool) -> bytes | Plan[bytes]:
+def parse_numkeys(argv: list[bytes], not_integer: bytes) -> int | bytes:
+    """EVAL's and FCALL's ``numkeys`` (argv[2]), or the error reply: Redis
+    answers a non-integer differently for each (``not_integer``)."""
     numkeys = int_arg(argv[2])
     if numkeys is None:
-        return NOT_INTEGER
+        return not_integer
     if numkeys < 0:
         return _NEGATIVE_KEYS
     if numkeys > len(argv) - 3:
         return _TOO_MANY_KEYS
-    scripts = _scripts(s)
+    return numkeys
+
+
+def _eval(s: Ctx, argv: list[bytes], *, by_sha: bool,
+          read_only: bool) -> bytes | Plan[bytes]:
+    numkeys = parse_numkeys(argv, NOT_INTEGER)
+    if isinstance(numkeys, bytes):
+        return numkeys
+    scripts = scripting(s)
     if isinstance(scripts, bytes):
         return scripts
     if by_sha:
@@ -411,7 +427,7 @@ def cmd_script(s: Ctx, argv: list[bytes]) -> bytes:
         return unknown_subcommand(argv)
     if not arity[sub]:
         return wrong_args(f"script|{sub.decode()}")
-    scripts = _scripts(s)
+    scripts = scripting(s)
     if isinstance(scripts, bytes):
         return scripts
     if sub == b"load":
@@ -434,8 +450,15 @@ def cmd_script(s: Ctx, argv: list[bytes]) -> bytes:
         return NOTBUSY
     if run.wrote:
         return UNKILLABLE
+    if run.function is not None:
+        return BUSY_FUNCTION  # a function: FUNCTION KILL stops it
     run.killed = True
     return OK
+
+
+def busy_reply(run: ExclusiveRun | None) -> bytes:
+    """The BUSY error for a command refused while ``run`` holds the store."""
+    return BUSY_FUNCTION if run is not None and run.function is not None else BUSY_SCRIPT
 
 
 def busy_allowed(spec: CommandSpec, argv: list[bytes]) -> bool:
@@ -443,6 +466,8 @@ def busy_allowed(spec: CommandSpec, argv: list[bytes]) -> bool:
     commands that touch no data; SCRIPT KILL)."""
     if spec.name == "script":
         return len(argv) > 1 and argv[1].lower() == b"kill"
+    if spec.name == "function":
+        return len(argv) > 1 and argv[1].lower() in (b"kill", b"stats")
     return spec.name in _BUSY_ALLOWED
 
 

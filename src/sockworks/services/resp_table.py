@@ -76,7 +76,20 @@ from sockworks.services.resp_commands import (
 )
 from sockworks.services.resp_config import cmd_config
 from sockworks.services.resp_context import CommandSpec
+from sockworks.services.resp_functions import cmd_fcall, cmd_fcall_ro, cmd_function
 from sockworks.services.resp_introspect import cmd_command, cmd_memory
+from sockworks.services.resp_pubsub import (
+    cmd_monitor,
+    cmd_psubscribe,
+    cmd_publish,
+    cmd_pubsub,
+    cmd_punsubscribe,
+    cmd_spublish,
+    cmd_ssubscribe,
+    cmd_subscribe,
+    cmd_sunsubscribe,
+    cmd_unsubscribe,
+)
 from sockworks.services.resp_scripting import (
     cmd_eval,
     cmd_eval_ro,
@@ -175,6 +188,23 @@ SPECS: Final[tuple[CommandSpec, ...]] = (
     CommandSpec("evalsha_ro", cmd_evalsha_ro, -3,
                 ("readonly", "noscript", "stale", "movablekeys")),
     CommandSpec("script", cmd_script, -2),
+    # -- Redis 7 Functions (resp_functions.py) --------------------------------------
+    CommandSpec("fcall", cmd_fcall, -3, ("noscript", "stale", "movablekeys")),
+    CommandSpec("fcall_ro", cmd_fcall_ro, -3, ("readonly", "noscript", "stale", "movablekeys")),
+    CommandSpec("function", cmd_function, -2),
+    # -- pub/sub (resp_pubsub.py); shard channels are not keys to the ACL here --
+    CommandSpec("subscribe", cmd_subscribe, -2, ("pubsub", "noscript", "loading", "stale")),
+    CommandSpec("ssubscribe", cmd_ssubscribe, -2, ("pubsub", "noscript", "loading", "stale")),
+    CommandSpec("psubscribe", cmd_psubscribe, -2, ("pubsub", "noscript", "loading", "stale")),
+    CommandSpec("unsubscribe", cmd_unsubscribe, -1, ("pubsub", "noscript", "loading", "stale")),
+    CommandSpec("sunsubscribe", cmd_sunsubscribe, -1,
+                ("pubsub", "noscript", "loading", "stale")),
+    CommandSpec("punsubscribe", cmd_punsubscribe, -1,
+                ("pubsub", "noscript", "loading", "stale")),
+    CommandSpec("publish", cmd_publish, 3, ("pubsub", "loading", "stale", "fast")),
+    CommandSpec("spublish", cmd_spublish, 3, ("pubsub", "loading", "stale", "fast")),
+    CommandSpec("pubsub", cmd_pubsub, -2, ()),
+    CommandSpec("monitor", cmd_monitor, 1, ("admin", "noscript", "loading", "stale")),
 )
 
 #: Lower-case name -> spec (read-only by type; built once from SPECS).
@@ -184,4 +214,4 @@ COMMANDS: Final[Mapping[bytes, CommandSpec]] = {spec.name.encode(): spec for spe
 #: commands): CLIENT LIST and the like name them ``client|list``.
 CONTAINER_COMMANDS: Final = frozenset(
     name for name in (b"acl", b"client", b"command", b"config", b"memory", b"object",
-                      b"pubsub", b"script") if name in COMMANDS)
+                      b"pubsub", b"script", b"function") if name in COMMANDS)

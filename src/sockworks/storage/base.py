@@ -41,10 +41,13 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sockworks.core.service import Barrier
 from sockworks.storage.gate import ExclusiveGate
+
+if TYPE_CHECKING:
+    from sockworks.storage.functions import FunctionLibraries
 
 __all__ = [
     "Store",
@@ -157,6 +160,8 @@ class Store(abc.ABC):
     #: the store alone while they answer BUSY (storage/gate.py); None: the
     #: store runs no scripts (the Redis backend).
     script_gate: ExclusiveGate | None = None
+    #: FUNCTION libraries (storage/functions.py); None: no scripting.
+    function_libraries: FunctionLibraries | None = None
 
     # -- reads ---------------------------------------------------------
     @abc.abstractmethod

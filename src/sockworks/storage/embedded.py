@@ -22,6 +22,7 @@ server on the same files, which would interleave two logs into garbage.
 from __future__ import annotations
 
 import fcntl
+import itertools
 import logging
 import os
 import threading
@@ -283,13 +284,15 @@ class PersistentStore(MemoryStore):
             for key in self._aggregates:
                 data[key] = copy_value(data[key])
             expires = self._expires.copy()
+            assert self.function_libraries is not None
+            libraries = self.function_libraries.snapshot()
             before = self._aof.size
             self._aof.begin_rewrite()
-        items = (
+        items = itertools.chain(libraries, (
             _snapshot_payload(k, v, expires.get(k, 0))
             for k, v in data.items()
             if not (k in expires and expires[k] <= now)
-        )
+        ))
         try:
             tmp, count = self._aof.write_snapshot(items)
             with self._lock:

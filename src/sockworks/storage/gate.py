@@ -41,7 +41,7 @@ _DRAIN_POLL: Final = 0.05
 class ExclusiveRun:
     """One exclusive run: when it started, and what SCRIPT KILL may do to it."""
 
-    __slots__ = ("started", "killed", "wrote")
+    __slots__ = ("started", "killed", "wrote", "function")
 
     def __init__(self) -> None:
         self.started = time.monotonic()
@@ -49,6 +49,9 @@ class ExclusiveRun:
         self.killed = False
         #: It already made a write: it cannot be killed (Redis: UNKILLABLE).
         self.wrote = False
+        #: FCALL's function name and command line (None: EVAL), for
+        #: FUNCTION STATS/KILL (services/resp_functions.py).
+        self.function: tuple[bytes, list[bytes]] | None = None
 
 
 class ExclusiveGate:
@@ -71,13 +74,10 @@ class ExclusiveGate:
         """True: use the store, then call :meth:`leave`. False: a run has
         gone on for more than :attr:`threshold` seconds: answer BUSY (do
         not call leave)."""
-        inside = self._inside
-        inside.append(None)
-        if self._run is None:
+        if self.try_enter():
             return True
-        inside.pop()
+        inside = self._inside
         with self._cond:
-            self._cond.notify_all()  # the runner may be waiting for us
             while True:
                 run = self._run
                 if run is None:

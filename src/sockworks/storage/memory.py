@@ -87,6 +87,8 @@ from sockworks.storage.base import (
     WatchSet,
     WrongType,
 )
+from sockworks.storage.functions import LOG_PREFIX as FUNCTION_LOG_PREFIX
+from sockworks.storage.functions import FunctionLibraries
 from sockworks.storage.gate import ExclusiveGate
 from sockworks.storage.glob import compile_glob
 from sockworks.storage.model.table import COMMANDS as MODEL_COMMANDS
@@ -193,6 +195,8 @@ class MemoryStore(Store):
                  maxmemory_samples: int = eviction.DEFAULT_SAMPLES) -> None:
         self._lock = threading.RLock()
         self.script_gate = ExclusiveGate()
+        self.function_libraries: FunctionLibraries = FunctionLibraries(self._lock, self._log,
+                                                                        self._account)
         self._clock = clock
         self._data: dict[bytes, Value] = {}
         #: Keys holding an aggregate (hash, list, set, zset): a log rewrite
@@ -217,6 +221,9 @@ class MemoryStore(Store):
         self._hits = 0
         self._misses = 0
         self._expired = 0
+        #: Told of every key expired or evicted, ("expired" | "evicted", key),
+        #: with the lock held (keyspace notifications); None: nobody asks.
+        self.key_events: Callable[[str, bytes], None] | None = None
         self._closed = False
         self._persistent = False
         self._sweeper: threading.Thread | None = None
@@ -279,6 +286,8 @@ class MemoryStore(Store):
             if at is not None and at <= now:
                 self._remove(key)
                 self._expired += 1
+                if self.key_events is not None:
+                    self.key_events("expired", key)
                 return None
         return value
 
@@ -409,6 +418,8 @@ class MemoryStore(Store):
                 self._log(records.encode_del([key]))
             self._remove(key)
             self._evicted += 1
+            if self.key_events is not None:
+                self.key_events("evicted", key)
             if self._used <= limit:
                 return True
         return True  # progress made: the next write continues (EVICT_RUNNING)
@@ -425,7 +436,7 @@ class MemoryStore(Store):
         if not order:
             return False
         data, expires = self._data, self._expires
-        if not self._persistent:
+        if not self._persistent and self.key_events is None:
             # Nothing to log: pop straight off the head, accounting inline.
             used, evicted = self._used, 0
             popitem = order.popitem
@@ -458,6 +469,8 @@ class MemoryStore(Store):
         remove = self._remove
         for key in victims:
             remove(key)
+            if self.key_events is not None:
+                self.key_events("evicted", key)
         self._evicted += len(victims)
         return True
 
@@ -542,6 +555,8 @@ class MemoryStore(Store):
                 self._remove(key)
                 self._expired += 1
                 done += 1
+                if self.key_events is not None:
+                    self.key_events("expired", key)
         return done, bool(heap) and heap[0][0] <= now
 
     # -- reads -------------------------------------------------------------
@@ -790,7 +805,11 @@ class MemoryStore(Store):
         self._access.clear()
         self._order.clear()
         self._pool.clear()
-        self._used = 0
+        self._used = self.function_libraries.size  # FLUSHALL keeps them
+
+    def _account(self, delta: int) -> None:
+        """FUNCTION libraries' code counts as used memory (as in Redis)."""
+        self._used += delta
 
     # -- the data model (storage/model) ----------------------------------------
     def execute_command(self, argv: Sequence[bytes]) -> Any:
@@ -1123,6 +1142,10 @@ class MemoryStore(Store):
         An error means the command failed the same way when it was logged:
         it changed nothing then, and changes nothing now."""
         entry = MODEL_REPLAY.get(argv[0].lower())
+        if entry is None and argv[0].lower().startswith(FUNCTION_LOG_PREFIX):
+            assert self.function_libraries is not None
+            self.function_libraries.replay(argv)
+            return
         if entry is None:
             raise records.RecordError(f"unknown command {argv[0]!r} in the log")
         try:
@@ -1138,7 +1161,8 @@ class MemoryStore(Store):
         self._aggregates = {k for k, v in self._data.items() if v.__class__ is not bytes}
         self._used = (sum(len(k) + value_size(v) for k, v in self._data.items())
                       + eviction.ENTRY_OVERHEAD * len(self._data)
-                      + eviction.EXPIRY_OVERHEAD * len(self._expires))
+                      + eviction.EXPIRY_OVERHEAD * len(self._expires)
+                      + self.function_libraries.size)
         self._access.clear()
         self._pool.clear()
         if self._track == _ORDER:

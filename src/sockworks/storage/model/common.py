@@ -50,6 +50,29 @@ def parse_int(arg: bytes, message: str = NOT_INT) -> int:
     return number
 
 
+#: Most elements a negative count may ask SRANDMEMBER, HRANDFIELD or
+#: ZRANDMEMBER for (repetitions allowed). Redis has no bound but the
+#: client's output buffer limit; here the reply is built whole, under the
+#: store lock, before any of it is sent, so ``SRANDMEMBER s -9223372036854775807``
+#: would hold every client for hours. A million elements is about 0.1 s.
+RANDOM_COUNT_MAX: Final = 1_000_000
+
+
+def parse_random_count(arg: bytes, with_pairs: bool) -> int:
+    """SRANDMEMBER/HRANDFIELD/ZRANDMEMBER's count: Redis's range
+    (-LONG_MAX..LONG_MAX; a negative count with values or scores at most
+    LONG_MAX/2) and errors, then this server's RANDOM_COUNT_MAX."""
+    count = parse_int(arg)
+    if count < -I64_MAX:
+        raise CommandError(f"value is out of range, value must between {-I64_MAX} and {I64_MAX}")
+    if with_pairs and count < -(I64_MAX // 2):
+        raise CommandError("value is out of range")
+    if count < -RANDOM_COUNT_MAX:
+        raise CommandError(f"count is past this server's limit of {RANDOM_COUNT_MAX} random "
+                           "elements")
+    return count
+
+
 def parse_intercard(argv: Sequence[bytes]) -> tuple[int, int]:
     """SINTERCARD/ZINTERCARD's ``numkeys key... [LIMIT n]``: (numkeys,
     limit; 0 = none), with Redis's errors in Redis's order."""

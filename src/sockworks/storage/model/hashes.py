@@ -11,6 +11,7 @@ from sockworks.protocols.resp import Map, Pairs, SimpleString
 from sockworks.storage.model.common import (
     CommandError,
     parse_int,
+    parse_random_count,
     scan_args,
     scan_slice,
     wrong_args,
@@ -170,20 +171,18 @@ def hincrbyfloat(ks: Keyspace, argv: Argv) -> Any:
 def hrandfield(ks: Keyspace, argv: Argv) -> Any:
     if len(argv) > 4 or (len(argv) == 4 and argv[3].upper() != b"WITHVALUES"):
         raise CommandError("syntax error")
-    count = parse_int(argv[2]) if len(argv) > 2 else 0
+    withvalues = len(argv) == 4
+    count = parse_random_count(argv[2], withvalues) if len(argv) > 2 else 0
     h = ks.typed(argv[1], HashValue)
     if len(argv) == 2:
         return None if h is None else random.choice(list(h))
-    withvalues = len(argv) == 4
-    if withvalues and count < 0 and -count > (1 << 62):
-        raise CommandError("value is out of range")
     if h is None or count == 0:
         return []
     fields = list(h)
     if count > 0:
         chosen = random.sample(fields, min(count, len(fields)))
     else:
-        chosen = [random.choice(fields) for _ in range(-count)]
+        chosen = random.choices(fields, k=-count)
     if withvalues:
         return _pairs3([(f, h[f]) for f in chosen])
     return chosen

@@ -14,9 +14,9 @@ from sockworks.protocols.resp import RespSet
 from sockworks.storage.model.common import (
     SYNTAX,
     CommandError,
-    parse_int,
     parse_intercard,
     parse_positive,
+    parse_random_count,
     scan_args,
     scan_slice,
 )
@@ -116,9 +116,7 @@ def spop(ks: Keyspace, argv: Argv) -> Any:
 def srandmember(ks: Keyspace, argv: Argv) -> Any:
     if len(argv) > 3:
         raise CommandError(SYNTAX)
-    count = parse_int(argv[2]) if len(argv) == 3 else 0
-    if count < -(1 << 62):
-        raise CommandError("value is out of range")
+    count = parse_random_count(argv[2], False) if len(argv) == 3 else 0
     s = ks.typed(argv[1], SetValue)
     if len(argv) == 2:
         return None if s is None else random.choice(list(s))
@@ -127,7 +125,7 @@ def srandmember(ks: Keyspace, argv: Argv) -> Any:
     members = list(s)
     if count > 0:
         return random.sample(members, min(count, len(members)))
-    return [random.choice(members) for _ in range(-count)]
+    return random.choices(members, k=-count)
 
 
 def smove(ks: Keyspace, argv: Argv) -> Any:

@@ -23,6 +23,7 @@ from sockworks.storage.model.common import (
     parse_int,
     parse_intercard,
     parse_positive,
+    parse_random_count,
     scan_args,
     scan_slice,
 )
@@ -551,18 +552,16 @@ def zintercard(ks: Keyspace, argv: Argv) -> Any:
 def zrandmember(ks: Keyspace, argv: Argv) -> Any:
     if len(argv) > 4 or (len(argv) == 4 and argv[3].upper() != b"WITHSCORES"):
         raise CommandError(SYNTAX)
-    count = parse_int(argv[2]) if len(argv) > 2 else 0
+    withscores = len(argv) == 4
+    count = parse_random_count(argv[2], withscores) if len(argv) > 2 else 0
     z = ks.typed(argv[1], ZSetValue)
     if len(argv) == 2:
         return None if z is None else random.choice(list(z.scores))
-    withscores = len(argv) == 4
-    if count < -(1 << 62) or (withscores and count < -(1 << 61)):
-        raise CommandError("value is out of range")
     if z is None or count == 0:
         return []
     members = list(z.scores)
     chosen = (random.sample(members, min(count, len(members))) if count > 0
-              else [random.choice(members) for _ in range(-count)])
+              else random.choices(members, k=-count))
     if withscores:
         return Pairs([(m, _d(z.scores[m])) for m in chosen])
     return chosen

@@ -634,7 +634,9 @@ class RespSession(Session):
             self._in_call = False
             stash, self._stash = self._stash, b""
         if stash:
-            return Output(out.data + stash, out.close, out.barrier)
+            failed = out.failed
+            return Output(out.data + stash, out.close, out.barrier,
+                          None if failed is None else lambda error: failed(error) + stash)
         return out
 
     def _hold(self) -> Output:

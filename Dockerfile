@@ -8,7 +8,10 @@ FROM python:3.12-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 
 WORKDIR /app
-COPY pyproject.toml README.md ./
+# setup.py: the optional compiled hot path. The slim image has no C compiler,
+# so the install skips it and serves on the pure-Python path (sockworks
+# --version says so); a builder stage with gcc would compile it.
+COPY pyproject.toml setup.py README.md ./
 COPY src ./src
 # DL3013: this installs the project being built, whose version is the source's.
 # hadolint ignore=DL3013

@@ -16,12 +16,15 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
-$(RUN_STAMP): pyproject.toml | $(PY)
+# setup.py and the .pyx: the optional compiled hot path is rebuilt when they change.
+BUILD_INPUTS := pyproject.toml setup.py src/sockworks/services/_fastpath.pyx
+
+$(RUN_STAMP): $(BUILD_INPUTS) | $(PY)
 	$(PY) -m pip install --quiet -e '.[fast]'
 	touch $(RUN_STAMP)
 
 # The developer extras include .[fast], so this satisfies `make run` too.
-$(STAMP): pyproject.toml | $(PY)
+$(STAMP): $(BUILD_INPUTS) | $(PY)
 	$(PY) -m pip install --quiet -e '.[fast,redis,metrics,lua,bench,test]'
 	touch $(RUN_STAMP) $(STAMP)
 
@@ -29,7 +32,7 @@ $(STAMP): pyproject.toml | $(PY)
 run: $(RUN_STAMP)
 	$(VENV)/bin/sockworks serve kv --data-dir $(DATA) $(ARGS)
 
-## test: the whole test suite
+## test: the whole test suite (SOCKWORKS_NO_EXTENSIONS=1 make test: on the pure-Python path)
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 

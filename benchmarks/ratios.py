@@ -67,8 +67,10 @@ STALL_P50_US = 20_000.0
 CLIENT_BUSY_PCT = 90.0
 THREAD_MODELS = ["thread", "pool", "socketserver-thread"]
 KV_MODELS = ["asyncio", *THREAD_MODELS]
-FIGURES = ["kv-text", "kv-resp", "thread-vs-chapter", "idle", "persistence", "startup",
-           "echo", "udp"]
+FIGURES = ["kv-text", "kv-resp", "fastpath", "thread-vs-chapter", "idle", "persistence",
+           "startup", "echo", "udp"]
+#: The environment that selects the pure-Python hot path (services/accel.py).
+PURE_ENV = {"SOCKWORKS_NO_EXTENSIONS": "1"}
 LISTENING = re.compile(r"listening on \S+:(\d+) \(model=")
 CHAPTER_PORT = re.compile(r"on port (\d+)")
 
@@ -131,13 +133,16 @@ class Config:
 class Server:
     """A server process whose merged stdout/stderr is drained by a thread."""
 
-    def __init__(self, argv: list[str], cpus: str, label: str) -> None:
+    def __init__(self, argv: list[str], cpus: str, label: str,
+                 env: dict[str, str] | None = None) -> None:
         self.argv = ["taskset", "-c", cpus, *argv]
+        self.env = env or {}
         self.label = label
         self.lines: list[str] = []
         self._cond = threading.Condition()
         self.started = time.perf_counter()
         self.proc = subprocess.Popen(self.argv, cwd=REPO, stdin=subprocess.DEVNULL,
+                                     env={**os.environ, **self.env} if self.env else None,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      start_new_session=True)
         _LIVE.add(self)
@@ -146,7 +151,8 @@ class Server:
 
     @property
     def command(self) -> str:
-        return " ".join(_quote(a) for a in self.argv)
+        return " ".join([*(f"{k}={_quote(v)}" for k, v in self.env.items()),
+                         *(_quote(a) for a in self.argv)])
 
     def _drain(self) -> None:
         assert self.proc.stdout is not None
@@ -197,10 +203,11 @@ def _quote(arg: str) -> str:
 
 @contextlib.contextmanager
 def sockworks(service: str, args: list[str], cpus: str = "0",
-              port_index: int = 0) -> Iterator[tuple[Server, int]]:
+              port_index: int = 0,
+              env: dict[str, str] | None = None) -> Iterator[tuple[Server, int]]:
     """``python -m sockworks serve SERVICE --port 0 ARGS``; yields (server, port)."""
     srv = Server([PY, "-m", "sockworks", "serve", service, "--port", "0", *args], cpus,
-                 f"serve {service} {' '.join(args)}")
+                 f"serve {service} {' '.join(args)}", env)
     try:
         port = int(srv.wait_for(LISTENING, port_index + 1)[port_index].group(1))
         yield srv, port
@@ -352,16 +359,17 @@ def redis_plain() -> ServerFactory:
     return partial(redis, ["--appendonly", "no"])
 
 
-def kv_server(model: str, *extra: str, resp: bool = False) -> ServerFactory:
+def kv_server(model: str, *extra: str, resp: bool = False,
+              env: dict[str, str] | None = None) -> ServerFactory:
     args = ["--model", model, "--idle-timeout", "0", *extra]
     if resp:
         args += ["--resp-port", "0"]
-    return partial(sockworks, "kv", args, port_index=1 if resp else 0)
+    return partial(sockworks, "kv", args, port_index=1 if resp else 0, env=env)
 
 
 def fig_kv(cfg: Config, resp: bool) -> Figure:
     name = "kv-resp" if resp else "kv-text"
-    targets = {1: 0.80, 16: 0.60} if resp else {1: 0.85, 16: 0.90}
+    targets = FASTPATH_TARGETS["resp" if resp else "text"]
     fig = Figure(name, "KV over RESP (--resp-port) vs redis-server" if resp
                  else "KV text protocol vs redis-server (RESP)")
     proto = "resp" if resp else "line"
@@ -377,6 +385,45 @@ def fig_kv(cfg: Config, resp: bool) -> Figure:
         fig.rows += rows
         fig.rows.append(ratio_row(f"P{pipeline} best model ({best.subject})", med,
                                   best.subject, "redis-server", targets[pipeline]))
+    return fig
+
+
+#: Issue #15's targets against redis-server, per port and pipeline depth.
+FASTPATH_TARGETS = {"text": {1: 0.85, 16: 0.90}, "resp": {1: 0.80, 16: 0.75}}
+
+
+def fig_fastpath(cfg: Config) -> Figure:
+    """The asyncio model with the compiled hot path and with the pure-Python
+    one (SOCKWORKS_NO_EXTENSIONS=1) against redis-server, both ports, P1 and
+    P16, every variant alternating in one run (issue #15)."""
+    fig = Figure("fastpath", "Compiled vs pure-Python hot path vs redis-server (asyncio model)")
+    for port, proto, resp in (("text", "line", False), ("resp", "resp", True)):
+        for pipeline in (1, 16):
+            variants: dict[str, Measure] = {
+                "redis-server": partial(load_run, cfg, redis_plain(), "resp", pipeline=pipeline),
+                "compiled": partial(load_run, cfg, kv_server("asyncio", resp=resp), proto,
+                                    pipeline=pipeline),
+                "pure": partial(load_run, cfg, kv_server("asyncio", resp=resp, env=PURE_ENV),
+                                proto, pipeline=pipeline)}
+            first = len(fig.runs)
+            med = round_robin(cfg, fig, variants)
+            target = FASTPATH_TARGETS[port][pipeline]
+            fig.rows += [
+                ratio_row(f"{port} P{pipeline} compiled", med, "compiled", "redis-server", target),
+                ratio_row(f"{port} P{pipeline} pure", med, "pure", "redis-server"),
+                ratio_row(f"{port} P{pipeline} compiled / pure", med, "compiled", "pure")]
+            # Requests per second of server CPU: what each server gets done
+            # with the CPU it was given, which other load on a shared machine
+            # disturbs far less than requests per wall-clock second.
+            per_cpu = {name: statistics.median(
+                run.value * 100.0 / run.raw["server_cpu_pct"] for run in fig.runs[first:]
+                if run.variant == name and run.raw.get("server_cpu_pct", 0) > 0)
+                for name in variants}
+            fig.rows += [
+                ratio_row(f"{port} P{pipeline} compiled, per server CPU-s", per_cpu, "compiled",
+                          "redis-server", unit="req/CPU-s"),
+                ratio_row(f"{port} P{pipeline} pure, per server CPU-s", per_cpu, "pure",
+                          "redis-server", unit="req/CPU-s")]
     return fig
 
 
@@ -738,7 +785,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--repeat must be >= 1 and --duration > 0")
     needs_lineload = bool(set(only) - {"startup", "udp"})
     tools = ["taskset"]
-    if set(only) & {"kv-text", "kv-resp", "persistence"}:
+    if set(only) & {"kv-text", "kv-resp", "fastpath", "persistence"}:
         tools.append("redis-server")
     if needs_lineload and not args.lineload:
         tools.append("gcc")
@@ -756,6 +803,7 @@ def main(argv: list[str] | None = None) -> int:
                  args.warmup, args.data_root)
     builders: dict[str, Callable[[], Figure]] = {
         "kv-text": lambda: fig_kv(cfg, resp=False), "kv-resp": lambda: fig_kv(cfg, resp=True),
+        "fastpath": lambda: fig_fastpath(cfg),
         "thread-vs-chapter": lambda: fig_thread_vs_chapter(cfg),
         "idle": lambda: fig_idle(cfg, args.idle), "persistence": lambda: fig_persistence(cfg),
         "startup": lambda: fig_startup(cfg), "echo": lambda: fig_echo(cfg),

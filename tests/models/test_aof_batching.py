@@ -28,6 +28,7 @@ import pytest
 
 from sockworks.core.loop import loop_name
 from sockworks.models import FORKING_MODELS, MODELS, asyncio_model
+from sockworks.protocols.resp import encode_command
 from sockworks.server import Server
 from sockworks.services.kv import KvService
 from sockworks.storage.embedded import PersistentStore, open_embedded_store
@@ -293,6 +294,39 @@ def test_a_thread_writes_its_pipelined_chunk_once(
         assert reopened.get(b"k4-15") == b"v" and reopened.get(b"z") == b"3"
     finally:
         reopened.close()
+
+
+@pytest.mark.parametrize("port", ["text", "resp"])
+def test_a_failed_batch_errs_the_writes_of_a_chunk_two_paths_ran(
+        tmp_path: Path, port: str, clients: list[socket.socket]) -> None:
+    """A chunk the compiled path starts (SET, GET, INCR) and hands to the
+    reference at EXISTS (which then runs DEL): every write's reply, from
+    either part, becomes the error, the reads keep theirs; on the pure
+    path the reference runs it all, with the same replies."""
+    server, store, writer = serve(tmp_path, "thread", "always")
+    try:
+        text, resp = server.addresses
+        store.set(b"old", b"1")
+        barrier = store.durability_barrier()  # batching: a direct caller flushes too
+        assert barrier is not None and barrier.wait(30)
+        if port == "text":
+            clients.append(connect(text, greeting=True))
+            writer.fail = errno.ENOSPC
+            clients[0].sendall(b"SET a x\nGET old\nINCR n\nEXISTS old\nDEL gone\n")
+            error = b"ERROR: cannot write to the log: No space left on device"
+            assert read_lines(clients[0], 5) == [error, b"1", error, b"1", error]
+        else:
+            clients.append(connect(resp, greeting=False))
+            writer.fail = errno.ENOSPC
+            clients[0].sendall(b"".join(encode_command(argv) for argv in (
+                [b"SET", b"r", b"v"], [b"GET", b"old"], [b"INCR", b"m"], [b"EXISTS", b"old"],
+                [b"DEL", b"gone"])))
+            failed = b"-ERR cannot write to the log: No space left on device"
+            assert read_lines(clients[0], 6, b"\r\n") == [failed, b"$1", b"1", failed, b":1",
+                                                           failed]
+        writer.fail = None
+    finally:
+        server.stop(timeout=30)
 
 
 @pytest.mark.parametrize("model", [m for m in MODELS if m not in FORKING_MODELS])

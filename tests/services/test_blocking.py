@@ -266,3 +266,19 @@ def test_blocked_clients_count_against_max_connections(start_server: StartServer
                 assert recv_all(third).startswith(b"-ERR max number of clients reached")
     finally:
         admin.close()
+
+
+def test_a_wait_served_during_a_call_keeps_the_calls_failed_batch_replies() -> None:
+    """A wait served while the same session's call ran (a thread model's
+    pusher, concurrently) follows the call's replies; if the call's log
+    batch fails, its writes' errors still come first, then the wait's
+    reply (never a close that drops the served pop's reply)."""
+    from sockworks.core.service import Output
+
+    session = KvService(MemoryStore()).resp_service().new_session("127.0.0.1:1")
+    session._stash = b"*2\r\n$1\r\nl\r\n$1\r\nx\r\n"
+    out = session._end_call(Output(b"+OK\r\n", False, None, lambda error: b"-ERR " +
+                                   error.encode() + b"\r\n"))
+    assert out.data == b"+OK\r\n*2\r\n$1\r\nl\r\n$1\r\nx\r\n"
+    assert out.failed is not None
+    assert out.failed("disk full") == b"-ERR disk full\r\n*2\r\n$1\r\nl\r\n$1\r\nx\r\n"

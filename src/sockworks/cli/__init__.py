@@ -53,7 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
         description=("Production-quality network services: one server core, "
                      "every concurrency model."),
     )
-    parser.add_argument("--version", action="version", version=f"sockworks {__version__}")
+    from sockworks.services.accel import DESCRIPTION
+
+    # Which hot path this install runs (compiled or pure Python, and why).
+    parser.add_argument("--version", action="version",
+                        version=f"sockworks {__version__} (hot path: {DESCRIPTION})")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)

@@ -57,6 +57,7 @@ from sockworks.protocols.kvtext import (
 )
 from sockworks.protocols.lines import LineFramer
 from sockworks.protocols.resp import DEFAULT_MAX_BULK
+from sockworks.services.accel import FASTPATH
 from sockworks.services.acl import User
 from sockworks.services.auth import DENIED_TEXT, AccessControl
 from sockworks.services.meminfo import memory_fields
@@ -71,6 +72,11 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_PORT", "KvService", "KvSession"]
 
+#: What the compiled fast path hands over when it stops early (_fastpath.text_run):
+#: started, lines done, replies, reply bytes, GETs, SETs, the indices in
+#: replies of write acknowledgements (Output.failed errs them), calls, errors.
+TextSeed = tuple[float, int, list[bytes], int, int, int, list[int], dict[str, int],
+                 dict[str, int]]
 #: What a renamed-away or disabled command answers (as an unknown one does).
 UNKNOWN_COMMAND_REPLY = error_reply("unknown command")
 
@@ -304,7 +310,7 @@ class KvSession(Session):
     methods; each returns its reply bytes.
     """
 
-    __slots__ = ("_access", "_backlog", "_done", "_framer", "_framing", "_generation",
+    __slots__ = ("_access", "_backlog", "_done", "_fast", "_framer", "_framing", "_generation",
                  "_get_words", "_max_line", "_open", "_peer", "_refused", "_renamed", "_service",
                  "_received", "_set_words", "_store", "_user", "counts")
 
@@ -314,6 +320,10 @@ class KvSession(Session):
         self._get_words = service.get_words
         self._set_words = service.set_words
         self._renamed = service.renamed_words
+        #: The compiled hot path (services/fastpath.py), used while the
+        #: session is plain; None: the reference code below runs everything.
+        #: --rename-command changes what the fast words mean: none then.
+        self._fast = FASTPATH.text_run if FASTPATH is not None and not service.renames else None
         self._peer = peer
         self._framer = LineFramer(service.max_line)
         self._max_line = service.max_line
@@ -397,6 +407,12 @@ class KvSession(Session):
             if tail:
                 self._framer.receive_data(tail)
                 self._framing = True
+            # The plain state (docs/architecture.md): new per-connection state that
+            # changes how a command runs must be added to this test.
+            if self._fast is not None and self._open and type(data) is bytes:
+                # Compiled: the whole chunk, or the lines up to the first it
+                # does not handle, from which the reference below goes on.
+                return self._run(lines, end, self._fast)
         else:
             lines, end = self._frame(data)
         return self._run(lines, end)
@@ -415,43 +431,65 @@ class KvSession(Session):
         self._framing = framer.buffered > 0
         return lines, end
 
-    def _run(self, lines: list[bytes], end: object) -> Output:
+    def _run(self, lines: list[bytes], end: object,
+             fast: Callable[[KvSession, list[bytes]], Output | TextSeed] | None = None
+             ) -> Output:
         """:meth:`_run_lines` behind the store's script gate (storage/gate.py):
         while a Lua script has run past busy-reply-threshold, every line is
-        answered BUSY_REPLY at once instead of waiting on the store."""
+        answered BUSY_REPLY at once instead of waiting on the store. ``fast``:
+        the compiled path (services/_fastpath.pyx) runs the lines first, as
+        far as it goes, inside the gate like the reference."""
         gate = self._store.script_gate
         if gate is None or not lines:
-            return self._run_lines(lines, end)
+            return self._run_first(lines, end, fast)
         if not gate.enter():
             return Output(BUSY_SCRIPT_REPLY * sum(1 for line in lines if line.strip()))
         try:
-            return self._run_lines(lines, end)
+            return self._run_first(lines, end, fast)
         finally:
             gate.leave()
 
-    def _run_lines(self, lines: list[bytes], end: object) -> Output:
+    def _run_first(self, lines: list[bytes], end: object,
+                   fast: Callable[[KvSession, list[bytes]], Output | TextSeed] | None
+                   ) -> Output:
+        """The compiled path (if given) on ``lines``, then the reference
+        from where it stopped, with its figures."""
+        if fast is None:
+            return self._run_lines(lines, end)
+        outcome = fast(self, lines)
+        if type(outcome) is Output:
+            return outcome
+        return self._run_lines(lines, end, cast("TextSeed", outcome))
+
+    def _run_lines(self, lines: list[bytes], end: object, seed: TextSeed | None = None) -> Output:
         """Execute complete request lines in order; one Output for them all.
 
         GET and SET, most of any workload, are dispatched right here on the
         split words (the same rules as kvtext.parse_line's fast path); every
-        other line goes through the parser and the handler table.
+        other line goes through the parser and the handler table. ``seed``:
+        the compiled fast path ran ``lines[:done]`` and these are its figures.
         """
-        started = time.perf_counter()
         store = self._store
         counts = self.counts
         get_words, set_words, renamed = self._get_words, self._set_words, self._renamed
-        replies: list[bytes] = []
-        append = replies.append
-        # Where the writes' acknowledgements are in replies: a failed log
-        # batch turns each into an error reply (Output.failed).
-        writes: list[int] = []
         close = False
-        size = done = gets = sets = 0
-        # Commands off the GET/SET fast path, and error replies, by name.
-        calls: dict[str, int] = {}
-        errors: dict[str, int] = {}
+        todo = lines
+        if seed is None:
+            started = time.perf_counter()
+            replies: list[bytes] = []
+            # Where the writes' acknowledgements are in replies: a failed log
+            # batch turns each into an error reply (Output.failed).
+            writes: list[int] = []
+            size = done = gets = sets = 0
+            # Commands off the GET/SET fast path, and error replies, by name.
+            calls: dict[str, int] = {}
+            errors: dict[str, int] = {}
+        else:
+            started, done, replies, size, gets, sets, writes, calls, errors = seed
+            todo = lines[done:]
+        append = replies.append
         name = ""
-        for line in lines:
+        for line in todo:
             if size >= REPLY_BUDGET:
                 # Back-pressure (core/service.py): the rest waits for resume().
                 self._backlog = (lines[done:], end)
@@ -559,7 +597,14 @@ class KvSession(Session):
             return NOTHING
         if not writes:
             return Output(data, close)
-        return Output(data, close, store.durability_barrier(),
+        return self._written(data, close, replies, writes)
+
+    def _written(self, data: bytes, close: bool, replies: list[bytes],
+                 writes: list[int]) -> Output:
+        """The Output of a chunk that wrote (here or in the compiled path):
+        after its log batch, and if that fails, with each write's
+        acknowledgement (``writes``: indices in ``replies``) an error."""
+        return Output(data, close, self._store.durability_barrier(),
                       _one_write_error if len(replies) == 1 else
                       functools.partial(_with_write_errors, replies, writes))
 

@@ -48,6 +48,7 @@ from sockworks.protocols.resp import (
     encode_null,
 )
 from sockworks.services import keyspace_events
+from sockworks.services.accel import FASTPATH
 from sockworks.services.acl import User
 from sockworks.services.acl_categories import COMMAND_CATEGORIES, CONTAINERS
 from sockworks.services.auth import DENIED_TEXT, AccessControl
@@ -93,6 +94,12 @@ logger = logging.getLogger(__name__)
 #: Command names that are really an HTTP request line or header (Redis's
 #: securityWarningCommand list): the connection is closed at once.
 _HTTP_WORDS = frozenset({b"post", b"host:"})
+#: What the compiled fast path hands over when it stops early (_fastpath.resp_run):
+#: started, replies, executed, errors, reply bytes, GETs, SETs, wrote, calls,
+#: failed, seconds by name, rejected, seconds timed, and the indices in
+#: replies of write acknowledgements (a failed log batch errs them).
+RespSeed = tuple[float, list[bytes], int, int, int, int, int, bool, dict[str, int],
+                 dict[str, int], dict[str, float], dict[str, int], float, list[int]]
 #: What an unauthenticated client may run (Redis's no-auth commands); they
 #: are never subject to ACL rules either.
 _NO_AUTH = frozenset({"auth", "hello", "quit", "reset"})
@@ -473,6 +480,10 @@ class RespSession(Session):
         self._ticket: ScriptTicket | None = None
         self._in_exec = False
         self._in_script = False
+        #: The compiled hot path (services/fastpath.py), used while the
+        #: session is plain; None: the reference code below runs everything.
+        #: --rename-command changes what the fast words mean: none then.
+        self._fast = FASTPATH.resp_run if FASTPATH is not None and not service.renames else None
         self._done = False
         self._wrote = False
         #: A command was refused before it ran (INFO's rejected_calls); set
@@ -590,13 +601,28 @@ class RespSession(Session):
         if self._acl_generation != self._access.generation:
             self._refresh_user()
         parser = self._parser
-        parser.receive_data(data)
         # CLIENT LIST qbuf= while this call runs: what Redis's query buffer
         # holds while it processes a read (the running command included).
-        self._qbuf = parser.buffered
+        self._qbuf = parser.buffered + len(data)
         with self._block_lock:
             self._in_call = True
             waiting = self._blocked is not None
+        # The plain state (docs/architecture.md): new per-connection state that
+        # changes how a command runs must be added to this test. (No script
+        # of this session waits for its reply: its backlog is set then.)
+        # Subscriptions, MONITOR and CLIENT REPLY empty the GET/SET words
+        # (_update_mode); MONITOR and keyspace events anywhere need every
+        # command to go the long way, as in _run_commands.
+        broker = self.service.broker
+        if (self._fast is not None and self._open and self.queued is None and not waiting
+                and self._backlog is None and not parser.busy and type(data) is bytes
+                and self._get_words and not self.subs.pushed_to
+                and not (broker.monitored or broker.keyspace_flags)):
+            # Compiled: the whole chunk, or the requests up to the first it
+            # does not handle, from which the reference goes on; behind the
+            # script gate as the reference is (_execute).
+            return self._end_call(self._execute([], None, data))
+        parser.receive_data(data)
         if waiting:
             return self._end_call(self._hold())
         if self._backlog is not None:
@@ -629,7 +655,9 @@ class RespSession(Session):
             self._in_call = False
             stash, self._stash = self._stash, b""
         if stash:
-            return Output(out.data + stash, out.close, out.barrier)
+            failed = out.failed
+            return Output(out.data + stash, out.close, out.barrier,
+                          None if failed is None else lambda error: failed(error) + stash)
         return out
 
     def _hold(self) -> Output:
@@ -649,38 +677,67 @@ class RespSession(Session):
             return CLOSE
         return NOTHING
 
-    def _execute(self, commands: list[list[bytes]], violation: Any) -> Output:
+    def _execute(self, commands: list[list[bytes]], violation: Any,
+                 chunk: bytes | None = None) -> Output:
         """:meth:`_run_commands` behind the store's script gate
         (storage/gate.py): while a script has run past busy-reply-threshold,
-        they are answered -BUSY without touching the store."""
+        they are answered -BUSY without touching the store. ``chunk``: a
+        plain session's received bytes, for the compiled path to run first
+        inside the gate (``commands`` is empty then); while the gate is
+        busy the reference parses and refuses them."""
         gate = self._gate
-        if gate is None or not commands:
-            return self._run_commands(commands, violation, False)
+        if gate is None or not (commands or chunk):
+            return self._run_fast(chunk) if chunk else self._run_commands(
+                commands, violation, False)
         if not gate.enter():
+            if chunk is not None:
+                self._parser.receive_data(chunk)
+                commands, violation = self._parser.next_commands()
             return self._run_commands(commands, violation, True)
         try:
-            return self._run_commands(commands, violation, False)
+            return self._run_fast(chunk) if chunk else self._run_commands(
+                commands, violation, False)
         finally:
             gate.leave()
 
+    def _run_fast(self, chunk: bytes) -> Output:
+        """The compiled fast path on ``chunk``: it answers it all, or hands
+        over the rest for the parser and a seed (its figures, and the
+        requests it ran) from which :meth:`_run_commands` goes on."""
+        parser = self._parser
+        outcome = self._fast(self, chunk, parser.max_bulk)  # type: ignore[misc]
+        if type(outcome) is Output:
+            return outcome
+        offset, seed = outcome
+        parser.receive_data(chunk[offset:])
+        commands, violation = parser.next_commands()
+        return self._run_commands(commands, violation, False, seed)
+
     def _run_commands(self, commands: list[list[bytes]], violation: Any,
-                      busy: bool) -> Output:
-        started = time.perf_counter()
-        replies: list[bytes] = []
-        append = replies.append
-        # Where the writes' acknowledgements are in replies: a failed log
-        # batch turns each into an error reply (Output.failed).
-        writes: list[int] = []
-        self._wrote = False
-        errors = executed = size = gets = sets = 0
-        # Commands off the GET/SET fast path, their time (s), error
-        # replies, and the refusals among them, by name.
-        calls: dict[str, int] = {}
-        spent: dict[str, float] = {}
-        failed: dict[str, int] = {}
-        rejected: dict[str, int] = {}
-        timed = 0.0  # seconds spent in the commands timed one by one
+                      busy: bool, seed: RespSeed | None = None) -> Output:
+        """Run parsed commands in order; one Output for them all. ``seed``:
+        the compiled fast path ran the requests before ``commands``, and
+        these are its figures."""
         perf_counter = time.perf_counter
+        if seed is None:
+            started = perf_counter()
+            replies: list[bytes] = []
+            self._wrote = False
+            errors = executed = size = gets = sets = 0
+            # Commands off the GET/SET fast path, their time (s), error
+            # replies, and the refusals among them, by name.
+            calls: dict[str, int] = {}
+            spent: dict[str, float] = {}
+            failed: dict[str, int] = {}
+            rejected: dict[str, int] = {}
+            timed = 0.0  # seconds spent in the commands timed one by one
+            # Where the writes' acknowledgements are in replies: a failed log
+            # batch turns each into an error reply (Output.failed).
+            writes: list[int] = []
+        else:
+            (started, replies, executed, errors, size, gets, sets, self._wrote, calls, failed,
+             spent, rejected, timed, writes) = seed
+        append = replies.append
         # One clock read per timed command: each starts where the last ended,
         # unless fast-path commands ran in between (their count moved).
         mark, fast = started, 0
@@ -699,16 +756,18 @@ class RespSession(Session):
                 errors += 1
                 failed[ticket.name] = 1
         store = self.store
+        # Commands before this call's (run by the compiled fast path).
+        seeded = executed
         subs = self.subs
         if subs.pushed_to:
             subs.start()  # pushes wait for this chunk's replies (services/pubsub.py)
         broker = self.service.broker
         # MONITOR and keyspace events need every command to go the long way.
-        fast = self._open and not (broker.monitored or broker.keyspace_flags)
+        plain = self._open and not (broker.monitored or broker.keyspace_flags)
         for argv in commands:
             if size >= REPLY_BUDGET:
                 # Back-pressure (core/service.py): the rest waits for resume().
-                self._backlog = commands[executed:]
+                self._backlog = commands[executed - seeded:]
                 self._backlog_violation, violation = violation, None
                 break
             executed += 1
@@ -730,7 +789,7 @@ class RespSession(Session):
             # workload, answered here without the command table's Plan
             # machinery (same replies, same errors).
             nargs = len(argv)
-            if nargs == 2 and argv[0] in self._get_words and self.queued is None and fast:
+            if nargs == 2 and argv[0] in self._get_words and self.queued is None and plain:
                 self.last_command = b"get"
                 gets += 1
                 try:
@@ -746,7 +805,7 @@ class RespSession(Session):
                     size += len(value)
                     append(b"$%d\r\n%s\r\n" % (len(value), value))
                 continue
-            if nargs == 3 and argv[0] in self._set_words and self.queued is None and fast:
+            if nargs == 3 and argv[0] in self._set_words and self.queued is None and plain:
                 self.last_command = b"set"
                 sets += 1
                 if not store.make_room(len(argv[0]) + len(argv[1]) + len(argv[2])):
@@ -793,7 +852,7 @@ class RespSession(Session):
                 # (resume(), once the model has waited on the ticket), and
                 # the call is counted then, with the script's run time.
                 self._ticket.name, self._ticket.overhead = name, took
-                self._backlog = commands[executed:]
+                self._backlog = commands[executed - seeded:]
                 self._backlog_violation, violation = violation, None
                 break
             calls[name] = calls.get(name, 0) + 1
@@ -821,7 +880,7 @@ class RespSession(Session):
             if self._parked:
                 # A blocking command waits: what follows runs after its reply.
                 self._parked = False
-                rest = commands[executed:]
+                rest = commands[executed - seeded:]
                 if rest or violation is not None:
                     self._backlog = rest
                     self._backlog_violation, violation = violation, None
@@ -864,6 +923,19 @@ class RespSession(Session):
             return NOTHING
         if not self._wrote:
             return Output(data, self._done)
+        return self._written(data, self._done, replies, writes, barrier, sent)
+
+    def _written(self, data: bytes, close: bool, replies: list[bytes], writes: list[int],
+                 barrier: Any = None, sent: int = -1) -> Output:
+        """The Output of a chunk that wrote (here or in the compiled path):
+        after its log batch (``barrier``, if taken already), and if that
+        fails, with each write's acknowledgement (``writes``: indices in
+        ``replies``) an error. ``sent``: where the replies end in ``data``
+        when pushes held to the end of the chunk follow them."""
+        if barrier is None:
+            barrier = self.store.durability_barrier()
+        if sent < 0:
+            sent = len(data)
         on_failure: Callable[[str], bytes] | None = None
         if len(replies) == 1 and writes and len(data) == sent:
             on_failure = _one_write_error
@@ -872,7 +944,7 @@ class RespSession(Session):
                 # Pushes held to the end of the chunk follow the replies.
                 replies = [*replies, data[sent:]]
             on_failure = functools.partial(_with_write_errors, replies, writes)
-        return Output(data, self._done, barrier, on_failure)
+        return Output(data, close, barrier, on_failure)
 
     def _refuse_busy(self, argv: list[bytes]) -> bytes:
         """A command while a script is busy: argument errors as usual, the

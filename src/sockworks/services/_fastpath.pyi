@@ -1,0 +1,6 @@
+"""Types of the compiled hot path (_fastpath.pyx), for mypy."""
+
+from typing import Any
+
+def text_run(session: Any, lines: list[bytes]) -> Any: ...
+def resp_run(session: Any, data: bytes, max_bulk: int) -> Any: ...

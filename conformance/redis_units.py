@@ -81,10 +81,12 @@ def start_sockworks(model: str, extra: list[str]) -> tuple[subprocess.Popen[byte
 
 
 def run_unit(tree: Path, port: int, unit: str, tags: str, timeout: float,
-             log_dir: Path, label: str) -> tuple[int, int, str]:
+             log_dir: Path, label: str, baseport: int) -> tuple[int, int, str]:
     """(passed, failed, the exception that ended the unit or '')."""
+    # --baseport: the harness listens for its test clients just below it, so
+    # two runs at once (two checkouts) need different ones.
     args = ["./runtest", "--host", "127.0.0.1", "--port", str(port), "--single", unit,
-            "--clients", "1", "--singledb", "--timeout", "120"]
+            "--clients", "1", "--singledb", "--timeout", "120", "--baseport", str(baseport)]
     if tags:
         args += ["--tags", tags]
     try:
@@ -109,6 +111,9 @@ def main() -> None:
     parser.add_argument("--model", default="asyncio")
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--logs", type=Path, default=Path("conformance/out"))
+    parser.add_argument("--baseport", type=int, default=21111,
+                        help="the harness's --baseport (Redis's default; change it to run "
+                             "two at once)")
     parser.add_argument("sockworks_args", nargs="*", help="extra `serve kv` flags (after --)")
     args = parser.parse_args()
     if shutil.which("redis-server") is None or shutil.which("tclsh") is None:
@@ -125,9 +130,9 @@ def main() -> None:
             total_r = total_s = 0
             for unit in units:
                 r_ok, _, _ = run_unit(args.redis_src, redis_port, unit, args.tags,
-                                      args.timeout, args.logs, "redis")
+                                      args.timeout, args.logs, "redis", args.baseport)
                 s_ok, _, s_exc = run_unit(args.redis_src, our_port, unit, args.tags,
-                                          args.timeout, args.logs, "sockworks")
+                                          args.timeout, args.logs, "sockworks", args.baseport)
                 total_r += r_ok
                 total_s += s_ok
                 ratio = f"{s_ok / r_ok:.2f}" if r_ok else "-"

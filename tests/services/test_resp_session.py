@@ -7,6 +7,8 @@ injection point, so no test sleeps.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import sys
 import threading
 from collections.abc import Iterator
@@ -687,3 +689,21 @@ def test_read_modify_write_inside_multi(c: Client) -> None:
     c("INCRBYFLOAT", "n", "1.5")
     assert c("EXEC") == b"*3\r\n:2\r\n:4\r\n$3\r\n1.5\r\n"
     assert c("GET", "k") == b"$4\r\nabcd\r\n"
+
+
+def test_a_command_that_raises_costs_one_reply_not_the_connection(
+        c: Client, caplog: pytest.LogCaptureFixture) -> None:
+    """A handler's unexpected exception (a bug) answers an error, logs the
+    traceback once, and the pipeline and connection go on."""
+    def boom(ctx: object, argv: list[bytes]) -> bytes:
+        raise RuntimeError("a bug")
+    commands = dict(c.session._commands)
+    commands[b"echo"] = dataclasses.replace(commands[b"echo"], handler=boom)
+    c.session._commands = commands
+    pipeline = encode_command([b"ECHO", b"x"]) + encode_command([b"PING"])
+    with caplog.at_level(logging.ERROR, logger="sockworks.services.resp"):
+        out = c.send(pipeline)
+    assert out.data == b"-ERR internal error running 'echo' (logged by the server)\r\n+PONG\r\n"
+    assert not out.close
+    assert "RuntimeError: a bug" in caplog.text and "command 'echo' failed" in caplog.text
+    assert c("SET", "k", "v") == b"+OK\r\n"

@@ -29,6 +29,7 @@ import secrets
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
@@ -181,6 +182,9 @@ class RespService(Service):
         self.http_log = RateLimitedLog(logger, logging.WARNING)
         #: Clients closed at a limit (requests held while blocked).
         self.limit_log = RateLimitedLog(logger, logging.WARNING)
+        #: A command that raised (a bug): with its traceback, bounded because
+        #: a client could repeat it.
+        self.error_log = RateLimitedLog(logger, logging.ERROR)
         self._lock = threading.Lock()
         #: Live sessions by id(session) (their client ids come later, from the model).
         self._sessions: dict[int, RespSession] = {}
@@ -1149,6 +1153,16 @@ class RespSession(Session):
             if name in _MODE_CHANGERS:
                 self._update_mode()
             reply = self.run_plan(outcome) if isinstance(outcome, Plan) else outcome
+        except Exception:  # a bug must cost one reply, not the connection
+            # Not the client's doing: it gets an error reply and keeps its
+            # connection and the rest of its pipeline; the traceback is logged.
+            self.service.error_log("%s: command '%s' failed:\n%s", self.peer, spec.name,
+                                   traceback.format_exc())
+            if flags:
+                broker.flush_pops()
+            return error_quoting(f"ERR internal error running '{spec.name}' (logged by the "
+                                 "server)")
+        try:
             if flags and reply[:1] != b"-":
                 subs = self.subs
                 # A key a served blocked client popped empty still counts as

@@ -531,7 +531,8 @@ KEYSPACE_SCRIPT = [
     "RPOP l", "LSET l 0 z", "LINSERT l BEFORE z q", "LREM l 0 q", "LTRIM l 0 0",
     "RPOPLPUSH l l2", "LPUSHX l x", "HSET h a 1 b 2", "HSETNX h a 9", "HINCRBY h a 1",
     "HINCRBYFLOAT h b 0.5", "HDEL h a b", "SADD st a b", "SADD st a", "SREM st x",
-    "SREM st a", "SMOVE st st2 b", "ZADD z 1 a 2 b", "ZINCRBY z 1 a", "ZREM z x", "ZREM z a",
+    "SREM st a", "SMOVE st st2 b", "SADD st a b", "SADD st2 a", "SMOVE st st2 a",
+    "SMOVE st st b", "SMOVE st st x", "SMOVE st st2 x", "ZADD z 1 a 2 b", "ZINCRBY z 1 a", "ZREM z x", "ZREM z a",
     "ZADD z 3 c", "ZREMRANGEBYSCORE z 0 2", "ZPOPMIN z", "UNLINK l2 g",
 ]
 

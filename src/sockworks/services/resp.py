@@ -1143,6 +1143,9 @@ class RespSession(Session):
             before = self._key_snapshot(spec, argv)
         if flags:
             broker.defer_pops()
+        # SMOVE: Redis tells the destination only if the member was added to
+        # it, and a move onto the same set tells nobody (smoveCommand).
+        held = flags and spec.name == "smove" and self._smove_is_noop(argv)
         # A script is shown before the commands it runs (Redis's evalCommand
         # feeds MONITOR first); everything else once it has run.
         fed = broker.monitored and spec.name in _SCRIPT_COMMANDS
@@ -1170,9 +1173,13 @@ class RespSession(Session):
                 popped = broker.popped_keys()
                 exists = self._exists if not popped else (
                     lambda key: key in popped or self._exists(key))
-                keyspace_events.emit(
-                    lambda cls, event, key: broker.notify(cls, event, key, subs),
-                    flags, spec.name, argv, reply, before, exists)
+
+                def publish(cls: int, event: str, key: bytes) -> None:
+                    if not (held and event == "sadd"):
+                        broker.notify(cls, event, key, subs)
+                if not (held and argv[1] == argv[2]):  # SMOVE onto itself: none
+                    keyspace_events.emit(publish, flags, spec.name, argv, reply, before,
+                                         exists)
         finally:
             if flags:
                 broker.flush_pops()  # the blocked clients it served, after it
@@ -1182,6 +1189,13 @@ class RespSession(Session):
 
     def _exists(self, key: bytes) -> bool:
         return bool(self.store.exists([key]))
+
+    def _smove_is_noop(self, argv: list[bytes]) -> bool:
+        """SMOVE's destination already holds the member (keyspace events)."""
+        try:
+            return bool(self.store.execute_command([b"SISMEMBER", argv[2], argv[3]]))
+        except StoreError:
+            return False  # not a set: SMOVE will answer WRONGTYPE
 
     def _key_snapshot(self, spec: CommandSpec, argv: list[bytes]) -> dict[bytes, bool]:
         """Which of the command's keys exist now (keyspace events)."""

@@ -92,6 +92,8 @@ def test_client_list_filters_and_local_address(model: str) -> None:
             me = admin.client_id()
             clients = admin.client_list()
             assert {c["laddr"] for c in clients} == {f"{host}:{port}"}
+            fds = [int(c["fd"]) for c in clients]
+            assert len(set(fds)) == 3 and min(fds) > 2  # each its own socket's
             assert [c["id"] for c in admin.client_list(client_id=[me])] == [str(me)]
             assert [c["sub"] for c in admin.client_list(_type="pubsub")] == ["1"]
             assert len(admin.client_list(_type="normal")) == 2

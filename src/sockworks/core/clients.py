@@ -47,19 +47,21 @@ class ClientHandle:
     delivers nothing).
     """
 
-    __slots__ = ("id", "peer", "local", "created", "_closer", "_closed", "_lock",
+    __slots__ = ("id", "peer", "local", "fd", "created", "_closer", "_closed", "_lock",
                  "input_bytes", "output_bytes", "_deliverer", "output_class", "no_evict")
 
     def __init__(self, client_id: int, peer: str, closer: Callable[[str, bool], object], *,
                  input_bytes: Callable[[], int] = lambda: 0,
                  output_bytes: Callable[[], int] = lambda: 0,
                  deliverer: Callable[[bytes], bool] | None = None,
-                 local: str = "?") -> None:
+                 local: str = "?", fd: int = -1) -> None:
         self.id = client_id
         self.peer = peer
         #: The local address the client connected to (CLIENT LIST laddr=,
         #: CLIENT KILL LADDR), as ``peer`` is shown; "?" when unknown.
         self.local = local
+        #: The connection's file descriptor (CLIENT LIST fd=); -1 unknown.
+        self.fd = fd
         self.created = time.monotonic()
         self._closer = closer
         self._closed = False

@@ -147,7 +147,8 @@ class _Connection(asyncio.Protocol):
             model.stats.next_client_id(), self.peer,
             lambda reason, abort: loop.call_soon_threadsafe(self.kill, reason, abort),
             input_bytes=self._input_bytes, output_bytes=self._output_bytes,
-            deliverer=self._deliver_threadsafe, local=self._local(transport))
+            deliverer=self._deliver_threadsafe, local=self._local(transport),
+            fd=sock.fileno() if sock is not None else -1)
         self.session = session = self.service.new_session(self.peer)
         session.client = handle
         model.stats.clients.add(handle)

@@ -154,7 +154,8 @@ class Tracked:
         self.handle = ClientHandle(stats.next_client_id(), peer, self._kill,
                                    input_bytes=self._input_bytes,
                                    output_bytes=self._output_bytes,
-                                   deliverer=self._deliver, local=local_name(sock))
+                                   deliverer=self._deliver, local=local_name(sock),
+                                   fd=sock.fileno())
         self.session = service.new_session(peer)
         self.session.client = self.handle
         stats.clients.add(self.handle)

@@ -1479,12 +1479,12 @@ class RespSession(Session):
         omem = self.client.output_bytes() if self.client is not None else 0
         tot_mem = self.client.memory if self.client is not None else qbuf
         subs = self.subs
-        laddr = self.client.local if self.client is not None else "?"
+        laddr, fd = (self.client.local, self.client.fd) if self.client is not None else ("?", -1)
         # Redis's flag letters, in its order (catClientInfoString): N: none.
         in_multi = self.queued is not None or self._in_exec  # EXEC runs in MULTI too
         flags = ("P" if subs.active else "") + ("x" if in_multi else "") \
             + ("b" if self._blocked is not None else "") + ("e" if self.no_evict else "")
-        return (f"id={self.client_id} addr={self.peer} laddr={laddr} fd=-1 "
+        return (f"id={self.client_id} addr={self.peer} laddr={laddr} fd={fd} "
                 f"name={self.name.decode('utf-8', 'replace')} age={age} idle={idle} "
                 f"flags={flags or 'N'} "
                 f"db=0 sub={len(subs.channels)} psub={len(subs.patterns)} "

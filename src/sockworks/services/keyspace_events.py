@@ -242,6 +242,8 @@ def served(publish: Callable[[int, str, bytes], None], command: Sequence[bytes],
     destination first, then the pop on the source, then ``del`` if that
     emptied it. ``created``: LMOVE made its destination (``new`` first)."""
     name = command[0].lower()
+    if name in (b"xread", b"xreadgroup"):
+        return  # a read: no event (a consumer it creates is not announced here)
     if name == b"lmove":
         key = command[1]
         if created:

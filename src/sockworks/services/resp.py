@@ -906,6 +906,10 @@ class RespSession(Session):
         # them noscript), and were it let through it would not block either.
         return not (self._in_exec or self._in_script)
 
+    @property
+    def in_script(self) -> bool:
+        return self._in_script
+
     def block(self, request: BlockRequest) -> bytes:
         waits = self.service.waits
         if waits is None:

@@ -103,7 +103,7 @@ class BlockRequest:
     """A parsed blocking command: what to try, on which keys, how to answer."""
 
     keys: tuple[bytes, ...]
-    #: "list" or "zset": the type whose pushes can serve it.
+    #: "list", "zset" or "stream": the type whose pushes can serve it.
     kind: str
     #: The plain command tried first (all keys) and inside EXEC.
     attempt: list[bytes]
@@ -115,6 +115,9 @@ class BlockRequest:
     timeout: float
     #: In EXEC, an empty result is a null bulk (BLMOVE) or a null array.
     null_bulk: bool = False
+    #: Run under the store's lock just before the first attempt (XREAD's
+    #: ``$`` becomes the stream's last ID then, in ``attempt`` and ``serve``).
+    prepare: Callable[[MemoryStore], None] | None = None
 
     def reply(self, result: Any, proto: int) -> bytes:
         return encode(self.shape(result), proto)
@@ -323,6 +326,8 @@ class BlockingRegistry:
         return None; one step under the store's lock."""
         def attempt(store: Store) -> tuple[bytes, bool] | None:
             try:
+                if request.prepare is not None:
+                    request.prepare(self._store)
                 result = store.execute_command(request.attempt)
             except StoreError as exc:
                 return store_error(exc), False

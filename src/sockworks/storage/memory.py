@@ -96,6 +96,7 @@ from sockworks.storage.model.table import REPLAY as MODEL_REPLAY
 from sockworks.storage.model.values import (
     Encodings,
     ListValue,
+    StreamValue,
     Value,
     ZSetValue,
     type_name,
@@ -132,8 +133,8 @@ SCAN_MAX_COUNT = 10_000
 #: EVICT_RUNNING: progress was made, the next command continues), so a
 #: lowered limit does not stall one client for a whole store's eviction.
 EVICT_BATCH = 1000
-#: Types whose new keys may serve blocked clients (BLPOP..., BZPOPMIN...).
-_WAKING = (ListValue, ZSetValue)
+#: Types whose new keys may serve blocked clients (BLPOP..., BZPOPMIN..., XREAD).
+_WAKING = (ListValue, ZSetValue, StreamValue)
 #: INFO's avg_ttl is exact up to this many keys with a TTL, else the mean of
 #: this many drawn at random (about a millisecond of work under the lock).
 AVG_TTL_SAMPLES = 1000

@@ -65,7 +65,7 @@ def _subcommand(argv: Argv, arities: dict[bytes, int]) -> bytes:
 def _help(name: str, lines: Sequence[str]) -> list[SimpleString]:
     return [SimpleString(line) for line in (
         f"{name} <subcommand> [<arg> [value] [opt] ...]. Subcommands are:", *lines,
-        "HELP", "    Print this help.")]
+        "HELP", "    Prints this help.")]
 
 
 def _syntax_sub(argv: Argv) -> CommandError:

@@ -137,8 +137,9 @@ def _new_id(ks: Keyspace, stream: StreamValue, args: TrimArgs) -> int:
         sid = args.id
     elif last >> 64 == args.id >> 64:
         if last & MAX_SEQ == MAX_SEQ:
-            raise CommandError("The ID specified in XADD is equal or smaller than the target "
-                               "stream top item")
+            # Redis's streamAppendItem fails here without setting errno,
+            # so xaddCommand reports its other error (7.0.15's reply).
+            raise CommandError("Elements are too large to be stored")
         sid = last + 1
     else:
         sid = args.id

@@ -118,6 +118,8 @@ class BlockRequest:
     #: Run under the store's lock just before the first attempt (XREAD's
     #: ``$`` becomes the stream's last ID then, in ``attempt`` and ``serve``).
     prepare: Callable[[MemoryStore], None] | None = None
+    #: The reply when serving it fails (default: the error as it is).
+    on_error: Callable[[StoreError], bytes] | None = None
 
     def reply(self, result: Any, proto: int) -> bytes:
         return encode(self.shape(result), proto)
@@ -396,7 +398,9 @@ class BlockingRegistry:
             try:
                 result = store.execute_command(command)
             except StoreError as exc:  # BLMOVE to a key of another type
-                self._finish(waiter, store_error(exc), wrote=False)
+                on_error = waiter.request.on_error
+                self._finish(waiter, store_error(exc) if on_error is None else on_error(exc),
+                             wrote=False)
                 continue
             if _empty(result):
                 return

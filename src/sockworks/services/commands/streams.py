@@ -20,6 +20,7 @@ from sockworks.services.commands.model import model_read, model_write
 from sockworks.services.resp_blocking import BlockRequest
 from sockworks.services.resp_commands import store_error
 from sockworks.services.resp_context import CommandContext, CommandSpec, Plan
+from sockworks.storage.base import StoreError
 from sockworks.storage.memory import MemoryStore
 from sockworks.storage.model.common import CommandError, parse_int
 from sockworks.storage.model.streams import parse_read
@@ -80,12 +81,21 @@ def cmd_xread(ctx: CommandContext, argv: list[bytes]) -> bytes | Plan[Any]:
         return [*head, *serve_count, b"STREAMS", key, ids[key]]
 
     request = BlockRequest(tuple(args.keys), "stream", attempt, serve, _as_is,
-                           args.block / 1000, prepare=prepare)
+                           args.block / 1000, prepare=prepare, on_error=_served_error)
     return ctx.block(request)
 
 
 def _as_is(result: Any) -> Any:
     return result
+
+
+#: A blocked XREADGROUP whose group was destroyed (Redis 7.0's text).
+GROUP_GONE: Final = (b"-NOGROUP the consumer group this client was blocked on no longer "
+                     b"exists\r\n")
+
+
+def _served_error(exc: StoreError) -> bytes:
+    return GROUP_GONE if str(exc).startswith("NOGROUP ") else store_error(exc)
 
 
 SPECS: Final[tuple[CommandSpec, ...]] = (

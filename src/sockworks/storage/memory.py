@@ -223,7 +223,8 @@ class MemoryStore(Store):
         self._misses = 0
         self._expired = 0
         #: Told of every key expired or evicted, ("expired" | "evicted", key),
-        #: with the lock held (keyspace notifications); None: nobody asks.
+        #: and of stream events (``notify``), with the lock held (keyspace
+        #: notifications); None: nobody asks.
         self.key_events: Callable[[str, bytes], None] | None = None
         self._closed = False
         self._persistent = False
@@ -914,6 +915,10 @@ class MemoryStore(Store):
             if self._live(key, now) is not None:
                 return key
         return None
+
+    def notify(self, event: str, key: bytes) -> None:
+        if self.key_events is not None:
+            self.key_events(event, key)
 
     def signal(self, key: bytes) -> None:
         if self.on_push is not None:

@@ -79,11 +79,13 @@ def _nogroup(key: bytes, group: bytes, tail: str = "") -> CommandError:
 
 # -- applying effects (shared by the commands and their replay) --------------------------
 
-def _consumer(ks: Keyspace, stream: StreamValue, group: Group, name: bytes) -> Consumer:
+def _consumer(ks: Keyspace, key: bytes, stream: StreamValue, group: Group,
+              name: bytes) -> Consumer:
     consumer = group.consumers.get(name)
     if consumer is None:
         consumer = group.consumers[name] = Consumer(name, ks.now())
         ks.grow(stream, CONSUMER_OVERHEAD + len(name))
+        ks.notify("xgroup-createconsumer", key)
     else:
         consumer.seen = ks.now()
     return consumer
@@ -185,6 +187,7 @@ def xgroup(ks: Keyspace, argv: Argv) -> Any:
             ks.put(key, stream)
         stream.groups[gname] = Group(last, entries_read)
         ks.grow(stream, CONSUMER_OVERHEAD + len(gname))
+        ks.notify("xgroup-create", key)
         return SimpleString("OK")
     assert stream is not None
     if sub == b"setid":
@@ -194,6 +197,7 @@ def xgroup(ks: Keyspace, argv: Argv) -> Any:
         last = stream.last_id if argv[4] == b"$" else parse_id(argv[4])
         ks.log(_setid_log(key, gname, last, entries_read))
         group.last_id, group.entries_read = last, entries_read
+        ks.notify("xgroup-setid", key)
         return SimpleString("OK")
     if sub == b"destroy":
         if group is None:
@@ -202,6 +206,7 @@ def xgroup(ks: Keyspace, argv: Argv) -> Any:
         del stream.groups[gname]
         ks.grow(stream, -(CONSUMER_OVERHEAD + len(gname) + NACK_OVERHEAD * len(group.pel)
                           + sum(CONSUMER_OVERHEAD + len(c) for c in group.consumers)))
+        ks.notify("xgroup-destroy", key)
         ks.signal(key)  # a blocked XREADGROUP on it gets NOGROUP
         return 1
     assert group is not None
@@ -210,7 +215,7 @@ def xgroup(ks: Keyspace, argv: Argv) -> Any:
         if cname in group.consumers:
             return 0
         ks.log(argv)
-        _consumer(ks, stream, group, cname)
+        _consumer(ks, key, stream, group, cname)
         return 1
     consumer = group.consumers.get(cname)  # delconsumer
     if consumer is None:
@@ -221,6 +226,7 @@ def xgroup(ks: Keyspace, argv: Argv) -> Any:
         _drop_nack(ks, stream, group, sid)
     del group.consumers[cname]
     ks.grow(stream, -(CONSUMER_OVERHEAD + len(cname)))
+    ks.notify("xgroup-delconsumer", key)
     return pending
 
 
@@ -268,7 +274,7 @@ def _read_group(ks: Keyspace, key: bytes, stream: StreamValue, group: Group, gna
                    for sid in found)
         if log:
             ks.log(*log)
-        _consumer(ks, stream, group, cname)
+        _consumer(ks, key, stream, group, cname)
         reply: list[Any] = []
         for sid in history:
             if sid in stream.data:
@@ -290,7 +296,7 @@ def _read_group(ks: Keyspace, key: bytes, stream: StreamValue, group: Group, gna
         log.extend(_claim_log(key, gname, cname, sid, now, 1) for sid, _ in entries)
     log.append(_setid_log(key, gname, last, read))
     ks.log(*log)
-    consumer = _consumer(ks, stream, group, cname)
+    consumer = _consumer(ks, key, stream, group, cname)
     group.last_id, group.entries_read = last, read
     if not noack:
         for sid, _ in entries:
@@ -455,7 +461,7 @@ def xclaim(ks: Keyspace, argv: Argv) -> Any:
         _drop_nack(ks, stream, group, sid)
     reply: list[Any] = []
     if claims:
-        consumer = _consumer(ks, stream, group, cname)
+        consumer = _consumer(ks, key, stream, group, cname)
         for sid, count in claims:
             _assign(ks, stream, group, consumer, sid, when, count)
             reply.append(format_id(sid) if justid else entry_reply(sid, stream.data[sid][0]))
@@ -518,7 +524,7 @@ def xautoclaim(ks: Keyspace, argv: Argv) -> Any:
         _drop_nack(ks, stream, group, sid)
     reply: list[Any] = []
     if claims:
-        consumer = _consumer(ks, stream, group, cname)
+        consumer = _consumer(ks, key, stream, group, cname)
         for sid, c in claims:
             _assign(ks, stream, group, consumer, sid, now, c)
             reply.append(format_id(sid) if justid else entry_reply(sid, stream.data[sid][0]))

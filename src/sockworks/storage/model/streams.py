@@ -189,8 +189,10 @@ def xadd(ks: Keyspace, argv: Argv) -> Any:
             ks.drop(key)
         raise
     ks.grow(fresh, grown)
+    ks.notify("xadd", key)
     if trimmed:
         ks.grow(fresh, fresh.pop_head(trimmed))
+        ks.notify("xtrim", key)
     ks.signal(key)
     return format_id(sid)
 
@@ -249,6 +251,7 @@ def xdel(ks: Keyspace, argv: Argv) -> Any:
     for sid in present:
         ks.grow(stream, stream.delete(sid))
     stream.fix_first()
+    ks.notify("xdel", argv[1])
     return len(present)
 
 
@@ -261,6 +264,7 @@ def xtrim(ks: Keyspace, argv: Argv) -> Any:
     if trimmed:
         ks.log(_trim_log(argv[1], stream, trimmed))
         ks.grow(stream, stream.pop_head(trimmed))
+        ks.notify("xtrim", argv[1])
     return trimmed
 
 
@@ -300,6 +304,7 @@ def xsetid(ks: Keyspace, argv: Argv) -> Any:
         stream.entries_added = entries_added
     if max_deleted:
         stream.max_deleted = max_deleted
+    ks.notify("xsetid", argv[1])
     return SimpleString("OK")
 
 

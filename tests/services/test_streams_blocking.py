@@ -122,3 +122,32 @@ def test_unblock_destroyed_group_and_multi(start_server: StartServer) -> None:
     finally:
         admin.close()
         reader.close()
+
+
+@pytest.mark.parametrize("how", [["DEL", "s"], ["SET", "s", "v"], ["FLUSHALL"],
+                                 ["EVAL", "redis.call('del', KEYS[1]) "
+                                  "redis.call('sadd', KEYS[1], 'e')", "1", "s"]])
+def test_a_deleted_or_overwritten_stream_ends_xreadgroup_but_not_xread(
+        start_server: StartServer, how: list[str]) -> None:
+    port = start_kv(start_server, "asyncio").addresses[1][1]
+    admin = redis.Redis(port=port, socket_timeout=20)
+    grouped = redis.Redis(port=port, socket_timeout=20)
+    plain = redis.Redis(port=port, socket_timeout=20)
+    try:
+        admin.xadd("s", {"f": "v"}, id="666-0")
+        admin.xgroup_create("s", "g", id="$")
+        t1, out1 = in_thread(lambda: grouped.xreadgroup("g", "c", {"s": ">"}, block=0))
+        t2, out2 = in_thread(lambda: plain.xread({"s": "$"}, block=0))
+        blocked(admin, 2)
+        admin.execute_command(*how)
+        t1.join(10)
+        assert isinstance(out1[0], redis.ResponseError)
+        assert str(out1[0]) == "UNBLOCKED the stream key no longer exists"
+        blocked(admin, 1)  # XREAD waits on
+        admin.delete("s")
+        admin.xadd("s", {"f": "v"}, id="667-0")
+        t2.join(10)
+        assert out2 == [[[b"s", [(b"667-0", {b"f": b"v"})]]]]
+    finally:
+        for client in (admin, grouped, plain):
+            client.close()

@@ -120,6 +120,9 @@ class BlockRequest:
     prepare: Callable[[MemoryStore], None] | None = None
     #: The reply when serving it fails (default: the error as it is).
     on_error: Callable[[StoreError], bytes] | None = None
+    #: The reply when the key is deleted or holds another type (XREADGROUP's
+    #: error); None: keep waiting.
+    on_gone: bytes | None = None
 
     def reply(self, result: Any, proto: int) -> bytes:
         return encode(self.shape(result), proto)
@@ -385,10 +388,12 @@ class BlockingRegistry:
     def _serve_key(self, key: bytes) -> None:
         store = self._store
         for waiter in list(self._waiting.get(key, ())):
+            if waiter.done:
+                continue
             value = store.lookup(key)
-            if value is None:
-                return
-            if waiter.done or waiter.request.kind != type_name(value):
+            if value is None or waiter.request.kind != type_name(value):
+                if waiter.request.on_gone is not None:
+                    self._finish(waiter, waiter.request.on_gone, wrote=False)
                 continue
             client = waiter.session.client
             if client is not None and client.closing:

@@ -337,6 +337,8 @@ class MemoryStore(Store):
         data = self._data
         old = data.get(key)
         data[key] = value
+        if old.__class__ is StreamValue and value.__class__ is not StreamValue:
+            self._stream_gone(key)
         if value.__class__ is bytes:
             # A string (the hot path): sizes are plain lengths.
             if old is None:
@@ -362,8 +364,19 @@ class MemoryStore(Store):
         if self._track:
             self._touch(key)
 
+    def _stream_gone(self, key: bytes) -> None:
+        """A stream was deleted or overwritten: clients blocked in
+        XREADGROUP on it are answered (Redis's signalDeletedKeyAsReady), at
+        once when no command or group is running, else when it ends."""
+        if self.on_push is not None:
+            self.signal(key)
+            if not self._depth:
+                self._settle()
+
     def _remove(self, key: bytes) -> None:
         value = self._data.pop(key)
+        if value.__class__ is StreamValue:
+            self._stream_gone(key)
         if self._watchers:
             self._touch_watched(key, gone=True)
         if value.__class__ is not bytes:
@@ -796,7 +809,17 @@ class MemoryStore(Store):
             # Redis's touchAllWatchedKeysInDb: only watched keys that exist.
             for key in [k for k in self._watchers if k in self._data]:
                 self._touch_watched(key, gone=True)
+            streams = ([k for k, v in self._data.items() if v.__class__ is StreamValue]
+                       if self.on_push is not None else [])
             self._clear()
+            self._depth += 1
+            try:
+                for key in streams:
+                    self._stream_gone(key)
+            finally:
+                self._depth -= 1
+            if self._signalled:
+                self._settle()
 
     def _clear(self) -> None:
         self._data.clear()

@@ -81,7 +81,8 @@ def cmd_xread(ctx: CommandContext, argv: list[bytes]) -> bytes | Plan[Any]:
         return [*head, *serve_count, b"STREAMS", key, ids[key]]
 
     request = BlockRequest(tuple(args.keys), "stream", attempt, serve, _as_is,
-                           args.block / 1000, prepare=prepare, on_error=_served_error)
+                           args.block / 1000, prepare=prepare, on_error=_served_error,
+                           on_gone=STREAM_GONE if group_cmd else None)
     return ctx.block(request)
 
 
@@ -92,6 +93,10 @@ def _as_is(result: Any) -> Any:
 #: A blocked XREADGROUP whose group was destroyed (Redis 7.0's text).
 GROUP_GONE: Final = (b"-NOGROUP the consumer group this client was blocked on no longer "
                      b"exists\r\n")
+
+
+#: A blocked XREADGROUP whose stream was deleted or overwritten (Redis 7.0).
+STREAM_GONE: Final = b"-UNBLOCKED the stream key no longer exists\r\n"
 
 
 def _served_error(exc: StoreError) -> bytes:

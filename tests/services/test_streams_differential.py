@@ -11,8 +11,13 @@ from typing import Any
 
 import pytest
 
+from sockworks.server import Server
+from sockworks.services import lua_engine
+from sockworks.services.kv import KvService
 from tests.redis_support import RedisServer, shared_redis_server_fixture  # noqa: F401
+from tests.services.test_blocking_differential import Side, both
 from tests.services.test_datamodel_differential import Pair, _parse
+from tests.support import IN_CI
 
 pytestmark = pytest.mark.redis
 
@@ -174,3 +179,48 @@ def test_xpending_extended_matches_redis_but_for_idle_times(pair: Pair) -> None:
         argv = cmd(line)
         ours, theirs = _parse(pair.ours(argv)), _parse(pair.redis(argv))
         assert [e[:2] + e[3:] for e in ours] == [e[:2] + e[3:] for e in theirs], line
+
+
+
+@pytest.fixture(scope="module")
+def ours() -> Iterator[tuple[str, int]]:
+    with Server(KvService(), model="thread", port=0, resp_port=0) as server:
+        yield server.addresses[1]
+
+
+def test_blocked_reads_and_scripts_match_redis(ours: tuple[str, int],
+                                               shared_redis_server: RedisServer,
+                                               proto: int) -> None:
+    def scenario(side: Side) -> list[bytes]:
+        reader, grouped, writer = side.client(), side.client(), side.client()
+        replies = [writer.call("XGROUP", "CREATE", "s", "g", "$", "MKSTREAM")]
+        reader.send("XREAD", "COUNT", "5", "BLOCK", "0", "STREAMS", "s", "t", "$", "$")
+        side.wait_blocked(1)
+        grouped.send("XREADGROUP", "GROUP", "g", "c", "BLOCK", "0", "STREAMS", "s", ">")
+        side.wait_blocked(2)
+        replies.append(writer.call("XADD", "s", "1-1", "f", "v"))
+        replies += [reader.reply(), grouped.reply()]
+        replies.append(reader.call("XREAD", "BLOCK", "10", "STREAMS", "s", "$"))
+        replies.append(writer.call("XPENDING", "s", "g"))
+        replies.append(writer.call("MULTI"))
+        replies.append(writer.call("XREAD", "BLOCK", "0", "STREAMS", "s", "$"))
+        replies.append(writer.call("XREADGROUP", "GROUP", "g", "c", "BLOCK", "0", "STREAMS",
+                                   "s", ">"))
+        replies.append(writer.call("EXEC"))
+        if lua_engine.LUA_AVAILABLE or IN_CI:
+            for script in ["return redis.pcall('xread','STREAMS','s','$')",
+                           "return redis.pcall('xread','BLOCK',0,'STREAMS','s','$')",
+                           "return redis.pcall('xreadgroup','group','g','c','STREAMS','s','>')",
+                           "return redis.pcall('XREADGROUP','group','g','c','BLOCK',0,"
+                           "'STREAMS','s','>')",
+                           "redis.call('xadd', KEYS[1], '5-5', 'f', 'v') "
+                           "return redis.call('xrange', KEYS[1], '-', '+')"]:
+                replies.append(writer.call("EVAL", script, "1", "s"))
+        return replies
+
+    both(ours, shared_redis_server, proto, scenario)
+
+
+@pytest.fixture(params=[2, 3], ids=["resp2", "resp3"])
+def proto(request: pytest.FixtureRequest) -> int:
+    return int(request.param)

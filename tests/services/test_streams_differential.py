@@ -253,3 +253,20 @@ def test_redis_backend_passes_streams_through(proto: int, shared_redis_server: R
             pair.run(argv)
     finally:
         pair.close()
+
+
+def test_watch_sees_the_stream_changes_redis_signals(pair: Pair) -> None:
+    # Redis's t_stream.c signals XADD, XDEL, XTRIM and XGROUP CREATE
+    # MKSTREAM as changes; group and PEL changes do not abort EXEC.
+    setup = ["XADD s 1-1 f v", "XADD s 2-1 f v", "XGROUP CREATE s g 0"]
+    for line in setup:
+        pair.run(cmd(line))
+    changes = ["XADD s 3-1 f v", "XDEL s 3-1", "XTRIM s MAXLEN 1",
+               "XGROUP CREATE fresh g $ MKSTREAM", "XGROUP CREATECONSUMER s g c2",
+               "XREADGROUP GROUP g c STREAMS s >", "XACK s g 2-1", "XCLAIM s g c 0 2-1 FORCE",
+               "XSETID s 99-1", "XGROUP SETID s g 0", "XGROUP DELCONSUMER s g c",
+               "XGROUP DESTROY s g", "XGROUP CREATE s g $"]
+    for change in changes:
+        key = "fresh" if "fresh" in change else "s"
+        for line in [f"WATCH {key}", change, "MULTI", "PING", "EXEC"]:
+            pair.run(cmd(line))

@@ -135,6 +135,10 @@ SCAN_MAX_COUNT = 10_000
 EVICT_BATCH = 1000
 #: Types whose new keys may serve blocked clients (BLPOP..., BZPOPMIN..., XREAD).
 _WAKING = (ListValue, ZSetValue, StreamValue)
+#: Logged stream effects that are no change for WATCH: Redis's t_stream.c
+#: signals a modified key only for XADD, XDEL, XTRIM and XGROUP CREATE
+#: MKSTREAM (group and PEL changes never abort a watcher's EXEC).
+_UNSIGNALLED = frozenset((b"XACK", b"XCLAIM", b"XSETID", b"XSTATE"))
 #: INFO's avg_ttl is exact up to this many keys with a TTL, else the mean of
 #: this many drawn at random (about a millisecond of work under the lock).
 AVG_TTL_SAMPLES = 1000
@@ -898,6 +902,12 @@ class MemoryStore(Store):
             # Every data-model write logs its effects first: the keys they
             # name (RENAME's two) are the keys it changes.
             for cmd in commands:
+                if cmd[0] in _UNSIGNALLED:
+                    continue
+                if cmd[0] == b"XGROUP":
+                    if cmd[-1] == b"MKSTREAM":
+                        self._touch_watched(cmd[2])
+                    continue
                 self._touch_watched(cmd[1])
                 if cmd[0] == b"RENAME":
                     self._touch_watched(cmd[2])

@@ -215,4 +215,5 @@ COMMANDS: Final[Mapping[bytes, CommandSpec]] = {spec.name.encode(): spec for spe
 #: commands): CLIENT LIST and the like name them ``client|list``.
 CONTAINER_COMMANDS: Final = frozenset(
     name for name in (b"acl", b"client", b"command", b"config", b"memory", b"object",
-                      b"pubsub", b"script", b"function") if name in COMMANDS)
+                      b"pubsub", b"script", b"function", b"xgroup", b"xinfo")
+    if name in COMMANDS)

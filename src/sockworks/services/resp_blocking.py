@@ -1,4 +1,8 @@
-"""Blocking pops: BLPOP BRPOP BLMOVE BRPOPLPUSH BLMPOP BZPOPMIN BZPOPMAX BZMPOP.
+"""Blocking pops: BLPOP BRPOP BLMOVE BRPOPLPUSH BLMPOP BZPOPMIN BZPOPMAX BZMPOP
+(and the waiting of XREAD/XREADGROUP BLOCK, whose requests
+services/commands/streams.py builds: kind "stream", ``$`` resolved by the
+request's ``prepare`` under the lock, XREADGROUP answered ``on_gone`` when
+its stream is deleted or overwritten).
 
 Each command is parsed here with Redis 7.0's argument order and error
 texts, and turned into the plain command it amounts to: BLPOP ``k1 k2 t``

@@ -6,10 +6,13 @@ are compared with those fields masked.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from sockworks.server import Server
 from sockworks.services import lua_engine
@@ -21,7 +24,7 @@ from tests.redis_support import (  # noqa: F401 (fixtures)
     shared_redis_server_fixture,
 )
 from tests.services.test_blocking_differential import Side, both
-from tests.services.test_datamodel_differential import Pair, _parse
+from tests.services.test_datamodel_differential import EXAMPLES, Pair, _parse
 from tests.support import IN_CI
 
 pytestmark = pytest.mark.redis
@@ -270,3 +273,78 @@ def test_watch_sees_the_stream_changes_redis_signals(pair: Pair) -> None:
         key = "fresh" if "fresh" in change else "s"
         for line in [f"WATCH {key}", change, "MULTI", "PING", "EXEC"]:
             pair.run(cmd(line))
+
+
+# -- generated sequences -------------------------------------------------------------
+
+SKEY = st.sampled_from([b"s", b"s", b"s", b"s", b"t", b"str"])
+SID = st.sampled_from([b"1-1", b"1-2", b"2", b"2-*", b"3-0", b"5-1", b"5-*", b"7", b"0-1",
+                       b"(1-1", b"(3-0", b"-", b"+", b"x", b"10-0", b"0"])
+ADD_ID = st.sampled_from([b"1-1", b"1-2", b"2-*", b"3-0", b"5-1", b"5-*", b"7", b"8-*",
+                          b"9-3", b"12", b"0-0", b"x"])
+GROUP = st.sampled_from([b"g", b"g", b"g", b"h"])
+CONSUMER = st.sampled_from([b"alice", b"bob"])
+NUM = st.sampled_from([b"0", b"1", b"2", b"3", b"-1", b"x"])
+TRIM = st.sampled_from([[], [b"MAXLEN", b"2"], [b"MAXLEN", b"~", b"1"], [b"MINID", b"=", b"5"],
+                        [b"MINID", b"~", b"3-0", b"LIMIT", b"1"], [b"MAXLEN", b"1", b"LIMIT", b"1"]])
+
+
+def scmd(*parts: Any) -> st.SearchStrategy[list[bytes]]:
+    return st.tuples(*[p if isinstance(p, st.SearchStrategy) else st.just(p)
+                       for p in parts]).map(lambda t: [x for p in t
+                                                        for x in (p if isinstance(p, list)
+                                                                  else [p])])
+
+
+STREAM_COMMANDS = st.one_of(
+    scmd(b"XADD", SKEY, TRIM, ADD_ID, b"f", st.sampled_from([b"a", b"b"])),
+    scmd(b"XADD", SKEY, b"NOMKSTREAM", ADD_ID, b"f", b"v"),
+    scmd(b"XDEL", SKEY, SID, SID),
+    scmd(b"XTRIM", SKEY, TRIM),
+    scmd(b"XLEN", SKEY),
+    scmd(b"XRANGE", SKEY, SID, SID),
+    scmd(b"XRANGE", SKEY, SID, SID, b"COUNT", NUM),
+    scmd(b"XREVRANGE", SKEY, SID, SID, b"COUNT", NUM),
+    scmd(b"XREAD", b"COUNT", NUM, b"STREAMS", SKEY, SID),
+    scmd(b"XSETID", SKEY, SID),
+    scmd(b"XGROUP", b"CREATE", SKEY, GROUP, st.sampled_from([b"$", b"0", b"2-0"]),
+         st.sampled_from([[], [b"MKSTREAM"], [b"ENTRIESREAD", b"1"]])),
+    scmd(b"XGROUP", b"SETID", SKEY, GROUP, st.sampled_from([b"$", b"0", b"3-0"])),
+    scmd(b"XGROUP", b"DESTROY", SKEY, GROUP),
+    scmd(b"XGROUP", b"CREATECONSUMER", SKEY, GROUP, CONSUMER),
+    scmd(b"XGROUP", b"DELCONSUMER", SKEY, GROUP, CONSUMER),
+    scmd(b"XREADGROUP", b"GROUP", GROUP, CONSUMER, st.sampled_from([[], [b"NOACK"]]),
+         b"COUNT", st.sampled_from([b"1", b"2", b"0"]), b"STREAMS", SKEY,
+         st.sampled_from([b">", b"0", b"3-0"])),
+    scmd(b"XACK", SKEY, GROUP, SID, SID),
+    scmd(b"XCLAIM", SKEY, GROUP, CONSUMER, b"0", SID, st.sampled_from(
+        [[b"JUSTID"], [b"FORCE", b"JUSTID"], [b"JUSTID", b"RETRYCOUNT", b"5"],
+         [b"JUSTID", b"LASTID", b"9-0"]])),
+    scmd(b"XAUTOCLAIM", SKEY, GROUP, CONSUMER, b"0", SID, b"COUNT",
+         st.sampled_from([b"1", b"3"]), b"JUSTID"),
+    scmd(b"XPENDING", SKEY, GROUP),
+    scmd(b"XPENDING", SKEY, GROUP, SID, SID, b"0"),
+    scmd(b"XINFO", b"GROUPS", SKEY),
+    scmd(b"DEL", SKEY),
+    scmd(b"SET", b"str", b"x"),
+)
+
+
+def test_generated_stream_sequences(shared_redis_server: RedisServer) -> None:
+    strategy = st.lists(STREAM_COMMANDS, min_size=10, max_size=40)
+    # A stream with entries and a group (ENTRIESREAD known) to start from.
+    setup = [cmd(line) for line in ("XADD s 1-1 f a", "XADD s 1-2 f b", "XADD s 3-0 f c",
+                                    "XADD s 5-1 f d", "XGROUP CREATE s g 0 ENTRIESREAD 0")]
+
+    @settings(max_examples=EXAMPLES, deadline=None,
+              derandomize=os.environ.get("SOCKWORKS_DIFF_RANDOM") is None,
+              suppress_health_check=list(HealthCheck))
+    @given(commands=strategy, proto=st.sampled_from([2, 3]))
+    def run(commands: list[list[bytes]], proto: int) -> None:
+        pair = Pair(shared_redis_server.port, proto)
+        try:
+            for argv in setup + commands:
+                pair.run(argv)
+        finally:
+            pair.close()
+    run()

@@ -348,3 +348,21 @@ def test_generated_stream_sequences(shared_redis_server: RedisServer) -> None:
         finally:
             pair.close()
     run()
+
+
+def test_over_maxmemory_only_commands_that_may_add_data_are_refused(
+        redis_server: RedisServer) -> None:
+    pair = Pair(redis_server.port, 2)
+    try:
+        for line in ["XADD s 1-1 f v", "XADD s 2-1 f v", "XGROUP CREATE s g 0",
+                     "XGROUP CREATE s h 0", "XREADGROUP GROUP g c STREAMS s >",
+                     "CONFIG SET maxmemory 1"]:
+            pair.run(cmd(line))
+        for line in ["XADD s 3-1 f v", "XGROUP CREATE s x 0", "XGROUP CREATECONSUMER s g d",
+                     "XSETID s 9-9", "XGROUP SETID s g 0", "XGROUP DELCONSUMER s g c",
+                     "XGROUP DESTROY s h", "XACK s g 1-1", "XDEL s 1-1", "XTRIM s MAXLEN 0",
+                     "XLEN s", "XINFO GROUPS s"]:
+            pair.run(cmd(line))
+    finally:
+        pair.run(cmd("CONFIG SET maxmemory 0"))
+        pair.close()

@@ -92,6 +92,7 @@ from sockworks.storage.functions import FunctionLibraries
 from sockworks.storage.gate import ExclusiveGate
 from sockworks.storage.glob import compile_glob
 from sockworks.storage.model.table import COMMANDS as MODEL_COMMANDS
+from sockworks.storage.model.table import FREE_SUBCOMMANDS
 from sockworks.storage.model.table import REPLAY as MODEL_REPLAY
 from sockworks.storage.model.values import (
     Encodings,
@@ -848,7 +849,8 @@ class MemoryStore(Store):
         fn, denyoom = entry
         with self._lock:
             self._check_open()
-            if denyoom:
+            if denyoom and not (len(argv) > 1 and argv[1].lower() in FREE_SUBCOMMANDS.get(
+                    argv[0].lower(), ())):
                 self._check_memory()
             self._depth += 1
             try:

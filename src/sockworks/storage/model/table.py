@@ -27,7 +27,7 @@ from sockworks.storage.model import (
 from sockworks.storage.model.common import parse_int
 from sockworks.storage.model.keyspace import Keyspace
 
-__all__ = ["COMMANDS", "REPLAY", "Command"]
+__all__ = ["COMMANDS", "FREE_SUBCOMMANDS", "REPLAY", "Command"]
 
 Command = Callable[[Keyspace, Sequence[bytes]], Any]
 
@@ -47,6 +47,12 @@ _NO_GROWTH: Final = frozenset((
     b"xrevrange", b"xdel", b"xtrim", b"xread", b"xreadgroup", b"xack", b"xpending", b"xclaim",
     b"xautoclaim", b"xinfo",
 ))
+
+#: Subcommands of a denyoom command that cannot add data (Redis 7.0 flags
+#: only xgroup|create and xgroup|createconsumer denyoom): allowed over maxmemory.
+FREE_SUBCOMMANDS: Final[Mapping[bytes, frozenset[bytes]]] = {
+    b"xgroup": frozenset((b"setid", b"destroy", b"delconsumer", b"help")),
+}
 
 COMMANDS: Final[Mapping[bytes, tuple[Command, bool]]] = {
     name: (fn, name not in _NO_GROWTH)

@@ -342,8 +342,6 @@ class MemoryStore(Store):
         data = self._data
         old = data.get(key)
         data[key] = value
-        if old.__class__ is StreamValue and value.__class__ is not StreamValue:
-            self._stream_gone(key)
         if value.__class__ is bytes:
             # A string (the hot path): sizes are plain lengths.
             if old is None:
@@ -368,6 +366,8 @@ class MemoryStore(Store):
             self._used -= eviction.EXPIRY_OVERHEAD
         if self._track:
             self._touch(key)
+        if old.__class__ is StreamValue and value.__class__ is not StreamValue:
+            self._stream_gone(key)  # overwritten by another type (SET, COPY ... REPLACE)
 
     def _stream_gone(self, key: bytes) -> None:
         """A stream was deleted or overwritten: clients blocked in
@@ -380,8 +380,6 @@ class MemoryStore(Store):
 
     def _remove(self, key: bytes) -> None:
         value = self._data.pop(key)
-        if value.__class__ is StreamValue:
-            self._stream_gone(key)
         if self._watchers:
             self._touch_watched(key, gone=True)
         if value.__class__ is not bytes:
@@ -396,6 +394,8 @@ class MemoryStore(Store):
                 self._order.pop(key, None)
             else:
                 self._access.pop(key, None)
+        if value.__class__ is StreamValue:
+            self._stream_gone(key)  # last: the bookkeeping above is done
 
     def _touch(self, key: bytes) -> None:
         """Stamp an access (LRU: the next tick; LFU: Redis's counter;

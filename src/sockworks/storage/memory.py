@@ -56,6 +56,12 @@ its effects before applying them, including in-place changes of a hash,
 list, set or sorted set). Touching marks the watchers dirty and drops their
 registrations (Redis's touchWatchedKey: a dirty client's EXEC fails anyway).
 
+Streams: a stream deleted (DEL, expiry, eviction, FLUSHDB, RENAME away) or
+overwritten by another type is signalled like a push (``_stream_gone``), so
+clients blocked in XREADGROUP on it are answered at once, as Redis's
+signalDeletedKeyAsReady does; WATCH sees only the stream writes Redis
+signals (``_UNSIGNALLED``).
+
 Persistence hook: a subclass that sets ``_persistent`` receives every write as
 a log payload (records.py format) through :meth:`_log` *before* the change is
 applied, under the lock; if ``_log`` raises, nothing changes.

@@ -234,6 +234,33 @@ def proto(request: pytest.FixtureRequest) -> int:
     return int(request.param)
 
 
+def test_each_blocked_reader_waits_for_its_own_id(ours: tuple[str, int],
+                                                  shared_redis_server: RedisServer,
+                                                  proto: int) -> None:
+    def scenario(side: Side) -> list[bytes]:
+        future, current, grouped, writer = (side.client(), side.client(), side.client(),
+                                            side.client())
+        replies = [writer.call("XADD", "s", "5-0", "f", "v"),
+                   writer.call("XGROUP", "CREATE", "s", "g", "$")]
+        future.send("XREAD", "BLOCK", "0", "STREAMS", "s", "100-0")
+        side.wait_blocked(1)
+        current.send("XREAD", "BLOCK", "0", "STREAMS", "s", "$")
+        side.wait_blocked(2)
+        grouped.send("XREADGROUP", "GROUP", "g", "c", "BLOCK", "0", "STREAMS", "s", ">")
+        side.wait_blocked(3)
+        # Added and deleted in one transaction: Redis still serves the
+        # readers whose ID the stream's last ID passed, with nothing.
+        replies += [writer.call("MULTI"), writer.call("XADD", "s", "6-0", "f", "v"),
+                    writer.call("XDEL", "s", "6-0"), writer.call("EXEC")]
+        replies += [current.reply(), grouped.reply()]
+        side.wait_blocked(1)
+        replies.append(writer.call("XADD", "s", "101-0", "f", "w"))
+        replies.append(future.reply())
+        return replies
+
+    both(ours, shared_redis_server, proto, scenario)
+
+
 @pytest.mark.parametrize("proto", [2, 3])
 def test_redis_backend_passes_streams_through(proto: int, shared_redis_server: RedisServer,
                                               redis_server: RedisServer) -> None:

@@ -127,6 +127,10 @@ class BlockRequest:
     #: The reply when the key is deleted or holds another type (XREADGROUP's
     #: error); None: keep waiting.
     on_gone: bytes | None = None
+    #: When ``serve`` finds nothing: the result to answer anyway, or the
+    #: null array to keep waiting (a stream whose new entry was deleted
+    #: before the reader was served: Redis answers it an empty read).
+    ready: Callable[[MemoryStore, bytes], Any] | None = None
 
     def reply(self, result: Any, proto: int) -> bytes:
         return encode(self.shape(result), proto)
@@ -411,7 +415,11 @@ class BlockingRegistry:
                 self._finish(waiter, store_error(exc) if on_error is None else on_error(exc),
                              wrote=False)
                 continue
+            if _empty(result) and waiter.request.ready is not None:
+                result = waiter.request.ready(store, key)
             if _empty(result):
+                if waiter.request.kind == "stream":
+                    continue  # each reader waits for entries past its own ID
                 return
             waiter.session.served(command, result, woken=True)
             self._finish(waiter, waiter.request.reply(result, waiter.session.proto),

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from sockworks.protocols.resp import NULL_ARRAY, ArrayMap
 from sockworks.services.commands.model import model_read, model_write
 from sockworks.services.resp_blocking import BlockRequest
 from sockworks.services.resp_commands import store_error
@@ -24,7 +25,7 @@ from sockworks.storage.base import StoreError
 from sockworks.storage.memory import MemoryStore
 from sockworks.storage.model.common import CommandError, parse_int
 from sockworks.storage.model.streams import parse_read
-from sockworks.storage.model.streamvalue import StreamValue, format_id
+from sockworks.storage.model.streamvalue import StreamValue, format_id, parse_id
 
 __all__ = ["SPECS", "cmd_xread"]
 
@@ -80,9 +81,22 @@ def cmd_xread(ctx: CommandContext, argv: list[bytes]) -> bytes | Plan[Any]:
     def serve(key: bytes) -> list[bytes]:
         return [*head, *serve_count, b"STREAMS", key, ids[key]]
 
+    def ready(store: MemoryStore, key: bytes) -> Any:
+        """Redis serves a reader once the stream's last ID passes its own
+        (the group's for ``>``), even if that entry is deleted: an empty read."""
+        value = store.lookup(key)
+        if not isinstance(value, StreamValue):
+            return NULL_ARRAY
+        if group_cmd:
+            group = value.groups.get(args.group or b"")
+            after = group.last_id if group is not None else value.last_id
+        else:
+            after = parse_id(ids[key])
+        return ArrayMap([(key, [])]) if value.last_id > after else NULL_ARRAY
+
     request = BlockRequest(tuple(args.keys), "stream", attempt, serve, _as_is,
                            args.block / 1000, prepare=prepare, on_error=_served_error,
-                           on_gone=STREAM_GONE if group_cmd else None)
+                           on_gone=STREAM_GONE if group_cmd else None, ready=ready)
     return ctx.block(request)
 
 

@@ -21,7 +21,8 @@ THRESHOLDS = [b"hash-max-listpack-entries", b"hash-max-listpack-value",
               b"zset-max-listpack-entries", b"zset-max-listpack-value",
               b"zset-max-ziplist-entries", b"zset-max-ziplist-value",
               b"set-max-intset-entries", b"list-max-listpack-size",
-              b"list-max-ziplist-size", b"list-compress-depth"]
+              b"list-max-ziplist-size", b"list-compress-depth", b"stream-node-max-bytes",
+              b"stream-node-max-entries"]
 
 
 @pytest.fixture(params=[2, 3], ids=["resp2", "resp3"])

@@ -56,6 +56,7 @@ except ImportError:  # pragma: no cover - exercised on machines without hiredis
     _hiredis = None
 
 __all__ = [
+    "ArrayMap",
     "CLOSED",
     "DEFAULT_MAX_BULK",
     "HIREDIS_AVAILABLE",
@@ -617,6 +618,14 @@ class Pairs:
     items: Sequence[tuple[Any, Any]]
 
 
+@dataclass(frozen=True, slots=True)
+class ArrayMap:
+    """A RESP3 ``%`` map; in RESP2 an array of 2-element arrays (XREAD's
+    streams, where Redis nests the pairs instead of flattening them)."""
+
+    items: Sequence[tuple[Any, Any]]
+
+
 class _NullArray(enum.Enum):
     NULL_ARRAY = "null array"
 
@@ -718,6 +727,13 @@ def _encode_into(parts: list[bytes], value: Any, proto: int) -> None:
             for first, second in value.items:
                 _encode_into(parts, first, proto)
                 _encode_into(parts, second, proto)
+    elif isinstance(value, ArrayMap):
+        parts.append((b"%%%d\r\n" if proto >= 3 else b"*%d\r\n") % len(value.items))
+        for first, second in value.items:
+            if proto < 3:
+                parts.append(b"*2\r\n")
+            _encode_into(parts, first, proto)
+            _encode_into(parts, second, proto)
     elif value is NULL_ARRAY:
         parts.append(_NULL3 if proto >= 3 else _NULL_ARRAY2)
     elif isinstance(value, (list, tuple)):

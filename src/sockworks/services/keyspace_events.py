@@ -9,12 +9,15 @@ reply: ``:0``, a null or an empty array mean nothing happened). Around a
 write command the session snapshots which of its keys exist, so a key that
 disappears (a list popped empty, EXPIRE in the past) also fires ``del``
 and a key that appears fires ``new``. ``expired`` and ``evicted`` come from
-the embedded store (``MemoryStore.key_events``).
+the embedded store (``MemoryStore.key_events``), and so do the stream
+events (class ``t``: ``xadd``, ``xtrim``, ``xdel``, ``xsetid``,
+``xgroup-*``), which the stream commands fire where Redis's t_stream.c does
+(a consumer made by XREADGROUP or XCLAIM included).
 
 Nothing here runs unless the flags enable a class: with
 ``notify-keyspace-events ""`` (the default) a command pays one integer test.
-Not emitted: key-miss events (``m``), module events (``d``), streams
-(``t``: no streams here), and events of commands run inside MULTI/EXEC.
+Not emitted: key-miss events (``m``), module events (``d``), and events of
+commands run inside MULTI/EXEC (stream events excepted).
 """
 
 from __future__ import annotations
@@ -242,6 +245,8 @@ def served(publish: Callable[[int, str, bytes], None], command: Sequence[bytes],
     destination first, then the pop on the source, then ``del`` if that
     emptied it. ``created``: LMOVE made its destination (``new`` first)."""
     name = command[0].lower()
+    if name in (b"xread", b"xreadgroup"):
+        return  # a read: no event (a consumer it creates is not announced here)
     if name == b"lmove":
         key = command[1]
         if created:

@@ -203,12 +203,15 @@ class RespService(Service):
         self.broker.keyspace_flags = flags
         store = self.store
         if isinstance(store, MemoryStore):
-            wanted = flags & (keyspace_events.EXPIRED | keyspace_events.EVICTED)
+            wanted = flags & (keyspace_events.EXPIRED | keyspace_events.EVICTED
+                              | keyspace_events.STREAM)
             store.key_events = self._store_event if wanted else None
 
     def _store_event(self, event: str, key: bytes) -> None:
-        """The embedded store expired or evicted ``key`` (its lock held)."""
-        cls = keyspace_events.EXPIRED if event == "expired" else keyspace_events.EVICTED
+        """The embedded store expired or evicted ``key``, or a stream
+        command fired ``event`` on it (its lock held)."""
+        cls = (keyspace_events.EXPIRED if event == "expired" else
+               keyspace_events.EVICTED if event == "evicted" else keyspace_events.STREAM)
         self.broker.notify(cls, event, key)
 
     def attach(self, stats: ServerStats, settings: ServerSettings) -> None:
@@ -1009,6 +1012,10 @@ class RespSession(Session):
         # (CLIENT_DENY_BLOCKING); a script cannot call one (Redis 7.0 flags
         # them noscript), and were it let through it would not block either.
         return not (self._in_exec or self._in_script)
+
+    @property
+    def in_script(self) -> bool:
+        return self._in_script
 
     def block(self, request: BlockRequest) -> bytes:
         waits = self.service.waits

@@ -1,4 +1,8 @@
-"""Blocking pops: BLPOP BRPOP BLMOVE BRPOPLPUSH BLMPOP BZPOPMIN BZPOPMAX BZMPOP.
+"""Blocking pops: BLPOP BRPOP BLMOVE BRPOPLPUSH BLMPOP BZPOPMIN BZPOPMAX BZMPOP
+(and the waiting of XREAD/XREADGROUP BLOCK, whose requests
+services/commands/streams.py builds: kind "stream", ``$`` resolved by the
+request's ``prepare`` under the lock, XREADGROUP answered ``on_gone`` when
+its stream is deleted or overwritten).
 
 Each command is parsed here with Redis 7.0's argument order and error
 texts, and turned into the plain command it amounts to: BLPOP ``k1 k2 t``
@@ -103,7 +107,7 @@ class BlockRequest:
     """A parsed blocking command: what to try, on which keys, how to answer."""
 
     keys: tuple[bytes, ...]
-    #: "list" or "zset": the type whose pushes can serve it.
+    #: "list", "zset" or "stream": the type whose pushes can serve it.
     kind: str
     #: The plain command tried first (all keys) and inside EXEC.
     attempt: list[bytes]
@@ -115,6 +119,18 @@ class BlockRequest:
     timeout: float
     #: In EXEC, an empty result is a null bulk (BLMOVE) or a null array.
     null_bulk: bool = False
+    #: Run under the store's lock just before the first attempt (XREAD's
+    #: ``$`` becomes the stream's last ID then, in ``attempt`` and ``serve``).
+    prepare: Callable[[MemoryStore], None] | None = None
+    #: The reply when serving it fails (default: the error as it is).
+    on_error: Callable[[StoreError], bytes] | None = None
+    #: The reply when the key is deleted or holds another type (XREADGROUP's
+    #: error); None: keep waiting.
+    on_gone: bytes | None = None
+    #: When ``serve`` finds nothing: the result to answer anyway, or the
+    #: null array to keep waiting (a stream whose new entry was deleted
+    #: before the reader was served: Redis answers it an empty read).
+    ready: Callable[[MemoryStore, bytes], Any] | None = None
 
     def reply(self, result: Any, proto: int) -> bytes:
         return encode(self.shape(result), proto)
@@ -323,6 +339,8 @@ class BlockingRegistry:
         return None; one step under the store's lock."""
         def attempt(store: Store) -> tuple[bytes, bool] | None:
             try:
+                if request.prepare is not None:
+                    request.prepare(self._store)
                 result = store.execute_command(request.attempt)
             except StoreError as exc:
                 return store_error(exc), False
@@ -378,10 +396,12 @@ class BlockingRegistry:
     def _serve_key(self, key: bytes) -> None:
         store = self._store
         for waiter in list(self._waiting.get(key, ())):
+            if waiter.done:
+                continue
             value = store.lookup(key)
-            if value is None:
-                return
-            if waiter.done or waiter.request.kind != type_name(value):
+            if value is None or waiter.request.kind != type_name(value):
+                if waiter.request.on_gone is not None:
+                    self._finish(waiter, waiter.request.on_gone, wrote=False)
                 continue
             client = waiter.session.client
             if client is not None and client.closing:
@@ -391,9 +411,15 @@ class BlockingRegistry:
             try:
                 result = store.execute_command(command)
             except StoreError as exc:  # BLMOVE to a key of another type
-                self._finish(waiter, store_error(exc), wrote=False)
+                on_error = waiter.request.on_error
+                self._finish(waiter, store_error(exc) if on_error is None else on_error(exc),
+                             wrote=False)
                 continue
+            if _empty(result) and waiter.request.ready is not None:
+                result = waiter.request.ready(store, key)
             if _empty(result):
+                if waiter.request.kind == "stream":
+                    continue  # each reader waits for entries past its own ID
                 return
             waiter.session.served(command, result, woken=True)
             self._finish(waiter, waiter.request.reply(result, waiter.session.proto),

@@ -74,7 +74,8 @@ QUEUED_OVERHEAD: Final = 48
 #: Error prefixes a store message may already carry (the Redis backend passes
 #: Redis's own errors through); anything else gets Redis's generic "ERR".
 _PREFIXED: Final = ("WRONGTYPE ", "LOADING ", "READONLY ", "BUSY ", "CROSSSLOT ", "OOM ",
-                    "NOSCRIPT ", "MOVED ", "ASK ", "TRYAGAIN ", "CLUSTERDOWN ", "MASTERDOWN ")
+                    "NOSCRIPT ", "MOVED ", "ASK ", "TRYAGAIN ", "CLUSTERDOWN ", "MASTERDOWN ",
+                    "NOGROUP ", "BUSYGROUP ")
 
 
 def store_error(exc: StoreError) -> bytes:

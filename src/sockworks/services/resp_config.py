@@ -130,6 +130,8 @@ _ENCODING_LIMITS: Final = {
     b"set-max-intset-entries": (False, 0, _LLONG_MAX),
     b"list-max-listpack-size": (False, _INT_MIN, _INT_MAX),
     b"list-compress-depth": (False, 0, _INT_MAX),
+    b"stream-node-max-bytes": (True, 0, _LLONG_MAX),
+    b"stream-node-max-entries": (False, 0, _LLONG_MAX),
 }
 #: Redis 7.0's aliases (the names before listpack replaced ziplist).
 _ENCODING_ALIASES: Final = {name.replace(b"listpack", b"ziplist"): name

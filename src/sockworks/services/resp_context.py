@@ -226,6 +226,10 @@ class CommandContext(Protocol):
     def may_block(self) -> bool:
         """False inside EXEC: a blocking command then runs as its plain one."""
 
+    @property
+    def in_script(self) -> bool:
+        """A Lua script or function is running this command."""
+
     def block(self, request: BlockRequest) -> bytes:
         """Serve ``request`` now, or wait for a push (the reply comes later)."""
 

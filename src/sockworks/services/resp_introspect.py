@@ -209,11 +209,25 @@ _NUMKEYS: Final = {
 #: Containers whose subcommands take a key (Redis's memory|usage, object|*):
 #: the key is argument 2.
 _SUBCOMMAND_KEY: Final = {"memory": frozenset({b"USAGE"}),
-                          "object": frozenset({b"ENCODING", b"FREQ", b"IDLETIME", b"REFCOUNT"})}
+                          "object": frozenset({b"ENCODING", b"FREQ", b"IDLETIME", b"REFCOUNT"}),
+                          "xgroup": frozenset({b"CREATE", b"SETID", b"DESTROY",
+                                               b"CREATECONSUMER", b"DELCONSUMER"}),
+                          "xinfo": frozenset({b"CONSUMERS", b"GROUPS", b"STREAM"})}
+#: Commands whose keys follow STREAMS (the first half of what follows).
+_STREAMS_KEYS: Final = frozenset({"xread", "xreadgroup"})
 
 
 def _has_keys(spec: CommandSpec) -> bool:
-    return bool(spec.keys[0]) or spec.name in _NUMKEYS or spec.name in _SUBCOMMAND_KEY
+    return (bool(spec.keys[0]) or spec.name in _NUMKEYS or spec.name in _SUBCOMMAND_KEY
+            or spec.name in _STREAMS_KEYS)
+
+
+def _streams_keys(argv: Sequence[bytes]) -> list[bytes]:
+    for i, arg in enumerate(argv[1:], 1):
+        if arg.upper() == b"STREAMS":
+            rest = argv[i + 1:]
+            return list(rest[:len(rest) // 2]) if len(rest) % 2 == 0 else []
+    return []
 
 
 def command_keys(spec: CommandSpec, argv: Sequence[bytes]) -> list[bytes]:
@@ -223,6 +237,8 @@ def command_keys(spec: CommandSpec, argv: Sequence[bytes]) -> list[bytes]:
         return _numkeys_keys(argv, *_NUMKEYS[spec.name])
     if spec.name == "sort":
         return _sort_keys(argv)
+    if spec.name in _STREAMS_KEYS:
+        return _streams_keys(argv)
     if spec.name in _SUBCOMMAND_KEY:
         wanted = len(argv) > 2 and argv[1].upper() in _SUBCOMMAND_KEY[spec.name]
         return [argv[2]] if wanted else []

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
-from sockworks.services.commands import bitmaps, hashes, keys, lists, sets, zsets
+from sockworks.services.commands import bitmaps, hashes, keys, lists, sets, streams, zsets
 from sockworks.services.resp_acl import cmd_acl
 from sockworks.services.resp_admin import (
     cmd_auth,
@@ -149,6 +149,7 @@ SPECS: Final[tuple[CommandSpec, ...]] = (
     *sets.SPECS,
     *zsets.SPECS,
     *bitmaps.SPECS,
+    *streams.SPECS,
     # -- connection, transaction and server commands (resp_admin.py) -----------
     CommandSpec("ping", cmd_ping, -1, ("fast",)),
     CommandSpec("echo", cmd_echo, 2, ("fast",)),
@@ -214,4 +215,5 @@ COMMANDS: Final[Mapping[bytes, CommandSpec]] = {spec.name.encode(): spec for spe
 #: commands): CLIENT LIST and the like name them ``client|list``.
 CONTAINER_COMMANDS: Final = frozenset(
     name for name in (b"acl", b"client", b"command", b"config", b"memory", b"object",
-                      b"pubsub", b"script", b"function") if name in COMMANDS)
+                      b"pubsub", b"script", b"function", b"xgroup", b"xinfo")
+    if name in COMMANDS)

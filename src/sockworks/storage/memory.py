@@ -56,6 +56,12 @@ its effects before applying them, including in-place changes of a hash,
 list, set or sorted set). Touching marks the watchers dirty and drops their
 registrations (Redis's touchWatchedKey: a dirty client's EXEC fails anyway).
 
+Streams: a stream deleted (DEL, expiry, eviction, FLUSHDB, RENAME away) or
+overwritten by another type is signalled like a push (``_stream_gone``), so
+clients blocked in XREADGROUP on it are answered at once, as Redis's
+signalDeletedKeyAsReady does; WATCH sees only the stream writes Redis
+signals (``_UNSIGNALLED``).
+
 Persistence hook: a subclass that sets ``_persistent`` receives every write as
 a log payload (records.py format) through :meth:`_log` *before* the change is
 applied, under the lock; if ``_log`` raises, nothing changes.
@@ -92,10 +98,12 @@ from sockworks.storage.functions import FunctionLibraries
 from sockworks.storage.gate import ExclusiveGate
 from sockworks.storage.glob import compile_glob
 from sockworks.storage.model.table import COMMANDS as MODEL_COMMANDS
+from sockworks.storage.model.table import FREE_SUBCOMMANDS
 from sockworks.storage.model.table import REPLAY as MODEL_REPLAY
 from sockworks.storage.model.values import (
     Encodings,
     ListValue,
+    StreamValue,
     Value,
     ZSetValue,
     type_name,
@@ -132,8 +140,12 @@ SCAN_MAX_COUNT = 10_000
 #: EVICT_RUNNING: progress was made, the next command continues), so a
 #: lowered limit does not stall one client for a whole store's eviction.
 EVICT_BATCH = 1000
-#: Types whose new keys may serve blocked clients (BLPOP..., BZPOPMIN...).
-_WAKING = (ListValue, ZSetValue)
+#: Types whose new keys may serve blocked clients (BLPOP..., BZPOPMIN..., XREAD).
+_WAKING = (ListValue, ZSetValue, StreamValue)
+#: Logged stream effects that are no change for WATCH: Redis's t_stream.c
+#: signals a modified key only for XADD, XDEL, XTRIM and XGROUP CREATE
+#: MKSTREAM (group and PEL changes never abort a watcher's EXEC).
+_UNSIGNALLED = frozenset((b"XACK", b"XCLAIM", b"XSETID", b"XSTATE"))
 #: INFO's avg_ttl is exact up to this many keys with a TTL, else the mean of
 #: this many drawn at random (about a millisecond of work under the lock).
 AVG_TTL_SAMPLES = 1000
@@ -222,7 +234,8 @@ class MemoryStore(Store):
         self._misses = 0
         self._expired = 0
         #: Told of every key expired or evicted, ("expired" | "evicted", key),
-        #: with the lock held (keyspace notifications); None: nobody asks.
+        #: and of stream events (``notify``), with the lock held (keyspace
+        #: notifications); None: nobody asks.
         self.key_events: Callable[[str, bytes], None] | None = None
         self._closed = False
         self._persistent = False
@@ -365,6 +378,17 @@ class MemoryStore(Store):
             self._used -= eviction.EXPIRY_OVERHEAD
         if self._track:
             self._touch(key)
+        if old.__class__ is StreamValue and value.__class__ is not StreamValue:
+            self._stream_gone(key)  # overwritten by another type (SET, COPY ... REPLACE)
+
+    def _stream_gone(self, key: bytes) -> None:
+        """A stream was deleted or overwritten: clients blocked in
+        XREADGROUP on it are answered (Redis's signalDeletedKeyAsReady), at
+        once when no command or group is running, else when it ends."""
+        if self.on_push is not None:
+            self.signal(key)
+            if not self._depth:
+                self._settle()
 
     def _remove(self, key: bytes) -> None:
         value = self._data.pop(key)
@@ -384,6 +408,8 @@ class MemoryStore(Store):
                 self._order.pop(key, None)
             else:
                 self._access.pop(key, None)
+        if value.__class__ is StreamValue:
+            self._stream_gone(key)  # last: the bookkeeping above is done
 
     def _touch(self, key: bytes) -> None:
         """Stamp an access (LRU: the next tick; LFU: Redis's counter;
@@ -807,7 +833,17 @@ class MemoryStore(Store):
             # Redis's touchAllWatchedKeysInDb: only watched keys that exist.
             for key in [k for k in self._watchers if k in self._data]:
                 self._touch_watched(key, gone=True)
+            streams = ([k for k, v in self._data.items() if v.__class__ is StreamValue]
+                       if self.on_push is not None else [])
             self._clear()
+            self._depth += 1
+            try:
+                for key in streams:
+                    self._stream_gone(key)
+            finally:
+                self._depth -= 1
+            if self._signalled:
+                self._settle()
 
     def _clear(self) -> None:
         self._data.clear()
@@ -833,7 +869,8 @@ class MemoryStore(Store):
         fn, denyoom = entry
         with self._lock:
             self._check_open()
-            if denyoom:
+            if denyoom and not (len(argv) > 1 and argv[1].lower() in FREE_SUBCOMMANDS.get(
+                    argv[0].lower(), ())):
                 self._check_memory()
             self._depth += 1
             try:
@@ -887,6 +924,12 @@ class MemoryStore(Store):
             # Every data-model write logs its effects first: the keys they
             # name (RENAME's two) are the keys it changes.
             for cmd in commands:
+                if cmd[0] in _UNSIGNALLED:
+                    continue
+                if cmd[0] == b"XGROUP":
+                    if cmd[-1] == b"MKSTREAM":
+                        self._touch_watched(cmd[2])
+                    continue
                 self._touch_watched(cmd[1])
                 if cmd[0] == b"RENAME":
                     self._touch_watched(cmd[2])
@@ -935,6 +978,10 @@ class MemoryStore(Store):
             if self._live(key, now) is not None:
                 return key
         return None
+
+    def notify(self, event: str, key: bytes) -> None:
+        if self.key_events is not None:
+            self.key_events(event, key)
 
     def signal(self, key: bytes) -> None:
         if self.on_push is not None:

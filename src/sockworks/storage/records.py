@@ -137,7 +137,13 @@ def decode_args(encoded: bytes) -> list[bytes]:
 def value_commands(key: bytes, value: Any) -> list[tuple[bytes, ...]]:
     """The shortest commands that build ``value`` (a model value) under ``key``."""
     from sockworks.storage.model.common import format_double
-    from sockworks.storage.model.values import HashValue, ListValue, SetValue, ZSetValue
+    from sockworks.storage.model.values import (
+        HashValue,
+        ListValue,
+        SetValue,
+        StreamValue,
+        ZSetValue,
+    )
     if isinstance(value, bytes):
         return [(b"SET", key, value)]
     if isinstance(value, HashValue):
@@ -146,9 +152,33 @@ def value_commands(key: bytes, value: Any) -> list[tuple[bytes, ...]]:
         return [(b"RPUSH", key, *value)]
     if isinstance(value, SetValue):
         return [(b"SADD", key, *value)]
+    if isinstance(value, StreamValue):
+        return _stream_commands(key, value)
     assert isinstance(value, ZSetValue)
     return [(b"ZADD", key, *[x for score, member in value.order
                              for x in (format_double(score), member)])]
+
+
+def _stream_commands(key: bytes, stream: Any) -> list[tuple[bytes, ...]]:
+    """A stream: its entries (XADD with their IDs), its counters (XSTATE,
+    which also makes an empty stream), its groups, consumers and pending
+    entries (XGROUP CREATE, CREATECONSUMER, and XCLAIM ... FORCE JUSTID as
+    Redis's AOF rewrite writes them; a pending entry whose entry was
+    deleted is not kept, as in Redis's rewrite)."""
+    from sockworks.storage.model.streamvalue import format_id
+    out: list[tuple[bytes, ...]] = [
+        (b"XADD", key, format_id(sid), *fields) for sid, (fields, _) in
+        ((sid, stream.data[sid]) for sid in stream.ids)]
+    out.append((b"XSTATE", key, format_id(stream.last_id), b"%d" % stream.entries_added,
+                format_id(stream.max_deleted)))
+    for name, group in stream.groups.items():
+        out.append((b"XGROUP", b"CREATE", key, name, format_id(group.last_id), b"ENTRIESREAD",
+                    b"%d" % group.entries_read))
+        out.extend((b"XGROUP", b"CREATECONSUMER", key, name, cname) for cname in group.consumers)
+        out.extend((b"XCLAIM", key, name, nack.consumer.name, b"0", format_id(sid), b"TIME",
+                    b"%d" % nack.time, b"RETRYCOUNT", b"%d" % nack.count, b"FORCE", b"JUSTID")
+                   for sid, nack in group.pel.items())
+    return out
 
 
 def frame(payload: bytes) -> bytes:

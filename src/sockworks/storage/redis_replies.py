@@ -9,7 +9,15 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
-from sockworks.protocols.resp import NULL_ARRAY, Double, Map, Pairs, RespSet, SimpleString
+from sockworks.protocols.resp import (
+    NULL_ARRAY,
+    ArrayMap,
+    Double,
+    Map,
+    Pairs,
+    RespSet,
+    SimpleString,
+)
 
 __all__ = ["retag"]
 
@@ -85,6 +93,60 @@ def _lcs(argv: Argv, raw: Any) -> Any:
     return _map(argv, raw) if _has(argv, b"IDX") else raw
 
 
+def _entries(raw: Any) -> Any:
+    """Stream entries: a deleted entry's fields (XREADGROUP history) are a null array."""
+    return [[e[0], NULL_ARRAY if e[1] is None else e[1]] for e in raw]
+
+
+def _xread(argv: Argv, raw: Any) -> Any:
+    if raw is None:
+        return NULL_ARRAY
+    return ArrayMap([(key, _entries(entries)) for key, entries in raw])
+
+
+def _xrange(argv: Argv, raw: Any) -> Any:
+    return NULL_ARRAY if raw is None else raw
+
+
+def _xpending(argv: Argv, raw: Any) -> Any:
+    if len(argv) == 3 and raw and raw[3] is None:
+        return [raw[0], raw[1], raw[2], NULL_ARRAY]
+    return raw
+
+
+def _help(raw: Any) -> Any:
+    return [SimpleString(line.decode()) for line in raw]
+
+
+def _xgroup(argv: Argv, raw: Any) -> Any:
+    if argv[1].lower() == b"help":
+        return _help(raw)
+    return _status(argv, raw)
+
+
+_XINFO_MAPS: Final = frozenset({b"groups", b"consumers", b"entries"})
+
+
+def _xinfo_map(raw: Any) -> Any:
+    """A flat field/value list as a map; nested group and consumer lists too."""
+    items = []
+    for i in range(0, len(raw), 2):
+        key, value = raw[i], raw[i + 1]
+        if key in (b"groups", b"consumers") and isinstance(value, list):
+            value = [_xinfo_map(v) for v in value]
+        items.append((key, value))
+    return Map(items)
+
+
+def _xinfo(argv: Argv, raw: Any) -> Any:
+    sub = argv[1].lower()
+    if sub == b"help":
+        return _help(raw)
+    if sub == b"stream":
+        return _xinfo_map(raw)
+    return [_xinfo_map(item) for item in raw]
+
+
 _RETAG: Final[dict[bytes, Callable[[Argv, Any], Any]]] = {
     b"hgetall": _map, b"smembers": _set, b"sinter": _set, b"sunion": _set, b"sdiff": _set,
     b"spop": _spop, b"zscore": _double, b"zincrby": _double, b"zmscore": _doubles,
@@ -95,6 +157,8 @@ _RETAG: Final[dict[bytes, Callable[[Argv, Any], Any]]] = {
     b"lpop": _counted_pop, b"rpop": _counted_pop, b"hrandfield": _hrandfield, b"lcs": _lcs,
     b"hmset": _status, b"lset": _status, b"ltrim": _status, b"rename": _status,
     b"type": _status,
+    b"xread": _xread, b"xreadgroup": _xread, b"xrange": _xrange, b"xrevrange": _xrange,
+    b"xpending": _xpending, b"xgroup": _xgroup, b"xinfo": _xinfo, b"xsetid": _status,
 }
 
 

@@ -74,3 +74,7 @@ class Keyspace(Protocol):
 
     def signal(self, key: bytes) -> None:
         """A list or sorted set under ``key`` got elements (wakes blocked clients)."""
+
+    def notify(self, event: str, key: bytes) -> None:
+        """A keyspace event of class ``t`` (streams fire theirs from inside
+        the command, where Redis does: ``xadd``, ``xgroup-createconsumer``...)."""

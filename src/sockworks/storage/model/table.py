@@ -3,7 +3,8 @@
 ``COMMANDS`` maps a name to its function ``fn(ks, argv) -> reply`` and
 whether it may add data (Redis's ``denyoom``: refused over maxmemory).
 ``REPLAY`` adds the commands only the log uses (``DEL``, ``SET``,
-``PEXPIREAT``, written by COPY and the *STORE commands).
+``PEXPIREAT``, written by COPY and the *STORE commands; ``XSTATE``, a
+stream's counters as COPY and a log rewrite write them).
 """
 
 from __future__ import annotations
@@ -12,11 +13,21 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 from sockworks.protocols.resp import SimpleString
-from sockworks.storage.model import bitfield, bitmaps, hashes, keys, lists, sets, zsets
+from sockworks.storage.model import (
+    bitfield,
+    bitmaps,
+    hashes,
+    keys,
+    lists,
+    sets,
+    stream_groups,
+    streams,
+    zsets,
+)
 from sockworks.storage.model.common import parse_int
 from sockworks.storage.model.keyspace import Keyspace
 
-__all__ = ["COMMANDS", "REPLAY", "Command"]
+__all__ = ["COMMANDS", "FREE_SUBCOMMANDS", "REPLAY", "Command"]
 
 Command = Callable[[Keyspace, Sequence[bytes]], Any]
 
@@ -32,12 +43,20 @@ _NO_GROWTH: Final = frozenset((
     b"zrevrangebyscore", b"zrangebylex", b"zrevrangebylex", b"zunion", b"zinter", b"zdiff",
     b"zintercard", b"zrandmember", b"zscan", b"getbit", b"bitcount", b"bitpos", b"lcs",
     b"type", b"object", b"rename", b"renamenx", b"randomkey", b"touch", b"expiretime",
-    b"pexpiretime", b"scan", b"sort_ro", b"memory", b"bitfield_ro",
+    b"pexpiretime", b"scan", b"sort_ro", b"memory", b"bitfield_ro", b"xlen", b"xrange",
+    b"xrevrange", b"xdel", b"xtrim", b"xread", b"xreadgroup", b"xack", b"xpending", b"xclaim",
+    b"xautoclaim", b"xinfo",
 ))
+
+#: Subcommands of a denyoom command that cannot add data (Redis 7.0 flags
+#: only xgroup|create and xgroup|createconsumer denyoom): allowed over maxmemory.
+FREE_SUBCOMMANDS: Final[Mapping[bytes, frozenset[bytes]]] = {
+    b"xgroup": frozenset((b"setid", b"destroy", b"delconsumer", b"help")),
+}
 
 COMMANDS: Final[Mapping[bytes, tuple[Command, bool]]] = {
     name: (fn, name not in _NO_GROWTH)
-    for family in (hashes, lists, sets, zsets, bitmaps, bitfield, keys)
+    for family in (hashes, lists, sets, zsets, bitmaps, bitfield, keys, streams, stream_groups)
     for name, fn in family.COMMANDS.items()
 }
 
@@ -59,4 +78,5 @@ def _pexpireat(ks: Keyspace, argv: Sequence[bytes]) -> Any:
 
 REPLAY: Final[Mapping[bytes, tuple[Command, bool]]] = {
     **COMMANDS, b"del": (_del, False), b"set": (_set, True), b"pexpireat": (_pexpireat, False),
+    b"xstate": (streams.xstate, False),
 }

@@ -36,10 +36,12 @@ from typing import Final
 
 from sortedcontainers import SortedList  # type: ignore[import-untyped]
 
+from sockworks.storage.model.streamvalue import StreamValue
+
 __all__ = [
     "HASH_FIELD_OVERHEAD", "LIST_ELEMENT_OVERHEAD", "SET_MEMBER_OVERHEAD",
     "ZSET_MEMBER_OVERHEAD", "Encodings", "HashValue", "ListValue", "SetValue", "Value",
-    "ZSetValue",
+    "StreamValue", "ZSetValue",
     "encoding_of", "type_name", "value_size",
 ]
 
@@ -62,6 +64,9 @@ class Encodings:
     set_max_intset_entries: int = 512
     list_max_listpack_size: int = -2
     list_compress_depth: int = 0
+    #: A stream's node size (what ``MAXLEN ~`` / ``MINID ~`` trim by).
+    stream_node_max_bytes: int = 4096
+    stream_node_max_entries: int = 100
 
 
 _INT: Final = re.compile(rb"-?(?:0|[1-9][0-9]{0,18})")
@@ -153,10 +158,10 @@ class ZSetValue:
         return other
 
 
-Value = bytes | HashValue | ListValue | SetValue | ZSetValue
+Value = bytes | HashValue | ListValue | SetValue | ZSetValue | StreamValue
 
 _TYPE_NAMES: Final = {bytes: "string", HashValue: "hash", ListValue: "list", SetValue: "set",
-                      ZSetValue: "zset"}
+                      ZSetValue: "zset", StreamValue: "stream"}
 
 
 def type_name(value: Value) -> str:
@@ -187,7 +192,7 @@ def copy_value(value: Value) -> Value:
         s.update(value)
         s.nbytes, s.big = value.nbytes, value.big
         return s
-    assert isinstance(value, ZSetValue)
+    assert isinstance(value, ZSetValue | StreamValue)
     return value.copy()
 
 
@@ -210,4 +215,6 @@ def encoding_of(value: Value, enc: Encodings, raw: bool = False) -> str:
             return "intset"
         value.big = True
         return "hashtable"
+    if isinstance(value, StreamValue):
+        return "stream"
     return "skiplist" if value.big else "listpack"  # type: ignore[union-attr]

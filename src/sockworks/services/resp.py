@@ -82,7 +82,13 @@ from sockworks.services.resp_scripting import (
     busy_reply,
 )
 from sockworks.services.resp_table import COMMANDS, CONTAINER_COMMANDS
-from sockworks.storage.base import Store, StoreError, StoreWriteError, WatchSet
+from sockworks.storage.base import (
+    Store,
+    StoreError,
+    StoreWriteError,
+    TransactionAborted,
+    WatchSet,
+)
 from sockworks.storage.gate import DEFAULT_BUSY_REPLY_THRESHOLD_MS, ExclusiveRun
 from sockworks.storage.memory import MemoryStore
 
@@ -455,6 +461,9 @@ class RespSession(Session):
         #: transaction's queue (see watch()).
         self._watch: WatchSet | None = None
         self._watched_bytes = 0
+        #: With a Redis backend, from WATCH to EXEC/DISCARD/UNWATCH: the
+        #: store on this client's own connection (``self.store`` meanwhile).
+        self._pinned: Store | None = None
         self._parser = RespParser(service.max_bulk, use_hiredis=service.use_hiredis)
         #: The store's script gate (None: it runs no scripts), the script
         #: handed to the runner and not yet answered, whether an EXEC is
@@ -873,7 +882,7 @@ class RespSession(Session):
     def on_close(self) -> None:
         self._cancel_wait()
         self._done = True
-        if self._watch is not None:
+        if self._watch is not None or self._pinned is not None:
             # A disconnected client watches nothing (Redis's freeClient).
             self._outside_script(self.unwatch)
         self.service.broker.drop(self.subs)
@@ -1212,9 +1221,16 @@ class RespSession(Session):
             # may watch as many key bytes as one request may hold.
             return b"-ERR watched keys exceed %d bytes: UNWATCH first\r\n" % (
                 self._parser.max_query)
+        pinned_now = self._pinned is None and self.store.passthrough
         try:
+            if pinned_now:
+                # Redis's WATCH lives on a connection: this client gets its
+                # own until EXEC/DISCARD/UNWATCH (storage/redis_pinned.py).
+                self._pinned = self.store = self.service.store.pinned()
             self.store.watch(watch, keys)
         except StoreError as exc:
+            if pinned_now:
+                self._unpin()
             return store_error(exc)
         self._watch = watch
         self._watched_bytes += added
@@ -1271,6 +1287,14 @@ class RespSession(Session):
                 self.store.unwatch(watch)
             except StoreError:
                 pass  # a closed store forgets its watchers anyway
+        self._unpin()
+
+    def _unpin(self) -> None:
+        """Hand a pinned backend connection back (its WATCH is over)."""
+        pinned, self._pinned = self._pinned, None
+        if pinned is not None:
+            self.store = self.service.store
+            pinned.close()
 
     def run_transaction(self, queued: list[list[bytes]]) -> bytes:
         """EXEC: the queued commands as one unit, one reply array (or the
@@ -1308,6 +1332,8 @@ class RespSession(Session):
             return st.execute_batch(calls)
         try:
             results = store.run_isolated(guarded)
+        except TransactionAborted:
+            results = None  # the backend's EXEC said a watched key changed
         except StoreError as exc:
             return store_error(exc)
         if results is None:

@@ -85,6 +85,12 @@ def _lcs(argv: Argv, raw: Any) -> Any:
     return _map(argv, raw) if _has(argv, b"IDX") else raw
 
 
+def _sub_status(argv: Argv, raw: Any) -> Any:
+    """SCRIPT/FUNCTION FLUSH, KILL, DELETE, RESTORE answer +OK."""
+    sub = argv[1].lower() if len(argv) > 1 else b""
+    return _status(argv, raw) if sub in (b"flush", b"kill", b"delete", b"restore") else raw
+
+
 _RETAG: Final[dict[bytes, Callable[[Argv, Any], Any]]] = {
     b"hgetall": _map, b"smembers": _set, b"sinter": _set, b"sunion": _set, b"sdiff": _set,
     b"spop": _spop, b"zscore": _double, b"zincrby": _double, b"zmscore": _doubles,
@@ -94,7 +100,7 @@ _RETAG: Final[dict[bytes, Callable[[Argv, Any], Any]]] = {
     b"zpopmin": _zpop, b"zpopmax": _zpop, b"zmpop": _zmpop, b"lmpop": _null_array,
     b"lpop": _counted_pop, b"rpop": _counted_pop, b"hrandfield": _hrandfield, b"lcs": _lcs,
     b"hmset": _status, b"lset": _status, b"ltrim": _status, b"rename": _status,
-    b"type": _status,
+    b"type": _status, b"script": _sub_status, b"function": _sub_status,
 }
 
 

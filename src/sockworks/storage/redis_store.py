@@ -62,6 +62,23 @@ Thread-safety: redis-py clients with a connection pool are thread-safe; a
 :class:`~redis.BlockingConnectionPool` of ``max_connections`` makes a burst
 wait up to :data:`DEFAULT_POOL_TIMEOUT` for a free connection instead of
 failing at once.
+
+Pass-through (``passthrough``). WATCH and pub/sub need a connection that
+belongs to one client: ``pinned()`` and ``open_subscriber()`` give one
+(storage/redis_pinned.py), at most ``max_pinned`` at a time
+(``--store-pinned-connections``). Scripting and pub/sub commands go through
+``execute_command`` as they are; on Redis Cluster it routes them: EVAL,
+EVALSHA, FCALL (and their _RO forms) to the primary of their keys' slot
+(keys in several slots: CROSSSLOT; no keys: the cluster client's default
+node), SCRIPT LOAD/FLUSH and FUNCTION LOAD/DELETE/FLUSH/RESTORE to every
+primary (so EVALSHA and FCALL work on any slot), SCRIPT EXISTS to every
+primary (1 only where all have it), SCRIPT KILL and FUNCTION KILL to every
+primary (OK if one stopped a script), SPUBLISH and PUBSUB SHARDNUMSUB by the
+shard channel's slot, PUBSUB SHARDCHANNELS to every primary (merged), and
+PUBLISH, PUBSUB CHANNELS/NUMSUB/NUMPAT and the rest of SCRIPT/FUNCTION to the
+default node, which is also where subscriber connections for plain channels
+and patterns go (Redis Cluster forwards PUBLISH to every node, and PUBSUB
+reports the node's own subscribers).
 """
 
 from __future__ import annotations
@@ -76,6 +93,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from sockworks.storage.base import (
+    BackendError,
     BatchCall,
     IntegerOverflow,
     NotAnInteger,
@@ -107,8 +125,12 @@ from sockworks.storage.redis_plans import (
 
 if TYPE_CHECKING:
     import types
+    from collections.abc import Callable
 
-__all__ = ["CLUSTER_SCHEMES", "REDIS_SCHEMES", "RedisStore"]
+    from sockworks.storage.base import Subscriber
+    from sockworks.storage.redis_pinned import PinBudget
+
+__all__ = ["CLUSTER_SCHEMES", "DEFAULT_MAX_PINNED", "REDIS_SCHEMES", "RedisStore"]
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +152,12 @@ DEFAULT_POOL_TIMEOUT = 5.0
 #: Pool size when the caller does not size it to its concurrency (the thread
 #: pool model's default of 50 workers, plus headroom for admin calls).
 DEFAULT_MAX_CONNECTIONS = 64
+#: Dedicated connections (WATCH, subscriptions) one sockworks process may
+#: hold on its backend (--store-pinned-connections). A client holds at most
+#: one for a WATCH and one per node it subscribes on; Redis's default
+#: maxclients is 10000, so 256 per process leaves room for dozens of
+#: sockworks processes and their pools.
+DEFAULT_MAX_PINNED = 256
 #: SCAN over a cluster: node index multiplier in the packed cursor. Redis
 #: Cluster's documented upper bound is 1000 primaries.
 CLUSTER_SCAN_FANOUT = 1024
@@ -190,6 +218,11 @@ def _client_text(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
+def client_text(exc: BaseException) -> str:
+    """A short reason for an outage, for a client or a log line."""
+    return _client_text(exc)
+
+
 def translate_error(exc: BaseException) -> StoreError:
     """The StoreError a redis-py exception means to a sockworks client."""
     if isinstance(exc, StoreError):
@@ -211,7 +244,10 @@ def translate_error(exc: BaseException) -> StoreError:
             return NotAnInteger()
         if text.startswith("increment or decrement would overflow"):
             return IntegerOverflow()
-        return StoreError(text)
+        # redis-py strips a known error code (ERR, NOSCRIPT, EXECABORT...) off
+        # the text: the line keeps it, so the RESP port sends Redis's reply.
+        code = getattr(exc, "status_code", None)
+        return BackendError(text, f"{code} {text}" if code else text)
     if isinstance(exc, errors.RedisError):
         return StoreError(f"redis error: {text}")
     raise exc
@@ -225,6 +261,9 @@ class RedisStore(Store):
     shared_across_processes = True
     #: Calls wait on the network: event-loop models must run them in threads.
     blocking = True
+    #: WATCH on a pinned connection (pinned()), pub/sub and scripts in Redis.
+    supports_watch = True
+    passthrough = True
 
     def __init__(
         self,
@@ -233,8 +272,15 @@ class RedisStore(Store):
         max_connections: int | None = None,
         socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
         pool_timeout: float = DEFAULT_POOL_TIMEOUT,
+        max_pinned: int = DEFAULT_MAX_PINNED,
     ) -> None:
+        from sockworks.storage.redis_pinned import PinBudget
+
         redis = _import_redis()
+        #: Dedicated connections open now, against max_pinned.
+        self.pins: PinBudget = PinBudget(max_pinned)
+        #: Pools of dedicated connections, by node ("" on one server).
+        self._pin_pools: dict[str, tuple[Any, Any]] = {}
         self._redis = redis
         self.url = url
         self.max_connections = max_connections or DEFAULT_MAX_CONNECTIONS
@@ -419,7 +465,11 @@ class RedisStore(Store):
 
     def execute_command(self, argv: Sequence[bytes]) -> Any:
         """Passed through to Redis (its semantics are Redis's own); the raw
-        reply retagged (redis_replies.py)."""
+        reply retagged (redis_replies.py). On Redis Cluster scripting and
+        pub/sub commands are routed as the module docstring says."""
+        if self.is_cluster and bytes(argv[0]).upper() in _ROUTED:
+            with self._translated():
+                return self._route(argv)
         return self._run(plan_command(argv))
 
     def get(self, key: bytes) -> bytes | None:
@@ -511,6 +561,124 @@ class RedisStore(Store):
                     node.flushdb(asynchronous=True)
             return
         self._run(plan_flushdb())
+
+    # -- pass-through: pinned connections, routing on Redis Cluster ----------------
+    def pinned(self) -> RedisStore:
+        from sockworks.storage.redis_pinned import PinnedRedisStore
+
+        self._check_open()
+        return PinnedRedisStore(self)
+
+    def open_subscriber(self, shard_channel: bytes | None,
+                        on_message: Callable[[list[bytes]], bool],
+                        on_lost: Callable[[str], None]) -> tuple[str, Subscriber]:
+        from sockworks.storage.redis_pinned import RedisSubscriber
+
+        self._check_open()
+        node = self.subscriber_node(shard_channel)
+        return node, RedisSubscriber(self, node, on_message, on_lost, self._socket_timeout)
+
+    def subscriber_node(self, shard_channel: bytes | None) -> str:
+        if not self.is_cluster:
+            return ""
+        if shard_channel is None:
+            with self._translated():
+                return str(self._target().get_default_node().name)
+        return self.slot_node(self.key_slot(shard_channel))
+
+    def pin_pool(self, node: str) -> tuple[Any, Any]:
+        """The pool of dedicated connections to ``node`` ("" on one server)
+        and the redis.Redis whose reply callbacks parse their replies.
+        Unbounded itself: ``pins`` bounds what is taken from all of them."""
+        with self._lock:
+            found = self._pin_pools.get(node)
+        if found is not None:
+            return found
+        if node:
+            with self._translated():
+                cluster = self._target()
+                client = cluster.get_redis_connection(cluster.get_node(node_name=node))
+        else:
+            client = self._client
+        source = client.connection_pool
+        pool = self._redis.ConnectionPool(connection_class=source.connection_class,
+                                          **source.connection_kwargs)
+        with self._lock:
+            return self._pin_pools.setdefault(node, (pool, client))
+
+    def key_slot(self, key: bytes) -> int:
+        from redis.crc import key_slot
+
+        return int(key_slot(key))
+
+    def slot_node(self, slot: int) -> str:
+        """The name (host:port) of the primary serving ``slot``."""
+        with self._translated():
+            node = self._target().nodes_manager.get_node_from_slot(slot)
+        return str(node.name)
+
+    def command_slot(self, args: Sequence[Any]) -> int | None:
+        """The slot of a command's keys (redis-py's key finder); CROSSSLOT
+        when they span slots."""
+        redis = self._redis
+        try:
+            return int(self._target().determine_slot(*args))
+        except redis.exceptions.RedisClusterException as exc:
+            if "same slot" in str(exc) or "CROSSSLOT" in str(exc):
+                raise StoreError("CROSSSLOT Keys in request don't hash to the same slot") from None
+            raise translate_error(exc) from None
+
+    def _node_client(self, node: Any) -> Any:
+        return self._target().get_redis_connection(node)
+
+    def _route(self, argv: Sequence[bytes]) -> Any:
+        """A scripting or pub/sub command on Redis Cluster (module docstring)."""
+        cluster = self._target()
+        name = bytes(argv[0]).upper()
+        sub = bytes(argv[1]).upper() if len(argv) > 1 else b""
+        args = list(argv)
+        if name in _BY_KEYS:
+            numkeys = int(argv[2])     # checked by the RESP handler
+            slots = {self.key_slot(key) for key in argv[3:3 + numkeys]}
+            if len(slots) > 1:
+                raise StoreError("CROSSSLOT Keys in request don't hash to the same slot")
+            node = (cluster.nodes_manager.get_node_from_slot(slots.pop()) if slots
+                    else cluster.get_default_node())
+            return self._node_client(node).execute_command(*args)
+        if name == b"SPUBLISH":
+            node = cluster.nodes_manager.get_node_from_slot(self.key_slot(argv[1]))
+            return self._node_client(node).execute_command(*args)
+        primaries = [self._node_client(node) for node in
+                     sorted(cluster.get_primaries(), key=lambda node: node.name)]
+        if (name, sub) in _EVERY_PRIMARY:
+            replies = [client.execute_command(*args) for client in primaries]
+            if sub == b"EXISTS":
+                return [int(all(flags)) for flags in zip(*replies)]
+            return replies[0]
+        if sub == b"KILL":
+            killed: Any = None
+            first_error: BaseException | None = None
+            for client in primaries:
+                try:
+                    killed = client.execute_command(*args)
+                except self._redis.exceptions.ResponseError as exc:
+                    first_error = first_error or exc
+            if killed is None and first_error is not None:
+                raise first_error
+            return killed
+        if name == b"PUBSUB" and sub == b"SHARDCHANNELS":
+            names: dict[bytes, None] = {}
+            for client in primaries:
+                names.update(dict.fromkeys(client.execute_command(*args)))
+            return list(names)
+        if name == b"PUBSUB" and sub == b"SHARDNUMSUB":
+            flat: list[Any] = []
+            for channel in argv[2:]:
+                node = cluster.nodes_manager.get_node_from_slot(self.key_slot(channel))
+                flat += self._node_client(node).execute_command(b"PUBSUB", b"SHARDNUMSUB",
+                                                                channel)
+            return flat
+        return self._node_client(cluster.get_default_node()).execute_command(*args)
 
     # -- transactions ----------------------------------------------------------
 
@@ -613,12 +781,24 @@ class RedisStore(Store):
                 self._client.connection_pool.disconnect()
             if self._cluster is not None:
                 self._cluster.close()
+            for pool, _ in self._pin_pools.values():
+                pool.disconnect()
 
 
 #: INFO memory and INFO stats figures of Redis that the RESP port's INFO
 #: reports as the store's (redis-cli --stat reads used_memory).
 _REDIS_FIGURES: Final = ("used_memory", "maxmemory", "expired_keys", "evicted_keys",
                          "keyspace_hits", "keyspace_misses")
+
+#: Commands execute_command routes itself on Redis Cluster (_route).
+_BY_KEYS: Final = frozenset({b"EVAL", b"EVALSHA", b"EVAL_RO", b"EVALSHA_RO", b"FCALL",
+                             b"FCALL_RO"})
+_ROUTED: Final = _BY_KEYS | {b"SCRIPT", b"FUNCTION", b"PUBLISH", b"SPUBLISH", b"PUBSUB"}
+#: (command, subcommand) run on every primary, so any node can serve them after.
+_EVERY_PRIMARY: Final = frozenset({(b"SCRIPT", b"LOAD"), (b"SCRIPT", b"FLUSH"),
+                                   (b"SCRIPT", b"EXISTS"), (b"FUNCTION", b"LOAD"),
+                                   (b"FUNCTION", b"DELETE"), (b"FUNCTION", b"FLUSH"),
+                                   (b"FUNCTION", b"RESTORE")})
 
 #: Commands with no key: they cannot be routed inside a cluster transaction.
 _KEYLESS = frozenset({"DBSIZE", "KEYS", "SCAN", "FLUSHDB"})

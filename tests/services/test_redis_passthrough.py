@@ -31,7 +31,6 @@ from tests.redis_support import (  # noqa: F401  (the *_fixture functions are fi
 )
 
 redis = pytest.importorskip("redis")
-import redis.lock  # noqa: E402 (after the importorskip above)
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(120)]
 

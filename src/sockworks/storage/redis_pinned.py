@@ -350,7 +350,9 @@ class RedisSubscriber(Subscriber):
                 if not conn.can_read(timeout=READ_POLL):
                     continue
                 reply = conn.read_response()
-            except (errors.RedisError, OSError, ValueError) as exc:
+            except (errors.RedisError, OSError, ValueError, TypeError, AttributeError) as exc:
+                # (TypeError/AttributeError: close() dropped the socket
+                # under the read; anything else is the connection failing.)
                 if not self._closing:
                     self._lose(f"redis unavailable: {client_text(exc)}")
                 return

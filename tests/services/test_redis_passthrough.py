@@ -345,6 +345,9 @@ SCRIPTS: list[list[bytes]] = [
     [b"EVAL", b"return redis.call('INCRBY', KEYS[1], ARGV[1])", b"1", b"n", b"5"],
     [b"EVAL", b"return redis.call('GET', KEYS[1])", b"1", b"n"],
     [b"EVAL", b"return redis.error_reply('MY bad')", b"0"],
+    [b"EVAL", b"return redis.call('SET', KEYS[1], 'v')", b"1", b"k"],     # a status
+    [b"EVAL", b"return {redis.status_reply('FINE'), 1.5, false, true}", b"0"],
+    [b"EVAL", b"return redis.pcall('INCR', KEYS[1])", b"1", b"k"],        # an error
     [b"EVAL", b"return redis.call('nosuch')", b"0"],
     [b"EVAL", b"syntax error here", b"0"],
     [b"EVAL_RO", b"return redis.call('SET', KEYS[1], 'x')", b"1", b"k"],

@@ -103,6 +103,7 @@ from sockworks.storage.base import (
     StoreUnavailable,
     StoreWriteError,
 )
+from sockworks.storage.redis_parser import status_parser
 from sockworks.storage.redis_plans import (
     BatchRecorder,
     RedisPlan,
@@ -122,6 +123,7 @@ from sockworks.storage.redis_plans import (
     plan_scan,
     plan_set,
 )
+from sockworks.storage.redis_replies import retag
 
 if TYPE_CHECKING:
     import types
@@ -281,6 +283,8 @@ class RedisStore(Store):
         self.pins: PinBudget = PinBudget(max_pinned)
         #: Pools of dedicated connections, by node ("" on one server).
         self._pin_pools: dict[str, tuple[Any, Any]] = {}
+        #: Clients for commands passed through untyped, by node (_typed).
+        self._typed_clients: dict[str, Any] = {}
         self._redis = redis
         self.url = url
         self.max_connections = max_connections or DEFAULT_MAX_CONNECTIONS
@@ -467,9 +471,9 @@ class RedisStore(Store):
         """Passed through to Redis (its semantics are Redis's own); the raw
         reply retagged (redis_replies.py). On Redis Cluster scripting and
         pub/sub commands are routed as the module docstring says."""
-        if self.is_cluster and bytes(argv[0]).upper() in _ROUTED:
+        if bytes(argv[0]).upper() in _ROUTED:
             with self._translated():
-                return self._route(argv)
+                return retag(argv, self._route(argv))
         return self._run(plan_command(argv))
 
     def get(self, key: bytes) -> bytes | None:
@@ -586,25 +590,47 @@ class RedisStore(Store):
                 return str(self._target().get_default_node().name)
         return self.slot_node(self.key_slot(shard_channel))
 
+    def _node_source(self, node: str) -> Any:
+        """The redis.Redis of ``node`` ("" on one server): its pool's
+        connection settings are copied for the extra pools."""
+        if not node:
+            return self._client
+        with self._translated():
+            cluster = self._target()
+            return cluster.get_redis_connection(cluster.get_node(node_name=node))
+
     def pin_pool(self, node: str) -> tuple[Any, Any]:
         """The pool of dedicated connections to ``node`` ("" on one server)
         and the redis.Redis whose reply callbacks parse their replies.
-        Unbounded itself: ``pins`` bounds what is taken from all of them."""
+        Unbounded itself: ``pins`` bounds what is taken from all of them.
+        Status replies stay statuses (storage/redis_parser.py)."""
         with self._lock:
             found = self._pin_pools.get(node)
         if found is not None:
             return found
-        if node:
-            with self._translated():
-                cluster = self._target()
-                client = cluster.get_redis_connection(cluster.get_node(node_name=node))
-        else:
-            client = self._client
+        client = self._node_source(node)
         source = client.connection_pool
-        pool = self._redis.ConnectionPool(connection_class=source.connection_class,
-                                          **source.connection_kwargs)
+        options = {**source.connection_kwargs, "parser_class": status_parser()}
+        pool = self._redis.ConnectionPool(connection_class=source.connection_class, **options)
         with self._lock:
             return self._pin_pools.setdefault(node, (pool, client))
+
+    def _typed(self, node: str) -> Any:
+        """A client of ``node`` for the commands passed through untyped
+        (scripts, pub/sub), whose status replies must stay statuses: its
+        own pool, sized like the main one, filled only as they are used."""
+        with self._lock:
+            found = self._typed_clients.get(node)
+        if found is not None:
+            return found
+        source = self._node_source(node).connection_pool
+        options = {**source.connection_kwargs, "parser_class": status_parser()}
+        pool = self._redis.BlockingConnectionPool(
+            connection_class=source.connection_class, timeout=self._pool_timeout,
+            **{**options, "max_connections": self.max_connections})
+        client = self._redis.Redis(connection_pool=pool)
+        with self._lock:
+            return self._typed_clients.setdefault(node, client)
 
     def key_slot(self, key: bytes) -> int:
         from redis.crc import key_slot
@@ -629,16 +655,22 @@ class RedisStore(Store):
             raise translate_error(exc) from None
 
     def _node_client(self, node: Any) -> Any:
-        return self._target().get_redis_connection(node)
+        return self._typed(str(node.name))
 
     def _route(self, argv: Sequence[bytes]) -> Any:
-        """A scripting or pub/sub command on Redis Cluster (module docstring)."""
+        """A scripting or pub/sub command: on one server through the typed
+        pool, on Redis Cluster routed (module docstring)."""
+        if not self.is_cluster:
+            return self._typed("").execute_command(*argv)
         cluster = self._target()
         name = bytes(argv[0]).upper()
         sub = bytes(argv[1]).upper() if len(argv) > 1 else b""
         args = list(argv)
         if name in _BY_KEYS:
-            numkeys = int(argv[2])     # checked by the RESP handler
+            try:
+                numkeys = max(0, int(argv[2]))
+            except ValueError:
+                numkeys = 0     # Redis answers the error, from any node
             slots = {self.key_slot(key) for key in argv[3:3 + numkeys]}
             if len(slots) > 1:
                 raise StoreError("CROSSSLOT Keys in request don't hash to the same slot")
@@ -783,6 +815,8 @@ class RedisStore(Store):
                 self._cluster.close()
             for pool, _ in self._pin_pools.values():
                 pool.disconnect()
+            for client in self._typed_clients.values():
+                client.connection_pool.disconnect()
 
 
 #: INFO memory and INFO stats figures of Redis that the RESP port's INFO

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import ServerProcess, spawn_server
+from tests.support import SHARED_MEMORY_MODELS
 from tests.redis_support import (  # noqa: F401  (the *_fixture functions are fixtures)
     RedisCluster,
     RedisServer,
@@ -80,8 +81,17 @@ def wait_for(condition: Callable[[], bool], what: str, deadline: float = DEADLIN
 # -- pub/sub ------------------------------------------------------------------------
 
 @pytest.mark.parametrize("protocol", [2, 3])
+@pytest.mark.parametrize("model", SHARED_MEMORY_MODELS)
 def test_messages_cross_between_sockworks_and_backend_clients(
-        sockworks: ServerProcess, redis_server: RedisServer, protocol: int) -> None:
+        redis_server: RedisServer, protocol: int, model: str) -> None:
+    sockworks = start(redis_server.url, model=model)
+    try:
+        _cross(sockworks, redis_server, protocol)
+    finally:
+        sockworks.stop()
+
+
+def _cross(sockworks: ServerProcess, redis_server: RedisServer, protocol: int) -> None:
     client, direct = ours(sockworks, protocol), backend(redis_server, protocol)
     sub = client.pubsub()
     sub.subscribe("news")
@@ -105,9 +115,63 @@ def test_messages_cross_between_sockworks_and_backend_clients(
     assert next_message(theirs)["data"] == b"from-sockworks"
     sub.unsubscribe("news")
     sub.punsubscribe("n*")
+    # Once sockworks confirms, Redis has dropped the subscriptions too.
+    seen = set()
+    for _ in range(100):
+        message = sub.get_message(timeout=0.1)
+        if message is not None:
+            seen.add(message["type"])
+        if seen >= {"unsubscribe", "punsubscribe"}:
+            break
+    assert seen >= {"unsubscribe", "punsubscribe"}, seen
     assert client.execute_command("PUBSUB", "NUMSUB", "news") == [b"news", 0]
+    assert direct.execute_command("PUBSUB", "NUMPAT") == 0
     sub.close()
     theirs.close()
+
+
+def test_redis_py_pubsub_run_in_thread_and_asyncio(sockworks: ServerProcess,
+                                                   redis_server: RedisServer) -> None:
+    import asyncio
+
+    import redis.asyncio as aioredis
+
+    direct = backend(redis_server)
+    got: list[bytes] = []
+    done = threading.Event()
+
+    def handler(message: dict[str, Any]) -> None:
+        got.append(message["data"])
+        if len(got) == 3:
+            done.set()
+    sub = ours(sockworks, 3).pubsub()
+    sub.subscribe(jobs=handler)
+    worker = sub.run_in_thread(sleep_time=0.05, daemon=True)
+    try:
+        wait_for(lambda: direct.execute_command("PUBSUB", "NUMSUB", "jobs") == [b"jobs", 1],
+                 "the subscription to reach Redis")
+        for i in range(3):
+            direct.publish("jobs", f"j{i}")
+        assert done.wait(DEADLINE)
+        assert got == [b"j0", b"j1", b"j2"]
+    finally:
+        worker.stop()
+        worker.join(DEADLINE)
+
+    async def listen() -> list[bytes]:
+        client = aioredis.Redis(port=sockworks.addresses[1][1], protocol=2)
+        pubsub = client.pubsub()
+        await pubsub.subscribe("aio")
+        await client.publish("aio", "a1")
+        out = []
+        async for message in pubsub.listen():
+            if message["type"] == "message":
+                out.append(message["data"])
+                break
+        await pubsub.aclose()
+        await client.aclose()
+        return out
+    assert asyncio.run(asyncio.wait_for(listen(), DEADLINE)) == [b"a1"]
 
 
 def test_messages_arrive_in_order_between_replies(sockworks: ServerProcess,

@@ -23,13 +23,13 @@ from typing import Any
 import pytest
 
 from tests.conftest import ServerProcess, spawn_server
-from tests.support import SHARED_MEMORY_MODELS
 from tests.redis_support import (  # noqa: F401  (the *_fixture functions are fixtures)
     RedisCluster,
     RedisServer,
     redis_cluster_fixture,
     redis_server_fixture,
 )
+from tests.support import SHARED_MEMORY_MODELS
 
 redis = pytest.importorskip("redis")
 

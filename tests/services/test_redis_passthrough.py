@@ -168,7 +168,7 @@ def test_redis_py_pubsub_run_in_thread_and_asyncio(sockworks: ServerProcess,
             if message["type"] == "message":
                 out.append(message["data"])
                 break
-        await pubsub.aclose()
+        await pubsub.aclose()  # type: ignore[no-untyped-call]  # unannotated in redis-py
         await client.aclose()
         return out
     assert asyncio.run(asyncio.wait_for(listen(), DEADLINE)) == [b"a1"]

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from sockworks.storage.redis_pinned import PING_AFTER
 from tests.conftest import ServerProcess, spawn_server
 from tests.redis_support import (  # noqa: F401  (the *_fixture functions are fixtures)
     RedisCluster,
@@ -257,6 +258,35 @@ def test_losing_the_backend_disconnects_subscribers(redis_server: RedisServer) -
             assert raw.recv(4096) == b""
         except ConnectionResetError:
             pass
+        raw.close()
+    finally:
+        proc.stop()
+
+
+def test_a_frozen_backend_disconnects_subscribers(redis_server: RedisServer) -> None:
+    # SIGSTOP: the socket stays open and silent, as in a network partition.
+    # The subscriber connection's PING goes unanswered and the client is
+    # disconnected instead of waiting forever for messages.
+    import signal
+
+    proc = start(redis_server.url)
+    try:
+        raw = socket.create_connection(proc.addresses[1], timeout=30)
+        raw.sendall(b"SUBSCRIBE c\r\n")
+        reply = b""
+        while b":1\r\n" not in reply:
+            chunk = raw.recv(4096)
+            assert chunk, reply
+            reply += chunk
+        redis_server.signal(signal.SIGSTOP)
+        try:
+            proc.wait_for_log(b"no answer to PING", timeout=PING_AFTER + 15)
+            try:
+                assert raw.recv(4096) == b""
+            except ConnectionResetError:
+                pass
+        finally:
+            redis_server.signal(signal.SIGCONT)
         raw.close()
     finally:
         proc.stop()

@@ -59,6 +59,11 @@ logger = logging.getLogger(__name__)
 CROSSSLOT: Final = "CROSSSLOT Keys in request don't hash to the same slot"
 #: How often an idle reader looks up from the socket to see if it must stop.
 READ_POLL: Final = 0.5
+#: A subscriber connection silent this long is asked for a PING: a backend
+#: that stopped answering without closing the socket (a partition, a
+#: frozen process) must not leave the client subscribed to nothing. The
+#: answer must come within the socket timeout.
+PING_AFTER: Final = 5.0
 #: Confirmations of (UN)SUBSCRIBE, the replies the session waits for.
 _CONFIRMATIONS: Final = frozenset({b"subscribe", b"psubscribe", b"ssubscribe", b"unsubscribe",
                                    b"punsubscribe", b"sunsubscribe"})
@@ -345,11 +350,28 @@ class RedisSubscriber(Subscriber):
     def _read_loop(self) -> None:
         conn = self._pin.conn
         errors = self._store._redis.exceptions
+        heard = time.monotonic()
+        pinged: float | None = None
         while not self._closing:
             try:
                 if not conn.can_read(timeout=READ_POLL):
+                    now = time.monotonic()
+                    if pinged is not None and now - pinged > self._timeout:
+                        self._lose(f"redis unavailable: no answer to PING for "
+                                   f"{self._timeout:g}s")
+                        return
+                    # Not while the session sends (and waits for its
+                    # confirmations, which this thread must read).
+                    if (pinged is None and now - heard > PING_AFTER
+                            and self._send_lock.acquire(blocking=False)):
+                        try:
+                            conn.send_command("PING")
+                        finally:
+                            self._send_lock.release()
+                        pinged = now
                     continue
                 reply = conn.read_response()
+                heard, pinged = time.monotonic(), None
             except (errors.RedisError, OSError, ValueError, TypeError, AttributeError) as exc:
                 # (TypeError/AttributeError: close() dropped the socket
                 # under the read; anything else is the connection failing.)

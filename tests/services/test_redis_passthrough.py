@@ -567,3 +567,144 @@ def test_scripts_on_cluster_route_by_slot(redis_cluster: RedisCluster) -> None:
         sub.close()
     finally:
         proc.stop()
+
+
+# -- blocking commands ------------------------------------------------------------------
+
+class Raw:
+    """A raw RESP connection reading whole replies (hiredis)."""
+
+    def __init__(self, address: tuple[str, int]) -> None:
+        hiredis = pytest.importorskip("hiredis")
+        self.sock = socket.create_connection(address, timeout=15)
+        self.reader = hiredis.Reader()
+        self.raw = b""
+
+    def send(self, *argv: bytes) -> None:
+        from sockworks.protocols.resp import encode_command
+
+        self.sock.sendall(encode_command(list(argv)))
+
+    def reply(self) -> bytes:
+        """The next whole reply's bytes."""
+        for _ in range(1000):
+            if self.reader.gets() is not False:
+                break
+            chunk = self.sock.recv(65536)
+            assert chunk, "connection closed"
+            self.reader.feed(chunk)
+            self.raw += chunk
+        else:
+            raise AssertionError("no complete reply")
+        # hiredis has consumed exactly one reply: find its end in raw.
+        check = pytest.importorskip("hiredis").Reader()
+        for end in range(1, len(self.raw) + 1):
+            check.feed(self.raw[end - 1:end])
+            if check.gets() is not False:
+                out, self.raw = self.raw[:end], self.raw[end:]
+                return out
+        raise AssertionError("unreachable")
+
+    def run(self, *argv: bytes) -> bytes:
+        self.send(*argv)
+        return self.reply()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+BLOCKING: list[tuple[list[bytes], list[bytes]]] = [
+    # (setup on the backend, blocking command): answered at once.
+    ([b"RPUSH", b"bl", b"a", b"b"], [b"BLPOP", b"nothing", b"bl", b"1"]),
+    ([b"RPUSH", b"bl", b"c"], [b"BRPOP", b"bl", b"1"]),
+    ([b"ZADD", b"bz", b"1.5", b"m", b"2", b"n"], [b"BZPOPMIN", b"bz", b"1"]),
+    ([b"ZADD", b"bz", b"3", b"o"], [b"BZMPOP", b"1", b"1", b"bz", b"MAX", b"COUNT", b"5"]),
+    ([b"RPUSH", b"bl", b"x", b"y"], [b"BLMPOP", b"1", b"2", b"q", b"bl", b"LEFT"]),
+    ([b"RPUSH", b"src", b"s"], [b"BLMOVE", b"src", b"dst", b"LEFT", b"RIGHT", b"1"]),
+    ([b"RPUSH", b"src", b"t"], [b"BRPOPLPUSH", b"src", b"dst", b"1"]),
+    # Timing out (0.01 s), and errors Redis answers.
+    ([b"DEL", b"none"], [b"BLPOP", b"none", b"0.01"]),
+    ([b"DEL", b"none"], [b"BLMOVE", b"none", b"dst", b"LEFT", b"LEFT", b"0.01"]),
+    ([b"SET", b"str", b"v"], [b"BLPOP", b"str", b"1"]),
+]
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_blocking_commands_answer_as_redis(redis_server: RedisServer, protocol: int) -> None:
+    proc = start(redis_server.url)
+    mine, theirs = Raw(proc.addresses[1]), Raw(redis_server.address)
+    try:
+        if protocol == 3:
+            mine.run(b"HELLO", b"3")
+            theirs.run(b"HELLO", b"3")
+        for setup, argv in BLOCKING:
+            # The same state for each side: through sockworks, then directly.
+            theirs.run(b"FLUSHALL")
+            theirs.run(*setup)
+            got = mine.run(*argv)
+            theirs.run(b"FLUSHALL")
+            theirs.run(*setup)
+            expected = theirs.run(*argv)
+            assert got == expected, (argv, got, expected)
+    finally:
+        mine.close()
+        theirs.close()
+        proc.stop()
+
+
+@pytest.mark.parametrize("model", SHARED_MEMORY_MODELS)
+def test_a_blocked_client_is_served_by_a_backend_push(redis_server: RedisServer,
+                                                      model: str) -> None:
+    proc = start(redis_server.url, "--store-pinned-connections", "1", model=model)
+    direct = backend(redis_server)
+    waiter, other = Raw(proc.addresses[1]), Raw(proc.addresses[1])
+    try:
+        waiter_id = int(waiter.run(b"CLIENT", b"ID")[1:-2])
+        waiter.send(b"BLPOP", b"jobs", b"0")
+        waiter.send(b"PING")        # held until the wait ends, then answered
+        wait_for(lambda: direct.info("clients")["blocked_clients"] == 1, "the wait in Redis")
+        # The bound: the waiting client holds the only dedicated connection.
+        assert other.run(b"BLPOP", b"jobs", b"0").startswith(
+            b"-ERR max number of dedicated Redis connections reached")
+        direct.rpush("jobs", "j1")
+        assert waiter.reply() == b"*2\r\n$4\r\njobs\r\n$2\r\nj1\r\n"
+        assert waiter.reply() == b"+PONG\r\n"
+        # CLIENT UNBLOCK (Redis's own, on that connection): TIMEOUT, ERROR.
+        waiter.send(b"BLPOP", b"jobs", b"0")
+        wait_for(lambda: direct.info("clients")["blocked_clients"] == 1, "the wait in Redis")
+        assert other.run(b"CLIENT", b"UNBLOCK", b"%d" % waiter_id) == b":1\r\n"
+        assert waiter.reply() == b"*-1\r\n"
+        waiter.send(b"BLPOP", b"jobs", b"0")
+        wait_for(lambda: direct.info("clients")["blocked_clients"] == 1, "the wait in Redis")
+        assert other.run(b"CLIENT", b"UNBLOCK", b"%d" % waiter_id, b"ERROR") == b":1\r\n"
+        assert waiter.reply() == b"-UNBLOCKED client unblocked via CLIENT UNBLOCK\r\n"
+        # A client that leaves while waiting takes its wait in Redis with it.
+        waiter.send(b"BLPOP", b"jobs", b"0")
+        wait_for(lambda: direct.info("clients")["blocked_clients"] == 1, "the wait in Redis")
+        waiter.close()
+        wait_for(lambda: direct.info("clients")["blocked_clients"] == 0, "the wait to go")
+        direct.rpush("jobs", "kept")
+        assert direct.lrange("jobs", 0, -1) == [b"kept"]   # nobody popped it
+        # Its dedicated connection is free again.
+        assert other.run(b"BLPOP", b"jobs", b"1") == b"*2\r\n$4\r\njobs\r\n$4\r\nkept\r\n"
+    finally:
+        other.close()
+        proc.stop()
+
+
+def test_shutdown_answers_a_client_waiting_in_the_backend(redis_server: RedisServer) -> None:
+    import signal
+
+    proc = start(redis_server.url)
+    direct = backend(redis_server)
+    waiter = Raw(proc.addresses[1])
+    try:
+        waiter.send(b"BLPOP", b"never", b"0")
+        wait_for(lambda: direct.info("clients")["blocked_clients"] == 1, "the wait in Redis")
+        proc.signal(signal.SIGTERM)
+        assert waiter.reply() == b"*-1\r\n"
+        assert proc.wait(30) == 0
+        wait_for(lambda: direct.info("clients")["blocked_clients"] == 0, "the wait to go")
+    finally:
+        waiter.close()
+        proc.stop()

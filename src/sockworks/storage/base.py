@@ -73,6 +73,7 @@ __all__ = [
     "TransactionAborted",
     "BackendError",
     "Subscriber",
+    "BlockedCall",
 ]
 
 T = TypeVar("T")
@@ -105,6 +106,29 @@ class TransactionAborted(StoreError):
 
     def __init__(self) -> None:
         super().__init__("a watched key changed: the transaction was not run")
+
+
+class BlockedCall(abc.ABC):
+    """One client's blocking command (BLPOP...) on a dedicated backend
+    connection (:meth:`Store.open_blocking`): it waits in the backend, and
+    its ``on_done`` callback gets the result from a thread of its own."""
+
+    @abc.abstractmethod
+    def start(self) -> None:
+        """Send the command; ``on_done`` runs once when it is answered."""
+
+    @abc.abstractmethod
+    def unblock(self, error: bool) -> bool:
+        """CLIENT UNBLOCK it in the backend (TIMEOUT, or ERROR); whether it
+        was blocked there. ``on_done`` still runs, with what Redis answered."""
+
+    @abc.abstractmethod
+    def cancel(self) -> None:
+        """Drop the connection (the client left); ``on_done`` never runs."""
+
+    @abc.abstractmethod
+    def join(self, timeout: float) -> None:
+        """Wait up to ``timeout`` for ``on_done`` to have run."""
 
 
 class Subscriber(abc.ABC):
@@ -361,6 +385,15 @@ class Store(abc.ABC):
         each message as the backend's array (False: stop and close);
         ``on_lost(reason)`` is called once if the connection fails."""
         raise StoreError("this store has no pub/sub backend")
+
+    def open_blocking(self, argv: Sequence[bytes], keys: Sequence[bytes],
+                      retag_as: Sequence[bytes],
+                      on_done: Callable[[Any, StoreError | None], None]) -> BlockedCall:
+        """A blocking command ``argv`` on ``keys`` for one client, not yet
+        started; ``on_done(result, error)`` gets its result as the Store's
+        reply vocabulary for the plain command ``retag_as`` (None: it timed
+        out or was unblocked)."""
+        raise StoreError("this store cannot pass blocking commands through")
 
     def subscriber_node(self, shard_channel: bytes | None) -> str:
         """Which backend node serves subscriptions to ``shard_channel``

@@ -42,6 +42,7 @@ from typing import Any, Final
 
 from sockworks.storage.base import (
     BatchCall,
+    BlockedCall,
     StoreError,
     StoreUnavailable,
     Subscriber,
@@ -49,9 +50,11 @@ from sockworks.storage.base import (
     WatchSet,
 )
 from sockworks.storage.redis_plans import BatchRecorder
+from sockworks.storage.redis_replies import retag
 from sockworks.storage.redis_store import RedisStore, client_text, translate_error
 
-__all__ = ["CROSSSLOT", "Pin", "PinBudget", "PinnedRedisStore", "RedisSubscriber"]
+__all__ = ["CROSSSLOT", "Pin", "PinBudget", "PinnedRedisStore", "RedisBlockedCall",
+           "RedisSubscriber"]
 
 logger = logging.getLogger(__name__)
 
@@ -415,3 +418,84 @@ class RedisSubscriber(Subscriber):
             self._pin.release(reusable=False)
         if threading.current_thread() is not self._thread:
             self._thread.join(self._timeout + READ_POLL)
+
+
+class RedisBlockedCall(BlockedCall):
+    """A blocking command on a dedicated connection (see BlockedCall). The
+    connection's CLIENT ID is read first, so CLIENT UNBLOCK can reach the
+    wait in Redis (then Redis answers it, and no popped element is lost)."""
+
+    def __init__(self, store: RedisStore, node: str, argv: Sequence[bytes],
+                 retag_as: Sequence[bytes],
+                 on_done: Callable[[Any, StoreError | None], None]) -> None:
+        self._store = store
+        self._argv = list(argv)
+        self._retag_as = list(retag_as)
+        self._on_done = on_done
+        self._pin = Pin(store, node)
+        self._lock = threading.Lock()
+        self._done = False
+        self._finished = threading.Event()
+        errors = store._redis.exceptions
+        try:
+            self._pin.conn.send_command("CLIENT", "ID")
+            self.backend_id = int(self._pin.conn.read_response())
+        except (errors.RedisError, OSError, ValueError) as exc:
+            self._pin.release(reusable=False)
+            raise translate_error(exc) from None
+        self._thread = threading.Thread(target=self._wait, daemon=True,
+                                        name="sockworks-blocked")
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _wait(self) -> None:
+        conn = self._pin.conn
+        errors = self._store._redis.exceptions
+        result: Any = None
+        error: StoreError | None = None
+        reusable = False
+        try:
+            conn.send_command(*self._argv)
+            while True:
+                if self._done:
+                    return
+                if conn.can_read(timeout=READ_POLL):
+                    break
+            raw = conn.read_response()
+            result = None if raw is None else retag(self._retag_as, raw)
+            reusable = True
+        except errors.ResponseError as exc:
+            error = translate_error(exc)
+            reusable = True
+        except (errors.RedisError, OSError, ValueError, TypeError, AttributeError) as exc:
+            if self._done:
+                return  # cancelled: the connection was dropped under the read
+            error = StoreUnavailable(f"redis unavailable: {client_text(exc)}")
+        with self._lock:
+            if self._done:
+                return
+            self._done = True
+        self._pin.release(reusable=reusable)
+        try:
+            self._on_done(result, error)
+        finally:
+            self._finished.set()
+
+    def unblock(self, error: bool) -> bool:
+        if self._done:
+            return False
+        reply = self._store.execute_command(
+            [b"CLIENT", b"UNBLOCK", b"%d" % self.backend_id, b"ERROR" if error else b"TIMEOUT"])
+        return bool(reply)
+
+    def cancel(self) -> None:
+        with self._lock:
+            if self._done:
+                return
+            self._done = True
+        self._pin.release(reusable=False)
+        self._finished.set()
+
+    def join(self, timeout: float) -> None:
+        self._finished.wait(timeout)

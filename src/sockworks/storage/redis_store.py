@@ -129,7 +129,7 @@ if TYPE_CHECKING:
     import types
     from collections.abc import Callable
 
-    from sockworks.storage.base import Subscriber
+    from sockworks.storage.base import BlockedCall, Subscriber
     from sockworks.storage.redis_pinned import PinBudget
 
 __all__ = ["CLUSTER_SCHEMES", "DEFAULT_MAX_PINNED", "REDIS_SCHEMES", "RedisStore"]
@@ -156,7 +156,7 @@ DEFAULT_POOL_TIMEOUT = 5.0
 DEFAULT_MAX_CONNECTIONS = 64
 #: Dedicated connections (WATCH, subscriptions) one sockworks process may
 #: hold on its backend (--store-pinned-connections). A client holds at most
-#: one for a WATCH and one per node it subscribes on; Redis's default
+#: one for a WATCH or a blocking command and one per node it subscribes on; Redis's default
 #: maxclients is 10000, so 256 per process leaves room for dozens of
 #: sockworks processes and their pools.
 DEFAULT_MAX_PINNED = 256
@@ -581,6 +581,20 @@ class RedisStore(Store):
         self._check_open()
         node = self.subscriber_node(shard_channel)
         return node, RedisSubscriber(self, node, on_message, on_lost, self._socket_timeout)
+
+    def open_blocking(self, argv: Sequence[bytes], keys: Sequence[bytes],
+                      retag_as: Sequence[bytes],
+                      on_done: Callable[[Any, StoreError | None], None]) -> BlockedCall:
+        from sockworks.storage.redis_pinned import RedisBlockedCall
+
+        self._check_open()
+        node = ""
+        if self.is_cluster:
+            slots = {self.key_slot(key) for key in keys}
+            if len(slots) > 1:
+                raise StoreError("CROSSSLOT Keys in request don't hash to the same slot")
+            node = self.slot_node(slots.pop())
+        return RedisBlockedCall(self, node, argv, retag_as, on_done)
 
     def subscriber_node(self, shard_channel: bytes | None) -> str:
         if not self.is_cluster:

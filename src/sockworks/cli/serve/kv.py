@@ -89,9 +89,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--store-pinned-connections", type=positive_int,
                        default=DEFAULT_MAX_PINNED, metavar="N",
                        help="Redis backend: dedicated connections one process may hold, one "
-                            "per client in WATCH and one per client and node subscribed "
-                            f"(default {DEFAULT_MAX_PINNED}); past it WATCH and SUBSCRIBE get "
-                            "an error (docs/resp.md)")
+                            "per client in WATCH or a blocking command and one per client and "
+                            f"node subscribed (default {DEFAULT_MAX_PINNED}); past it those "
+                            "commands get an error (docs/resp.md)")
     group.add_argument("--resp-port", type=port_number, metavar="PORT",
                        help="also serve the same store over RESP (Redis protocol) on PORT "
                             "(default: no RESP port)")

@@ -1,4 +1,4 @@
-"""Dedicated Redis connections: one client's WATCH ... EXEC, and its subscriptions.
+"""Dedicated Redis connections: a client's WATCH ... EXEC, subscriptions, blocking pops.
 
 A pooled connection serves whoever asks next, so it cannot hold state that
 belongs to one client: a WATCH, or subscribed mode. Here that state gets a
@@ -23,11 +23,16 @@ it is done:
   subscriber closes. A lost connection, or an unsubscription the client did
   not ask for (Redis drops shard subscriptions when their slot moves), calls
   ``on_lost`` once: the client is disconnected, never left subscribed to
-  nothing.
+  nothing. A connection silent for :data:`PING_AFTER` is PINGed, so a
+  backend that stops answering without closing counts as lost too.
+* :class:`RedisBlockedCall` (``RedisStore.open_blocking()``): a blocking
+  command (BLPOP...) waiting in Redis, read by a thread of its own; CLIENT
+  UNBLOCK reaches it through its CLIENT ID.
 
-Bound: :class:`PinBudget`, one per store, counts every dedicated connection
-(``--store-pinned-connections``, ``redis_store.DEFAULT_MAX_PINNED``); at the limit
-the client gets an error and nothing is opened.
+Connections come from no redis-py pool (see :class:`Pin`). Bound:
+:class:`PinBudget`, one per store, counts every dedicated connection
+(``--store-pinned-connections``, ``redis_store.DEFAULT_MAX_PINNED``); at
+the limit the client gets an error and nothing is opened.
 """
 
 from __future__ import annotations
@@ -99,32 +104,50 @@ class PinBudget:
 
 
 class Pin:
-    """One connection taken from a pool of dedicated connections."""
+    """One dedicated connection, counted against the store's budget.
+
+    Not from a redis-py pool: a connection whose owner may still be reading
+    it (a subscriber's reader thread, a cancelled blocking call) must never
+    serve anyone else, so only a connection handed back clean (``reusable``:
+    its owner is done with it) is kept for reuse; any other is closed and
+    dropped.
+    """
 
     def __init__(self, store: RedisStore, node: str) -> None:
+        self._store = store
         self.budget = store.pins
         self.budget.take()
         try:
-            self.pool, self.client = store.pin_pool(node)
-            try:
-                self.conn: Any = self.pool.get_connection()
-            except store._redis.exceptions.RedisError as exc:
-                raise translate_error(exc) from None
+            connection_class, options, self.client = store.pin_source(node)
+            conn = store.take_idle_pin(node)
+            if conn is None:
+                conn = connection_class(**options)
+                try:
+                    conn.connect()
+                except store._redis.exceptions.RedisError as exc:
+                    raise translate_error(exc) from None
+            self.conn: Any = conn
         except BaseException:
             self.budget.give()
             raise
         self.node = node
         self._released = False
+        self._lock = threading.Lock()
 
     def release(self, *, reusable: bool) -> None:
-        if self._released:
-            return
-        self._released = True
-        if not reusable:
-            with contextlib.suppress(Exception):  # a dead socket may fail to close
-                self.conn.disconnect()
-        self.pool.release(self.conn)
+        with self._lock:
+            if self._released:
+                return
+            self._released = True
+        if not (reusable and self._store.keep_idle_pin(self.node, self.conn)):
+            drop(self._store, self.conn)
         self.budget.give()
+
+
+def drop(store: RedisStore, conn: Any) -> None:
+    """Close ``conn``; a dead socket may fail to close, which changes nothing."""
+    with contextlib.suppress(store._redis.exceptions.RedisError, OSError):
+        conn.disconnect()
 
 
 class _Channel:
@@ -323,13 +346,21 @@ class RedisSubscriber(Subscriber):
     def command(self, argv: Sequence[bytes], replies: int) -> None:
         errors = self._store._redis.exceptions
         with self._send_lock:
+            failed: StoreError | None = None
             with self._cond:
+                # Checked and sent under the lock _lose takes first: a lost
+                # connection is never written to (redis-py would reconnect it).
+                if self._closing:
+                    raise StoreUnavailable("redis unavailable: the subscriber connection "
+                                           "was lost")
                 self._expected += replies
-            try:
-                self._pin.conn.send_command(*argv)
-            except (errors.RedisError, OSError) as exc:
-                self._lose(str(translate_error(exc)))
-                raise StoreUnavailable(f"redis unavailable: {exc}") from None
+                try:
+                    self._pin.conn.send_command(*argv)
+                except (errors.RedisError, OSError) as exc:
+                    failed = translate_error(exc)
+            if failed is not None:
+                self._lose(str(failed))
+                raise failed
             deadline = time.monotonic() + self._timeout
             with self._cond:
                 while len(self._confirmed) < replies and not self._closing:
@@ -351,6 +382,14 @@ class RedisSubscriber(Subscriber):
         raise StoreUnavailable(reason)
 
     def _read_loop(self) -> None:
+        try:
+            self._read()
+        finally:
+            if self._closing:
+                # A read racing close() may have made redis-py reconnect.
+                drop(self._store, self._pin.conn)
+
+    def _read(self) -> None:
         conn = self._pin.conn
         errors = self._store._redis.exceptions
         heard = time.monotonic()
@@ -385,8 +424,10 @@ class RedisSubscriber(Subscriber):
                 continue
             kind = bytes(reply[0]).lower()
             if kind in _MESSAGES:
-                if not self._on_message(reply):
-                    self._closing = True
+                if not self._on_message(reply):   # the client is gone
+                    with self._cond:
+                        self._closing = True
+                        self._cond.notify_all()
                     self._pin.release(reusable=False)
                     return
             elif kind in _CONFIRMATIONS:
@@ -459,6 +500,7 @@ class RedisBlockedCall(BlockedCall):
             conn.send_command(*self._argv)
             while True:
                 if self._done:
+                    drop(self._store, conn)  # a read racing cancel() may have reconnected
                     return
                 if conn.can_read(timeout=READ_POLL):
                     break
@@ -470,7 +512,8 @@ class RedisBlockedCall(BlockedCall):
             reusable = True
         except (errors.RedisError, OSError, ValueError, TypeError, AttributeError) as exc:
             if self._done:
-                return  # cancelled: the connection was dropped under the read
+                drop(self._store, conn)  # cancelled: dropped under the read
+                return
             error = StoreUnavailable(f"redis unavailable: {client_text(exc)}")
         with self._lock:
             if self._done:

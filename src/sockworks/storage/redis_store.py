@@ -160,6 +160,10 @@ DEFAULT_MAX_CONNECTIONS = 64
 #: maxclients is 10000, so 256 per process leaves room for dozens of
 #: sockworks processes and their pools.
 DEFAULT_MAX_PINNED = 256
+#: Clean dedicated connections kept per node for the next WATCH, so a WATCH
+#: need not connect (idle ones are not counted against max_pinned: this
+#: bounds them).
+IDLE_PINS = 8
 #: SCAN over a cluster: node index multiplier in the packed cursor. Redis
 #: Cluster's documented upper bound is 1000 primaries.
 CLUSTER_SCAN_FANOUT = 1024
@@ -281,8 +285,10 @@ class RedisStore(Store):
         redis = _import_redis()
         #: Dedicated connections open now, against max_pinned.
         self.pins: PinBudget = PinBudget(max_pinned)
-        #: Pools of dedicated connections, by node ("" on one server).
-        self._pin_pools: dict[str, tuple[Any, Any]] = {}
+        #: How to open dedicated connections, and clean idle ones, by node
+        #: ("" on one server); ``pins`` bounds how many are open.
+        self._pin_sources: dict[str, tuple[Any, dict[str, Any], Any]] = {}
+        self._idle_pins: dict[str, list[Any]] = {}
         #: Clients for commands passed through untyped, by node (_typed).
         self._typed_clients: dict[str, Any] = {}
         self._redis = redis
@@ -613,21 +619,37 @@ class RedisStore(Store):
             cluster = self._target()
             return cluster.get_redis_connection(cluster.get_node(node_name=node))
 
-    def pin_pool(self, node: str) -> tuple[Any, Any]:
-        """The pool of dedicated connections to ``node`` ("" on one server)
-        and the redis.Redis whose reply callbacks parse their replies.
-        Unbounded itself: ``pins`` bounds what is taken from all of them.
-        Status replies stay statuses (storage/redis_parser.py)."""
+    def pin_source(self, node: str) -> tuple[Any, dict[str, Any], Any]:
+        """How to open a dedicated connection to ``node`` ("" on one
+        server): its connection class and settings (the pool's, with the
+        parser that keeps status replies, storage/redis_parser.py), and the
+        redis.Redis whose reply callbacks parse its replies."""
         with self._lock:
-            found = self._pin_pools.get(node)
+            found = self._pin_sources.get(node)
         if found is not None:
             return found
         client = self._node_source(node)
         source = client.connection_pool
         options = {**source.connection_kwargs, "parser_class": status_parser()}
-        pool = self._redis.ConnectionPool(connection_class=source.connection_class, **options)
         with self._lock:
-            return self._pin_pools.setdefault(node, (pool, client))
+            return self._pin_sources.setdefault(
+                node, (source.connection_class, options, client))
+
+    def take_idle_pin(self, node: str) -> Any:
+        """A dedicated connection handed back clean (UNWATCH answered), or None."""
+        with self._lock:
+            idle = self._idle_pins.get(node)
+            return idle.pop() if idle else None
+
+    def keep_idle_pin(self, node: str, conn: Any) -> bool:
+        """Keep a clean dedicated connection for the next WATCH (at most
+        :data:`IDLE_PINS` per node); False: the caller closes it."""
+        with self._lock:
+            idle = self._idle_pins.setdefault(node, [])
+            if self._closed or len(idle) >= IDLE_PINS:
+                return False
+            idle.append(conn)
+            return True
 
     def _typed(self, node: str) -> Any:
         """A client of ``node`` for the commands passed through untyped
@@ -827,8 +849,11 @@ class RedisStore(Store):
                 self._client.connection_pool.disconnect()
             if self._cluster is not None:
                 self._cluster.close()
-            for pool, _ in self._pin_pools.values():
-                pool.disconnect()
+            with self._lock:
+                idle = [conn for conns in self._idle_pins.values() for conn in conns]
+                self._idle_pins.clear()
+            for conn in idle:
+                conn.disconnect()
             for client in self._typed_clients.values():
                 client.connection_pool.disconnect()
 

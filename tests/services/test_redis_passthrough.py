@@ -538,7 +538,7 @@ def test_redis_py_lock(sockworks: ServerProcess, redis_server: RedisServer) -> N
     assert direct.get("resource") is None
 
 
-def test_scripts_on_cluster_route_by_slot(redis_cluster: RedisCluster) -> None:
+def test_scripts_pubsub_and_blocking_on_cluster(redis_cluster: RedisCluster) -> None:
     proc = start(redis_cluster.url)
     try:
         client = ours(proc)
@@ -565,6 +565,22 @@ def test_scripts_on_cluster_route_by_slot(redis_cluster: RedisCluster) -> None:
         assert client.spublish("{x}shard", "s") == 1
         assert next_message(sub)["data"] == b"s"
         sub.close()
+        # The data model passed through as it is, alone and in MULTI/EXEC
+        # (redis-py 8's cluster client cannot route those by itself).
+        assert client.rpush("{p}l", "a", "b") == 2
+        pipe = client.pipeline(transaction=True)
+        pipe.lrange("{p}l", 0, -1).hset("{p}h", "f", "v").hgetall("{p}h")
+        assert pipe.execute() == [[b"a", b"b"], 1, {b"f": b"v"}]
+        pipe = client.pipeline(transaction=True)
+        pipe.rpush("a", "1").rpush("b", "1")
+        with pytest.raises(redis.ResponseError, match="same slot"):
+            pipe.execute()
+        # Blocking pops wait on their slot's primary.
+        assert client.blpop(["{q}a", "{q}b"], timeout=0.05) is None
+        client.rpush("{q}b", "v")
+        assert tuple(client.blpop(["{q}a", "{q}b"], timeout=1)) == (b"{q}b", b"v")
+        with pytest.raises(redis.exceptions.ClusterCrossSlotError):
+            client.blpop(["a", "b"], timeout=1)
     finally:
         proc.stop()
 

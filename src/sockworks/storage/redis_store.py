@@ -463,6 +463,14 @@ class RedisStore(Store):
         if not plan.args:
             return plan.convert(None)
         with self._translated():
+            if self.is_cluster and isinstance(plan.args[0], bytes):
+                # A command passed through as it is: redis-py's cluster
+                # client cannot route a bytes name (and a str one would get
+                # its reply callbacks), so route it by its keys' slot here.
+                slot = self.command_slot(plan.args)
+                node = (target.get_default_node() if slot is None
+                        else target.nodes_manager.get_node_from_slot(slot))
+                return plan.convert(self._typed(str(node.name)).execute_command(*plan.args))
             return plan.convert(target.execute_command(*plan.args, **plan.options))
 
     def _primaries(self) -> list[Any]:
@@ -680,14 +688,18 @@ class RedisStore(Store):
         return str(node.name)
 
     def command_slot(self, args: Sequence[Any]) -> int | None:
-        """The slot of a command's keys (redis-py's key finder); CROSSSLOT
-        when they span slots."""
+        """The slot of a command's keys (redis-py's key finder, which knows
+        command names as str only); CROSSSLOT when they span slots; None
+        for a command without keys."""
         redis = self._redis
+        name = args[0].decode("latin-1") if isinstance(args[0], bytes) else str(args[0])
         try:
-            return int(self._target().determine_slot(*args))
+            return int(self._target().determine_slot(name.upper(), *args[1:]))
         except redis.exceptions.RedisClusterException as exc:
             if "same slot" in str(exc) or "CROSSSLOT" in str(exc):
                 raise StoreError("CROSSSLOT Keys in request don't hash to the same slot") from None
+            if "Missing key" in str(exc):
+                return None
             raise translate_error(exc) from None
 
     def _node_client(self, node: Any) -> Any:
@@ -766,6 +778,17 @@ class RedisStore(Store):
         if self.is_cluster and any(plan.args[0] in _KEYLESS for plan in sent):
             raise StoreError("on Redis Cluster, MULTI/EXEC cannot run DBSIZE, KEYS, SCAN "
                              "or FLUSHDB")
+        if self.is_cluster and sent:
+            # One slot for the whole batch, then a plain MULTI/EXEC on its
+            # primary: redis-py's cluster pipeline cannot route the commands
+            # passed through as they are (bytes names).
+            with self._translated():
+                slots = {self.command_slot(plan.args) for plan in sent} - {None}
+                if len(slots) > 1:
+                    raise StoreError("CROSSSLOT Keys in request don't hash to the same slot")
+                node = (target.nodes_manager.get_node_from_slot(slots.pop()) if slots
+                        else target.get_default_node())
+                target = self._typed(str(node.name))
         replies: list[Any] = []
         if sent:
             with self._translated(), target.pipeline(transaction=True) as pipe:

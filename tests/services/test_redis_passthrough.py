@@ -162,15 +162,20 @@ def test_redis_py_pubsub_run_in_thread_and_asyncio(sockworks: ServerProcess,
     async def listen() -> list[bytes]:
         client = aioredis.Redis(port=sockworks.addresses[1][1], protocol=2)
         pubsub = client.pubsub()
-        await pubsub.subscribe("aio")
-        await client.publish("aio", "a1")
         out = []
-        async for message in pubsub.listen():
-            if message["type"] == "message":
-                out.append(message["data"])
-                break
-        await pubsub.aclose()  # type: ignore[no-untyped-call]  # unannotated in redis-py
-        await client.aclose()
+        try:
+            await pubsub.subscribe("aio")
+            # subscribe() does not wait for the confirmation: publish after it.
+            confirmed = await pubsub.get_message(timeout=DEADLINE)
+            assert confirmed is not None and confirmed["type"] == "subscribe"
+            await client.publish("aio", "a1")
+            async for message in pubsub.listen():
+                if message["type"] == "message":
+                    out.append(message["data"])
+                    break
+        finally:
+            await pubsub.aclose()  # type: ignore[no-untyped-call]  # unannotated in redis-py
+            await client.aclose()
         return out
     assert asyncio.run(asyncio.wait_for(listen(), DEADLINE)) == [b"a1"]
 

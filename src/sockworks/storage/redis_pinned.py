@@ -5,7 +5,7 @@ belongs to one client: a WATCH, or subscribed mode. Here that state gets a
 connection of its own, taken when the client needs it and handed back when
 it is done:
 
-* :class:`PinnedRedisStore` (``RedisStore.pinned()``, from WATCH until EXEC,
+* ``PinnedRedisStore`` (in storage/redis_store.py, ``RedisStore.pinned()``, from WATCH until EXEC,
   DISCARD or UNWATCH): on one Redis server every call of the client runs on
   its connection; on Redis Cluster only WATCH, the MULTI/EXEC and UNWATCH do
   (on the primary of the watched keys' slot) and its other calls go through
@@ -43,23 +43,16 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from sockworks.storage.base import (
-    BatchCall,
-    BlockedCall,
-    StoreError,
-    StoreUnavailable,
-    Subscriber,
-    TransactionAborted,
-    WatchSet,
-)
-from sockworks.storage.redis_plans import BatchRecorder
+from sockworks.storage.base import BlockedCall, StoreError, StoreUnavailable, Subscriber
 from sockworks.storage.redis_replies import retag
-from sockworks.storage.redis_store import RedisStore, client_text, translate_error
 
-__all__ = ["CROSSSLOT", "Pin", "PinBudget", "PinnedRedisStore", "RedisBlockedCall",
-           "RedisSubscriber"]
+if TYPE_CHECKING:
+    # (Type only: redis_store imports this module.)
+    from sockworks.storage.redis_store import RedisStore
+
+__all__ = ["CROSSSLOT", "Pin", "PinBudget", "RedisBlockedCall", "RedisSubscriber"]
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +118,7 @@ class Pin:
                 try:
                     conn.connect()
                 except store._redis.exceptions.RedisError as exc:
-                    raise translate_error(exc) from None
+                    raise store.translate(exc) from None
             self.conn: Any = conn
         except BaseException:
             self.budget.give()
@@ -148,179 +141,6 @@ def drop(store: RedisStore, conn: Any) -> None:
     """Close ``conn``; a dead socket may fail to close, which changes nothing."""
     with contextlib.suppress(store._redis.exceptions.RedisError, OSError):
         conn.disconnect()
-
-
-class _Channel:
-    """What ``RedisStore._run`` sends a command to: the pinned connection."""
-
-    def __init__(self, store: PinnedRedisStore) -> None:
-        self._store = store
-
-    def execute_command(self, *args: Any, **options: Any) -> Any:
-        return self._store.run_pinned(args, options)
-
-
-class PinnedRedisStore(RedisStore):
-    """``parent`` with one client's WATCH connection (module docstring)."""
-
-    def __init__(self, parent: RedisStore) -> None:  # pylint: disable=super-init-not-called
-        # Shares the parent's clients and pools; opens only its own pin.
-        self._parent = parent
-        self._redis = parent._redis
-        self.url = parent.url
-        self.max_connections = parent.max_connections
-        self.is_cluster = parent.is_cluster
-        self._client = parent._client
-        self._cluster = None
-        self._closed = False
-        self._lock = threading.Lock()
-        self._healthy = True
-        self.pins = parent.pins
-        self._pin: Pin | None = None
-        self._slot: int | None = None
-        self._lost: str | None = None
-        self._channel = _Channel(self)
-
-    # -- routing ---------------------------------------------------------------
-    def _target(self) -> Any:
-        self._check_open()
-        if self.is_cluster:
-            return self._parent._target()
-        return self._channel
-
-    def _connection(self, slot: int | None) -> Pin:
-        if self._lost is not None:
-            raise StoreUnavailable(self._lost)
-        if self._pin is None:
-            node = self._parent.slot_node(slot) if slot is not None else ""
-            self._pin = Pin(self._parent, node)
-            self._slot = slot
-        return self._pin
-
-    def _fail(self, exc: BaseException) -> StoreError:
-        error = translate_error(exc)
-        if isinstance(error, StoreUnavailable) and self._pin is not None:
-            self._lost = (f"{error}; the connection that held this client's WATCH was "
-                          "lost, so its transaction is discarded")
-            self._pin.release(reusable=False)
-            return StoreUnavailable(self._lost)
-        return error
-
-    def run_pinned(self, args: Sequence[Any], options: dict[str, Any]) -> Any:
-        """One command on the pinned connection, parsed as redis-py parses
-        it for the pool (its reply callbacks)."""
-        pin = self._connection(None)
-        errors = self._redis.exceptions
-        try:
-            pin.conn.send_command(*args)
-            return pin.client.parse_response(pin.conn, args[0], **options)
-        except (errors.ConnectionError, errors.TimeoutError, OSError) as exc:
-            raise self._fail(exc) from None
-
-    # -- WATCH -----------------------------------------------------------------
-    def watch(self, watch: WatchSet, keys: Sequence[bytes]) -> None:
-        slot = None
-        if self.is_cluster:
-            slots = {self._parent.key_slot(key) for key in keys}
-            if len(slots) > 1 or (self._slot is not None and slots != {self._slot}):
-                raise StoreError(CROSSSLOT)
-            slot = slots.pop()
-        pin = self._connection(slot)
-        errors = self._redis.exceptions
-        try:
-            pin.conn.send_command("WATCH", *keys)
-            pin.conn.read_response()
-        except (errors.ConnectionError, errors.TimeoutError, OSError) as exc:
-            raise self._fail(exc) from None
-        except errors.RedisError as exc:
-            raise translate_error(exc) from None
-        for key in keys:
-            watch.keys[key] = False
-
-    def watch_broken(self, watch: WatchSet) -> bool:
-        if self._lost is not None:
-            raise StoreUnavailable(self._lost)
-        return False  # Redis decides, at EXEC
-
-    def unwatch(self, watch: WatchSet) -> None:
-        watch.keys.clear()
-        watch.dirty = False
-        pin, self._pin = self._pin, None
-        if pin is None:
-            return
-        reusable = self._lost is None
-        if reusable:
-            try:
-                pin.conn.send_command("UNWATCH")
-                pin.conn.read_response()
-            except (self._redis.exceptions.RedisError, OSError):
-                reusable = False
-        pin.release(reusable=reusable)
-
-    def execute_batch(self, calls: Sequence[BatchCall]) -> list[Any]:
-        """MULTI, the calls, EXEC on the pinned connection; EXEC's null
-        reply raises TransactionAborted."""
-        if self._pin is None and self._lost is None:
-            return self._parent.execute_batch(calls)
-        recorder = BatchRecorder()
-        plans = [recorder.record(call) for call in calls]
-        sent = [plan for plan in plans if plan.args]
-        if self.is_cluster:
-            self._check_slots([plan.args for plan in sent])
-        pin = self._connection(self._slot)
-        errors = self._redis.exceptions
-        commands = [("MULTI",), *[plan.args for plan in sent], ("EXEC",)]
-        refused: list[BaseException] = []
-        replies: Any = None
-        try:
-            pin.conn.send_packed_command(pin.conn.pack_commands(commands))
-            for index in range(len(commands)):
-                try:
-                    reply = pin.conn.read_response()
-                except errors.ResponseError as exc:
-                    if index == len(commands) - 1:
-                        # EXECABORT: say which command Redis refused.
-                        raise translate_error(refused[0] if refused else exc) from None
-                    refused.append(exc)
-                    continue
-                if index == len(commands) - 1:
-                    replies = reply
-        except (errors.ConnectionError, errors.TimeoutError, OSError) as exc:
-            raise self._fail(exc) from None
-        if replies is None:
-            raise TransactionAborted()
-        callbacks = pin.client.response_callbacks
-        results: list[Any] = []
-        reply_iter = iter(replies)
-        for plan in plans:
-            reply = next(reply_iter) if plan.args else None
-            if isinstance(reply, Exception):
-                results.append(self._reply_error(reply))
-                continue
-            name = plan.args[0] if plan.args else None
-            if isinstance(name, str) and name in callbacks:
-                reply = callbacks[name](reply, **plan.options)
-            results.append(plan.convert(reply))
-        return results
-
-    def _check_slots(self, commands: Sequence[Sequence[Any]]) -> None:
-        """Redis Cluster: every queued key in the watched keys' slot."""
-        for args in commands:
-            if str(args[0]).upper() in ("DBSIZE", "KEYS", "SCAN", "FLUSHDB"):
-                raise StoreError("on Redis Cluster, MULTI/EXEC cannot run DBSIZE, KEYS, "
-                                 "SCAN or FLUSHDB")
-            slot = self._parent.command_slot(args)
-            if slot is not None and slot != self._slot:
-                raise StoreError(CROSSSLOT)
-
-    def pinned(self) -> RedisStore:
-        return self
-
-    def close(self) -> None:
-        """Hand the connection back (UNWATCH first); the parent stays open."""
-        if self._pin is not None:
-            self.unwatch(WatchSet())
-        self._closed = True
 
 
 class RedisSubscriber(Subscriber):
@@ -357,7 +177,7 @@ class RedisSubscriber(Subscriber):
                 try:
                     self._pin.conn.send_command(*argv)
                 except (errors.RedisError, OSError) as exc:
-                    failed = translate_error(exc)
+                    failed = self._store.translate(exc)
             if failed is not None:
                 self._lose(str(failed))
                 raise failed
@@ -418,7 +238,7 @@ class RedisSubscriber(Subscriber):
                 # (TypeError/AttributeError: close() dropped the socket
                 # under the read; anything else is the connection failing.)
                 if not self._closing:
-                    self._lose(f"redis unavailable: {client_text(exc)}")
+                    self._lose(f"redis unavailable: {self._store.outage_text(exc)}")
                 return
             if not isinstance(reply, list) or not reply:
                 continue
@@ -483,7 +303,7 @@ class RedisBlockedCall(BlockedCall):
             self.backend_id = int(self._pin.conn.read_response())
         except (errors.RedisError, OSError, ValueError) as exc:
             self._pin.release(reusable=False)
-            raise translate_error(exc) from None
+            raise self._store.translate(exc) from None
         self._thread = threading.Thread(target=self._wait, daemon=True,
                                         name="sockworks-blocked")
 
@@ -508,13 +328,13 @@ class RedisBlockedCall(BlockedCall):
             result = None if raw is None else retag(self._retag_as, raw)
             reusable = True
         except errors.ResponseError as exc:
-            error = translate_error(exc)
+            error = self._store.translate(exc)
             reusable = True
         except (errors.RedisError, OSError, ValueError, TypeError, AttributeError) as exc:
             if self._done:
                 drop(self._store, conn)  # cancelled: dropped under the read
                 return
-            error = StoreUnavailable(f"redis unavailable: {client_text(exc)}")
+            error = StoreUnavailable(f"redis unavailable: {self._store.outage_text(exc)}")
         with self._lock:
             if self._done:
                 return

@@ -102,8 +102,17 @@ from sockworks.storage.base import (
     StoreError,
     StoreUnavailable,
     StoreWriteError,
+    TransactionAborted,
+    WatchSet,
 )
 from sockworks.storage.redis_parser import status_parser
+from sockworks.storage.redis_pinned import (
+    CROSSSLOT,
+    Pin,
+    PinBudget,
+    RedisBlockedCall,
+    RedisSubscriber,
+)
 from sockworks.storage.redis_plans import (
     BatchRecorder,
     RedisPlan,
@@ -130,9 +139,9 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from sockworks.storage.base import BlockedCall, Subscriber
-    from sockworks.storage.redis_pinned import PinBudget
 
-__all__ = ["CLUSTER_SCHEMES", "DEFAULT_MAX_PINNED", "REDIS_SCHEMES", "RedisStore"]
+__all__ = ["CLUSTER_SCHEMES", "DEFAULT_MAX_PINNED", "REDIS_SCHEMES", "PinnedRedisStore",
+           "RedisStore"]
 
 logger = logging.getLogger(__name__)
 
@@ -224,11 +233,6 @@ def _client_text(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
-def client_text(exc: BaseException) -> str:
-    """A short reason for an outage, for a client or a log line."""
-    return _client_text(exc)
-
-
 def translate_error(exc: BaseException) -> StoreError:
     """The StoreError a redis-py exception means to a sockworks client."""
     if isinstance(exc, StoreError):
@@ -280,8 +284,6 @@ class RedisStore(Store):
         pool_timeout: float = DEFAULT_POOL_TIMEOUT,
         max_pinned: int = DEFAULT_MAX_PINNED,
     ) -> None:
-        from sockworks.storage.redis_pinned import PinBudget
-
         redis = _import_redis()
         #: Dedicated connections open now, against max_pinned.
         self.pins: PinBudget = PinBudget(max_pinned)
@@ -426,6 +428,16 @@ class RedisStore(Store):
     def _check_open(self) -> None:
         if self._closed:
             raise StoreError("store is closed")
+
+    @staticmethod
+    def translate(exc: BaseException) -> StoreError:
+        """The StoreError a redis-py exception means (:func:`translate_error`)."""
+        return translate_error(exc)
+
+    @staticmethod
+    def outage_text(exc: BaseException) -> str:
+        """A short reason for an outage, without backend addresses."""
+        return _client_text(exc)
 
     @contextlib.contextmanager
     def _translated(self) -> Iterator[None]:
@@ -582,16 +594,12 @@ class RedisStore(Store):
 
     # -- pass-through: pinned connections, routing on Redis Cluster ----------------
     def pinned(self) -> RedisStore:
-        from sockworks.storage.redis_pinned import PinnedRedisStore
-
         self._check_open()
         return PinnedRedisStore(self)
 
     def open_subscriber(self, shard_channel: bytes | None,
                         on_message: Callable[[list[bytes]], bool],
                         on_lost: Callable[[str], None]) -> tuple[str, Subscriber]:
-        from sockworks.storage.redis_pinned import RedisSubscriber
-
         self._check_open()
         node = self.subscriber_node(shard_channel)
         return node, RedisSubscriber(self, node, on_message, on_lost, self._socket_timeout)
@@ -599,8 +607,6 @@ class RedisStore(Store):
     def open_blocking(self, argv: Sequence[bytes], keys: Sequence[bytes],
                       retag_as: Sequence[bytes],
                       on_done: Callable[[Any, StoreError | None], None]) -> BlockedCall:
-        from sockworks.storage.redis_pinned import RedisBlockedCall
-
         self._check_open()
         node = ""
         if self.is_cluster:
@@ -898,3 +904,180 @@ _EVERY_PRIMARY: Final = frozenset({(b"SCRIPT", b"LOAD"), (b"SCRIPT", b"FLUSH"),
 
 #: Commands with no key: they cannot be routed inside a cluster transaction.
 _KEYLESS = frozenset({"DBSIZE", "KEYS", "SCAN", "FLUSHDB"})
+
+
+# -- one client's WATCH connection ---------------------------------------------
+
+class _Channel:
+    """What ``RedisStore._run`` sends a command to: the pinned connection."""
+
+    def __init__(self, store: PinnedRedisStore) -> None:
+        self._store = store
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        return self._store.run_pinned(args, options)
+
+
+class PinnedRedisStore(RedisStore):
+    """``parent`` with one client's WATCH connection: every call on it on one
+    server; WATCH, MULTI/EXEC and UNWATCH on it on Redis Cluster (the rest
+    through the cluster pool). See storage/redis_pinned.py's docstring."""
+
+    def __init__(self, parent: RedisStore) -> None:  # pylint: disable=super-init-not-called
+        # Shares the parent's clients and pools; opens only its own pin.
+        self._parent = parent
+        self._redis = parent._redis
+        self.url = parent.url
+        self.max_connections = parent.max_connections
+        self.is_cluster = parent.is_cluster
+        self._client = parent._client
+        self._cluster = None
+        self._closed = False
+        self._lock = threading.Lock()
+        self._healthy = True
+        self.pins = parent.pins
+        self._pin: Pin | None = None
+        self._slot: int | None = None
+        self._lost: str | None = None
+        self._channel = _Channel(self)
+
+    # -- routing ---------------------------------------------------------------
+    def _target(self) -> Any:
+        self._check_open()
+        if self.is_cluster:
+            return self._parent._target()
+        return self._channel
+
+    def _connection(self, slot: int | None) -> Pin:
+        if self._lost is not None:
+            raise StoreUnavailable(self._lost)
+        if self._pin is None:
+            node = self._parent.slot_node(slot) if slot is not None else ""
+            self._pin = Pin(self._parent, node)
+            self._slot = slot
+        return self._pin
+
+    def _fail(self, exc: BaseException) -> StoreError:
+        error = translate_error(exc)
+        if isinstance(error, StoreUnavailable) and self._pin is not None:
+            self._lost = (f"{error}; the connection that held this client's WATCH was "
+                          "lost, so its transaction is discarded")
+            self._pin.release(reusable=False)
+            return StoreUnavailable(self._lost)
+        return error
+
+    def run_pinned(self, args: Sequence[Any], options: dict[str, Any]) -> Any:
+        """One command on the pinned connection, parsed as redis-py parses
+        it for the pool (its reply callbacks)."""
+        pin = self._connection(None)
+        errors = self._redis.exceptions
+        try:
+            pin.conn.send_command(*args)
+            return pin.client.parse_response(pin.conn, args[0], **options)
+        except (errors.ConnectionError, errors.TimeoutError, OSError) as exc:
+            raise self._fail(exc) from None
+
+    # -- WATCH -----------------------------------------------------------------
+    def watch(self, watch: WatchSet, keys: Sequence[bytes]) -> None:
+        slot = None
+        if self.is_cluster:
+            slots = {self._parent.key_slot(key) for key in keys}
+            if len(slots) > 1 or (self._slot is not None and slots != {self._slot}):
+                raise StoreError(CROSSSLOT)
+            slot = slots.pop()
+        pin = self._connection(slot)
+        errors = self._redis.exceptions
+        try:
+            pin.conn.send_command("WATCH", *keys)
+            pin.conn.read_response()
+        except (errors.ConnectionError, errors.TimeoutError, OSError) as exc:
+            raise self._fail(exc) from None
+        except errors.RedisError as exc:
+            raise translate_error(exc) from None
+        for key in keys:
+            watch.keys[key] = False
+
+    def watch_broken(self, watch: WatchSet) -> bool:
+        if self._lost is not None:
+            raise StoreUnavailable(self._lost)
+        return False  # Redis decides, at EXEC
+
+    def unwatch(self, watch: WatchSet) -> None:
+        watch.keys.clear()
+        watch.dirty = False
+        pin, self._pin = self._pin, None
+        if pin is None:
+            return
+        reusable = self._lost is None
+        if reusable:
+            try:
+                pin.conn.send_command("UNWATCH")
+                pin.conn.read_response()
+            except (self._redis.exceptions.RedisError, OSError):
+                reusable = False
+        pin.release(reusable=reusable)
+
+    def execute_batch(self, calls: Sequence[BatchCall]) -> list[Any]:
+        """MULTI, the calls, EXEC on the pinned connection; EXEC's null
+        reply raises TransactionAborted."""
+        if self._pin is None and self._lost is None:
+            return self._parent.execute_batch(calls)
+        recorder = BatchRecorder()
+        plans = [recorder.record(call) for call in calls]
+        sent = [plan for plan in plans if plan.args]
+        if self.is_cluster:
+            self._check_slots([plan.args for plan in sent])
+        pin = self._connection(self._slot)
+        errors = self._redis.exceptions
+        commands = [("MULTI",), *[plan.args for plan in sent], ("EXEC",)]
+        refused: list[BaseException] = []
+        replies: Any = None
+        try:
+            pin.conn.send_packed_command(pin.conn.pack_commands(commands))
+            for index in range(len(commands)):
+                try:
+                    reply = pin.conn.read_response()
+                except errors.ResponseError as exc:
+                    if index == len(commands) - 1:
+                        # EXECABORT: say which command Redis refused.
+                        raise translate_error(refused[0] if refused else exc) from None
+                    refused.append(exc)
+                    continue
+                if index == len(commands) - 1:
+                    replies = reply
+        except (errors.ConnectionError, errors.TimeoutError, OSError) as exc:
+            raise self._fail(exc) from None
+        if replies is None:
+            raise TransactionAborted()
+        callbacks = pin.client.response_callbacks
+        results: list[Any] = []
+        reply_iter = iter(replies)
+        for plan in plans:
+            reply = next(reply_iter) if plan.args else None
+            if isinstance(reply, Exception):
+                results.append(self._reply_error(reply))
+                continue
+            name = plan.args[0] if plan.args else None
+            if isinstance(name, str) and name in callbacks:
+                reply = callbacks[name](reply, **plan.options)
+            results.append(plan.convert(reply))
+        return results
+
+    def _check_slots(self, commands: Sequence[Sequence[Any]]) -> None:
+        """Redis Cluster: every queued key in the watched keys' slot."""
+        for args in commands:
+            if str(args[0]).upper() in ("DBSIZE", "KEYS", "SCAN", "FLUSHDB"):
+                raise StoreError("on Redis Cluster, MULTI/EXEC cannot run DBSIZE, KEYS, "
+                                 "SCAN or FLUSHDB")
+            slot = self._parent.command_slot(args)
+            if slot is not None and slot != self._slot:
+                raise StoreError(CROSSSLOT)
+
+    def pinned(self) -> RedisStore:
+        return self
+
+    def close(self) -> None:
+        """Hand the connection back (UNWATCH first); the parent stays open."""
+        if self._pin is not None:
+            self.unwatch(WatchSet())
+        self._closed = True

@@ -63,10 +63,14 @@ Thread-safety: redis-py clients with a connection pool are thread-safe; a
 wait up to :data:`DEFAULT_POOL_TIMEOUT` for a free connection instead of
 failing at once.
 
-Pass-through (``passthrough``). WATCH and pub/sub need a connection that
-belongs to one client: ``pinned()`` and ``open_subscriber()`` give one
-(storage/redis_pinned.py), at most ``max_pinned`` at a time
-(``--store-pinned-connections``). Scripting and pub/sub commands go through
+Pass-through (``passthrough``). WATCH, pub/sub and blocking pops need a
+connection that belongs to one client: ``pinned()`` (a
+:class:`PinnedRedisStore`, at the end of this module), ``open_subscriber()``
+and ``open_blocking()`` give one (storage/redis_pinned.py), at most
+``max_pinned`` at a time (``--store-pinned-connections``). On Redis Cluster
+the commands passed through as they are (bytes names, which redis-py's
+cluster client cannot route) are routed here by their keys' slot, alone and
+in MULTI/EXEC. Scripting and pub/sub commands go through
 ``execute_command`` as they are; on Redis Cluster it routes them: EVAL,
 EVALSHA, FCALL (and their _RO forms) to the primary of their keys' slot
 (keys in several slots: CROSSSLOT; no keys: the cluster client's default

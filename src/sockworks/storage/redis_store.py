@@ -899,12 +899,13 @@ _REDIS_FIGURES: Final = ("used_memory", "maxmemory", "expired_keys", "evicted_ke
 #: Commands execute_command routes itself on Redis Cluster (_route).
 _BY_KEYS: Final = frozenset({b"EVAL", b"EVALSHA", b"EVAL_RO", b"EVALSHA_RO", b"FCALL",
                              b"FCALL_RO"})
-_ROUTED: Final = _BY_KEYS | {b"SCRIPT", b"FUNCTION", b"PUBLISH", b"SPUBLISH", b"PUBSUB"}
+_ROUTED: Final = _BY_KEYS | {b"SCRIPT", b"FUNCTION", b"PUBLISH", b"SPUBLISH", b"PUBSUB",
+                             b"CONFIG"}
 #: (command, subcommand) run on every primary, so any node can serve them after.
 _EVERY_PRIMARY: Final = frozenset({(b"SCRIPT", b"LOAD"), (b"SCRIPT", b"FLUSH"),
                                    (b"SCRIPT", b"EXISTS"), (b"FUNCTION", b"LOAD"),
                                    (b"FUNCTION", b"DELETE"), (b"FUNCTION", b"FLUSH"),
-                                   (b"FUNCTION", b"RESTORE")})
+                                   (b"FUNCTION", b"RESTORE"), (b"CONFIG", b"SET")})
 
 #: Commands with no key: they cannot be routed inside a cluster transaction.
 _KEYLESS = frozenset({"DBSIZE", "KEYS", "SCAN", "FLUSHDB"})

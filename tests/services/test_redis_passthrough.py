@@ -729,3 +729,23 @@ def test_shutdown_answers_a_client_waiting_in_the_backend(redis_server: RedisSer
     finally:
         waiter.close()
         proc.stop()
+
+
+def test_config_set_of_memory_and_events_reaches_the_backend(sockworks: ServerProcess,
+                                                             redis_server: RedisServer) -> None:
+    client, direct = ours(sockworks), backend(redis_server)
+    try:
+        assert client.config_set("maxmemory", "10mb") is True
+        assert direct.config_get("maxmemory") == {"maxmemory": str(10 * 1024 * 1024)}
+        assert client.config_get("maxmemory") == {"maxmemory": str(10 * 1024 * 1024)}
+        # Redis checks the values (and applies all of one CONFIG SET or none).
+        with pytest.raises(redis.ResponseError, match="argument must be a memory value"):
+            client.execute_command("CONFIG", "SET", "maxmemory-policy", "allkeys-lru",
+                                   "maxmemory", "lots")
+        assert direct.config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
+        client.execute_command("CONFIG", "SET", "notify-keyspace-events", "Eg",
+                               "maxmemory", "0")
+        assert direct.config_get("notify-keyspace-events") == {"notify-keyspace-events": "gE"}
+        assert direct.config_get("maxmemory") == {"maxmemory": "0"}
+    finally:
+        direct.config_set("notify-keyspace-events", "")

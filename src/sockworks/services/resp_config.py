@@ -260,7 +260,8 @@ def _config_set(s: Ctx, pairs: list[bytes]) -> bytes:
     memory: dict[str, Any] = {}
     server_changes: list[tuple[bytes, Any]] = []
     encoding_changes: list[tuple[str, int]] = []
-    #: Set in the Redis backend (its keyspace events, with pub/sub there).
+    #: Set in the Redis backend (its keyspace events, with pub/sub there;
+    #: its memory limit).
     backend_changes: list[tuple[bytes, bytes]] = []
     store = s.store
     known = _config_values(s)
@@ -291,6 +292,10 @@ def _config_set(s: Ctx, pairs: list[bytes]) -> bytes:
                 continue
             server_changes.append((lname, flags))
             continue
+        if lname in _MEMORY_PARAMETERS and s.server.store.passthrough:
+            # A Redis backend's memory is governed by its own maxmemory.
+            backend_changes.append((lname, raw_value))
+            continue
         if lname not in _MEMORY_PARAMETERS or not isinstance(store, MemoryStore):
             if lname in known:
                 return _failed(lname, "can't set immutable config")
@@ -314,9 +319,11 @@ def _config_set(s: Ctx, pairs: list[bytes]) -> bytes:
                 return _failed(lname, "argument(s) must be one of the following: "
                                + ", ".join(_REDIS_POLICY_ORDER))
             return _failed(lname, f"argument must be between 1 and {MAX_SAMPLES} inclusive")
-    for name, raw in backend_changes:
+    if backend_changes:
+        # One CONFIG SET: Redis applies all of it or none, and checks it.
         try:
-            s.server.store.execute_command([b"CONFIG", b"SET", name, raw])
+            s.server.store.execute_command(
+                [b"CONFIG", b"SET", *[part for pair in backend_changes for part in pair]])
         except StoreError as exc:
             return store_error(exc)
     if memory:

@@ -749,3 +749,22 @@ def test_config_set_of_memory_and_events_reaches_the_backend(sockworks: ServerPr
         assert direct.config_get("maxmemory") == {"maxmemory": "0"}
     finally:
         direct.config_set("notify-keyspace-events", "")
+
+
+def test_exec_says_why_redis_refused_a_queued_command(sockworks: ServerProcess,
+                                                      redis_server: RedisServer) -> None:
+    # The queue is sockworks' (QUEUED here), so a command Redis refuses to
+    # queue (OOM at its maxmemory) aborts EXEC, which says why; nothing ran.
+    raw = Raw(sockworks.addresses[1])
+    direct = backend(redis_server)
+    try:
+        direct.config_set("maxmemory", "1")
+        assert raw.run(b"MULTI") == b"+OK\r\n"
+        assert raw.run(b"SET", b"oom", b"v") == b"+QUEUED\r\n"
+        assert raw.run(b"EXEC") == (
+            b"-EXECABORT Transaction discarded because of: redis refused the write: OOM "
+            b"command not allowed when used memory > 'maxmemory'.\r\n")
+        assert direct.get("oom") is None
+    finally:
+        direct.config_set("maxmemory", "0")
+        raw.close()

@@ -801,10 +801,13 @@ class RedisStore(Store):
                 target = self._typed(str(node.name))
         replies: list[Any] = []
         if sent:
-            with self._translated(), target.pipeline(transaction=True) as pipe:
-                for plan in sent:
-                    pipe.execute_command(*plan.args, **plan.options)
-                replies = pipe.execute(raise_on_error=False)
+            try:
+                with self._translated(), target.pipeline(transaction=True) as pipe:
+                    for plan in sent:
+                        pipe.execute_command(*plan.args, **plan.options)
+                    replies = pipe.execute(raise_on_error=False)
+            except StoreError as exc:
+                raise _exec_abort(exc) from None
         results: list[Any] = []
         reply_iter = iter(replies)
         for plan in plans:
@@ -889,6 +892,21 @@ class RedisStore(Store):
                 conn.disconnect()
             for client in self._typed_clients.values():
                 client.connection_pool.disconnect()
+
+
+#: How redis-py prefixes the error of a command Redis refused to queue.
+_ANNOTATION: Final = re.compile(r"Command # \d+ \(.*\) of pipeline caused error: ", re.S)
+
+
+def _exec_abort(error: StoreError) -> StoreError:
+    """A batch Redis refused a command of (BUSY, OOM...: nothing ran): the
+    sockworks client saw QUEUED for it, so EXEC says why, as Redis's
+    EXECABORT of a refused EXEC does; CROSSSLOT is left as it is."""
+    text = str(getattr(error, "line", error))
+    stripped = _ANNOTATION.sub("", text)
+    if stripped == text or stripped.startswith("CROSSSLOT"):
+        return error
+    return BackendError(stripped, f"EXECABORT Transaction discarded because of: {stripped}")
 
 
 #: INFO memory and INFO stats figures of Redis that the RESP port's INFO

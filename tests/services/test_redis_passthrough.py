@@ -768,3 +768,43 @@ def test_exec_says_why_redis_refused_a_queued_command(sockworks: ServerProcess,
     finally:
         direct.config_set("maxmemory", "0")
         raw.close()
+
+
+def test_a_long_script_runs_until_script_kill(sockworks: ServerProcess,
+                                              redis_server: RedisServer) -> None:
+    # Past the backend's busy-reply-threshold Redis answers others BUSY
+    # (passed on as it is); SCRIPT KILL through sockworks stops the script;
+    # the script's client waits past the 2 s read timeout of ordinary calls.
+    direct = backend(redis_server)
+    direct.config_set("busy-reply-threshold", 100)
+    runner, other = ours(sockworks), ours(sockworks)
+    outcome: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            runner.eval("while true do end", 0)
+        except BaseException as exc:  # reported below
+            outcome.append(exc)
+    thread = threading.Thread(target=run)
+    started = time.monotonic()
+    thread.start()
+    try:
+        def busy() -> bool:
+            try:
+                other.get("x")
+            except redis.exceptions.BusyLoadingError:
+                return False
+            except redis.ResponseError as exc:
+                return str(exc).startswith("BUSY Redis is busy running a script")
+            return False
+        wait_for(busy, "BUSY from the backend")
+        # Longer than an ordinary call's read timeout (2 s), still running.
+        wait_for(lambda: time.monotonic() - started > 2.5, "2.5 s", deadline=5)
+        assert busy()
+        assert other.script_kill() is True
+        thread.join(DEADLINE)
+        assert len(outcome) == 1 and "Script killed by user" in str(outcome[0]), outcome
+        assert other.get("x") is None     # Redis serves again
+    finally:
+        direct.config_set("busy-reply-threshold", 5000)
+        thread.join(DEADLINE)

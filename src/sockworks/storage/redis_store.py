@@ -173,6 +173,11 @@ DEFAULT_MAX_CONNECTIONS = 64
 #: maxclients is 10000, so 256 per process leaves room for dozens of
 #: sockworks processes and their pools.
 DEFAULT_MAX_PINNED = 256
+#: Read timeout of EVAL/EVALSHA/FCALL passed to the backend. Redis bounds no
+#: script (past busy-reply-threshold, 5 s by default, it answers everybody
+#: else BUSY until SCRIPT KILL); a sockworks thread waits on it meanwhile, so
+#: it is bounded here, far past any script that is not stuck.
+SCRIPT_TIMEOUT = 300.0
 #: Clean dedicated connections kept per node for the next WATCH, so a WATCH
 #: need not connect (idle ones are not counted against max_pinned: this
 #: bounds them).
@@ -669,22 +674,28 @@ class RedisStore(Store):
             idle.append(conn)
             return True
 
-    def _typed(self, node: str) -> Any:
+    def _typed(self, node: str, *, script: bool = False) -> Any:
         """A client of ``node`` for the commands passed through untyped
         (scripts, pub/sub), whose status replies must stay statuses: its
-        own pool, sized like the main one, filled only as they are used."""
+        own pool, sized like the main one, filled only as they are used.
+        ``script``: for EVAL/FCALL, whose read timeout is
+        :data:`SCRIPT_TIMEOUT` (a script may run long; meanwhile Redis
+        answers everybody else BUSY, as it would its own clients)."""
+        key = f"{node}#script" if script else node
         with self._lock:
-            found = self._typed_clients.get(node)
+            found = self._typed_clients.get(key)
         if found is not None:
             return found
         source = self._node_source(node).connection_pool
-        options = {**source.connection_kwargs, "parser_class": status_parser()}
+        options = {**source.connection_kwargs, "parser_class": status_parser(),
+                   "max_connections": self.max_connections}
+        if script:
+            options["socket_timeout"] = SCRIPT_TIMEOUT
         pool = self._redis.BlockingConnectionPool(
-            connection_class=source.connection_class, timeout=self._pool_timeout,
-            **{**options, "max_connections": self.max_connections})
+            connection_class=source.connection_class, timeout=self._pool_timeout, **options)
         client = self._redis.Redis(connection_pool=pool)
         with self._lock:
-            return self._typed_clients.setdefault(node, client)
+            return self._typed_clients.setdefault(key, client)
 
     def key_slot(self, key: bytes) -> int:
         from redis.crc import key_slot
@@ -718,8 +729,9 @@ class RedisStore(Store):
     def _route(self, argv: Sequence[bytes]) -> Any:
         """A scripting or pub/sub command: on one server through the typed
         pool, on Redis Cluster routed (module docstring)."""
+        script = bytes(argv[0]).upper() in _BY_KEYS
         if not self.is_cluster:
-            return self._typed("").execute_command(*argv)
+            return self._typed("", script=script).execute_command(*argv)
         cluster = self._target()
         name = bytes(argv[0]).upper()
         sub = bytes(argv[1]).upper() if len(argv) > 1 else b""
@@ -734,7 +746,7 @@ class RedisStore(Store):
                 raise StoreError("CROSSSLOT Keys in request don't hash to the same slot")
             node = (cluster.nodes_manager.get_node_from_slot(slots.pop()) if slots
                     else cluster.get_default_node())
-            return self._node_client(node).execute_command(*args)
+            return self._typed(str(node.name), script=True).execute_command(*args)
         if name == b"SPUBLISH":
             node = cluster.nodes_manager.get_node_from_slot(self.key_slot(argv[1]))
             return self._node_client(node).execute_command(*args)

@@ -776,8 +776,10 @@ def test_a_long_script_runs_until_script_kill(sockworks: ServerProcess,
     # (passed on as it is); SCRIPT KILL through sockworks stops the script;
     # the script's client waits past the 2 s read timeout of ordinary calls.
     direct = backend(redis_server)
-    direct.config_set("busy-reply-threshold", 100)
     runner, other = ours(sockworks), ours(sockworks)
+    # Set through sockworks: the backend's, where the scripts run.
+    assert other.config_set("lua-time-limit", 100) is True
+    assert direct.config_get("busy-reply-threshold") == {"busy-reply-threshold": "100"}
     outcome: list[BaseException] = []
 
     def run() -> None:

@@ -202,6 +202,8 @@ def cmd_config(s: Ctx, argv: list[bytes]) -> bytes:
 
 
 _MEMORY_PARAMETERS: Final = (b"maxmemory", b"maxmemory-policy", b"maxmemory-samples")
+#: Redis's names of the script time limit (lua-time-limit is the old one).
+_SCRIPT_TIME_LIMITS: Final = (b"busy-reply-threshold", b"lua-time-limit")
 #: Parameters CONFIG SET changes on this server (besides the memory ones).
 _SERVER_PARAMETERS: Final = (b"requirepass", b"timeout", b"maxclients", b"loglevel",
                              b"protected-mode", b"busy-reply-threshold", b"lua-time-limit")
@@ -261,12 +263,15 @@ def _config_set(s: Ctx, pairs: list[bytes]) -> bytes:
     server_changes: list[tuple[bytes, Any]] = []
     encoding_changes: list[tuple[str, int]] = []
     #: Set in the Redis backend (its keyspace events, with pub/sub there;
-    #: its memory limit).
+    #: its memory limit; its script time limit, scripts running there).
     backend_changes: list[tuple[bytes, bytes]] = []
     store = s.store
     known = _config_values(s)
     for name, raw_value in zip(pairs[::2], pairs[1::2], strict=True):
         lname = name.lower()
+        if lname in _SCRIPT_TIME_LIMITS and s.server.store.passthrough:
+            backend_changes.append((lname, raw_value))
+            continue
         if lname in _SERVER_PARAMETERS:
             error, parsed = _check_server(lname, raw_value)
             if error is not None:

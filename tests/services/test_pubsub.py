@@ -379,17 +379,28 @@ def test_slow_subscriber_is_disconnected_and_others_are_not(start_server: StartS
         pub.close()
 
 
-def test_redis_backend_refuses_pubsub_clearly(start_server: StartServer,
-                                              redis_server: RedisServer) -> None:
+def test_redis_backend_passes_pubsub_through(start_server: StartServer,
+                                             redis_server: RedisServer) -> None:
+    # More in test_redis_passthrough.py: here, the replies are Redis's.
     server = start_server("serve", "kv", "--resp-port", "0", "--model", "thread",
                           "--store", redis_server.url)
-    conn = Conn(server.addresses[1])
+    sub, pub = Conn(server.addresses[1]), Conn(server.addresses[1])
     try:
-        for argv in (["SUBSCRIBE", "a"], ["PUBLISH", "a", "m"], ["PUBSUB", "NUMPAT"]):
-            assert conn.run(*argv).startswith(b"-ERR pub/sub is not available with a Redis "
-                                              b"backend")
+        assert sub.run("SUBSCRIBE", "a") == b"*3\r\n$9\r\nsubscribe\r\n$1\r\na\r\n:1\r\n"
+        assert pub.run("PUBSUB", "NUMSUB", "a") == b"*2\r\n$1\r\na\r\n:1\r\n"
+        assert pub.run("PUBLISH", "a", "m") == b":1\r\n"
+        frame: Any = False
+        for _ in range(100):    # bounded; each recv waits up to the socket timeout
+            frame = sub.reader.gets()
+            if frame is not False:
+                break
+            chunk = sub.sock.recv(65536)
+            assert chunk, "closed"
+            sub.reader.feed(chunk)
+        assert frame == [b"message", b"a", b"m"]
     finally:
-        conn.close()
+        sub.close()
+        pub.close()
 
 
 # -- MONITOR ---------------------------------------------------------------------------
@@ -693,16 +704,37 @@ def test_acl_channel_rules_match_redis(start_server: StartServer, tmp_path: Any)
         real.kill()
 
 
-def test_redis_backend_refuses_keyspace_events(start_server: StartServer,
-                                               redis_server: RedisServer) -> None:
+def test_redis_backend_keyspace_events_are_redis_own(start_server: StartServer,
+                                                    redis_server: RedisServer) -> None:
+    # Pub/sub is the backend's, so are its keyspace events: CONFIG SET/GET
+    # reach that Redis, whose events reach subscribers of sockworks.
     server = start_server("serve", "kv", "--resp-port", "0", "--model", "thread",
                           "--store", redis_server.url)
-    conn = Conn(server.addresses[1])
+    conn, sub = Conn(server.addresses[1]), Conn(server.addresses[1])
+    direct = redis.Redis(port=redis_server.port, socket_timeout=10)
     try:
-        assert b"pub/sub is not available with a Redis backend" in conn.run(
-            "CONFIG", "SET", "notify-keyspace-events", "KEA")
+        assert conn.run("CONFIG", "SET", "notify-keyspace-events", "KEA") == b"+OK\r\n"
+        assert conn.run("CONFIG", "GET", "notify-keyspace-events") == (
+            b"*2\r\n$22\r\nnotify-keyspace-events\r\n$3\r\nAKE\r\n")
+        sub.send("SUBSCRIBE", "__keyevent@0__:set")
+        frames: list[Any] = []
+        for _ in range(200):    # bounded; each recv waits up to the socket timeout
+            frame = sub.reader.gets()
+            if frame is False:
+                chunk = sub.sock.recv(65536)
+                assert chunk, "closed"
+                sub.reader.feed(chunk)
+                continue
+            frames.append(frame)
+            if frame[0] == b"subscribe":
+                direct.set("evk", "1")    # a client of the backend writes
+            if frame[0] == b"message":
+                break
+        assert frames[-1] == [b"message", b"__keyevent@0__:set", b"evk"]
         assert conn.run("CONFIG", "SET", "notify-keyspace-events", "Q").startswith(
             b"-ERR CONFIG SET failed (possibly related to argument 'notify-keyspace-events') "
             b"- Invalid event class character")
     finally:
+        direct.close()
+        sub.close()
         conn.close()

@@ -303,10 +303,15 @@ def test_without_lupa_scripting_says_how_to_get_it(monkeypatch: pytest.MonkeyPat
 
 
 @pytest.mark.redis
-def test_scripting_is_refused_on_the_redis_backend(shared_redis_server: RedisServer) -> None:
+def test_scripting_is_passed_to_the_redis_backend(shared_redis_server: RedisServer) -> None:
+    # More in test_redis_passthrough.py: the script runs in that Redis.
     ours = Ours(open_store(shared_redis_server.url, None, "no"))
     try:
-        assert ours.send([b"EVAL", b"return 1", b"0"]) == resp_scripting.NO_SCRIPTING_BACKEND
+        assert ours.send([b"EVAL", b"return redis.call('SET', KEYS[1], 'v')", b"1",
+                          b"script:k"]) == b"+OK\r\n"    # a status, as Redis
+        assert ours.send([b"GET", b"script:k"]) == b"$1\r\nv\r\n"
+        assert ours.send([b"EVAL", b"return redis.error_reply('MINE x')", b"0"]) == (
+            b"-MINE x\r\n")
     finally:
         ours.close()
 

@@ -28,6 +28,7 @@ from sockworks.services.resp import RespService, RespSession
 from sockworks.storage.base import WatchSet
 from sockworks.storage.factory import open_store
 from sockworks.storage.memory import MemoryStore
+from sockworks.storage.redis_store import RedisStore
 from tests.conftest import ServerProcess, spawn_server
 from tests.redis_support import (  # noqa: F401 (fixtures)
     RedisServer,
@@ -281,15 +282,29 @@ def test_watched_keys_are_bounded() -> None:
     service.close()
 
 
-def test_watch_is_refused_on_the_redis_backend(shared_redis_server: RedisServer) -> None:
+def test_watch_is_passed_to_the_redis_backend(shared_redis_server: RedisServer) -> None:
+    # More in test_redis_passthrough.py: the WATCH lives on a connection of
+    # this session's own, so a write by another connection aborts EXEC.
     store = open_store(shared_redis_server.url, None, "no")
+    assert isinstance(store, RedisStore)
     service = RespService(store, ServerStats(), owns_store=True)
     session = service.new_session("127.0.0.1:1")
+    other = service.new_session("127.0.0.1:2")
+
+    def send(s: Any, *argv: bytes) -> bytes:
+        return bytes(s.on_data(encode_command(list(argv))).data)
     try:
-        reply = session.on_data(encode_command([b"WATCH", b"k"])).data
-        assert reply.startswith(b"-ERR WATCH is not supported with a Redis backend")
+        assert send(session, b"WATCH", b"watch:k") == b"+OK\r\n"
+        assert store.pins.used == 1
+        assert send(other, b"SET", b"watch:k", b"1") == b"+OK\r\n"
+        assert send(session, b"MULTI") == b"+OK\r\n"
+        assert send(session, b"SET", b"watch:k", b"2") == b"+QUEUED\r\n"
+        assert send(session, b"EXEC") == b"*-1\r\n"
+        assert store.pins.used == 0    # EXEC handed the connection back
+        assert send(session, b"GET", b"watch:k") == b"$1\r\n1\r\n"
     finally:
         session.on_close()
+        other.on_close()
         service.close()
 
 

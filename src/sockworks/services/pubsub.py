@@ -37,6 +37,7 @@ from sockworks.storage.glob import compile_glob
 
 if TYPE_CHECKING:
     from sockworks.core.clients import ClientHandle
+    from sockworks.storage.base import Subscriber
 
 __all__ = ["Broker", "Subscriptions", "monitor_line", "push_frame"]
 
@@ -108,7 +109,7 @@ class Subscriptions:
     """
 
     __slots__ = ("channels", "patterns", "shard", "proto", "client", "waiting",
-                 "monitoring", "memory", "_lock", "_running", "_own", "_others")
+                 "monitoring", "memory", "backends", "_lock", "_running", "_own", "_others")
 
     def __init__(self) -> None:
         #: Dicts used as ordered sets: UNSUBSCRIBE without arguments goes in
@@ -126,6 +127,9 @@ class Subscriptions:
         #: Bytes the subscriptions hold (names plus bookkeeping): they count
         #: toward the client's memory (maxmemory-clients, CLIENT LIST tot-mem).
         self.memory = 0
+        #: With a Redis backend: this connection's subscriber connections
+        #: there, by node (services/pubsub_relay.py).
+        self.backends: dict[str, Subscriber] = {}
         self._lock = threading.Lock()
         self._running = False
         self._own: list[bytes] = []
@@ -361,6 +365,10 @@ class Broker:
             self.unsubscribe(subs, channel, shard=True)
         for pattern in list(subs.patterns):
             self.punsubscribe(subs, pattern)
+        backends = list(subs.backends.values())
+        subs.backends.clear()
+        for backend in backends:
+            backend.close()
 
     # -- publishing ----------------------------------------------------------------
     def publish(self, channel: bytes, message: bytes, sender: Subscriptions | None = None,

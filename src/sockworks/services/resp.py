@@ -57,10 +57,11 @@ from sockworks.services.meminfo import cpu_fields, memory_fields
 from sockworks.services.pubsub import Broker, Subscriptions
 from sockworks.services.renames import NO_RENAMES, CommandRenames
 from sockworks.services.resp_blocking import (
-    REDIS_BACKEND_REFUSAL,
+    BLOCKING_UNSUPPORTED,
     UNBLOCKED_ERROR,
     BlockRequest,
     Waiter,
+    backend_form,
     registry_for,
 )
 from sockworks.services.resp_commands import (
@@ -84,7 +85,14 @@ from sockworks.services.resp_scripting import (
     busy_reply,
 )
 from sockworks.services.resp_table import COMMANDS, CONTAINER_COMMANDS
-from sockworks.storage.base import Store, StoreError, StoreWriteError, WatchSet
+from sockworks.storage.base import (
+    BlockedCall,
+    Store,
+    StoreError,
+    StoreWriteError,
+    TransactionAborted,
+    WatchSet,
+)
 from sockworks.storage.gate import DEFAULT_BUSY_REPLY_THRESHOLD_MS, ExclusiveRun
 from sockworks.storage.memory import MemoryStore
 
@@ -117,6 +125,8 @@ _MODE_CHANGERS = frozenset({b"subscribe", b"ssubscribe", b"psubscribe", b"unsubs
                             b"monitor"})
 #: Commands that run a script: MONITOR shows them before the script's own calls.
 _SCRIPT_COMMANDS = frozenset({"eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro"})
+#: Shutdown waits this long for Redis to answer a client's wait in it.
+DEFAULT_STOP_WAIT: Final = 2.0
 #: Redis 7.0's denial texts (the version the differential tests run).
 NOPERM_KEY: Final = (b"-NOPERM this user has no permissions to access one of the keys used "
                      b"as arguments\r\n")
@@ -477,6 +487,9 @@ class RespSession(Session):
         #: transaction's queue (see watch()).
         self._watch: WatchSet | None = None
         self._watched_bytes = 0
+        #: With a Redis backend, from WATCH to EXEC/DISCARD/UNWATCH: the
+        #: store on this client's own connection (``self.store`` meanwhile).
+        self._pinned: Store | None = None
         self._parser = RespParser(service.max_bulk, use_hiredis=service.use_hiredis)
         #: The store's script gate (None: it runs no scripts), the script
         #: handed to the runner and not yet answered, whether an EXEC is
@@ -504,8 +517,12 @@ class RespSession(Session):
         self._backlog_violation: Any = None
         #: Bytes received and not yet reported to the service's CommandStats.
         self._received = 0
-        #: The wait of a blocking command (resp_blocking.py); None: not waiting.
-        self._blocked: Waiter | None = None
+        #: The wait of a blocking command (resp_blocking.py; on a Redis
+        #: backend, the call waiting there); None: not waiting.
+        self._blocked: Waiter | BlockedCall | None = None
+        #: Shutdown is answering a wait in the backend: its reply goes here.
+        self._stopping = False
+        self._stop_reply = b""
         #: Set by park() in the call that started the wait: the rest is held.
         self._parked = False
         #: Guards the end of a wait (another thread serves it) against our calls.
@@ -980,7 +997,7 @@ class RespSession(Session):
     def on_close(self) -> None:
         self._cancel_wait()
         self._done = True
-        if self._watch is not None:
+        if self._watch is not None or self._pinned is not None:
             # A disconnected client watches nothing (Redis's freeClient).
             self._outside_script(self.unwatch)
         self.service.broker.drop(self.subs)
@@ -990,6 +1007,8 @@ class RespSession(Session):
         """Shutdown: a waiting client gets the timeout's null array (if no
         script holds the store: then it is closed without it)."""
         waiter, waits, gate = self._blocked, self.service.waits, self._gate
+        if isinstance(waiter, BlockedCall):
+            return self._stop_backend_wait(waiter)
         if waiter is None or waits is None:
             return NOTHING
         if gate is not None and not gate.try_enter():
@@ -1004,6 +1023,23 @@ class RespSession(Session):
             self._blocked = None
         self._done = True
         return Output(encode(NULL_ARRAY, self.proto), True)
+
+    def _stop_backend_wait(self, call: BlockedCall) -> Output:
+        """Shutdown of a client waiting in the Redis backend: Redis times
+        the wait out (CLIENT UNBLOCK), so an element it popped meanwhile is
+        still answered, not lost; the null array if Redis cannot say."""
+        self._stopping = True
+        try:
+            call.unblock(False)
+            call.join(DEFAULT_STOP_WAIT)
+        except StoreError:
+            call.cancel()
+        call.cancel()  # if it has not answered by now, drop it
+        reply = self._stop_reply or encode(NULL_ARRAY, self.proto)
+        with self._block_lock:
+            self._blocked = None
+        self._done = True
+        return Output(reply, True)
 
     # -- blocking commands (resp_blocking.py) -------------------------------------------
     @property
@@ -1020,7 +1056,9 @@ class RespSession(Session):
     def block(self, request: BlockRequest) -> bytes:
         waits = self.service.waits
         if waits is None:
-            return REDIS_BACKEND_REFUSAL
+            if self.service.store.passthrough:
+                return self._block_in_backend(request)
+            return BLOCKING_UNSUPPORTED
         outcome = waits.pop_or_wait(self, request)
         if outcome is None:
             return b""  # parked: the reply is delivered when the wait ends
@@ -1030,7 +1068,32 @@ class RespSession(Session):
             self._writes += 1  # its reply acknowledges a write (a failed batch errs it)
         return reply
 
-    def park(self, waiter: Waiter) -> None:
+    def _block_in_backend(self, request: BlockRequest) -> bytes:
+        """Redis backend: the command waits in Redis, on a connection of
+        this client's; its reply comes from that connection's thread."""
+        proto = self.proto
+
+        def done(result: Any, error: StoreError | None) -> None:
+            if error is not None:
+                reply = store_error(error)
+            elif result is None or result is NULL_ARRAY:
+                reply = encode(NULL_ARRAY, proto)   # timed out or unblocked
+            else:
+                reply = request.reply(result, proto)
+            if self._stopping:
+                self._stop_reply = reply
+                return
+            self.unblocked(reply)
+        try:
+            call = self.service.store.open_blocking(backend_form(request), request.keys,
+                                                    request.attempt, done)
+        except StoreError as exc:
+            return store_error(exc)
+        self.park(call)  # before it can answer: unblocked() ends the wait
+        call.start()
+        return b""
+
+    def park(self, waiter: Waiter | BlockedCall) -> None:
         with self._block_lock:
             self._blocked = waiter
         self._parked = True
@@ -1062,6 +1125,11 @@ class RespSession(Session):
 
     def unblock(self, error: bool) -> bool:
         waiter, waits = self._blocked, self.service.waits
+        if isinstance(waiter, BlockedCall):
+            try:
+                return waiter.unblock(error)  # Redis answers the wait
+            except StoreError:
+                return False
         if waiter is None or waits is None:
             return False
         reply = UNBLOCKED_ERROR if error else encode(NULL_ARRAY, self.proto)
@@ -1069,7 +1137,9 @@ class RespSession(Session):
 
     def _cancel_wait(self) -> None:
         waiter, waits = self._blocked, self.service.waits
-        if waiter is not None and waits is not None:
+        if isinstance(waiter, BlockedCall):
+            waiter.cancel()  # the client left: drop the wait in Redis with it
+        elif waiter is not None and waits is not None:
             self._outside_script(lambda: waits.cancel(waiter))
 
     def _outside_script(self, fn: Callable[[], object]) -> None:
@@ -1357,9 +1427,16 @@ class RespSession(Session):
             # may watch as many key bytes as one request may hold.
             return b"-ERR watched keys exceed %d bytes: UNWATCH first\r\n" % (
                 self._parser.max_query)
+        pinned_now = self._pinned is None and self.store.passthrough
         try:
+            if pinned_now:
+                # Redis's WATCH lives on a connection: this client gets its
+                # own until EXEC/DISCARD/UNWATCH (storage/redis_pinned.py).
+                self._pinned = self.store = self.service.store.pinned()
             self.store.watch(watch, keys)
         except StoreError as exc:
+            if pinned_now:
+                self._unpin()
             return store_error(exc)
         self._watch = watch
         self._watched_bytes += added
@@ -1416,6 +1493,14 @@ class RespSession(Session):
                 self.store.unwatch(watch)
             except StoreError:
                 pass  # a closed store forgets its watchers anyway
+        self._unpin()
+
+    def _unpin(self) -> None:
+        """Hand a pinned backend connection back (its WATCH is over)."""
+        pinned, self._pinned = self._pinned, None
+        if pinned is not None:
+            self.store = self.service.store
+            pinned.close()
 
     def run_transaction(self, queued: list[list[bytes]]) -> bytes:
         """EXEC: the queued commands as one unit, one reply array (or the
@@ -1453,6 +1538,8 @@ class RespSession(Session):
             return st.execute_batch(calls)
         try:
             results = store.run_isolated(guarded)
+        except TransactionAborted:
+            results = None  # the backend's EXEC said a watched key changed
         except StoreError as exc:
             return store_error(exc)
         if results is None:

@@ -45,10 +45,8 @@ from sockworks.storage.base import Store, StoreError
 
 __all__: list[str] = []  # resp_table.py imports the cmd_* handlers by name
 
-#: WATCH on a store that cannot track it: the Redis backend's commands go
-#: over pooled connections, and a WATCH belongs to one connection.
-WATCH_UNSUPPORTED: Final = (b"-ERR WATCH is not supported with a Redis backend "
-                            b"(--store redis://...): use the embedded store\r\n")
+#: WATCH on a store that can neither track it nor pass it to a backend.
+WATCH_UNSUPPORTED: Final = b"-ERR WATCH is not supported by this store\r\n"
 
 
 def cmd_ping(s: Ctx, argv: list[bytes]) -> bytes:

@@ -38,9 +38,13 @@ holds is its keys (bounded by the request size limit), one queue entry per
 key and one heap entry; requests it sends while it waits are held, and
 over ``client-query-buffer-limit`` (the request size limit) it is closed.
 
-The Redis backend (``--store redis://``) refuses blocking commands outside
-a transaction: a client blocked there would hold one of the backend's
-pooled connections and a worker thread for its whole timeout.
+The Redis backend (``--store redis://``): the command waits in that Redis,
+as its blocking form of the plain command (:func:`backend_form`: ``BLPOP
+k1 k2 t`` is sent as ``BLMPOP t 2 k1 k2 LEFT``, whose reply has the plain
+command's shape, so the reply is built as above), on a dedicated
+connection of the client's (``Store.open_blocking``, bounded by
+``--store-pinned-connections``) read by a thread of its own; CLIENT UNBLOCK
+is Redis's own CLIENT UNBLOCK of that connection.
 """
 
 from __future__ import annotations
@@ -67,15 +71,14 @@ from sockworks.storage.model.lists import parse_mpop
 from sockworks.storage.model.longdouble import INFINITE, long_double
 from sockworks.storage.model.values import type_name
 
-__all__ = ["BlockRequest", "BlockingRegistry", "Waiter", "registry_for",
-           "REDIS_BACKEND_REFUSAL", "UNBLOCKED_ERROR", "cmd_blpop", "cmd_brpop", "cmd_blmove",
+__all__ = ["BlockRequest", "BlockingRegistry", "Waiter", "backend_form", "registry_for",
+           "BLOCKING_UNSUPPORTED", "UNBLOCKED_ERROR", "cmd_blpop", "cmd_brpop", "cmd_blmove",
            "cmd_brpoplpush", "cmd_blmpop", "cmd_bzpopmin", "cmd_bzpopmax", "cmd_bzmpop"]
 
 NOT_A_FLOAT: Final = b"-ERR timeout is not a float or out of range\r\n"
 NEGATIVE: Final = b"-ERR timeout is negative\r\n"
-REDIS_BACKEND_REFUSAL: Final = (
-    b"-ERR blocking commands are not supported with the Redis backend (--store redis://); "
-    b"use LPOP/LMOVE/ZPOPMIN, or the embedded store\r\n")
+#: A store that can neither hold a wait nor pass it to a backend.
+BLOCKING_UNSUPPORTED: Final = b"-ERR blocking commands are not supported by this store\r\n"
 #: CLIENT UNBLOCK id ERROR (Redis 7.0's text).
 UNBLOCKED_ERROR: Final = b"-UNBLOCKED client unblocked via CLIENT UNBLOCK\r\n"
 #: Redis's LLONG_MAX milliseconds: a longer timeout overflows its cast and
@@ -137,6 +140,15 @@ class BlockRequest:
 
     def empty_reply(self, proto: int) -> bytes:
         return encode(None if self.null_bulk else NULL_ARRAY, proto)
+
+
+def backend_form(request: BlockRequest) -> list[bytes]:
+    """The blocking command a Redis backend runs for ``request``: the plain
+    command's blocking form (same reply shape), with its timeout."""
+    attempt, seconds = request.attempt, b"%.3f" % request.timeout
+    if attempt[0] == b"LMOVE":
+        return [b"BLMOVE", *attempt[1:], seconds]
+    return [b"B" + attempt[0], seconds, *attempt[1:]]
 
 
 def _empty(result: Any) -> bool:

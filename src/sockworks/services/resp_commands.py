@@ -29,7 +29,7 @@ from sockworks.protocols.resp import (
 )
 from sockworks.services.resp_context import CommandContext as Ctx
 from sockworks.services.resp_context import Plan
-from sockworks.storage.base import SetResult, Store, StoreError
+from sockworks.storage.base import BackendError, SetResult, Store, StoreError
 from sockworks.storage.model.longdouble import (
     format_long_double as _format_long_double,
 )
@@ -79,6 +79,8 @@ _PREFIXED: Final = ("WRONGTYPE ", "LOADING ", "READONLY ", "BUSY ", "CROSSSLOT "
 
 
 def store_error(exc: StoreError) -> bytes:
+    if isinstance(exc, BackendError):
+        return encode_error(exc.line)  # the Redis backend's own reply
     message = str(exc)
     return encode_error(message if message.startswith(_PREFIXED) else "ERR " + message)
 

@@ -30,10 +30,12 @@ from sockworks.services.resp_commands import (
     error_quoting,
     int_arg,
     quoted,
+    store_error,
     unknown_subcommand,
     wrong_args,
 )
 from sockworks.services.resp_context import CommandContext as Ctx
+from sockworks.storage.base import StoreError
 from sockworks.storage.eviction import (
     DEFAULT_SAMPLES,
     MAX_SAMPLES,
@@ -65,6 +67,18 @@ def _bind(s: Ctx) -> bytes:
         if host not in hosts:
             hosts.append(host)
     return " ".join(hosts).encode()
+
+
+def _keyspace_events(s: Ctx) -> bytes:
+    """notify-keyspace-events in force: the Redis backend's, where pub/sub is."""
+    store = s.server.store
+    if store.passthrough:
+        try:
+            reply = store.execute_command([b"CONFIG", b"GET", b"notify-keyspace-events"])
+            return bytes(reply[1])
+        except (StoreError, IndexError, TypeError):
+            pass  # unreachable or refused: what this process would use
+    return flags_to_string(s.server.broker.keyspace_flags).encode()
 
 
 def _config_values(s: Ctx) -> dict[bytes, bytes]:
@@ -101,7 +115,7 @@ def _config_values(s: Ctx) -> dict[bytes, bytes]:
         b"requirepass": access.requirepass or b"",
         b"aclfile": os.fsencode(access.aclfile or ""),
         b"loglevel": _loglevel(),
-        b"notify-keyspace-events": flags_to_string(server.broker.keyspace_flags).encode(),
+        b"notify-keyspace-events": _keyspace_events(s),
         # The listeners in force (TLS, UNIX socket): issue #11 items 3-4.
         **{name.encode(): value.encode() for name, value in server.listening.items()},
     }
@@ -198,6 +212,8 @@ _IMMUTABLE: Final = frozenset({b"databases", b"cluster-enabled", b"aclfile", b"u
                                b"unixsocketperm", b"daemonize"})
 #: Redis's PROTECTED_CONFIG ones (enable-protected-configs is "no" by default).
 _PROTECTED: Final = frozenset({b"dir"})
+#: Redis's names of the script time limit (lua-time-limit is the old one).
+_SCRIPT_TIME_LIMITS: Final = (b"busy-reply-threshold", b"lua-time-limit")
 #: Parameters CONFIG SET changes on this server (besides the memory ones).
 _SERVER_PARAMETERS: Final = (b"requirepass", b"timeout", b"maxclients", b"loglevel",
                              b"protected-mode", b"busy-reply-threshold", b"lua-time-limit")
@@ -256,6 +272,9 @@ def _config_set(s: Ctx, pairs: list[bytes]) -> bytes:
     memory: dict[str, Any] = {}
     server_changes: list[tuple[bytes, Any]] = []
     encoding_changes: list[tuple[str, int]] = []
+    #: Set in the Redis backend (its keyspace events, with pub/sub there;
+    #: its memory limit; its script time limit, scripts running there).
+    backend_changes: list[tuple[bytes, bytes]] = []
     store = s.store
     known = _config_values(s)
     seen: set[bytes] = set()
@@ -264,6 +283,9 @@ def _config_set(s: Ctx, pairs: list[bytes]) -> bytes:
         if lname in seen:
             return _failed(name, "duplicate parameter")
         seen.add(lname)
+        if lname in _SCRIPT_TIME_LIMITS and s.server.store.passthrough:
+            backend_changes.append((lname, raw_value))
+            continue
         if lname in _SERVER_PARAMETERS:
             error, parsed = _check_server(lname, raw_value)
             if error is not None:
@@ -283,11 +305,15 @@ def _config_set(s: Ctx, pairs: list[bytes]) -> bytes:
             flags = parse_flags(raw_value.decode("latin-1"))
             if flags is None:
                 return _failed(lname, BAD_FLAGS)
-            if store.shared_across_processes:
-                # Events would have no subscriber: pub/sub is Redis's there.
-                return _failed(lname, "pub/sub is not available with a Redis backend "
-                               "(--store redis://...): configure that Redis")
+            if s.server.store.passthrough:
+                # Pub/sub is the backend's: so are its keyspace events.
+                backend_changes.append((lname, raw_value))
+                continue
             server_changes.append((lname, flags))
+            continue
+        if lname in _MEMORY_PARAMETERS and s.server.store.passthrough:
+            # A Redis backend's memory is governed by its own maxmemory.
+            backend_changes.append((lname, raw_value))
             continue
         if lname not in _MEMORY_PARAMETERS or not isinstance(store, MemoryStore):
             if lname in _PROTECTED:
@@ -316,6 +342,13 @@ def _config_set(s: Ctx, pairs: list[bytes]) -> bytes:
                 return _failed(lname, "argument(s) must be one of the following: "
                                + ", ".join(_REDIS_POLICY_ORDER))
             return _failed(lname, f"argument must be between 1 and {MAX_SAMPLES} inclusive")
+    if backend_changes:
+        # One CONFIG SET: Redis applies all of it or none, and checks it.
+        try:
+            s.server.store.execute_command(
+                [b"CONFIG", b"SET", *[part for pair in backend_changes for part in pair]])
+        except StoreError as exc:
+            return store_error(exc)
     if memory:
         assert isinstance(store, MemoryStore)  # checked with each name above
         store.configure_memory(**memory)

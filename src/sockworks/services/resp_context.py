@@ -70,6 +70,10 @@ class RespServer(Protocol):
     def max_bulk(self) -> int: ...
 
     @property
+    def store(self) -> Store:
+        """The service's store (a session's own may be a pinned view of it)."""
+
+    @property
     def port(self) -> int: ...
 
     @property

@@ -40,6 +40,7 @@ from sockworks.services.resp_scripting import (
     UNKILLABLE,
     Scripts,
     call_command,
+    forwarded,
     parse_numkeys,
     refused_for_memory,
     scripting,
@@ -127,6 +128,8 @@ def _libraries(s: Ctx) -> tuple[Scripts, Libraries, FunctionLibraries] | bytes:
 
 
 def _fcall(s: Ctx, argv: list[bytes], *, read_only: bool) -> bytes | Plan[bytes]:
+    if s.store.passthrough:
+        return forwarded(s, argv, write=not read_only)
     found = _libraries(s)
     if isinstance(found, bytes):
         return found
@@ -167,7 +170,7 @@ def cmd_fcall_ro(s: Ctx, argv: list[bytes]) -> bytes | Plan[bytes]:
     return _fcall(s, argv, read_only=True)
 
 
-def cmd_function(s: Ctx, argv: list[bytes]) -> bytes:
+def cmd_function(s: Ctx, argv: list[bytes]) -> bytes | Plan[bytes]:
     sub = argv[1].lower()
     n = len(argv)
     arity = _ARITY.get(sub)
@@ -178,6 +181,8 @@ def cmd_function(s: Ctx, argv: list[bytes]) -> bytes:
     if sub == b"help":
         return b"*%d\r\n" % len(_HELP) + b"".join(
             b"+" + line.encode() + b"\r\n" for line in _HELP)
+    if s.store.passthrough:
+        return forwarded(s, argv, write=sub in (b"load", b"delete", b"flush", b"restore"))
     if sub in (b"stats", b"kill"):
         # Answered while a function holds the store (and its lock): neither
         # touches the store; STATS counts what this engine compiled.

@@ -4,25 +4,31 @@
 connection's :class:`~sockworks.services.pubsub.Subscriptions` and the
 server's :class:`~sockworks.services.pubsub.Broker`. Without cluster mode
 shard channels behave as plain channels kept apart (Redis 7 standalone).
-With a Redis backend (``--store redis://``) these commands are refused: the
-subscriptions would have to live in that Redis (docs/resp.md).
+With a Redis backend (``--store redis://``) they are passed through:
+subscriptions go to per-client subscriber connections there
+(services/pubsub_relay.py), PUBLISH, SPUBLISH and PUBSUB run on that Redis
+(docs/resp.md).
 """
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 from sockworks.protocols.resp import OK, SimpleString, encode
 from sockworks.services.pubsub import push_frame
-from sockworks.services.resp_commands import error_quoting, quoted, unknown_subcommand, wrong_args
+from sockworks.services.pubsub_relay import backend_subscribe, backend_unsubscribe, release_idle
+from sockworks.services.resp_commands import (
+    error_quoting,
+    quoted,
+    store_error,
+    unknown_subcommand,
+    wrong_args,
+)
 from sockworks.services.resp_context import CommandContext as Ctx
+from sockworks.services.resp_context import Plan
 
 __all__ = ["cmd_monitor", "cmd_psubscribe", "cmd_publish", "cmd_pubsub", "cmd_punsubscribe",
-           "cmd_spublish", "cmd_ssubscribe", "cmd_subscribe", "cmd_sunsubscribe", "cmd_unsubscribe",
-           "REMOTE_STORE"]
-
-REMOTE_STORE: Final = (b"-ERR pub/sub is not available with a Redis backend (--store "
-                       b"redis://...): subscribe and publish on that Redis directly\r\n")
+           "cmd_spublish", "cmd_ssubscribe", "cmd_subscribe", "cmd_sunsubscribe", "cmd_unsubscribe"]
 
 _HELP: Final = (
     "PUBSUB <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
@@ -44,7 +50,13 @@ _HELP: Final = (
 
 
 def _remote(s: Ctx) -> bool:
-    return s.store.shared_across_processes
+    return bool(s.server.store.passthrough)
+
+
+def _forwarded(s: Ctx, argv: list[bytes]) -> Plan[Any]:
+    """Run by the backend Redis as it is (routed on Redis Cluster)."""
+    proto = s.proto
+    return Plan(lambda st: st.execute_command(argv), lambda reply: encode(reply, proto))
 
 
 def cmd_subscribe(s: Ctx, argv: list[bytes]) -> bytes:
@@ -60,11 +72,13 @@ def cmd_psubscribe(s: Ctx, argv: list[bytes]) -> bytes:
 
 
 def _subscribe(s: Ctx, argv: list[bytes], kind: bytes) -> bytes:
-    if _remote(s):
-        return REMOTE_STORE
     subs, broker, proto = s.subscriptions, s.server.broker, s.proto
     subs.client = s.client
     subs.start()
+    if _remote(s):
+        error = backend_subscribe(s.server.store, subs, kind, argv[1:])
+        if error is not None:
+            return store_error(error)
     out = []
     for name in argv[1:]:
         if kind == b"psubscribe":
@@ -89,14 +103,16 @@ def cmd_punsubscribe(s: Ctx, argv: list[bytes]) -> bytes:
 
 
 def _unsubscribe(s: Ctx, argv: list[bytes], kind: bytes) -> bytes:
-    if _remote(s):
-        return REMOTE_STORE
     subs, broker, proto = s.subscriptions, s.server.broker, s.proto
     shard = kind == b"sunsubscribe"
     mine = subs.patterns if kind == b"punsubscribe" else subs.shard if shard else subs.channels
     names = argv[1:] or list(mine)
     if not names:
         return push_frame(proto, kind, None, len(subs.shard) if shard else subs.count)
+    if _remote(s):
+        error = backend_unsubscribe(s.server.store, subs, kind, names)
+        if error is not None:
+            return store_error(error)
     out = []
     for name in names:
         if kind == b"punsubscribe":
@@ -104,6 +120,8 @@ def _unsubscribe(s: Ctx, argv: list[bytes], kind: bytes) -> bytes:
         else:
             broker.unsubscribe(subs, name, shard=shard)
         out.append(push_frame(proto, kind, name, len(subs.shard) if shard else subs.count))
+    if _remote(s):
+        release_idle(subs)
     return b"".join(out)
 
 
@@ -118,20 +136,20 @@ def cmd_monitor(s: Ctx, argv: list[bytes]) -> bytes:
     return OK
 
 
-def cmd_publish(s: Ctx, argv: list[bytes]) -> bytes:
+def cmd_publish(s: Ctx, argv: list[bytes]) -> bytes | Plan[Any]:
     if _remote(s):
-        return REMOTE_STORE
+        return _forwarded(s, argv)
     return b":%d\r\n" % s.server.broker.publish(argv[1], argv[2], s.subscriptions)
 
 
-def cmd_spublish(s: Ctx, argv: list[bytes]) -> bytes:
+def cmd_spublish(s: Ctx, argv: list[bytes]) -> bytes | Plan[Any]:
     if _remote(s):
-        return REMOTE_STORE
+        return _forwarded(s, argv)
     return b":%d\r\n" % s.server.broker.publish(argv[1], argv[2], s.subscriptions,
                                                 shard=True)
 
 
-def cmd_pubsub(s: Ctx, argv: list[bytes]) -> bytes:
+def cmd_pubsub(s: Ctx, argv: list[bytes]) -> bytes | Plan[Any]:
     sub = argv[1].lower()
     argc = len(argv)
     if sub == b"help" and argc == 2:
@@ -145,7 +163,7 @@ def cmd_pubsub(s: Ctx, argv: list[bytes]) -> bytes:
         return error_quoting("ERR unknown subcommand or wrong number of arguments for "
                              f"'{quoted(argv[1])}'. Try PUBSUB HELP.")
     if _remote(s):
-        return REMOTE_STORE
+        return _forwarded(s, argv)
     broker, proto = s.server.broker, s.proto
     if sub == b"numpat":
         return b":%d\r\n" % broker.numpat()

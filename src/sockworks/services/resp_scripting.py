@@ -34,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from sockworks.protocols.resp import OK, encode_integer
+from sockworks.protocols.resp import OK, encode, encode_integer
 from sockworks.services.lua_engine import (
     DEFAULT_LUA_MEMORY,
     LUA_AVAILABLE,
@@ -58,17 +58,17 @@ from sockworks.storage.gate import ExclusiveRun
 if TYPE_CHECKING:
     from sockworks.services.resp_context import CommandSpec
 
-__all__ = ["BUSY_FUNCTION", "BUSY_SCRIPT", "NO_LUA", "SLOW_EVAL", "busy_reply", "scripting",
-           "Scripts", "ScriptTicket", "call_command", "parse_numkeys", "SCRIPT_COMMANDS"]
+__all__ = ["BUSY_FUNCTION", "BUSY_SCRIPT", "NO_LUA", "SLOW_EVAL", "busy_reply", "forwarded",
+           "scripting", "Scripts", "ScriptTicket", "call_command", "parse_numkeys",
+           "SCRIPT_COMMANDS"]
 
 logger = logging.getLogger(__name__)
 
 #: Without lupa (an optional extra).
 NO_LUA: Final = (b"-ERR scripting is not available: install sockworks[lua] "
                  b"(pip install 'sockworks[lua]')\r\n")
-#: With --store redis://: the store runs no scripts (docs/resp.md).
-NO_SCRIPTING_BACKEND: Final = (b"-ERR scripting is not supported with a Redis backend "
-                               b"(--store redis://...): use the embedded store\r\n")
+#: A store that neither runs scripts nor passes them through.
+NO_SCRIPTING_BACKEND: Final = b"-ERR scripting is not supported by this store\r\n"
 #: Redis 7's texts (from a real redis-server).
 NOSCRIPT: Final = b"-NOSCRIPT No matching script. Please use EVAL.\r\n"
 BUSY_SCRIPT: Final = (b"-BUSY Redis is busy running a script. You can only call SCRIPT KILL "
@@ -368,6 +368,13 @@ def refused_for_memory(s: Ctx, flags: frozenset[str] | tuple[str, ...],
 
 # -- the commands ---------------------------------------------------------------------
 
+def forwarded(s: Ctx, argv: list[bytes], *, write: bool) -> Plan[bytes]:
+    """With a Redis backend: the command run by that Redis as it is (its
+    replies and errors; routed by the keys' slot on Redis Cluster)."""
+    proto = s.proto
+    return Plan(lambda st: st.execute_command(argv), lambda reply: encode(reply, proto), write)
+
+
 def scripting(s: Ctx) -> Scripts | bytes:
     """The service's scripting, or the reply saying why there is none."""
     if s.store.script_gate is None:
@@ -392,6 +399,8 @@ def parse_numkeys(argv: list[bytes], not_integer: bytes) -> int | bytes:
 
 def _eval(s: Ctx, argv: list[bytes], *, by_sha: bool,
           read_only: bool) -> bytes | Plan[bytes]:
+    if s.store.passthrough:
+        return forwarded(s, argv, write=not read_only)
     numkeys = parse_numkeys(argv, NOT_INTEGER)
     if isinstance(numkeys, bytes):
         return numkeys
@@ -441,7 +450,7 @@ def cmd_evalsha_ro(s: Ctx, argv: list[bytes]) -> bytes | Plan[bytes]:
     return _eval(s, argv, by_sha=True, read_only=True)
 
 
-def cmd_script(s: Ctx, argv: list[bytes]) -> bytes:
+def cmd_script(s: Ctx, argv: list[bytes]) -> bytes | Plan[bytes]:
     sub = argv[1].lower()
     n = len(argv)
     if sub == b"help" and n == 2:
@@ -452,6 +461,8 @@ def cmd_script(s: Ctx, argv: list[bytes]) -> bytes:
         return unknown_subcommand(argv)
     if not arity[sub]:
         return wrong_args(f"script|{sub.decode()}")
+    if s.store.passthrough:
+        return forwarded(s, argv, write=sub == b"flush")
     scripts = scripting(s)
     if isinstance(scripts, bytes):
         return scripts

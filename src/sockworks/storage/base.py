@@ -22,6 +22,14 @@ same ``run_grouped`` as the transaction it guards) says whether EXEC must
 abort. The cost is one dict lookup per change while anybody watches, none
 otherwise: no snapshot of values is ever compared.
 
+Pass-through (the Redis backend, ``passthrough``). WATCH, pub/sub and
+scripts are the backend's own: :meth:`Store.pinned` gives one client a view
+of the store on a connection of its own (WATCH ... EXEC run there, and EXEC
+raises :class:`TransactionAborted` when the backend answers null), and
+:meth:`Store.open_subscriber` a connection in subscribed mode whose messages
+are handed to a callback (:class:`Subscriber`). Both count against the
+backend's bound on dedicated connections.
+
 Durability contract: a write method returns only after the write is in the
 backend's log (or the backend itself); ``durability_barrier()`` then returns a
 barrier the caller waits on before acknowledging the write to a client, or
@@ -63,6 +71,10 @@ __all__ = [
     "SetResult",
     "BatchCall",
     "WatchSet",
+    "TransactionAborted",
+    "BackendError",
+    "Subscriber",
+    "BlockedCall",
 ]
 
 T = TypeVar("T")
@@ -78,6 +90,61 @@ class StoreWriteError(StoreError):
 
 class StoreUnavailable(StoreError):
     """The backend cannot be reached right now (Redis down); retry later."""
+
+
+class BackendError(StoreError):
+    """An error reply of the Redis backend; ``line`` is Redis's whole error
+    line (its code included), which the RESP port sends as it is."""
+
+    def __init__(self, message: str, line: str) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+class TransactionAborted(StoreError):
+    """EXEC did not run: a WATCHed key changed (a pinned Redis connection's
+    EXEC answered null). The RESP port answers the null array."""
+
+    def __init__(self) -> None:
+        super().__init__("a watched key changed: the transaction was not run")
+
+
+class BlockedCall(abc.ABC):
+    """One client's blocking command (BLPOP...) on a dedicated backend
+    connection (:meth:`Store.open_blocking`): it waits in the backend, and
+    its ``on_done`` callback gets the result from a thread of its own."""
+
+    @abc.abstractmethod
+    def start(self) -> None:
+        """Send the command; ``on_done`` runs once when it is answered."""
+
+    @abc.abstractmethod
+    def unblock(self, error: bool) -> bool:
+        """CLIENT UNBLOCK it in the backend (TIMEOUT, or ERROR); whether it
+        was blocked there. ``on_done`` still runs, with what Redis answered."""
+
+    @abc.abstractmethod
+    def cancel(self) -> None:
+        """Drop the connection (the client left); ``on_done`` never runs."""
+
+    @abc.abstractmethod
+    def join(self, timeout: float) -> None:
+        """Wait up to ``timeout`` for ``on_done`` to have run."""
+
+
+class Subscriber(abc.ABC):
+    """One client's connection in subscribed mode on the backend
+    (:meth:`Store.open_subscriber`): messages go to its ``on_message``
+    callback from a reader thread, in the order the backend sent them."""
+
+    @abc.abstractmethod
+    def command(self, argv: Sequence[bytes], replies: int) -> None:
+        """Send (P|S)(UN)SUBSCRIBE and wait for its ``replies``
+        confirmations (StoreUnavailable: lost, or too slow)."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Drop the connection; no callback runs after this returns."""
 
 
 class NotAnInteger(StoreError):
@@ -163,6 +230,9 @@ class Store(abc.ABC):
     script_gate: ExclusiveGate | None = None
     #: FUNCTION libraries (storage/functions.py); None: no scripting.
     function_libraries: FunctionLibraries | None = None
+    #: Pub/sub, WATCH and scripting are passed through to the backend
+    #: (the Redis backend): see :meth:`pinned`, :meth:`open_subscriber`.
+    passthrough: bool = False
 
     # -- reads ---------------------------------------------------------
     @abc.abstractmethod
@@ -313,6 +383,37 @@ class Store(abc.ABC):
         """Forget every key of ``watch`` and clear its dirty flag."""
         watch.keys.clear()
         watch.dirty = False
+
+    # -- pass-through (the Redis backend) ------------------------------------
+    def pinned(self) -> Store:
+        """This store on a connection held for one client from WATCH until
+        EXEC, DISCARD or UNWATCH; :meth:`close` hands the connection back.
+        StoreError when the bound on dedicated connections is reached."""
+        raise StoreError("this store has no dedicated connections")
+
+    def open_subscriber(self, shard_channel: bytes | None,
+                        on_message: Callable[[list[bytes]], bool],
+                        on_lost: Callable[[str], None]) -> tuple[str, Subscriber]:
+        """A subscriber connection for plain channels and patterns (None) or
+        for ``shard_channel``'s shard; returns the node it is on (the key
+        :meth:`subscriber_node` gives) with it. ``on_message(reply)`` gets
+        each message as the backend's array (False: stop and close);
+        ``on_lost(reason)`` is called once if the connection fails."""
+        raise StoreError("this store has no pub/sub backend")
+
+    def open_blocking(self, argv: Sequence[bytes], keys: Sequence[bytes],
+                      retag_as: Sequence[bytes],
+                      on_done: Callable[[Any, StoreError | None], None]) -> BlockedCall:
+        """A blocking command ``argv`` on ``keys`` for one client, not yet
+        started; ``on_done(result, error)`` gets its result as the Store's
+        reply vocabulary for the plain command ``retag_as`` (None: it timed
+        out or was unblocked)."""
+        raise StoreError("this store cannot pass blocking commands through")
+
+    def subscriber_node(self, shard_channel: bytes | None) -> str:
+        """Which backend node serves subscriptions to ``shard_channel``
+        (None: plain channels and patterns)."""
+        return ""
 
     # -- groups of calls --------------------------------------------------
     def run_grouped(self, fn: Callable[[Store], T]) -> T:

@@ -41,12 +41,15 @@ def is_embedded(url: str | None) -> bool:
 def open_store(url: str | None, data_dir: str | None, fsync: str,
                *, max_connections: int | None = None, maxmemory: int = 0,
                maxmemory_policy: str = "noeviction",
-               maxmemory_samples: int = DEFAULT_SAMPLES) -> Store:
+               maxmemory_samples: int = DEFAULT_SAMPLES,
+               max_pinned: int | None = None) -> Store:
     """The store ``url`` names. ``data_dir``/``fsync`` and the memory limit
     (``maxmemory`` bytes, 0 none; policy; samples) configure the embedded
     store; ``max_connections`` sizes a Redis connection pool (give the model's
-    concurrency: worker threads, or connections per process). A Redis
-    backend's memory is governed by Redis's own maxmemory."""
+    concurrency: worker threads, or connections per process) and
+    ``max_pinned`` bounds its dedicated connections (WATCH, subscriptions;
+    None: the default). A Redis backend's memory is governed by Redis's own
+    maxmemory."""
     if url is None or is_embedded(url):
         from sockworks.storage.embedded import open_embedded_store
 
@@ -63,7 +66,9 @@ def open_store(url: str | None, data_dir: str | None, fsync: str,
         if maxmemory or maxmemory_policy != "noeviction":
             logger.warning("--maxmemory/--maxmemory-policy are ignored with --store %s: "
                            "set Redis's own maxmemory and maxmemory-policy", scheme + "://")
-        return RedisStore(url, max_connections=max_connections)
+        if max_pinned is None:
+            return RedisStore(url, max_connections=max_connections)
+        return RedisStore(url, max_connections=max_connections, max_pinned=max_pinned)
     shown = url.split("@")[-1]
     raise StoreError(f"unsupported store URL {shown!r}: use memory://, redis://HOST:PORT/DB, "
                      "rediss://HOST:PORT/DB or redis+cluster://HOST:PORT")

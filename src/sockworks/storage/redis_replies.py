@@ -145,6 +145,10 @@ def _xinfo(argv: Argv, raw: Any) -> Any:
     if sub == b"stream":
         return _xinfo_map(raw)
     return [_xinfo_map(item) for item in raw]
+def _sub_status(argv: Argv, raw: Any) -> Any:
+    """SCRIPT/FUNCTION FLUSH, KILL, DELETE, RESTORE answer +OK."""
+    sub = argv[1].lower() if len(argv) > 1 else b""
+    return _status(argv, raw) if sub in (b"flush", b"kill", b"delete", b"restore") else raw
 
 
 _RETAG: Final[dict[bytes, Callable[[Argv, Any], Any]]] = {
@@ -159,6 +163,7 @@ _RETAG: Final[dict[bytes, Callable[[Argv, Any], Any]]] = {
     b"type": _status,
     b"xread": _xread, b"xreadgroup": _xread, b"xrange": _xrange, b"xrevrange": _xrange,
     b"xpending": _xpending, b"xgroup": _xgroup, b"xinfo": _xinfo, b"xsetid": _status,
+    b"script": _sub_status, b"function": _sub_status,
 }
 
 

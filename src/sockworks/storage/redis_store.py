@@ -62,6 +62,27 @@ Thread-safety: redis-py clients with a connection pool are thread-safe; a
 :class:`~redis.BlockingConnectionPool` of ``max_connections`` makes a burst
 wait up to :data:`DEFAULT_POOL_TIMEOUT` for a free connection instead of
 failing at once.
+
+Pass-through (``passthrough``). WATCH, pub/sub and blocking pops need a
+connection that belongs to one client: ``pinned()`` (a
+:class:`PinnedRedisStore`, at the end of this module), ``open_subscriber()``
+and ``open_blocking()`` give one (storage/redis_pinned.py), at most
+``max_pinned`` at a time (``--store-pinned-connections``). On Redis Cluster
+the commands passed through as they are (bytes names, which redis-py's
+cluster client cannot route) are routed here by their keys' slot, alone and
+in MULTI/EXEC. Scripting and pub/sub commands go through
+``execute_command`` as they are; on Redis Cluster it routes them: EVAL,
+EVALSHA, FCALL (and their _RO forms) to the primary of their keys' slot
+(keys in several slots: CROSSSLOT; no keys: the cluster client's default
+node), SCRIPT LOAD/FLUSH and FUNCTION LOAD/DELETE/FLUSH/RESTORE to every
+primary (so EVALSHA and FCALL work on any slot), SCRIPT EXISTS to every
+primary (1 only where all have it), SCRIPT KILL and FUNCTION KILL to every
+primary (OK if one stopped a script), SPUBLISH and PUBSUB SHARDNUMSUB by the
+shard channel's slot, PUBSUB SHARDCHANNELS to every primary (merged), and
+PUBLISH, PUBSUB CHANNELS/NUMSUB/NUMPAT and the rest of SCRIPT/FUNCTION to the
+default node, which is also where subscriber connections for plain channels
+and patterns go (Redis Cluster forwards PUBLISH to every node, and PUBSUB
+reports the node's own subscribers).
 """
 
 from __future__ import annotations
@@ -76,6 +97,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from sockworks.storage.base import (
+    BackendError,
     BatchCall,
     IntegerOverflow,
     NotAnInteger,
@@ -84,6 +106,16 @@ from sockworks.storage.base import (
     StoreError,
     StoreUnavailable,
     StoreWriteError,
+    TransactionAborted,
+    WatchSet,
+)
+from sockworks.storage.redis_parser import status_parser
+from sockworks.storage.redis_pinned import (
+    CROSSSLOT,
+    Pin,
+    PinBudget,
+    RedisBlockedCall,
+    RedisSubscriber,
 )
 from sockworks.storage.redis_plans import (
     BatchRecorder,
@@ -104,11 +136,16 @@ from sockworks.storage.redis_plans import (
     plan_scan,
     plan_set,
 )
+from sockworks.storage.redis_replies import retag
 
 if TYPE_CHECKING:
     import types
+    from collections.abc import Callable
 
-__all__ = ["CLUSTER_SCHEMES", "REDIS_SCHEMES", "RedisStore"]
+    from sockworks.storage.base import BlockedCall, Subscriber
+
+__all__ = ["CLUSTER_SCHEMES", "DEFAULT_MAX_PINNED", "REDIS_SCHEMES", "PinnedRedisStore",
+           "RedisStore"]
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +167,21 @@ DEFAULT_POOL_TIMEOUT = 5.0
 #: Pool size when the caller does not size it to its concurrency (the thread
 #: pool model's default of 50 workers, plus headroom for admin calls).
 DEFAULT_MAX_CONNECTIONS = 64
+#: Dedicated connections (WATCH, subscriptions) one sockworks process may
+#: hold on its backend (--store-pinned-connections). A client holds at most
+#: one for a WATCH or a blocking command and one per node it subscribes on; Redis's default
+#: maxclients is 10000, so 256 per process leaves room for dozens of
+#: sockworks processes and their pools.
+DEFAULT_MAX_PINNED = 256
+#: Read timeout of EVAL/EVALSHA/FCALL passed to the backend. Redis bounds no
+#: script (past busy-reply-threshold, 5 s by default, it answers everybody
+#: else BUSY until SCRIPT KILL); a sockworks thread waits on it meanwhile, so
+#: it is bounded here, far past any script that is not stuck.
+SCRIPT_TIMEOUT = 300.0
+#: Clean dedicated connections kept per node for the next WATCH, so a WATCH
+#: need not connect (idle ones are not counted against max_pinned: this
+#: bounds them).
+IDLE_PINS = 8
 #: SCAN over a cluster: node index multiplier in the packed cursor. Redis
 #: Cluster's documented upper bound is 1000 primaries.
 CLUSTER_SCAN_FANOUT = 1024
@@ -211,7 +263,10 @@ def translate_error(exc: BaseException) -> StoreError:
             return NotAnInteger()
         if text.startswith("increment or decrement would overflow"):
             return IntegerOverflow()
-        return StoreError(text)
+        # redis-py strips a known error code (ERR, NOSCRIPT, EXECABORT...) off
+        # the text: the line keeps it, so the RESP port sends Redis's reply.
+        code = getattr(exc, "status_code", None)
+        return BackendError(text, f"{code} {text}" if code else text)
     if isinstance(exc, errors.RedisError):
         return StoreError(f"redis error: {text}")
     raise exc
@@ -225,6 +280,9 @@ class RedisStore(Store):
     shared_across_processes = True
     #: Calls wait on the network: event-loop models must run them in threads.
     blocking = True
+    #: WATCH on a pinned connection (pinned()), pub/sub and scripts in Redis.
+    supports_watch = True
+    passthrough = True
 
     def __init__(
         self,
@@ -233,8 +291,17 @@ class RedisStore(Store):
         max_connections: int | None = None,
         socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
         pool_timeout: float = DEFAULT_POOL_TIMEOUT,
+        max_pinned: int = DEFAULT_MAX_PINNED,
     ) -> None:
         redis = _import_redis()
+        #: Dedicated connections open now, against max_pinned.
+        self.pins: PinBudget = PinBudget(max_pinned)
+        #: How to open dedicated connections, and clean idle ones, by node
+        #: ("" on one server); ``pins`` bounds how many are open.
+        self._pin_sources: dict[str, tuple[Any, dict[str, Any], Any]] = {}
+        self._idle_pins: dict[str, list[Any]] = {}
+        #: Clients for commands passed through untyped, by node (_typed).
+        self._typed_clients: dict[str, Any] = {}
         self._redis = redis
         self.url = url
         self.max_connections = max_connections or DEFAULT_MAX_CONNECTIONS
@@ -371,6 +438,16 @@ class RedisStore(Store):
         if self._closed:
             raise StoreError("store is closed")
 
+    @staticmethod
+    def translate(exc: BaseException) -> StoreError:
+        """The StoreError a redis-py exception means (:func:`translate_error`)."""
+        return translate_error(exc)
+
+    @staticmethod
+    def outage_text(exc: BaseException) -> str:
+        """A short reason for an outage, without backend addresses."""
+        return _client_text(exc)
+
     @contextlib.contextmanager
     def _translated(self) -> Iterator[None]:
         """Map redis-py errors to StoreErrors; log outages once, and recovery."""
@@ -407,6 +484,14 @@ class RedisStore(Store):
         if not plan.args:
             return plan.convert(None)
         with self._translated():
+            if self.is_cluster and isinstance(plan.args[0], bytes):
+                # A command passed through as it is: redis-py's cluster
+                # client cannot route a bytes name (and a str one would get
+                # its reply callbacks), so route it by its keys' slot here.
+                slot = self.command_slot(plan.args)
+                node = (target.get_default_node() if slot is None
+                        else target.nodes_manager.get_node_from_slot(slot))
+                return plan.convert(self._typed(str(node.name)).execute_command(*plan.args))
             return plan.convert(target.execute_command(*plan.args, **plan.options))
 
     def _primaries(self) -> list[Any]:
@@ -419,7 +504,11 @@ class RedisStore(Store):
 
     def execute_command(self, argv: Sequence[bytes]) -> Any:
         """Passed through to Redis (its semantics are Redis's own); the raw
-        reply retagged (redis_replies.py)."""
+        reply retagged (redis_replies.py). On Redis Cluster scripting and
+        pub/sub commands are routed as the module docstring says."""
+        if bytes(argv[0]).upper() in _ROUTED:
+            with self._translated():
+                return retag(argv, self._route(argv))
         return self._run(plan_command(argv))
 
     def get(self, key: bytes) -> bytes | None:
@@ -512,6 +601,187 @@ class RedisStore(Store):
             return
         self._run(plan_flushdb())
 
+    # -- pass-through: pinned connections, routing on Redis Cluster ----------------
+    def pinned(self) -> RedisStore:
+        self._check_open()
+        return PinnedRedisStore(self)
+
+    def open_subscriber(self, shard_channel: bytes | None,
+                        on_message: Callable[[list[bytes]], bool],
+                        on_lost: Callable[[str], None]) -> tuple[str, Subscriber]:
+        self._check_open()
+        node = self.subscriber_node(shard_channel)
+        return node, RedisSubscriber(self, node, on_message, on_lost, self._socket_timeout)
+
+    def open_blocking(self, argv: Sequence[bytes], keys: Sequence[bytes],
+                      retag_as: Sequence[bytes],
+                      on_done: Callable[[Any, StoreError | None], None]) -> BlockedCall:
+        self._check_open()
+        node = ""
+        if self.is_cluster:
+            slots = {self.key_slot(key) for key in keys}
+            if len(slots) > 1:
+                raise StoreError("CROSSSLOT Keys in request don't hash to the same slot")
+            node = self.slot_node(slots.pop())
+        return RedisBlockedCall(self, node, argv, retag_as, on_done)
+
+    def subscriber_node(self, shard_channel: bytes | None) -> str:
+        if not self.is_cluster:
+            return ""
+        if shard_channel is None:
+            with self._translated():
+                return str(self._target().get_default_node().name)
+        return self.slot_node(self.key_slot(shard_channel))
+
+    def _node_source(self, node: str) -> Any:
+        """The redis.Redis of ``node`` ("" on one server): its pool's
+        connection settings are copied for the extra pools."""
+        if not node:
+            return self._client
+        with self._translated():
+            cluster = self._target()
+            return cluster.get_redis_connection(cluster.get_node(node_name=node))
+
+    def pin_source(self, node: str) -> tuple[Any, dict[str, Any], Any]:
+        """How to open a dedicated connection to ``node`` ("" on one
+        server): its connection class and settings (the pool's, with the
+        parser that keeps status replies, storage/redis_parser.py), and the
+        redis.Redis whose reply callbacks parse its replies."""
+        with self._lock:
+            found = self._pin_sources.get(node)
+        if found is not None:
+            return found
+        client = self._node_source(node)
+        source = client.connection_pool
+        options = {**source.connection_kwargs, "parser_class": status_parser()}
+        with self._lock:
+            return self._pin_sources.setdefault(
+                node, (source.connection_class, options, client))
+
+    def take_idle_pin(self, node: str) -> Any:
+        """A dedicated connection handed back clean (UNWATCH answered), or None."""
+        with self._lock:
+            idle = self._idle_pins.get(node)
+            return idle.pop() if idle else None
+
+    def keep_idle_pin(self, node: str, conn: Any) -> bool:
+        """Keep a clean dedicated connection for the next WATCH (at most
+        :data:`IDLE_PINS` per node); False: the caller closes it."""
+        with self._lock:
+            idle = self._idle_pins.setdefault(node, [])
+            if self._closed or len(idle) >= IDLE_PINS:
+                return False
+            idle.append(conn)
+            return True
+
+    def _typed(self, node: str, *, script: bool = False) -> Any:
+        """A client of ``node`` for the commands passed through untyped
+        (scripts, pub/sub), whose status replies must stay statuses: its
+        own pool, sized like the main one, filled only as they are used.
+        ``script``: for EVAL/FCALL, whose read timeout is
+        :data:`SCRIPT_TIMEOUT` (a script may run long; meanwhile Redis
+        answers everybody else BUSY, as it would its own clients)."""
+        key = f"{node}#script" if script else node
+        with self._lock:
+            found = self._typed_clients.get(key)
+        if found is not None:
+            return found
+        source = self._node_source(node).connection_pool
+        options = {**source.connection_kwargs, "parser_class": status_parser(),
+                   "max_connections": self.max_connections}
+        if script:
+            options["socket_timeout"] = SCRIPT_TIMEOUT
+        pool = self._redis.BlockingConnectionPool(
+            connection_class=source.connection_class, timeout=self._pool_timeout, **options)
+        client = self._redis.Redis(connection_pool=pool)
+        with self._lock:
+            return self._typed_clients.setdefault(key, client)
+
+    def key_slot(self, key: bytes) -> int:
+        from redis.crc import key_slot
+
+        return int(key_slot(key))
+
+    def slot_node(self, slot: int) -> str:
+        """The name (host:port) of the primary serving ``slot``."""
+        with self._translated():
+            node = self._target().nodes_manager.get_node_from_slot(slot)
+        return str(node.name)
+
+    def command_slot(self, args: Sequence[Any]) -> int | None:
+        """The slot of a command's keys (redis-py's key finder, which knows
+        command names as str only); CROSSSLOT when they span slots; None
+        for a command without keys."""
+        redis = self._redis
+        name = args[0].decode("latin-1") if isinstance(args[0], bytes) else str(args[0])
+        try:
+            return int(self._target().determine_slot(name.upper(), *args[1:]))
+        except redis.exceptions.RedisClusterException as exc:
+            if "same slot" in str(exc) or "CROSSSLOT" in str(exc):
+                raise StoreError("CROSSSLOT Keys in request don't hash to the same slot") from None
+            if "Missing key" in str(exc):
+                return None
+            raise translate_error(exc) from None
+
+    def _node_client(self, node: Any) -> Any:
+        return self._typed(str(node.name))
+
+    def _route(self, argv: Sequence[bytes]) -> Any:
+        """A scripting or pub/sub command: on one server through the typed
+        pool, on Redis Cluster routed (module docstring)."""
+        script = bytes(argv[0]).upper() in _BY_KEYS
+        if not self.is_cluster:
+            return self._typed("", script=script).execute_command(*argv)
+        cluster = self._target()
+        name = bytes(argv[0]).upper()
+        sub = bytes(argv[1]).upper() if len(argv) > 1 else b""
+        args = list(argv)
+        if name in _BY_KEYS:
+            try:
+                numkeys = max(0, int(argv[2]))
+            except ValueError:
+                numkeys = 0     # Redis answers the error, from any node
+            slots = {self.key_slot(key) for key in argv[3:3 + numkeys]}
+            if len(slots) > 1:
+                raise StoreError("CROSSSLOT Keys in request don't hash to the same slot")
+            node = (cluster.nodes_manager.get_node_from_slot(slots.pop()) if slots
+                    else cluster.get_default_node())
+            return self._typed(str(node.name), script=True).execute_command(*args)
+        if name == b"SPUBLISH":
+            node = cluster.nodes_manager.get_node_from_slot(self.key_slot(argv[1]))
+            return self._node_client(node).execute_command(*args)
+        primaries = [self._node_client(node) for node in
+                     sorted(cluster.get_primaries(), key=lambda node: node.name)]
+        if (name, sub) in _EVERY_PRIMARY:
+            replies = [client.execute_command(*args) for client in primaries]
+            if sub == b"EXISTS":
+                return [int(all(flags)) for flags in zip(*replies)]
+            return replies[0]
+        if sub == b"KILL":
+            killed: Any = None
+            first_error: BaseException | None = None
+            for client in primaries:
+                try:
+                    killed = client.execute_command(*args)
+                except self._redis.exceptions.ResponseError as exc:
+                    first_error = first_error or exc
+            if killed is None and first_error is not None:
+                raise first_error
+            return killed
+        if name == b"PUBSUB" and sub == b"SHARDCHANNELS":
+            names: dict[bytes, None] = {}
+            for client in primaries:
+                names.update(dict.fromkeys(client.execute_command(*args)))
+            return list(names)
+        if name == b"PUBSUB" and sub == b"SHARDNUMSUB":
+            flat: list[Any] = []
+            for channel in argv[2:]:
+                node = cluster.nodes_manager.get_node_from_slot(self.key_slot(channel))
+                flat += self._node_client(node).execute_command(b"PUBSUB", b"SHARDNUMSUB",
+                                                                channel)
+            return flat
+        return self._node_client(cluster.get_default_node()).execute_command(*args)
+
     # -- transactions ----------------------------------------------------------
 
     def execute_batch(self, calls: Sequence[BatchCall]) -> list[Any]:
@@ -530,12 +800,26 @@ class RedisStore(Store):
         if self.is_cluster and any(plan.args[0] in _KEYLESS for plan in sent):
             raise StoreError("on Redis Cluster, MULTI/EXEC cannot run DBSIZE, KEYS, SCAN "
                              "or FLUSHDB")
+        if self.is_cluster and sent:
+            # One slot for the whole batch, then a plain MULTI/EXEC on its
+            # primary: redis-py's cluster pipeline cannot route the commands
+            # passed through as they are (bytes names).
+            with self._translated():
+                slots = {self.command_slot(plan.args) for plan in sent} - {None}
+                if len(slots) > 1:
+                    raise StoreError("CROSSSLOT Keys in request don't hash to the same slot")
+                node = (target.nodes_manager.get_node_from_slot(slots.pop()) if slots
+                        else target.get_default_node())
+                target = self._typed(str(node.name))
         replies: list[Any] = []
         if sent:
-            with self._translated(), target.pipeline(transaction=True) as pipe:
-                for plan in sent:
-                    pipe.execute_command(*plan.args, **plan.options)
-                replies = pipe.execute(raise_on_error=False)
+            try:
+                with self._translated(), target.pipeline(transaction=True) as pipe:
+                    for plan in sent:
+                        pipe.execute_command(*plan.args, **plan.options)
+                    replies = pipe.execute(raise_on_error=False)
+            except StoreError as exc:
+                raise _exec_abort(exc) from None
         results: list[Any] = []
         reply_iter = iter(replies)
         for plan in plans:
@@ -613,6 +897,28 @@ class RedisStore(Store):
                 self._client.connection_pool.disconnect()
             if self._cluster is not None:
                 self._cluster.close()
+            with self._lock:
+                idle = [conn for conns in self._idle_pins.values() for conn in conns]
+                self._idle_pins.clear()
+            for conn in idle:
+                conn.disconnect()
+            for client in self._typed_clients.values():
+                client.connection_pool.disconnect()
+
+
+#: How redis-py prefixes the error of a command Redis refused to queue.
+_ANNOTATION: Final = re.compile(r"Command # \d+ \(.*\) of pipeline caused error: ", re.S)
+
+
+def _exec_abort(error: StoreError) -> StoreError:
+    """A batch Redis refused a command of (BUSY, OOM...: nothing ran): the
+    sockworks client saw QUEUED for it, so EXEC says why, as Redis's
+    EXECABORT of a refused EXEC does; CROSSSLOT is left as it is."""
+    text = str(getattr(error, "line", error))
+    stripped = _ANNOTATION.sub("", text)
+    if stripped == text or stripped.startswith("CROSSSLOT"):
+        return error
+    return BackendError(stripped, f"EXECABORT Transaction discarded because of: {stripped}")
 
 
 #: INFO memory and INFO stats figures of Redis that the RESP port's INFO
@@ -620,5 +926,193 @@ class RedisStore(Store):
 _REDIS_FIGURES: Final = ("used_memory", "maxmemory", "expired_keys", "evicted_keys",
                          "keyspace_hits", "keyspace_misses")
 
+#: Commands execute_command routes itself on Redis Cluster (_route).
+_BY_KEYS: Final = frozenset({b"EVAL", b"EVALSHA", b"EVAL_RO", b"EVALSHA_RO", b"FCALL",
+                             b"FCALL_RO"})
+_ROUTED: Final = _BY_KEYS | {b"SCRIPT", b"FUNCTION", b"PUBLISH", b"SPUBLISH", b"PUBSUB",
+                             b"CONFIG"}
+#: (command, subcommand) run on every primary, so any node can serve them after.
+_EVERY_PRIMARY: Final = frozenset({(b"SCRIPT", b"LOAD"), (b"SCRIPT", b"FLUSH"),
+                                   (b"SCRIPT", b"EXISTS"), (b"FUNCTION", b"LOAD"),
+                                   (b"FUNCTION", b"DELETE"), (b"FUNCTION", b"FLUSH"),
+                                   (b"FUNCTION", b"RESTORE"), (b"CONFIG", b"SET")})
+
 #: Commands with no key: they cannot be routed inside a cluster transaction.
 _KEYLESS = frozenset({"DBSIZE", "KEYS", "SCAN", "FLUSHDB"})
+
+
+# -- one client's WATCH connection ---------------------------------------------
+
+class _Channel:
+    """What ``RedisStore._run`` sends a command to: the pinned connection."""
+
+    def __init__(self, store: PinnedRedisStore) -> None:
+        self._store = store
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        return self._store.run_pinned(args, options)
+
+
+class PinnedRedisStore(RedisStore):
+    """``parent`` with one client's WATCH connection: every call on it on one
+    server; WATCH, MULTI/EXEC and UNWATCH on it on Redis Cluster (the rest
+    through the cluster pool). See storage/redis_pinned.py's docstring."""
+
+    def __init__(self, parent: RedisStore) -> None:  # pylint: disable=super-init-not-called
+        # Shares the parent's clients and pools; opens only its own pin.
+        self._parent = parent
+        self._redis = parent._redis
+        self.url = parent.url
+        self.max_connections = parent.max_connections
+        self.is_cluster = parent.is_cluster
+        self._client = parent._client
+        self._cluster = None
+        self._closed = False
+        self._lock = threading.Lock()
+        self._healthy = True
+        self.pins = parent.pins
+        self._pin: Pin | None = None
+        self._slot: int | None = None
+        self._lost: str | None = None
+        self._channel = _Channel(self)
+
+    # -- routing ---------------------------------------------------------------
+    def _target(self) -> Any:
+        self._check_open()
+        if self.is_cluster:
+            return self._parent._target()
+        return self._channel
+
+    def _connection(self, slot: int | None) -> Pin:
+        if self._lost is not None:
+            raise StoreUnavailable(self._lost)
+        if self._pin is None:
+            node = self._parent.slot_node(slot) if slot is not None else ""
+            self._pin = Pin(self._parent, node)
+            self._slot = slot
+        return self._pin
+
+    def _fail(self, exc: BaseException) -> StoreError:
+        error = translate_error(exc)
+        if isinstance(error, StoreUnavailable) and self._pin is not None:
+            self._lost = (f"{error}; the connection that held this client's WATCH was "
+                          "lost, so its transaction is discarded")
+            self._pin.release(reusable=False)
+            return StoreUnavailable(self._lost)
+        return error
+
+    def run_pinned(self, args: Sequence[Any], options: dict[str, Any]) -> Any:
+        """One command on the pinned connection, parsed as redis-py parses
+        it for the pool (its reply callbacks)."""
+        pin = self._connection(None)
+        errors = self._redis.exceptions
+        try:
+            pin.conn.send_command(*args)
+            return pin.client.parse_response(pin.conn, args[0], **options)
+        except (errors.ConnectionError, errors.TimeoutError, OSError) as exc:
+            raise self._fail(exc) from None
+
+    # -- WATCH -----------------------------------------------------------------
+    def watch(self, watch: WatchSet, keys: Sequence[bytes]) -> None:
+        slot = None
+        if self.is_cluster:
+            slots = {self._parent.key_slot(key) for key in keys}
+            if len(slots) > 1 or (self._slot is not None and slots != {self._slot}):
+                raise StoreError(CROSSSLOT)
+            slot = slots.pop()
+        pin = self._connection(slot)
+        errors = self._redis.exceptions
+        try:
+            pin.conn.send_command("WATCH", *keys)
+            pin.conn.read_response()
+        except (errors.ConnectionError, errors.TimeoutError, OSError) as exc:
+            raise self._fail(exc) from None
+        except errors.RedisError as exc:
+            raise translate_error(exc) from None
+        for key in keys:
+            watch.keys[key] = False
+
+    def watch_broken(self, watch: WatchSet) -> bool:
+        if self._lost is not None:
+            raise StoreUnavailable(self._lost)
+        return False  # Redis decides, at EXEC
+
+    def unwatch(self, watch: WatchSet) -> None:
+        watch.keys.clear()
+        watch.dirty = False
+        pin, self._pin = self._pin, None
+        if pin is None:
+            return
+        reusable = self._lost is None
+        if reusable:
+            try:
+                pin.conn.send_command("UNWATCH")
+                pin.conn.read_response()
+            except (self._redis.exceptions.RedisError, OSError):
+                reusable = False
+        pin.release(reusable=reusable)
+
+    def execute_batch(self, calls: Sequence[BatchCall]) -> list[Any]:
+        """MULTI, the calls, EXEC on the pinned connection; EXEC's null
+        reply raises TransactionAborted."""
+        if self._pin is None and self._lost is None:
+            return self._parent.execute_batch(calls)
+        recorder = BatchRecorder()
+        plans = [recorder.record(call) for call in calls]
+        sent = [plan for plan in plans if plan.args]
+        if self.is_cluster:
+            self._check_slots([plan.args for plan in sent])
+        pin = self._connection(self._slot)
+        errors = self._redis.exceptions
+        commands = [("MULTI",), *[plan.args for plan in sent], ("EXEC",)]
+        refused: list[BaseException] = []
+        replies: Any = None
+        try:
+            pin.conn.send_packed_command(pin.conn.pack_commands(commands))
+            for index in range(len(commands)):
+                try:
+                    reply = pin.conn.read_response()
+                except errors.ResponseError as exc:
+                    if index == len(commands) - 1:
+                        # EXECABORT: say which command Redis refused.
+                        raise translate_error(refused[0] if refused else exc) from None
+                    refused.append(exc)
+                    continue
+                if index == len(commands) - 1:
+                    replies = reply
+        except (errors.ConnectionError, errors.TimeoutError, OSError) as exc:
+            raise self._fail(exc) from None
+        if replies is None:
+            raise TransactionAborted()
+        callbacks = pin.client.response_callbacks
+        results: list[Any] = []
+        reply_iter = iter(replies)
+        for plan in plans:
+            reply = next(reply_iter) if plan.args else None
+            if isinstance(reply, Exception):
+                results.append(self._reply_error(reply))
+                continue
+            name = plan.args[0] if plan.args else None
+            if isinstance(name, str) and name in callbacks:
+                reply = callbacks[name](reply, **plan.options)
+            results.append(plan.convert(reply))
+        return results
+
+    def _check_slots(self, commands: Sequence[Sequence[Any]]) -> None:
+        """Redis Cluster: every queued key in the watched keys' slot."""
+        for args in commands:
+            if str(args[0]).upper() in ("DBSIZE", "KEYS", "SCAN", "FLUSHDB"):
+                raise StoreError("on Redis Cluster, MULTI/EXEC cannot run DBSIZE, KEYS, "
+                                 "SCAN or FLUSHDB")
+            slot = self._parent.command_slot(args)
+            if slot is not None and slot != self._slot:
+                raise StoreError(CROSSSLOT)
+
+    def pinned(self) -> RedisStore:
+        return self
+
+    def close(self) -> None:
+        """Hand the connection back (UNWATCH first); the parent stays open."""
+        if self._pin is not None:
+            self.unwatch(WatchSet())
+        self._closed = True

@@ -30,6 +30,7 @@ from sockworks.storage.base import Store, StoreError
 from sockworks.storage.eviction import DEFAULT_SAMPLES, MAX_SAMPLES, POLICIES, parse_memory
 from sockworks.storage.factory import is_embedded, open_store
 from sockworks.storage.gate import DEFAULT_BUSY_REPLY_THRESHOLD_MS
+from sockworks.storage.redis_store import DEFAULT_MAX_PINNED
 
 __all__ = ["DESCRIPTION", "HELP", "add_arguments", "endpoints", "main"]
 
@@ -85,6 +86,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="at start-up, wait this long for a Redis backend to answer, then "
                             f"give up (default {DEFAULT_STORE_TIMEOUT:g}); a misconfigured one "
                             "(credentials, database index) stops start-up at once")
+    group.add_argument("--store-pinned-connections", type=positive_int,
+                       default=DEFAULT_MAX_PINNED, metavar="N",
+                       help="Redis backend: dedicated connections one process may hold, one "
+                            "per client in WATCH or a blocking command and one per client and "
+                            f"node subscribed (default {DEFAULT_MAX_PINNED}); past it those "
+                            "commands get an error (docs/resp.md)")
     group.add_argument("--resp-port", type=port_number, metavar="PORT",
                        help="also serve the same store over RESP (Redis protocol) on PORT "
                             "(default: no RESP port)")
@@ -191,7 +198,8 @@ def _open_store(args: argparse.Namespace) -> Store:
     store = open_store(args.store, args.data_dir, args.fsync or DEFAULT_FSYNC,
                        max_connections=_pool_size(args), maxmemory=args.maxmemory,
                        maxmemory_policy=args.maxmemory_policy,
-                       maxmemory_samples=args.maxmemory_samples)
+                       maxmemory_samples=args.maxmemory_samples,
+                       max_pinned=args.store_pinned_connections)
     try:
         store.wait_ready(args.store_timeout)
     except BaseException:

@@ -140,9 +140,10 @@ AVG_TTL_SAMPLES = 1000
 #: Random draws per sample before giving up on a list of mostly dead slots
 #: (then it is compacted and tried once more).
 _SAMPLE_TRIES = 64
-#: _track values: which access stamp keys carry. allkeys-lru keeps the keys
-#: in access order instead (_ORDER), so its eviction is O(1) (see _touch).
-_NO_TRACKING, _LRU, _LFU, _ORDER = 0, 1, 2, 3
+#: _track values: which access stamp keys carry. allkeys-lru keeps only a
+#: reference mark for keys accessed after their creation (_CLOCK, see
+#: _evict_clock), so a new key costs it nothing.
+_NO_TRACKING, _LRU, _LFU, _CLOCK = 0, 1, 2, 3
 
 # Redis's string2ll accepts exactly this: optional '-', no leading zeros,
 # no '+', no spaces; "-0" is refused too.
@@ -233,8 +234,8 @@ class MemoryStore(Store):
         #: key -> LRU tick or packed LFU state (only under those policies).
         self._access: dict[bytes, int] = {}
         self._tick = 0
-        #: allkeys-lru: every key, least recently used first.
-        self._order: collections.OrderedDict[bytes, None] = collections.OrderedDict()
+        #: allkeys-lru: keys accessed since the CLOCK hand last passed them.
+        self._referenced: set[bytes] = set()
         #: Eviction pool: candidate key -> score (higher: evict sooner).
         self._pool: dict[bytes, int] = {}
         self._maxmemory = 0
@@ -260,14 +261,12 @@ class MemoryStore(Store):
                 self._samples = samples
             if policy is not None and policy != self._policy:
                 self._policy = policy
-                track = (_ORDER if policy == "allkeys-lru" else
+                track = (_CLOCK if policy == "allkeys-lru" else
                          _LRU if policy.endswith("-lru") else
                          _LFU if policy.endswith("-lfu") else _NO_TRACKING)
                 if track != self._track:
                     self._access = {}
-                    # One pass over the keys when switching to allkeys-lru.
-                    self._order = collections.OrderedDict.fromkeys(
-                        self._data if track == _ORDER else ())
+                    self._referenced = set()
                     self._track = track
                 self._pool = {}
     # -- hooks for the persistent subclass -------------------------------
@@ -357,7 +356,7 @@ class MemoryStore(Store):
             self._set_expiry(key, at)
         elif self._expires and self._expires.pop(key, None) is not None:
             self._used -= eviction.EXPIRY_OVERHEAD
-        if self._track:
+        if self._track and (old is not None or self._track != _CLOCK):
             self._touch(key)
 
     def _remove(self, key: bytes) -> None:
@@ -372,21 +371,18 @@ class MemoryStore(Store):
         if self._expires and self._expires.pop(key, None) is not None:
             self._used -= eviction.EXPIRY_OVERHEAD
         if self._track:
-            if self._track == _ORDER:
-                self._order.pop(key, None)
+            if self._track == _CLOCK:
+                if self._referenced:
+                    self._referenced.discard(key)
             else:
                 self._access.pop(key, None)
 
     def _touch(self, key: bytes) -> None:
         """Stamp an access (LRU: the next tick; LFU: Redis's counter;
-        allkeys-lru: move the key to the end of the access order)."""
+        allkeys-lru: mark the key referenced for the CLOCK hand)."""
         track = self._track
-        if track == _ORDER:
-            order = self._order
-            if key in order:
-                order.move_to_end(key)
-            else:
-                order[key] = None
+        if track == _CLOCK:
+            self._referenced.add(key)
         elif track == _LRU:
             self._tick += 1
             self._access[key] = self._tick
@@ -408,8 +404,8 @@ class MemoryStore(Store):
             return True
         if self._policy == "noeviction":
             return False
-        if self._track == _ORDER:
-            return self._evict_lru(limit)
+        if self._track == _CLOCK:
+            return self._evict_clock(limit)
         for _ in range(EVICT_BATCH):
             key = self._pick_victim()
             if key is None:
@@ -424,53 +420,98 @@ class MemoryStore(Store):
                 return True
         return True  # progress made: the next write continues (EVICT_RUNNING)
 
-    def _evict_lru(self, limit: int) -> bool:
-        """allkeys-lru: evict from the head of the exact access order until
-        under ``limit`` (at most EVICT_BATCH keys), logged as one deletion.
+    def _evict_clock(self, limit: int) -> bool:
+        """allkeys-lru: CLOCK (second chance) over the SCAN slot list, which
+        holds the keys in creation order. The hand walks it from where it
+        stopped last time, wrapping at the end: a dead slot is skipped (and
+        cleared), a key accessed since its creation or the hand's last pass
+        (``_referenced``) loses its mark and is kept for one more round, any
+        other key is evicted, until memory is under ``limit`` (at most
+        EVICT_BATCH keys). So a key goes only once the hand has passed
+        every older key, and a key read or written since then survives the
+        round: least recently used first, approximated as Redis's sampling
+        approximates it, for about the cost of one dict deletion per victim
+        (a new key costs the policy nothing: its slot is its age).
 
         The victims are chosen before anything changes, so the log record
         (write-ahead, like any write) names exactly the keys removed; one
-        record and no per-victim policy dispatch keep an eviction near the
-        cost of the SET that caused it (issue #10's throughput target)."""
-        order = self._order
-        if not order:
+        record for them all. A victim's slot is set to None."""
+        data = self._data
+        if not data:
             return False
-        data, expires = self._data, self._expires
-        if not self._persistent and self.key_events is None:
-            # Nothing to log: pop straight off the head, accounting inline.
-            used, evicted = self._used, 0
-            popitem = order.popitem
-            while used > limit and evicted < EVICT_BATCH and order:
-                key = popitem(False)[0]
-                value = data.pop(key)
+        slots = self._slots
+        keys = slots.keys
+        size = len(keys)
+        hand = slots.hand
+        referenced = self._referenced
+        expires = self._expires
+        overhead = eviction.ENTRY_OVERHEAD
+        used = self._used
+        # Two rounds examine every slot twice: every mark is cleared by then.
+        steps = 2 * size + 1
+        evicted = 0
+        if not self._persistent and self.key_events is None and not self._watchers:
+            # Nothing to log or tell: remove at once, accounting inline.
+            while used > limit and steps and evicted < EVICT_BATCH:
+                steps -= 1
+                if hand >= size:
+                    hand = 0
+                key = keys[hand]
+                keys[hand] = None  # dead, evicted, or (kept) set back below
+                hand += 1
+                if key is None:
+                    continue
+                if referenced and key in referenced:
+                    referenced.discard(key)
+                    keys[hand - 1] = key
+                    continue
+                value = data.pop(key, None)
+                if value is None:
+                    continue  # a dead slot: its key is freed now
                 if value.__class__ is bytes:
-                    used -= len(key) + len(value) + eviction.ENTRY_OVERHEAD
+                    used -= len(key) + len(value) + overhead
                 else:
                     self._aggregates.discard(key)
-                    used -= len(key) + value_size(value) + eviction.ENTRY_OVERHEAD
+                    used -= len(key) + value_size(value) + overhead
                 if expires and expires.pop(key, None) is not None:
                     used -= eviction.EXPIRY_OVERHEAD
                 evicted += 1
+            slots.hand = hand
             self._used = used
             self._evicted += evicted
-            return True
-        excess = self._used - limit
-        victims: list[bytes] = []
-        for key in order:
-            value = data[key]
-            excess -= (len(key) + eviction.ENTRY_OVERHEAD
+            return evicted > 0 or used <= limit
+        excess = used - limit
+        victims: dict[bytes, int] = {}  # key -> its slot (a key may have two)
+        while excess > 0 and steps and len(victims) < EVICT_BATCH:
+            steps -= 1
+            if hand >= size:
+                hand = 0
+            key = keys[hand]
+            hand += 1
+            if key is None or key in victims:
+                continue
+            value = data.get(key)
+            if value is None:
+                keys[hand - 1] = None  # dead: free the key now
+                continue
+            if referenced and key in referenced:
+                referenced.discard(key)
+                continue
+            excess -= (len(key) + overhead
                        + (len(value) if value.__class__ is bytes else value_size(value))
                        + (eviction.EXPIRY_OVERHEAD if key in expires else 0))
-            victims.append(key)
-            if excess <= 0 or len(victims) >= EVICT_BATCH:
-                break
+            victims[key] = hand - 1
+        slots.hand = hand
+        if not victims:
+            return False
         if self._persistent:
-            self._log(records.encode_del(victims))
-        remove = self._remove
-        for key in victims:
+            self._log(records.encode_del(list(victims)))
+        remove, events = self._remove, self.key_events
+        for key, i in victims.items():
+            keys[i] = None
             remove(key)
-            if self.key_events is not None:
-                self.key_events("evicted", key)
+            if events is not None:
+                events("evicted", key)
         self._evicted += len(victims)
         return True
 
@@ -487,10 +528,6 @@ class MemoryStore(Store):
             return None
         if policy.endswith("-random"):
             return self._sample(volatile)
-        if self._track == _ORDER:
-            # Exact LRU in O(1): sampling costs about 13 us per eviction in
-            # Python (interpreted per-sample work), the access order 0.1 us.
-            return next(iter(self._order), None)
         # LRU / LFU: refill the pool with fresh samples, evict its best.
         pool = self._pool
         now_minute = self._clock() // 60_000
@@ -534,9 +571,9 @@ class MemoryStore(Store):
                 return None
             slots, data = self._slots.keys, self._data
             for _ in range(_SAMPLE_TRIES if slots else 0):
-                key = slots[random.randrange(len(slots))]
-                if key in data:
-                    return key
+                slot = slots[random.randrange(len(slots))]
+                if slot is not None and slot in data:
+                    return slot
             if attempt == 0 and data:
                 self._slots.compact()
                 continue
@@ -654,7 +691,7 @@ class MemoryStore(Store):
             while i < end and live < count and dead < SCAN_DEAD_FACTOR * count:
                 key = slot_keys[i]
                 i += 1
-                if key not in data or (key in expires and expires[key] <= now):
+                if key is None or key not in data or (key in expires and expires[key] <= now):
                     dead += 1
                     continue
                 live += 1
@@ -803,7 +840,7 @@ class MemoryStore(Store):
         self._heap.clear()
         self._slots.reset([])
         self._access.clear()
-        self._order.clear()
+        self._referenced.clear()
         self._pool.clear()
         self._used = self.function_libraries.size  # FLUSHALL keeps them
 
@@ -1165,5 +1202,4 @@ class MemoryStore(Store):
                       + self.function_libraries.size)
         self._access.clear()
         self._pool.clear()
-        if self._track == _ORDER:
-            self._order = collections.OrderedDict.fromkeys(self._data)
+        self._referenced.clear()

@@ -132,6 +132,12 @@ SCAN_MAX_COUNT = 10_000
 #: EVICT_RUNNING: progress was made, the next command continues), so a
 #: lowered limit does not stall one client for a whole store's eviction.
 EVICT_BATCH = 1000
+#: allkeys-lru evicts down to limit - limit / 2**this (1/1024: 32 KB at
+#: 32 MB, about a hundred small keys) so the eviction loop runs once per
+#: that many writes instead of once per write, which halved its cost per
+#: SET (benchmarks/README.md). Memory still never exceeds the limit by more
+#: than one command added; a few more keys go than Redis would evict.
+CLOCK_HYSTERESIS_SHIFT = 10
 #: Types whose new keys may serve blocked clients (BLPOP..., BZPOPMIN...).
 _WAKING = (ListValue, ZSetValue)
 #: INFO's avg_ttl is exact up to this many keys with a TTL, else the mean of
@@ -405,7 +411,7 @@ class MemoryStore(Store):
         if self._policy == "noeviction":
             return False
         if self._track == _CLOCK:
-            return self._evict_clock(limit)
+            return self._evict_clock(limit - (limit >> CLOCK_HYSTERESIS_SHIFT))
         for _ in range(EVICT_BATCH):
             key = self._pick_victim()
             if key is None:
@@ -423,69 +429,100 @@ class MemoryStore(Store):
     def _evict_clock(self, limit: int) -> bool:
         """allkeys-lru: CLOCK (second chance) over the SCAN slot list, which
         holds the keys in creation order. The hand walks it from where it
-        stopped last time, wrapping at the end: a dead slot is skipped (and
-        cleared), a key accessed since its creation or the hand's last pass
+        stopped last time, wrapping at the end: a dead slot is skipped, a
+        key accessed since its creation or the hand's last pass
         (``_referenced``) loses its mark and is kept for one more round, any
         other key is evicted, until memory is under ``limit`` (at most
         EVICT_BATCH keys). So a key goes only once the hand has passed
         every older key, and a key read or written since then survives the
         round: least recently used first, approximated as Redis's sampling
         approximates it, for about the cost of one dict deletion per victim
-        (a new key costs the policy nothing: its slot is its age).
+        (a new key costs the policy nothing: its slot is its age). The hand
+        compacts what it passed (slots.py: :meth:`SlotIndex.cut`).
 
-        The victims are chosen before anything changes, so the log record
-        (write-ahead, like any write) names exactly the keys removed; one
-        record for them all. A victim's slot is set to None."""
+        With a log, the victims are chosen before anything changes, so the
+        record (write-ahead, like any write) names exactly the keys removed;
+        one record for them all."""
         data = self._data
         if not data:
             return False
         slots = self._slots
-        keys = slots.keys
-        size = len(keys)
-        hand = slots.hand
-        referenced = self._referenced
-        expires = self._expires
+        # Two rounds examine every slot twice: every mark is cleared by then.
+        steps = 2 * len(slots.keys) + 1
+        if not self._persistent and self.key_events is None and not self._watchers:
+            evicted = self._evict_clock_now(limit, steps)
+        else:
+            evicted = self._evict_clock_logged(limit, steps)
+        if slots.dropped > len(data) + REBUILD_FLOOR:
+            slots.cut()
+        self._evicted += evicted
+        return evicted > 0 or self._used <= limit
+
+    def _evict_clock_now(self, limit: int, steps: int) -> int:
+        """_evict_clock with nothing to log or tell: each victim is removed
+        as the hand reaches it, accounting inline (the hot loop)."""
+        data, expires, referenced = self._data, self._expires, self._referenced
+        slots = self._slots
+        keys, seqs, size, hand = slots.keys, slots.seqs, len(slots.keys), slots.hand
+        kept_keys, kept_seqs = slots.kept_keys, slots.kept_seqs
         overhead = eviction.ENTRY_OVERHEAD
         used = self._used
-        # Two rounds examine every slot twice: every mark is cleared by then.
-        steps = 2 * size + 1
         evicted = 0
-        if not self._persistent and self.key_events is None and not self._watchers:
-            # Nothing to log or tell: remove at once, accounting inline.
-            while used > limit and steps and evicted < EVICT_BATCH:
-                steps -= 1
-                if hand >= size:
-                    hand = 0
-                key = keys[hand]
-                keys[hand] = None  # dead, evicted, or (kept) set back below
+        while used > limit and steps and evicted < EVICT_BATCH:
+            steps -= 1
+            if hand >= size:
+                slots.hand = hand
+                slots.wrap()
+                keys, seqs, size, hand = slots.keys, slots.seqs, len(slots.keys), slots.hand
+                kept_keys, kept_seqs = slots.kept_keys, slots.kept_seqs
+                continue
+            key = keys[hand]
+            if key is None:
                 hand += 1
-                if key is None:
-                    continue
-                if referenced and key in referenced:
-                    referenced.discard(key)
-                    keys[hand - 1] = key
-                    continue
-                value = data.pop(key, None)
-                if value is None:
-                    continue  # a dead slot: its key is freed now
-                if value.__class__ is bytes:
-                    used -= len(key) + len(value) + overhead
-                else:
-                    self._aggregates.discard(key)
-                    used -= len(key) + value_size(value) + overhead
-                if expires and expires.pop(key, None) is not None:
-                    used -= eviction.EXPIRY_OVERHEAD
-                evicted += 1
-            slots.hand = hand
-            self._used = used
-            self._evicted += evicted
-            return evicted > 0 or used <= limit
-        excess = used - limit
+                continue
+            if referenced and key in referenced:
+                referenced.discard(key)
+                kept_keys.append(key)
+                kept_seqs.append(seqs[hand])
+                hand += 1
+                continue
+            keys[hand] = None  # evicted or dead: its bytes are freed now
+            hand += 1
+            value = data.pop(key, None)
+            if value is None:
+                continue
+            if value.__class__ is bytes:
+                used -= len(key) + len(value) + overhead
+            else:
+                self._aggregates.discard(key)
+                used -= len(key) + value_size(value) + overhead
+            if expires and expires.pop(key, None) is not None:
+                used -= eviction.EXPIRY_OVERHEAD
+            evicted += 1
+        slots.hand = hand
+        self._used = used
+        return evicted
+
+    def _evict_clock_logged(self, limit: int, steps: int) -> int:
+        """_evict_clock choosing the victims first, logging them as one
+        deletion, then removing them (WATCH, keyspace events)."""
+        data, expires, referenced = self._data, self._expires, self._referenced
+        slots = self._slots
+        keys, seqs, size = slots.keys, slots.seqs, len(slots.keys)
+        start = hand = slots.hand
+        kept_keys, kept_seqs = slots.kept_keys, slots.kept_seqs
+        overhead = eviction.ENTRY_OVERHEAD
+        excess = self._used - limit
         victims: dict[bytes, int] = {}  # key -> its slot (a key may have two)
         while excess > 0 and steps and len(victims) < EVICT_BATCH:
             steps -= 1
             if hand >= size:
+                # Positions must stay valid until the victims are removed:
+                # start over without cutting (the stretch is given up).
+                slots.restart(0)
                 hand = 0
+                kept_keys, kept_seqs = slots.kept_keys, slots.kept_seqs
+                continue
             key = keys[hand]
             hand += 1
             if key is None or key in victims:
@@ -496,6 +533,8 @@ class MemoryStore(Store):
                 continue
             if referenced and key in referenced:
                 referenced.discard(key)
+                kept_keys.append(key)
+                kept_seqs.append(seqs[hand - 1])
                 continue
             excess -= (len(key) + overhead
                        + (len(value) if value.__class__ is bytes else value_size(value))
@@ -503,17 +542,22 @@ class MemoryStore(Store):
             victims[key] = hand - 1
         slots.hand = hand
         if not victims:
-            return False
+            return 0
         if self._persistent:
-            self._log(records.encode_del(list(victims)))
+            try:
+                self._log(records.encode_del(list(victims)))
+            except BaseException:
+                # Nothing was removed: the hand goes back, and the stretch
+                # restarts there so no cut drops a victim's slot.
+                slots.restart(start)
+                raise
         remove, events = self._remove, self.key_events
         for key, i in victims.items():
             keys[i] = None
             remove(key)
             if events is not None:
                 events("evicted", key)
-        self._evicted += len(victims)
-        return True
+        return len(victims)
 
     def _pick_victim(self) -> bytes | None:
         policy = self._policy

@@ -64,7 +64,6 @@ applied, under the lock; if ``_log`` raises, nothing changes.
 from __future__ import annotations
 
 import bisect
-import collections
 import contextlib
 import heapq
 import itertools

@@ -74,7 +74,7 @@ import struct
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from sockworks.storage import eviction, records
 from sockworks.storage.base import (
@@ -488,20 +488,22 @@ class MemoryStore(Store):
             run = keys[hand:end]
             keys[hand:end] = itertools.repeat(None, end - hand)
             slots.hand = end
-            if referenced and not referenced.isdisjoint(run):
+            kept = referenced.intersection(run) if referenced else None
+            if kept:
                 # Keys accessed since the hand's last pass: kept (second
                 # chance), their slots restored and recorded for the cut.
-                kept = referenced.intersection(run)
                 referenced.difference_update(kept)
                 seqs = slots.seqs
-                for i, key in enumerate(run):
-                    if key in kept:
-                        keys[hand + i] = key
-                        slots.kept_keys.append(key)
-                        slots.kept_seqs.append(seqs[hand + i])
-                victims = [k for k in run if k is not None and k not in kept]
-            else:
-                victims = [k for k in run if k is not None]
+                for i in (sorted(map(run.index, kept)) if len(kept) <= 8 else
+                          [i for i, key in enumerate(run) if key in kept]):
+                    key = run[i]
+                    run[i] = None
+                    keys[hand + i] = key
+                    slots.kept_keys.append(key)  # type: ignore[arg-type]
+                    slots.kept_seqs.append(seqs[hand + i])
+            # Dead slots are None; usually there are none in a run.
+            victims = cast("list[bytes]",
+                           [k for k in run if k is not None] if None in run else run)
             values = list(map(data.pop, victims, itertools.repeat(None)))
             if None in values or (aggregates and not aggregates.isdisjoint(victims)):
                 # Dead slots (a key deleted since) or aggregate values: one by one.

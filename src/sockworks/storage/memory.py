@@ -250,6 +250,7 @@ class MemoryStore(Store):
         self._policy = "noeviction"
         self._samples = eviction.DEFAULT_SAMPLES
         self._track = _NO_TRACKING
+        self._stamp_new = False
         self.configure_memory(maxmemory=maxmemory, policy=maxmemory_policy,
                               samples=maxmemory_samples)
 
@@ -276,6 +277,8 @@ class MemoryStore(Store):
                     self._access = {}
                     self._referenced = set()
                     self._track = track
+                    # A new key's age under allkeys-lru is its slot.
+                    self._stamp_new = track in (_LRU, _LFU)
                 self._pool = {}
     # -- hooks for the persistent subclass -------------------------------
     def _log(self, payload: bytes) -> None:
@@ -364,7 +367,10 @@ class MemoryStore(Store):
             self._set_expiry(key, at)
         elif self._expires and self._expires.pop(key, None) is not None:
             self._used -= eviction.EXPIRY_OVERHEAD
-        if self._track and (old is not None or self._track != _CLOCK):
+        if old is None:
+            if self._stamp_new:
+                self._touch(key)
+        elif self._track:
             self._touch(key)
 
     def _remove(self, key: bytes) -> None:
@@ -491,22 +497,29 @@ class MemoryStore(Store):
             kept = referenced.intersection(run) if referenced else None
             if kept:
                 # Keys accessed since the hand's last pass: kept (second
-                # chance), their slots restored and recorded for the cut.
+                # chance), their slots restored and recorded for the cut,
+                # and taken out of the run.
                 referenced.difference_update(kept)
                 seqs = slots.seqs
-                for i in (sorted(map(run.index, kept)) if len(kept) <= 8 else
-                          [i for i, key in enumerate(run) if key in kept]):
+                places = (sorted(map(run.index, kept)) if len(kept) <= 8 else
+                          [i for i, key in enumerate(run) if key in kept])
+                for i in places:
                     key = run[i]
-                    run[i] = None
                     keys[hand + i] = key
                     slots.kept_keys.append(key)  # type: ignore[arg-type]
                     slots.kept_seqs.append(seqs[hand + i])
-            # Dead slots are None; usually there are none in a run.
-            victims = cast("list[bytes]",
-                           [k for k in run if k is not None] if None in run else run)
+                for i in reversed(places):
+                    del run[i]
+            # A None slot (dead) pops nothing: the count of keys removed
+            # tells whether every value is a victim's (no None comparisons:
+            # None == bytes is a slow rich comparison in C).
+            victims = cast("list[bytes]", run)
+            before = len(data)
             values = list(map(data.pop, victims, itertools.repeat(None)))
-            if None in values or (aggregates and not aggregates.isdisjoint(victims)):
-                # Dead slots (a key deleted since) or aggregate values: one by one.
+            if before - len(data) != len(victims) or (
+                    aggregates and not aggregates.isdisjoint(victims)):
+                # Dead slots (None, or a key deleted since) or aggregate
+                # values: one by one.
                 for key, value in zip(victims, values, strict=True):
                     if value is None:
                         continue

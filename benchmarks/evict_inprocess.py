@@ -18,6 +18,15 @@ it for a CPU-bound server). The store path also prints the worst batch of
 Bounded: a fixed number of operations.
 
     .venv/bin/python benchmarks/evict_inprocess.py [--repeat 5] [--paths store,session]
+
+Instruction counts, which other load on the machine does not disturb: run
+one side once under cachegrind, and once with ``--sets 0`` to subtract the
+pre-fill (``--keyspace 200000000`` makes every SET create a key on both
+sides, so they do the same work):
+
+    valgrind --tool=cachegrind --cache-sim=no --cachegrind-out-file=/dev/null \
+        .venv/bin/python benchmarks/evict_inprocess.py --paths store --repeat 1 \
+        --sides allkeys-lru --keyspace 200000000 [--sets 0]
 """
 
 from __future__ import annotations
@@ -57,7 +66,7 @@ def store_path(keys: list[bytes], limit: int) -> tuple[float, float]:
         for key in keys[j:j + 100]:
             put(key, VALUE)
         worst = max(worst, time.perf_counter() - t0)
-    return (time.process_time() - cpu) / len(keys) * 1e6, worst * 1e3
+    return (time.process_time() - cpu) / max(1, len(keys)) * 1e6, worst * 1e3
 
 
 def session_path(keys: list[bytes], limit: int) -> tuple[float, float]:
@@ -71,7 +80,7 @@ def session_path(keys: list[bytes], limit: int) -> tuple[float, float]:
     cpu = time.process_time()
     for chunk in chunks:
         feed(chunk)
-    return (time.process_time() - cpu) / len(keys) * 1e6, float("nan")
+    return (time.process_time() - cpu) / max(1, len(keys)) * 1e6, float("nan")
 
 
 def main() -> None:
@@ -79,12 +88,16 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--maxmemory", type=int, default=32 * 1024 * 1024)
     parser.add_argument("--paths", default="store,session")
+    parser.add_argument("--sides", default="no limit,allkeys-lru")
+    parser.add_argument("--keyspace", type=int, default=2_000_000)
+    parser.add_argument("--sets", type=int, default=400_000)
     args = parser.parse_args()
     rng = random.Random(1)
-    keys = [b"key:%d" % rng.randrange(2_000_000) for _ in range(400_000)]
+    keys = [b"key:%d" % rng.randrange(args.keyspace) for _ in range(args.sets)]
     paths: dict[str, Callable[[list[bytes], int], tuple[float, float]]] = {
         "store": store_path, "session": session_path}
-    sides = {"no limit": 0, "allkeys-lru": args.maxmemory}
+    sides = {name: limit for name, limit in (("no limit", 0), ("allkeys-lru", args.maxmemory))
+             if name in args.sides.split(",")}
     for name in args.paths.split(","):
         run = paths[name]
         cost: dict[str, list[float]] = {side: [] for side in sides}
@@ -103,8 +116,9 @@ def main() -> None:
             pause = f", worst batch of 100 {worst[side]:.1f} ms" if name == "store" else ""
             print(f"{name:8} {side:12} {statistics.median(cost[side]):6.3f} us/SET CPU "
                   f"(runs: {', '.join(f'{c:.3f}' for c in cost[side])}){pause}")
-        ratio = statistics.median(cost["no limit"]) / statistics.median(cost["allkeys-lru"])
-        print(f"{name:8} ratio (SET/s at the limit / no limit, CPU-bound): {ratio:.2f}x")
+        if len(sides) == 2:
+            ratio = statistics.median(cost["no limit"]) / statistics.median(cost["allkeys-lru"])
+            print(f"{name:8} ratio (SET/s at the limit / no limit, CPU-bound): {ratio:.2f}x")
 
 
 if __name__ == "__main__":

@@ -42,8 +42,10 @@ replay gives the same data. Candidates are sampled (``maxmemory-samples``)
 from the SCAN slots (allkeys-*) or the expiry heap (volatile-*), through a
 pool of the best 16 seen (Redis's eviction pool); volatile-ttl takes the
 heap's head, so it evicts the soonest-expiring key exactly, and
-allkeys-lru keeps the keys in access order (``_order``) and evicts the least
-recently used in O(1) (sampling in Python cost 13 us per eviction).
+allkeys-lru is CLOCK over the SCAN slots (keys in creation order): a key
+accessed after its creation is marked (``_referenced``) and kept for one
+more round of the hand, which evicts in batches down to a little below the
+limit (``_evict_clock``; sampling in Python cost 13 us per eviction).
 volatile-lru and the LFU policies keep a stamp per key in ``_access``; the
 others pay nothing for either.
 

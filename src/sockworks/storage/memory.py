@@ -136,8 +136,8 @@ SCAN_MAX_COUNT = 10_000
 EVICT_BATCH = 1000
 #: allkeys-lru evicts down to limit - limit / 2**this (1/1024: 32 KB at
 #: 32 MB, about a hundred small keys) so the eviction loop runs once per
-#: that many writes instead of once per write, which halved its cost per
-#: SET (benchmarks/README.md). Memory still never exceeds the limit by more
+#: that many writes instead of once per write (in-process, a SET at the
+#: limit went from 1.76 to 1.33 us). Memory still never exceeds the limit by more
 #: than one command added; a few more keys go than Redis would evict.
 CLOCK_HYSTERESIS_SHIFT = 10
 #: Most slots the allkeys-lru hand takes in one run (_evict_clock_now).

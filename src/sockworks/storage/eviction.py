@@ -10,13 +10,13 @@ against it; docs/storage.md shows the figures):
 * ``ENTRY_OVERHEAD``: two bytes objects' headers (key and value: 33 bytes
   each, rounded up by the allocator), the dict entry and its share of the
   index (the table is at most 2/3 full), the SCAN slot (two list pointers
-  and the sequence number, an int object) and the access stamp of the LRU
-  and LFU policies (one more dict entry);
+  and the sequence number, an int object) and the access stamp of the
+  volatile-lru and LFU policies (one more dict entry);
 * ``EXPIRY_OVERHEAD``: the ``_expires`` dict entry, the expiry time (an int
   object) and the heap entry (a 2-tuple and its list pointer).
 
-Policies are Redis's eight ``maxmemory-policy`` names. allkeys-lru keeps
-an exact access order (memory.py); volatile-lru uses a logical clock (a
+Policies are Redis's eight ``maxmemory-policy`` names. allkeys-lru is
+CLOCK over the keys in creation order (memory.py); volatile-lru uses a logical clock (a
 counter bumped on every access) instead of Redis's 24-bit seconds clock:
 the same "least recently used first" ordering, exact between accesses less
 than a second apart. LFU is Redis's: an 8-bit logarithmic

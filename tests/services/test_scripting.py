@@ -210,6 +210,12 @@ SCRIPTS = [
     "local ok, e = pcall(cjson.encode, 1/0) return e",
     "local ok, e = pcall(cjson.encode, {[1]=1,[100]=2}) return e",
     "local ok, e = pcall(cjson.encode, function() end) return e",
+    # unpack's count overflowed a C int in lupa's Lua and crashed the process.
+    "return {unpack({1,2,3}, -2, 2147483647)}", "return {pcall(unpack, {1,2,3}, -2, 2147483647)}",
+    "local ok, e = pcall(unpack, {1,2,3}, 1, 1e7) return e", "return {unpack({1,2,3}, 2)}",
+    "return {unpack({1,2,3}, 3, 1)}", "return {unpack({1,2,3}, '2', '3')}",
+    "return {pcall(unpack, 'x')}", "return {pcall(unpack)}", "return {pcall(unpack, {1}, 'x')}",
+    "return {pcall(unpack, {1}, 1, {})}", "unpack('x')", "unpack({1}, 1, 'y')",
 ]
 
 #: Raw commands (arguments split on '|'), compared the same way.

@@ -152,6 +152,31 @@ for _, name in ipairs({'assert', 'error', 'ipairs', 'next', 'pairs', 'rawequal',
                        'type', 'unpack', 'xpcall', 'collectgarbage', 'gcinfo', '_VERSION'}) do
   env[name] = G[name]
 end
+-- Lua 5.1's unpack computes its count in a C int: a range past INT_MAX
+-- (unpack(t, -2, 2147483647)) overflows it and crashes the whole process
+-- in the build lupa ships. Redis patched its copy; here a wrapper refuses
+-- such ranges before the C code sees them, and raises the argument errors
+-- itself, so every message is the one Redis's unpack gives.
+local raw_unpack, getinfo = G.unpack, G.debug.getinfo
+local function argerror(n, expected, got)
+  local info = getinfo(2, 'n')
+  G.error("bad argument #" .. n .. " to '" .. (info and info.name or '?') .. "' (" ..
+          expected .. " expected, got " .. got .. ")", 3)
+end
+env.unpack = function(...)
+  local t, i, j = ...
+  local count = G.select('#', ...)
+  if G.type(t) ~= 'table' then
+    argerror(1, 'table', count == 0 and 'no value' or G.type(t))
+  end
+  if i ~= nil and tonumber(i) == nil then argerror(2, 'number', G.type(i)) end
+  if j ~= nil and tonumber(j) == nil then argerror(3, 'number', G.type(j)) end
+  local first, last = tonumber(i) or 1, tonumber(j) or #t
+  if first <= last and last - first >= 8000 then
+    G.error('too many results to unpack', 2)
+  end
+  return raw_unpack(t, i, j)
+end
 env.string, env.table, env.math = protect(string), protect(table), protect(math)
 env.coroutine = protect(coroutine)
 env.redis = protect(redis)

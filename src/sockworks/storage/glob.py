@@ -19,9 +19,10 @@ store and on a Redis backend:
   matches nothing; ``[^]`` matches any byte); an unclosed ``[`` extends the
   class to the end of the pattern.
 
-The pattern is translated into a ``re`` bytes pattern where every bracket
-class is rendered as an explicit set of byte values, so no regex syntax from
-the glob can leak through.
+Each run between stars is translated into a ``re`` bytes pattern where
+every bracket class is rendered as an explicit set of byte values, so no
+regex syntax from the glob can leak through; the runs are placed without
+backtracking (:func:`compile_glob`).
 """
 
 from __future__ import annotations
@@ -85,15 +86,19 @@ def _parse_class(pattern: bytes, i: int) -> tuple[set[int], int]:
     return members, i
 
 
-def _translate(pattern: bytes) -> bytes:
-    out: list[bytes] = []
+def _segments(pattern: bytes) -> list[list[bytes]]:
+    """The pattern's runs of one-byte regex atoms between its stars: a
+    pattern with k stars has k + 1 segments (some possibly empty)."""
+    segments: list[list[bytes]] = [[]]
+    out = segments[0]
     i, n = 0, len(pattern)
     while i < n:
         c = pattern[i]
         if c == 0x2A:  # '*' (a run of stars is one star)
             while i < n and pattern[i] == 0x2A:
                 i += 1
-            out.append(rb".*")
+            out = []
+            segments.append(out)
             continue
         if c == 0x3F:  # '?'
             out.append(rb".")
@@ -107,24 +112,55 @@ def _translate(pattern: bytes) -> bytes:
         else:
             out.append(re.escape(bytes([c])))
             i += 1
-    return b"".join(out)
+    return segments
 
 
 @lru_cache(maxsize=GLOB_CACHE_SIZE)
 def compile_glob(pattern: bytes) -> Callable[[bytes], bool]:
-    """Compile ``pattern``; the result tells whether a whole key matches."""
+    """Compile ``pattern``; the result tells whether a whole key matches.
+
+    No backtracking: every segment between stars matches a fixed number of
+    bytes, so the first is anchored at the start, the last at the end, and
+    each middle one is placed at its leftmost match after the one before
+    (leftmost is never worse when a star absorbs whatever lies between).
+    A key costs O(len(key) x len(pattern)) at worst, never exponential
+    (``KEYS a*a*a*...b`` once held the store lock for minutes, as a regex).
+    """
     if pattern == b"*":
         return _match_all
-    regex = re.compile(_translate(pattern), re.DOTALL)
-    fullmatch = regex.fullmatch
     if not pattern:
         return lambda key: not key
+    parts = [(re.compile(b"".join(seg), re.DOTALL), len(seg)) for seg in _segments(pattern)]
+    if len(parts) == 1:
+        fullmatch = parts[0][0].fullmatch
+
+        def exact(key: bytes) -> bool:
+            return bool(key) and fullmatch(key) is not None
+
+        return exact
+    (first, first_len), (last, last_len) = parts[0], parts[-1]
+    middle = [(regex.search, length) for regex, length in parts[1:-1] if length]
+    least = sum(length for _, length in parts)
 
     def match(key: bytes) -> bool:
         # Redis's matcher never enters its loop for an empty key, so the
         # empty key matches only "" and (through KEYS/SCAN's own shortcut)
         # "*"; "**" or "*?" do not match it. Kept so both backends agree.
-        return bool(key) and fullmatch(key) is not None
+        size = len(key)
+        if not key or size < least:
+            return False
+        if first_len and first.match(key, 0, first_len) is None:
+            return False
+        end = size - last_len
+        if last_len and last.match(key, end) is None:
+            return False
+        pos = first_len
+        for search, _length in middle:
+            found = search(key, pos, end)
+            if found is None:
+                return False
+            pos = found.end()
+        return True
 
     return match
 

@@ -20,6 +20,7 @@ from sockworks.services.kv import KvService
 from sockworks.storage.factory import open_store
 from tests.redis_support import (  # noqa: F401 (fixtures)
     RedisServer,
+    redis_call,
     redis_server_fixture,
     shared_redis_server_fixture,
 )
@@ -94,7 +95,7 @@ def test_approximate_trims_remove_what_redis_removes(pair: Pair) -> None:
                      "XRANGE s - + COUNT 2"]:
             pair.run(cmd(line))
         argv = cmd("XINFO STREAM s")
-        assert _masked(pair.ours(argv)) == _masked(pair.redis(argv))
+        assert _masked(pair.ours(argv)) == _masked(redis_call(pair.sock, argv))
     finally:
         pair.run(cmd("CONFIG SET stream-node-max-entries 100"))
 
@@ -174,7 +175,7 @@ def test_xinfo_stream_full_matches_redis_but_for_times(pair: Pair) -> None:
     for line in ["XINFO STREAM s", "XINFO STREAM s FULL", "XINFO STREAM s FULL COUNT 1",
                  "XINFO CONSUMERS s g"]:
         argv = cmd(line)
-        assert _masked(pair.ours(argv)) == _masked(pair.redis(argv)), line
+        assert _masked(pair.ours(argv)) == _masked(redis_call(pair.sock, argv)), line
 
 
 def test_xpending_extended_matches_redis_but_for_idle_times(pair: Pair) -> None:
@@ -185,7 +186,7 @@ def test_xpending_extended_matches_redis_but_for_idle_times(pair: Pair) -> None:
     for line in ["XPENDING s g - + 10", "XPENDING s g - + 10 alice", "XPENDING s g (1-1 + 10",
                  "XPENDING s g IDLE 0 - + 10", "XPENDING s g IDLE 3600000 - + 10"]:
         argv = cmd(line)
-        ours, theirs = _parse(pair.ours(argv)), _parse(pair.redis(argv))
+        ours, theirs = _parse(pair.ours(argv)), _parse(redis_call(pair.sock, argv))
         assert [e[:2] + e[3:] for e in ours] == [e[:2] + e[3:] for e in theirs], line
 
 
@@ -271,7 +272,7 @@ def test_redis_backend_passes_streams_through(proto: int, shared_redis_server: R
         for line in [*BASIC, *[g for g in GROUPS if "HELP" not in g]]:
             argv = cmd(line)
             if argv[0] == b"XINFO" and argv[1:2] == [b"STREAM"]:
-                ours, theirs = pair.ours(argv), pair.redis(argv)
+                ours, theirs = pair.ours(argv), redis_call(pair.sock, argv)
                 if theirs[:1] == b"-":
                     assert ours == theirs, line
                 else:

@@ -210,6 +210,39 @@ SCRIPTS = [
     "local ok, e = pcall(cjson.encode, 1/0) return e",
     "local ok, e = pcall(cjson.encode, {[1]=1,[100]=2}) return e",
     "local ok, e = pcall(cjson.encode, function() end) return e",
+    # cjson's configuration functions (each script restores the defaults:
+    # the settings last in the Lua state until SCRIPT FLUSH, in Redis too)
+    "return {cjson.encode_keep_buffer(false), cjson.encode_keep_buffer(true)}",
+    "local r = {cjson.encode_max_depth(1), pcall(cjson.encode, {{1}})} "
+    "cjson.encode_max_depth(1000) return r",
+    "local r = {cjson.decode_max_depth(1), pcall(cjson.decode, '{\"o\": {\"a\": [1]}}')} "
+    "cjson.decode_max_depth(1000) return r",
+    "local r = {cjson.encode_max_depth(2), cjson.encode({{1}}), pcall(cjson.encode, {{{1}}})} "
+    "cjson.encode_max_depth(1000) return r",
+    "local r = {cjson.encode_invalid_numbers(true), cjson.encode({0/0, 1/0, -1/0})} "
+    "cjson.encode_invalid_numbers('null') r[3] = cjson.encode({1/0, 2}) "
+    "r[4] = cjson.encode_invalid_numbers() cjson.encode_invalid_numbers(false) "
+    "r[5] = tostring(r[1]) return r",
+    "local r = {cjson.encode_number_precision(3), cjson.encode({3.14159, 123456})} "
+    "cjson.encode_number_precision(14) return r",
+    "local r = {cjson.encode_sparse_array(true), cjson.encode({[1]=1, [100]=2})} "
+    "cjson.encode_sparse_array(false) return r",
+    "return cjson.encode_max_depth()",
+    # cmsgpack
+    "return cmsgpack.pack(0.1, 0.5, -1099511627776, 1, 200, 70000, 5000000000, -5, -100, "
+    "-1000, -100000, 'abc', string.rep('x', 40), string.rep('y', 300), true, false, nil)",
+    "return cmsgpack.pack({1, 2, 3}, {}, {a=1}, {[1]=1, [3]=3})",
+    "local a = {y=5} a.x = a return cmsgpack.pack(a)",
+    "return {cmsgpack.unpack(cmsgpack.pack(1, 'two', {3, {4}}, 0.25, -7, 2^40))}",
+    "local t = cmsgpack.unpack(cmsgpack.pack({k='v', n=3})) return {t.k, t.n}",
+    "local s = cmsgpack.pack('a', 'b', 'c') return {cmsgpack.unpack_one(s), "
+    "cmsgpack.unpack_limit(s, 2, 2), cmsgpack.unpack_one(s, 4)}",
+    "return {pcall(cmsgpack.unpack, '\\205')}",
+    "return {pcall(cmsgpack.unpack, '\\193')}",
+    "return {pcall(cmsgpack.unpack_one, 'a', -1)}",
+    "return {pcall(cmsgpack.unpack_one, 'a', 5)}",
+    "return cmsgpack.pack(function() end, 3)",
+    "cmsgpack.pack = 1",
     # unpack's count overflowed a C int in lupa's Lua and crashed the process.
     "return {unpack({1,2,3}, -2, 2147483647)}", "return {pcall(unpack, {1,2,3}, -2, 2147483647)}",
     "local ok, e = pcall(unpack, {1,2,3}, 1, 1e7) return e", "return {unpack({1,2,3}, 2)}",

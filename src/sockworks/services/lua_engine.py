@@ -342,7 +342,7 @@ class LuaEngine:
                               self._py_log, self._py_setresp, _unwrap, self._py_killed, CHUNK,
                               HOOK_INSTRUCTIONS, REDIS_VERSION.encode(), _version_num())
         self._compile, self._run, self._env, protect = prelude
-        lua_libs.install(lua, self._env, protect, _lupa.lua_type, _raising)
+        self._reset_libs = lua_libs.install(lua, self._env, protect, _lupa.lua_type, _raising)
         self._rawget = lua.globals().rawget
         self._lua_type = _lupa.lua_type
         self._table_from = lua.table_from
@@ -450,6 +450,7 @@ class LuaEngine:
     def flush(self) -> None:
         """SCRIPT FLUSH: collect what dropped scripts held."""
         with self.lock:
+            self._reset_libs()
             self._lua.execute("collectgarbage()")
 
     def memory(self) -> int:

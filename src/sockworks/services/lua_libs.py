@@ -1,4 +1,4 @@
-"""Libraries Redis's Lua has and lupa's does not: ``bit`` and ``cjson``.
+"""Libraries Redis's Lua has and lupa's does not: ``bit``, ``cjson``, ``cmsgpack``.
 
 Redis links LuaBitOp (``bit.band`` ...) and lua-cjson into its Lua; scripts
 use them (JSON documents in keys, flags in integers). Here they are Python
@@ -12,7 +12,13 @@ functions with the same semantics as far as scripts can see:
   keys is an array (holes become ``null``; too sparse is an error, as
   lua-cjson's defaults), an empty table ``{}``; ``cjson.decode`` gives
   tables, and ``cjson.null`` for JSON's null. Error texts are lua-cjson's
-  for the common cases, not for every malformed document.
+  for the common cases, not for every malformed document;
+* lua-cjson's configuration functions (``encode_max_depth``,
+  ``decode_max_depth``, ``encode_invalid_numbers``, ``encode_keep_buffer``,
+  ``encode_number_precision``, ``encode_sparse_array``,
+  ``decode_invalid_numbers``): settings live as long as Redis's Lua state,
+  i.e. until SCRIPT FLUSH;
+* ``cmsgpack``: :mod:`sockworks.services.lua_cmsgpack`.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ import json
 import math
 from collections.abc import Callable
 from typing import Any, Final
+
+from sockworks.services import lua_cmsgpack
 
 __all__ = ["install"]
 
@@ -101,12 +109,97 @@ _ESCAPES.update({ord("\b"): "\\b", ord("\f"): "\\f", ord("\n"): "\\n", ord("\r")
                  127: "\\u007f"})
 
 
-def _number(value: float) -> str:
+def _number(value: float, precision: int = 14, invalid: int = 0) -> str:
+    """lua-cjson's number text: ``%.<precision>g``; NaN/Inf per
+    ``encode_invalid_numbers`` (0 refuse, 1 ``nan``/``inf``, 2 ``null``)."""
     if isinstance(value, float) and not math.isfinite(value):
-        raise LibError("Cannot serialise number: must not be NaN or Inf")
-    if isinstance(value, int):
-        return str(value) if abs(value) < 10**14 else f"{value:.14g}"
-    return f"{value:.14g}"
+        if invalid == 0:
+            raise LibError("Cannot serialise number: must not be NaN or Inf")
+        if invalid == 2:
+            return "null"
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, int) and precision == 14 and abs(value) < 10**14:
+        return str(value)
+    return f"{float(value):.{precision}g}"
+
+
+_INT_MAX: Final = 2**31 - 1
+_BOOL_OPTIONS: Final = ("off", "on")
+
+
+class _Config:
+    """lua-cjson's settings: per Lua state, so they last from script to
+    script until SCRIPT FLUSH (which in Redis makes a new Lua state)."""
+
+    def __init__(self) -> None:
+        self.sparse_convert = 0
+        self.sparse_ratio = SPARSE_RATIO
+        self.sparse_safe = SPARSE_SAFE
+        self.encode_max_depth = MAX_DEPTH
+        self.decode_max_depth = MAX_DEPTH
+        self.encode_invalid_numbers = 0
+        self.decode_invalid_numbers = 1
+        self.encode_keep_buffer = 1
+        self.precision = 14
+
+
+def _check_args(name: str, args: tuple[Any, ...], most: int) -> None:
+    if len(args) > most:
+        raise LibError(f"bad argument #{most + 1} to '{name}' (found too many arguments)")
+
+
+def _integer_option(name: str, args: tuple[Any, ...], index: int, current: int,
+                    low: int, high: int) -> int:
+    """json_integer_option: the new value (nil keeps ``current``)."""
+    value = args[index] if index < len(args) else None
+    if value is None:
+        return current
+    if isinstance(value, bytes):
+        try:
+            value = float(value)
+        except ValueError:
+            value = None
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        got = "no value" if index >= len(args) else _lua_kind(value)
+        raise LibError(f"bad argument #{index + 1} to '{name}' (number expected, got {got})")
+    number = int(value)
+    if not low <= number <= high:
+        raise LibError(f"bad argument #1 to '{name}' (expected integer between {low} and "
+                       f"{high})")
+    return number
+
+
+def _enum_option(name: str, args: tuple[Any, ...], index: int, current: int,
+                 options: tuple[str, ...] = _BOOL_OPTIONS) -> int:
+    """json_enum_option: a boolean or one of ``options`` by name."""
+    value = args[index] if index < len(args) else None
+    if value is None:
+        return current
+    if value is True or value is False:
+        return int(value)
+    if isinstance(value, (int, float)):
+        value = _number(value).encode()
+    if not isinstance(value, bytes):
+        raise LibError(f"bad argument #{index + 1} to '{name}' (string expected, got "
+                       f"{_lua_kind(value)})")
+    text = value.decode("latin-1")
+    if text not in options:
+        raise LibError(f"bad argument #{index + 1} to '{name}' (invalid option '{text}')")
+    return options.index(text)
+
+
+def _lua_kind(value: Any) -> str:
+    if value is True or value is False:
+        return "boolean"
+    if isinstance(value, bytes):
+        return "string"
+    if isinstance(value, (int, float)):
+        return "number"
+    return "table" if hasattr(value, "items") else "userdata"
+
+
+def _enum_result(setting: int, options: tuple[str, ...] = _BOOL_OPTIONS) -> Any:
+    return bool(setting) if setting in (0, 1) else options[setting].encode()
 
 
 class _Json:
@@ -117,6 +210,48 @@ class _Json:
         self._type = lua_type
         self.null: Any = lua.eval("newproxy()")
         self._rawequal = lua.globals().rawequal
+        self.config = _Config()
+
+    def reset(self) -> None:
+        """SCRIPT FLUSH: lua-cjson's defaults again (Redis's new Lua state)."""
+        self.config = _Config()
+
+    def functions(self) -> dict[bytes, Callable[..., Any]]:
+        """The configuration functions lua-cjson has, by name."""
+        def integer(attr: str, name: str, low: int, high: int) -> Callable[..., int]:
+            def run(*args: Any) -> int:
+                _check_args(name, args, 1)
+                value = _integer_option(name, args, 0, getattr(self.config, attr), low, high)
+                setattr(self.config, attr, value)
+                return value
+            return run
+
+        def enum(attr: str, name: str, options: tuple[str, ...] = _BOOL_OPTIONS) -> Callable[..., Any]:
+            def run(*args: Any) -> Any:
+                _check_args(name, args, 1)
+                value = _enum_option(name, args, 0, getattr(self.config, attr), options)
+                setattr(self.config, attr, value)
+                return _enum_result(value, options)
+            return run
+
+        def sparse(*args: Any) -> tuple[Any, int, int]:
+            name, cfg = "encode_sparse_array", self.config
+            _check_args(name, args, 3)
+            cfg.sparse_convert = _enum_option(name, args, 0, cfg.sparse_convert)
+            cfg.sparse_ratio = _integer_option(name, args, 1, cfg.sparse_ratio, 0, _INT_MAX)
+            cfg.sparse_safe = _integer_option(name, args, 2, cfg.sparse_safe, 0, _INT_MAX)
+            return bool(cfg.sparse_convert), cfg.sparse_ratio, cfg.sparse_safe
+
+        return {
+            b"encode_sparse_array": sparse,
+            b"encode_max_depth": integer("encode_max_depth", "encode_max_depth", 1, _INT_MAX),
+            b"decode_max_depth": integer("decode_max_depth", "decode_max_depth", 1, _INT_MAX),
+            b"encode_number_precision": integer("precision", "encode_number_precision", 1, 14),
+            b"encode_keep_buffer": enum("encode_keep_buffer", "encode_keep_buffer"),
+            b"encode_invalid_numbers": enum("encode_invalid_numbers", "encode_invalid_numbers",
+                                            ("off", "on", "null")),
+            b"decode_invalid_numbers": enum("decode_invalid_numbers", "decode_invalid_numbers"),
+        }
 
     def encode(self, *args: Any) -> bytes:
         if len(args) != 1:
@@ -132,11 +267,12 @@ class _Json:
         elif value is True or value is False:
             parts.append("true" if value else "false")
         elif isinstance(value, (int, float)):
-            parts.append(_number(value))
+            parts.append(_number(value, self.config.precision,
+                                 self.config.encode_invalid_numbers))
         elif isinstance(value, bytes):
             parts.append('"' + value.decode("latin-1").translate(_ESCAPES) + '"')
         elif self._type(value) == "table":
-            if depth >= MAX_DEPTH:
+            if depth >= self.config.encode_max_depth:
                 raise LibError(f"Cannot serialise, excessive nesting ({depth + 1})")
             items = list(value.items())
             size = self._array_size(items)
@@ -156,7 +292,8 @@ class _Json:
                 if isinstance(key, bytes):
                     parts.append('"' + key.decode("latin-1").translate(_ESCAPES) + '":')
                 elif isinstance(key, (int, float)) and not isinstance(key, bool):
-                    parts.append('"' + _number(key) + '":')
+                    parts.append('"' + _number(key, self.config.precision,
+                                                   self.config.encode_invalid_numbers) + '":')
                 else:
                     raise LibError("Cannot serialise table: table key must be a number or "
                                    "string")
@@ -166,8 +303,7 @@ class _Json:
             kind = self._type(value) or type(value).__name__
             raise LibError(f"Cannot serialise {kind}: type not supported")
 
-    @staticmethod
-    def _array_size(items: list[tuple[Any, Any]]) -> int:
+    def _array_size(self, items: list[tuple[Any, Any]]) -> int:
         """lua-cjson's rule: > 0 array length, 0 not an array (an object)."""
         largest = 0
         for key, _ in items:
@@ -175,18 +311,45 @@ class _Json:
                     or key != int(key):
                 return 0
             largest = max(largest, int(key))
-        if largest > SPARSE_SAFE and largest > SPARSE_RATIO * len(items):
-            raise LibError("Cannot serialise table: excessively sparse array")
+        cfg = self.config
+        if cfg.sparse_ratio > 0 and largest > cfg.sparse_ratio * len(items) \
+                and largest > cfg.sparse_safe:
+            if not cfg.sparse_convert:
+                raise LibError("Cannot serialise table: excessively sparse array")
+            return 0
         return largest
 
     def decode(self, *args: Any) -> Any:
         if len(args) != 1 or not isinstance(args[0], bytes):
             raise LibError("bad argument #1 to 'decode' (string expected)")
+        self._check_depth(args[0])
         try:
             document = json.loads(args[0].decode("utf-8"), parse_constant=_no_constant)
         except (ValueError, RecursionError) as exc:
             raise LibError(f"Expected value but found invalid token: {exc}") from None
         return self._to_lua(document)
+
+    def _check_depth(self, document: bytes) -> None:
+        """decode_max_depth: lua-cjson's error names the depth reached and
+        the character after the bracket that went past it."""
+        limit, depth, in_string, escaped = self.config.decode_max_depth, 0, False, False
+        for position, char in enumerate(document):
+            if in_string:
+                if escaped:
+                    escaped = False
+                elif char == 0x5C:
+                    escaped = True
+                elif char == 0x22:
+                    in_string = False
+            elif char == 0x22:
+                in_string = True
+            elif char in (0x5B, 0x7B):
+                depth += 1
+                if depth > limit:
+                    raise LibError(f"Found too many nested data structures ({depth}) at "
+                                   f"character {position + 1}")
+            elif char in (0x5D, 0x7D):
+                depth -= 1
 
     def _to_lua(self, value: Any) -> Any:
         if value is None:
@@ -206,12 +369,17 @@ def _no_constant(name: str) -> Any:
 
 
 def install(lua: Any, env: Any, protect: Any, lua_type: Callable[[Any], str | None],
-            wrap: Callable[[Callable[..., Any]], Callable[..., Any]]) -> None:
-    """Put ``bit`` and ``cjson`` (read-only) into the script environment;
-    ``wrap`` turns a LibError into a Lua error."""
+            wrap: Callable[[Callable[..., Any]], Callable[..., Any]]) -> Callable[[], None]:
+    """Put ``bit``, ``cjson`` and ``cmsgpack`` (read-only) into the script
+    environment; ``wrap`` turns a LibError into a Lua error. Returns what
+    SCRIPT FLUSH calls (cjson's settings back to their defaults)."""
     bit = lua.table_from({name: wrap(fn) for name, fn in _bit_functions().items()})
     codec = _Json(lua, lua_type)
-    cjson = lua.table_from({b"encode": wrap(codec.encode), b"decode": wrap(codec.decode),
+    functions = {b"encode": codec.encode, b"decode": codec.decode, **codec.functions()}
+    cjson = lua.table_from({**{name: wrap(fn) for name, fn in functions.items()},
                             b"null": codec.null})
     env[b"bit"] = protect(bit)
     env[b"cjson"] = protect(cjson)
+    msgpack = lua_cmsgpack.functions(lua, lua_type, LibError)
+    env[b"cmsgpack"] = protect(lua.table_from({name: wrap(fn) for name, fn in msgpack.items()}))
+    return codec.reset

@@ -243,6 +243,11 @@ SCRIPTS = [
     "return {pcall(cmsgpack.unpack_one, 'a', 5)}",
     "return cmsgpack.pack(function() end, 3)",
     "cmsgpack.pack = 1",
+    "local ok, t = pcall(cmsgpack.unpack, string.rep('\\145', 3999) .. '\\1') "
+    "for _ = 1, 3999 do t = t[1] end return {ok, t}",
+    "return {pcall(cmsgpack.unpack, string.rep('\\145', 4000) .. '\\1')}",
+    "return {pcall(cmsgpack.unpack, string.rep('\\129\\1', 4000) .. '\\1')}",
+    "return {pcall(cmsgpack.unpack, '\\130\\1\\2\\192\\3')}",
     # unpack's count overflowed a C int in lupa's Lua and crashed the process.
     "return {unpack({1,2,3}, -2, 2147483647)}", "return {pcall(unpack, {1,2,3}, -2, 2147483647)}",
     "local ok, e = pcall(unpack, {1,2,3}, 1, 1e7) return e", "return {unpack({1,2,3}, 2)}",
@@ -279,6 +284,9 @@ COMMANDS = [
     "EVAL|return redis.call('incr', KEYS[1])|1|k1", "EVAL|error('x')|0",
     "MULTI", "EVAL|return redis.call('incr', 'n')|0", "EVAL|return redis.call('get', 'n')|0",
     "EXEC",
+    # cjson's settings last from script to script until SCRIPT FLUSH
+    "EVAL|return cjson.encode_max_depth(1)|0", "EVAL|return {pcall(cjson.encode, {{1}})}|0",
+    "SCRIPT|FLUSH", "EVAL|return {cjson.encode_max_depth(), cjson.encode({{1}})}|0",
 ]
 
 
@@ -382,6 +390,21 @@ def test_lua_memory_is_bounded() -> None:
         assert reply.startswith(b"-ERR ") and b"not enough memory" in reply, reply
         # The state survives: the next script runs.
         assert ours.send([b"EVAL", b"return 7", b"0"]) == b":7\r\n"
+    finally:
+        ours.close()
+
+
+def test_msgpack_nesting_is_bounded() -> None:
+    # A hostile string of nested one-element arrays fails cleanly instead
+    # of recursing without end; a self-referencing table packs 16 deep.
+    ours = Ours()
+    try:
+        reply = ours.send([b"EVAL", b"return {pcall(cmsgpack.unpack, string.rep('\\145', "
+                           b"100000) .. '\\1')}", b"0"])
+        assert reply == (b"*2\r\n$-1\r\n$51\r\n"
+                         b"stack overflow (in function mp_decode_to_lua_array)\r\n")
+        reply = ours.send([b"EVAL", b"local a = {} a[1] = a return #cmsgpack.pack(a)", b"0"])
+        assert reply == b":17\r\n"
     finally:
         ours.close()
 

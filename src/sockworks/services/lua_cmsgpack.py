@@ -20,9 +20,9 @@ __all__ = ["functions"]
 
 #: lua_cmsgpack.c's LUACMSGPACK_MAX_NESTING: deeper tables encode as nil.
 MAX_NESTING: Final = 16
-#: Decoding nests at most this deep (lua_cmsgpack.c recurses until Lua's
-#: stack gives out; a bound here keeps Python's stack safe).
-MAX_DECODE_DEPTH: Final = 500
+#: Decoding nests fewer tables than this: where Redis's Lua stack
+#: (LUAI_MAXCSTACK slots, two a level) overflows, measured on 7.0.15.
+MAX_DECODE_DEPTH: Final = 4000
 _INT_MAX: Final = 2**31 - 1
 
 
@@ -121,7 +121,15 @@ _FIXED: Final = {0xCC: (1, ">B"), 0xCD: (2, ">H"), 0xCE: (4, ">I"), 0xCF: (8, ">
                  0xCA: (4, ">f"), 0xCB: (8, ">d")}
 
 
+class _Overflow(Exception):
+    """A Lua error while building tables: nesting past what Redis's Lua
+    stack holds, a nil or NaN map key (the text is Lua's)."""
+
+
 class _Unpacker:
+    """Decodes one value at a time, iteratively: nesting costs no Python
+    stack, and stops where Redis's Lua stack overflows."""
+
     def __init__(self, lua: Any, data: bytes, pos: int) -> None:
         self._lua = lua
         self.data = data
@@ -134,50 +142,75 @@ class _Unpacker:
         self.pos += size
         return chunk
 
-    def value(self, depth: int = 0) -> Any:
-        if depth > MAX_DECODE_DEPTH:
-            raise _BadFormat
+    def value(self) -> Any:
+        # Open containers: [table, is_map, items left, next index, key read].
+        stack: list[list[Any]] = []
+        while True:
+            item, opened = self._scalar_or_open()
+            if opened is not None:
+                is_map, length = opened
+                if len(stack) + 1 >= MAX_DECODE_DEPTH:
+                    raise _Overflow("stack overflow (too many return values at once; use "
+                                    "unpack_one or unpack_limit instead.)" if is_map else
+                                    "stack overflow (in function mp_decode_to_lua_array)")
+                stack.append([self._lua.table_from([]), is_map, length * (2 if is_map else 1),
+                              1, _NO_KEY])
+            else:
+                self._store(stack, item)
+            while stack and stack[-1][2] == 0:
+                done = stack.pop()[0]
+                if not stack:
+                    return done
+                self._store(stack, done)
+            if not stack:
+                return item
+
+    @staticmethod
+    def _store(stack: list[list[Any]], item: Any) -> None:
+        if not stack:
+            return
+        top = stack[-1]
+        top[2] -= 1
+        if not top[1]:
+            top[0][top[3]] = item
+            top[3] += 1
+        elif top[4] is _NO_KEY:
+            top[4] = item
+        else:
+            key = top[4]
+            if key is None:
+                raise _Overflow("table index is nil")
+            if key != key:
+                raise _Overflow("table index is NaN")
+            top[0][key] = item
+            top[4] = _NO_KEY
+
+    def _scalar_or_open(self) -> tuple[Any, tuple[bool, int] | None]:
+        """A scalar, or (is_map, length) of a container just opened."""
         code = self._take(1)[0]
         if code <= 0x7F:
-            return code
+            return code, None
         if code >= 0xE0:
-            return code - 0x100
+            return code - 0x100, None
         if 0xA0 <= code <= 0xBF:
-            return self._take(code & 0x1F)
-        if 0x90 <= code <= 0x9F:
-            return self._array(code & 0xF, depth)
-        if 0x80 <= code <= 0x8F:
-            return self._map(code & 0xF, depth)
+            return self._take(code & 0x1F), None
+        if 0x80 <= code <= 0x9F:
+            return None, (code < 0x90, code & 0xF)
         if code in (0xC0, 0xC2, 0xC3):
-            return None if code == 0xC0 else code == 0xC3
+            return (None if code == 0xC0 else code == 0xC3), None
         if code in _FIXED:
             size, fmt = _FIXED[code]
-            return struct.unpack(fmt, self._take(size))[0]
+            return struct.unpack(fmt, self._take(size))[0], None
         if code in (0xD9, 0xDA, 0xDB):
             size = {0xD9: 1, 0xDA: 2, 0xDB: 4}[code]
-            return self._take(int.from_bytes(self._take(size), "big"))
-        if code in (0xDC, 0xDD):
-            return self._array(int.from_bytes(self._take(2 if code == 0xDC else 4), "big"),
-                               depth)
-        if code in (0xDE, 0xDF):
-            return self._map(int.from_bytes(self._take(2 if code == 0xDE else 4), "big"),
-                             depth)
+            return self._take(int.from_bytes(self._take(size), "big")), None
+        if code in (0xDC, 0xDD, 0xDE, 0xDF):
+            size = 2 if code in (0xDC, 0xDE) else 4
+            return None, (code >= 0xDE, int.from_bytes(self._take(size), "big"))
         raise _BadFormat
 
-    def _array(self, length: int, depth: int) -> Any:
-        table = self._lua.table_from([])
-        for index in range(1, length + 1):
-            table[index] = self.value(depth + 1)
-        return table
 
-    def _map(self, length: int, depth: int) -> Any:
-        table = self._lua.table_from([])
-        for _ in range(length):
-            key = self.value(depth + 1)
-            item = self.value(depth + 1)
-            if key is not None:
-                table[key] = item
-        return table
+_NO_KEY: Final = object()
 
 
 def functions(lua: Any, lua_type: Callable[[Any], str | None],
@@ -235,6 +268,8 @@ def functions(lua: Any, lua_type: Callable[[Any], str | None],
             raise error("Missing bytes in input.") from None
         except _BadFormat:
             raise error("Bad data format in input.") from None
+        except _Overflow as exc:
+            raise error(str(exc)) from None
         if not decode_all:
             results.insert(0, -1 if reader.pos == len(data) else reader.pos)
         return tuple(results)

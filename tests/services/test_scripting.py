@@ -615,6 +615,24 @@ def wait_busy(sock: socket.socket) -> None:
 
 
 @pytest.mark.parametrize("model", SHARED_MEMORY_MODELS)
+def test_pipelined_scripts_each_get_their_reply_in_order(model: str) -> None:
+    # Redis's "EVAL does not leak in the Lua stack" pipelines 10000 EVALs:
+    # an event loop reads on while a script runs on the runner, and the
+    # requests read then must wait for its reply, not take its place.
+    proc = spawn_server("serve", "kv", "--resp-port", "0", "--model", model,
+                        expect_listeners=2)
+    r = redis.Redis(host="127.0.0.1", port=resp_port(proc), socket_timeout=30)
+    try:
+        pipe = r.pipeline(transaction=False)
+        for _ in range(3000):
+            pipe.eval("return redis.call('incr', KEYS[1])", 1, "x")
+        assert pipe.execute() == list(range(1, 3001))
+    finally:
+        r.close()
+        proc.stop()
+
+
+@pytest.mark.parametrize("model", SHARED_MEMORY_MODELS)
 def test_script_kill_stops_a_busy_script(model: str) -> None:
     proc = spawn_server("serve", "kv", "--resp-port", "0", "--model", model,
                         "--busy-reply-threshold", "100", expect_listeners=2)

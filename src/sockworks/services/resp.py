@@ -647,7 +647,10 @@ class RespSession(Session):
             # script gate as the reference is (_execute).
             return self._end_call(self._execute([], None, data))
         parser.receive_data(data)
-        if waiting:
+        if waiting or self._ticket is not None:
+            # A blocking command, or a script on the runner, has not answered
+            # yet (an event loop reads on meanwhile): these wait behind it,
+            # run by resume() once the model has its reply.
             return self._end_call(self._hold())
         if self._backlog is not None:
             # Earlier requests still wait: these queue up behind them.
@@ -664,7 +667,10 @@ class RespSession(Session):
         return self._end_call(self._resume())
 
     def _resume(self) -> Output:
-        if self._blocked is not None:
+        ticket = self._ticket
+        if self._blocked is not None or (ticket is not None and not ticket.answered):
+            # Its script's reply is not in yet: the model resumes again when
+            # the output holding the ticket goes out.
             return NOTHING
         commands, violation = self._backlog or [], self._backlog_violation
         self._backlog = self._backlog_violation = None

@@ -164,6 +164,7 @@ class ScriptTicket:
         self._event = threading.Event()
         self._callbacks: list[Callable[[bool], None]] = []
         self._ok = True
+        self._answered = False
         self.reply = b""
         self.wrote = False
         #: Barrier.error: why the writes in front of the script were not logged.
@@ -180,6 +181,7 @@ class ScriptTicket:
 
     def resolve(self, reply: bytes, wrote: bool) -> None:
         self.reply, self.wrote = reply, wrote
+        self._answered = True
         after = self.after
         if after is not None:
             after.add_done_callback(self._finish)
@@ -195,6 +197,11 @@ class ScriptTicket:
             callbacks, self._callbacks = self._callbacks, []
         for fn in callbacks:
             fn(ok)
+
+    @property
+    def answered(self) -> bool:
+        """The script has run (its reply is set), whatever its log batch."""
+        return self._answered
 
     def flush(self) -> bool | None:
         """Barrier.flush: write this chunk's log batch (the writes in front

@@ -226,7 +226,8 @@ class _Json:
                 return value
             return run
 
-        def enum(attr: str, name: str, options: tuple[str, ...] = _BOOL_OPTIONS) -> Callable[..., Any]:
+        def enum(attr: str, name: str,
+                 options: tuple[str, ...] = _BOOL_OPTIONS) -> Callable[..., Any]:
             def run(*args: Any) -> Any:
                 _check_args(name, args, 1)
                 value = _enum_option(name, args, 0, getattr(self.config, attr), options)

@@ -252,6 +252,10 @@ SCRIPTS = [
     "return {unpack({1,2,3}, -2, 2147483647)}", "return {pcall(unpack, {1,2,3}, -2, 2147483647)}",
     "local ok, e = pcall(unpack, {1,2,3}, 1, 1e7) return e", "return {unpack({1,2,3}, 2)}",
     "return {unpack({1,2,3}, 3, 1)}", "return {unpack({1,2,3}, '2', '3')}",
+    "local a = {} for i = 1, 7999 do a[i] = i end return select('#', unpack(a))",
+    "local a = {} for i = 1, 7998 do a[i] = i end return select('#', unpack(a, 1))",
+    "local a = {} for i = 1, 8000 do a[i] = i end return {pcall(unpack, a)}",
+    "local a = {} for i = 1, 7998 do a[i] = i end return {pcall(unpack, a, 1, 7998)}",
     "return {pcall(unpack, 'x')}", "return {pcall(unpack)}", "return {pcall(unpack, {1}, 'x')}",
     "return {pcall(unpack, {1}, 1, {})}", "unpack('x')", "unpack({1}, 1, 'y')",
 ]

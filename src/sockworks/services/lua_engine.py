@@ -172,10 +172,13 @@ env.unpack = function(...)
   if i ~= nil and tonumber(i) == nil then argerror(2, 'number', G.type(i)) end
   if j ~= nil and tonumber(j) == nil then argerror(3, 'number', G.type(j)) end
   local first, last = tonumber(i) or 1, tonumber(j) or #t
-  if first <= last and last - first >= 8000 then
+  -- Lua's check: the arguments and the results within LUAI_MAXCSTACK (8000).
+  if first <= last and last - first + count >= 8000 then
     G.error('too many results to unpack', 2)
   end
-  return raw_unpack(t, i, j)
+  -- As called: each argument passed on counts against the C function's
+  -- stack (LUAI_MAXCSTACK), so unpack(t) of 7999 items fits, as in Redis.
+  return raw_unpack(...)
 end
 env.string, env.table, env.math = protect(string), protect(table), protect(math)
 env.coroutine = protect(coroutine)

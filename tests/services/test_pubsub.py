@@ -548,6 +548,26 @@ KEYSPACE_SCRIPT = [
 ]
 
 
+def _events_until_the_end(listener: Conn, client: Conn) -> list[Any]:
+    """The events ``listener`` (PSUBSCRIBEd to them) received until a
+    sentinel ``client`` publishes now; then notifications are switched off."""
+    client.run("PUBLISH", "__keyevent@0__:the-end", "x")
+    events: list[Any] = []
+    reader = listener.reader
+    for _ in range(10_000):
+        frame = reader.gets()
+        if frame is False:
+            chunk = listener.sock.recv(65536)
+            assert chunk
+            reader.feed(chunk)
+            continue
+        if frame[2] == b"__keyevent@0__:the-end":
+            break
+        events.append(frame[2:])
+    client.run("CONFIG", "SET", "notify-keyspace-events", "")
+    return events
+
+
 def _keyspace_events(address: tuple[str, int]) -> list[Any]:
     listener, client = Conn(address), Conn(address)
     try:
@@ -556,21 +576,7 @@ def _keyspace_events(address: tuple[str, int]) -> list[Any]:
         listener.run("PSUBSCRIBE", "__key*__:*")
         for line in KEYSPACE_SCRIPT:
             client.run(*line.split())
-        client.run("PUBLISH", "__keyevent@0__:the-end", "x")
-        events: list[Any] = []
-        reader = listener.reader
-        for _ in range(10_000):
-            frame = reader.gets()
-            if frame is False:
-                chunk = listener.sock.recv(65536)
-                assert chunk
-                reader.feed(chunk)
-                continue
-            if frame[2] == b"__keyevent@0__:the-end":
-                break
-            events.append(frame[2:])
-        client.run("CONFIG", "SET", "notify-keyspace-events", "")
-        return events
+        return _events_until_the_end(listener, client)
     finally:
         listener.close()
         client.close()
@@ -604,21 +610,7 @@ def _blocking_events(address: tuple[str, int]) -> list[Any]:
                 assert time.monotonic() < deadline, "the waiter never blocked"
             client.run(*push.split())
             assert waiter.frames_until_sentinel()[:1] in (b"*", b"$")  # served
-        client.run("PUBLISH", "__keyevent@0__:the-end", "x")
-        events: list[Any] = []
-        reader = listener.reader
-        for _ in range(10_000):
-            frame = reader.gets()
-            if frame is False:
-                chunk = listener.sock.recv(65536)
-                assert chunk
-                reader.feed(chunk)
-                continue
-            if frame[2] == b"__keyevent@0__:the-end":
-                break
-            events.append(frame[2:])
-        client.run("CONFIG", "SET", "notify-keyspace-events", "")
-        return events
+        return _events_until_the_end(listener, client)
     finally:
         listener.close()
         client.close()

@@ -30,7 +30,7 @@ from tests.redis_support import (  # noqa: F401  (the *_fixture functions are fi
     redis_cluster_fixture,
     redis_server_fixture,
 )
-from tests.support import SHARED_MEMORY_MODELS
+from tests.support import SHARED_MEMORY_MODELS, recv_until
 
 redis = pytest.importorskip("redis")
 
@@ -251,11 +251,8 @@ def test_losing_the_backend_disconnects_subscribers(redis_server: RedisServer) -
     try:
         raw = socket.create_connection(proc.addresses[1], timeout=10)
         raw.sendall(b"SUBSCRIBE c\r\n")
-        reply = b""
-        while b":1\r\n" not in reply:
-            chunk = raw.recv(4096)
-            assert chunk, reply
-            reply += chunk
+        reply = recv_until(raw, b":1\r\n")
+        assert b":1\r\n" in reply, reply  # subscribed, not closed
         redis_server.kill()
         proc.wait_for_log(b"closing subscriber", timeout=10)
         # Disconnected, not left subscribed to nothing: EOF (or a reset).
@@ -278,11 +275,8 @@ def test_a_frozen_backend_disconnects_subscribers(redis_server: RedisServer) -> 
     try:
         raw = socket.create_connection(proc.addresses[1], timeout=30)
         raw.sendall(b"SUBSCRIBE c\r\n")
-        reply = b""
-        while b":1\r\n" not in reply:
-            chunk = raw.recv(4096)
-            assert chunk, reply
-            reply += chunk
+        reply = recv_until(raw, b":1\r\n")
+        assert b":1\r\n" in reply, reply  # subscribed, not closed
         redis_server.signal(signal.SIGSTOP)
         try:
             proc.wait_for_log(b"no answer to PING", timeout=PING_AFTER + 15)

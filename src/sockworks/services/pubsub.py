@@ -241,6 +241,12 @@ class Broker:
         #: serves blocked clients after the command that pushed).
         self._deferred = threading.local()
 
+    @property
+    def sees_commands(self) -> bool:
+        """MONITOR or keyspace events are on: every command must go the
+        long way (no GET/SET shortcut, no compiled fast path)."""
+        return self.monitored or bool(self.keyspace_flags)
+
     # -- keyspace notifications ------------------------------------------------------
     def notify(self, cls: int, event: str, key: bytes,
                sender: Subscriptions | None = None) -> None:

@@ -641,7 +641,7 @@ class RespSession(Session):
         if (self._fast is not None and self._open and self.queued is None and not waiting
                 and self._backlog is None and not parser.busy and type(data) is bytes
                 and self._get_words and not self.subs.pushed_to
-                and not (broker.monitored or broker.keyspace_flags)):
+                and not broker.sees_commands):
             # Compiled: the whole chunk, or the requests up to the first it
             # does not handle, from which the reference goes on; behind the
             # script gate as the reference is (_execute).
@@ -793,7 +793,7 @@ class RespSession(Session):
             subs.start()  # pushes wait for this chunk's replies (services/pubsub.py)
         broker = self.service.broker
         # MONITOR and keyspace events need every command to go the long way.
-        plain = self._open and not (broker.monitored or broker.keyspace_flags)
+        plain = self._open and not broker.sees_commands
         for argv in commands:
             if size >= REPLY_BUDGET:
                 # Back-pressure (core/service.py): the rest waits for resume().

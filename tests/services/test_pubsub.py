@@ -214,10 +214,14 @@ def test_redis_py_pubsub_get_message_and_listen(start_server: StartServer,
         ps = r.pubsub()
         ps.subscribe("chan")
         ps.psubscribe("pat.*")
+        deadline = time.monotonic() + 10
+        # redis-py sends (P)SUBSCRIBE without reading the confirmations:
+        # read them, so the counts below are asked after both ran.
+        confirmed = [ps.get_message(timeout=5) for _ in range(2)]
+        assert [m["type"] for m in confirmed if m] == ["subscribe", "psubscribe"], confirmed
         assert r.pubsub_numsub("chan") == [(b"chan", 1)]
         assert r.pubsub_numpat() == 1
         assert r.publish("chan", "hello") == 1
-        deadline = time.monotonic() + 10
         message = _wait_message(ps, deadline)
         assert message["type"] == "message" and message["data"] == b"hello"
         assert r.publish("pat.x", "p") == 1

@@ -258,6 +258,17 @@ SCRIPTS = [
     "local a = {} for i = 1, 7998 do a[i] = i end return {pcall(unpack, a, 1, 7998)}",
     "return {pcall(unpack, 'x')}", "return {pcall(unpack)}", "return {pcall(unpack, {1}, 'x')}",
     "return {pcall(unpack, {1}, 1, {})}", "unpack('x')", "unpack({1}, 1, 'y')",
+    # an error raised by redis.call in tail position names the script's line
+    "redis.call('set', 'k', 'v')\nreturn redis.call('incr', 'k')",
+    "redis.call('set', 'k', 'v')\n\nreturn redis.call('incr', 'k')",
+    "local function f()\n  return redis.call('nosuch')\nend\nreturn f()",
+    "return redis.pcall('nosuch')", "return redis.call()",
+    # as many arguments as unpack gives: lupa alone refuses about 7996
+    "local a = {} for i = 1, 7999 do a[i] = i end return redis.call('rpush', 'l', unpack(a))",
+    "local a = {} for i = 1, 7999 do a[i] = i end return redis.pcall('rpush', 'l', unpack(a))",
+    "local a = {'rpush', 'l'} for i = 3, 7999 do a[i] = 'x' end a[5000] = {}"
+    " return redis.pcall(unpack(a))",
+    "local a = {} for i = 1, 7999 do a[i] = i end\nreturn redis.call('incr', unpack(a))",
 ]
 
 #: Raw commands (arguments split on '|'), compared the same way.

@@ -45,7 +45,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Final, NoReturn
 
 from sockworks.core.logs import RateLimitedLog
-from sockworks.services import lua_libs
+from sockworks.services import lua_bytecode, lua_libs
 from sockworks.services.resp_commands import REDIS_VERSION
 
 __all__ = ["HOOK_INSTRUCTIONS", "LUA_AVAILABLE", "LUA_VERSION", "DEFAULT_LUA_MEMORY",
@@ -78,6 +78,10 @@ DEFAULT_LUA_MEMORY: Final = 256 * 1024 * 1024
 MAX_REPLY_DEPTH: Final = 200
 _INT64_MIN: Final = -(1 << 63)
 _INT64_MAX: Final = (1 << 63) - 1
+#: Arguments from which redis.call passes them to Python as one table:
+#: lupa's call into Python checks for 2 free slots within LUAI_MAXCSTACK
+#: (8000) and fails from about 7996 arguments.
+PACK_AT: Final = 7000
 #: The chunk name Redis gives scripts: errors read ``user_script:1: ...``.
 CHUNK: Final = b"@user_script"
 #: Redis 7's texts for misuse of the redis library (from a real server).
@@ -86,12 +90,16 @@ KILLED: Final = b"ERR Script killed by user with SCRIPT KILL..."
 # The sandbox, written for this module (Redis builds the same environment
 # in C). It receives the Python callbacks and returns what Python needs.
 _PRELUDE: Final = r"""
--- The redis.* functions that can fail are Python callables: to Lua they
--- are C functions, so a script's `return redis.call(...)` keeps its frame
--- (the error names the script's line, as Redis's C functions do). They
--- raise a Python exception carrying the error table; unwrap() gets it back.
+-- The redis.* functions that can fail are Python callables; they raise a
+-- Python exception carrying the error table, unwrap() gets it back.
+-- redis.call/pcall are Lua wrappers around them: lupa refuses a call from
+-- Lua into Python with close to LUAI_MAXCSTACK (8000) arguments, which
+-- Redis's C redis.call takes, so past PACK_AT the arguments go as a table.
+-- (A wrapper tail-called by `return redis.call(...)` would replace the
+-- script's frame and lose the error's line: scripts are compiled without
+-- tail calls, see LuaEngine.untail.)
 local py_call, py_pcall, py_sha1, py_log, py_setresp, unwrap, py_killed, chunk_name,
-      hook_count, version, version_num = ...
+      hook_count, version, version_num, py_call_packed, py_pcall_packed, pack_at = ...
 local G = _G
 local error, type, tostring, select, unpack = error, type, tostring, select, unpack
 local setmetatable, rawget, rawset, setfenv = setmetatable, rawget, rawset, setfenv
@@ -120,7 +128,15 @@ local function error_table(msg)
   return {err = code .. ' ' .. text}
 end
 
-local redis = {call = py_call, pcall = py_pcall, sha1hex = py_sha1, log = py_log,
+local function call(...)
+  if select('#', ...) < pack_at then return py_call(...) end
+  return py_call_packed(select('#', ...), {...})
+end
+local function pcall_(...)
+  if select('#', ...) < pack_at then return py_pcall(...) end
+  return py_pcall_packed(select('#', ...), {...})
+end
+local redis = {call = call, pcall = pcall_, sha1hex = py_sha1, log = py_log,
                setresp = py_setresp}
 function redis.error_reply(...)
   local msg = ...
@@ -266,7 +282,14 @@ local function run(fn)
   return ok, result
 end
 
-return compile, run, env, protect
+-- A function recompiled from bytecode (LuaEngine.untail), with its globals.
+local function reload(fn, code)
+  local new = loadstring(code)
+  setfenv(new, getfenv(fn))
+  return new
+end
+
+return compile, run, env, protect, string.dump, reload
 """
 
 
@@ -343,8 +366,9 @@ class LuaEngine:
         lua = self._lua
         prelude = lua.execute(_PRELUDE, self._py_call, self._py_pcall, self._py_sha1,
                               self._py_log, self._py_setresp, _unwrap, self._py_killed, CHUNK,
-                              HOOK_INSTRUCTIONS, REDIS_VERSION.encode(), _version_num())
-        self._compile, self._run, self._env, protect = prelude
+                              HOOK_INSTRUCTIONS, REDIS_VERSION.encode(), _version_num(),
+                              self._py_call_packed, self._py_pcall_packed, PACK_AT)
+        self._compile, self._run, self._env, protect, self._dump, self._reload = prelude
         self._reset_libs = lua_libs.install(lua, self._env, protect, _lupa.lua_type, _raising)
         self._rawget = lua.globals().rawget
         self._lua_type = _lupa.lua_type
@@ -362,7 +386,24 @@ class LuaEngine:
             text = err.decode("utf-8", "replace") if isinstance(err, bytes) else str(err)
             raise ScriptError(b"-ERR Error compiling script (new function): "
                               + text.replace("\r", " ").replace("\n", " ").encode() + b"\r\n")
-        return fn
+        return self.untail(fn)
+
+    def untail(self, fn: Any) -> Any:
+        """``fn`` with every tail call made a plain call (same results).
+
+        Lua replaces the caller's frame on ``return f(...)`` when ``f`` is a
+        Lua function; redis.call is one here (see the prelude), so without
+        this a script's ``return redis.call('bad')`` would lose its frame and
+        its error the line Redis names. Costs a recompile from bytecode, once
+        per script; the price is that unbounded tail recursion in a script
+        stops at Lua's call depth (about 20000) as plain recursion does.
+        """
+        with self.lock:
+            code = self._dump(fn)
+            patched = lua_bytecode.untail(code)
+            if patched == code:
+                return fn
+            return self._reload(fn, patched)
 
     def run(self, fn: Any, sha: bytes, keys: Sequence[bytes], args: Sequence[bytes],
             proto: int, dispatch: Callable[[list[bytes]], bytes],
@@ -501,6 +542,13 @@ class LuaEngine:
     def _py_pcall(self, *args: Any) -> Any:
         """redis.pcall: the reply as Lua, an error as its {err=...} table."""
         return self._call(args)[1]
+
+    def _py_call_packed(self, count: int, packed: Any) -> Any:
+        """redis.call with PACK_AT arguments or more, given as a table."""
+        return self._py_call(*(packed[index] for index in range(1, count + 1)))
+
+    def _py_pcall_packed(self, count: int, packed: Any) -> Any:
+        return self._py_pcall(*(packed[index] for index in range(1, count + 1)))
 
     def _error(self, text: bytes) -> tuple[bool, Any]:
         return False, self._table_from({b"err": text})

@@ -18,8 +18,8 @@ redis-server, tests/services/test_scripting.py compares them):
   ``print``, ``setfenv``/``getfenv``; ``loadstring``/``load`` compile in the
   sandbox and refuse bytecode; ``pcall`` returns a Redis error's message as
   a string (Redis 7's own ``pcall``), ``xpcall`` the error table;
-* ``redis.call/pcall/error_reply/status_reply/sha1hex/log/setresp`` and the
-  constants; ``KEYS`` and ``ARGV``.
+* ``redis.call/pcall/error_reply/status_reply/sha1hex/log/setresp/
+  acl_check_cmd`` and the constants; ``KEYS`` and ``ARGV``.
 
 Conversions both ways follow Redis's rules (:meth:`LuaEngine.to_lua`,
 :meth:`LuaEngine.to_resp`): a Lua number becomes an integer by truncation
@@ -99,7 +99,8 @@ _PRELUDE: Final = r"""
 -- script's frame and lose the error's line: scripts are compiled without
 -- tail calls, see LuaEngine.untail.)
 local py_call, py_pcall, py_sha1, py_log, py_setresp, unwrap, py_killed, chunk_name,
-      hook_count, version, version_num, py_call_packed, py_pcall_packed, pack_at = ...
+      hook_count, version, version_num, py_call_packed, py_pcall_packed, pack_at,
+      py_acl_check = ...
 local G = _G
 local error, type, tostring, select, unpack = error, type, tostring, select, unpack
 local setmetatable, rawget, rawset, setfenv = setmetatable, rawget, rawset, setfenv
@@ -137,7 +138,7 @@ local function pcall_(...)
   return py_pcall_packed(select('#', ...), {...})
 end
 local redis = {call = call, pcall = pcall_, sha1hex = py_sha1, log = py_log,
-               setresp = py_setresp}
+               setresp = py_setresp, acl_check_cmd = py_acl_check}
 function redis.error_reply(...)
   local msg = ...
   if select('#', ...) ~= 1 or type(msg) ~= 'string' then
@@ -360,6 +361,7 @@ class LuaEngine:
         #: redis.log, by level: a script logging in a loop costs a line per 5 s.
         self._logs = tuple(RateLimitedLog(logger, level) for level in _LOG_LEVELS)
         self._dispatch: Callable[[list[bytes]], bytes] | None = None
+        self._acl_check: Callable[[list[bytes]], bool | None] | None = None
         self._killed: Callable[[], bool] = lambda: False
         #: The RESP version redis.call replies are converted from (setresp).
         self.resp = 2
@@ -367,7 +369,8 @@ class LuaEngine:
         prelude = lua.execute(_PRELUDE, self._py_call, self._py_pcall, self._py_sha1,
                               self._py_log, self._py_setresp, _unwrap, self._py_killed, CHUNK,
                               HOOK_INSTRUCTIONS, REDIS_VERSION.encode(), _version_num(),
-                              self._py_call_packed, self._py_pcall_packed, PACK_AT)
+                              self._py_call_packed, self._py_pcall_packed, PACK_AT,
+                              self._py_acl_check)
         self._compile, self._run, self._env, protect, self._dump, self._reload = prelude
         self._reset_libs = lua_libs.install(lua, self._env, protect, _lupa.lua_type, _raising)
         self._rawget = lua.globals().rawget
@@ -407,11 +410,15 @@ class LuaEngine:
 
     def run(self, fn: Any, sha: bytes, keys: Sequence[bytes], args: Sequence[bytes],
             proto: int, dispatch: Callable[[list[bytes]], bytes],
-            killed: Callable[[], bool], *, globals_: bool = True) -> bytes:
+            killed: Callable[[], bool], *, globals_: bool = True,
+            acl_check: Callable[[list[bytes]], bool | None] | None = None) -> bytes:
         """Run a compiled script; its reply in the caller's ``proto``.
-        ``globals_=False`` (a FUNCTION): no KEYS and ARGV globals."""
+        ``globals_=False`` (a FUNCTION): no KEYS and ARGV globals.
+        ``acl_check(argv)`` answers redis.acl_check_cmd: whether the caller's
+        user may run it, None for no such command (None: always allowed)."""
         with self.lock:
             self._dispatch, self._killed, self.resp = dispatch, killed, 2
+            self._acl_check = acl_check
             env = self._env
             if globals_:
                 env[b"KEYS"] = self._table_from(list(keys))
@@ -436,7 +443,7 @@ class LuaEngine:
                 text = str(exc).replace("\r", " ").replace("\n", " ")
                 return f"-ERR {text} script: {sha.decode()}\r\n".encode()
             finally:
-                self._dispatch, self._killed = None, lambda: False
+                self._dispatch, self._killed, self._acl_check = None, lambda: False, None
                 env[b"KEYS"] = env[b"ARGV"] = None
 
     def _error_reply(self, err: Any, sha: bytes) -> bytes:
@@ -550,11 +557,33 @@ class LuaEngine:
     def _py_pcall_packed(self, count: int, packed: Any) -> Any:
         return self._py_pcall(*(packed[index] for index in range(1, count + 1)))
 
+    def _py_acl_check(self, *args: Any) -> bool:
+        """redis.acl_check_cmd: may the script's caller run this command?"""
+        argv = self._argv(args)
+        if isinstance(argv, tuple):
+            raise _RedisError(argv[1])
+        allowed = True if self._acl_check is None else self._acl_check(argv)
+        if allowed is None:
+            self._raise(b"Invalid command passed to redis.acl_check_cmd()")
+        return allowed
+
     def _error(self, text: bytes) -> tuple[bool, Any]:
         return False, self._table_from({b"err": text})
 
     def _call(self, args: tuple[Any, ...]) -> tuple[bool, Any]:
         """(True, the reply as Lua) or (False, {err=...})."""
+        argv = self._argv(args)
+        if isinstance(argv, tuple):
+            return argv
+        assert self._dispatch is not None
+        reply = self._dispatch(argv)
+        value, _ = self._parse(reply, 0, top=True)
+        if isinstance(value, _Failure):
+            return self._error(value.text)
+        return True, value
+
+    def _argv(self, args: tuple[Any, ...]) -> list[bytes] | tuple[bool, Any]:
+        """A redis lib call's arguments as a command, or (False, {err=...})."""
         if not args:
             return self._error(b"ERR Please specify at least one argument for this redis lib "
                                b"call")
@@ -567,12 +596,7 @@ class LuaEngine:
             else:
                 return self._error(b"ERR Lua redis lib command arguments must be strings or "
                                    b"integers")
-        assert self._dispatch is not None
-        reply = self._dispatch(argv)
-        value, _ = self._parse(reply, 0, top=True)
-        if isinstance(value, _Failure):
-            return self._error(value.text)
-        return True, value
+        return argv
 
     # -- Redis -> Lua ----------------------------------------------------------------
     def _parse(self, data: bytes, pos: int, top: bool = False) -> tuple[Any, int]:

@@ -42,6 +42,7 @@ from sockworks.services.lua_engine import (
     ScriptError,
     sha1hex,
 )
+from sockworks.services.acl_categories import COMMAND_CATEGORIES, CONTAINERS
 from sockworks.services.lua_functions import Libraries
 from sockworks.services.resp_commands import (
     NOT_INTEGER,
@@ -358,6 +359,19 @@ def call_command(s: Ctx, argv: list[bytes], read_only: bool, run: ExclusiveRun,
             broker.feed_monitors(argv, "lua")
 
 
+def acl_allows(s: Ctx, argv: list[bytes]) -> bool | None:
+    """redis.acl_check_cmd(*argv): may this connection's user run it (the
+    command, its keys, its channels; nothing counted)? None: no such
+    command (Redis's lookupCommand: a container's subcommand must exist)."""
+    spec: CommandSpec | None = s.commands.get(argv[0].lower())
+    if spec is None:
+        return None
+    if (spec.name in CONTAINERS and len(argv) > 1
+            and f"{spec.name}|{argv[1].decode('latin-1').lower()}" not in COMMAND_CATEGORIES):
+        return None
+    return s.script_access(spec, argv, count=False) is None
+
+
 def _run(s: Ctx, spec: CommandSpec, argv: list[bytes]) -> bytes:
     outcome = spec.handler(s, argv)
     return s.run_plan(outcome) if isinstance(outcome, Plan) else outcome
@@ -437,7 +451,7 @@ def _eval(s: Ctx, argv: list[bytes], *, by_sha: bool,
         def dispatch(call: list[bytes]) -> bytes:
             return call_command(s, call, no_writes, run, engine.resp)
         return engine.run(script.fn, script.sha, keys, args, s.proto, dispatch,
-                          lambda: run.killed)
+                          lambda: run.killed, acl_check=lambda call: acl_allows(s, call))
     return s.run_script(job)
 
 

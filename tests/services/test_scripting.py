@@ -258,6 +258,22 @@ SCRIPTS = [
     "local a = {} for i = 1, 7998 do a[i] = i end return {pcall(unpack, a, 1, 7998)}",
     "return {pcall(unpack, 'x')}", "return {pcall(unpack)}", "return {pcall(unpack, {1}, 'x')}",
     "return {pcall(unpack, {1}, 1, {})}", "unpack('x')", "unpack({1}, 1, 'y')",
+    # read-only globals, libraries and metatables ("Try trick ..." in Redis's
+    # unit); the strings' metatable is shared: a script must not change it
+    "setmetatable(_G, {})", "local g = getmetatable(_G)\ng.__index = {}",
+    "redis = function() return 1 end", "_G = {}", "redis.call = function() return 1 end",
+    "cjson.encode = function() return 1 end", "cmsgpack.pack = function() return 1 end",
+    "bit.lshift = function() return 1 end", "getmetatable(nil).__index = function() end",
+    "getmetatable('').__index = function() return 1 end", "getmetatable(1.5).__index = 1",
+    "getmetatable(true).__index = 1", "getmetatable(function() end).__index = 1",
+    "getmetatable(coroutine.create(function() end)).__index = 1",
+    "return type(getmetatable(''))", "return getmetatable('').__index == string",
+    "getmetatable('').x = 1", "rawset(getmetatable(''), 'x', 1)", "return ('abc'):upper()",
+    "return {pcall(setmetatable, string, {})}",
+    "local t = setmetatable({}, {__index = function() return 5 end}) return t.x",
+    "return getmetatable(setmetatable({}, {__metatable = 'locked'}))",
+    "loadfile('some file')", "dofile('some file')", "print('x')",
+    "return loadstring(string.dump(function() return 1 end))()",
     # an error raised by redis.call in tail position names the script's line
     "redis.call('set', 'k', 'v')\nreturn redis.call('incr', 'k')",
     "redis.call('set', 'k', 'v')\n\nreturn redis.call('incr', 'k')",

@@ -201,6 +201,27 @@ env.string, env.table, env.math = protect(string), protect(table), protect(math)
 env.coroutine = protect(coroutine)
 env.redis = protect(redis)
 
+-- Metatables are read-only too, as Redis 7.0.15 makes them: the strings'
+-- one is shared by the whole state (a script setting its __index would
+-- break every later script), so getmetatable('') gives a read-only view
+-- whose __index is the (read-only) string library; our read-only tables'
+-- own metatables are shown as an empty read-only table.
+local debug_getmetatable, string_mt = G.debug.getmetatable, G.getmetatable('')
+string_mt.__index = env.string
+local string_mt_view, locked_view = protect(string_mt), protect({})
+env.getmetatable = function(...)
+  local value = ...
+  if readonly[value] then return locked_view end
+  local mt = getmetatable(...)
+  if mt == string_mt then return string_mt_view end
+  return mt
+end
+env.setmetatable = function(...)
+  local t = ...
+  if readonly[t] then error('Attempt to modify a readonly table', 0) end
+  return setmetatable(...)
+end
+
 local sandbox = {}
 readonly[sandbox] = true
 env._G = sandbox

@@ -366,6 +366,26 @@ def test_config_busy_reply_threshold_matches_redis(sides: tuple[Any, Ours]) -> N
         compare(sides, [part.encode() for part in line.split("|")])
 
 
+@pytest.mark.redis
+def test_a_script_started_over_maxmemory_may_not_write_until_it_has(
+        sides: tuple[Any, Ours]) -> None:
+    # Redis's scriptVerifyOOM: memory over the limit when the script starts
+    # refuses its denyoom calls until it has written (DEL is no denyoom).
+    lines = ["CONFIG|SET|maxmemory|1", "EVAL|redis.call('set', 'x', 1)|0",
+             "EVAL|return redis.call('get', 'x')|0", "EVAL|return redis.pcall('set', 'x', 1)|0",
+             "EVAL|#!lua flags=allow-oom\nreturn redis.call('set', 'x', 1)|0",
+             "EVAL|redis.call('del', 'x') return redis.call('set', 'x', 1)|0",
+             "EVAL|return redis.call('set', 'x', 1)|0"]
+    try:
+        for line in lines:
+            compare(sides, [part.encode() for part in line.split("|")])
+    finally:
+        for side in ([b"CONFIG", b"SET", b"maxmemory", b"0"], [b"FLUSHALL"]):
+            ask(sides[0], *side)
+            sides[1].send(side)
+    compare(sides, [b"EVAL", b"return redis.call('set', 'x', 1)", b"0"])
+
+
 # -- without lupa, on the Redis backend, bounds ------------------------------------
 
 def test_without_lupa_scripting_says_how_to_get_it(monkeypatch: pytest.MonkeyPatch) -> None:

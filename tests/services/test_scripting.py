@@ -788,3 +788,21 @@ def test_acl_scripting_category_and_calls_inside_scripts(tmp_path: Path) -> None
         assert service.store.get(b"k") is None
     finally:
         ours.close()
+
+
+def test_info_memory_counts_cached_scripts_and_lua_memory() -> None:
+    # Redis's unit reads number_of_cached_scripts around SCRIPT FLUSH ASYNC.
+    ours = Ours()
+    try:
+        for j in range(5):
+            assert ours.send([b"SCRIPT", b"LOAD", b"return %d" % j]).startswith(b"$40\r\n")
+        info = ours.send([b"INFO", b"memory"])
+        assert b"\r\nnumber_of_cached_scripts:5\r\n" in info
+        assert b"\r\nused_memory_scripts_eval:" in info
+        lua = int(info.split(b"used_memory_lua:")[1].split(b"\r\n")[0])
+        assert lua > 0
+        assert info.index(b"used_memory_lua:") < info.index(b"maxmemory:")
+        assert ours.send([b"SCRIPT", b"FLUSH", b"ASYNC"]) == b"+OK\r\n"
+        assert b"\r\nnumber_of_cached_scripts:0\r\n" in ours.send([b"INFO", b"memory"])
+    finally:
+        ours.close()

@@ -93,6 +93,7 @@ from sockworks.storage.base import (
     TransactionAborted,
     WatchSet,
 )
+from sockworks.storage.eviction import bytes_to_human
 from sockworks.storage.gate import DEFAULT_BUSY_REPLY_THRESHOLD_MS, ExclusiveRun
 from sockworks.storage.memory import MemoryStore
 
@@ -363,7 +364,12 @@ class RespService(Service):
             "tracking_clients": 0,
             "clients_in_timeout_table": 0,
         })
-        section("Memory", memory_fields(store_info))
+        scripting = self.scripts.counters()
+        lua = scripting["used_memory_lua"]
+        section("Memory", memory_fields(store_info, {
+            "used_memory_lua": lua, "used_memory_lua_human": bytes_to_human(lua),
+            "used_memory_scripts_eval": scripting["used_memory_scripts"],
+            "number_of_cached_scripts": scripting["number_of_cached_scripts"]}))
         aof = store_info.get("persistence") == "aof"
         persistence: dict[str, object] = {
             "loading": 0,

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from sockworks.protocols.resp import OK, encode, encode_integer
+from sockworks.services.acl_categories import COMMAND_CATEGORIES, CONTAINERS
 from sockworks.services.lua_engine import (
     DEFAULT_LUA_MEMORY,
     LUA_AVAILABLE,
@@ -42,7 +43,6 @@ from sockworks.services.lua_engine import (
     ScriptError,
     sha1hex,
 )
-from sockworks.services.acl_categories import COMMAND_CATEGORIES, CONTAINERS
 from sockworks.services.lua_functions import Libraries
 from sockworks.services.resp_commands import (
     NOT_INTEGER,

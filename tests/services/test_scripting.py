@@ -274,6 +274,13 @@ SCRIPTS = [
     "return getmetatable(setmetatable({}, {__metatable = 'locked'}))",
     "loadfile('some file')", "dofile('some file')", "print('x')",
     "return loadstring(string.dump(function() return 1 end))()",
+    # SORT BY a constant sorts a set ALPHA inside a script (not a list)
+    "redis.call('sadd', 'S', 'b', 'azz', 'a', 'c', 'aa') return redis.call('sort', 'S', 'by', '_')",
+    "redis.call('sadd', 'S', 'b', 'a', 'c') return redis.call('sort', 'S', 'by', '_', 'get', '#',"
+    " 'get', '_:*')",
+    "redis.call('sadd', 'S', 'b', 'a', 'c', 'd') return redis.call('sort_ro', 'S', 'by', 'x',"
+    " 'desc', 'limit', '1', '2')",
+    "redis.call('rpush', 'L', 'c', 'a', 'b') return redis.call('sort', 'L', 'by', '_')",
     # an error raised by redis.call in tail position names the script's line
     "redis.call('set', 'k', 'v')\nreturn redis.call('incr', 'k')",
     "redis.call('set', 'k', 'v')\n\nreturn redis.call('incr', 'k')",

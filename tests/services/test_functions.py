@@ -103,6 +103,14 @@ COMMANDS = [
     "FUNCTION|LOAD|" + lib("redis.register_function('f1', function() end)"),
     "FUNCTION|LOAD|" + lib("redis.register_function('boom', function() return nope end)"),
     "FCALL|boom|0",
+    # redis.call in tail position: the error names the function's line;
+    # as many arguments as unpack gives (lupa alone refuses about 7996)
+    "FUNCTION|LOAD|" + lib("redis.register_function('tail', function(keys, args)\n"
+                           "  redis.call('set', 'k', 'v')\n  return redis.call('incr', 'k')\n"
+                           "end)\nredis.register_function('many', function(keys, args)\n"
+                           "  local a = {} for i = 1, 7999 do a[i] = i end\n"
+                           "  return redis.call('rpush', 'l', unpack(a))\nend)", "tl"),
+    "FCALL|tail|0", "FCALL|many|0", "FUNCTION|DELETE|tl",
     # the load API kept by a function is refused at run time
     "FUNCTION|LOAD|" + lib("local lib = redis\n"
                            "lib.register_function('mal', function() "

@@ -258,6 +258,40 @@ SCRIPTS = [
     "local a = {} for i = 1, 7998 do a[i] = i end return {pcall(unpack, a, 1, 7998)}",
     "return {pcall(unpack, 'x')}", "return {pcall(unpack)}", "return {pcall(unpack, {1}, 'x')}",
     "return {pcall(unpack, {1}, 1, {})}", "unpack('x')", "unpack({1}, 1, 'y')",
+    # read-only globals, libraries and metatables ("Try trick ..." in Redis's
+    # unit); the strings' metatable is shared: a script must not change it
+    "setmetatable(_G, {})", "local g = getmetatable(_G)\ng.__index = {}",
+    "redis = function() return 1 end", "_G = {}", "redis.call = function() return 1 end",
+    "cjson.encode = function() return 1 end", "cmsgpack.pack = function() return 1 end",
+    "bit.lshift = function() return 1 end", "getmetatable(nil).__index = function() end",
+    "getmetatable('').__index = function() return 1 end", "getmetatable(1.5).__index = 1",
+    "getmetatable(true).__index = 1", "getmetatable(function() end).__index = 1",
+    "getmetatable(coroutine.create(function() end)).__index = 1",
+    "return type(getmetatable(''))", "return getmetatable('').__index == string",
+    "getmetatable('').x = 1", "rawset(getmetatable(''), 'x', 1)", "return ('abc'):upper()",
+    "return {pcall(setmetatable, string, {})}",
+    "local t = setmetatable({}, {__index = function() return 5 end}) return t.x",
+    "return getmetatable(setmetatable({}, {__metatable = 'locked'}))",
+    "loadfile('some file')", "dofile('some file')", "print('x')",
+    "return loadstring(string.dump(function() return 1 end))()",
+    # SORT BY a constant sorts a set ALPHA inside a script (not a list)
+    "redis.call('sadd', 'S', 'b', 'azz', 'a', 'c', 'aa') return redis.call('sort', 'S', 'by', '_')",
+    "redis.call('sadd', 'S', 'b', 'a', 'c') return redis.call('sort', 'S', 'by', '_', 'get', '#',"
+    " 'get', '_:*')",
+    "redis.call('sadd', 'S', 'b', 'a', 'c', 'd') return redis.call('sort_ro', 'S', 'by', 'x',"
+    " 'desc', 'limit', '1', '2')",
+    "redis.call('rpush', 'L', 'c', 'a', 'b') return redis.call('sort', 'L', 'by', '_')",
+    # an error raised by redis.call in tail position names the script's line
+    "redis.call('set', 'k', 'v')\nreturn redis.call('incr', 'k')",
+    "redis.call('set', 'k', 'v')\n\nreturn redis.call('incr', 'k')",
+    "local function f()\n  return redis.call('nosuch')\nend\nreturn f()",
+    "return redis.pcall('nosuch')", "return redis.call()",
+    # as many arguments as unpack gives: lupa alone refuses about 7996
+    "local a = {} for i = 1, 7999 do a[i] = i end return redis.call('rpush', 'l', unpack(a))",
+    "local a = {} for i = 1, 7999 do a[i] = i end return redis.pcall('rpush', 'l', unpack(a))",
+    "local a = {'rpush', 'l'} for i = 3, 7999 do a[i] = 'x' end a[5000] = {}"
+    " return redis.pcall(unpack(a))",
+    "local a = {} for i = 1, 7999 do a[i] = i end\nreturn redis.call('incr', unpack(a))",
 ]
 
 #: Raw commands (arguments split on '|'), compared the same way.
@@ -337,6 +371,26 @@ def test_config_busy_reply_threshold_matches_redis(sides: tuple[Any, Ours]) -> N
                  "CONFIG|GET|lua-time-limit", "CONFIG|SET|lua-time-limit|x",
                  "CONFIG|SET|lua-time-limit|5000", "CONFIG|GET|busy-reply-threshold"):
         compare(sides, [part.encode() for part in line.split("|")])
+
+
+@pytest.mark.redis
+def test_a_script_started_over_maxmemory_may_not_write_until_it_has(
+        sides: tuple[Any, Ours]) -> None:
+    # Redis's scriptVerifyOOM: memory over the limit when the script starts
+    # refuses its denyoom calls until it has written (DEL is no denyoom).
+    lines = ["CONFIG|SET|maxmemory|1", "EVAL|redis.call('set', 'x', 1)|0",
+             "EVAL|return redis.call('get', 'x')|0", "EVAL|return redis.pcall('set', 'x', 1)|0",
+             "EVAL|#!lua flags=allow-oom\nreturn redis.call('set', 'x', 1)|0",
+             "EVAL|redis.call('del', 'x') return redis.call('set', 'x', 1)|0",
+             "EVAL|return redis.call('set', 'x', 1)|0"]
+    try:
+        for line in lines:
+            compare(sides, [part.encode() for part in line.split("|")])
+    finally:
+        for side in ([b"CONFIG", b"SET", b"maxmemory", b"0"], [b"FLUSHALL"]):
+            ask(sides[0], *side)
+            sides[1].send(side)
+    compare(sides, [b"EVAL", b"return redis.call('set', 'x', 1)", b"0"])
 
 
 # -- without lupa, on the Redis backend, bounds ------------------------------------
@@ -739,5 +793,23 @@ def test_acl_scripting_category_and_calls_inside_scripts(tmp_path: Path) -> None
         assert reply.startswith(b"-NOPERM this user has no permissions to run the 'set' "
                                 b"command script: "), reply
         assert service.store.get(b"k") is None
+    finally:
+        ours.close()
+
+
+def test_info_memory_counts_cached_scripts_and_lua_memory() -> None:
+    # Redis's unit reads number_of_cached_scripts around SCRIPT FLUSH ASYNC.
+    ours = Ours()
+    try:
+        for j in range(5):
+            assert ours.send([b"SCRIPT", b"LOAD", b"return %d" % j]).startswith(b"$40\r\n")
+        info = ours.send([b"INFO", b"memory"])
+        assert b"\r\nnumber_of_cached_scripts:5\r\n" in info
+        assert b"\r\nused_memory_scripts_eval:" in info
+        lua = int(info.split(b"used_memory_lua:")[1].split(b"\r\n")[0])
+        assert lua > 0
+        assert info.index(b"used_memory_lua:") < info.index(b"maxmemory:")
+        assert ours.send([b"SCRIPT", b"FLUSH", b"ASYNC"]) == b"+OK\r\n"
+        assert b"\r\nnumber_of_cached_scripts:0\r\n" in ours.send([b"INFO", b"memory"])
     finally:
         ours.close()

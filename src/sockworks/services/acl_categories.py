@@ -153,6 +153,7 @@ COMMAND_CATEGORIES: Final[Mapping[str, tuple[str, ...]]] = {
     "acl|users": ("admin", "slow", "dangerous"),
     "acl|cat": ("slow",),
     "acl|load": ("admin", "slow", "dangerous"),
+    "acl|setuser": ("admin", "slow", "dangerous"),
     # The data types (issue #12), from the same COMMAND INFO.
     "object": ("slow",),
     "object|encoding": ("keyspace", "read", "slow"),

@@ -5,7 +5,7 @@ the users in force (``--requirepass``/``--requirepass-file`` give the
 ``default`` user a password; ``--aclfile`` defines users in Redis's syntax,
 see ``acl.py``), authentication with constant-time comparison, failure
 counters (INFO stats ``acl_access_denied_*``, STATS) and a rate-limited log
-of failed attempts, ``ACL LOAD``, and Redis's protected mode: while the
+of failed attempts, ``ACL LOAD`` and ``ACL SETUSER``, and Redis's protected mode: while the
 ``default`` user needs no password, peers that are not on the loopback
 interface are refused (``--protected-mode no`` turns that off). Sessions
 keep the :class:`~sockworks.services.acl.User` they authenticated as and
@@ -17,7 +17,8 @@ from __future__ import annotations
 import ipaddress
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Final
 
 from sockworks.core.logs import RateLimitedLog
@@ -177,6 +178,24 @@ class AccessControl:
         with self._lock:
             self._requirepass = password or None
             self._users = {**self._users, "default": user}
+            self.generation += 1
+
+    def set_user(self, name: str, words: Sequence[str]) -> None:
+        """ACL SETUSER: create ``name`` or change it, all the rules or none
+        (AclError with Redis's reason naming the rule). In memory, as in
+        Redis: ACL LOAD goes back to the file."""
+        old = self._users.get(name)
+        user = User(name) if old is None else replace(
+            old, passwords=list(old.passwords), key_patterns=list(old.key_patterns),
+            channel_patterns=list(old.channel_patterns), rules=list(old.rules),
+            _matchers=list(old._matchers), _decisions={})
+        for word in words:
+            try:
+                user.apply(word, self._known)
+            except AclError as exc:
+                raise AclError(f"Error in ACL SETUSER modifier '{word}': {exc}") from None
+        with self._lock:
+            self._users = {**self._users, name: user}
             self.generation += 1
 
     def reload(self) -> None:

@@ -18,8 +18,8 @@ redis-server, tests/services/test_scripting.py compares them):
   ``print``, ``setfenv``/``getfenv``; ``loadstring``/``load`` compile in the
   sandbox and refuse bytecode; ``pcall`` returns a Redis error's message as
   a string (Redis 7's own ``pcall``), ``xpcall`` the error table;
-* ``redis.call/pcall/error_reply/status_reply/sha1hex/log/setresp`` and the
-  constants; ``KEYS`` and ``ARGV``.
+* ``redis.call/pcall/error_reply/status_reply/sha1hex/log/setresp/
+  acl_check_cmd`` and the constants; ``KEYS`` and ``ARGV``.
 
 Conversions both ways follow Redis's rules (:meth:`LuaEngine.to_lua`,
 :meth:`LuaEngine.to_resp`): a Lua number becomes an integer by truncation
@@ -45,7 +45,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Final, NoReturn
 
 from sockworks.core.logs import RateLimitedLog
-from sockworks.services import lua_libs
+from sockworks.services import lua_bytecode, lua_libs
 from sockworks.services.resp_commands import REDIS_VERSION
 
 __all__ = ["HOOK_INSTRUCTIONS", "LUA_AVAILABLE", "LUA_VERSION", "DEFAULT_LUA_MEMORY",
@@ -78,6 +78,10 @@ DEFAULT_LUA_MEMORY: Final = 256 * 1024 * 1024
 MAX_REPLY_DEPTH: Final = 200
 _INT64_MIN: Final = -(1 << 63)
 _INT64_MAX: Final = (1 << 63) - 1
+#: Arguments from which redis.call passes them to Python as one table:
+#: lupa's call into Python checks for 2 free slots within LUAI_MAXCSTACK
+#: (8000) and fails from about 7996 arguments.
+PACK_AT: Final = 7000
 #: The chunk name Redis gives scripts: errors read ``user_script:1: ...``.
 CHUNK: Final = b"@user_script"
 #: Redis 7's texts for misuse of the redis library (from a real server).
@@ -86,12 +90,17 @@ KILLED: Final = b"ERR Script killed by user with SCRIPT KILL..."
 # The sandbox, written for this module (Redis builds the same environment
 # in C). It receives the Python callbacks and returns what Python needs.
 _PRELUDE: Final = r"""
--- The redis.* functions that can fail are Python callables: to Lua they
--- are C functions, so a script's `return redis.call(...)` keeps its frame
--- (the error names the script's line, as Redis's C functions do). They
--- raise a Python exception carrying the error table; unwrap() gets it back.
+-- The redis.* functions that can fail are Python callables; they raise a
+-- Python exception carrying the error table, unwrap() gets it back.
+-- redis.call/pcall are Lua wrappers around them: lupa refuses a call from
+-- Lua into Python with close to LUAI_MAXCSTACK (8000) arguments, which
+-- Redis's C redis.call takes, so past PACK_AT the arguments go as a table.
+-- (A wrapper tail-called by `return redis.call(...)` would replace the
+-- script's frame and lose the error's line: scripts are compiled without
+-- tail calls, see LuaEngine.untail.)
 local py_call, py_pcall, py_sha1, py_log, py_setresp, unwrap, py_killed, chunk_name,
-      hook_count, version, version_num = ...
+      hook_count, version, version_num, py_call_packed, py_pcall_packed, pack_at,
+      py_acl_check = ...
 local G = _G
 local error, type, tostring, select, unpack = error, type, tostring, select, unpack
 local setmetatable, rawget, rawset, setfenv = setmetatable, rawget, rawset, setfenv
@@ -120,8 +129,16 @@ local function error_table(msg)
   return {err = code .. ' ' .. text}
 end
 
-local redis = {call = py_call, pcall = py_pcall, sha1hex = py_sha1, log = py_log,
-               setresp = py_setresp}
+local function call(...)
+  if select('#', ...) < pack_at then return py_call(...) end
+  return py_call_packed(select('#', ...), {...})
+end
+local function pcall_(...)
+  if select('#', ...) < pack_at then return py_pcall(...) end
+  return py_pcall_packed(select('#', ...), {...})
+end
+local redis = {call = call, pcall = pcall_, sha1hex = py_sha1, log = py_log,
+               setresp = py_setresp, acl_check_cmd = py_acl_check}
 function redis.error_reply(...)
   local msg = ...
   if select('#', ...) ~= 1 or type(msg) ~= 'string' then
@@ -183,6 +200,27 @@ end
 env.string, env.table, env.math = protect(string), protect(table), protect(math)
 env.coroutine = protect(coroutine)
 env.redis = protect(redis)
+
+-- Metatables are read-only too, as Redis 7.0.15 makes them: the strings'
+-- one is shared by the whole state (a script setting its __index would
+-- break every later script), so getmetatable('') gives a read-only view
+-- whose __index is the (read-only) string library; our read-only tables'
+-- own metatables are shown as an empty read-only table.
+local debug_getmetatable, string_mt = G.debug.getmetatable, G.getmetatable('')
+string_mt.__index = env.string
+local string_mt_view, locked_view = protect(string_mt), protect({})
+env.getmetatable = function(...)
+  local value = ...
+  if readonly[value] then return locked_view end
+  local mt = getmetatable(...)
+  if mt == string_mt then return string_mt_view end
+  return mt
+end
+env.setmetatable = function(...)
+  local t = ...
+  if readonly[t] then error('Attempt to modify a readonly table', 0) end
+  return setmetatable(...)
+end
 
 local sandbox = {}
 readonly[sandbox] = true
@@ -266,7 +304,14 @@ local function run(fn)
   return ok, result
 end
 
-return compile, run, env, protect
+-- A function recompiled from bytecode (LuaEngine.untail), with its globals.
+local function reload(fn, code)
+  local new = loadstring(code)
+  setfenv(new, getfenv(fn))
+  return new
+end
+
+return compile, run, env, protect, string.dump, reload
 """
 
 
@@ -337,14 +382,17 @@ class LuaEngine:
         #: redis.log, by level: a script logging in a loop costs a line per 5 s.
         self._logs = tuple(RateLimitedLog(logger, level) for level in _LOG_LEVELS)
         self._dispatch: Callable[[list[bytes]], bytes] | None = None
+        self._acl_check: Callable[[list[bytes]], bool | None] | None = None
         self._killed: Callable[[], bool] = lambda: False
         #: The RESP version redis.call replies are converted from (setresp).
         self.resp = 2
         lua = self._lua
         prelude = lua.execute(_PRELUDE, self._py_call, self._py_pcall, self._py_sha1,
                               self._py_log, self._py_setresp, _unwrap, self._py_killed, CHUNK,
-                              HOOK_INSTRUCTIONS, REDIS_VERSION.encode(), _version_num())
-        self._compile, self._run, self._env, protect = prelude
+                              HOOK_INSTRUCTIONS, REDIS_VERSION.encode(), _version_num(),
+                              self._py_call_packed, self._py_pcall_packed, PACK_AT,
+                              self._py_acl_check)
+        self._compile, self._run, self._env, protect, self._dump, self._reload = prelude
         self._reset_libs = lua_libs.install(lua, self._env, protect, _lupa.lua_type, _raising)
         self._rawget = lua.globals().rawget
         self._lua_type = _lupa.lua_type
@@ -362,15 +410,36 @@ class LuaEngine:
             text = err.decode("utf-8", "replace") if isinstance(err, bytes) else str(err)
             raise ScriptError(b"-ERR Error compiling script (new function): "
                               + text.replace("\r", " ").replace("\n", " ").encode() + b"\r\n")
-        return fn
+        return self.untail(fn)
+
+    def untail(self, fn: Any) -> Any:
+        """``fn`` with every tail call made a plain call (same results).
+
+        Lua replaces the caller's frame on ``return f(...)`` when ``f`` is a
+        Lua function; redis.call is one here (see the prelude), so without
+        this a script's ``return redis.call('bad')`` would lose its frame and
+        its error the line Redis names. Costs a recompile from bytecode, once
+        per script; the price is that unbounded tail recursion in a script
+        stops at Lua's call depth (about 20000) as plain recursion does.
+        """
+        with self.lock:
+            code = self._dump(fn)
+            patched = lua_bytecode.untail(code)
+            if patched == code:
+                return fn
+            return self._reload(fn, patched)
 
     def run(self, fn: Any, sha: bytes, keys: Sequence[bytes], args: Sequence[bytes],
             proto: int, dispatch: Callable[[list[bytes]], bytes],
-            killed: Callable[[], bool], *, globals_: bool = True) -> bytes:
+            killed: Callable[[], bool], *, globals_: bool = True,
+            acl_check: Callable[[list[bytes]], bool | None] | None = None) -> bytes:
         """Run a compiled script; its reply in the caller's ``proto``.
-        ``globals_=False`` (a FUNCTION): no KEYS and ARGV globals."""
+        ``globals_=False`` (a FUNCTION): no KEYS and ARGV globals.
+        ``acl_check(argv)`` answers redis.acl_check_cmd: whether the caller's
+        user may run it, None for no such command (None: always allowed)."""
         with self.lock:
             self._dispatch, self._killed, self.resp = dispatch, killed, 2
+            self._acl_check = acl_check
             env = self._env
             if globals_:
                 env[b"KEYS"] = self._table_from(list(keys))
@@ -395,7 +464,7 @@ class LuaEngine:
                 text = str(exc).replace("\r", " ").replace("\n", " ")
                 return f"-ERR {text} script: {sha.decode()}\r\n".encode()
             finally:
-                self._dispatch, self._killed = None, lambda: False
+                self._dispatch, self._killed, self._acl_check = None, lambda: False, None
                 env[b"KEYS"] = env[b"ARGV"] = None
 
     def _error_reply(self, err: Any, sha: bytes) -> bytes:
@@ -502,11 +571,40 @@ class LuaEngine:
         """redis.pcall: the reply as Lua, an error as its {err=...} table."""
         return self._call(args)[1]
 
+    def _py_call_packed(self, count: int, packed: Any) -> Any:
+        """redis.call with PACK_AT arguments or more, given as a table."""
+        return self._py_call(*(packed[index] for index in range(1, count + 1)))
+
+    def _py_pcall_packed(self, count: int, packed: Any) -> Any:
+        return self._py_pcall(*(packed[index] for index in range(1, count + 1)))
+
+    def _py_acl_check(self, *args: Any) -> bool:
+        """redis.acl_check_cmd: may the script's caller run this command?"""
+        argv = self._argv(args)
+        if isinstance(argv, tuple):
+            raise _RedisError(argv[1])
+        allowed = True if self._acl_check is None else self._acl_check(argv)
+        if allowed is None:
+            self._raise(b"Invalid command passed to redis.acl_check_cmd()")
+        return allowed
+
     def _error(self, text: bytes) -> tuple[bool, Any]:
         return False, self._table_from({b"err": text})
 
     def _call(self, args: tuple[Any, ...]) -> tuple[bool, Any]:
         """(True, the reply as Lua) or (False, {err=...})."""
+        argv = self._argv(args)
+        if isinstance(argv, tuple):
+            return argv
+        assert self._dispatch is not None
+        reply = self._dispatch(argv)
+        value, _ = self._parse(reply, 0, top=True)
+        if isinstance(value, _Failure):
+            return self._error(value.text)
+        return True, value
+
+    def _argv(self, args: tuple[Any, ...]) -> list[bytes] | tuple[bool, Any]:
+        """A redis lib call's arguments as a command, or (False, {err=...})."""
         if not args:
             return self._error(b"ERR Please specify at least one argument for this redis lib "
                                b"call")
@@ -519,12 +617,7 @@ class LuaEngine:
             else:
                 return self._error(b"ERR Lua redis lib command arguments must be strings or "
                                    b"integers")
-        assert self._dispatch is not None
-        reply = self._dispatch(argv)
-        value, _ = self._parse(reply, 0, top=True)
-        if isinstance(value, _Failure):
-            return self._error(value.text)
-        return True, value
+        return argv
 
     # -- Redis -> Lua ----------------------------------------------------------------
     def _parse(self, data: bytes, pos: int, top: bool = False) -> tuple[Any, int]:

@@ -257,6 +257,7 @@ class Libraries:
                 raise ScriptError(b"-ERR Error compiling function: "
                                   + message.replace("\r", " ").replace("\n", " ").encode()
                                   + b"\r\n")
+            fn = engine.untail(fn)  # errors name the library's line (lua_engine)
             deadline = time.monotonic() + LOAD_TIMEOUT
             timed_out = False
 

@@ -36,14 +36,18 @@ def rss_bytes() -> int:
         return 0
 
 
-def memory_fields(store_info: Mapping[str, Any]) -> dict[str, object]:
-    """INFO memory's fields, in Redis's order."""
+def memory_fields(store_info: Mapping[str, Any],
+                  scripting: Mapping[str, object] | None = None) -> dict[str, object]:
+    """INFO memory's fields, in Redis's order; ``scripting``: the Lua
+    fields (used_memory_lua, number_of_cached_scripts...), placed as Redis
+    places them, before maxmemory."""
     rss = rss_bytes()
     fields: dict[str, object] = {}
     used = store_info.get("used_memory")
     if used is not None:
         fields.update(used_memory=used, used_memory_human=bytes_to_human(int(used)))
     fields.update(used_memory_rss=rss, used_memory_rss_human=bytes_to_human(rss))
+    fields.update(scripting or {})
     if used is not None:
         maxmemory = int(store_info.get("maxmemory", 0))
         fields.update(

@@ -93,6 +93,7 @@ from sockworks.storage.base import (
     TransactionAborted,
     WatchSet,
 )
+from sockworks.storage.eviction import bytes_to_human
 from sockworks.storage.gate import DEFAULT_BUSY_REPLY_THRESHOLD_MS, ExclusiveRun
 from sockworks.storage.memory import MemoryStore
 
@@ -363,7 +364,12 @@ class RespService(Service):
             "tracking_clients": 0,
             "clients_in_timeout_table": 0,
         })
-        section("Memory", memory_fields(store_info))
+        scripting = self.scripts.counters()
+        lua = scripting["used_memory_lua"]
+        section("Memory", memory_fields(store_info, {
+            "used_memory_lua": lua, "used_memory_lua_human": bytes_to_human(lua),
+            "used_memory_scripts_eval": scripting["used_memory_scripts"],
+            "number_of_cached_scripts": scripting["number_of_cached_scripts"]}))
         aof = store_info.get("persistence") == "aof"
         persistence: dict[str, object] = {
             "loading": 0,
@@ -1299,8 +1305,11 @@ class RespSession(Session):
         if "admin" not in categories:
             self.service.broker.feed_monitors(argv, self.peer)
 
-    def _check_access(self, spec: CommandSpec, argv: list[bytes]) -> bytes | None:
-        """NOAUTH, or a NOPERM for the command or one of its keys; None: allowed."""
+    def _check_access(self, spec: CommandSpec, argv: list[bytes],
+                      count: bool = True) -> bytes | None:
+        """NOAUTH, or a NOPERM for the command or one of its keys; None:
+        allowed. ``count=False``: a question (redis.acl_check_cmd), not a
+        refusal, so the denied counters stay as they are."""
         user = self.user
         if user is None:
             return NOAUTH
@@ -1311,21 +1320,24 @@ class RespSession(Session):
             if f"{name}|{sub}" not in COMMAND_CATEGORIES:
                 sub = None
         if not user.may_run(name, sub, spec.flags):
-            self._access.count_denied(key=False)
+            if count:
+                self._access.count_denied(key=False)
             shown = f"{name}|{sub}" if sub is not None else name
             return error_quoting(f"NOPERM this user has no permissions to run the '{shown}' "
                                  "command")
         if name in _CHANNEL_ARGS and not user.all_channels:
             channels = argv[1:] if name != "publish" and name != "spublish" else argv[1:2]
             if not user.may_use_channels(channels, patterns=name == "psubscribe"):
-                self._access.count_denied(key=False)
+                if count:
+                    self._access.count_denied(key=False)
                 return NOPERM_CHANNEL
         if not user.all_keys:
             # The keys COMMAND GETKEYS names: key positions, numkeys
             # (ZUNIONSTORE, LMPOP...), SORT's STORE, MEMORY USAGE's key.
             keys = command_keys(spec, argv)
             if keys and not user.may_access(keys):
-                self._access.count_denied(key=True)
+                if count:
+                    self._access.count_denied(key=True)
                 return NOPERM_KEY
         return None
 
@@ -1488,8 +1500,9 @@ class RespSession(Session):
         finally:
             self._in_script = False
 
-    def script_access(self, spec: CommandSpec, argv: list[bytes]) -> bytes | None:
-        return None if self._open else self._check_access(spec, argv)
+    def script_access(self, spec: CommandSpec, argv: list[bytes],
+                      count: bool = True) -> bytes | None:
+        return None if self._open else self._check_access(spec, argv, count)
 
     def unwatch(self) -> None:
         watch, self._watch = self._watch, None

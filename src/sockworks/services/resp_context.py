@@ -211,8 +211,10 @@ class CommandContext(Protocol):
     def run_plan(self, plan: Plan[Any]) -> bytes:
         """A command's plan, run now (redis.call): its reply."""
 
-    def script_access(self, spec: CommandSpec, argv: list[bytes]) -> bytes | None:
-        """The ACL refusal of ``argv`` for this connection's user, or None."""
+    def script_access(self, spec: CommandSpec, argv: list[bytes],
+                      count: bool = True) -> bytes | None:
+        """The ACL refusal of ``argv`` for this connection's user, or None
+        (``count=False``: not counted in the denied counters)."""
 
     def close_after_reply(self) -> None:
         """QUIT: nothing after this command runs; the connection closes."""

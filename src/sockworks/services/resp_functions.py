@@ -39,6 +39,7 @@ from sockworks.services.resp_scripting import (
     SLOW_EVAL,
     UNKILLABLE,
     Scripts,
+    acl_allows,
     call_command,
     forwarded,
     parse_numkeys,
@@ -158,7 +159,8 @@ def _fcall(s: Ctx, argv: list[bytes], *, read_only: bool) -> bytes | Plan[bytes]
         with engine.lock:
             fn = libraries.invoke(engine, function, keys, args)
             return engine.run(fn, function.name, keys, args, s.proto, dispatch,
-                              lambda: run.killed, globals_=False)
+                              lambda: run.killed, globals_=False,
+                              acl_check=lambda call: acl_allows(s, call))
     return s.run_script(job)
 
 

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from sockworks.protocols.resp import OK, encode, encode_integer
+from sockworks.services.acl_categories import COMMAND_CATEGORIES, CONTAINERS
 from sockworks.services.lua_engine import (
     DEFAULT_LUA_MEMORY,
     LUA_AVAILABLE,
@@ -327,8 +328,11 @@ class Scripts:
 
 
 def call_command(s: Ctx, argv: list[bytes], read_only: bool, run: ExclusiveRun,
-                 resp: int) -> bytes:
-    """``redis.call(*argv)``: the command's reply, in RESP ``resp``."""
+                 resp: int, oom: bool = False) -> bytes:
+    """``redis.call(*argv)``: the command's reply, in RESP ``resp``.
+    ``oom``: memory was over the limit when the script started (Redis's
+    pre_command_oom_state), so a ``denyoom`` command is refused until the
+    script has written (after a write, a script is let finish, as Redis)."""
     spec: CommandSpec | None = s.commands.get(argv[0].lower())
     if spec is None:
         return _UNKNOWN
@@ -336,9 +340,11 @@ def call_command(s: Ctx, argv: list[bytes], read_only: bool, run: ExclusiveRun,
         return _ARITY
     if "noscript" in spec.flags or spec.name in _FORBIDDEN:
         return _NOT_ALLOWED
+    if "write" in spec.flags and read_only:
+        return _READ_ONLY
+    if oom and not run.wrote and not run.allow_oom and "denyoom" in spec.flags:
+        return OOM_REPLY
     if "write" in spec.flags:
-        if read_only:
-            return _READ_ONLY
         run.wrote = True
     refusal = s.script_access(spec, argv)
     if refusal is not None:
@@ -356,6 +362,19 @@ def call_command(s: Ctx, argv: list[bytes], read_only: bool, run: ExclusiveRun,
         if broker.monitored:
             # Redis shows a script's calls as its Lua client's: "[0 lua]".
             broker.feed_monitors(argv, "lua")
+
+
+def acl_allows(s: Ctx, argv: list[bytes]) -> bool | None:
+    """redis.acl_check_cmd(*argv): may this connection's user run it (the
+    command, its keys, its channels; nothing counted)? None: no such
+    command (Redis's lookupCommand: a container's subcommand must exist)."""
+    spec: CommandSpec | None = s.commands.get(argv[0].lower())
+    if spec is None:
+        return None
+    if (spec.name in CONTAINERS and len(argv) > 1
+            and f"{spec.name}|{argv[1].decode('latin-1').lower()}" not in COMMAND_CATEGORIES):
+        return None
+    return s.script_access(spec, argv, count=False) is None
 
 
 def _run(s: Ctx, spec: CommandSpec, argv: list[bytes]) -> bytes:
@@ -424,8 +443,12 @@ def _eval(s: Ctx, argv: list[bytes], *, by_sha: bool,
             script = scripts.load(argv[1])
         except ScriptError as exc:
             return exc.reply
-    if script.body.startswith(b"#!") and refused_for_memory(s, script.flags, argv):
-        return OOM_REPLY
+    oom = False
+    if script.body.startswith(b"#!"):
+        if refused_for_memory(s, script.flags, argv):
+            return OOM_REPLY
+    else:  # no flags: its first write is refused instead (Redis's scriptVerifyOOM)
+        oom = not s.store.make_room(sum(map(len, argv)))
     keys, args = argv[3:3 + numkeys], argv[3 + numkeys:]
     no_writes = read_only or "no-writes" in script.flags
     engine = scripts.engine
@@ -435,9 +458,9 @@ def _eval(s: Ctx, argv: list[bytes], *, by_sha: bool,
         run.allow_oom = allow_oom
 
         def dispatch(call: list[bytes]) -> bytes:
-            return call_command(s, call, no_writes, run, engine.resp)
+            return call_command(s, call, no_writes, run, engine.resp, oom)
         return engine.run(script.fn, script.sha, keys, args, s.proto, dispatch,
-                          lambda: run.killed)
+                          lambda: run.killed, acl_check=lambda call: acl_allows(s, call))
     return s.run_script(job)
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from sockworks.services.commands.model import model_read, model_write
+from sockworks.services.commands.model import cmd_sort, cmd_sort_ro, model_read, model_write
 from sockworks.services.resp_context import CommandSpec
 
 __all__ = ["SPECS"]
@@ -22,6 +22,6 @@ SPECS: Final[tuple[CommandSpec, ...]] = (
     CommandSpec("touch", model_read, -2, ("readonly", "fast"), (1, -1, 1)),
     CommandSpec("expiretime", model_read, 2, ("readonly", "fast"), (1, 1, 1)),
     CommandSpec("pexpiretime", model_read, 2, ("readonly", "fast"), (1, 1, 1)),
-    CommandSpec("sort", model_write, -2, ("write", "denyoom", "movablekeys"), (1, 1, 1)),
-    CommandSpec("sort_ro", model_read, -2, ("readonly", "movablekeys"), (1, 1, 1)),
+    CommandSpec("sort", cmd_sort, -2, ("write", "denyoom", "movablekeys"), (1, 1, 1)),
+    CommandSpec("sort_ro", cmd_sort_ro, -2, ("readonly", "movablekeys"), (1, 1, 1)),
 )

@@ -87,6 +87,20 @@ class CommandStats:
             self._buckets[slot] += 1
             self._sum += seconds
 
+    def add_nested(self, name: str, failed: bool, rejected: bool, seconds: float) -> None:
+        """One command a script ran (``redis.call``): counted as Redis's
+        call() counts it, but no chunk of its own (the histogram observes
+        the script's chunk)."""
+        with self._lock:
+            if name not in self._calls:
+                name = OTHER
+            self._calls[name] += 1
+            self._usec[name] += seconds * 1e6
+            if failed or rejected:
+                self._errors[name] += 1
+            if rejected:
+                self._rejected[name] += 1
+
     def flat(self) -> dict[str, float]:
         """Every figure under a fixed key (``calls.get``, ``errors.get``,
         ``rejected.get``, ``usec.get``, ``bucket.3``, ``sum``): what

@@ -44,6 +44,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Final, NoReturn
 
+from sockworks.core.error_stats import PreCounted
 from sockworks.core.logs import RateLimitedLog
 from sockworks.services import lua_libs
 from sockworks.services.resp_commands import REDIS_VERSION
@@ -413,7 +414,10 @@ class LuaEngine:
         if source is not None:
             where = b", on %s:%s" % (source, _format_number(line) if line is not None else b"?")
         reply = b"%s script: %s%s." % (text, sha, where)
-        return b"-" + reply.replace(b"\r", b" ").replace(b"\n", b" ") + b"\r\n"
+        reply = b"-" + reply.replace(b"\r", b" ").replace(b"\n", b" ") + b"\r\n"
+        if self._lua_type(err) == "table" and rawget(err, _PRE_COUNTED) is True:
+            return PreCounted(reply)
+        return reply
 
     def protected(self, fn: Any, killed: Callable[[], bool]) -> tuple[bool, Any]:
         """Run ``fn`` (no redis.call) as a script runs, under the kill hook
@@ -523,7 +527,9 @@ class LuaEngine:
         reply = self._dispatch(argv)
         value, _ = self._parse(reply, 0, top=True)
         if isinstance(value, _Failure):
-            return self._error(value.text)
+            # Counted when the command answered it (dispatch): the script
+            # passing it on is not counted again (Redis's field of that name).
+            return False, self._table_from({b"err": value.text, _PRE_COUNTED: True})
         return True, value
 
     # -- Redis -> Lua ----------------------------------------------------------------
@@ -609,7 +615,10 @@ class LuaEngine:
         rawget = self._rawget
         field = rawget(value, b"err")
         if isinstance(field, bytes):
-            return b"-" + field.replace(b"\r", b" ").replace(b"\n", b" ") + b"\r\n"
+            reply = b"-" + field.replace(b"\r", b" ").replace(b"\n", b" ") + b"\r\n"
+            if depth == 0 and rawget(value, _PRE_COUNTED) is True:
+                return PreCounted(reply)
+            return reply
         field = rawget(value, b"ok")
         if isinstance(field, bytes):
             return b"+" + field.replace(b"\r", b" ").replace(b"\n", b" ") + b"\r\n"
@@ -688,6 +697,11 @@ def _lua_text(value: Any) -> bytes:
     if isinstance(value, float):
         return b"%.14g" % value
     return repr(value).encode()
+
+
+#: The field Redis sets in the error table of a command's error reply
+#: (script_lua.c): that error was counted already (core/error_stats.py).
+_PRE_COUNTED = b"ignore_error_stats_update"
 
 
 class _Failure:

@@ -36,6 +36,7 @@ from typing import Any, Final
 from sockworks._version import __version__
 from sockworks.core.command_stats import OTHER, CommandStats, OpsRate
 from sockworks.core.config import Endpoint, ServerSettings
+from sockworks.core.error_stats import ErrorStats
 from sockworks.core.limits import OutputLimits, default_maxmemory_clients
 from sockworks.core.logs import RateLimitedLog
 from sockworks.core.service import CLOSE, NOTHING, REPLY_BUDGET, Output, Service, Session
@@ -66,6 +67,8 @@ from sockworks.services.resp_blocking import (
 )
 from sockworks.services.resp_commands import (
     BUSY_REPLY,
+    DEFAULT_MIN_REPLICAS_MAX_LAG,
+    NOREPLICAS,
     OOM_REPLY,
     QUEUED,
     QUEUED_OVERHEAD,
@@ -199,8 +202,18 @@ class RespService(Service):
         #: Live sessions by id(session) (their client ids come later, from the model).
         self._sessions: dict[int, RespSession] = {}
         self._commands = 0
-        self._errors = 0
         self._protocol_errors = 0
+        #: INFO errorstats and total_error_replies (every error reply, by code).
+        self.error_stats = ErrorStats()
+        #: CommandStats' figures at the last CONFIG RESETSTAT: INFO
+        #: commandstats shows what came since (the metrics, counters that
+        #: never go back, show everything).
+        self._stats_base: dict[str, float] = {}
+        #: Redis's min-replicas-to-write and min-replicas-max-lag (CONFIG SET;
+        #: set_min_replicas); writes_refused: both set, so writes get NOREPLICAS.
+        self.min_replicas_to_write = 0
+        self.min_replicas_max_lag = DEFAULT_MIN_REPLICAS_MAX_LAG
+        self.writes_refused = False
         #: instantaneous_ops_per_sec (INFO stats).
         self._rate = OpsRate(time.monotonic())
         self._closed = False
@@ -273,18 +286,54 @@ class RespService(Service):
 
     # -- shared counters (updated once per received chunk) ---------------------
     def count(self, commands: int, errors: int, protocol_errors: int) -> None:
+        # ``errors``: the chunk's error replies, which error_stats counted
+        # one by one (with their codes) as they were made.
         with self._lock:
             self._commands += commands
-            self._errors += errors
             self._protocol_errors += protocol_errors
             self._rate.observe(time.monotonic(), self._commands)
 
     def counters(self) -> dict[str, int]:
         """This process's INFO counters (prefork publishes them to be summed)."""
         with self._lock:
-            return {"commands": self._commands, "errors": self._errors,
+            return {"commands": self._commands, "errors": self.error_stats.total,
                     "protocol_errors": self._protocol_errors, "clients": len(self._sessions),
                     "ops_per_sec": self._rate.rate(time.monotonic(), self._commands)}
+
+    @property
+    def long_way(self) -> bool:
+        """Every command must go through execute() (no GET/SET shortcut, no
+        compiled fast path): MONITOR or keyspace events see every command,
+        or min-replicas-to-write refuses writes."""
+        return self.broker.sees_commands or self.writes_refused
+
+    def set_min_replicas(self, to_write: int | None = None, max_lag: int | None = None) -> None:
+        """CONFIG SET min-replicas-to-write / min-replicas-max-lag."""
+        if to_write is not None:
+            self.min_replicas_to_write = to_write
+        if max_lag is not None:
+            self.min_replicas_max_lag = max_lag
+        # No replication here: there are never good replicas, so with both
+        # set every write is refused, as Redis refuses them with none
+        # connected (checkGoodReplicasStatus).
+        self.writes_refused = self.min_replicas_to_write > 0 and self.min_replicas_max_lag > 0
+
+    def count_nested(self, name: str, reply: bytes, rejected: bool, seconds: float) -> None:
+        failed = reply[:1] == b"-"
+        if failed:
+            self.error_stats.note(reply)
+        self.command_stats.add_nested(name, failed, rejected, seconds)
+
+    def reset_stats(self) -> None:
+        """CONFIG RESETSTAT: errorstats, total_error_replies and
+        commandstats start again from zero (under prefork, errorstats and
+        the error total are per worker: this worker's are reset)."""
+        self.error_stats.reset()
+        base = {name: float(value) for name, value in self.stats.server_wide(
+            dict(self.command_stats.flat()), f"{self.name}.cmd").items()
+            if isinstance(value, (int, float))}
+        with self._lock:
+            self._stats_base = base
 
     def forget(self, session: RespSession) -> None:
         with self._lock:
@@ -403,7 +452,10 @@ class RespService(Service):
                                 "repl_backlog_active": 0})
         section("CPU", cpu_fields())
         if every_section or "commandstats" in wanted:
-            section("Commandstats", _commandstats(command_stats))
+            with self._lock:
+                base = self._stats_base
+            section("Commandstats", _commandstats(command_stats, base))
+        section("Errorstats", self.error_stats.fields())
         section("Cluster", {"cluster_enabled": 0})
         keyspace: dict[str, object] = {}
         keys = store_info.get("keys")
@@ -417,21 +469,25 @@ class RespService(Service):
         return "\r\n".join(parts)
 
 
-def _commandstats(flat: Mapping[str, float]) -> dict[str, object]:
-    """INFO commandstats from CommandStats' figures (Redis's fields: a
-    rejected call never ran, so ``calls`` leaves it out; ``failed_calls``
-    ran and answered an error). Commands never called are not listed."""
+def _commandstats(flat: Mapping[str, float], base: Mapping[str, float]) -> dict[str, object]:
+    """INFO commandstats from CommandStats' figures less ``base`` (those at
+    CONFIG RESETSTAT). Redis's fields: a rejected call never ran, so
+    ``calls`` leaves it out; ``failed_calls`` ran and answered an error.
+    Commands never called (since the reset) are not listed."""
+    def since(key: str) -> int:
+        return int(flat[key] - base.get(key, 0.0))
+
     fields: dict[str, object] = {}
-    for key, value in flat.items():
+    for key in flat:
         if not key.startswith("calls.") or key == f"calls.{OTHER}":
             continue
         name = key[6:]
-        rejected = int(flat[f"rejected.{name}"])
-        calls = int(value) - rejected
-        failed = int(flat[f"errors.{name}"]) - rejected
-        if not (calls or rejected):
+        rejected = since(f"rejected.{name}")
+        calls = since(key) - rejected
+        failed = since(f"errors.{name}") - rejected
+        if not (calls or rejected or failed):
             continue
-        usec = int(flat[f"usec.{name}"])
+        usec = since(f"usec.{name}")
         per_call = usec / calls if calls else 0.0
         fields[f"cmdstat_{name}"] = (f"calls={calls},usec={usec},usec_per_call={per_call:.2f},"
                                      f"rejected_calls={rejected},failed_calls={failed}")
@@ -635,13 +691,12 @@ class RespSession(Session):
         # changes how a command runs must be added to this test. (No script
         # of this session waits for its reply: its backlog is set then.)
         # Subscriptions, MONITOR and CLIENT REPLY empty the GET/SET words
-        # (_update_mode); MONITOR and keyspace events anywhere need every
-        # command to go the long way, as in _run_commands.
-        broker = self.service.broker
+        # (_update_mode); MONITOR, keyspace events and min-replicas-to-write
+        # anywhere need every command to go the long way, as in _run_commands.
         if (self._fast is not None and self._open and self.queued is None and not waiting
                 and self._backlog is None and not parser.busy and type(data) is bytes
                 and self._get_words and not self.subs.pushed_to
-                and not broker.sees_commands):
+                and not self.service.long_way):
             # Compiled: the whole chunk, or the requests up to the first it
             # does not handle, from which the reference goes on; behind the
             # script gate as the reference is (_execute).
@@ -771,6 +826,8 @@ class RespSession(Session):
         # One clock read per timed command: each starts where the last ended,
         # unless fast-path commands ran in between (their count moved).
         mark, fast = started, 0
+        # Every error reply is counted by its code as it is made (INFO errorstats).
+        noted = self.service.error_stats.note
         ticket = self._ticket
         if ticket is not None:
             # A script answered: its reply comes before what followed it;
@@ -785,15 +842,16 @@ class RespSession(Session):
             if ticket.reply[:1] == b"-":
                 errors += 1
                 failed[ticket.name] = 1
+                noted(ticket.reply)
         store = self.store
         # Commands before this call's (run by the compiled fast path).
         seeded = executed
         subs = self.subs
         if subs.pushed_to:
             subs.start()  # pushes wait for this chunk's replies (services/pubsub.py)
-        broker = self.service.broker
-        # MONITOR and keyspace events need every command to go the long way.
-        plain = self._open and not broker.sees_commands
+        # MONITOR, keyspace events and min-replicas-to-write need every
+        # command to go the long way.
+        plain = self._open and not self.service.long_way
         for argv in commands:
             if size >= REPLY_BUDGET:
                 # Back-pressure (core/service.py): the rest waits for resume().
@@ -808,6 +866,7 @@ class RespSession(Session):
                 calls[name] = calls.get(name, 0) + 1
                 if reply[:1] == b"-":
                     errors += 1
+                    noted(reply)
                     failed[name] = failed.get(name, 0) + 1
                     if self._rejected:  # BUSY: Redis counts it as rejected_calls
                         self._rejected = False
@@ -828,6 +887,7 @@ class RespSession(Session):
                     errors += 1
                     failed["get"] = failed.get("get", 0) + 1
                     append(store_error(exc))
+                    noted(replies[-1])
                     continue
                 if value is None:
                     append(encode_null(self.proto))
@@ -844,6 +904,7 @@ class RespSession(Session):
                     failed["set"] = failed.get("set", 0) + 1
                     rejected["set"] = rejected.get("set", 0) + 1
                     append(OOM_REPLY)
+                    noted(OOM_REPLY)
                     continue
                 try:
                     store.set(argv[1], argv[2])
@@ -851,6 +912,7 @@ class RespSession(Session):
                     errors += 1
                     failed["set"] = failed.get("set", 0) + 1
                     append(store_error(exc))
+                    noted(replies[-1])
                     continue
                 self._wrote = True
                 writes.append(len(replies))
@@ -889,6 +951,7 @@ class RespSession(Session):
             spent[name] = spent.get(name, 0.0) + took
             if reply[:1] == b"-":
                 errors += 1
+                noted(reply)
                 failed[name] = failed.get(name, 0) + 1
                 if self._rejected:
                     self._rejected = False
@@ -920,6 +983,7 @@ class RespSession(Session):
         if violation is not None and not self._done:
             logger.debug("protocol error from %s: %s", self.peer, violation.message)
             replies.append(error_quoting("ERR " + violation.message))
+            noted(replies[-1])
             self._done = True
         self.service.count(executed, errors, int(violation is not None))
         elapsed = perf_counter() - started
@@ -1189,6 +1253,9 @@ class RespSession(Session):
             refusal = error_quoting(f"ERR Can't execute '{shown}': only (P|S)SUBSCRIBE / "
                                     "(P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in "
                                     "this context")
+        if (refusal is None and spec is not None and self.service.writes_refused
+                and "write" in spec.flags):
+            refusal = NOREPLICAS  # min-replicas-to-write (RespService.set_min_replicas)
         if refusal is not None:
             if self.queued is not None:
                 self.multi_failed = True
@@ -1488,6 +1555,11 @@ class RespSession(Session):
         finally:
             self._in_script = False
 
+    def rejected(self, reply: bytes) -> bytes:
+        if not self._in_exec:  # inside EXEC, EXEC is the call counted
+            self._rejected = True
+        return reply
+
     def script_access(self, spec: CommandSpec, argv: list[bytes]) -> bytes | None:
         return None if self._open else self._check_access(spec, argv)
 
@@ -1566,6 +1638,11 @@ class RespSession(Session):
                         self._wrote = True
                         self._writes += 1
                     replies.append(outcome.finish(result))
+        # Each error in the array is an error reply Redis counts (errorstats).
+        noted = self.service.error_stats.note
+        for reply in replies:
+            if reply[:1] == b"-":
+                noted(reply)
         return b"*%d\r\n" % len(replies) + b"".join(replies)
 
     def client_info(self) -> str:

@@ -26,6 +26,7 @@ from sockworks.services.lua_functions import (
     parse_metadata,
 )
 from sockworks.services.resp_commands import (
+    NOREPLICAS,
     OOM_REPLY,
     error_quoting,
     quoted,
@@ -43,6 +44,7 @@ from sockworks.services.resp_scripting import (
     forwarded,
     parse_numkeys,
     refused_for_memory,
+    refused_for_replicas,
     scripting,
 )
 from sockworks.storage.functions import FunctionLibraries
@@ -137,8 +139,10 @@ def _fcall(s: Ctx, argv: list[bytes], *, read_only: bool) -> bytes | Plan[bytes]
     function = libraries.functions.get(argv[1].lower())
     if function is None:
         return _NOT_FOUND
+    if refused_for_replicas(s, function.flags):
+        return s.rejected(NOREPLICAS)
     if refused_for_memory(s, function.flags, argv):
-        return OOM_REPLY
+        return s.rejected(OOM_REPLY)
     numkeys = parse_numkeys(argv, _BAD_KEYS)
     if isinstance(numkeys, bytes):
         return numkeys

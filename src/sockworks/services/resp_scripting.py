@@ -30,6 +30,7 @@ import collections
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
@@ -44,6 +45,7 @@ from sockworks.services.lua_engine import (
 )
 from sockworks.services.lua_functions import Libraries
 from sockworks.services.resp_commands import (
+    NOREPLICAS,
     NOT_INTEGER,
     OOM_REPLY,
     arity_ok,
@@ -328,10 +330,29 @@ class Scripts:
 
 def call_command(s: Ctx, argv: list[bytes], read_only: bool, run: ExclusiveRun,
                  resp: int) -> bytes:
-    """``redis.call(*argv)``: the command's reply, in RESP ``resp``."""
+    """``redis.call(*argv)``: the command's reply, in RESP ``resp``,
+    counted as Redis counts a script's command (INFO commandstats:
+    a refusal is a rejected call, an error a failed one; errorstats)."""
+    server = s.server
     spec: CommandSpec | None = s.commands.get(argv[0].lower())
     if spec is None:
+        server.error_stats.note(_UNKNOWN)  # no command to count it against
         return _UNKNOWN
+    refusal = _refusal(s, spec, argv, read_only, run)
+    if refusal is not None:
+        server.count_nested(spec.name, refusal, True, 0.0)
+        return refusal
+    started = time.perf_counter()
+    reply = _call(s, spec, argv, run, resp)
+    # Over maxmemory a write is refused before it runs (Redis's
+    # scriptVerifyOOM): here the store refuses it.
+    server.count_nested(spec.name, reply, reply == OOM_REPLY, time.perf_counter() - started)
+    return reply
+
+
+def _refusal(s: Ctx, spec: CommandSpec, argv: list[bytes], read_only: bool,
+             run: ExclusiveRun) -> bytes | None:
+    """Why a script may not run this command now (Redis's order), or None."""
     if not arity_ok(spec.arity, len(argv)):
         return _ARITY
     if "noscript" in spec.flags or spec.name in _FORBIDDEN:
@@ -339,10 +360,15 @@ def call_command(s: Ctx, argv: list[bytes], read_only: bool, run: ExclusiveRun,
     if "write" in spec.flags:
         if read_only:
             return _READ_ONLY
+        if not run.wrote and s.server.writes_refused:
+            # Before the script's first write only (Redis: a script that
+            # wrote is not failed on the server's state).
+            return NOREPLICAS
         run.wrote = True
-    refusal = s.script_access(spec, argv)
-    if refusal is not None:
-        return refusal
+    return s.script_access(spec, argv)
+
+
+def _call(s: Ctx, spec: CommandSpec, argv: list[bytes], run: ExclusiveRun, resp: int) -> bytes:
     shown = s.proto
     s.set_protocol(resp)
     try:
@@ -361,6 +387,12 @@ def call_command(s: Ctx, argv: list[bytes], read_only: bool, run: ExclusiveRun,
 def _run(s: Ctx, spec: CommandSpec, argv: list[bytes]) -> bytes:
     outcome = spec.handler(s, argv)
     return s.run_plan(outcome) if isinstance(outcome, Plan) else outcome
+
+
+def refused_for_replicas(s: Ctx, flags: frozenset[str] | tuple[str, ...]) -> bool:
+    """A script or function with declared flags and without no-writes is a
+    write (Redis 7): min-replicas-to-write refuses it before it starts."""
+    return "no-writes" not in flags and s.server.writes_refused
 
 
 def refused_for_memory(s: Ctx, flags: frozenset[str] | tuple[str, ...],
@@ -424,8 +456,11 @@ def _eval(s: Ctx, argv: list[bytes], *, by_sha: bool,
             script = scripts.load(argv[1])
         except ScriptError as exc:
             return exc.reply
-    if script.body.startswith(b"#!") and refused_for_memory(s, script.flags, argv):
-        return OOM_REPLY
+    if script.body.startswith(b"#!"):
+        if refused_for_replicas(s, script.flags):
+            return s.rejected(NOREPLICAS)
+        if refused_for_memory(s, script.flags, argv):
+            return s.rejected(OOM_REPLY)
     keys, args = argv[3:3 + numkeys], argv[3 + numkeys:]
     no_writes = read_only or "no-writes" in script.flags
     engine = scripts.engine

@@ -344,9 +344,7 @@ def call_command(s: Ctx, argv: list[bytes], read_only: bool, run: ExclusiveRun,
         return refusal
     started = time.perf_counter()
     reply = _call(s, spec, argv, run, resp)
-    # Over maxmemory a write is refused before it runs (Redis's
-    # scriptVerifyOOM): here the store refuses it.
-    server.count_nested(spec.name, reply, reply == OOM_REPLY, time.perf_counter() - started)
+    server.count_nested(spec.name, reply, False, time.perf_counter() - started)
     return reply
 
 
@@ -357,13 +355,17 @@ def _refusal(s: Ctx, spec: CommandSpec, argv: list[bytes], read_only: bool,
         return _ARITY
     if "noscript" in spec.flags or spec.name in _FORBIDDEN:
         return _NOT_ALLOWED
-    if "write" in spec.flags:
-        if read_only:
-            return _READ_ONLY
-        if not run.wrote and s.server.writes_refused:
-            # Before the script's first write only (Redis: a script that
-            # wrote is not failed on the server's state).
-            return NOREPLICAS
+    write = "write" in spec.flags
+    if write and read_only:
+        return _READ_ONLY
+    # Before the script's first write only: a script that wrote is not
+    # failed on the server's state (Redis's SCRIPT_WRITE_DIRTY).
+    if write and not run.wrote and s.server.writes_refused:
+        return NOREPLICAS
+    if ("denyoom" in spec.flags and not run.allow_oom and not run.wrote
+            and not s.store.make_room(sum(map(len, argv)))):
+        return OOM_REPLY  # Redis's scriptVerifyOOM
+    if write:
         run.wrote = True
     return s.script_access(spec, argv)
 

@@ -88,9 +88,9 @@ class CommandStats:
             self._sum += seconds
 
     def add_nested(self, name: str, failed: bool, rejected: bool, seconds: float) -> None:
-        """One command a script ran (``redis.call``): counted as Redis's
-        call() counts it, but no chunk of its own (the histogram observes
-        the script's chunk)."""
+        """One command a script (``redis.call``) or EXEC ran: counted as
+        Redis's call() counts it, but no chunk of its own (the histogram
+        observes the chunk of the script or EXEC)."""
         with self._lock:
             if name not in self._calls:
                 name = OTHER

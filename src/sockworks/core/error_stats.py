@@ -23,7 +23,8 @@ from __future__ import annotations
 import logging
 import threading
 
-__all__ = ["DISABLED", "MAX_ERROR_CODES", "ErrorStats", "PreCounted", "error_code"]
+__all__ = ["DISABLED", "MAX_ERROR_CODES", "ErrorStats", "HoldsErrors", "PreCounted", "error_code",
+           "failed_reply"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +42,19 @@ class PreCounted(bytes):
     ERR_REPLY_FLAG_NO_STATS_UPDATE)."""
 
     __slots__ = ()
+
+
+class HoldsErrors(bytes):
+    """A reply that is not an error but holds some (a script's array with
+    error elements), counted already: its command is a failed call, as
+    Redis counts a call failed when it sent any error reply."""
+
+    __slots__ = ()
+
+
+def failed_reply(reply: bytes) -> bool:
+    """Whether a command answering ``reply`` failed (INFO failed_calls)."""
+    return reply[:1] == b"-" or type(reply) is HoldsErrors
 
 
 def error_code(reply: bytes) -> str:

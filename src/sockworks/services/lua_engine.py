@@ -44,7 +44,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Final, NoReturn
 
-from sockworks.core.error_stats import PreCounted
+from sockworks.core.error_stats import HoldsErrors, PreCounted
 from sockworks.core.logs import RateLimitedLog
 from sockworks.services import lua_libs
 from sockworks.services.resp_commands import REDIS_VERSION
@@ -338,6 +338,10 @@ class LuaEngine:
         #: redis.log, by level: a script logging in a loop costs a line per 5 s.
         self._logs = tuple(RateLimitedLog(logger, level) for level in _LOG_LEVELS)
         self._dispatch: Callable[[list[bytes]], bytes] | None = None
+        #: While a script runs: how errors inside its reply are counted, and
+        #: whether it had any (run()).
+        self._note: Callable[[bytes], None] | None = None
+        self._nested_errors = False
         self._killed: Callable[[], bool] = lambda: False
         #: The RESP version redis.call replies are converted from (setresp).
         self.resp = 2
@@ -367,11 +371,15 @@ class LuaEngine:
 
     def run(self, fn: Any, sha: bytes, keys: Sequence[bytes], args: Sequence[bytes],
             proto: int, dispatch: Callable[[list[bytes]], bytes],
-            killed: Callable[[], bool], *, globals_: bool = True) -> bytes:
+            killed: Callable[[], bool], *, globals_: bool = True,
+            note: Callable[[bytes], None] | None = None) -> bytes:
         """Run a compiled script; its reply in the caller's ``proto``.
-        ``globals_=False`` (a FUNCTION): no KEYS and ARGV globals."""
+        ``globals_=False`` (a FUNCTION): no KEYS and ARGV globals.
+        ``note``: counts an error reply inside the reply (errorstats); the
+        reply is then :class:`HoldsErrors`."""
         with self.lock:
             self._dispatch, self._killed, self.resp = dispatch, killed, 2
+            self._note, self._nested_errors = note, False
             env = self._env
             if globals_:
                 env[b"KEYS"] = self._table_from(list(keys))
@@ -390,13 +398,14 @@ class LuaEngine:
                 if lua.get_memory_used() > self._max_memory // 2:
                     lua.execute("collectgarbage()")  # what the script left behind
                 if ok:
-                    return self.to_resp(result, proto)
+                    reply = self.to_resp(result, proto)
+                    return HoldsErrors(reply) if self._nested_errors else reply
                 return self._error_reply(result, sha)
             except _lupa.LuaError as exc:  # out of memory inside the runner itself
                 text = str(exc).replace("\r", " ").replace("\n", " ")
                 return f"-ERR {text} script: {sha.decode()}\r\n".encode()
             finally:
-                self._dispatch, self._killed = None, lambda: False
+                self._dispatch, self._killed, self._note = None, lambda: False, None
                 env[b"KEYS"] = env[b"ARGV"] = None
 
     def _error_reply(self, err: Any, sha: bytes) -> bytes:
@@ -616,8 +625,13 @@ class LuaEngine:
         field = rawget(value, b"err")
         if isinstance(field, bytes):
             reply = b"-" + field.replace(b"\r", b" ").replace(b"\n", b" ") + b"\r\n"
-            if depth == 0 and rawget(value, _PRE_COUNTED) is True:
-                return PreCounted(reply)
+            counted = rawget(value, _PRE_COUNTED) is True
+            if depth == 0:
+                return PreCounted(reply) if counted else reply
+            # An error inside the reply: Redis counts it too.
+            self._nested_errors = True
+            if not counted and self._note is not None:
+                self._note(reply)
             return reply
         field = rawget(value, b"ok")
         if isinstance(field, bytes):

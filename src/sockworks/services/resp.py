@@ -36,7 +36,7 @@ from typing import Any, Final
 from sockworks._version import __version__
 from sockworks.core.command_stats import OTHER, CommandStats, OpsRate
 from sockworks.core.config import Endpoint, ServerSettings
-from sockworks.core.error_stats import ErrorStats
+from sockworks.core.error_stats import ErrorStats, HoldsErrors, failed_reply
 from sockworks.core.limits import OutputLimits, default_maxmemory_clients
 from sockworks.core.logs import RateLimitedLog
 from sockworks.core.service import CLOSE, NOTHING, REPLY_BUDGET, Output, Service, Session
@@ -839,10 +839,11 @@ class RespSession(Session):
             self._wrote = ticket.wrote
             calls[ticket.name] = 1
             spent[ticket.name] = ticket.overhead + ticket.seconds
-            if ticket.reply[:1] == b"-":
+            if failed_reply(ticket.reply):
                 errors += 1
                 failed[ticket.name] = 1
-                noted(ticket.reply)
+                if ticket.reply[:1] == b"-":
+                    noted(ticket.reply)
         store = self.store
         # Commands before this call's (run by the compiled fast path).
         seeded = executed
@@ -947,8 +948,9 @@ class RespSession(Session):
                 self._backlog = commands[executed - seeded:]
                 self._backlog_violation, violation = violation, None
                 break
-            calls[name] = calls.get(name, 0) + 1
-            spent[name] = spent.get(name, 0.0) + took
+            if reply is not QUEUED:  # a queued command is counted when EXEC runs it
+                calls[name] = calls.get(name, 0) + 1
+                spent[name] = spent.get(name, 0.0) + took
             if reply[:1] == b"-":
                 errors += 1
                 noted(reply)
@@ -956,6 +958,8 @@ class RespSession(Session):
                 if self._rejected:
                     self._rejected = False
                     rejected[name] = rejected.get(name, 0) + 1
+            elif type(reply) is HoldsErrors:  # a script's array with errors in it
+                failed[name] = failed.get(name, 0) + 1
             size += len(reply)
             if subs.waiting:
                 # Pushed while it ran: its own PUBLISH's message goes before
@@ -1638,11 +1642,15 @@ class RespSession(Session):
                         self._wrote = True
                         self._writes += 1
                     replies.append(outcome.finish(result))
-        # Each error in the array is an error reply Redis counts (errorstats).
-        noted = self.service.error_stats.note
-        for reply in replies:
+        # Each command is a call (INFO commandstats; the transaction's time
+        # is EXEC's), each error in the array an error reply Redis counts
+        # (errorstats) and its command's failed call.
+        noted, stats = self.service.error_stats.note, self.service.command_stats
+        for argv, reply in zip(queued, replies, strict=True):
             if reply[:1] == b"-":
                 noted(reply)
+            stats.add_nested(self._commands[argv[0].lower()].name, failed_reply(reply), False,
+                             0.0)
         return b"*%d\r\n" % len(replies) + b"".join(replies)
 
     def client_info(self) -> str:

@@ -162,7 +162,8 @@ def _fcall(s: Ctx, argv: list[bytes], *, read_only: bool) -> bytes | Plan[bytes]
         with engine.lock:
             fn = libraries.invoke(engine, function, keys, args)
             return engine.run(fn, function.name, keys, args, s.proto, dispatch,
-                              lambda: run.killed, globals_=False)
+                              lambda: run.killed, globals_=False,
+                              note=s.server.error_stats.note)
     return s.run_script(job)
 
 

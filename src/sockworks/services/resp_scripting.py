@@ -474,7 +474,7 @@ def _eval(s: Ctx, argv: list[bytes], *, by_sha: bool,
         def dispatch(call: list[bytes]) -> bytes:
             return call_command(s, call, no_writes, run, engine.resp)
         return engine.run(script.fn, script.sha, keys, args, s.proto, dispatch,
-                          lambda: run.killed)
+                          lambda: run.killed, note=s.server.error_stats.note)
     return s.run_script(job)
 
 

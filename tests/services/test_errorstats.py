@@ -15,6 +15,7 @@ from a real server.
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,7 +28,7 @@ from tests.redis_support import (  # noqa: F401 (fixtures)
     RedisServer,
     shared_redis_server_fixture,
 )
-from tests.services.test_scripting import Ours, ask, resp_port
+from tests.services.test_scripting import DEADLINE, Ours, ask, raw_reply, resp_port
 from tests.support import IN_CI
 
 redis = pytest.importorskip("redis")
@@ -40,7 +41,7 @@ if not lua_engine.LUA_AVAILABLE:
 #: The commands whose commandstats are compared (CONFIG is left out: Redis
 #: counts it by subcommand, config|set, and this server does not).
 COUNTED = (b"get", b"set", b"incr", b"lpush", b"select", b"eval", b"eval_ro", b"evalsha",
-           b"exec", b"multi", b"ping", b"hset")
+           b"exec", b"multi", b"ping", b"hset", b"blpop")
 
 #: Scenarios: "|"-separated commands, run after CONFIG RESETSTAT.
 SCENARIOS = {
@@ -255,3 +256,32 @@ def test_redis_py_reads_errorstats(server: ServerProcess, protocol: int) -> None
         assert "errorstat_WRONGTYPE" in r.info("all")
     finally:
         r.close()
+
+
+def unblocked_with_error(port: int) -> dict[bytes, object]:
+    """CONFIG RESETSTAT, a BLPOP on one connection, CLIENT UNBLOCK ... ERROR
+    from another: the figures after the blocked client got its error."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as blocked, \
+            socket.create_connection(("127.0.0.1", port), timeout=10) as other:
+        assert ask(other, "CONFIG", "RESETSTAT") == b"+OK\r\n"
+        client_id = ask(blocked, "CLIENT", "ID")[1:-2]
+        blocked.sendall(b"*3\r\n$5\r\nBLPOP\r\n$9\r\nnosuchkey\r\n$1\r\n0\r\n")
+        deadline = time.monotonic() + DEADLINE
+        for _ in range(100_000):
+            if b"blocked_clients:1\r\n" in ask(other, "INFO", "clients"):
+                break
+            assert time.monotonic() < deadline, "the BLPOP never blocked"
+        else:
+            pytest.fail("the BLPOP never blocked")
+        assert ask(other, "CLIENT", "UNBLOCK", client_id, "ERROR") == b":1\r\n"
+        assert raw_reply(blocked) == b"-UNBLOCKED client unblocked via CLIENT UNBLOCK\r\n"
+        sections = (("INFO", "errorstats"), ("INFO", "stats"), ("INFO", "commandstats"))
+        return figures(*(ask(other, *argv) for argv in sections))
+
+
+@pytest.mark.redis
+def test_an_unblocked_client_error_is_counted_as_redis_counts_it(
+        server: ServerProcess, shared_redis_server: RedisServer) -> None:
+    theirs = unblocked_with_error(shared_redis_server.port)
+    assert theirs[b"errorstat_UNBLOCKED"] == b"count=1"
+    assert unblocked_with_error(resp_port(server)) == theirs

@@ -101,6 +101,12 @@ class CommandStats:
             if rejected:
                 self._rejected[name] += 1
 
+    def add_failure(self, name: str) -> None:
+        """A call counted already answered an error later (a blocking
+        command unblocked with an error): a failed call."""
+        with self._lock:
+            self._errors[name if name in self._errors else OTHER] += 1
+
     def flat(self) -> dict[str, float]:
         """Every figure under a fixed key (``calls.get``, ``errors.get``,
         ``rejected.get``, ``usec.get``, ``bucket.3``, ``sum``): what

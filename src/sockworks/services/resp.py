@@ -1175,6 +1175,11 @@ class RespSession(Session):
     def unblocked(self, reply: bytes) -> None:
         """The wait is over (another thread, or the timer): send the reply,
         then have the model run what was held behind it."""
+        if reply[:1] == b"-":
+            # CLIENT UNBLOCK ... ERROR (or the backend's error): an error
+            # reply, and a failed call of the blocking command, as in Redis.
+            self.service.error_stats.note(reply)
+            self.service.command_stats.add_failure(self.last_command.decode("latin-1"))
         client = self.client
         with self._block_lock:
             if self._in_call:

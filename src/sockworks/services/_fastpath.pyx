@@ -461,7 +461,7 @@ def resp_run(session, bytes data, Py_ssize_t max_bulk):
         return pos, (started, replies, executed, errors, size, gets, sets, wrote, calls, failed,
                      spent, rejected, share * others, writes)
     service = session.service
-    service.count(executed, errors, 0)
+    service.count(executed - sum(rejected.values()), errors, 0)  # as the reference
     if gets:
         calls["get"] = gets
         spent["get"] = share * gets

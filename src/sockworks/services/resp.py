@@ -209,6 +209,8 @@ class RespService(Service):
         #: commandstats shows what came since (the metrics, counters that
         #: never go back, show everything).
         self._stats_base: dict[str, float] = {}
+        #: The same for the INFO stats counters Redis's RESETSTAT resets.
+        self._counters_base: dict[str, int] = {}
         #: Redis's min-replicas-to-write and min-replicas-max-lag (CONFIG SET;
         #: set_min_replicas); writes_refused: both set, so writes get NOREPLICAS.
         self.min_replicas_to_write = 0
@@ -325,15 +327,30 @@ class RespService(Service):
         self.command_stats.add_nested(name, failed, rejected, seconds)
 
     def reset_stats(self) -> None:
-        """CONFIG RESETSTAT: errorstats, total_error_replies and
-        commandstats start again from zero (under prefork, errorstats and
-        the error total are per worker: this worker's are reset)."""
+        """CONFIG RESETSTAT: commandstats, errorstats and INFO stats'
+        counters start again from zero, as Redis's resetServerStats (under
+        prefork, errorstats and total_error_replies are per worker: this
+        worker's are reset)."""
         self.error_stats.reset()
-        base = {name: float(value) for name, value in self.stats.server_wide(
+        store_info, counters, command_stats, conn = self._figures()
+        resettable = _resettable(store_info, counters, command_stats, conn)
+        with self._lock:
+            self._stats_base, self._counters_base = command_stats, resettable
+
+    def _figures(self) -> tuple[dict[str, Any], dict[str, Any], dict[str, float],
+                                dict[str, Any]]:
+        """What INFO reads: the store's info, this service's counters, its
+        CommandStats and the connection counters (under prefork, every
+        worker's summed: docs/operations.md)."""
+        stats = self.stats
+        counters = stats.server_wide(dict(self.counters()), self.name)
+        command_stats = {name: float(value) for name, value in stats.server_wide(
             dict(self.command_stats.flat()), f"{self.name}.cmd").items()
             if isinstance(value, (int, float))}
-        with self._lock:
-            self._stats_base = base
+        conn = stats.server_wide({"connections_total": stats.connections_total,
+                                  "connections_rejected": stats.connections_rejected,
+                                  "evicted_clients": stats.clients.evicted})
+        return self.store.info(), counters, command_stats, conn
 
     def forget(self, session: RespSession) -> None:
         with self._lock:
@@ -367,18 +384,14 @@ class RespService(Service):
         wanted = {s.lower() for s in sections} or {"default"}
         everything = bool(wanted & {"all", "everything", "default"})
         every_section = bool(wanted & {"all", "everything"})
-        store_info = self.store.info()
+        store_info, counters, command_stats, conn = self._figures()
         stats = self.stats
-        # prefork: every worker's figures (docs/operations.md).
-        counters = stats.server_wide(dict(self.counters()), self.name)
-        commands, errors, clients = (counters["commands"], counters["errors"],
-                                     counters["clients"])
-        command_stats = {name: float(value) for name, value in stats.server_wide(
-            dict(self.command_stats.flat()), f"{self.name}.cmd").items()
-            if isinstance(value, (int, float))}
-        conn = stats.server_wide({"connections_total": stats.connections_total,
-                                  "connections_rejected": stats.connections_rejected,
-                                  "evicted_clients": stats.clients.evicted})
+        errors, clients = counters["errors"], counters["clients"]
+        with self._lock:
+            stats_base, counters_base = self._stats_base, self._counters_base
+        # What CONFIG RESETSTAT set back to zero, since then.
+        since = {name: value - counters_base.get(name, 0) for name, value in
+                 _resettable(store_info, counters, command_stats, conn).items()}
         parts: list[str] = []
 
         def section(title: str, fields: dict[str, object]) -> None:
@@ -430,17 +443,17 @@ class RespService(Service):
                 persistence.setdefault(key, value)
         section("Persistence", persistence)
         section("Stats", {
-            "total_connections_received": conn["connections_total"],
-            "total_commands_processed": commands,
+            "total_connections_received": since["total_connections_received"],
+            "total_commands_processed": since["total_commands_processed"],
             "instantaneous_ops_per_sec": counters["ops_per_sec"],
-            "total_net_input_bytes": int(command_stats["bytes_in"]),
-            "total_net_output_bytes": int(command_stats["bytes_out"]),
-            "rejected_connections": conn["connections_rejected"],
-            "expired_keys": store_info.get("expired_keys", 0),
-            "evicted_keys": store_info.get("evicted_keys", 0),
-            "evicted_clients": conn["evicted_clients"],
-            "keyspace_hits": store_info.get("keyspace_hits", 0),
-            "keyspace_misses": store_info.get("keyspace_misses", 0),
+            "total_net_input_bytes": since["total_net_input_bytes"],
+            "total_net_output_bytes": since["total_net_output_bytes"],
+            "rejected_connections": since["rejected_connections"],
+            "expired_keys": since["expired_keys"],
+            "evicted_keys": since["evicted_keys"],
+            "evicted_clients": since["evicted_clients"],
+            "keyspace_hits": since["keyspace_hits"],
+            "keyspace_misses": since["keyspace_misses"],
             "total_error_replies": errors,
             **self.access.counters(),
         })
@@ -452,9 +465,7 @@ class RespService(Service):
                                 "repl_backlog_active": 0})
         section("CPU", cpu_fields())
         if every_section or "commandstats" in wanted:
-            with self._lock:
-                base = self._stats_base
-            section("Commandstats", _commandstats(command_stats, base))
+            section("Commandstats", _commandstats(command_stats, stats_base))
         section("Errorstats", self.error_stats.fields())
         section("Cluster", {"cluster_enabled": 0})
         keyspace: dict[str, object] = {}
@@ -467,6 +478,24 @@ class RespService(Service):
             keyspace["db0"] = f"keys={keys},expires={expires},avg_ttl={avg_ttl}"
         section("Keyspace", keyspace)
         return "\r\n".join(parts)
+
+
+def _resettable(store_info: Mapping[str, Any], counters: Mapping[str, Any],
+                command_stats: Mapping[str, float], conn: Mapping[str, Any]) -> dict[str, int]:
+    """INFO stats' counters that CONFIG RESETSTAT sets back to zero, as
+    they stand (Redis's resetServerStats; total_error_replies is ErrorStats')."""
+    return {
+        "total_connections_received": int(conn["connections_total"]),
+        "total_commands_processed": int(counters["commands"]),
+        "total_net_input_bytes": int(command_stats["bytes_in"]),
+        "total_net_output_bytes": int(command_stats["bytes_out"]),
+        "rejected_connections": int(conn["connections_rejected"]),
+        "expired_keys": int(store_info.get("expired_keys", 0)),
+        "evicted_keys": int(store_info.get("evicted_keys", 0)),
+        "evicted_clients": int(conn["evicted_clients"]),
+        "keyspace_hits": int(store_info.get("keyspace_hits", 0)),
+        "keyspace_misses": int(store_info.get("keyspace_misses", 0)),
+    }
 
 
 def _commandstats(flat: Mapping[str, float], base: Mapping[str, float]) -> dict[str, object]:
@@ -989,7 +1018,9 @@ class RespSession(Session):
             replies.append(error_quoting("ERR " + violation.message))
             noted(replies[-1])
             self._done = True
-        self.service.count(executed, errors, int(violation is not None))
+        # A command refused before it ran is not a command processed (Redis
+        # counts them in call()).
+        self.service.count(executed - sum(rejected.values()), errors, int(violation is not None))
         elapsed = perf_counter() - started
         if gets or sets:
             # The fast path is not timed per command (CommandStats says why):

@@ -87,6 +87,26 @@ class CommandStats:
             self._buckets[slot] += 1
             self._sum += seconds
 
+    def add_nested(self, name: str, failed: bool, rejected: bool, seconds: float) -> None:
+        """One command a script (``redis.call``) or EXEC ran: counted as
+        Redis's call() counts it, but no chunk of its own (the histogram
+        observes the chunk of the script or EXEC)."""
+        with self._lock:
+            if name not in self._calls:
+                name = OTHER
+            self._calls[name] += 1
+            self._usec[name] += seconds * 1e6
+            if failed or rejected:
+                self._errors[name] += 1
+            if rejected:
+                self._rejected[name] += 1
+
+    def add_failure(self, name: str) -> None:
+        """A call counted already answered an error later (a blocking
+        command unblocked with an error): a failed call."""
+        with self._lock:
+            self._errors[name if name in self._errors else OTHER] += 1
+
     def flat(self) -> dict[str, float]:
         """Every figure under a fixed key (``calls.get``, ``errors.get``,
         ``rejected.get``, ``usec.get``, ``bucket.3``, ``sum``): what

@@ -446,6 +446,12 @@ def resp_run(session, bytes data, Py_ssize_t max_bulk):
         session.last_command = last
     if wrote:
         session._wrote = True
+    if errors:
+        # INFO errorstats: each error reply by its code (rare: a loop is fine).
+        noted = session.service.error_stats.note
+        for reply in replies:
+            if PyBytes_AS_STRING(reply)[0] == 45:  # '-'
+                noted(reply)
     elapsed = _perf_counter() - started
     share = elapsed / (gets + sets + others) if gets + sets + others else 0.0
     spent = {name: share * count for name, count in calls.items()}
@@ -455,7 +461,7 @@ def resp_run(session, bytes data, Py_ssize_t max_bulk):
         return pos, (started, replies, executed, errors, size, gets, sets, wrote, calls, failed,
                      spent, rejected, share * others, writes)
     service = session.service
-    service.count(executed, errors, 0)
+    service.count(executed - sum(rejected.values()), errors, 0)  # as the reference
     if gets:
         calls["get"] = gets
         spent["get"] = share * gets

@@ -44,6 +44,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Final, NoReturn
 
+from sockworks.core.error_stats import HoldsErrors, PreCounted
 from sockworks.core.logs import RateLimitedLog
 from sockworks.services import lua_bytecode, lua_libs
 from sockworks.services.resp_commands import REDIS_VERSION
@@ -383,6 +384,10 @@ class LuaEngine:
         self._logs = tuple(RateLimitedLog(logger, level) for level in _LOG_LEVELS)
         self._dispatch: Callable[[list[bytes]], bytes] | None = None
         self._acl_check: Callable[[list[bytes]], bool | None] | None = None
+        #: While a script runs: how errors inside its reply are counted, and
+        #: whether it had any (run()).
+        self._note: Callable[[bytes], None] | None = None
+        self._nested_errors = False
         self._killed: Callable[[], bool] = lambda: False
         #: The RESP version redis.call replies are converted from (setresp).
         self.resp = 2
@@ -432,14 +437,18 @@ class LuaEngine:
     def run(self, fn: Any, sha: bytes, keys: Sequence[bytes], args: Sequence[bytes],
             proto: int, dispatch: Callable[[list[bytes]], bytes],
             killed: Callable[[], bool], *, globals_: bool = True,
-            acl_check: Callable[[list[bytes]], bool | None] | None = None) -> bytes:
+            acl_check: Callable[[list[bytes]], bool | None] | None = None,
+            note: Callable[[bytes], None] | None = None) -> bytes:
         """Run a compiled script; its reply in the caller's ``proto``.
         ``globals_=False`` (a FUNCTION): no KEYS and ARGV globals.
         ``acl_check(argv)`` answers redis.acl_check_cmd: whether the caller's
-        user may run it, None for no such command (None: always allowed)."""
+        user may run it, None for no such command (None: always allowed).
+        ``note``: counts an error reply inside the reply (errorstats); the
+        reply is then :class:`HoldsErrors`."""
         with self.lock:
             self._dispatch, self._killed, self.resp = dispatch, killed, 2
             self._acl_check = acl_check
+            self._note, self._nested_errors = note, False
             env = self._env
             if globals_:
                 env[b"KEYS"] = self._table_from(list(keys))
@@ -458,13 +467,15 @@ class LuaEngine:
                 if lua.get_memory_used() > self._max_memory // 2:
                     lua.execute("collectgarbage()")  # what the script left behind
                 if ok:
-                    return self.to_resp(result, proto)
+                    reply = self.to_resp(result, proto)
+                    return HoldsErrors(reply) if self._nested_errors else reply
                 return self._error_reply(result, sha)
             except _lupa.LuaError as exc:  # out of memory inside the runner itself
                 text = str(exc).replace("\r", " ").replace("\n", " ")
                 return f"-ERR {text} script: {sha.decode()}\r\n".encode()
             finally:
-                self._dispatch, self._killed, self._acl_check = None, lambda: False, None
+                self._dispatch, self._killed = None, lambda: False
+                self._acl_check, self._note = None, None
                 env[b"KEYS"] = env[b"ARGV"] = None
 
     def _error_reply(self, err: Any, sha: bytes) -> bytes:
@@ -482,7 +493,10 @@ class LuaEngine:
         if source is not None:
             where = b", on %s:%s" % (source, _format_number(line) if line is not None else b"?")
         reply = b"%s script: %s%s." % (text, sha, where)
-        return b"-" + reply.replace(b"\r", b" ").replace(b"\n", b" ") + b"\r\n"
+        reply = b"-" + reply.replace(b"\r", b" ").replace(b"\n", b" ") + b"\r\n"
+        if self._lua_type(err) == "table" and rawget(err, _PRE_COUNTED) is True:
+            return PreCounted(reply)
+        return reply
 
     def protected(self, fn: Any, killed: Callable[[], bool]) -> tuple[bool, Any]:
         """Run ``fn`` (no redis.call) as a script runs, under the kill hook
@@ -600,7 +614,9 @@ class LuaEngine:
         reply = self._dispatch(argv)
         value, _ = self._parse(reply, 0, top=True)
         if isinstance(value, _Failure):
-            return self._error(value.text)
+            # Counted when the command answered it (dispatch): the script
+            # passing it on is not counted again (Redis's field of that name).
+            return False, self._table_from({b"err": value.text, _PRE_COUNTED: True})
         return True, value
 
     def _argv(self, args: tuple[Any, ...]) -> list[bytes] | tuple[bool, Any]:
@@ -702,7 +718,15 @@ class LuaEngine:
         rawget = self._rawget
         field = rawget(value, b"err")
         if isinstance(field, bytes):
-            return b"-" + field.replace(b"\r", b" ").replace(b"\n", b" ") + b"\r\n"
+            reply = b"-" + field.replace(b"\r", b" ").replace(b"\n", b" ") + b"\r\n"
+            counted = rawget(value, _PRE_COUNTED) is True
+            if depth == 0:
+                return PreCounted(reply) if counted else reply
+            # An error inside the reply: Redis counts it too.
+            self._nested_errors = True
+            if not counted and self._note is not None:
+                self._note(reply)
+            return reply
         field = rawget(value, b"ok")
         if isinstance(field, bytes):
             return b"+" + field.replace(b"\r", b" ").replace(b"\n", b" ") + b"\r\n"
@@ -781,6 +805,11 @@ def _lua_text(value: Any) -> bytes:
     if isinstance(value, float):
         return b"%.14g" % value
     return repr(value).encode()
+
+
+#: The field Redis sets in the error table of a command's error reply
+#: (script_lua.c): that error was counted already (core/error_stats.py).
+_PRE_COUNTED = b"ignore_error_stats_update"
 
 
 class _Failure:

@@ -36,6 +36,7 @@ from typing import Any, Final
 from sockworks._version import __version__
 from sockworks.core.command_stats import OTHER, CommandStats, OpsRate
 from sockworks.core.config import Endpoint, ServerSettings
+from sockworks.core.error_stats import ErrorStats, HoldsErrors, failed_reply
 from sockworks.core.limits import OutputLimits, default_maxmemory_clients
 from sockworks.core.logs import RateLimitedLog
 from sockworks.core.service import CLOSE, NOTHING, REPLY_BUDGET, Output, Service, Session
@@ -66,6 +67,8 @@ from sockworks.services.resp_blocking import (
 )
 from sockworks.services.resp_commands import (
     BUSY_REPLY,
+    DEFAULT_MIN_REPLICAS_MAX_LAG,
+    NOREPLICAS,
     OOM_REPLY,
     QUEUED,
     QUEUED_OVERHEAD,
@@ -200,8 +203,20 @@ class RespService(Service):
         #: Live sessions by id(session) (their client ids come later, from the model).
         self._sessions: dict[int, RespSession] = {}
         self._commands = 0
-        self._errors = 0
         self._protocol_errors = 0
+        #: INFO errorstats and total_error_replies (every error reply, by code).
+        self.error_stats = ErrorStats()
+        #: CommandStats' figures at the last CONFIG RESETSTAT: INFO
+        #: commandstats shows what came since (the metrics, counters that
+        #: never go back, show everything).
+        self._stats_base: dict[str, float] = {}
+        #: The same for the INFO stats counters Redis's RESETSTAT resets.
+        self._counters_base: dict[str, int] = {}
+        #: Redis's min-replicas-to-write and min-replicas-max-lag (CONFIG SET;
+        #: set_min_replicas); writes_refused: both set, so writes get NOREPLICAS.
+        self.min_replicas_to_write = 0
+        self.min_replicas_max_lag = DEFAULT_MIN_REPLICAS_MAX_LAG
+        self.writes_refused = False
         #: instantaneous_ops_per_sec (INFO stats).
         self._rate = OpsRate(time.monotonic())
         self._closed = False
@@ -274,18 +289,69 @@ class RespService(Service):
 
     # -- shared counters (updated once per received chunk) ---------------------
     def count(self, commands: int, errors: int, protocol_errors: int) -> None:
+        # ``errors``: the chunk's error replies, which error_stats counted
+        # one by one (with their codes) as they were made.
         with self._lock:
             self._commands += commands
-            self._errors += errors
             self._protocol_errors += protocol_errors
             self._rate.observe(time.monotonic(), self._commands)
 
     def counters(self) -> dict[str, int]:
         """This process's INFO counters (prefork publishes them to be summed)."""
         with self._lock:
-            return {"commands": self._commands, "errors": self._errors,
+            return {"commands": self._commands, "errors": self.error_stats.total,
                     "protocol_errors": self._protocol_errors, "clients": len(self._sessions),
                     "ops_per_sec": self._rate.rate(time.monotonic(), self._commands)}
+
+    @property
+    def long_way(self) -> bool:
+        """Every command must go through execute() (no GET/SET shortcut, no
+        compiled fast path): MONITOR or keyspace events see every command,
+        or min-replicas-to-write refuses writes."""
+        return self.broker.sees_commands or self.writes_refused
+
+    def set_min_replicas(self, to_write: int | None = None, max_lag: int | None = None) -> None:
+        """CONFIG SET min-replicas-to-write / min-replicas-max-lag."""
+        if to_write is not None:
+            self.min_replicas_to_write = to_write
+        if max_lag is not None:
+            self.min_replicas_max_lag = max_lag
+        # No replication here: there are never good replicas, so with both
+        # set every write is refused, as Redis refuses them with none
+        # connected (checkGoodReplicasStatus).
+        self.writes_refused = self.min_replicas_to_write > 0 and self.min_replicas_max_lag > 0
+
+    def count_nested(self, name: str, reply: bytes, rejected: bool, seconds: float) -> None:
+        failed = reply[:1] == b"-"
+        if failed:
+            self.error_stats.note(reply)
+        self.command_stats.add_nested(name, failed, rejected, seconds)
+
+    def reset_stats(self) -> None:
+        """CONFIG RESETSTAT: commandstats, errorstats and INFO stats'
+        counters start again from zero, as Redis's resetServerStats (under
+        prefork, errorstats and total_error_replies are per worker: this
+        worker's are reset)."""
+        self.error_stats.reset()
+        store_info, counters, command_stats, conn = self._figures()
+        resettable = _resettable(store_info, counters, command_stats, conn)
+        with self._lock:
+            self._stats_base, self._counters_base = command_stats, resettable
+
+    def _figures(self) -> tuple[dict[str, Any], dict[str, Any], dict[str, float],
+                                dict[str, Any]]:
+        """What INFO reads: the store's info, this service's counters, its
+        CommandStats and the connection counters (under prefork, every
+        worker's summed: docs/operations.md)."""
+        stats = self.stats
+        counters = stats.server_wide(dict(self.counters()), self.name)
+        command_stats = {name: float(value) for name, value in stats.server_wide(
+            dict(self.command_stats.flat()), f"{self.name}.cmd").items()
+            if isinstance(value, (int, float))}
+        conn = stats.server_wide({"connections_total": stats.connections_total,
+                                  "connections_rejected": stats.connections_rejected,
+                                  "evicted_clients": stats.clients.evicted})
+        return self.store.info(), counters, command_stats, conn
 
     def forget(self, session: RespSession) -> None:
         with self._lock:
@@ -319,18 +385,14 @@ class RespService(Service):
         wanted = {s.lower() for s in sections} or {"default"}
         everything = bool(wanted & {"all", "everything", "default"})
         every_section = bool(wanted & {"all", "everything"})
-        store_info = self.store.info()
+        store_info, counters, command_stats, conn = self._figures()
         stats = self.stats
-        # prefork: every worker's figures (docs/operations.md).
-        counters = stats.server_wide(dict(self.counters()), self.name)
-        commands, errors, clients = (counters["commands"], counters["errors"],
-                                     counters["clients"])
-        command_stats = {name: float(value) for name, value in stats.server_wide(
-            dict(self.command_stats.flat()), f"{self.name}.cmd").items()
-            if isinstance(value, (int, float))}
-        conn = stats.server_wide({"connections_total": stats.connections_total,
-                                  "connections_rejected": stats.connections_rejected,
-                                  "evicted_clients": stats.clients.evicted})
+        errors, clients = counters["errors"], counters["clients"]
+        with self._lock:
+            stats_base, counters_base = self._stats_base, self._counters_base
+        # What CONFIG RESETSTAT set back to zero, since then.
+        since = {name: value - counters_base.get(name, 0) for name, value in
+                 _resettable(store_info, counters, command_stats, conn).items()}
         parts: list[str] = []
 
         def section(title: str, fields: dict[str, object]) -> None:
@@ -387,17 +449,17 @@ class RespService(Service):
                 persistence.setdefault(key, value)
         section("Persistence", persistence)
         section("Stats", {
-            "total_connections_received": conn["connections_total"],
-            "total_commands_processed": commands,
+            "total_connections_received": since["total_connections_received"],
+            "total_commands_processed": since["total_commands_processed"],
             "instantaneous_ops_per_sec": counters["ops_per_sec"],
-            "total_net_input_bytes": int(command_stats["bytes_in"]),
-            "total_net_output_bytes": int(command_stats["bytes_out"]),
-            "rejected_connections": conn["connections_rejected"],
-            "expired_keys": store_info.get("expired_keys", 0),
-            "evicted_keys": store_info.get("evicted_keys", 0),
-            "evicted_clients": conn["evicted_clients"],
-            "keyspace_hits": store_info.get("keyspace_hits", 0),
-            "keyspace_misses": store_info.get("keyspace_misses", 0),
+            "total_net_input_bytes": since["total_net_input_bytes"],
+            "total_net_output_bytes": since["total_net_output_bytes"],
+            "rejected_connections": since["rejected_connections"],
+            "expired_keys": since["expired_keys"],
+            "evicted_keys": since["evicted_keys"],
+            "evicted_clients": since["evicted_clients"],
+            "keyspace_hits": since["keyspace_hits"],
+            "keyspace_misses": since["keyspace_misses"],
             "total_error_replies": errors,
             **self.access.counters(),
         })
@@ -409,7 +471,8 @@ class RespService(Service):
                                 "repl_backlog_active": 0})
         section("CPU", cpu_fields())
         if every_section or "commandstats" in wanted:
-            section("Commandstats", _commandstats(command_stats))
+            section("Commandstats", _commandstats(command_stats, stats_base))
+        section("Errorstats", self.error_stats.fields())
         section("Cluster", {"cluster_enabled": 0})
         keyspace: dict[str, object] = {}
         keys = store_info.get("keys")
@@ -423,21 +486,43 @@ class RespService(Service):
         return "\r\n".join(parts)
 
 
-def _commandstats(flat: Mapping[str, float]) -> dict[str, object]:
-    """INFO commandstats from CommandStats' figures (Redis's fields: a
-    rejected call never ran, so ``calls`` leaves it out; ``failed_calls``
-    ran and answered an error). Commands never called are not listed."""
+def _resettable(store_info: Mapping[str, Any], counters: Mapping[str, Any],
+                command_stats: Mapping[str, float], conn: Mapping[str, Any]) -> dict[str, int]:
+    """INFO stats' counters that CONFIG RESETSTAT sets back to zero, as
+    they stand (Redis's resetServerStats; total_error_replies is ErrorStats')."""
+    return {
+        "total_connections_received": int(conn["connections_total"]),
+        "total_commands_processed": int(counters["commands"]),
+        "total_net_input_bytes": int(command_stats["bytes_in"]),
+        "total_net_output_bytes": int(command_stats["bytes_out"]),
+        "rejected_connections": int(conn["connections_rejected"]),
+        "expired_keys": int(store_info.get("expired_keys", 0)),
+        "evicted_keys": int(store_info.get("evicted_keys", 0)),
+        "evicted_clients": int(conn["evicted_clients"]),
+        "keyspace_hits": int(store_info.get("keyspace_hits", 0)),
+        "keyspace_misses": int(store_info.get("keyspace_misses", 0)),
+    }
+
+
+def _commandstats(flat: Mapping[str, float], base: Mapping[str, float]) -> dict[str, object]:
+    """INFO commandstats from CommandStats' figures less ``base`` (those at
+    CONFIG RESETSTAT). Redis's fields: a rejected call never ran, so
+    ``calls`` leaves it out; ``failed_calls`` ran and answered an error.
+    Commands never called (since the reset) are not listed."""
+    def since(key: str) -> int:
+        return int(flat[key] - base.get(key, 0.0))
+
     fields: dict[str, object] = {}
-    for key, value in flat.items():
+    for key in flat:
         if not key.startswith("calls.") or key == f"calls.{OTHER}":
             continue
         name = key[6:]
-        rejected = int(flat[f"rejected.{name}"])
-        calls = int(value) - rejected
-        failed = int(flat[f"errors.{name}"]) - rejected
-        if not (calls or rejected):
+        rejected = since(f"rejected.{name}")
+        calls = since(key) - rejected
+        failed = since(f"errors.{name}") - rejected
+        if not (calls or rejected or failed):
             continue
-        usec = int(flat[f"usec.{name}"])
+        usec = since(f"usec.{name}")
         per_call = usec / calls if calls else 0.0
         fields[f"cmdstat_{name}"] = (f"calls={calls},usec={usec},usec_per_call={per_call:.2f},"
                                      f"rejected_calls={rejected},failed_calls={failed}")
@@ -641,13 +726,12 @@ class RespSession(Session):
         # changes how a command runs must be added to this test. (No script
         # of this session waits for its reply: its backlog is set then.)
         # Subscriptions, MONITOR and CLIENT REPLY empty the GET/SET words
-        # (_update_mode); MONITOR and keyspace events anywhere need every
-        # command to go the long way, as in _run_commands.
-        broker = self.service.broker
+        # (_update_mode); MONITOR, keyspace events and min-replicas-to-write
+        # anywhere need every command to go the long way, as in _run_commands.
         if (self._fast is not None and self._open and self.queued is None and not waiting
                 and self._backlog is None and not parser.busy and type(data) is bytes
                 and self._get_words and not self.subs.pushed_to
-                and not broker.sees_commands):
+                and not self.service.long_way):
             # Compiled: the whole chunk, or the requests up to the first it
             # does not handle, from which the reference goes on; behind the
             # script gate as the reference is (_execute).
@@ -777,6 +861,8 @@ class RespSession(Session):
         # One clock read per timed command: each starts where the last ended,
         # unless fast-path commands ran in between (their count moved).
         mark, fast = started, 0
+        # Every error reply is counted by its code as it is made (INFO errorstats).
+        noted = self.service.error_stats.note
         ticket = self._ticket
         if ticket is not None:
             # A script answered: its reply comes before what followed it;
@@ -788,18 +874,20 @@ class RespSession(Session):
             self._wrote = ticket.wrote
             calls[ticket.name] = 1
             spent[ticket.name] = ticket.overhead + ticket.seconds
-            if ticket.reply[:1] == b"-":
+            if failed_reply(ticket.reply):
                 errors += 1
                 failed[ticket.name] = 1
+                if ticket.reply[:1] == b"-":
+                    noted(ticket.reply)
         store = self.store
         # Commands before this call's (run by the compiled fast path).
         seeded = executed
         subs = self.subs
         if subs.pushed_to:
             subs.start()  # pushes wait for this chunk's replies (services/pubsub.py)
-        broker = self.service.broker
-        # MONITOR and keyspace events need every command to go the long way.
-        plain = self._open and not broker.sees_commands
+        # MONITOR, keyspace events and min-replicas-to-write need every
+        # command to go the long way.
+        plain = self._open and not self.service.long_way
         for argv in commands:
             if size >= REPLY_BUDGET:
                 # Back-pressure (core/service.py): the rest waits for resume().
@@ -814,6 +902,7 @@ class RespSession(Session):
                 calls[name] = calls.get(name, 0) + 1
                 if reply[:1] == b"-":
                     errors += 1
+                    noted(reply)
                     failed[name] = failed.get(name, 0) + 1
                     if self._rejected:  # BUSY: Redis counts it as rejected_calls
                         self._rejected = False
@@ -834,6 +923,7 @@ class RespSession(Session):
                     errors += 1
                     failed["get"] = failed.get("get", 0) + 1
                     append(store_error(exc))
+                    noted(replies[-1])
                     continue
                 if value is None:
                     append(encode_null(self.proto))
@@ -850,6 +940,7 @@ class RespSession(Session):
                     failed["set"] = failed.get("set", 0) + 1
                     rejected["set"] = rejected.get("set", 0) + 1
                     append(OOM_REPLY)
+                    noted(OOM_REPLY)
                     continue
                 try:
                     store.set(argv[1], argv[2])
@@ -857,6 +948,7 @@ class RespSession(Session):
                     errors += 1
                     failed["set"] = failed.get("set", 0) + 1
                     append(store_error(exc))
+                    noted(replies[-1])
                     continue
                 self._wrote = True
                 writes.append(len(replies))
@@ -891,14 +983,18 @@ class RespSession(Session):
                 self._backlog = commands[executed - seeded:]
                 self._backlog_violation, violation = violation, None
                 break
-            calls[name] = calls.get(name, 0) + 1
-            spent[name] = spent.get(name, 0.0) + took
+            if reply is not QUEUED:  # a queued command is counted when EXEC runs it
+                calls[name] = calls.get(name, 0) + 1
+                spent[name] = spent.get(name, 0.0) + took
             if reply[:1] == b"-":
                 errors += 1
+                noted(reply)
                 failed[name] = failed.get(name, 0) + 1
                 if self._rejected:
                     self._rejected = False
                     rejected[name] = rejected.get(name, 0) + 1
+            elif type(reply) is HoldsErrors:  # a script's array with errors in it
+                failed[name] = failed.get(name, 0) + 1
             size += len(reply)
             if subs.waiting:
                 # Pushed while it ran: its own PUBLISH's message goes before
@@ -926,8 +1022,11 @@ class RespSession(Session):
         if violation is not None and not self._done:
             logger.debug("protocol error from %s: %s", self.peer, violation.message)
             replies.append(error_quoting("ERR " + violation.message))
+            noted(replies[-1])
             self._done = True
-        self.service.count(executed, errors, int(violation is not None))
+        # A command refused before it ran is not a command processed (Redis
+        # counts them in call()).
+        self.service.count(executed - sum(rejected.values()), errors, int(violation is not None))
         elapsed = perf_counter() - started
         if gets or sets:
             # The fast path is not timed per command (CommandStats says why):
@@ -1113,6 +1212,11 @@ class RespSession(Session):
     def unblocked(self, reply: bytes) -> None:
         """The wait is over (another thread, or the timer): send the reply,
         then have the model run what was held behind it."""
+        if reply[:1] == b"-":
+            # CLIENT UNBLOCK ... ERROR (or the backend's error): an error
+            # reply, and a failed call of the blocking command, as in Redis.
+            self.service.error_stats.note(reply)
+            self.service.command_stats.add_failure(self.last_command.decode("latin-1"))
         client = self.client
         with self._block_lock:
             if self._in_call:
@@ -1195,6 +1299,9 @@ class RespSession(Session):
             refusal = error_quoting(f"ERR Can't execute '{shown}': only (P|S)SUBSCRIBE / "
                                     "(P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in "
                                     "this context")
+        if (refusal is None and spec is not None and self.service.writes_refused
+                and "write" in spec.flags):
+            refusal = NOREPLICAS  # min-replicas-to-write (RespService.set_min_replicas)
         if refusal is not None:
             if self.queued is not None:
                 self.multi_failed = True
@@ -1500,6 +1607,11 @@ class RespSession(Session):
         finally:
             self._in_script = False
 
+    def rejected(self, reply: bytes) -> bytes:
+        if not self._in_exec:  # inside EXEC, EXEC is the call counted
+            self._rejected = True
+        return reply
+
     def script_access(self, spec: CommandSpec, argv: list[bytes],
                       count: bool = True) -> bytes | None:
         return None if self._open else self._check_access(spec, argv, count)
@@ -1579,6 +1691,15 @@ class RespSession(Session):
                         self._wrote = True
                         self._writes += 1
                     replies.append(outcome.finish(result))
+        # Each command is a call (INFO commandstats; the transaction's time
+        # is EXEC's), each error in the array an error reply Redis counts
+        # (errorstats) and its command's failed call.
+        noted, stats = self.service.error_stats.note, self.service.command_stats
+        for argv, reply in zip(queued, replies, strict=True):
+            if reply[:1] == b"-":
+                noted(reply)
+            stats.add_nested(self._commands[argv[0].lower()].name, failed_reply(reply), False,
+                             0.0)
         return b"*%d\r\n" % len(replies) + b"".join(replies)
 
     def client_info(self) -> str:

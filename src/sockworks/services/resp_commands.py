@@ -41,7 +41,8 @@ from sockworks.storage.model.longdouble import (
 )
 
 __all__ = [
-    "BUSY_REPLY", "EXECABORT", "EXECABORT_OOM", "NOT_INTEGER", "OOM_REPLY", "QUEUED",
+    "BUSY_REPLY", "DEFAULT_MIN_REPLICAS_MAX_LAG", "EXECABORT", "EXECABORT_OOM", "NOREPLICAS",
+    "NOT_INTEGER", "OOM_REPLY", "QUEUED",
     "QUEUED_OVERHEAD",
     "REDIS_VERSION", "SYNTAX_ERROR", "arity_ok", "error_quoting",
     "int_arg", "quoted", "store_error", "unknown_command", "unknown_subcommand",
@@ -65,6 +66,11 @@ OOM_REPLY: Final = b"-OOM command not allowed when used memory > 'maxmemory'.\r\
 #: EXEC of a transaction holding such a command, over maxmemory.
 EXECABORT_OOM: Final = (b"-EXECABORT Transaction discarded because of: OOM command not "
                         b"allowed when used memory > 'maxmemory'.\r\n")
+#: Redis's reply to a write while min-replicas-to-write is not met (here:
+#: whenever it is set, as there are no replicas).
+NOREPLICAS: Final = b"-NOREPLICAS Not enough good replicas to write.\r\n"
+#: Redis's min-replicas-max-lag default (seconds).
+DEFAULT_MIN_REPLICAS_MAX_LAG: Final = 10
 NOT_INTEGER: Final = b"-ERR value is not an integer or out of range\r\n"
 SYNTAX_ERROR: Final = b"-ERR syntax error\r\n"
 BUSY_REPLY: Final = b"-ERR max number of clients reached\r\n"

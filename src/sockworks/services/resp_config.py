@@ -116,6 +116,8 @@ def _config_values(s: Ctx) -> dict[bytes, bytes]:
         b"aclfile": os.fsencode(access.aclfile or ""),
         b"loglevel": _loglevel(),
         b"notify-keyspace-events": _keyspace_events(s),
+        **dict.fromkeys(_MIN_REPLICAS_TO_WRITE, b"%d" % server.min_replicas_to_write),
+        **dict.fromkeys(_MIN_REPLICAS_MAX_LAG, b"%d" % server.min_replicas_max_lag),
         # The listeners in force (TLS, UNIX socket): issue #11 items 3-4.
         **{name.encode(): value.encode() for name, value in server.listening.items()},
     }
@@ -200,6 +202,7 @@ def cmd_config(s: Ctx, argv: list[bytes]) -> bytes:
             return wrong_args("config|set")
         return _config_set(s, argv[2:])
     if sub == b"RESETSTAT":
+        s.server.reset_stats()
         return OK
     return unknown_subcommand(argv)
 
@@ -214,9 +217,14 @@ _IMMUTABLE: Final = frozenset({b"databases", b"cluster-enabled", b"aclfile", b"u
 _PROTECTED: Final = frozenset({b"dir"})
 #: Redis's names of the script time limit (lua-time-limit is the old one).
 _SCRIPT_TIME_LIMITS: Final = (b"busy-reply-threshold", b"lua-time-limit")
+#: Redis's names (and their old aliases) of the good-replicas check: with
+#: no replication here, setting both refuses every write (NOREPLICAS).
+_MIN_REPLICAS_TO_WRITE: Final = (b"min-replicas-to-write", b"min-slaves-to-write")
+_MIN_REPLICAS_MAX_LAG: Final = (b"min-replicas-max-lag", b"min-slaves-max-lag")
 #: Parameters CONFIG SET changes on this server (besides the memory ones).
 _SERVER_PARAMETERS: Final = (b"requirepass", b"timeout", b"maxclients", b"loglevel",
-                             b"protected-mode", b"busy-reply-threshold", b"lua-time-limit")
+                             b"protected-mode", b"busy-reply-threshold", b"lua-time-limit",
+                             *_MIN_REPLICAS_TO_WRITE, *_MIN_REPLICAS_MAX_LAG)
 
 
 def _failed(name: bytes, reason: str) -> bytes:
@@ -228,11 +236,13 @@ def _check_server(name: bytes, raw: bytes) -> tuple[bytes | None, Any]:
     """(error reply, None) or (None, the parsed value) for a server parameter."""
     if name == b"requirepass":
         return None, raw
-    if name in (b"timeout", b"maxclients", b"busy-reply-threshold", b"lua-time-limit"):
+    if name in (b"timeout", b"maxclients", b"busy-reply-threshold", b"lua-time-limit",
+                *_MIN_REPLICAS_TO_WRITE, *_MIN_REPLICAS_MAX_LAG):
         number = int_arg(raw)
         if number is None:
             return _failed(name, "argument couldn't be parsed into an integer"), None
-        low, high = ((0, 2147483647) if name == b"timeout" else (1, 4294967295)
+        low, high = ((0, 2147483647) if name == b"timeout" or name in _MIN_REPLICAS_TO_WRITE
+                     or name in _MIN_REPLICAS_MAX_LAG else (1, 4294967295)
                      if name == b"maxclients" else (0, 9223372036854775807))
         if not low <= number <= high:
             return _failed(name, f"argument must be between {low} and {high} inclusive"), None
@@ -265,6 +275,10 @@ def _apply_server(s: Ctx, name: bytes, value: Any) -> None:
         s.store.script_gate.threshold = value / 1000
     elif name == b"notify-keyspace-events":
         server.set_keyspace_events(value)
+    elif name in _MIN_REPLICAS_TO_WRITE:
+        server.set_min_replicas(to_write=value)
+    elif name in _MIN_REPLICAS_MAX_LAG:
+        server.set_min_replicas(max_lag=value)
 
 
 def _config_set(s: Ctx, pairs: list[bytes]) -> bytes:

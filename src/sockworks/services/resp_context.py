@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 if TYPE_CHECKING:
     from sockworks.core.clients import ClientHandle
     from sockworks.core.config import ServerSettings
+    from sockworks.core.error_stats import ErrorStats
     from sockworks.core.limits import OutputLimits
     from sockworks.core.stats import ServerStats
     from sockworks.services.auth import AccessControl
@@ -126,6 +127,31 @@ class RespServer(Protocol):
 
     def sessions(self) -> Sequence[CommandContext]: ...
 
+    @property
+    def error_stats(self) -> ErrorStats:
+        """INFO errorstats and total_error_replies (core/error_stats.py)."""
+
+    def count_nested(self, name: str, reply: bytes, rejected: bool, seconds: float) -> None:
+        """A command a script ran (``redis.call``): INFO commandstats and
+        errorstats count it as Redis does, ``rejected`` if it was refused
+        before it ran."""
+
+    def reset_stats(self) -> None:
+        """CONFIG RESETSTAT."""
+
+    @property
+    def writes_refused(self) -> bool:
+        """min-replicas-to-write is set: writes get NOREPLICAS (no replicas here)."""
+
+    @property
+    def min_replicas_to_write(self) -> int: ...
+
+    @property
+    def min_replicas_max_lag(self) -> int: ...
+
+    def set_min_replicas(self, to_write: int | None = None, max_lag: int | None = None) -> None:
+        """CONFIG SET min-replicas-to-write / min-replicas-max-lag."""
+
 
 class CommandContext(Protocol):
     """One connection as its command handlers see it."""
@@ -215,6 +241,11 @@ class CommandContext(Protocol):
                       count: bool = True) -> bytes | None:
         """The ACL refusal of ``argv`` for this connection's user, or None
         (``count=False``: not counted in the denied counters)."""
+
+    def rejected(self, reply: bytes) -> bytes:
+        """``reply``, an error refusing the command before it ran (a
+        script's declared flags against the server's state): INFO
+        commandstats counts it as Redis's rejected_calls."""
 
     def close_after_reply(self) -> None:
         """QUIT: nothing after this command runs; the connection closes."""

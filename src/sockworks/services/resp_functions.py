@@ -26,6 +26,7 @@ from sockworks.services.lua_functions import (
     parse_metadata,
 )
 from sockworks.services.resp_commands import (
+    NOREPLICAS,
     OOM_REPLY,
     error_quoting,
     quoted,
@@ -44,6 +45,7 @@ from sockworks.services.resp_scripting import (
     forwarded,
     parse_numkeys,
     refused_for_memory,
+    refused_for_replicas,
     scripting,
 )
 from sockworks.storage.functions import FunctionLibraries
@@ -138,8 +140,10 @@ def _fcall(s: Ctx, argv: list[bytes], *, read_only: bool) -> bytes | Plan[bytes]
     function = libraries.functions.get(argv[1].lower())
     if function is None:
         return _NOT_FOUND
+    if refused_for_replicas(s, function.flags):
+        return s.rejected(NOREPLICAS)
     if refused_for_memory(s, function.flags, argv):
-        return OOM_REPLY
+        return s.rejected(OOM_REPLY)
     numkeys = parse_numkeys(argv, _BAD_KEYS)
     if isinstance(numkeys, bytes):
         return numkeys
@@ -160,7 +164,8 @@ def _fcall(s: Ctx, argv: list[bytes], *, read_only: bool) -> bytes | Plan[bytes]
             fn = libraries.invoke(engine, function, keys, args)
             return engine.run(fn, function.name, keys, args, s.proto, dispatch,
                               lambda: run.killed, globals_=False,
-                              acl_check=lambda call: acl_allows(s, call))
+                              acl_check=lambda call: acl_allows(s, call),
+                              note=s.server.error_stats.note)
     return s.run_script(job)
 
 

@@ -30,6 +30,7 @@ import collections
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
@@ -45,6 +46,7 @@ from sockworks.services.lua_engine import (
 )
 from sockworks.services.lua_functions import Libraries
 from sockworks.services.resp_commands import (
+    NOREPLICAS,
     NOT_INTEGER,
     OOM_REPLY,
     arity_ok,
@@ -329,26 +331,49 @@ class Scripts:
 
 def call_command(s: Ctx, argv: list[bytes], read_only: bool, run: ExclusiveRun,
                  resp: int, oom: bool = False) -> bytes:
-    """``redis.call(*argv)``: the command's reply, in RESP ``resp``.
+    """``redis.call(*argv)``: the command's reply, in RESP ``resp``,
+    counted as Redis counts a script's command (INFO commandstats:
+    a refusal is a rejected call, an error a failed one; errorstats).
     ``oom``: memory was over the limit when the script started (Redis's
     pre_command_oom_state), so a ``denyoom`` command is refused until the
     script has written (after a write, a script is let finish, as Redis)."""
+    server = s.server
     spec: CommandSpec | None = s.commands.get(argv[0].lower())
     if spec is None:
+        server.error_stats.note(_UNKNOWN)  # no command to count it against
         return _UNKNOWN
+    refusal = _refusal(s, spec, argv, read_only, run, oom)
+    if refusal is not None:
+        server.count_nested(spec.name, refusal, True, 0.0)
+        return refusal
+    started = time.perf_counter()
+    reply = _call(s, spec, argv, run, resp)
+    server.count_nested(spec.name, reply, False, time.perf_counter() - started)
+    return reply
+
+
+def _refusal(s: Ctx, spec: CommandSpec, argv: list[bytes], read_only: bool,
+             run: ExclusiveRun, oom: bool) -> bytes | None:
+    """Why a script may not run this command now (Redis's order), or None."""
     if not arity_ok(spec.arity, len(argv)):
         return _ARITY
     if "noscript" in spec.flags or spec.name in _FORBIDDEN:
         return _NOT_ALLOWED
-    if "write" in spec.flags and read_only:
+    write = "write" in spec.flags
+    if write and read_only:
         return _READ_ONLY
+    # Before the script's first write only: a script that wrote is not
+    # failed on the server's state (Redis's SCRIPT_WRITE_DIRTY).
+    if write and not run.wrote and s.server.writes_refused:
+        return NOREPLICAS
     if oom and not run.wrote and not run.allow_oom and "denyoom" in spec.flags:
-        return OOM_REPLY
-    if "write" in spec.flags:
+        return OOM_REPLY  # Redis's scriptVerifyOOM
+    if write:
         run.wrote = True
-    refusal = s.script_access(spec, argv)
-    if refusal is not None:
-        return refusal
+    return s.script_access(spec, argv)
+
+
+def _call(s: Ctx, spec: CommandSpec, argv: list[bytes], run: ExclusiveRun, resp: int) -> bytes:
     shown = s.proto
     s.set_protocol(resp)
     try:
@@ -380,6 +405,12 @@ def acl_allows(s: Ctx, argv: list[bytes]) -> bool | None:
 def _run(s: Ctx, spec: CommandSpec, argv: list[bytes]) -> bytes:
     outcome = spec.handler(s, argv)
     return s.run_plan(outcome) if isinstance(outcome, Plan) else outcome
+
+
+def refused_for_replicas(s: Ctx, flags: frozenset[str] | tuple[str, ...]) -> bool:
+    """A script or function with declared flags and without no-writes is a
+    write (Redis 7): min-replicas-to-write refuses it before it starts."""
+    return "no-writes" not in flags and s.server.writes_refused
 
 
 def refused_for_memory(s: Ctx, flags: frozenset[str] | tuple[str, ...],
@@ -445,8 +476,10 @@ def _eval(s: Ctx, argv: list[bytes], *, by_sha: bool,
             return exc.reply
     oom = False
     if script.body.startswith(b"#!"):
+        if refused_for_replicas(s, script.flags):
+            return s.rejected(NOREPLICAS)
         if refused_for_memory(s, script.flags, argv):
-            return OOM_REPLY
+            return s.rejected(OOM_REPLY)
     else:  # no flags: its first write is refused instead (Redis's scriptVerifyOOM)
         oom = not s.store.make_room(sum(map(len, argv)))
     keys, args = argv[3:3 + numkeys], argv[3 + numkeys:]
@@ -460,7 +493,8 @@ def _eval(s: Ctx, argv: list[bytes], *, by_sha: bool,
         def dispatch(call: list[bytes]) -> bytes:
             return call_command(s, call, no_writes, run, engine.resp, oom)
         return engine.run(script.fn, script.sha, keys, args, s.proto, dispatch,
-                          lambda: run.killed, acl_check=lambda call: acl_allows(s, call))
+                          lambda: run.killed, acl_check=lambda call: acl_allows(s, call),
+                          note=s.server.error_stats.note)
     return s.run_script(job)
 
 

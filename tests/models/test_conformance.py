@@ -554,14 +554,19 @@ def test_deliveries_to_a_client_that_reads_nothing_hit_the_output_limit(
         sock.sendall(f"CLASS {limit_class}\n".encode())
         assert recv_until(sock) == b"OK\n"
         sock.sendall(b"FLOOD 65536\n")  # and never read
-        log = server.wait_for_log(b"flood refused after", timeout=30)
-        assert b"over client-output-buffer-limit hard 1048576" in log
+        log = server.wait_for_log(b"over client-output-buffer-limit hard 1048576", timeout=30)
         # What was queued stayed bounded: the limit plus what the kernel's
-        # socket buffers took, never the 100,000 chunks the flood tried.
+        # socket buffers took, never the 100,000 chunks the flood tried. The
+        # close names what it held; the flood's own "refused after N" line is
+        # not waited for: under socketserver-fork the child exits on the close
+        # and may take the flood thread with it before it logs.
+        held = [int(n) for n in re.findall(
+            rb"(\d+)(?:-byte reply is| bytes of unsent output| bytes unsent) over "
+            rb"client-output-buffer-limit hard 1048576", log)]
+        assert held and max(held) < 64 * 1024 * 1024, log
         found = re.search(rb"flood refused after (\d+)\n", log)
-        assert found is not None, log
-        refused_after = int(found.group(1))
-        assert refused_after * 65536 < 64 * 1024 * 1024
+        if found is not None:
+            assert int(found.group(1)) * 65536 < 64 * 1024 * 1024
     with server.connect() as sock:  # the server goes on serving
         sock.sendall(b"PING\n")
         assert recv_until(sock) == b"PONG\n"

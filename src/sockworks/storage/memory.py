@@ -249,6 +249,10 @@ class MemoryStore(Store):
         #: notifications); None: nobody asks.
         self.key_events: Callable[[str, bytes], None] | None = None
         self._closed = False
+        #: True while the log replays: nothing expires then (Redis's
+        #: keyIsExpired while loading), since a later record may have kept
+        #: the key (PERSIST, a new TTL); what is past due goes at the end.
+        self._loading = False
         self._persistent = False
         self._sweeper: threading.Thread | None = None
         self._sweeper_stop = threading.Event()
@@ -312,7 +316,7 @@ class MemoryStore(Store):
         value = self._data.get(key)
         if value is not None and self._expires:
             at = self._expires.get(key)
-            if at is not None and at <= now:
+            if at is not None and at <= now and not self._loading:
                 self._remove(key)
                 self._expired += 1
                 if self.key_events is not None:
@@ -1274,7 +1278,19 @@ class MemoryStore(Store):
         through records.iter_ops. Raises records.RecordError (with the
         record's offset as ``args[1]``) for a payload that does not parse.
         """
-        now = self._clock()
+        self._loading = True
+        try:
+            self._replay_spans(image, spans)
+        finally:
+            self._loading = False
+        # What is past due now goes, as Redis expires it after loading.
+        now, data, expires = self._clock(), self._data, self._expires
+        for key in [k for k, at in expires.items() if at <= now]:
+            del expires[key]
+            data.pop(key, None)
+        self._rebuild_indexes()
+
+    def _replay_spans(self, image: bytes, spans: list[tuple[int, int]]) -> None:
         data, expires = self._data, self._expires
         head, u32, i64 = _SET_HEAD.unpack_from, _U32.unpack_from, _I64.unpack_from
         op_set = records.OP_SET
@@ -1288,11 +1304,6 @@ class MemoryStore(Store):
                     if ve + 8 == p + length:
                         (at,) = i64(image, ve)
                         key = image[p + 5 : ke]
-                        if at and at <= now:
-                            if key in data:
-                                del data[key]
-                            expires.pop(key, None)
-                            continue
                         data[key] = image[ke + 4 : ve]
                         if at:
                             expires[key] = at
@@ -1302,34 +1313,25 @@ class MemoryStore(Store):
                 except struct.error:
                     pass  # let iter_ops give the precise error
             try:
-                self._apply_ops(image[p : p + length], now)
+                self._apply_ops(image[p : p + length])
             except records.RecordError as exc:
                 raise records.RecordError(str(exc), p - records.HEADER.size) from None
-        self._rebuild_indexes()
 
-    def _apply_ops(self, payload: bytes, now: int) -> None:
+    def _apply_ops(self, payload: bytes) -> None:
         data, expires = self._data, self._expires
         for op, key, value, at in records.iter_ops(payload):
             if op == records.OP_SET:
-                if at and at <= now:
-                    data.pop(key, None)
-                    expires.pop(key, None)
+                data[key] = value
+                if at:
+                    expires[key] = at
                 else:
-                    data[key] = value
-                    if at:
-                        expires[key] = at
-                    else:
-                        expires.pop(key, None)
+                    expires.pop(key, None)
             elif op == records.OP_DEL:
                 data.pop(key, None)
                 expires.pop(key, None)
             elif op == records.OP_EXPIREAT:
                 if key in data:
-                    if at <= now:
-                        del data[key]
-                        expires.pop(key, None)
-                    else:
-                        expires[key] = at
+                    expires[key] = at
             elif op == records.OP_PERSIST:
                 expires.pop(key, None)
             elif op == records.OP_CMD:

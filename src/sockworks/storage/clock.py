@@ -67,7 +67,7 @@ def run_reference(keys: list[bytes | None], seqs: list[int], hand: int, end: int
             places, pending = [], set(kept)
             for i, key in enumerate(run):
                 if key in pending:
-                    pending.discard(key)  # type: ignore[arg-type]
+                    pending.discard(key)
                     places.append(i)
         for i in places:
             key = cast("bytes", run[i])

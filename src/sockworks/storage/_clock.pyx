@@ -7,11 +7,15 @@ reference it matches exactly (its docstring says what a run does;
 tests/storage/test_clock_differential.py feeds both the same random slot
 lists). One loop over the slots instead of the reference's several passes
 with builtins: a victim costs one set probe, one dict pop and its
-deallocation.
+deallocation, and the run's key objects are prefetched first.
 """
 
 from cpython.bytes cimport PyBytes_GET_SIZE
 from cpython.list cimport PyList_GET_ITEM
+
+cdef extern from *:
+    # GCC's and clang's; a hint only (no fault on any address).
+    void __builtin_prefetch(const void *addr) noexcept nogil
 
 
 def run(list keys, list seqs, Py_ssize_t hand, Py_ssize_t end, dict data, set referenced,
@@ -24,6 +28,11 @@ def run(list keys, list seqs, Py_ssize_t hand, Py_ssize_t end, dict data, set re
     cdef bint marks = len(referenced) > 0, ttls = len(expires) > 0, raws = len(raw) > 0
     if end > len(keys) or hand < 0 or end > len(seqs):
         raise IndexError("run outside the slot list")
+    # Every slot's key object first (its cached hash, which the set probe
+    # and the dict pop read): their cache misses then overlap instead of
+    # stalling once per victim (a victim is a key written long ago).
+    for i in range(hand, end):
+        __builtin_prefetch(PyList_GET_ITEM(keys, i))
     for i in range(hand, end):
         key = <object>PyList_GET_ITEM(keys, i)
         if key is None:

@@ -1,7 +1,8 @@
-"""The optional C extension: the compiled hot path (everything else is in pyproject.toml).
+"""The optional C extensions: the compiled hot paths (everything else is in pyproject.toml).
 
-``src/sockworks/services/_fastpath.pyx`` is compiled by Cython into a C
-extension when it can be: Cython is a build requirement
+``src/sockworks/services/_fastpath.pyx`` (the services' hot path) and
+``src/sockworks/storage/_clock.pyx`` (allkeys-lru's eviction run) are
+compiled by Cython into C extensions when they can be: Cython is a build requirement
 (pyproject.toml), and a C compiler must be there. Without a compiler -- or
 with ``SOCKWORKS_NO_EXTENSIONS=1`` at build time -- the build goes on without
 it (``optional=True``, as aiohttp and yarl do) and sockworks runs its
@@ -18,7 +19,7 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 #: The compiled modules (each has a pure-Python counterpart that is the reference).
-COMPILED = ["sockworks.services._fastpath"]
+COMPILED = ["sockworks.services._fastpath", "sockworks.storage._clock"]
 
 
 def extensions() -> list[Extension]:

@@ -49,9 +49,10 @@ BARRIER: Any = object()
 KEYS = [b"k1", b"k2", b"n", b"nl", b"cr", b"h", b"x" * 513]
 
 
-def make_service(maxmemory: int) -> KvService:
+def make_service(limit: tuple[int, str]) -> KvService:
+    maxmemory, policy = limit
     store = open_embedded_store(None, "no", active_expiry=False, clock=lambda: NOW,
-                                maxmemory=maxmemory, maxmemory_policy="noeviction")
+                                maxmemory=maxmemory, maxmemory_policy=policy)
     store.durability_barrier = lambda: BARRIER  # type: ignore[method-assign]
     service = KvService(store, max_line=MAX_LINE, max_bulk=MAX_BULK)
     service.attach(ServerStats(), ServerSettings("asyncio"))
@@ -161,7 +162,7 @@ def store_state(service: KvService) -> tuple[Any, ...]:
     store: Any = service.store  # the embedded store: its dicts are the whole state
     info = store.info()
     return (dict(store._data), dict(store._expires), info.get("used_memory"),
-            info.get("keyspace_hits"), info.get("keyspace_misses"))
+            info.get("keyspace_hits"), info.get("keyspace_misses"), info.get("evicted_keys"))
 
 
 def stats_of(flat: dict[str, float]) -> dict[str, float]:
@@ -172,7 +173,7 @@ def stats_of(flat: dict[str, float]) -> dict[str, float]:
 
 
 def run_both(make: Callable[[KvService], Any], chunks: list[bytes],
-             maxmemory: int) -> tuple[Any, Any]:
+             maxmemory: tuple[int, str]) -> tuple[Any, Any]:
     results = []
     for fast in (True, False):
         service = make_service(maxmemory)
@@ -192,14 +193,17 @@ def run_both(make: Callable[[KvService], Any], chunks: list[bytes],
     return results[0], results[1]
 
 
-MAXMEMORY = st.sampled_from([0, 0, 1])  # 1 byte: every write is over the limit
+#: (maxmemory, policy): no limit; 1 byte under noeviction (every write is
+#: refused); 1,500 bytes under allkeys-lru (a few keys fit: writes evict).
+MAXMEMORY = st.sampled_from([(0, "noeviction"), (0, "noeviction"), (1, "noeviction"),
+                             (1500, "allkeys-lru")])
 
 
 @settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(text_line(), min_size=1, max_size=40), st.lists(st.integers(0, 5000), max_size=20),
        MAXMEMORY)
 def test_text_port_compiled_equals_reference(lines: list[bytes], cuts: list[int],
-                                             maxmemory: int) -> None:
+                                             maxmemory: tuple[int, str]) -> None:
     chunks = split(lines, cuts)
     fast, pure = run_both(lambda service: service, chunks, maxmemory)
     assert fast[0] == pure[0]
@@ -214,7 +218,7 @@ def test_text_port_compiled_equals_reference(lines: list[bytes], cuts: list[int]
 @given(st.lists(resp_request(), min_size=1, max_size=40),
        st.lists(st.integers(0, 5000), max_size=20), MAXMEMORY)
 def test_resp_port_compiled_equals_reference(requests: list[bytes], cuts: list[int],
-                                             maxmemory: int) -> None:
+                                             maxmemory: tuple[int, str]) -> None:
     chunks = split(requests, cuts)
     fast, pure = run_both(lambda service: service.resp_service(), chunks, maxmemory)
     assert fast[0] == pure[0]
@@ -234,7 +238,7 @@ def test_pipelines_of_fast_commands_take_the_compiled_path() -> None:
     """The differential tests above would pass if the fast path never ran:
     here a whole pipelined chunk of fast commands must be answered by it
     (the reference's _run_lines / _run_commands are made to fail)."""
-    service = make_service(0)
+    service = make_service((0, "noeviction"))
     text = service.new_session("127.0.0.1:1")
     assert FASTPATH is not None
     text._fast = FASTPATH.text_run

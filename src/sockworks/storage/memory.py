@@ -74,7 +74,6 @@ from __future__ import annotations
 import bisect
 import contextlib
 import heapq
-import itertools
 import logging
 import random
 import re
@@ -82,9 +81,9 @@ import struct
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
-from sockworks.storage import eviction, records
+from sockworks.storage import clock, eviction, records
 from sockworks.storage.base import (
     IntegerOverflow,
     NotAnInteger,
@@ -512,16 +511,17 @@ class MemoryStore(Store):
 
     def _evict_clock_now(self, limit: int, steps: int) -> int:
         """_evict_clock with nothing to log or tell: the victims are removed
-        as the hand reaches them, a run of slots at a time with C-level
-        builtins (slice copies, ``map(dict.pop, ...)``, ``sum(map(len,
-        ...))``), so a victim costs about one dict deletion rather than a
-        dozen interpreted lines. A run is as many slots as the excess over
-        ``limit`` needs at the average entry size (dead slots and kept keys
-        free nothing, so another run follows), at most CLOCK_RUN."""
+        as the hand reaches them, a run of slots at a time (clock.py: one
+        call, compiled where it was built, so a victim costs about one dict
+        deletion rather than a dozen interpreted lines). A run is as many
+        slots as the excess over ``limit`` needs at the average entry size
+        (dead slots and kept keys free nothing, so another run follows), at
+        most CLOCK_RUN."""
         data, expires, referenced = self._data, self._expires, self._referenced
         aggregates = self._aggregates
         slots = self._slots
         overhead = eviction.ENTRY_OVERHEAD
+        run = clock.run
         used = self._used
         evicted = 0
         while used > limit and steps > 0 and evicted < EVICT_BATCH and data:
@@ -535,57 +535,20 @@ class MemoryStore(Store):
             end = min(size, hand + min(CLOCK_RUN, EVICT_BATCH - evicted,
                                        (used - limit) // average + 1))
             steps -= end - hand
-            run = keys[hand:end]
-            keys[hand:end] = itertools.repeat(None, end - hand)
             slots.hand = end
-            kept = referenced.intersection(run) if referenced else None
-            if kept:
-                # Keys accessed since the hand's last pass: kept (second
-                # chance), their slots restored and recorded for the cut,
-                # and taken out of the run.
-                referenced.difference_update(kept)
-                seqs = slots.seqs
-                places = (sorted(map(run.index, kept)) if len(kept) <= 8 else
-                          [i for i, key in enumerate(run) if key in kept])
-                for i in places:
-                    key = run[i]
-                    keys[hand + i] = key
-                    slots.kept_keys.append(key)  # type: ignore[arg-type]
-                    slots.kept_seqs.append(seqs[hand + i])
-                for i in reversed(places):
-                    del run[i]
-            # A None slot (dead) pops nothing: the count of keys removed
-            # tells whether every value is a victim's (no None comparisons:
-            # None == bytes is a slow rich comparison in C).
-            victims = cast("list[bytes]", run)
-            before = len(data)
-            values = list(map(data.pop, victims, itertools.repeat(None)))
-            if before - len(data) != len(victims) or (
-                    aggregates and not aggregates.isdisjoint(victims)):
-                # Dead slots (None, or a key deleted since) or aggregate
-                # values: one by one.
-                for key, value in zip(victims, values, strict=True):
-                    if value is None:
-                        continue
-                    evicted += 1
-                    if value.__class__ is bytes:
-                        used -= len(key) + len(value) + overhead
-                    else:
-                        aggregates.discard(key)
-                        used -= len(key) + value_size(value) + overhead
-                        if value.__class__ is StreamValue:
-                            self._used = used
-                            self._stream_gone(key)  # its blocked group readers
-                            used = self._used
-            else:
-                evicted += len(victims)
-                used -= (sum(map(len, victims)) + sum(map(len, values))  # type: ignore[arg-type]
-                         + overhead * len(victims))
-            if self._raw:
-                self._raw.difference_update(victims)
-            if expires:
-                gone = list(map(expires.pop, victims, itertools.repeat(None)))
-                used -= eviction.EXPIRY_OVERHEAD * (len(gone) - gone.count(None))
+            victims, freed, others = run(keys, slots.seqs, hand, end, data, referenced,
+                                         aggregates, slots.kept_keys, slots.kept_seqs, expires,
+                                         self._raw, overhead, eviction.EXPIRY_OVERHEAD)
+            evicted += victims
+            used -= freed
+            if others:
+                # Aggregates: their size, and a stream's blocked group readers.
+                for key, value in others:
+                    used -= len(key) + value_size(value) + overhead
+                    if value.__class__ is StreamValue:
+                        self._used = used
+                        self._stream_gone(key)
+                        used = self._used
         self._used = used
         return evicted
 

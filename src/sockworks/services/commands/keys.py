@@ -1,16 +1,28 @@
-"""Keyspace commands across types (TYPE OBJECT COPY RENAME ... SORT).
+"""Keyspace commands across types (TYPE OBJECT COPY RENAME ... SORT, DUMP, RESTORE).
 
 Arity, flags and key positions are Redis 7.0's (``COMMAND INFO``).
 """
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 from sockworks.services.commands.model import model_read, model_write
-from sockworks.services.resp_context import CommandSpec
+from sockworks.services.resp_context import CommandContext, CommandSpec, Plan
+from sockworks.storage.model.dump import MAX_DECODED, check_payload
 
 __all__ = ["SPECS"]
+
+def restore(ctx: CommandContext, argv: list[bytes]) -> bytes | Plan[Any]:
+    """RESTORE: the store bounds what a payload may decompress to by
+    Redis's largest proto-max-bulk-len; a lower --max-bulk is checked here
+    first (as bits_write checks SETBIT's offsets)."""
+    if ctx.server.max_bulk < MAX_DECODED and len(argv) >= 4:
+        error = check_payload(argv[3], ctx.server.max_bulk)
+        if error is not None:
+            return b"-ERR %s\r\n" % error.encode()
+    return model_write(ctx, argv)
+
 
 SPECS: Final[tuple[CommandSpec, ...]] = (
     CommandSpec("type", model_read, 2, ("readonly", "fast"), (1, 1, 1)),
@@ -24,4 +36,6 @@ SPECS: Final[tuple[CommandSpec, ...]] = (
     CommandSpec("pexpiretime", model_read, 2, ("readonly", "fast"), (1, 1, 1)),
     CommandSpec("sort", model_write, -2, ("write", "denyoom", "movablekeys"), (1, 1, 1)),
     CommandSpec("sort_ro", model_read, -2, ("readonly", "movablekeys"), (1, 1, 1)),
+    CommandSpec("dump", model_read, 2, ("readonly",), (1, 1, 1)),
+    CommandSpec("restore", restore, -4, ("write", "denyoom"), (1, 1, 1)),
 )

@@ -16,6 +16,7 @@ from sockworks.protocols.resp import SimpleString
 from sockworks.storage.model import (
     bitfield,
     bitmaps,
+    dump,
     hashes,
     keys,
     lists,
@@ -45,7 +46,7 @@ _NO_GROWTH: Final = frozenset((
     b"type", b"object", b"rename", b"renamenx", b"randomkey", b"touch", b"expiretime",
     b"pexpiretime", b"scan", b"sort_ro", b"memory", b"bitfield_ro", b"xlen", b"xrange",
     b"xrevrange", b"xdel", b"xtrim", b"xread", b"xreadgroup", b"xack", b"xpending", b"xclaim",
-    b"xautoclaim", b"xinfo",
+    b"xautoclaim", b"xinfo", b"dump",
 ))
 
 #: Subcommands of a denyoom command that cannot add data (Redis 7.0 flags
@@ -56,7 +57,8 @@ FREE_SUBCOMMANDS: Final[Mapping[bytes, frozenset[bytes]]] = {
 
 COMMANDS: Final[Mapping[bytes, tuple[Command, bool]]] = {
     name: (fn, name not in _NO_GROWTH)
-    for family in (hashes, lists, sets, zsets, bitmaps, bitfield, keys, streams, stream_groups)
+    for family in (hashes, lists, sets, zsets, bitmaps, bitfield, keys, streams, stream_groups,
+                   dump)
     for name, fn in family.COMMANDS.items()
 }
 

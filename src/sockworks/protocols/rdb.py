@@ -28,7 +28,7 @@ from collections.abc import Iterable, Sequence
 from typing import Final
 
 __all__ = [
-    "RDB_VERSION", "RdbError", "Reader", "crc64", "length", "listpack",
+    "LZF_MAX_RATIO", "RDB_VERSION", "BudgetError", "RdbError", "Reader", "crc64", "length", "listpack",
     "read_intset", "read_listpack", "read_ziplist", "seal", "string", "unseal",
 ]
 
@@ -40,6 +40,16 @@ _FOOTER: Final = 10  # 2 bytes of version, 8 of CRC64
 
 class RdbError(ValueError):
     """The bytes are not a valid RDB object (the message says where)."""
+
+
+class BudgetError(RdbError):
+    """Decompressing would make more bytes than the reader's budget."""
+
+
+#: The most bytes LZF makes of one input byte: a 3-byte back reference
+#: copies up to 264 bytes (lzf_d.c). A payload of n bytes decompresses to
+#: at most n times this, so a budget above that needs no check.
+LZF_MAX_RATIO: Final = 88
 
 
 def _table() -> tuple[int, ...]:
@@ -219,7 +229,7 @@ class Reader:
             if clen > self.end - self.pos:
                 raise RdbError("compressed string longer than the payload")
             if ulen > self.budget:
-                raise RdbError("compressed string larger than allowed")
+                raise BudgetError("compressed string larger than allowed")
             self.budget -= ulen
             return lzf_decompress(self.take(clen), ulen)
         raise RdbError("unknown string encoding")

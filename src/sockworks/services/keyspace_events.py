@@ -225,6 +225,11 @@ def emit(publish: Callable[[int, str, bytes], None], flags: int, name: str,
                 # REPLACE removed fires del (cluster.c restoreCommand).
                 if gone:
                     publish(cls, "del", key)
+            elif event == "restore" and before.get(key):
+                # REPLACE deletes the key and adds the new one (dbAdd: new).
+                if flags & NEW:
+                    publish(NEW, "new", key)
+                publish(cls, event, key)
             else:
                 publish(cls, event, key)
                 if gone and event not in ("del", "rename_from") and key not in told:

@@ -9,18 +9,18 @@ from typing import Any, Final
 
 from sockworks.services.commands.model import model_read, model_write
 from sockworks.services.resp_context import CommandContext, CommandSpec, Plan
-from sockworks.storage.model.dump import MAX_DECODED, check_payload
+from sockworks.storage.model.dump import BAD_FORMAT, MAX_DECODED, over_budget
 
 __all__ = ["SPECS"]
 
 def restore(ctx: CommandContext, argv: list[bytes]) -> bytes | Plan[Any]:
     """RESTORE: the store bounds what a payload may decompress to by
-    Redis's largest proto-max-bulk-len; a lower --max-bulk is checked here
-    first (as bits_write checks SETBIT's offsets)."""
-    if ctx.server.max_bulk < MAX_DECODED and len(argv) >= 4:
-        error = check_payload(argv[3], ctx.server.max_bulk)
-        if error is not None:
-            return b"-ERR %s\r\n" % error.encode()
+    Redis's largest proto-max-bulk-len; the port's own --max-bulk is
+    checked here first (as bits_write checks SETBIT's offsets), and only
+    for a payload big enough to pass it."""
+    limit = ctx.server.max_bulk
+    if limit < MAX_DECODED and len(argv) >= 4 and over_budget(argv[3], limit):
+        return b"-ERR %s\r\n" % BAD_FORMAT.encode()
     return model_write(ctx, argv)
 
 

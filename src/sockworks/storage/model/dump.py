@@ -59,7 +59,8 @@ from sockworks.storage.model.values import (
 )
 from sockworks.storage.records import value_commands
 
-__all__ = ["BAD_FORMAT", "BAD_PAYLOAD", "COMMANDS", "MAX_DECODED", "deserialize", "serialize"]
+__all__ = ["BAD_FORMAT", "BAD_PAYLOAD", "COMMANDS", "MAX_DECODED", "deserialize", "over_budget",
+           "serialize"]
 
 Argv = Sequence[bytes]
 
@@ -436,17 +437,22 @@ _LOADERS: Final[dict[int, _Loader]] = {
 }
 
 
-def check_payload(payload: bytes, budget: int) -> str | None:
-    """Redis's error for a payload that does not restore within ``budget``
-    decoded bytes (the RESP port's --max-bulk); None if it does."""
+def over_budget(payload: bytes, budget: int) -> bool:
+    """Whether a payload's LZF strings decompress to more than ``budget``
+    bytes (the RESP port's --max-bulk, lower than MAX_DECODED). Any other
+    fault is left to RESTORE itself, which reports it in Redis's order."""
+    if len(payload) * rdb.LZF_MAX_RATIO <= budget:
+        return False  # cannot: no need to parse it twice
     body = rdb.unseal(payload)
     if body is None:
-        return BAD_PAYLOAD
+        return False
     try:
         deserialize(body, Encodings(), budget)
+    except rdb.BudgetError:
+        return True
     except rdb.RdbError:
-        return BAD_FORMAT
-    return None
+        return False
+    return False
 
 
 # -- the commands ---------------------------------------------------------------------------

@@ -20,9 +20,10 @@ store's structures need (stream entries in ID order, a stream's length
 matching its entries). Anything wrong is Redis's "Bad data format", and
 the keyspace is not touched.
 
-RESTORE logs its effect (``DEL key``, then the commands that build the
-value, as COPY does, then ``PEXPIREAT``), so a replay builds the same
-value whatever the payload was.
+RESTORE logs what Redis propagates: ``DEL key`` then the RESTORE with its
+expiry made absolute (``ABSTTL``), so a replay decodes the same bytes to the
+same value at any later time (a compaction then writes the key in its
+shortest form, as any other).
 """
 
 from __future__ import annotations
@@ -57,7 +58,6 @@ from sockworks.storage.model.values import (
     ZSetValue,
     is_int_string,
 )
-from sockworks.storage.records import value_commands
 
 __all__ = ["BAD_FORMAT", "BAD_PAYLOAD", "COMMANDS", "MAX_DECODED", "deserialize", "over_budget",
            "serialize"]
@@ -510,8 +510,10 @@ def restore(ks: Keyspace, argv: Argv) -> Any:
         if existing is not None:
             ks.delete([key])
         return SimpleString("OK")
-    ks.log((b"DEL", key), *value_commands(key, value),
-           *([(b"PEXPIREAT", key, b"%d" % at)] if at else []))
+    # Logged as Redis propagates it: the payload with an absolute expiry
+    # (0: none), after a DEL for REPLACE; a replay decodes the same bytes
+    # to the same value, consumers' seen-times and delivery times included.
+    ks.log((b"DEL", key), (b"RESTORE", key, b"%d" % at, argv[3], b"ABSTTL"))
     if existing is not None:
         ks.drop(key)
     ks.put(key, value, at)

@@ -34,6 +34,7 @@ from tests.redis_support import (  # noqa: F401 (fixtures)
     redis_call,
     shared_redis_server_fixture,
 )
+from tests.support import StartServer
 
 pytestmark = pytest.mark.redis
 
@@ -306,3 +307,71 @@ def test_restore_touches_watched_keys() -> None:
     watcher.on_close()
     writer.on_close()
     service.close()
+
+
+# -- a real server, a real client ------------------------------------------------------
+
+redis_py = pytest.importorskip("redis")
+
+
+def test_redis_py_moves_keys_between_redis_server_and_sockworks(
+        start_server: StartServer, shared_redis_server: RedisServer) -> None:
+    server = start_server("serve", "kv", "--resp-port", "0")
+    ours = redis_py.Redis(*server.addresses[1])
+    theirs = redis_py.Redis(*shared_redis_server.address)
+    try:
+        theirs.flushall()
+        theirs.hset("h", mapping={"a": "1", "b": "x" * 200})
+        theirs.xadd("s", {"f": "v"}, id="5-5")
+        for key in ("h", "s"):
+            ours.restore(key, 0, theirs.dump(key))
+            assert ours.dump(key) is not None
+            theirs.restore(key + ":back", 0, ours.dump(key))
+        assert theirs.hgetall("h:back") == theirs.hgetall("h") == ours.hgetall("h")
+        assert theirs.xrange("s:back") == ours.xrange("s") == [(b"5-5", {b"f": b"v"})]
+        with pytest.raises(redis_py.ResponseError, match="BUSYKEY"):
+            ours.restore("h", 0, theirs.dump("h"))
+    finally:
+        ours.close()
+        theirs.close()
+
+
+def test_lzf_output_is_bounded_by_max_bulk(start_server: StartServer) -> None:
+    server = start_server("serve", "kv", "--resp-port", "0", "--max-bulk", "1000")
+    client = redis_py.Redis(*server.addresses[1])
+    try:
+        def lzf(size: int) -> bytes:  # "a" and one back reference copying size - 1 bytes
+            body = b"\x00a" + bytes((0xE0, size - 1 - 9, 0))
+            return rdb.seal(b"\x00\xc3" + rdb.length(len(body)) + rdb.length(size) + body)
+        small, big = lzf(200), lzf(265)
+        assert client.restore("ok", 0, small)
+        assert client.strlen("ok") == 200
+        # A list of five such strings: 1325 bytes decompressed from a
+        # payload of 50, past --max-bulk (1000).
+        body = rdb.unseal(big)
+        assert body is not None
+        many = rdb.seal(bytes((1,)) + rdb.length(5) + body[1:] * 5)
+        with pytest.raises(redis_py.ResponseError, match="Bad data format"):
+            client.restore("big", 0, many)
+        assert client.exists("big") == 0
+    finally:
+        client.close()
+
+
+def test_restore_is_refused_over_maxmemory(start_server: StartServer) -> None:
+    server = start_server("serve", "kv", "--resp-port", "0", "--maxmemory", "200kb")
+    client = redis_py.Redis(*server.addresses[1])
+    try:
+        payload = rdb.seal(b"\x00" + rdb.string(b"v" * 50_000))
+        for i in range(10):
+            try:
+                client.restore(f"k{i}", 0, payload)
+            except redis_py.exceptions.OutOfMemoryError:
+                break
+        else:
+            raise AssertionError("RESTORE was never refused over maxmemory")
+        assert client.exists(f"k{i}") == 0
+        client.flushall()
+        assert client.restore("k", 0, payload)
+    finally:
+        client.close()

@@ -23,13 +23,14 @@ against the bytes left: every element takes at least one byte).
 
 from __future__ import annotations
 
+import itertools
 import struct
 from collections.abc import Iterable, Sequence
 from typing import Final
 
 __all__ = [
-    "LZF_MAX_RATIO", "RDB_VERSION", "BudgetError", "RdbError", "Reader", "crc64", "length", "listpack",
-    "read_intset", "read_listpack", "read_ziplist", "seal", "string", "unseal",
+    "LZF_MAX_RATIO", "RDB_VERSION", "BudgetError", "RdbError", "Reader", "crc64", "length",
+    "listpack", "read_intset", "read_listpack", "read_ziplist", "seal", "string", "unseal",
 ]
 
 #: Redis 7.0's RDB_VERSION: what a dump carries, the newest one restored.
@@ -329,6 +330,7 @@ def read_listpack(data: bytes) -> list[bytes | int]:
     pos, end = 6, len(data) - 1
     while pos < end:
         b = data[pos]
+        item: bytes | int
         if b < 0x80:
             size, item = 1, b
         elif b < 0xC0:
@@ -453,7 +455,7 @@ def read_intset(data: bytes) -> list[int]:
         raise RdbError("intset header does not match its size")
     fmt = {2: "<%dh", 4: "<%di", 8: "<%dq"}[width] % count
     members: Sequence[int] = struct.unpack_from(fmt, data, 8)
-    for a, b in zip(members, members[1:]):
+    for a, b in itertools.pairwise(members):
         if a >= b:
             raise RdbError("intset not sorted")
     return list(members)

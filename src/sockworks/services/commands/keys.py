@@ -11,9 +11,9 @@ from sockworks.services.commands.model import model_read, model_write
 from sockworks.services.resp_context import CommandContext, CommandSpec, Plan
 from sockworks.storage.model.dump import BAD_FORMAT, MAX_DECODED, over_budget
 
-__all__ = ["SPECS"]
+__all__ = ["SPECS", "cmd_restore"]
 
-def restore(ctx: CommandContext, argv: list[bytes]) -> bytes | Plan[Any]:
+def cmd_restore(ctx: CommandContext, argv: list[bytes]) -> bytes | Plan[Any]:
     """RESTORE: the store bounds what a payload may decompress to by
     Redis's largest proto-max-bulk-len; the port's own --max-bulk is
     checked here first (as bits_write checks SETBIT's offsets), and only
@@ -37,5 +37,5 @@ SPECS: Final[tuple[CommandSpec, ...]] = (
     CommandSpec("sort", model_write, -2, ("write", "denyoom", "movablekeys"), (1, 1, 1)),
     CommandSpec("sort_ro", model_read, -2, ("readonly", "movablekeys"), (1, 1, 1)),
     CommandSpec("dump", model_read, 2, ("readonly",), (1, 1, 1)),
-    CommandSpec("restore", restore, -4, ("write", "denyoom"), (1, 1, 1)),
+    CommandSpec("restore", cmd_restore, -4, ("write", "denyoom"), (1, 1, 1)),
 )

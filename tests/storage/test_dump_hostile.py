@@ -45,8 +45,14 @@ def _store_with_everything() -> MemoryStore:
     return store
 
 
+def _dumped(store: MemoryStore, key: bytes) -> bytes:
+    value = store.lookup(key)
+    assert value is not None
+    return D.serialize(value, ENC)
+
+
 _SOURCE = _store_with_everything()
-SEEDS = [D.serialize(_SOURCE.lookup(k), ENC)  # type: ignore[arg-type]  # all present
+SEEDS = [_dumped(_SOURCE, k)
          for k in (b"str", b"int", b"list", b"intset", b"set", b"zset", b"hash", b"stream")]
 # Redis's compact encodings too (as redis-server 7.0 writes them).
 SEEDS += [
@@ -107,7 +113,7 @@ def test_mutated_payloads_get_an_error_or_a_value(seed: bytes, data: st.DataObje
         # What was restored dumps and restores again to the same value.
         again = D.serialize(value, ENC)
         assert _restore(store, again) == SimpleString("OK")
-        assert D.serialize(store.lookup(b"target"), ENC) == again  # type: ignore[arg-type]
+        assert _dumped(store, b"target") == again
     # Bounded: a mutated payload of a few hundred bytes is done at once.
     assert time.monotonic() - started < 5
 
@@ -186,13 +192,13 @@ def test_stream_listpacks_are_validated_deeply() -> None:
 
 def test_a_refused_payload_changes_nothing_and_replace_is_atomic() -> None:
     store = _store_with_everything()
-    before = {k: D.serialize(store.lookup(k), ENC)  # type: ignore[arg-type]
+    before = {k: _dumped(store, k)
               for k in store.keys(b"*")}
     used = store.used_memory()
     for key in before:
         with pytest.raises(CommandError):
             store.execute_command([b"RESTORE", key, b"0", rdb.seal(b"\x02\x05"), b"REPLACE"])
-    assert {k: D.serialize(store.lookup(k), ENC)  # type: ignore[arg-type]
+    assert {k: _dumped(store, k)
             for k in store.keys(b"*")} == before
     assert store.used_memory() == used
 
@@ -200,7 +206,7 @@ def test_a_refused_payload_changes_nothing_and_replace_is_atomic() -> None:
 def test_memory_accounting_matches_the_same_value_built_by_commands() -> None:
     restored = MemoryStore()
     for key in _SOURCE.keys(b"*"):
-        payload = D.serialize(_SOURCE.lookup(key), ENC)  # type: ignore[arg-type]
+        payload = _dumped(_SOURCE, key)
         restored.execute_command([b"RESTORE", key, b"0", payload])
     assert restored.used_memory() == _SOURCE.used_memory()
 
@@ -208,7 +214,7 @@ def test_memory_accounting_matches_the_same_value_built_by_commands() -> None:
 def test_restore_replays_from_the_log_to_the_same_values(tmp_path: Path) -> None:
     store = PersistentStore(str(tmp_path), "no")
     for key in _SOURCE.keys(b"*"):
-        payload = D.serialize(_SOURCE.lookup(key), ENC)  # type: ignore[arg-type]
+        payload = _dumped(_SOURCE, key)
         store.execute_command([b"RESTORE", b"r:" + key, b"0", payload])
     store.set(b"old", b"x")
     payload = D.serialize(b"v", ENC)
@@ -217,13 +223,13 @@ def test_restore_replays_from_the_log_to_the_same_values(tmp_path: Path) -> None
     store.execute_command([b"RESTORE", b"ttl", b"100000", payload])
     store.set(b"gone", b"x")
     store.execute_command([b"RESTORE", b"gone", b"1", payload, b"ABSTTL", b"REPLACE"])
-    before = {k: (D.serialize(store.lookup(k), ENC), store.expire_at(k))  # type: ignore[arg-type]
+    before = {k: (_dumped(store, k), store.expire_at(k))
               for k in store.keys(b"*")}
     used = store.used_memory()
     store.close()
     again = PersistentStore(str(tmp_path), "no")
     try:
-        assert {k: (D.serialize(again.lookup(k), ENC), again.expire_at(k))  # type: ignore[arg-type]
+        assert {k: (_dumped(again, k), again.expire_at(k))
                 for k in again.keys(b"*")} == before
         assert again.lookup(b"gone") is None
         assert again.expire_at(b"old") == 99999999999999

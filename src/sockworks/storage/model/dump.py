@@ -35,6 +35,7 @@ from typing import Any, Final
 
 from sockworks.protocols import rdb
 from sockworks.protocols.resp import SimpleString
+from sockworks.storage.model.bitmaps import MAX_BITS
 from sockworks.storage.model.common import SYNTAX, CommandError, parse_double, parse_int
 from sockworks.storage.model.keyspace import Keyspace
 from sockworks.storage.model.streamvalue import (
@@ -69,9 +70,9 @@ BAD_PAYLOAD: Final = "DUMP payload version or checksum are wrong"
 BAD_FORMAT: Final = "Bad data format"
 BUSYKEY: Final = "BUSYKEY Target key name already exists."
 #: What LZF decompression may produce in one payload: Redis's largest
-#: proto-max-bulk-len (512 MiB), as MAX_BITS bounds SETBIT. The RESP port
-#: checks a payload against its own, lower, --max-bulk first.
-MAX_DECODED: Final = 512 * 1024 * 1024
+#: proto-max-bulk-len (512 MiB), the bound of SETBIT's MAX_BITS. The RESP
+#: port checks a payload against its own, lower, --max-bulk first.
+MAX_DECODED: Final = MAX_BITS // 8
 #: A quicklist node's listpack size (list-max-listpack-size -2: 8 KiB).
 _LIST_NODE_BYTES: Final = 8192
 _U64: Final = (1 << 64) - 1

@@ -51,9 +51,9 @@ def main() -> None:
 
         built = _best(build, repeat)
         payload = store.execute_command([b"DUMP", b"k"])
-        dumped = _best(lambda: store.execute_command([b"DUMP", b"k"]), repeat)
-        restored = _best(lambda: store.execute_command(
-            [b"RESTORE", b"k", b"0", payload, b"REPLACE"]), repeat)
+        dumped = _best(lambda s=store: s.execute_command([b"DUMP", b"k"]), repeat)
+        restored = _best(lambda s=store, p=payload: s.execute_command(
+            [b"RESTORE", b"k", b"0", p, b"REPLACE"]), repeat)
         print(f"{kind:6} {built:9.3f} {dumped:9.3f} {restored:10.3f} {restored / built:14.2f}")
     data = bytes(range(256)) * 4096
     crc = _best(lambda: rdb.crc64(data), repeat)

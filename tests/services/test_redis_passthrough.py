@@ -814,7 +814,7 @@ def test_dump_and_restore_are_the_backends(sockworks: ServerProcess,
     assert payload == direct.dump("l")  # the backend's own bytes
     assert client.restore("l2", 0, payload) == b"OK"
     assert direct.lrange("l2", 0, -1) == [b"a", b"b"]
-    with pytest.raises(redis.ResponseError, match="^BUSYKEY"):
+    with pytest.raises(redis.ResponseError, match=r"^BUSYKEY"):
         client.restore("l2", 0, payload)
     with pytest.raises(redis.ResponseError, match="DUMP payload version or checksum are wrong"):
         client.restore("l3", 0, b"nope")

@@ -18,7 +18,10 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 #: The compiled modules (each has a pure-Python counterpart that is the reference).
-COMPILED = ["sockworks.services._fastpath"]
+COMPILED = [
+    "sockworks.services._fastpath",
+    "sockworks.protocols._crc64",
+]
 
 
 def extensions() -> list[Extension]:

@@ -9,27 +9,20 @@ build, setup.py). ``DESCRIPTION`` is what ``sockworks --version`` prints.
 
 from __future__ import annotations
 
-import importlib
-import os
 from types import ModuleType
 
-__all__ = ["DESCRIPTION", "DISABLE_VARIABLE", "FASTPATH", "compiled_module"]
+from sockworks.protocols.accel import DISABLE_VARIABLE, compiled, disabled
 
-#: The environment variable that selects the pure-Python path.
-DISABLE_VARIABLE = "SOCKWORKS_NO_EXTENSIONS"
+__all__ = ["DESCRIPTION", "DISABLE_VARIABLE", "FASTPATH", "compiled_module"]
 
 
 def compiled_module() -> ModuleType | None:
     """The compiled fast-path module, or None when it was not built."""
-    try:
-        # By name: the module exists only where the build compiled it.
-        return importlib.import_module("sockworks.services._fastpath")
-    except ImportError:
-        return None
+    return compiled("sockworks.services._fastpath")
 
 
 def _select() -> tuple[ModuleType | None, str]:
-    if os.environ.get(DISABLE_VARIABLE, "") not in ("", "0"):
+    if disabled():
         return None, f"pure Python ({DISABLE_VARIABLE} is set)"
     module = compiled_module()
     if module is None:

@@ -101,6 +101,7 @@ from sockworks.storage.gate import ExclusiveGate
 from sockworks.storage.glob import compile_glob
 from sockworks.storage.model.table import COMMANDS as MODEL_COMMANDS
 from sockworks.storage.model.table import FREE_SUBCOMMANDS
+from sockworks.storage.model.table import PREPARE as MODEL_PREPARE
 from sockworks.storage.model.table import REPLAY as MODEL_REPLAY
 from sockworks.storage.model.values import (
     Encodings,
@@ -987,14 +988,20 @@ class MemoryStore(Store):
 
     # -- the data model (storage/model) ----------------------------------------
     def execute_command(self, argv: Sequence[bytes]) -> Any:
-        entry = MODEL_COMMANDS.get(argv[0].lower())
+        name = argv[0].lower()
+        entry = MODEL_COMMANDS.get(name)
         if entry is None:
             return super().execute_command(argv)
         fn, denyoom = entry
+        prepare = MODEL_PREPARE.get(name)
+        if prepare is not None:
+            # Work on the arguments alone (RESTORE's CRC64 and decoding)
+            # runs before the lock: it stalls no other client.
+            fn = prepare(argv, self.encodings)
         with self._lock:
             self._check_open()
             if denyoom and not (len(argv) > 1 and argv[1].lower() in FREE_SUBCOMMANDS.get(
-                    argv[0].lower(), ())):
+                    name, ())):
                 self._check_memory()
             self._depth += 1
             try:

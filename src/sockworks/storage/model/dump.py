@@ -20,6 +20,13 @@ store's structures need (stream entries in ID order, a stream's length
 matching its entries). Anything wrong is Redis's "Bad data format", and
 the keyspace is not touched.
 
+RESTORE's payload is checked (CRC64) and decoded by :func:`prepare_restore`
+before the store takes its lock (memory.py's ``execute_command`` runs
+``PREPARE``): only the checks Redis makes before the payload's (OOM, syntax,
+BUSYKEY, TTL) and the write itself run under the lock, so a big or bad
+payload stalls no other client. A value decoded with encoding thresholds
+that CONFIG SET changed meanwhile is decoded again under the lock.
+
 RESTORE logs what Redis propagates: ``DEL key`` then the RESTORE with its
 expiry made absolute (``ABSTTL``), so a replay decodes the same bytes to the
 same value at any later time (a compaction then writes the key in its
@@ -28,6 +35,8 @@ shortest form, as any other).
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 import struct
 from collections.abc import Callable, Sequence
@@ -60,8 +69,8 @@ from sockworks.storage.model.values import (
     is_int_string,
 )
 
-__all__ = ["BAD_FORMAT", "BAD_PAYLOAD", "COMMANDS", "MAX_DECODED", "deserialize", "over_budget",
-           "serialize"]
+__all__ = ["BAD_FORMAT", "BAD_PAYLOAD", "COMMANDS", "MAX_DECODED", "PREPARE", "Decoded", "decode",
+           "deserialize", "over_budget", "prepare_restore", "serialize"]
 
 Argv = Sequence[bytes]
 
@@ -463,10 +472,40 @@ def dump(ks: Keyspace, argv: Argv) -> Any:
     return None if value is None else serialize(value, ks.encodings)
 
 
-def restore(ks: Keyspace, argv: Argv) -> Any:
+@dataclasses.dataclass(frozen=True, slots=True)
+class Decoded:
+    """A RESTORE payload checked and decoded: the value, or Redis's error
+    for it; ``enc``, the encoding thresholds the value was built with."""
+
+    enc: Encodings
+    value: Value | None
+    error: str | None
+
+
+def decode(payload: bytes, enc: Encodings) -> Decoded:
+    """Check a payload's footer (the CRC64 over all of it) and decode it."""
+    body = rdb.unseal(payload)
+    if body is None:
+        return Decoded(enc, None, BAD_PAYLOAD)
+    try:
+        return Decoded(enc, deserialize(body, enc), None)
+    except rdb.RdbError:
+        return Decoded(enc, None, BAD_FORMAT)
+
+
+def prepare_restore(argv: Argv, enc: Encodings) -> Callable[[Keyspace, Argv], Any]:
+    """RESTORE with its payload checked and decoded now, without the store
+    lock (``enc`` is copied: CONFIG SET may change it meanwhile)."""
+    if len(argv) < 4:
+        return restore
+    return functools.partial(restore, decoded=decode(argv[3], dataclasses.replace(enc)))
+
+
+def restore(ks: Keyspace, argv: Argv, decoded: Decoded | None = None) -> Any:
     """RESTORE key ttl payload [REPLACE] [ABSTTL] [IDLETIME s] [FREQ f],
     checked in restoreCommand's order. IDLETIME and FREQ are checked and
-    then have no effect (this store keeps no LRU/LFU clock)."""
+    then have no effect (this store keeps no LRU/LFU clock). ``decoded``:
+    the payload as :func:`prepare_restore` found it before the lock."""
     key = argv[1]
     replace = absttl = False
     idle = freq = -1
@@ -497,13 +536,12 @@ def restore(ks: Keyspace, argv: Argv) -> Any:
     ttl = parse_int(argv[2])
     if ttl < 0:
         raise CommandError("Invalid TTL value, must be >= 0")
-    body = rdb.unseal(argv[3])
-    if body is None:
-        raise CommandError(BAD_PAYLOAD)
-    try:
-        value = deserialize(body, ks.encodings)
-    except rdb.RdbError:
-        raise CommandError(BAD_FORMAT) from None
+    if decoded is None or decoded.enc != ks.encodings:
+        decoded = decode(argv[3], ks.encodings)
+    if decoded.error is not None:
+        raise CommandError(decoded.error)
+    value = decoded.value
+    assert value is not None
     at = ttl + ks.now() if ttl and not absttl else ttl
     if at and at <= ks.now():
         # Already expired: Redis answers OK and creates nothing (a key
@@ -522,3 +560,8 @@ def restore(ks: Keyspace, argv: Argv) -> Any:
 
 
 COMMANDS = {b"dump": dump, b"restore": restore}
+#: What a command can do before the store lock, from its arguments only:
+#: ``PREPARE[name](argv, encodings)`` is the function to run under the lock.
+PREPARE: Final[dict[bytes, Callable[[Argv, Encodings], Callable[[Keyspace, Argv], Any]]]] = {
+    b"restore": prepare_restore,
+}

@@ -4,7 +4,9 @@
 whether it may add data (Redis's ``denyoom``: refused over maxmemory).
 ``REPLAY`` adds the commands only the log uses (``DEL``, ``SET``,
 ``PEXPIREAT``, written by COPY and the *STORE commands; ``XSTATE``, a
-stream's counters as COPY and a log rewrite write them).
+stream's counters as COPY and a log rewrite write them). ``PREPARE``: the
+commands with work to do on their arguments alone, before the store lock
+(RESTORE's CRC64 and decoding), each giving the function to run under it.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from sockworks.storage.model import (
 from sockworks.storage.model.common import parse_int
 from sockworks.storage.model.keyspace import Keyspace
 
-__all__ = ["COMMANDS", "FREE_SUBCOMMANDS", "REPLAY", "Command"]
+__all__ = ["COMMANDS", "FREE_SUBCOMMANDS", "PREPARE", "REPLAY", "Command"]
 
 Command = Callable[[Keyspace, Sequence[bytes]], Any]
 
@@ -61,6 +63,9 @@ COMMANDS: Final[Mapping[bytes, tuple[Command, bool]]] = {
                    dump)
     for name, fn in family.COMMANDS.items()
 }
+
+
+PREPARE: Final = dump.PREPARE
 
 
 def _del(ks: Keyspace, argv: Sequence[bytes]) -> Any:

@@ -325,27 +325,42 @@ def _decode_backlen(data: bytes, last: int) -> tuple[int, int]:
             return value, used
 
 
+def _backlen_size(n: int) -> int:
+    """How many bytes lpEncodeBacklen takes for an entry of ``n`` bytes."""
+    return 1 if n <= 127 else 2 if n < 16383 else 3 if n < 2097151 else 4 if n < 268435455 else 5
+
+
 def read_listpack(data: bytes) -> list[bytes | int]:
     """The items of a listpack (integers as ints), with Redis's deep
     checks: header size, terminator, every entry inside the buffer with a
-    back length equal to its size, the element count."""
+    back length equal to its size, the element count.
+
+    One loop, no call per entry for the common ones: a small integer or a
+    string of up to 63 bytes (an entry under 128 bytes, so its back length
+    is one byte equal to its size) is checked and sliced in place; the
+    other encodings take the general path below."""
     if len(data) < 7:
         raise RdbError("listpack too short")
     total, numele = struct.unpack_from("<IH", data, 0)
     if total != len(data) or data[-1] != 0xFF:
         raise RdbError("listpack header does not match its size")
     items: list[bytes | int] = []
+    append = items.append
     pos, end = 6, len(data) - 1
     while pos < end:
         b = data[pos]
+        if b < 0xC0:
+            # 0xxxxxxx: a 7-bit integer (1 byte); 10nnnnnn: a string of n bytes.
+            back = pos + 1 + (b & 0x3F) if b & 0x80 else pos + 1
+            # The back length byte must be inside and say the entry's size
+            # (a byte with the high bit set would be a longer back length).
+            if back >= end or data[back] != back - pos:
+                raise RdbError("listpack back length does not match its entry")
+            append(data[pos + 1:back] if b & 0x80 else b)
+            pos = back + 1
+            continue
         item: bytes | int
-        if b < 0x80:
-            size, item = 1, b
-        elif b < 0xC0:
-            n = b & 0x3F
-            size = 1 + n
-            item = data[pos + 1:pos + size]
-        elif b < 0xE0:
+        if b < 0xE0:
             if pos + 2 > end:
                 raise RdbError("listpack entry past the end")
             u = ((b & 0x1F) << 8) | data[pos + 1]
@@ -353,8 +368,7 @@ def read_listpack(data: bytes) -> list[bytes | int]:
         elif b < 0xF0:
             if pos + 2 > end:
                 raise RdbError("listpack entry past the end")
-            n = ((b & 0x0F) << 8) | data[pos + 1]
-            size = 2 + n
+            size = 2 + (((b & 0x0F) << 8) | data[pos + 1])
             item = data[pos + 2:pos + size]
         elif b == 0xF0:
             if pos + 5 > end:
@@ -363,24 +377,21 @@ def read_listpack(data: bytes) -> list[bytes | int]:
             size = 5 + n
             item = data[pos + 5:pos + size]
         elif b in _LP_INT_SIZES:
-            width = _LP_INT_SIZES[b]
-            size = 1 + width
+            size = 1 + _LP_INT_SIZES[b]
+            if pos + size > end:
+                raise RdbError("listpack entry past the end")
             item = int.from_bytes(data[pos + 1:pos + size], "little", signed=True)
         else:
             raise RdbError("bad listpack entry encoding")
-        if pos + size > end:
-            raise RdbError("listpack entry past the end")
-        if b in _LP_INT_SIZES and len(data[pos + 1:pos + size]) != size - 1:
-            raise RdbError("listpack entry past the end")
         # The back length follows the entry: find how many bytes it takes
         # for this size and check that it says this size.
-        want = len(_backlen(size))
+        want = _backlen_size(size)
         if pos + size + want > end:
             raise RdbError("listpack entry past the end")
         back, used = _decode_backlen(data, pos + size + want - 1)
         if back != size or used != want:
             raise RdbError("listpack back length does not match its entry")
-        items.append(item)
+        append(item)
         pos += size + want
     if pos != end:
         raise RdbError("listpack entries past the end")

@@ -218,7 +218,9 @@ def _load_list(r: rdb.Reader, kind: int, enc: Encodings) -> Value:
         if container == _PLAIN:
             items.append(data)
         elif kind == LIST_QUICKLIST_2:
-            items.extend(map(_text, rdb.read_listpack(data)))
+            # Inline, not _text per item: this is RESTORE's per-element loop.
+            node = rdb.read_listpack(data)
+            items.extend([x if isinstance(x, bytes) else b"%d" % x for x in node])
         else:
             items.extend(rdb.read_ziplist(data))
     return _list_of(items)

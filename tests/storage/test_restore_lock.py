@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from sockworks.protocols import rdb
+from sockworks.storage.base import OutOfMemory
 from sockworks.storage.memory import MemoryStore
 from sockworks.storage.model import dump as D
 from sockworks.storage.model.common import CommandError
@@ -90,3 +91,19 @@ def test_thresholds_changed_after_decoding_are_applied() -> None:
     assert isinstance(value, SetValue) and value.big
     fresh = D.decode(payload, Encodings())
     assert isinstance(fresh.value, SetValue) and not fresh.value.big
+
+
+def test_over_maxmemory_the_payload_is_not_even_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Refused for memory (noeviction) before the lock: nothing decoded
+    first, as Redis refuses a denyoom command before it runs."""
+    source = MemoryStore()
+    source.execute_command([b"RPUSH", b"src", *[b"%d" % i for i in range(100)]])
+    payload = source.execute_command([b"DUMP", b"src"])
+    store = MemoryStore(maxmemory=20_000)
+    with pytest.raises(OutOfMemory):
+        for i in range(1000):
+            store.set(b"k%05d" % i, b"x" * 100)
+    seen = _spy(store, monkeypatch)
+    with pytest.raises(OutOfMemory):
+        store.execute_command([b"RESTORE", b"dst", b"0", payload])
+    assert seen == []

@@ -444,6 +444,13 @@ class MemoryStore(Store):
                                  else eviction.lfu_touch(packed, minute))
 
     # -- eviction (lock held) ----------------------------------------------
+    def _surely_refused(self) -> bool:
+        """Whether a write would now be refused as over maxmemory (read
+        without the lock: only a hint, so that work done before the lock
+        is not done for a command the lock's check then refuses)."""
+        return (bool(self._maxmemory) and not self._lifted and self._policy == "noeviction"
+                and self._used > self._maxmemory)
+
     def _check_memory(self) -> None:
         """Before a write: evict by the policy; OutOfMemory if still over."""
         if not self._make_room():
@@ -994,7 +1001,7 @@ class MemoryStore(Store):
             return super().execute_command(argv)
         fn, denyoom = entry
         prepare = MODEL_PREPARE.get(name)
-        if prepare is not None:
+        if prepare is not None and not (denyoom and self._surely_refused()):
             # Work on the arguments alone (RESTORE's CRC64 and decoding)
             # runs before the lock: it stalls no other client.
             fn = prepare(argv, self.encodings)

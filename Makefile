@@ -18,7 +18,7 @@ $(PY):
 
 # setup.py and the .pyx: the optional compiled hot path is rebuilt when they change.
 BUILD_INPUTS := pyproject.toml setup.py src/sockworks/services/_fastpath.pyx \
-	src/sockworks/storage/_clock.pyx
+	src/sockworks/storage/_clock.pyx src/sockworks/protocols/_crc64.pyx
 
 $(RUN_STAMP): $(BUILD_INPUTS) | $(PY)
 	$(PY) -m pip install --quiet -e '.[fast]'

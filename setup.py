@@ -19,7 +19,11 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 #: The compiled modules (each has a pure-Python counterpart that is the reference).
-COMPILED = ["sockworks.services._fastpath", "sockworks.storage._clock"]
+COMPILED = [
+    "sockworks.services._fastpath",
+    "sockworks.storage._clock",
+    "sockworks.protocols._crc64",
+]
 
 
 def extensions() -> list[Extension]:

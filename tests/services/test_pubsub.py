@@ -25,6 +25,7 @@ from typing import Any
 import hiredis
 import pytest
 
+from sockworks.protocols import rdb
 from sockworks.protocols.resp import encode_command
 from tests.redis_support import (  # noqa: F401 (fixture)
     RedisServer,
@@ -590,6 +591,32 @@ def test_keyspace_events_match_redis(pair: tuple[tuple[str, int], tuple[str, int
     ours, theirs = (_keyspace_events(address) for address in pair)
     assert ours == theirs
     assert [b"__keyevent@0__:expire", b"m1"] in ours  # the script did fire events
+
+
+def _restore_events(address: tuple[str, int]) -> list[Any]:
+    payload = rdb.seal(b"\x00\x01v")  # DUMP of the string "v"
+    listener, client = Conn(address), Conn(address)
+    try:
+        client.run("FLUSHALL")
+        client.run("MSET", "old", "x", "old2", "x")
+        client.run("CONFIG", "SET", "notify-keyspace-events", "KEAn")
+        listener.run("PSUBSCRIBE", "__key*__:*")
+        for argv in (("RESTORE", "k", "0", payload), ("RESTORE", "k", "0", payload),
+                     ("RESTORE", "k", "0", payload, "REPLACE"),
+                     ("RESTORE", "old", "100000", payload, "REPLACE"),
+                     ("RESTORE", "gone", "1", payload, "ABSTTL"),
+                     ("RESTORE", "old2", "1", payload, "ABSTTL", "REPLACE")):
+            client.run(*argv)
+        return _events_until_the_end(listener, client)
+    finally:
+        listener.close()
+        client.close()
+
+
+def test_restore_events_match_redis(pair: tuple[tuple[str, int], tuple[str, int]]) -> None:
+    ours, theirs = (_restore_events(address) for address in pair)
+    assert ours == theirs
+    assert [b"__keyevent@0__:restore", b"k"] in ours
 
 
 # Blocking pops served at once, then clients woken by a push: their events.

@@ -804,3 +804,17 @@ def test_a_long_script_runs_until_script_kill(sockworks: ServerProcess,
     finally:
         direct.config_set("busy-reply-threshold", 5000)
         thread.join(DEADLINE)
+
+
+def test_dump_and_restore_are_the_backends(sockworks: ServerProcess,
+                                           redis_server: RedisServer) -> None:
+    client, direct = ours(sockworks), backend(redis_server)
+    direct.rpush("l", "a", "b")
+    payload = client.dump("l")
+    assert payload == direct.dump("l")  # the backend's own bytes
+    assert client.restore("l2", 0, payload) == b"OK"
+    assert direct.lrange("l2", 0, -1) == [b"a", b"b"]
+    with pytest.raises(redis.ResponseError, match=r"^BUSYKEY"):
+        client.restore("l2", 0, payload)
+    with pytest.raises(redis.ResponseError, match="DUMP payload version or checksum are wrong"):
+        client.restore("l3", 0, b"nope")

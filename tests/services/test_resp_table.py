@@ -24,11 +24,11 @@ from sockworks.services import (
     resp_scripting,
     resp_table,
 )
-from sockworks.services.commands import bitmaps, model, streams
+from sockworks.services.commands import bitmaps, keys, model, streams
 from sockworks.services.resp_table import COMMANDS, SPECS
 
 #: Commands in the table (aliases such as UNLINK and SUBSTR included).
-COMMAND_COUNT = 200
+COMMAND_COUNT = 202
 
 #: Flags COMMAND may report (Redis's names).
 KNOWN_FLAGS = {"readonly", "write", "denyoom", "fast", "loading", "stale", "admin", "noscript",
@@ -46,7 +46,7 @@ def handlers(module: object) -> set[str]:
 def test_every_handler_is_in_the_table() -> None:
     in_table = {spec.handler.__name__ for spec in SPECS}
     modules = {m.__name__: m for m in (resp_commands, resp_admin, resp_acl, resp_config,
-                                          resp_introspect, resp_pubsub, model, bitmaps, streams,
+                                          resp_introspect, resp_pubsub, model, bitmaps, streams, keys,
                                           resp_blocking, resp_scripting, resp_functions)}
     assert set().union(*(handlers(m) for m in modules.values()),
                        {"model_read", "model_write", "bits_read", "bits_write"}) == in_table

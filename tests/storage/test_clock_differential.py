@@ -26,12 +26,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sockworks.core.compiled import disabled, load
+from sockworks.protocols.accel import compiled, disabled
 from sockworks.storage import clock, eviction
 from sockworks.storage.memory import MemoryStore
 from sockworks.storage.model.values import value_size
 
-COMPILED = load("sockworks.storage._clock")
+COMPILED = compiled("sockworks.storage._clock")
 if COMPILED is None and os.environ.get("CI") == "true":  # pragma: no cover - CI guard
     raise RuntimeError("the compiled eviction run was not built in CI")
 needs_compiled = pytest.mark.skipif(COMPILED is None, reason="the C extension was not built")

@@ -148,6 +148,30 @@ def test_nested_stars_do_not_backtrack() -> None:
     assert compile_glob(b"*a*[ab]?*b*")(b"xxaxbyyb") and not compile_glob(b"*a*b*c")(b"cba" * 2000)
 
 
+@pytest.mark.redis
+def test_more_nested_stars_than_redis_allows_match_nothing(
+        shared_redis_server: RedisServer) -> None:
+    """Redis's keyspace unit: "pattern matching very long nested loops"
+    (``*?`` 50000 times matches no key), and where the limit lies, the
+    same on a real redis-server (db 9)."""
+    redis = pytest.importorskip("redis")
+    keys = [b"a" * 1001, b"a" * 1000 + b"b"]
+    patterns = [b"*a" * 1000, b"*a" * 1001, b"*a" * 1000 + b"*", b"*a" * 1001 + b"*",
+                b"*?" * 1001, b"a*" * 1001]
+    client = redis.Redis(host="127.0.0.1", port=shared_redis_server.port, db=9)
+    try:
+        client.flushdb()
+        client.mset({k: b"v" for k in keys})
+        for pattern in patterns:
+            expected = sorted(client.keys(pattern))
+            assert sorted(k for k in keys if glob_match(pattern, k)) == expected, pattern
+        assert glob_match(b"*a" * 1000, b"a" * 1001)  # the limit itself still matches
+        assert not glob_match(b"*?" * 50000, b"a" * 50000)
+        client.flushdb()
+    finally:
+        client.close()
+
+
 alphabet = st.sampled_from(list(b"ab-^]\\[*?\n\xff"))
 patterns = st.lists(alphabet, max_size=8).map(bytes)
 texts = st.lists(st.sampled_from(list(b"ab-^]\\[*?\n\xff")), max_size=8).map(bytes)

@@ -2,7 +2,7 @@
 
 ``FASTPATH`` is the compiled :mod:`sockworks.services._fastpath` module, or
 None when the pure-Python reference runs everything: ``SOCKWORKS_NO_EXTENSIONS=1``
-(any value but empty or ``0``; core/compiled.py) asks for that, and it is what a machine
+(any value but empty or ``0``; protocols/accel.py) asks for that, and it is what a machine
 without a C compiler got at install time (the extension is an optional
 build, setup.py). ``DESCRIPTION`` is what ``sockworks --version`` prints.
 """
@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from sockworks.core.compiled import DISABLE_VARIABLE, disabled, load
+from sockworks.protocols.accel import DISABLE_VARIABLE, compiled, disabled
 
 __all__ = ["DESCRIPTION", "DISABLE_VARIABLE", "FASTPATH", "compiled_module"]
 
 
 def compiled_module() -> ModuleType | None:
     """The compiled fast-path module, or None when it was not built."""
-    return load("sockworks.services._fastpath")
+    return compiled("sockworks.services._fastpath")
 
 
 def _select() -> tuple[ModuleType | None, str]:

@@ -162,6 +162,8 @@ COMMAND_CATEGORIES: Final[Mapping[str, tuple[str, ...]]] = {
     "object|refcount": ("keyspace", "read", "slow"),
     "object|help": ("keyspace", "slow"),
     "copy": ("keyspace", "write", "slow"),
+    "dump": ("keyspace", "read", "slow"),
+    "restore": ("keyspace", "write", "slow", "dangerous"),
     "randomkey": ("keyspace", "read", "slow"),
     "touch": ("keyspace", "read", "fast"),
     "expiretime": ("keyspace", "read", "fast"),

@@ -117,6 +117,7 @@ EVENTS: Final[dict[str, tuple[Rule, ...]]] = {
     "rename": ((_G, "rename_from", "first", False), (_G, "rename_to", "second", False)),
     "renamenx": ((_G, "rename_from", "first", True), (_G, "rename_to", "second", True)),
     "copy": ((_G, "copy_to", "second", True),),
+    "restore": ((_G, "restore", "first", False),),
     # lists
     "lpush": ((_L, "lpush", "first", False),),
     "rpush": ((_L, "rpush", "first", False),),
@@ -219,6 +220,16 @@ def emit(publish: Callable[[int, str, bytes], None], flags: int, name: str,
             created(key)
             if event == "expire" and gone:
                 publish(cls, "del", key)  # a time in the past deletes (expire.c)
+            elif event == "restore" and not exists(key):
+                # A TTL already in the past: nothing made, and a key that
+                # REPLACE removed fires del (cluster.c restoreCommand).
+                if gone:
+                    publish(cls, "del", key)
+            elif event == "restore" and before.get(key):
+                # REPLACE deletes the key and adds the new one (dbAdd: new).
+                if flags & NEW:
+                    publish(NEW, "new", key)
+                publish(cls, event, key)
             else:
                 publish(cls, event, key)
                 if gone and event not in ("del", "rename_from") and key not in told:

@@ -81,7 +81,7 @@ QUEUED_OVERHEAD: Final = 48
 #: Redis's own errors through); anything else gets Redis's generic "ERR".
 _PREFIXED: Final = ("WRONGTYPE ", "LOADING ", "READONLY ", "BUSY ", "CROSSSLOT ", "OOM ",
                     "NOSCRIPT ", "MOVED ", "ASK ", "TRYAGAIN ", "CLUSTERDOWN ", "MASTERDOWN ",
-                    "NOGROUP ", "BUSYGROUP ")
+                    "NOGROUP ", "BUSYGROUP ", "BUSYKEY ")
 
 
 def store_error(exc: StoreError) -> bytes:

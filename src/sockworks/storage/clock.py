@@ -29,7 +29,7 @@ one C loop at less than half the cost per victim, which is most of what a
 SET costs extra at the limit (benchmarks/README.md, "Memory limit"); it
 must match the reference exactly (tests/storage/test_clock_differential.py).
 :data:`run` is the compiled one unless ``SOCKWORKS_NO_EXTENSIONS`` is set
-(core/compiled.py) or it was not built.
+(protocols/accel.py) or it was not built.
 """
 
 from __future__ import annotations
@@ -109,9 +109,9 @@ def run_reference(keys: list[bytes | None], seqs: list[int], hand: int, end: int
 
 
 def _select() -> tuple[Any, Run]:
-    from sockworks.core.compiled import disabled, load
+    from sockworks.protocols.accel import compiled, disabled
 
-    module = None if disabled() else load("sockworks.storage._clock")
+    module = None if disabled() else compiled("sockworks.storage._clock")
     return module, (run_reference if module is None else cast("Run", module.run))
 
 

@@ -17,7 +17,9 @@ store and on a Redis backend:
   pattern (Redis's loop never runs for it: ``**`` does not match it);
   ``]`` right after ``[`` closes an empty class (which
   matches nothing; ``[^]`` matches any byte); an unclosed ``[`` extends the
-  class to the end of the pattern.
+  class to the end of the pattern;
+* more than ``MAX_NESTING`` stars with pattern after them match nothing
+  (Redis's limit on its matcher's recursion).
 
 Each run between stars is translated into a ``re`` bytes pattern where
 every bracket class is rendered as an explicit set of byte values, so no
@@ -35,6 +37,10 @@ __all__ = ["compile_glob", "glob_match"]
 
 #: Compiled patterns kept: clients repeat the same few MATCH patterns.
 GLOB_CACHE_SIZE = 256
+#: Redis's stringmatchlen gives up past this many nested stars ("protection
+#: against abusive patterns", util.c): each star with more pattern after it
+#: recurses once, so a pattern with more such stars matches no key at all.
+MAX_NESTING = 1000
 
 _ALL_BYTES = frozenset(range(256))
 
@@ -130,7 +136,10 @@ def compile_glob(pattern: bytes) -> Callable[[bytes], bool]:
         return _match_all
     if not pattern:
         return lambda key: not key
-    parts = [(re.compile(b"".join(seg), re.DOTALL), len(seg)) for seg in _segments(pattern)]
+    segments = _segments(pattern)
+    if len(segments) - 1 - (not segments[-1]) > MAX_NESTING:
+        return _match_none
+    parts = [(re.compile(b"".join(seg), re.DOTALL), len(seg)) for seg in segments]
     if len(parts) == 1:
         fullmatch = parts[0][0].fullmatch
 
@@ -167,6 +176,10 @@ def compile_glob(pattern: bytes) -> Callable[[bytes], bool]:
 
 def _match_all(key: bytes) -> bool:
     return True
+
+
+def _match_none(key: bytes) -> bool:
+    return False
 
 
 def glob_match(pattern: bytes, key: bytes) -> bool:

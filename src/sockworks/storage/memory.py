@@ -100,6 +100,7 @@ from sockworks.storage.gate import ExclusiveGate
 from sockworks.storage.glob import compile_glob
 from sockworks.storage.model.table import COMMANDS as MODEL_COMMANDS
 from sockworks.storage.model.table import FREE_SUBCOMMANDS
+from sockworks.storage.model.table import PREPARE as MODEL_PREPARE
 from sockworks.storage.model.table import REPLAY as MODEL_REPLAY
 from sockworks.storage.model.values import (
     Encodings,
@@ -446,6 +447,13 @@ class MemoryStore(Store):
                                  else eviction.lfu_touch(packed, minute))
 
     # -- eviction (lock held) ----------------------------------------------
+    def _surely_refused(self) -> bool:
+        """Whether a write would now be refused as over maxmemory (read
+        without the lock: only a hint, so that work done before the lock
+        is not done for a command the lock's check then refuses)."""
+        return (bool(self._maxmemory) and not self._lifted and self._policy == "noeviction"
+                and self._used > self._maxmemory)
+
     def _check_memory(self) -> None:
         """Before a write: evict by the policy; OutOfMemory if still over."""
         if not self._make_room():
@@ -954,14 +962,20 @@ class MemoryStore(Store):
 
     # -- the data model (storage/model) ----------------------------------------
     def execute_command(self, argv: Sequence[bytes]) -> Any:
-        entry = MODEL_COMMANDS.get(argv[0].lower())
+        name = argv[0].lower()
+        entry = MODEL_COMMANDS.get(name)
         if entry is None:
             return super().execute_command(argv)
         fn, denyoom = entry
+        prepare = MODEL_PREPARE.get(name)
+        if prepare is not None and not (denyoom and self._surely_refused()):
+            # Work on the arguments alone (RESTORE's CRC64 and decoding)
+            # runs before the lock: it stalls no other client.
+            fn = prepare(argv, self.encodings)
         with self._lock:
             self._check_open()
             if denyoom and not (len(argv) > 1 and argv[1].lower() in FREE_SUBCOMMANDS.get(
-                    argv[0].lower(), ())):
+                    name, ())):
                 self._check_memory()
             self._depth += 1
             try:

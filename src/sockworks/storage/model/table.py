@@ -4,7 +4,9 @@
 whether it may add data (Redis's ``denyoom``: refused over maxmemory).
 ``REPLAY`` adds the commands only the log uses (``DEL``, ``SET``,
 ``PEXPIREAT``, written by COPY and the *STORE commands; ``XSTATE``, a
-stream's counters as COPY and a log rewrite write them).
+stream's counters as COPY and a log rewrite write them). ``PREPARE``: the
+commands with work to do on their arguments alone, before the store lock
+(RESTORE's CRC64 and decoding), each giving the function to run under it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from sockworks.protocols.resp import SimpleString
 from sockworks.storage.model import (
     bitfield,
     bitmaps,
+    dump,
     hashes,
     keys,
     lists,
@@ -27,7 +30,7 @@ from sockworks.storage.model import (
 from sockworks.storage.model.common import parse_int
 from sockworks.storage.model.keyspace import Keyspace
 
-__all__ = ["COMMANDS", "FREE_SUBCOMMANDS", "REPLAY", "Command"]
+__all__ = ["COMMANDS", "FREE_SUBCOMMANDS", "PREPARE", "REPLAY", "Command"]
 
 Command = Callable[[Keyspace, Sequence[bytes]], Any]
 
@@ -45,7 +48,7 @@ _NO_GROWTH: Final = frozenset((
     b"type", b"object", b"rename", b"renamenx", b"randomkey", b"touch", b"expiretime",
     b"pexpiretime", b"scan", b"sort_ro", b"memory", b"bitfield_ro", b"xlen", b"xrange",
     b"xrevrange", b"xdel", b"xtrim", b"xread", b"xreadgroup", b"xack", b"xpending", b"xclaim",
-    b"xautoclaim", b"xinfo",
+    b"xautoclaim", b"xinfo", b"dump",
 ))
 
 #: Subcommands of a denyoom command that cannot add data (Redis 7.0 flags
@@ -56,9 +59,13 @@ FREE_SUBCOMMANDS: Final[Mapping[bytes, frozenset[bytes]]] = {
 
 COMMANDS: Final[Mapping[bytes, tuple[Command, bool]]] = {
     name: (fn, name not in _NO_GROWTH)
-    for family in (hashes, lists, sets, zsets, bitmaps, bitfield, keys, streams, stream_groups)
+    for family in (hashes, lists, sets, zsets, bitmaps, bitfield, keys, streams, stream_groups,
+                   dump)
     for name, fn in family.COMMANDS.items()
 }
+
+
+PREPARE: Final = dump.PREPARE
 
 
 def _del(ks: Keyspace, argv: Sequence[bytes]) -> Any:

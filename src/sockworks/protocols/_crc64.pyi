@@ -1,0 +1,3 @@
+"""Types of the compiled CRC64 (_crc64.pyx), for mypy."""
+
+def crc64(data: bytes | bytearray | memoryview, crc: int = 0) -> int: ...

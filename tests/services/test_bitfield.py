@@ -12,7 +12,6 @@ random BITFIELDs from the append-only log and expects the same strings.
 from __future__ import annotations
 
 import random
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,33 +19,26 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sockworks.core.stats import ServerStats
-from sockworks.protocols.resp import encode_command
-from sockworks.services.resp import RespService, RespSession
 from sockworks.storage import records
 from sockworks.storage.base import Store
 from sockworks.storage.embedded import PersistentStore
 from sockworks.storage.factory import open_store
-from sockworks.storage.memory import MemoryStore
 from tests.redis_support import (  # noqa: F401 (fixtures)
     RedisServer,
     redis_call,
     redis_server_fixture,
     shared_redis_server_fixture,
 )
+from tests.services.session_pair import SessionPair
 
 pytestmark = pytest.mark.redis
 
 
-class Pair:
-    """One connection to redis-server and one RespSession, same protocol."""
+class Pair(SessionPair):
+    """The same command to both, compared byte for byte."""
 
     def __init__(self, port: int, proto: int, store: Store | None = None) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        self.service = RespService(store if store is not None else MemoryStore(), ServerStats(),
-                                   owns_store=True, max_bulk=512 * 1024 * 1024)
-        self.session: RespSession = self.service.new_session("127.0.0.1:1")
-        self.proto = proto
+        super().__init__(port, proto, store, max_bulk=512 * 1024 * 1024)
         self.reset()
 
     def reset(self) -> None:
@@ -57,16 +49,10 @@ class Pair:
         self.same(b"RPUSH", b"list", b"x")
 
     def same(self, *argv: bytes, check: bool = True) -> bytes:
-        expected = redis_call(self.sock, list(argv))
-        got = self.session.on_data(encode_command(list(argv))).data
+        expected, got = self.redis(list(argv)), self.ours(list(argv))
         if check:
             assert got == expected, (argv, expected, got)
         return got
-
-    def close(self) -> None:
-        self.sock.close()
-        self.session.on_close()
-        self.service.close()
 
 
 @pytest.fixture(params=[2, 3], ids=["resp2", "resp3"])

@@ -14,7 +14,6 @@ commands whose reply is random (SPOP, SRANDMEMBER...) only by shape.
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,18 +22,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sockworks.core.stats import ServerStats
-from sockworks.protocols.resp import encode_command
-from sockworks.services.resp import RespService, RespSession
 from sockworks.storage.base import Store
 from sockworks.storage.factory import open_store
-from sockworks.storage.memory import MemoryStore
 from tests.redis_support import (  # noqa: F401 (fixtures)
     RedisServer,
     redis_call,
     redis_server_fixture,
     shared_redis_server_fixture,
 )
+from tests.services.session_pair import SessionPair
 
 pytestmark = pytest.mark.redis
 
@@ -45,24 +41,17 @@ UNORDERED = {b"smembers", b"sinter", b"sunion", b"sdiff", b"sscan", b"keys", b"h
 RANDOM = {b"spop", b"srandmember", b"hrandfield", b"zrandmember", b"randomkey"}
 
 
-class Pair:
-    """One connection to redis-server and one RespSession, same protocol."""
+class Pair(SessionPair):
+    """The same command to both; replies compared as RANDOM/UNORDERED say."""
 
     def __init__(self, port: int, proto: int, store: Any = None) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        self.service = RespService(store if store is not None else MemoryStore(),
-                                   ServerStats(), owns_store=True)
-        self.session: RespSession = self.service.new_session("127.0.0.1:1")
-        self.proto = proto
+        super().__init__(port, proto, store)
         self.run([b"FLUSHALL"])
         if proto == 3:
             self.run([b"HELLO", b"3"], compare=False)
 
-    def ours(self, argv: list[bytes]) -> bytes:
-        return self.session.on_data(encode_command(argv)).data
-
     def run(self, argv: list[bytes], compare: bool = True) -> None:
-        expected, got = redis_call(self.sock, argv), self.ours(argv)
+        expected, got = self.redis(argv), self.ours(argv)
         if not compare:
             return
         name = argv[0].lower()
@@ -74,11 +63,6 @@ class Pair:
             assert _sorted(got) == _sorted(expected), (argv, expected, got)
         else:
             assert got == expected, (argv, expected, got)
-
-    def close(self) -> None:
-        self.sock.close()
-        self.session.on_close()
-        self.service.close()
 
 
 def _parse(raw: bytes) -> Any:

@@ -16,7 +16,6 @@ pending entries and consumers). Then:
 
 from __future__ import annotations
 
-import socket
 import struct
 from collections.abc import Iterator
 from typing import Any
@@ -27,13 +26,14 @@ import pytest
 from sockworks.core.stats import ServerStats
 from sockworks.protocols import rdb
 from sockworks.protocols.resp import encode_command
-from sockworks.services.resp import RespService, RespSession
+from sockworks.services.resp import RespService
 from sockworks.storage.memory import MemoryStore
 from tests.redis_support import (  # noqa: F401 (fixtures)
     RedisServer,
     redis_call,
     shared_redis_server_fixture,
 )
+from tests.services.session_pair import SessionPair
 from tests.support import StartServer
 
 pytestmark = pytest.mark.redis
@@ -114,25 +114,15 @@ def _norm(value: Any) -> Any:
     return value
 
 
-class Pair:
-    """One connection to redis-server and one RespSession, same protocol."""
+class Pair(SessionPair):
+    """The same command to both; redis-server sanitizes payloads deeply."""
 
     def __init__(self, port: int, proto: int, store: MemoryStore | None = None) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        self.store = store if store is not None else MemoryStore()
-        self.service = RespService(self.store, ServerStats(), owns_store=True)
-        self.session: RespSession = self.service.new_session("127.0.0.1:1")
-        self.proto = proto
+        super().__init__(port, proto, store)
         self.both(_b("FLUSHALL"))
         self.redis(_b("CONFIG", "SET", "sanitize-dump-payload", "yes"))
         if proto == 3:
             self.both(_b("HELLO", "3"))
-
-    def ours(self, argv: Argv) -> bytes:
-        return self.session.on_data(encode_command(argv)).data
-
-    def redis(self, argv: Argv) -> bytes:
-        return redis_call(self.sock, argv)
 
     def both(self, argv: Argv) -> tuple[bytes, bytes]:
         return self.redis(argv), self.ours(argv)
@@ -141,11 +131,6 @@ class Pair:
         theirs, ours = self.both(argv)
         assert ours == theirs, (argv, theirs, ours)
         return ours
-
-    def close(self) -> None:
-        self.sock.close()
-        self.session.on_close()
-        self.service.close()
 
 
 @pytest.fixture(params=[2, 3], ids=["resp2", "resp3"])

@@ -16,7 +16,6 @@ import os
 import pty
 import re
 import select
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -40,6 +39,7 @@ from tests.redis_support import (  # noqa: F401 (fixtures)
     redis_server_fixture,
     shared_redis_server_fixture,
 )
+from tests.services.session_pair import SessionPair
 from tests.support import require_binary
 
 redis = pytest.importorskip("redis")
@@ -51,25 +51,17 @@ def parse(raw: bytes) -> Any:
     return reader.gets()
 
 
-class Pair:
-    """One connection to redis-server and one RespSession, same protocol."""
+class Pair(SessionPair):
+    """The same command to both, compared byte for byte."""
 
     def __init__(self, port: int, proto: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        self.service = RespService(MemoryStore(), ServerStats(), owns_store=True)
-        self.session: RespSession = self.service.new_session("127.0.0.1:1")
+        super().__init__(port, proto)
         self.both(b"FLUSHALL")
         if proto == 3:
             self.both(b"HELLO", b"3")
 
-    def redis(self, *argv: bytes) -> bytes:
-        return redis_call(self.sock, list(argv))
-
-    def ours(self, *argv: bytes) -> bytes:
-        return self.session.on_data(encode_command(list(argv))).data
-
     def both(self, *argv: bytes) -> tuple[bytes, bytes]:
-        return self.redis(*argv), self.ours(*argv)
+        return self.redis(list(argv)), self.ours(list(argv))
 
     def same(self, *argv: bytes) -> bytes:
         expected, got = self.both(*argv)
@@ -82,11 +74,6 @@ class Pair:
         got = self.session.on_data(b"".join(encode_command(argv) for argv in commands)).data
         assert got == expected, (commands, expected, got)
         return got
-
-    def close(self) -> None:
-        self.sock.close()
-        self.session.on_close()
-        self.service.close()
 
 
 @pytest.fixture(params=[2, 3], ids=["resp2", "resp3"])
@@ -180,8 +167,8 @@ def test_command_info_unknown_and_count(pair: Pair) -> None:
     theirs, ours = pair.both(b"COMMAND", b"COUNT")
     assert theirs[:1] == ours[:1] == b":"
     count = int(ours[1:-2])
-    listed = parse(pair.ours(b"COMMAND", b"LIST"))
-    assert count == len(listed) == len(parse(pair.ours(b"COMMAND")))
+    listed = parse(pair.ours([b"COMMAND", b"LIST"]))
+    assert count == len(listed) == len(parse(pair.ours([b"COMMAND"])))
     assert len(set(listed)) == count
 
 
@@ -267,14 +254,14 @@ def test_config_set_matches_redis(pair: Pair) -> None:
         pair.same(b"CLIENT", b"KILL", b"TYPE", kind)  # none here, none there
     # A parameter this server cannot change takes its current value (no-op),
     # as Redis's CONFIG SET does; Redis's own immutable ones never.
-    values = parse(pair.ours(b"CONFIG", b"GET", b"*"))
+    values = parse(pair.ours([b"CONFIG", b"GET", b"*"]))
     if isinstance(values, list):
         values = dict(zip(values[::2], values[1::2], strict=True))
     refused = {name for name, value in values.items()
-               if pair.ours(b"CONFIG", b"SET", name, value) != b"+OK\r\n"}
+               if pair.ours([b"CONFIG", b"SET", name, value]) != b"+OK\r\n"}
     assert refused == {b"databases", b"cluster-enabled", b"aclfile", b"unixsocket",
                        b"unixsocketperm", b"daemonize", b"dir"}
-    assert pair.ours(b"CONFIG", b"SET", b"port", b"1").startswith(
+    assert pair.ours([b"CONFIG", b"SET", b"port", b"1"]).startswith(
         b"-ERR CONFIG SET failed (possibly related to argument 'port') - can't set immutable")
 
 
@@ -340,8 +327,8 @@ def test_commandstats_match_redis(redis_server: RedisServer) -> None:
         assert keyspace[0].split(",avg_ttl=")[0] == keyspace[1].split(",avg_ttl=")[0]
         assert 90_000 < int(keyspace[1].split("avg_ttl=")[1]) <= 100_000
         # commandstats is not a default section, as in Redis.
-        assert b"cmdstat_" not in pair.ours(b"INFO")
-        assert b"cmdstat_get" in pair.ours(b"INFO", b"all")
+        assert b"cmdstat_" not in pair.ours([b"INFO"])
+        assert b"cmdstat_get" in pair.ours([b"INFO", b"all"])
     finally:
         pair.close()
 

@@ -77,6 +77,10 @@ DEFAULT_LUA_MEMORY: Final = 256 * 1024 * 1024
 #: recurse forever); Redis stops at its Lua C stack limit (deeper), Python
 #: recursion here.
 MAX_REPLY_DEPTH: Final = 200
+#: Scripts between two incremental steps of Lua's collector, and the step's
+#: size: Redis's LUA_GC_CYCLE_PERIOD (eval.c), so what scripts leave behind
+#: is collected as they run instead of waiting for Lua's doubling threshold.
+GC_CYCLE_PERIOD: Final = 50
 _INT64_MIN: Final = -(1 << 63)
 _INT64_MAX: Final = (1 << 63) - 1
 #: Arguments from which redis.call passes them to Python as one table:
@@ -392,6 +396,8 @@ class LuaEngine:
         #: The RESP version redis.call replies are converted from (setresp).
         self.resp = 2
         lua = self._lua
+        self._gc_step = lua.eval("function(size) collectgarbage('step', size) end")
+        self._runs = 0
         prelude = lua.execute(_PRELUDE, self._py_call, self._py_pcall, self._py_sha1,
                               self._py_log, self._py_setresp, _unwrap, self._py_killed, CHUNK,
                               HOOK_INSTRUCTIONS, REDIS_VERSION.encode(), _version_num(),
@@ -466,6 +472,9 @@ class LuaEngine:
                     lua.set_max_memory(0)
                 if lua.get_memory_used() > self._max_memory // 2:
                     lua.execute("collectgarbage()")  # what the script left behind
+                self._runs += 1
+                if self._runs % GC_CYCLE_PERIOD == 0:
+                    self._gc_step(GC_CYCLE_PERIOD)
                 if ok:
                     reply = self.to_resp(result, proto)
                     return HoldsErrors(reply) if self._nested_errors else reply

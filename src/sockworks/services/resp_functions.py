@@ -26,7 +26,6 @@ from sockworks.services.lua_functions import (
     parse_metadata,
 )
 from sockworks.services.resp_commands import (
-    NOREPLICAS,
     OOM_REPLY,
     error_quoting,
     quoted,
@@ -44,8 +43,7 @@ from sockworks.services.resp_scripting import (
     call_command,
     forwarded,
     parse_numkeys,
-    refused_for_memory,
-    refused_for_replicas,
+    refused_to_start,
     scripting,
 )
 from sockworks.storage.functions import FunctionLibraries
@@ -140,10 +138,9 @@ def _fcall(s: Ctx, argv: list[bytes], *, read_only: bool) -> bytes | Plan[bytes]
     function = libraries.functions.get(argv[1].lower())
     if function is None:
         return _NOT_FOUND
-    if refused_for_replicas(s, function.flags):
-        return s.rejected(NOREPLICAS)
-    if refused_for_memory(s, function.flags, argv):
-        return s.rejected(OOM_REPLY)
+    refusal = refused_to_start(s, function.flags, argv)
+    if refusal is not None:
+        return refusal
     numkeys = parse_numkeys(argv, _BAD_KEYS)
     if isinstance(numkeys, bytes):
         return numkeys

@@ -407,20 +407,20 @@ def _run(s: Ctx, spec: CommandSpec, argv: list[bytes]) -> bytes:
     return s.run_plan(outcome) if isinstance(outcome, Plan) else outcome
 
 
-def refused_for_replicas(s: Ctx, flags: frozenset[str] | tuple[str, ...]) -> bool:
-    """A script or function with declared flags and without no-writes is a
-    write (Redis 7): min-replicas-to-write refuses it before it starts."""
-    return "no-writes" not in flags and s.server.writes_refused
-
-
-def refused_for_memory(s: Ctx, flags: frozenset[str] | tuple[str, ...],
-                       argv: list[bytes]) -> bool:
-    """A script or function that may write and is not flagged allow-oom does
-    not start over maxmemory (Redis 7 derives ``denyoom`` from its flags);
-    one without declared flags (EVAL with no ``#!``) is left to its writes."""
-    if "no-writes" in flags or "allow-oom" in flags:
-        return False
-    return not s.store.make_room(sum(map(len, argv)))
+def refused_to_start(s: Ctx, flags: frozenset[str] | tuple[str, ...],
+                     argv: list[bytes]) -> bytes | None:
+    """Why a script or function with declared flags may not start, as the
+    rejected call's reply; None: it may. Redis 7 derives ``write`` and
+    ``denyoom`` from the flags: without no-writes, min-replicas-to-write
+    refuses it (NOREPLICAS), and without allow-oom too, maxmemory (OOM). One
+    without declared flags (EVAL with no ``#!``) is left to its writes."""
+    if "no-writes" in flags:
+        return None
+    if s.server.writes_refused:
+        return s.rejected(NOREPLICAS)
+    if "allow-oom" not in flags and not s.store.make_room(sum(map(len, argv))):
+        return s.rejected(OOM_REPLY)
+    return None
 
 
 # -- the commands ---------------------------------------------------------------------
@@ -476,10 +476,9 @@ def _eval(s: Ctx, argv: list[bytes], *, by_sha: bool,
             return exc.reply
     oom = False
     if script.body.startswith(b"#!"):
-        if refused_for_replicas(s, script.flags):
-            return s.rejected(NOREPLICAS)
-        if refused_for_memory(s, script.flags, argv):
-            return s.rejected(OOM_REPLY)
+        refusal = refused_to_start(s, script.flags, argv)
+        if refusal is not None:
+            return refusal
     else:  # no flags: its first write is refused instead (Redis's scriptVerifyOOM)
         oom = not s.store.make_room(sum(map(len, argv)))
     keys, args = argv[3:3 + numkeys], argv[3 + numkeys:]

@@ -96,6 +96,20 @@ def require_binary(name: str) -> str:
     return path
 
 
+def require_lua() -> None:
+    """At a test module's top: the module needs lupa (the 'lua' extra).
+
+    Skips the module without it on a developer's machine; fails it under
+    CI=true, where .ci/run installs the extra.
+    """
+    from sockworks.services import lua_engine
+
+    if not lua_engine.LUA_AVAILABLE:
+        if IN_CI:
+            pytest.fail("lupa (the 'lua' extra) is required under CI=true", pytrace=False)
+        pytest.skip("lupa not installed (pip install 'sockworks[lua]')", allow_module_level=True)
+
+
 def recv_until(sock: socket.socket, terminator: bytes = b"\n", limit: int = 1 << 20) -> bytes:
     """Read until ``terminator`` is seen or the peer closes; never past ``limit``."""
     buf = b""

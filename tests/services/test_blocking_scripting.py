@@ -23,21 +23,17 @@ from collections.abc import Iterator
 import pytest
 
 from sockworks.server import Server
-from sockworks.services import lua_engine
 from sockworks.services.kv import KvService
 from tests.redis_support import (  # noqa: F401 (fixtures)
     RedisServer,
     shared_redis_server_fixture,
 )
 from tests.services.test_blocking_differential import Side, both
-from tests.support import IN_CI
+from tests.support import require_lua
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(60)]
 
-if not lua_engine.LUA_AVAILABLE:
-    if IN_CI:
-        pytest.fail("lupa (the 'lua' extra) is required under CI=true", pytrace=False)
-    pytest.skip("lupa not installed (pip install 'sockworks[lua]')", allow_module_level=True)
+require_lua()
 
 LOOP = "local i = 0 while true do i = i + 1 end"
 BUSY = (b"-BUSY Redis is busy running a script. You can only call SCRIPT KILL or "

@@ -22,21 +22,17 @@ from typing import Any
 import pytest
 
 from sockworks.core.error_stats import DISABLED, MAX_ERROR_CODES, ErrorStats, error_code
-from sockworks.services import lua_engine
 from tests.conftest import ServerProcess, spawn_server
 from tests.redis_support import (  # noqa: F401 (fixtures)
     RedisServer,
     shared_redis_server_fixture,
 )
 from tests.services.test_scripting import DEADLINE, Ours, ask, raw_reply, resp_port
-from tests.support import IN_CI
+from tests.support import require_lua
 
 redis = pytest.importorskip("redis")
 
-if not lua_engine.LUA_AVAILABLE:
-    if IN_CI:
-        pytest.fail("lupa (the 'lua' extra) is required under CI=true", pytrace=False)
-    pytest.skip("lupa not installed (pip install 'sockworks[lua]')", allow_module_level=True)
+require_lua()
 
 #: The commands whose commandstats are compared (CONFIG is left out: Redis
 #: counts it by subcommand, config|set, and this server does not).

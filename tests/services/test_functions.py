@@ -22,7 +22,7 @@ import hiredis
 import pytest
 
 from sockworks.protocols.resp import encode_command
-from sockworks.services import lua_engine, resp_scripting
+from sockworks.services import resp_scripting
 from sockworks.storage.embedded import PersistentStore
 from tests.conftest import spawn_server
 from tests.redis_support import (  # noqa: F401 (fixtures)
@@ -30,12 +30,9 @@ from tests.redis_support import (  # noqa: F401 (fixtures)
     shared_redis_server_fixture,
 )
 from tests.services.test_scripting import DEADLINE, Ours, ask, raw_reply, resp_port
-from tests.support import IN_CI
+from tests.support import require_lua
 
-if not lua_engine.LUA_AVAILABLE:
-    if IN_CI:
-        pytest.fail("lupa (the 'lua' extra) is required under CI=true", pytrace=False)
-    pytest.skip("lupa not installed (pip install 'sockworks[lua]')", allow_module_level=True)
+require_lua()
 
 LIB1 = ("#!lua name=lib1\n"
         "redis.register_function('f1', function(keys, args) return {keys, args} end)\n"

@@ -9,8 +9,10 @@ from __future__ import annotations
 import pytest
 
 from sockworks.services import lua_bytecode, lua_engine
+from tests.support import require_lua
 
-if not lua_engine.LUA_AVAILABLE or lua_engine.LUA_VERSION != "Lua 5.1":
+require_lua()
+if lua_engine.LUA_VERSION != "Lua 5.1":
     pytest.skip("needs lupa's Lua 5.1 runtime", allow_module_level=True)
 
 #: Every constant kind, nested closures with upvalues, varargs, a table

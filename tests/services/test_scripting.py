@@ -36,14 +36,11 @@ from tests.redis_support import (  # noqa: F401 (fixtures)
     RedisServer,
     shared_redis_server_fixture,
 )
-from tests.support import IN_CI, SHARED_MEMORY_MODELS
+from tests.support import SHARED_MEMORY_MODELS, require_lua
 
 redis = pytest.importorskip("redis")
 
-if not lua_engine.LUA_AVAILABLE:
-    if IN_CI:
-        pytest.fail("lupa (the 'lua' extra) is required under CI=true", pytrace=False)
-    pytest.skip("lupa not installed (pip install 'sockworks[lua]')", allow_module_level=True)
+require_lua()
 
 #: How long a test waits for a script to be reported busy, or to stop.
 DEADLINE = 10.0

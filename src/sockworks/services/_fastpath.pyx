@@ -69,6 +69,20 @@ cdef inline bint _space(unsigned char c) noexcept:
     return c == 32 or (9 <= c <= 13)
 
 
+cdef inline Py_ssize_t _spaces_end(const char *p, Py_ssize_t i, Py_ssize_t n) noexcept:
+    # Past the whitespace at p[i:n].
+    while i < n and _space(p[i]):
+        i += 1
+    return i
+
+
+cdef inline Py_ssize_t _word_end(const char *p, Py_ssize_t i, Py_ssize_t n) noexcept:
+    # Past the word (non-whitespace) at p[i:n].
+    while i < n and not _space(p[i]):
+        i += 1
+    return i
+
+
 cdef inline unsigned char _upper(unsigned char c) noexcept:
     return c - 32 if 97 <= c <= 122 else c
 
@@ -120,7 +134,7 @@ def text_run(session, list lines):
     cdef Py_ssize_t gets = 0, sets = 0, commands = 0, hits = 0, misses = 0
     cdef bytes line, key, value, reply
     cdef const char *p
-    cdef Py_ssize_t n, i, w0, w1, k0, k1, v0, v1
+    cdef Py_ssize_t n, w0, w1, k0, k1, v0, v1
     cdef int cmd
     cdef str name
     try:
@@ -131,22 +145,11 @@ def text_run(session, list lines):
             p = PyBytes_AS_STRING(line)
             n = PyBytes_GET_SIZE(line)
             # The words as line.split(None, 2) finds them: command, key, rest.
-            i = 0
-            while i < n and _space(p[i]):
-                i += 1
-            w0 = i
-            while i < n and not _space(p[i]):
-                i += 1
-            w1 = i
-            while i < n and _space(p[i]):
-                i += 1
-            k0 = i
-            while i < n and not _space(p[i]):
-                i += 1
-            k1 = i
-            while i < n and _space(p[i]):
-                i += 1
-            v0 = i
+            w0 = _spaces_end(p, 0, n)
+            w1 = _word_end(p, w0, n)
+            k0 = _spaces_end(p, w1, n)
+            k1 = _word_end(p, k0, n)
+            v0 = _spaces_end(p, k1, n)
             v1 = n
             while v1 > v0 and _space(p[v1 - 1]):
                 v1 -= 1

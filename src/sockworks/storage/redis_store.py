@@ -93,7 +93,7 @@ import re
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from sockworks.storage.base import (
@@ -820,14 +820,27 @@ class RedisStore(Store):
                     replies = pipe.execute(raise_on_error=False)
             except StoreError as exc:
                 raise _exec_abort(exc) from None
+        return self._batch_results(plans, replies)
+
+    def _batch_results(self, plans: Sequence[RedisPlan[Any]], replies: Sequence[Any],
+                       callbacks: Mapping[str, Callable[..., Any]] | None = None
+                       ) -> list[Any]:
+        """Each recorded call's result from EXEC's replies (a call that sent
+        nothing gets None converted; an error reply, the StoreError it stands
+        for). ``callbacks``: redis-py's response callbacks, for replies read
+        off a raw connection rather than through a redis-py pipeline."""
         results: list[Any] = []
         reply_iter = iter(replies)
         for plan in plans:
             reply = next(reply_iter) if plan.args else None
             if isinstance(reply, Exception):
                 results.append(self._reply_error(reply))
-            else:
-                results.append(plan.convert(reply))
+                continue
+            if callbacks is not None:
+                name = plan.args[0] if plan.args else None
+                if isinstance(name, str) and name in callbacks:
+                    reply = callbacks[name](reply, **plan.options)
+            results.append(plan.convert(reply))
         return results
 
     def _reply_error(self, exc: Exception) -> StoreError:
@@ -1084,19 +1097,7 @@ class PinnedRedisStore(RedisStore):
             raise self._fail(exc) from None
         if replies is None:
             raise TransactionAborted()
-        callbacks = pin.client.response_callbacks
-        results: list[Any] = []
-        reply_iter = iter(replies)
-        for plan in plans:
-            reply = next(reply_iter) if plan.args else None
-            if isinstance(reply, Exception):
-                results.append(self._reply_error(reply))
-                continue
-            name = plan.args[0] if plan.args else None
-            if isinstance(name, str) and name in callbacks:
-                reply = callbacks[name](reply, **plan.options)
-            results.append(plan.convert(reply))
-        return results
+        return self._batch_results(plans, replies, pin.client.response_callbacks)
 
     def _check_slots(self, commands: Sequence[Sequence[Any]]) -> None:
         """Redis Cluster: every queued key in the watched keys' slot."""
